@@ -1,0 +1,6 @@
+"""`python -m paulow <command>`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

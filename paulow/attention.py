@@ -1,0 +1,42 @@
+"""Attention-gate maps for `use_model.py --save-attention`.
+
+Each gate multiplies a skip connection by a map in [0, 1]: bright where the decoder let the encoder's
+detail through, dark where it suppressed it. Maps come deepest gate first (coarse, where the network
+looks) to shallowest (fine, which edges it keeps); each is resized to the slice for viewing.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("paulow")
+MAX_PIXELS = 16_000_000  # one whole-slice forward pass; larger slices are skipped with a warning
+
+
+def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
+    """(H, W) float maps of every attention gate of the first model, for one raw (C, H, W) page."""
+    import cv2
+    import torch
+
+    from .commands.segment import match_channels
+    from .data import normalise_with
+
+    model = loaded.models[0]
+    if not hasattr(model, "keep_attention"):
+        log.warning("model '%s' has no attention gates: nothing to save", loaded.meta.get("arch"))
+        return []
+    h, w = page.shape[-2:]
+    if h * w > MAX_PIXELS:
+        log.warning("slice of %dx%d is too large for attention maps (one forward pass): skipped", h, w)
+        return []
+    image = normalise_with(match_channels(page[None], loaded.in_channels, "slice")[0],
+                           loaded.meta.get("normalisation", {}))
+    model.keep_attention = True
+    try:
+        with torch.inference_mode():
+            model(torch.from_numpy(image)[None].to(opts.device))
+        maps = [m[0, 0].float().cpu().numpy() for m in model.attention_maps]
+    finally:
+        model.keep_attention = False
+    return [cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in maps]

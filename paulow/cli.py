@@ -1,0 +1,258 @@
+"""`paulow <command>` and the four top-level scripts. Parsing only; heavy imports come after parsing.
+
+Every prompt has a flag, every option can come from `--config FILE` (YAML or JSON), and errors a
+user can cause print one line and exit non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import PaulowError, UsageError
+
+COMMANDS = ("setup", "train", "predict", "finetune", "evaluate", "summary", "check-overfit", "demo")
+ALIASES = {"use": "predict", "segment": "predict"}
+
+
+def _root(p: argparse.ArgumentParser, default_root: Path) -> None:
+    p.add_argument("--root", type=Path, default=default_root,
+                   help=f"workspace folder holding Train_Model/, Use_Model/, Finetune_Model/ (default: {default_root})")
+
+
+def _common_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true", help="accept every default; never prompt")
+    p.add_argument("--keep-inputs", action="store_true", help="do not clear the input folders afterwards")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda[:N]")
+    p.add_argument("--config", type=Path, help="YAML or JSON file with any of these options")
+    p.add_argument("--verbose", "-v", action="store_true", help="print the per-epoch log too")
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
+                   help="defaults for the machine (auto: cpu or gpu); 'paper' = the published settings")
+    g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet, unet_bn")
+    g.add_argument("--width", type=int, help="channels of the first level (published: 64; CPU default 16)")
+    g.add_argument("--depth", type=int, help="resolution levels (default 4)")
+    g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
+    g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, dice, tversky, focal_tversky, focal")
+    g.add_argument("--loss-args", type=json.loads,
+                   help='JSON of loss settings, e.g. \'{"high": 0.05, "alpha": 0.6, "beta": 0.4}\'')
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--optimizer", choices=("adamw", "adam"))
+    g.add_argument("--patch", type=int, help="patch size in pixels (default 128)")
+    g.add_argument("--overlap", type=int, help="grid patch overlap in pixels (default 64)")
+    g.add_argument("--per-epoch", type=int, help="patches drawn per epoch (0 = all)")
+    g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity changes")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="hard wall-clock budget for the whole run (0 = none; CPU default 15)")
+    g.add_argument("--patience", type=int, help="epochs without a better validation Dice before stopping")
+    g.add_argument("--workers", type=int, help="data-loading worker processes (CPU default 0)")
+    g.add_argument("--threshold", type=float, help="probability threshold stored with the model (0.5)")
+
+
+def _add_setup(sub, root: Path) -> None:
+    p = sub.add_parser("setup", help="create the drop folders")
+    _root(p, root)
+
+
+def _add_train(sub, root: Path) -> None:
+    p = sub.add_parser("train", help="train a model on Train_Model/TRAINING_IMAGES + TRAINING_MASKS")
+    _root(p, root)
+    _common_run(p)
+    p.add_argument("--name", help="name of the new model (asked for when missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    _training_options(p)
+    g = p.add_argument_group("cross-validation")
+    g.add_argument("--folds", type=int, help="K-fold cross-validation (default 5; 1 = one split)")
+    g.add_argument("--test-fraction", type=float, help="held-out test share of images (default 0.1)")
+    g.add_argument("--ensemble", action="store_true", default=None,
+                   help="keep every fold model in the file and average them at inference")
+
+
+def _add_predict(sub, root: Path) -> None:
+    p = sub.add_parser("predict", aliases=["use", "segment"],
+                       help="segment Use_Model/INPUT_IMAGES with a saved model")
+    _root(p, root)
+    _common_run(p)
+    p.add_argument("--model", help="model file name in Use_Model/saved_models (with or without .pth)")
+    g = p.add_argument_group("inference")
+    g.add_argument("--tile", type=int, help="tile size (default: from the model)")
+    g.add_argument("--overlap", type=float, help="tile overlap fraction (default 0.5)")
+    g.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
+    g.add_argument("--threshold", type=float, help="probability threshold (default: from the model)")
+    g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--save-prob", action="store_true", help="also write probability maps")
+    g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline")
+    g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv")
+    g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
+    g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")
+
+
+def _add_finetune(sub, root: Path) -> None:
+    p = sub.add_parser("finetune", help="adapt a saved model to Finetune_Model/INPUT_IMAGES + INPUT_MASKS")
+    _root(p, root)
+    _common_run(p)
+    p.add_argument("--model", help="model to fine-tune (file name in saved_models)")
+    _training_options(p)
+    p.add_argument("--freeze-encoder", action="store_true", help="train decoder and attention gates only")
+    p.add_argument("--holdout", type=float, default=None, help="held-out share of the new images (0.25)")
+    p.add_argument("--check", nargs=2, type=Path, metavar=("DIR_IMAGES", "DIR_MASKS"),
+                   help="old-domain images + masks: report both models' Dice there (forgetting)")
+
+
+def _add_evaluate(sub, root: Path) -> None:
+    p = sub.add_parser("evaluate", help="score predicted masks (or a model) against ground truth")
+    p.add_argument("--pred", type=Path, nargs="+", help="folder(s) or file(s) of predicted masks")
+    p.add_argument("--truth", type=Path, required=False, help="folder or file of ground-truth masks")
+    p.add_argument("--model", type=Path, nargs="+", help="model file(s): predict --images first")
+    p.add_argument("--images", type=Path, help="images to predict with --model")
+    p.add_argument("--compare", action="store_true", help="print the predictions/models side by side")
+    p.add_argument("--classes", type=int, default=1)
+    p.add_argument("--out", type=Path, help="folder for metrics.csv / metrics.json (default: beside --truth)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--verbose", "-v", action="store_true")
+
+
+def _add_tools(sub, root: Path) -> None:
+    p = sub.add_parser("summary", help="layer table, parameters and FLOPs per megapixel")
+    p.add_argument("model", help="a .pth file or an architecture name")
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--classes", type=int, default=1)
+    p.add_argument("--verbose", "-v", action="store_true")
+    p = sub.add_parser("check-overfit", help="train on one batch: does the loss go near zero?")
+    _root(p, root)
+    p.add_argument("--images", type=Path, help="image folder (default: Train_Model/TRAINING_IMAGES)")
+    p.add_argument("--masks", type=Path, help="mask folder (default: Train_Model/TRAINING_MASKS)")
+    _training_options(p)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--device", default=None)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--verbose", "-v", action="store_true")
+    p = sub.add_parser("demo", help="the whole loop on synthetic data in a temporary workspace")
+    p.add_argument("--minutes", type=float, default=2.0, help="training budget")
+    p.add_argument("--keep", type=Path, help="keep the workspace in this folder")
+    p.add_argument("--verbose", "-v", action="store_true")
+
+
+def build_parser(default_root: Path) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paulow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_setup, _add_train, _add_predict, _add_finetune, _add_evaluate, _add_tools):
+        add(sub, default_root)
+    return parser
+
+
+def load_config(path: Path) -> dict:
+    """Options from a YAML or JSON file (keys as on the command line, '-' or '_')."""
+    if not path.is_file():
+        raise UsageError(f"config file '{path}' not found: check --config")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - yaml and json raise different types
+        raise UsageError(f"config file '{path}' is not valid YAML/JSON ({exc}): fix the file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file '{path}' must hold a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse twice: once to find --config, then with the file's values as defaults."""
+    args = parser.parse_args(argv)
+    cfg_path = getattr(args, "config", None)
+    if not cfg_path:
+        return args
+    values = load_config(cfg_path)
+    sub = _subparser(parser, args.command)
+    known = {a.dest for a in sub._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"config file '{cfg_path}' has unknown option(s): {', '.join(unknown)}")
+    for key in ("root", "truth", "images", "masks"):
+        if isinstance(values.get(key), str):
+            values[key] = Path(values[key])
+    sub.set_defaults(**values)
+    args = parser.parse_args(argv)
+    args.effective_config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    return args
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("paulow")
+    if not any(getattr(h, "_paulow_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler._paulow_console = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    for h in logger.handlers:
+        if getattr(h, "_paulow_console", False):
+            h.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = ALIASES.get(args.command, args.command)
+    if command == "setup":
+        from .commands.setup import run
+    elif command == "train":
+        from .commands.train import run
+    elif command == "predict":
+        from .commands.segment import run
+    elif command == "finetune":
+        from .commands.finetune import run
+    elif command == "evaluate":
+        from .commands.evaluate import run
+    elif command == "summary":
+        from .commands.tools import run_summary as run
+    elif command == "check-overfit":
+        from .commands.tools import run_check_overfit as run
+    else:
+        from .demo import run
+    result = run(args)
+    return result if isinstance(result, int) else 0
+
+
+def main(argv: Sequence[str] | None = None, default_root: Path | None = None) -> int:
+    """Entry point of `paulow` and the scripts. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(default_root or Path.cwd())
+    try:
+        args = _apply_config(parser, argv)
+        _setup_logging(getattr(args, "verbose", False))
+        return _dispatch(args)
+    except PaulowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was deleted; the input folders are as they were", file=sys.stderr)
+        return 130
+
+
+def script_main(command: str, script_file: str) -> Callable[[], None]:
+    """Run one command for a top-level script whose default root is the script's folder."""
+    root = Path(script_file).resolve().parent
+    sys.exit(main([command, *sys.argv[1:]], default_root=root))

@@ -1,0 +1,1 @@
+"""One module per command: each reads the workspace, calls the package, writes results."""

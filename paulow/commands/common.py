@@ -1,0 +1,114 @@
+"""Pieces the commands share: choosing a saved model, naming a new one, run logs."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from ..errors import ModelError, UsageError
+from ..prompts import ask, ask_until
+
+log = logging.getLogger("paulow")
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def list_models(models_dir: Path) -> list[Path]:
+    """Model files in `saved_models`, oldest first."""
+    if not models_dir.is_dir():
+        return []
+    files = [p for p in models_dir.iterdir() if p.suffix.lower() == ".pth" and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def model_table(paths: list[Path]) -> str:
+    """The numbered table of saved models (name, date, network, channels, classes, test Dice)."""
+    from ..checkpoint import describe
+    from ..report import format_table
+
+    rows = []
+    for i, path in enumerate(paths, 1):
+        try:
+            row = describe(path)
+        except ModelError as exc:
+            row = {"name": path.stem, "date": "", "network": f"unreadable ({str(exc)[:40]}...)"}
+        rows.append({"#": i, **row})
+    return format_table(rows, ["#", "name", "date", "network", "channels", "classes", "test_dice"])
+
+
+def choose_model(models_dir: Path, name: str | None, assume_default: bool = False) -> Path:
+    """`--model NAME` (with or without .pth), or a numbered prompt that asks again on a bad answer."""
+    paths = list_models(models_dir)
+    if name:
+        wanted = name if name.lower().endswith(".pth") else f"{name}.pth"
+        for path in paths:
+            if path.name == wanted:
+                return path
+        known = ", ".join(p.stem for p in paths) or "none"
+        raise ModelError(f"no model '{name}' in '{models_dir}' (available: {known}): check --model")
+    if not paths:
+        raise ModelError(f"no models in '{models_dir}': train one with train_model.py first "
+                         "(or copy a .pth file there)")
+    print(model_table(paths))
+
+    def parse(answer: str) -> Path:
+        if answer.isdigit() and 1 <= int(answer) <= len(paths):
+            return paths[int(answer) - 1]
+        raise ValueError(f"please answer a number from 1 to {len(paths)}")
+
+    default = str(len(paths)) if assume_default else None
+    return ask_until(f"Which model (1-{len(paths)})", "--model NAME", parse, default, assume_default)
+
+
+def check_new_name(name: str, models_dir: Path, overwrite: bool) -> str:
+    """Validate a new model name; refuse one that exists unless overwriting was asked for."""
+    name = name[:-4] if name.lower().endswith(".pth") else name
+    if not _NAME_OK.match(name):
+        raise ValueError(f"'{name}' is not a valid name: use letters, digits, '.', '_' or '-'")
+    if (models_dir / f"{name}.pth").exists() and not overwrite:
+        raise ValueError(f"a model named '{name}' already exists in '{models_dir}': choose another "
+                         "name (or pass --overwrite)")
+    return name
+
+
+def ask_model_name(name: str | None, models_dir: Path, overwrite: bool, assume_default: bool,
+                   default: str) -> str:
+    """`--name`, or a prompt (refusing names that exist unless --overwrite)."""
+    if name:
+        try:
+            return check_new_name(name, models_dir, overwrite)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return ask_until("Name for the new model", "--name NAME",
+                     lambda a: check_new_name(a, models_dir, overwrite), default, assume_default)
+
+
+def add_file_log(path: Path) -> logging.Handler:
+    """Also write the run's log to `path`; remove the handler when the run ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("paulow").addHandler(handler)
+    logging.getLogger("paulow").setLevel(logging.INFO)
+    return handler
+
+
+def remove_log(handler: logging.Handler) -> None:
+    logging.getLogger("paulow").removeHandler(handler)
+    handler.close()
+
+
+def unique_dir(path: Path) -> Path:
+    """`path`, or `path_2`, `path_3`, ... — never reuse a folder holding earlier results."""
+    if not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}_{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}_{n}")
+
+
+def confirm(question: str, flag: str, assume_yes: bool) -> bool:
+    """Yes/no prompt."""
+    answer = ask(question + " (y/n)", flag, "y", assume_yes)
+    return answer.lower().startswith("y")

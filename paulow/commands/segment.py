@@ -1,0 +1,218 @@
+"""`use_model.py` / `paulow predict`: segment every image in INPUT_IMAGES with a saved model."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, PaulowError
+from ..workspace import Workspace, clear_inputs
+from .common import choose_model
+
+log = logging.getLogger("paulow")
+
+
+@dataclass
+class SegmentOptions:
+    """How to segment (defaults come from the model file)."""
+
+    tile: int | None = None
+    overlap: float | None = None
+    batch_size: int = 8
+    threshold: float | None = None
+    tta: bool = False
+    device: str = "cpu"
+    save_prob: bool = False
+    overlay: bool = False
+    instances: bool = False
+    split_touching: bool = False
+    save_attention: bool = False
+
+
+@dataclass
+class FileResult:
+    source: Path
+    written: list[Path] = field(default_factory=list)
+    objects: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+def match_channels(image: np.ndarray, expected: int, name: str) -> np.ndarray:
+    """Fit a (pages, C, H, W) stack to the model's channel count by an explicit, logged conversion."""
+    have = image.shape[1]
+    if have == expected:
+        return image
+    if expected == 1 and have in (3, 4):
+        log.warning("'%s' has %d channels but the model is greyscale: converted to grey (luminance)",
+                    name, have)
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.tensordot(image[:, :3].astype(np.float32), weights, axes=([1], [0]))[:, None]
+    if expected == 3 and have == 1:
+        log.warning("'%s' is greyscale but the model expects 3 channels: the grey channel is repeated",
+                    name)
+        return np.repeat(image, 3, axis=1)
+    if expected == 3 and have == 4:
+        log.warning("'%s' is RGBA: the alpha channel is dropped for a 3-channel model", name)
+        return image[:, :3]
+    raise ModelError(f"'{name}' has {have} channel(s) but the model expects {expected}: convert the "
+                     f"image to {expected} channel(s) or use a model trained on {have}-channel images")
+
+
+def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
+    """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
+    from ..data import normalise_with
+    from ..infer import predict_slice
+
+    meta = loaded.meta
+    data = match_channels(data, loaded.in_channels, name)
+    tile = opts.tile or int(meta.get("patch", 128))
+    overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
+    return [predict_slice(loaded.models, normalise_with(page, meta.get("normalisation", {})), tile=tile,
+                          overlap=overlap, batch_size=opts.batch_size, device=opts.device, tta=opts.tta)
+            for page in data]
+
+
+def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult) -> None:
+    from .. import io
+    from ..postprocess import label_instances, object_table, outline_overlay
+
+    stem = stack.path.stem
+    if opts.save_prob:
+        prob = np.stack([p[0] if p.shape[0] == 1 else p for p in probs]).astype(np.float32)
+        result.written.append(io.write_tiff(io.unique_path(out_dir / f"{stem}_prob.tif"), prob,
+                                            resolution=stack.resolution, unit=stack.unit))
+    if opts.overlay:
+        for page, mask in enumerate(masks):
+            grey = _display(stack.data[page])
+            suffix = f"_p{page:03d}" if len(masks) > 1 else ""
+            path = io.unique_path(out_dir / f"{stem}{suffix}_overlay.png")
+            result.written.append(io.write_png(path, outline_overlay(grey, mask)))
+    if opts.instances:
+        labels = [label_instances(m, split_touching=opts.split_touching) for m in masks]
+        result.written.append(io.write_mask(io.unique_path(out_dir / f"{stem}_labels.tif"),
+                                            np.stack(labels).astype(np.uint16),
+                                            resolution=stack.resolution, unit=stack.unit))
+        for page, lab in enumerate(labels):
+            rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
+            result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
+            result.summary.append({"file": stack.path.name, "page": page, "objects": len(rows),
+                                   "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size})
+
+
+def _display(page: np.ndarray) -> np.ndarray:
+    """A (C, H, W) page as 8-bit grey for overlays (percentile-scaled)."""
+    from ..data import normalise
+
+    grey = normalise(page[:1].astype(np.float32))[0]
+    return (np.clip(grey, 0, 1) * 255).astype(np.uint8)
+
+
+def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: FileResult) -> None:
+    from .. import io
+    from ..attention import attention_maps
+
+    for page in range(stack.data.shape[0]):
+        for level, amap in enumerate(attention_maps(loaded, stack.data[page], opts)):
+            suffix = f"_p{page:03d}" if stack.data.shape[0] > 1 else ""
+            path = io.unique_path(out_dir / f"{stack.path.stem}{suffix}_attention{level + 1}.png")
+            result.written.append(io.write_png(path, (np.clip(amap, 0, 1) * 255).astype(np.uint8)))
+
+
+def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> FileResult:
+    """Segment one file (all pages) and write its outputs atomically; raise on a bad file."""
+    from .. import io
+    from ..postprocess import to_mask
+
+    stack = io.read_image(path)
+    probs = predict_stack(loaded, stack.data, opts, path.name)
+    threshold = opts.threshold if opts.threshold is not None else float(loaded.meta.get("threshold", 0.5))
+    masks = [to_mask(p, threshold) for p in probs]
+    result = FileResult(source=path)
+    out = np.stack(masks)
+    if loaded.classes <= 1:
+        out = io.binary_to_uint8(out)
+    mask_path = io.write_mask(io.unique_path(out_dir / f"{path.stem}_mask.tif"), out,
+                              resolution=stack.resolution, unit=stack.unit)
+    result.written.append(mask_path)
+    _write_extras(stack, probs, masks, out_dir, opts, result)
+    if opts.save_attention:
+        _save_attention(loaded, stack, opts, out_dir, result)
+    check = io.read_mask(mask_path)
+    if check.shape != out.shape:
+        raise ModelError(f"output '{mask_path}' did not read back correctly: check the disk")
+    return result
+
+
+def options_from_args(args, device: str) -> SegmentOptions:
+    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                          threshold=args.threshold, tta=args.tta, device=device,
+                          save_prob=args.save_prob, overlay=args.overlay, instances=args.instances,
+                          split_touching=args.split_touching, save_attention=args.save_attention)
+
+
+def run(args, echo=print) -> int:
+    """The whole predict command; returns the exit code (non-zero when any file failed)."""
+    from tqdm.auto import tqdm
+
+    from ..checkpoint import load_checkpoint
+    from ..data import load_images
+    from ..train import pick_device
+
+    ws = Workspace(Path(args.root))
+    ws.require(ws.use_inputs)
+    ws.use_outputs.mkdir(parents=True, exist_ok=True)
+    model_path = choose_model(ws.models, args.model, args.yes)
+    device = pick_device(args.device or "auto")
+    loaded = load_checkpoint(model_path, device)
+    images = load_images(ws.use_inputs)
+    opts = options_from_args(args, device)
+    echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
+         f"{len(images)} file(s) to segment on {device}")
+    results = []
+    with ws.lock():
+        for path in tqdm(images, desc="segmenting", unit="file", disable=None):
+            try:
+                results.append(segment_file(loaded, path, ws.use_outputs, opts))
+            except PaulowError as exc:
+                log.error("%s", exc)
+                results.append(FileResult(source=path, error=str(exc)))
+        tables = _write_tables(results, ws.use_outputs, opts)
+        return _finish(results, tables, args, echo)
+
+
+def _write_tables(results: list[FileResult], out_dir: Path, opts: SegmentOptions) -> list[Path]:
+    """The per-object and per-image CSVs of this run (with --instances)."""
+    from .. import io
+    from ..report import write_csv
+
+    if not opts.instances:
+        return []
+    written = []
+    for name, key in (("objects.csv", "objects"), ("summary.csv", "summary")):
+        path = io.unique_path(out_dir / name)
+        write_csv(path, [row for r in results for row in getattr(r, key)])
+        written.append(path)
+    return written
+
+
+def _finish(results: list[FileResult], tables: list[Path], args, echo) -> int:
+    ok = [r for r in results if r.error is None]
+    failed = [r for r in results if r.error is not None]
+    written = [w for r in ok for w in r.written] + tables
+    echo(f"wrote {len(written)} file(s):")
+    for w in written:
+        echo(f"  {w}")
+    if args.keep_inputs:
+        echo("inputs kept (--keep-inputs)")
+    else:
+        removed = clear_inputs(r.source for r in ok)
+        echo(f"cleared {len(removed)} processed input file(s) from INPUT_IMAGES")
+    if failed:
+        echo(f"{len(failed)} file(s) failed and were kept in INPUT_IMAGES:")
+        for r in failed:
+            echo(f"  {r.source.name}: {r.error}")
+        return 1
+    return 0

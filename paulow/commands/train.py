@@ -1,0 +1,168 @@
+"""`train_model.py` / `paulow train`: validate the training folders, train, save, report, clear."""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from ..data import Slice, load_pairs
+from ..train import TrainConfig, TrainResult, cross_validate, pick_device, resolve_config, time_steps
+from ..workspace import Workspace, clear_inputs
+from .common import add_file_log, ask_model_name, remove_log, unique_dir
+
+log = logging.getLogger("paulow")
+
+CONFIG_KEYS = ("arch", "width", "depth", "classes", "loss", "loss_args", "optimizer", "epochs",
+               "batch_size", "lr", "patch", "overlap", "per_epoch", "augment", "folds",
+               "test_fraction", "seed", "time_limit", "patience", "ensemble", "workers", "threshold",
+               "random_fraction", "weight_decay")
+
+
+def config_from_args(args, device: str) -> TrainConfig:
+    """The run's configuration: preset for the device, then every option the user gave."""
+    overrides = {k: getattr(args, k, None) for k in CONFIG_KEYS}
+    if getattr(args, "no_augment", False):
+        overrides["augment"] = False
+    if overrides.get("per_epoch") == 0:
+        overrides["per_epoch"] = None
+    cfg = resolve_config(overrides, getattr(args, "preset", None), device)
+    if getattr(args, "time_limit", None) == 0:
+        cfg.time_limit = None
+    if getattr(args, "per_epoch", None) == 0:
+        cfg.per_epoch = None
+    cfg.device = device
+    return cfg
+
+
+def count_patches(slices: Sequence[Slice], cfg: TrainConfig) -> int:
+    """Grid patches (all kept) per epoch before the random crops and the per-epoch cap."""
+    from ..data import grid_starts
+
+    step = cfg.patch - cfg.overlap
+    return sum(len(grid_starts(max(s.image.shape[1], cfg.patch), cfg.patch, step))
+               * len(grid_starts(max(s.image.shape[2], cfg.patch), cfg.patch, step)) for s in slices)
+
+
+def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=print) -> None:
+    """Device, network, parameter count, images and patches per split, estimated run time."""
+    from ..models import build_model
+    from ..train import plan_splits
+
+    in_ch = int(slices[0].image.shape[0])
+    net = build_model(cfg.arch, **cfg.arch_args(in_ch))
+    params = sum(p.numel() for p in net.parameters())
+    rest, test, folds = plan_splits(slices, cfg)
+    echo(f"device: {device}; network: {cfg.arch} width {cfg.width} depth {cfg.depth}, "
+         f"{params:,} parameters, {in_ch} input channel(s), {cfg.classes} output(s); loss: {cfg.loss}")
+    echo(f"data: {len(slices)} slice(s); test share: {len(test)} slice(s); {len(folds)} fold(s)")
+    for k, (train, val) in enumerate(folds):
+        grid = count_patches(train, cfg)
+        pool = grid + round(cfg.random_fraction * grid)
+        per_epoch = min(pool, cfg.per_epoch) if cfg.per_epoch else pool
+        echo(f"  fold {k + 1}: train {len(train)} slice(s), {grid} grid patches of {cfg.patch}x{cfg.patch} "
+             f"(+{pool - grid} random crops), {per_epoch} patches/epoch; validation {len(val)} slice(s)")
+    step_s = time_steps(cfg, in_ch, device)
+    pool_train = count_patches(folds[0][0], cfg) * (1 + cfg.random_fraction)
+    per_epoch = min(pool_train, cfg.per_epoch) if cfg.per_epoch else pool_train
+    estimate = step_s * per_epoch / cfg.batch_size * cfg.epochs * len(folds)
+    limit = cfg.time_limit * 60 if cfg.time_limit else None
+    shown = min(estimate, limit) if limit else estimate
+    echo(f"estimated training time: {_fmt(shown)} ({step_s:.2f} s per batch of {cfg.batch_size} measured; "
+         f"{cfg.epochs} epochs x {len(folds)} folds"
+         + (f", capped by --time-limit {cfg.time_limit:g} min" if limit and estimate > limit else "")
+         + "; early stopping may end sooner)")
+
+
+def _fmt(seconds: float) -> str:
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m" if seconds >= 3600 \
+        else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def hash_sources(slices: Sequence[Slice]) -> dict[str, str]:
+    from ..checkpoint import sha256_file
+
+    return {str(p): sha256_file(p) for p in {s.source for s in slices}}
+
+
+def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult,
+                 meta: dict) -> None:
+    """Curves per fold, metrics (JSON + CSV), configuration, regime counts, dataset summary."""
+    from ..report import dataset_summary, plot_curves, write_csv, write_json
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    history = [row for f in result.folds for row in f.history]
+    for f in result.folds:
+        if f.history:
+            plot_curves(f.history, report_dir / f"curves_fold{f.fold + 1}.png",
+                        title=f"fold {f.fold + 1} ({cfg.arch}, {cfg.loss} loss)")
+    write_csv(report_dir / "history.csv", history)
+    write_json(report_dir / "metrics.json", meta["metrics"])
+    write_csv(report_dir / "metrics.csv", meta["metrics"]["folds"]
+              + [{"fold": "test (selected model)", "test_dice": meta["metrics"]["test_dice"]}])
+    write_json(report_dir / "config.json", asdict(cfg))
+    write_json(report_dir / "split.json", meta["split"])
+    write_json(report_dir / "dataset_summary.json",
+               {"summary": dataset_summary([s.info for s in slices]), "slices": [s.info for s in slices]})
+    regimes = [{k: row[k] for k in ("fold", "epoch", "regime_empty", "regime_small", "regime_large")}
+               for row in history]
+    write_csv(report_dir / "loss_regimes.csv", regimes)
+
+
+def run(args, echo=print) -> Path:
+    """The whole train command; returns the saved model path."""
+    from ..checkpoint import save_checkpoint
+    from ..train import dice_on_slices, training_meta
+
+    ws = Workspace(Path(args.root))
+    ws.require(ws.train_images, ws.train_masks)
+    ws.models.mkdir(parents=True, exist_ok=True)
+    device = pick_device(args.device or "auto")
+    cfg = config_from_args(args, device)
+    slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes)
+    inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
+    default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
+    name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+    with ws.lock():
+        report_dir = ws.models / f"{name}_report"
+        if not args.overwrite:
+            report_dir = unique_dir(report_dir)
+        handler = add_file_log(report_dir / "train.log")
+        try:
+            print_plan(slices, cfg, device, echo)
+            result = cross_validate(slices, cfg, device, report_dir, echo)
+            in_ch = int(slices[0].image.shape[0])
+            ens_dice = None
+            if cfg.ensemble and result.test_keys:
+                models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
+                test = [s for s in slices if s.key in set(result.test_keys)]
+                ens_dice = dice_on_slices(models, test, cfg, device)
+            meta = training_meta(cfg, slices, result, in_ch, hash_sources(slices), ens_dice)
+            meta["name"] = name
+            path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
+            write_report(report_dir, cfg, slices, result, meta)
+        finally:
+            remove_log(handler)
+        echo(f"saved model: {path}")
+        echo(f"report: {report_dir}")
+        td = meta["metrics"]["test_dice"]
+        echo(f"selected fold {meta['metrics']['best_fold']}; test Dice "
+             + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
+        if args.keep_inputs:
+            echo("inputs kept (--keep-inputs)")
+        else:
+            removed = clear_inputs(inputs)
+            echo(f"cleared {len(removed)} input file(s) from Train_Model (the files this run read)")
+    return path
+
+
+def _rebuild(cfg: TrainConfig, in_ch: int, state: dict, device: str):
+    from ..train import build_network
+
+    model = build_network(cfg, in_ch, device, 0)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+__all__ = ["run", "config_from_args", "print_plan"]

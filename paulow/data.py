@@ -1,0 +1,353 @@
+"""Slices with provenance, normalisation, image-level splits, patch sampling and augmentation."""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import PaulowError, ShapeMismatchError, UnreadableImageError
+
+log = logging.getLogger("paulow")
+
+NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+# Percentiles of very large slices are estimated on a regular subsample: same result for the same data
+# whatever its dtype, and a 20k x 20k image does not need a full sort.
+_PERCENTILE_SAMPLE = 4_000_000
+
+
+@dataclass
+class Slice:
+    """One 2-D slice (a page of a file) ready for the network."""
+
+    image: np.ndarray  # float32 (C, H, W), normalised
+    mask: np.ndarray | None  # (H, W) uint8: 0/1, or class index
+    source: Path
+    page: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (str(self.source), self.page)
+
+
+def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Scale each channel of a (C, H, W) slice so its low/high percentiles map to 0 and 1 (float32).
+
+    Non-finite pixels become 0 before scaling; a constant channel becomes all zeros.
+    """
+    out = np.empty(image.shape, dtype=np.float32)
+    for c in range(image.shape[0]):
+        channel = image[c].astype(np.float32, copy=False)
+        finite = np.isfinite(channel)
+        if not finite.all():
+            channel = np.where(finite, channel, 0.0).astype(np.float32)
+        flat = channel.reshape(-1)
+        if flat.size > _PERCENTILE_SAMPLE:
+            flat = flat[:: math.ceil(flat.size / _PERCENTILE_SAMPLE)]
+        lo, hi = np.percentile(flat, [low, high]) if flat.size else (0.0, 0.0)
+        scale = float(hi - lo)
+        if scale <= 0 or not math.isfinite(scale):
+            out[c] = 0.0
+            continue
+        np.subtract(channel, np.float32(lo), out=out[c])
+        out[c] *= np.float32(1.0 / scale)
+    return out
+
+
+def normalise_with(image: np.ndarray, spec: dict) -> np.ndarray:
+    """Apply the normalisation recorded in a model file to a (C, H, W) slice."""
+    if spec.get("method") == "scale255":  # the original PAULow: ToTensor on 8-bit RGB
+        return (np.nan_to_num(image.astype(np.float32)) / 255.0).astype(np.float32)
+    return normalise(image, float(spec.get("low", 1.0)), float(spec.get("high", 99.8)))
+
+
+def binarise_mask(mask: np.ndarray, classes: int = 1) -> np.ndarray:
+    """Binary task: any non-zero pixel is foreground (instance labels work). Else class indices."""
+    if classes <= 1:
+        return (mask != 0).astype(np.uint8)
+    if mask.max(initial=0) >= classes or mask.min(initial=0) < 0:
+        raise ValueError(f"values outside 0..{classes - 1}")
+    return mask.astype(np.uint8)
+
+
+def foreground_fraction(mask: np.ndarray) -> float:
+    """Share of non-zero pixels."""
+    return float(np.count_nonzero(mask)) / max(mask.size, 1)
+
+
+def snr(raw: np.ndarray, mask: np.ndarray) -> float:
+    """Signal-to-noise: (mean foreground - mean background) / std background, on the first channel."""
+    fg, bg = raw[mask > 0], raw[mask == 0]
+    if fg.size == 0 or bg.size == 0:
+        return float("nan")
+    std = float(bg.std())
+    return float((fg.mean() - bg.mean()) / std) if std > 0 else float("inf")
+
+
+# ---------------------------------------------------------------- loading and validation
+def _read_all(pairs: Sequence[tuple[Path, Path]]) -> list[tuple]:
+    from . import io
+
+    loaded, bad = [], []
+    for image_path, mask_path in pairs:
+        try:
+            loaded.append((io.read_image(image_path), io.read_mask(mask_path), mask_path))
+        except UnreadableImageError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise UnreadableImageError(f"{len(bad)} file(s) cannot be read: " + " | ".join(bad))
+    return loaded
+
+
+def _check_shapes(loaded: list[tuple]) -> None:
+    problems = []
+    for stack, mask, mask_path in loaded:
+        pages, _, h, w = stack.data.shape
+        if mask.shape[0] != pages:
+            problems.append(f"'{stack.path.name}' has {pages} page(s) but its mask '{mask_path.name}' "
+                            f"has {mask.shape[0]}")
+        elif mask.shape[1:] != (h, w):
+            problems.append(f"'{stack.path.name}' is {h}x{w} (HxW) but its mask '{mask_path.name}' is "
+                            f"{mask.shape[1]}x{mask.shape[2]}")
+    if problems:
+        raise ShapeMismatchError("; ".join(problems) + " — give each image a mask of the same size "
+                                 "and page count")
+    channels = {}
+    for stack, _, _ in loaded:
+        channels.setdefault(stack.data.shape[1], []).append(stack.path.name)
+    if len(channels) > 1:
+        listing = "; ".join(f"{c} channel(s): {', '.join(names[:5])}" for c, names in sorted(channels.items()))
+        raise ShapeMismatchError(f"training images have mixed channel counts ({listing}) — convert them "
+                                 "all to the same number of channels (e.g. all greyscale)")
+
+
+def _mask_warnings(loaded: list[tuple], classes: int) -> None:
+    many = [m.name for _, mask, m in loaded if classes <= 1 and np.unique(mask).size > 2]
+    if many:
+        log.warning("%d mask(s) have more than two values (%s): treated as labels, every non-zero "
+                    "pixel is foreground", len(many), ", ".join(many[:5]))
+    if all(not np.any(mask) for _, mask, _ in loaded):
+        log.warning("every mask is empty (all background): the model can only learn to predict "
+                    "background — check TRAINING_MASKS")
+
+
+def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
+               normalisation: dict | None = None) -> list[Slice]:
+    """Read and validate a whole image/mask folder pair before any long work starts.
+
+    `normalisation` is a model file's recorded spec (default: `NORMALISATION`).
+    """
+    from . import io
+    from .errors import EmptyFolderError
+
+    images, masks = io.list_images(image_dir), io.list_images(mask_dir)
+    if not images:
+        raise EmptyFolderError(f"no images in '{image_dir}': put .tif/.tiff/.png/.jpg images there")
+    if not masks:
+        raise EmptyFolderError(f"no masks in '{mask_dir}': put one mask per image there")
+    loaded = _read_all(io.pair_images_masks(images, masks))
+    _check_shapes(loaded)
+    _mask_warnings(loaded, classes)
+    spec = normalisation or NORMALISATION
+    return [s for item in loaded for s in _to_slices(*item, classes=classes, spec=spec)]
+
+
+def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dict) -> list[Slice]:
+    from . import io
+
+    bad = io.count_nonfinite(stack.data)
+    if bad:
+        log.warning("'%s' has %d NaN/inf pixel(s): they are set to 0", stack.path.name, bad)
+    slices = []
+    for page in range(stack.data.shape[0]):
+        raw = stack.data[page]
+        try:
+            target = binarise_mask(mask[page], classes)
+        except ValueError as exc:
+            raise ShapeMismatchError(f"mask '{mask_path.name}' page {page} has {exc} for a "
+                                     f"{classes}-class task — fix the mask or --classes") from None
+        info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
+                "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
+                "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
+                "foreground_fraction": foreground_fraction(target),
+                "snr": snr(raw[0].astype(np.float64), target), "mask_file": mask_path.name}
+        slices.append(Slice(normalise_with(raw, spec), target, stack.path, page, info))
+    return slices
+
+
+def load_images(image_dir: Path) -> list[Path]:
+    """The images of an input folder (raises when there are none)."""
+    from . import io
+    from .errors import EmptyFolderError
+
+    images = io.list_images(image_dir)
+    if not images:
+        raise EmptyFolderError(f"no images in '{image_dir}': put .tif/.tiff/.png/.jpg images there")
+    return images
+
+
+# ---------------------------------------------------------------- splits
+def _groups(slices: Sequence[Slice]) -> list[tuple[str, int]]:
+    return list(dict.fromkeys(s.key for s in slices))
+
+
+def split_test(slices: Sequence[Slice], fraction: float, seed: int) -> tuple[list[Slice], list[Slice]]:
+    """Hold out a share of the slices (whole pages, at least one when possible) as the test set."""
+    keys = _groups(slices)
+    if fraction <= 0 or len(keys) < 3:
+        return list(slices), []
+    rng = np.random.default_rng(seed)
+    n_test = max(1, round(fraction * len(keys)))
+    test_keys = {keys[i] for i in rng.permutation(len(keys))[:n_test]}
+    return [s for s in slices if s.key not in test_keys], [s for s in slices if s.key in test_keys]
+
+
+def kfold(slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
+          ) -> list[tuple[list[Slice], list[Slice]]]:
+    """K folds over pages (k == 1: one train/validation split). Returns (train, val) per fold."""
+    keys = _groups(slices)
+    if len(keys) < 2:
+        log.warning("only one image: it is used for training AND validation, so validation Dice is "
+                    "optimistic — add more annotated images")
+        return [(list(slices), list(slices))]
+    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    if k <= 1:
+        n_val = max(1, round(val_fraction * len(keys)))
+        parts = [order[:n_val]]
+    else:
+        k = min(k, len(keys))
+        parts = [order[i::k] for i in range(k)]
+    folds = []
+    for part in parts:
+        held = set(part)
+        folds.append(([s for s in slices if s.key not in held], [s for s in slices if s.key in held]))
+    return folds
+
+
+# ---------------------------------------------------------------- patches
+def grid_starts(length: int, patch: int, step: int) -> list[int]:
+    """Start offsets covering [0, length) with the last patch flush to the end."""
+    if length <= patch:
+        return [0]
+    starts = list(range(0, length - patch + 1, max(step, 1)))
+    if starts[-1] != length - patch:
+        starts.append(length - patch)
+    return starts
+
+
+def pad_to(image: np.ndarray, mask: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reflect-pad a slice smaller than a patch (mask padded with background)."""
+    h, w = image.shape[-2:]
+    ph, pw = max(0, patch - h), max(0, patch - w)
+    if not (ph or pw):
+        return image, mask
+    mode = "reflect" if ph < h and pw < w else "symmetric"
+    image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    mask = np.pad(mask, ((0, ph), (0, pw)), mode="constant")
+    return image, mask
+
+
+@dataclass
+class Augment:
+    """Flips, 90-degree rotations and intensity scale/shift/gamma, on (C, P, P) patches."""
+
+    flips: bool = True
+    intensity: bool = True
+    scale: tuple[float, float] = (0.8, 1.25)
+    shift: tuple[float, float] = (-0.1, 0.1)
+    gamma: tuple[float, float] = (0.7, 1.4)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        if self.flips:
+            k = int(rng.integers(4))
+            image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
+            if rng.random() < 0.5:
+                image, mask = image[:, :, ::-1], mask[:, ::-1]
+        if self.intensity:
+            image = np.ascontiguousarray(image, dtype=np.float32)
+            gamma = float(np.exp(rng.uniform(*np.log(self.gamma))))
+            positive = np.clip(image, 0, None)
+            image = image - positive + positive ** gamma
+            image = image * rng.uniform(*self.scale) + rng.uniform(*self.shift)
+        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask)
+
+
+class PatchDataset:
+    """All grid patches of every slice (background ones included) plus random-offset crops.
+
+    Patches are cut on the fly; `reshuffle(epoch)` draws new random crop positions. With
+    `per_epoch`, each epoch uses a random subset of that size (every patch is still in the pool).
+    """
+
+    def __init__(self, slices: Sequence[Slice], patch: int = 128, overlap: int = 64,
+                 random_fraction: float = 0.5, augment: Augment | None = None,
+                 classes: int = 1, seed: int = 0, per_epoch: int | None = None) -> None:
+        self.patch, self.classes, self.augment, self.seed = patch, classes, augment, seed
+        self.items = [pad_to(s.image, s.mask, patch) for s in slices]
+        step = patch - overlap
+        self.grid = [(i, y, x) for i, (img, _) in enumerate(self.items)
+                     for y in grid_starts(img.shape[1], patch, step)
+                     for x in grid_starts(img.shape[2], patch, step)]
+        self.n_random = int(round(random_fraction * len(self.grid)))
+        self.per_epoch = per_epoch
+        self.reshuffle(0)
+
+    def reshuffle(self, epoch: int) -> None:
+        """Draw this epoch's random crops (and subset) deterministically from the seed and epoch."""
+        rng = np.random.default_rng([self.seed, epoch])
+        randoms = []
+        for _ in range(self.n_random):
+            i = int(rng.integers(len(self.items)))
+            h, w = self.items[i][0].shape[1:]
+            randoms.append((i, int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))))
+        pool = self.grid + randoms
+        if self.per_epoch and self.per_epoch < len(pool):
+            pool = [pool[j] for j in rng.permutation(len(pool))[: self.per_epoch]]
+        self.positions = pool
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        i, y, x = self.positions[index]
+        image, mask = self.items[i]
+        p = self.patch
+        img, msk = image[:, y:y + p, x:x + p], mask[y:y + p, x:x + p]
+        if self.augment is not None:
+            img, msk = self.augment(img, msk, np.random.default_rng([self.seed, self.epoch, index]))
+        target = one_hot(msk, self.classes)
+        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.from_numpy(target)
+
+
+def one_hot(mask: np.ndarray, classes: int) -> np.ndarray:
+    """(H, W) mask -> float32 (K, H, W) target (K == 1: the foreground channel)."""
+    if classes <= 1:
+        return (mask > 0).astype(np.float32)[None]
+    return (np.arange(classes)[:, None, None] == mask[None]).astype(np.float32)
+
+
+def describe_split(name: str, slices: Sequence[Slice]) -> str:
+    """`train: 8 slices from 8 files` — for the run plan."""
+    files = {s.source for s in slices}
+    return f"{name}: {len(slices)} slice(s) from {len(files)} file(s)"
+
+
+def check_channels(slices: Sequence[Slice], expected: int, where: str) -> None:
+    """Raise when slices do not have the channel count a model expects."""
+    for s in slices:
+        if s.image.shape[0] != expected:
+            raise ShapeMismatchError(
+                f"'{s.source.name}' has {s.image.shape[0]} channel(s) but the model expects {expected} "
+                f"({where}) — convert the images or choose a model trained on {s.image.shape[0]}-channel "
+                "images")
+
+
+__all__ = ["Slice", "normalise", "normalise_with", "load_pairs", "split_test", "kfold",
+           "PatchDataset", "Augment", "PaulowError"]

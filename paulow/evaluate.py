@@ -1,0 +1,95 @@
+"""Score predicted masks against ground truth: per image/page and pooled, pixel and object level."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .metrics import (multiclass_scores, object_scores, pixel_scores, pooled_object_scores,
+                      pooled_scores)
+
+PIXEL_KEYS = ("dice", "iou", "precision", "recall", "accuracy", "miou", "mpa")
+OBJECT_KEYS = ("object_precision", "object_recall", "object_f1", "count_error", "mean_matched_iou")
+
+
+@dataclass
+class Scored:
+    """Per-page rows and the pooled scores of one prediction set."""
+
+    name: str
+    rows: list[dict]
+    pooled: dict
+
+
+def _object_row(scores: dict) -> dict:
+    return {"object_precision": scores["precision"], "object_recall": scores["recall"],
+            "object_f1": scores["f1"], "count_error": scores["count_error"],
+            "mean_matched_iou": scores["mean_matched_iou"], "n_pred": scores["n_pred"],
+            "n_true": scores["n_true"]}
+
+
+def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: str = "prediction",
+                classes: int = 1) -> Scored:
+    """`pages` yields (file, page, predicted mask, truth mask); binary when classes == 1.
+
+    A truth mask with several non-zero values is taken as instance labels for the object scores
+    (its foreground is still any non-zero pixel); a binary one is split into connected components.
+    """
+    rows, pixel_pairs, object_pairs = [], [], []
+    for file, page, pred, truth in pages:
+        row = {"file": file, "page": page}
+        if classes > 1:
+            row.update(multiclass_scores(pred, truth, classes))
+        else:
+            row.update(pixel_scores(pred != 0, truth != 0))
+            row.update(_object_row(object_scores(pred, truth)))
+            pixel_pairs.append((pred != 0, truth != 0))
+            object_pairs.append((pred, truth))
+        rows.append(row)
+    pooled: dict = {"images": len(rows)}
+    if classes > 1:
+        keys = [k for k in rows[0] if k not in ("file", "page")] if rows else []
+        pooled.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
+    elif rows:
+        pooled.update(pooled_scores(pixel_pairs))
+        pooled.update(_object_row(pooled_object_scores(object_pairs)))
+    return Scored(name=name, rows=rows, pooled=pooled)
+
+
+def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path]):
+    """Pair prediction and truth files by name and yield (file, page, pred, truth) per page."""
+    from . import io
+    from .errors import ShapeMismatchError
+
+    for pred_path, truth_path in io.pair_images_masks(list(pred_paths), list(truth_paths)):
+        pred, truth = io.read_mask(pred_path), io.read_mask(truth_path)
+        if pred.shape != truth.shape:
+            raise ShapeMismatchError(f"prediction '{pred_path.name}' has shape {pred.shape} but truth "
+                                     f"'{truth_path.name}' has {truth.shape}: compare masks of the same image")
+        for page in range(pred.shape[0]):
+            yield truth_path.name, page, pred[page], truth[page]
+
+
+def files_of(path: Path, predictions: bool = False) -> list[Path]:
+    """A folder's images, or the file itself.
+
+    For a folder of predictions written by `use_model.py` (which also holds probability maps, label
+    images and overlays), only its `*_mask.*` files are the predictions.
+    """
+    from . import io
+    from .errors import EmptyFolderError
+
+    files = io.list_images(path) if path.is_dir() else [path] if path.is_file() else []
+    if predictions and path.is_dir():
+        masks = [f for f in files if f.stem.lower().endswith("_mask")]
+        files = masks or files
+    if not files:
+        raise EmptyFolderError(f"no masks or images at '{path}': check the path")
+    return files
+
+
+def comparison_rows(results: Sequence[Scored]) -> list[dict]:
+    """One row per prediction set with its pooled scores, for `--compare`."""
+    return [{"name": r.name, **r.pooled} for r in results]
