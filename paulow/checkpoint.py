@@ -59,11 +59,27 @@ def base_meta() -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "paulow_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "numpy_version": numpy.__version__,
         "python_version": platform.python_version(),
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def plain(value: Any) -> Any:
+    """Metadata as plain Python types (what `weights_only=True` accepts): no numpy, Path or tuple."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    for kind in (bool, int, float, str):  # subclasses (numpy floats, TorchVersion) become plain
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return str(value)
 
 
 def save_checkpoint(path: Path, state_dicts: list[dict], meta: dict) -> Path:
@@ -72,7 +88,7 @@ def save_checkpoint(path: Path, state_dicts: list[dict], meta: dict) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": "paulow", "meta": {**base_meta(), **meta},
+    payload = {"format": "paulow", "meta": plain({**base_meta(), **meta}),
                "state_dicts": [{k: v.detach().cpu() for k, v in sd.items()} for sd in state_dicts]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -117,8 +133,9 @@ def _build(meta: dict, state_dict: dict, path: Path) -> Any:
 def _legacy_meta(state_dict: dict) -> dict:
     from .models import infer_original_args
 
-    args = infer_original_args(state_dict)
-    return {"arch": "paulow_original", "arch_args": args,
+    args = dict(infer_original_args(state_dict))
+    arch = args.pop("name")
+    return {"arch": arch, "arch_args": args,
             "in_channels": int(args.get("in_channels", 3)), "classes": int(args.get("classes", 1)),
             "normalisation": {"method": "scale255"}, "threshold": 0.5, "patch": 128, "overlap": 0.5,
             "legacy": True}

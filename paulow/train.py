@@ -156,8 +156,33 @@ def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
     return model
 
 
-def make_optimizer(model, cfg: TrainConfig, total_steps: int):
-    """AdamW (or Adam for the paper preset) with linear warm-up then cosine decay."""
+class WarmupCosine:
+    """Linear warm-up then cosine decay, driven by progress in [0, 1].
+
+    Progress is the larger of the step fraction and the time-budget fraction, so a time-boxed run
+    still anneals its learning rate before the budget ends.
+    """
+
+    def __init__(self, opt, warmup: float, floor: float = 0.05) -> None:
+        self.opt, self.warmup, self.floor = opt, max(warmup, 1e-6), floor
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.set(0.0)
+
+    def factor(self, progress: float) -> float:
+        progress = min(max(progress, 0.0), 1.0)
+        if progress < self.warmup:
+            return self.floor + (1 - self.floor) * progress / self.warmup
+        rest = (progress - self.warmup) / max(1e-6, 1 - self.warmup)
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * rest))
+
+    def set(self, progress: float) -> None:
+        f = self.factor(progress)
+        for group, base in zip(self.opt.param_groups, self.base):
+            group["lr"] = base * f
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    """AdamW (or Adam for the paper preset) and its warm-up + cosine schedule."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -165,15 +190,7 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int):
         opt = torch.optim.Adam(params, lr=cfg.lr)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, int(cfg.warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, WarmupCosine(opt, cfg.warmup_fraction)
 
 
 def freeze_encoder(model) -> int:
@@ -196,7 +213,7 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
         generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _train_step(model, loss_fn, opt, sched, images, targets, device: str) -> tuple[float, list[int]]:
+def _train_step(model, loss_fn, opt, images, targets, device: str) -> tuple[float, list[int]]:
     import torch
 
     cuda = device.startswith("cuda")
@@ -210,7 +227,6 @@ def _train_step(model, loss_fn, opt, sched, images, targets, device: str) -> tup
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    sched.step()
     regimes = getattr(loss_fn, "last_regimes", None)
     counts = [0, 0, 0]
     if regimes is not None:
@@ -231,8 +247,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                            Augment() if cfg.augment else None, cfg.classes, cfg.seed + fold,
                            cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
-    steps_per_epoch = max(1, len(loader))
-    opt, sched = make_optimizer(model, cfg, steps_per_epoch * cfg.epochs)
+    total_steps = max(1, len(loader)) * cfg.epochs
+    opt, sched = make_optimizer(model, cfg)
+    start, step = time.monotonic(), 0
     loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history, stopped, since_best = [], "epochs", 0
@@ -243,7 +260,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         bar = tqdm(loader, desc=f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=None, unit="batch")
         for images, targets in bar:
-            loss, counts = _train_step(model, loss_fn, opt, sched, images, targets, device)
+            sched.set(max(step / total_steps, (time.monotonic() - start) / max(deadline - start, 1e-9)))
+            loss, counts = _train_step(model, loss_fn, opt, images, targets, device)
+            step += 1
             losses.append(loss)
             regimes += counts
             bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best['dice'], 0):.3f}",
@@ -313,13 +332,13 @@ def time_steps(cfg: TrainConfig, in_channels: int, device: str, steps: int = 2) 
     model = build_network(cfg, in_channels, device, cfg.seed)
     model.train()
     loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
-    opt, sched = make_optimizer(model, cfg, 100)
+    opt, _ = make_optimizer(model, cfg)
     x = torch.rand(cfg.batch_size, in_channels, cfg.patch, cfg.patch)
     y = (torch.rand(cfg.batch_size, cfg.classes, cfg.patch, cfg.patch) > 0.8).float()
-    _train_step(model, loss_fn, opt, sched, x, y, device)  # warm-up
+    _train_step(model, loss_fn, opt, x, y, device)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        _train_step(model, loss_fn, opt, sched, x, y, device)
+        _train_step(model, loss_fn, opt, x, y, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps

@@ -78,15 +78,15 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
         if isinstance(module, torch.nn.Dropout2d):
             module.p = 0.0
     loss_fn = build_loss(cfg.loss, **cfg.loss_args)
-    opt, sched = make_optimizer(model, cfg, steps)
+    opt, sched = make_optimizer(model, cfg)
     losses = []
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
+        sched.set(step / steps)
         loss = loss_fn(model(images), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         losses.append(float(loss.detach()))
     with torch.inference_mode():
         pred = torch.sigmoid(model.eval()(images)) > 0.5

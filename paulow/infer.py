@@ -1,0 +1,278 @@
+"""Sliding-window prediction of whole slices: the one path that training's model selection,
+evaluation and the command line all use.
+
+How a slice is predicted:
+- Tiles are square (`tile` pixels). Along each axis the number of tiles comes from the target step
+  `round(tile * (1 - overlap))`; the tiles are then spread evenly from 0 to `length - tile`, so the
+  first and last tiles are flush with the image and no tile is partial (as nnU-Net does).
+- An axis shorter than a tile is reflect-padded (centred) up to the tile; nothing else is padded.
+- Each tile's probabilities are weighted by a Gaussian window (sigma = tile / 8, as nnU-Net),
+  floored so that no weight is 0, and the weighted sum is divided by the sum of weights: no seams.
+- The window is separable and the tile grid is a product of y and x positions, so the weight sum is
+  the outer product of two 1-D sums: the only image-sized buffer is the `(K, H, W)` float32 output.
+- Tiles go through the networks `batch_size` at a time from one preallocated batch buffer. On CUDA:
+  bf16 autocast and channels_last; after an out-of-memory error the batch is halved (down to 1) and
+  the work already accumulated is kept. On CPU: float32. Always under `torch.inference_mode()`.
+- Test-time augmentation (`tta=True`): the 4 flips (none, vertical, horizontal, both = 180°
+  rotation), each inverted exactly and averaged. 90° rotations are left out: they would double
+  the cost on CPU.
+- An ensemble (a list of models) is the mean of its members' probabilities.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ModelError, ShapeMismatchError, UsageError
+
+WINDOW_SIGMA_FRACTION = 1 / 8
+# a guard only: with sigma = tile / 8 the edge weight is exp(-8) ≈ 3.4e-4 per axis already
+WINDOW_FLOOR_1D = 1e-4
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3))
+CPU_TILE = 256  # see bench/infer_speed.py: larger CPU tiles gain little per pixel and cost memory
+
+Models = nn.Module | Sequence[nn.Module]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """Move `model` to `device` in eval mode (channels_last on CUDA); returns the same module."""
+    device = torch.device(device)
+    model.to(device).eval()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def suggest_tile(patch: int, device: torch.device | str | None = None) -> int:
+    """A tile size for fully convolutional networks: the training patch on a GPU, at least
+    `CPU_TILE` pixels on a CPU (fewer, larger tiles cost less per pixel); a multiple of 32."""
+    device = torch.device(device) if device is not None else default_device()
+    wanted = patch if device.type == "cuda" else max(patch, CPU_TILE)
+    return int(math.ceil(wanted / 32) * 32)
+
+
+def tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering `length` (>= tile) with at most `step`
+    between neighbours, spread evenly, the first at 0 and the last flush with the end."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / step) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def gaussian_window_1d(tile: int) -> np.ndarray:
+    """The per-axis blending weights of a tile: a Gaussian of peak 1, floored above 0."""
+    centre = (tile - 1) / 2
+    sigma = max(tile * WINDOW_SIGMA_FRACTION, 1e-6)
+    offsets = np.arange(tile, dtype=np.float64) - centre
+    window = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return np.maximum(window, WINDOW_FLOOR_1D).astype(np.float32)
+
+
+def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap: float = 0.5,
+                  batch_size: int = 8, device: torch.device | str | None = None,
+                  tta: bool = False, progress: bool = False) -> np.ndarray:
+    """Probabilities `float32 (K, H, W)` for one normalised `float32 (C, H, W)` slice.
+
+    `models` is one network or a list (ensemble: mean of probabilities). Networks are moved to
+    `device` (default: `default_device()`) and put in eval mode for the call; their train/eval mode
+    is restored afterwards.
+    """
+    members = _as_list(models)
+    _check_options(tile, overlap, batch_size)
+    tile, batch_size = int(tile), int(batch_size)
+    image = _check_image(image)
+    device = torch.device(device) if device is not None else default_device()
+    padded, crop = _pad_to_tile(image, tile)
+    step = max(1, round(tile * (1 - overlap)))
+    ys = tile_starts(padded.shape[1], tile, step)
+    xs = tile_starts(padded.shape[2], tile, step)
+    window = gaussian_window_1d(tile)
+    with _prepared(members, device), torch.inference_mode():
+        runner = _TileRunner(members, window, device, batch_size, TTA_FLIPS if tta else ((),))
+        total = _accumulate(runner, padded, ys, xs, tile, progress)
+    _divide_by_weights(total, ys, xs, window)
+    if crop is None:
+        return total
+    return np.ascontiguousarray(total[:, crop[0], crop[1]])
+
+
+def predict_stack(models: Models, slices: Iterable[np.ndarray], **options) -> Iterator[np.ndarray]:
+    """`predict_slice` for each slice of a stack, one at a time (memory stays one slice)."""
+    for image in slices:
+        yield predict_slice(models, image, **options)
+
+
+def _as_list(models: Models) -> list[nn.Module]:
+    members = [models] if isinstance(models, nn.Module) else list(models)
+    if not members:
+        raise ModelError("no network to predict with: the model file holds no state dict; "
+                         "retrain or pick another model file")
+    return members
+
+
+def _check_options(tile: int, overlap: float, batch_size: int) -> None:
+    if int(tile) != tile or tile < 1:
+        raise UsageError(f"tile must be a positive whole number of pixels, got {tile!r}")
+    if not 0 <= overlap < 1:
+        raise UsageError(f"overlap must be at least 0 and below 1, got {overlap!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise UsageError(f"batch size must be a positive whole number, got {batch_size!r}")
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or min(image.shape) < 1:
+        raise ShapeMismatchError(f"an image slice must be (channels, height, width) with no empty "
+                                 f"axis, got shape {image.shape}; add a channel axis to 2-D images")
+    return image.astype(np.float32, copy=False)
+
+
+def _pad_to_tile(image: np.ndarray, tile: int) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+    """Reflect-pad (centred) the axes shorter than `tile`; return the image and the crop back."""
+    pads = [(0, 0)]
+    for length in image.shape[1:]:
+        missing = max(tile - length, 0)
+        pads.append((missing // 2, missing - missing // 2))
+    if all(before == after == 0 for before, after in pads):
+        return image, None
+    # numpy's reflect repeats the reflection for pads longer than the axis, and repeats the
+    # single value of a length-1 axis
+    padded = np.pad(image, pads, mode="reflect")
+    crop = tuple(slice(before, before + length)
+                 for (before, _), length in zip(pads[1:], image.shape[1:]))
+    return padded, crop
+
+
+@contextlib.contextmanager
+def _prepared(members: list[nn.Module], device: torch.device) -> Iterator[None]:
+    """Members on `device` in eval mode for the duration; their previous modes restored after."""
+    modes = [member.training for member in members]
+    try:
+        for member in members:
+            prepare_model(member, device)
+        yield
+    finally:
+        for member, mode in zip(members, modes):
+            member.train(mode)
+
+
+class _TileRunner:
+    """Turns a batch of tiles into window-weighted, ensemble- and TTA-averaged probabilities,
+    halving the chunk it sends to the device after an out-of-memory error."""
+
+    def __init__(self, members: list[nn.Module], window: np.ndarray, device: torch.device,
+                 batch_size: int, flips: tuple[tuple[int, ...], ...]) -> None:
+        self.members = members
+        self.device = device
+        self.chunk = batch_size
+        self.flips = flips
+        self.window = torch.from_numpy(np.outer(window, window)).to(device)
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, batch: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (offset in batch, weighted probabilities (n, K, tile, tile)) chunk by chunk."""
+        start = 0
+        while start < len(batch):
+            size = self.chunk
+            try:
+                probs = self._forward(batch[start:start + size])
+            except (torch.OutOfMemoryError, RuntimeError) as err:
+                if size == 1 or not _is_out_of_memory(err):
+                    raise
+                probs = None
+            if probs is None:  # outside the except block, so the failed tensors are released
+                self._release_memory()
+                self.chunk = max(1, size // 2)
+                continue
+            yield start, probs
+            start += size
+
+    def _forward(self, tiles: torch.Tensor) -> np.ndarray:
+        tiles = tiles.to(self.device, non_blocking=True)
+        if self.cuda:
+            tiles = tiles.contiguous(memory_format=torch.channels_last)
+        total = None
+        for member in self.members:
+            for dims in self.flips:
+                probs = self._member_probs(member, tiles, dims)
+                total = probs if total is None else total.add_(probs)
+        total.mul_(self.window / (len(self.members) * len(self.flips)))
+        return total.contiguous().cpu().numpy()
+
+    def _member_probs(self, member: nn.Module, tiles: torch.Tensor,
+                      dims: tuple[int, ...]) -> torch.Tensor:
+        inputs = tiles.flip(dims) if dims else tiles
+        with self._autocast():
+            logits = member(inputs)
+        if logits.ndim != 4 or logits.shape[0] != len(tiles) or logits.shape[2:] != tiles.shape[2:]:
+            raise ModelError(f"the network returned shape {tuple(logits.shape)} for tiles of shape "
+                             f"{tuple(tiles.shape)}; the model file does not fit this input")
+        probs = torch.sigmoid(logits.float())
+        return probs.flip(dims) if dims else probs
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _release_memory(self) -> None:
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    message = str(err)
+    return (isinstance(err, torch.OutOfMemoryError) or "out of memory" in message
+            or "can't allocate memory" in message)
+
+
+def _accumulate(runner: _TileRunner, image: np.ndarray, ys: list[int], xs: list[int], tile: int,
+                progress: bool) -> np.ndarray:
+    """Sum of window-weighted tile probabilities over the padded image, `(K, H, W)` float32."""
+    from tqdm import tqdm
+
+    positions = [(y, x) for y in ys for x in xs]
+    batch_size = min(runner.chunk, len(positions))
+    buffer = torch.empty((batch_size, image.shape[0], tile, tile), dtype=torch.float32,
+                         pin_memory=runner.cuda)
+    staging = buffer.numpy()
+    total = None
+    with tqdm(total=len(positions), unit="tile", disable=not progress, leave=False) as bar:
+        for first in range(0, len(positions), batch_size):
+            batch = positions[first:first + batch_size]
+            for i, (y, x) in enumerate(batch):
+                staging[i] = image[:, y:y + tile, x:x + tile]
+            for offset, probs in runner(buffer[:len(batch)]):
+                if total is None:
+                    total = np.zeros((probs.shape[1],) + image.shape[1:], dtype=np.float32)
+                _add_tiles(total, probs, batch[offset:offset + len(probs)], tile)
+            bar.update(len(batch))
+    return total
+
+
+def _add_tiles(total: np.ndarray, probs: np.ndarray, positions: list[tuple[int, int]],
+               tile: int) -> None:
+    for (y, x), tile_probs in zip(positions, probs):
+        total[:, y:y + tile, x:x + tile] += tile_probs
+
+
+def _divide_by_weights(total: np.ndarray, ys: list[int], xs: list[int], window: np.ndarray) -> None:
+    """Divide in place by the weight sum, the outer product of the per-axis window sums."""
+    for axis, starts in ((1, ys), (2, xs)):
+        weight = np.zeros(total.shape[axis], dtype=np.float64)
+        for start in starts:
+            weight[start:start + len(window)] += window
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        total /= weight.astype(np.float32).reshape(shape)

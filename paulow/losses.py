@@ -1,0 +1,237 @@
+"""Segmentation losses on logits `(N, K, H, W)` and float targets in {0, 1} of the same shape.
+
+Every loss has a per-sample form `per_sample(logits, target) -> (N,)`; calling the module returns
+its mean over the batch. Region losses (Dice, Tversky, Focal Tversky) are computed on soft
+probabilities per sample and per channel, then averaged over channels; pixel losses (BCE, focal)
+are averaged over channels and pixels.
+
+`DynamicLoss` is PAULow's threshold-based loss, decided **per sample** from the fraction `p` of its
+pixels predicted as foreground (`sigmoid(logit) > 0.5`): `p <= low` (no foreground) -> BCE;
+`low < p < high` -> BCE + Tversky; `p >= high` -> Tversky + Focal Tversky (defaults low = 0,
+high = 0.0625, Tversky alpha = 0.7 on false positives, beta = 0.3 on false negatives, gamma = 0.75).
+For K > 1 channel 0 is the background class (label 0), so a pixel counts as predicted foreground
+when any channel 1..K-1 has probability > 0.5.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UsageError
+
+SMOOTH = 1e-6
+# (1 - TI) ** gamma has an infinite slope at 0; flooring the base keeps gradients finite even in
+# samples whose regime does not use the term (torch.where still backpropagates 0 * slope there).
+_FOCAL_FLOOR = 1e-12
+REGIME_NAMES = ("empty", "small", "large")
+
+
+def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
+    if logits.dim() != 4 or logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must "
+                         "both be (N, K, H, W)")
+
+
+def soft_counts(logits: torch.Tensor, target: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft true positives, false positives and false negatives per sample and channel, `(N, K)`."""
+    prob = torch.sigmoid(logits)
+    true_pos = (prob * target).sum(dim=(2, 3))
+    false_pos = prob.sum(dim=(2, 3)) - true_pos
+    false_neg = target.sum(dim=(2, 3)) - true_pos
+    return true_pos, false_pos, false_neg
+
+
+def tversky_index(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7,
+                  beta: float = 0.3, smooth: float = SMOOTH) -> torch.Tensor:
+    """(TP + s) / (TP + alpha FP + beta FN + s) per sample and channel, `(N, K)`."""
+    true_pos, false_pos, false_neg = soft_counts(logits, target)
+    return (true_pos + smooth) / (true_pos + alpha * false_pos + beta * false_neg + smooth)
+
+
+class SampleLoss(nn.Module):
+    """A loss with a per-sample form; `forward` is its batch mean."""
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample, `(N,)`."""
+        raise NotImplementedError
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.per_sample(logits, target).mean()
+
+
+class BCELoss(SampleLoss):
+    """Binary cross-entropy with logits, mean over channels and pixels."""
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        return pixel.mean(dim=(1, 2, 3))
+
+
+class FocalLoss(SampleLoss):
+    """Binary focal loss -(1 - p_t)^gamma log(p_t), mean over channels and pixels."""
+
+    def __init__(self, gamma_focal: float = 2.0) -> None:
+        super().__init__()
+        self.gamma_focal = gamma_focal
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        p_true = torch.exp(-bce)
+        return ((1 - p_true) ** self.gamma_focal * bce).mean(dim=(1, 2, 3))
+
+
+class DiceLoss(SampleLoss):
+    """1 - (2 TP + s) / (2 TP + FP + FN + s) on soft probabilities, mean over channels."""
+
+    def __init__(self, smooth: float = SMOOTH) -> None:
+        super().__init__()
+        self.smooth = smooth
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        tp, fp, fn = soft_counts(logits.float(), target.float())
+        dice = (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
+        return (1 - dice).mean(dim=1)
+
+
+class TverskyLoss(SampleLoss):
+    """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels."""
+
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH) -> None:
+        super().__init__()
+        self.alpha, self.beta, self.smooth = alpha, beta, smooth
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
+        return (1 - index).mean(dim=1)
+
+
+class FocalTverskyLoss(TverskyLoss):
+    """(1 - Tversky index) ** gamma, mean over channels."""
+
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.75,
+                 smooth: float = SMOOTH) -> None:
+        super().__init__(alpha, beta, smooth)
+        self.gamma = gamma
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
+        return (1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma).mean(dim=1)
+
+
+COMPONENTS: dict[str, type[SampleLoss]] = {
+    "bce": BCELoss,
+    "dice": DiceLoss,
+    "tversky": TverskyLoss,
+    "focal_tversky": FocalTverskyLoss,
+    "focal": FocalLoss,
+}
+# The hyper-parameters each component takes; DynamicLoss hands each component only its own.
+_COMPONENT_PARAMS: dict[str, tuple[str, ...]] = {
+    "bce": (),
+    "dice": ("smooth",),
+    "tversky": ("alpha", "beta", "smooth"),
+    "focal_tversky": ("alpha", "beta", "gamma", "smooth"),
+    "focal": ("gamma_focal",),
+}
+_SHARED_PARAMS = ("alpha", "beta", "gamma", "smooth", "gamma_focal")
+
+
+def build_component(name: str, **params: Any) -> SampleLoss:
+    """A single loss by name; parameters it does not use (e.g. `alpha` for `bce`) are ignored."""
+    if name not in COMPONENTS:
+        raise UsageError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    unknown = sorted(set(params) - set(_SHARED_PARAMS))
+    if unknown:
+        raise UsageError(f"loss {name!r} has no option {', '.join(unknown)}; "
+                         f"options are {', '.join(_SHARED_PARAMS)}")
+    return COMPONENTS[name](**{key: params[key] for key in _COMPONENT_PARAMS[name] if key in params})
+
+
+def foreground_fraction(logits: torch.Tensor) -> torch.Tensor:
+    """Fraction of each sample's pixels predicted as foreground, `(N,)` (see the module doc)."""
+    foreground = logits if logits.shape[1] == 1 else logits[:, 1:]
+    predicted = (torch.sigmoid(foreground.detach()) > 0.5).any(dim=1)
+    return predicted.float().mean(dim=(1, 2))
+
+
+class DynamicLoss(SampleLoss):
+    """PAULow's threshold-based loss, chosen per sample (regime 0 empty, 1 small, 2 large).
+
+    Each regime is one loss name or a tuple of names; every term of a regime is weighted by
+    `min(1, max_loss / number_of_terms)`, so with `max_loss=1.0` each pair is halved and a single
+    term keeps weight 1. Tversky terms are bounded by 1, so the large regime never exceeds
+    `max_loss`; BCE is unbounded. `last_regimes` holds the regimes of the last call, `(N,)`.
+    """
+
+    def __init__(self, empty: str | Sequence[str] = "bce",
+                 small: str | Sequence[str] = ("bce", "tversky"),
+                 large: str | Sequence[str] = ("tversky", "focal_tversky"),
+                 low: float = 0.0, high: float = 0.0625, alpha: float = 0.7, beta: float = 0.3,
+                 gamma: float = 0.75, gamma_focal: float = 2.0, smooth: float = SMOOTH,
+                 max_loss: float = 2.0) -> None:
+        super().__init__()
+        if not 0.0 <= low < high:
+            raise UsageError(f"dynamic loss thresholds need 0 <= low < high, not low={low}, "
+                             f"high={high}")
+        if max_loss <= 0:
+            raise UsageError(f"dynamic loss max_loss must be positive, not {max_loss}")
+        self.regimes = tuple(_as_names(terms) for terms in (empty, small, large))
+        self.low, self.high, self.max_loss = low, high, max_loss
+        params = {"alpha": alpha, "beta": beta, "gamma": gamma, "gamma_focal": gamma_focal,
+                  "smooth": smooth}
+        names = sorted({name for terms in self.regimes for name in terms})
+        self.components = nn.ModuleDict({name: build_component(name, **params) for name in names})
+        self.last_regimes = torch.zeros(0, dtype=torch.long)
+
+    def regime(self, logits: torch.Tensor) -> torch.Tensor:
+        """0 (empty), 1 (small) or 2 (large) for each sample, `(N,)` LongTensor."""
+        fraction = foreground_fraction(logits)
+        return (fraction > self.low).long() + (fraction >= self.high).long()
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_shapes(logits, target)
+        regimes = self.regime(logits)
+        self.last_regimes = regimes.detach()
+        values = {name: loss.per_sample(logits, target) for name, loss in self.components.items()}
+        by_regime = [self._regime_loss(terms, values) for terms in self.regimes]
+        return torch.where(regimes == 0, by_regime[0],
+                           torch.where(regimes == 1, by_regime[1], by_regime[2]))
+
+    def _regime_loss(self, terms: tuple[str, ...], values: dict[str, torch.Tensor]) -> torch.Tensor:
+        weight = min(1.0, self.max_loss / len(terms))
+        return weight * sum(values[name] for name in terms)
+
+
+def _as_names(terms: str | Sequence[str]) -> tuple[str, ...]:
+    names = (terms,) if isinstance(terms, str) else tuple(terms)
+    if not names:
+        raise UsageError("every dynamic loss regime needs at least one loss name")
+    for name in names:
+        if name not in COMPONENTS:
+            raise UsageError(f"unknown loss {name!r}; choose from {', '.join(COMPONENTS)}")
+    return names
+
+
+LOSS_NAMES: tuple[str, ...] = ("dynamic", "dynamic_max1") + tuple(COMPONENTS)
+
+
+def build_loss(name: str = "dynamic", **kwargs: Any) -> SampleLoss:
+    """A loss by name: `dynamic`, `dynamic_max1` (DynamicLoss with max_loss=1.0), or a single loss
+    (`bce`, `dice`, `tversky`, `focal_tversky`, `focal`). Raises `UsageError` for unknown names."""
+    if name not in ("dynamic", "dynamic_max1"):
+        return build_component(name, **kwargs)
+    if name == "dynamic_max1":
+        kwargs = {**kwargs, "max_loss": 1.0}
+    try:
+        return DynamicLoss(**kwargs)
+    except TypeError as error:
+        raise UsageError(f"loss {name!r} does not take these options: {error}") from None

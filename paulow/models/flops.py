@@ -1,0 +1,103 @@
+"""Convolution FLOP counts and a reference 3x3-convolution throughput, used by `paulow summary`
+and by the benchmarks (a multiply-add counts as 2 FLOPs)."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
+
+import torch
+from torch import nn
+
+DIRECTIONS = ("fwd", "fwd_bwd")
+
+
+def _macs_hook(total: list[float], transposed: bool):
+    """Forward hook adding the multiply-adds of one convolution call to `total[0]`."""
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        # Conv2d: each output element takes weight[0].numel() multiply-adds; a transposed
+        # convolution spreads each input element over weight[0].numel() outputs.
+        elements = inputs[0].numel() if transposed else output.numel()
+        total[0] += elements * module.weight[0].numel()
+
+    return hook
+
+
+def count_conv_flops(model: nn.Module, in_channels: int, height: int, width: int) -> float:
+    """Forward FLOPs of every Conv2d / ConvTranspose2d for one `(in_channels, height, width)` input."""
+    total = [0.0]
+    handles = [module.register_forward_hook(
+        _macs_hook(total, isinstance(module, nn.ConvTranspose2d)))
+        for module in model.modules() if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))]
+    was_training = model.training
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, height, width, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return 2.0 * total[0]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def precision(device: torch.device) -> Iterator[None]:
+    """bf16 autocast on GPU, plain fp32 elsewhere (the precision the toolkit trains with)."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, batch: int = 8,
+                   device: str | torch.device = "cpu", channels_last: bool = True,
+                   min_seconds: float = 1.0) -> float:
+    """Measured GFLOP/s of a `channels -> channels` 3x3 convolution on a `(batch, channels, size,
+    size)` input: forward only (`"fwd"`, no autograd) or forward + backward (`"fwd_bwd"`, input
+    and weight gradients, counted as 3x the forward FLOPs)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(device, memory_format=memory_format)
+    x = torch.randn(batch, channels, size, size, device=device).contiguous(
+        memory_format=memory_format)
+    backward = direction == "fwd_bwd"
+    x.requires_grad_(backward)
+
+    def step() -> None:
+        with precision(device), torch.set_grad_enabled(backward):
+            y = conv(x)
+        if backward:
+            y.backward(torch.ones_like(y))
+
+    seconds, calls = time_calls(step, device, min_seconds)
+    flops = 2.0 * batch * size * size * channels * channels * 9 * (3 if backward else 1)
+    return flops * calls / seconds / 1e9
+
+
+def time_calls(step, device: torch.device, min_seconds: float, warmup: int = 2,
+               min_calls: int = 3) -> tuple[float, int]:
+    """Run `step()` `warmup` times, then until `min_seconds` and `min_calls` are both reached;
+    return (seconds, calls) of the timed part."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < min_seconds:
+        step()
+        calls += 1
+        if calls >= min_calls:
+            synchronize(device)
+    return time.perf_counter() - start, calls

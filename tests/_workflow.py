@@ -1,0 +1,26 @@
+"""Helpers for the end-to-end tests: synthetic workspaces and running the real scripts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiny but real: width 8, 64-pixel patches, one fold. Enough to learn synthetic nuclei.
+TINY_TRAIN = ["--yes", "--folds", "1", "--width", "8", "--patch", "64", "--overlap", "32",
+              "--batch-size", "8", "--per-epoch", "0", "--time-limit", "0", "--patience", "100"]
+
+
+def run_script(script: str, *args: str, stdin: str | None = None, timeout: float = 600,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a top-level script the way a user does (from another directory, no terminal)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    return subprocess.run([sys.executable, str(REPO / script), *args], input=stdin, text=True,
+                          capture_output=True, timeout=timeout, cwd=cwd or REPO.parent, env=env,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
+def files(folder: Path) -> list[str]:
+    """Names of the visible files in a folder, sorted."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
