@@ -1,11 +1,12 @@
 """Whole-image inference speed of `paulow.infer.predict_slice` with the PAULow attention U-Net:
 megapixels of image per second, the useful GFLOP/s (network convolution FLOPs per tile x tiles run /
-time) against a plain 64->64 3x3 convolution's forward GFLOP/s measured just before each row, and
+time) against a plain 64->64 3x3 convolution's forward GFLOP/s measured around each row, and
 the peak resident memory of segmenting a large uint16 image (in a subprocess).
 
     python bench/infer_speed.py [--widths 64 32 16] [--tile 256 [512]] [--overlaps 0 0.5]
                                 [--size 1024] [--batch 8] [--min-seconds 3] [--device cpu|cuda]
-                                [--skip-memory] [--memory-size 8000] [--memory-full] [--json OUT]
+                                [--threads N] [--skip-memory] [--memory-size 8000]
+                                [--memory-full] [--json OUT]
 
 On CPU, widths of 64 and more run on a `--size / 2` image so the benchmark stays a few minutes.
 The memory run (width 16, overlap 0.5) runs the network on its first batches, which is where its
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -52,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="repeat each timed image until this long; the mean is reported")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: every core); 1 can be faster on a busy machine")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory run")
     parser.add_argument("--memory-size", type=int, default=8000)
     parser.add_argument("--memory-width", type=int, default=16)
@@ -89,25 +93,33 @@ def warm_up(model: torch.nn.Module, tile: int, batch: int, device: torch.device)
 def measure(width: int, tile: int, overlap: float, args: argparse.Namespace,
             device: torch.device) -> dict[str, Any]:
     """One row: mean time of predict_slice on a test image (repeated for at least
-    `--min-seconds`); the 3x3-conv reference is measured just before, as the load may change."""
+    `--min-seconds`); the 3x3-conv reference is the mean of runs just before and just after, as
+    other processes on the machine change the speed."""
     model = build_model(MODEL, in_channels=1, classes=1, width=width)
     flops = count_conv_flops(model, 1, tile, tile)
     size = image_size(width, args, device)
     image = sample_image(size)
     warm_up(model, tile, args.batch, device)
-    reference = conv3x3_gflops("fwd", channels=64, size=128, batch=8, device=device,
-                               min_seconds=1.0)
+    before = reference_gflops(device)
     seconds, calls = time_calls(
         lambda: predict_slice(model, image, tile=tile, overlap=overlap, batch_size=args.batch,
                               device=device),
         device, args.min_seconds, warmup=0, min_calls=1)
     seconds /= calls
+    after = reference_gflops(device)
+    reference = (before + after) / 2
     tiles = tiles_run(size, tile, overlap)
     useful = flops * tiles / seconds / 1e9
     return {"width": width, "tile": tile, "overlap": overlap, "size": size, "tiles": tiles,
-            "seconds": seconds, "mpix_per_s": size * size / seconds / 1e6,
+            "seconds": seconds, "runs": calls, "mpix_per_s": size * size / seconds / 1e6,
             "gflop_per_tile": flops / 1e9, "useful_gflops": useful,
-            "conv3x3_gflops": reference, "efficiency": useful / reference}
+            "conv3x3_gflops": reference, "conv3x3_gflops_before": before,
+            "conv3x3_gflops_after": after, "efficiency": useful / reference}
+
+
+def reference_gflops(device: torch.device) -> float:
+    """Forward GFLOP/s of a 64->64 3x3 convolution on 8x64x128x128 (channels_last)."""
+    return conv3x3_gflops("fwd", channels=64, size=128, batch=8, device=device, min_seconds=1.0)
 
 
 class ReplayAfter(torch.nn.Module):
@@ -146,11 +158,23 @@ def memory_child(args: argparse.Namespace) -> None:
     probs = predict_slice(model, image, tile=tile, overlap=0.5, batch_size=args.batch, device=device)
     mask = to_mask(probs)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(json.dumps({"size": size, "width": args.memory_width, "tile": tile, "overlap": 0.5,
                       "tiles": tiles_run(size, tile, 0.5), "full": args.memory_full,
                       "seconds": seconds, "foreground": float(mask.mean()),
                       "peak_rss_gib": peak_kib / 2 ** 20}))
+
+
+def peak_rss_kib() -> int:
+    """Peak resident memory of this process in KiB: `VmHWM` from /proc where there is one, since
+    `ru_maxrss` of a child started by vfork + exec also holds its parent's peak (Linux keeps the
+    larger of the two across exec); `ru_maxrss` elsewhere."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,9 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         memory_child(args)
         return
     device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tiles = args.tile or [suggest_tile(128, device)]
     print(f"inference speed, {MODEL}, one input channel, batch {args.batch}, {args.size}^2 image "
           f"(widths >= 64 on CPU: {args.size // 2}^2), on {describe(device)}")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (cpu count {os.cpu_count()})")
     start = time.perf_counter()
     rows = [measure(width, tile, overlap, args, device)
             for width in args.widths for tile in tiles for overlap in args.overlaps]
@@ -185,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"peak memory, {memory['size']}^2 uint16 image, width {memory['width']}, tile "
               f"{memory['tile']}, overlap 0.5, normalise + predict + threshold ({replay}): "
               f"{memory['peak_rss_gib']:.2f} GiB in {memory['seconds']:.0f} s")
-    print(f"total {time.perf_counter() - start:.0f} s")
+    print(f"total {time.perf_counter() - start:.0f} s; load average at end: "
+          f"{os.getloadavg()[0]:.1f}")
     write_json(args.json_out, {"benchmark": "infer_speed", "device": describe(device),
                                "batch": args.batch, "rows": rows, "memory": memory})
 

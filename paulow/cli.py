@@ -61,6 +61,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
 def _add_setup(sub, root: Path) -> None:
     p = sub.add_parser("setup", help="create the drop folders")
     _root(p, root)
+    p.add_argument("--config", type=Path, help="YAML or JSON file with any of these options")
 
 
 def _add_train(sub, root: Path) -> None:

@@ -266,7 +266,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             losses.append(loss)
             regimes += counts
             bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best['dice'], 0):.3f}",
-                            left=_fmt_left(deadline))
+                            time=_fmt_left(deadline))
             if time.monotonic() > deadline:
                 stopped = "time limit"
                 break
@@ -286,7 +286,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             on_epoch(row)
         if report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
             _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png")
-        log.info("fold %d epoch %d: loss %.4f, validation Dice %.4f, regimes %s, %s left",
+        log.info("fold %d epoch %d: loss %.4f, validation Dice %.4f, regimes %s, %s",
                  fold + 1, epoch, row["train_loss"], val_dice, regimes.tolist(), _fmt_left(deadline))
         if stopped == "time limit" or time.monotonic() > deadline:
             stopped = "time limit"
@@ -304,9 +304,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
 def _fmt_left(deadline: float) -> str:
     left = deadline - time.monotonic()
     if left > 1e8:
-        return "no limit"
+        return "no time limit"
     left = max(0.0, left)
-    return f"{int(left // 60)}m{int(left % 60):02d}s"
+    return f"{int(left // 60)}m{int(left % 60):02d}s left"
 
 
 def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path: Path) -> None:

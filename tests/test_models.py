@@ -10,7 +10,8 @@ import torch
 from paulow.errors import ModelError, UsageError
 from paulow.models import (MODEL_NAMES, build_model, count_conv_flops, infer_original_args,
                            model_args)
-from paulow.models.layers import WSConv2d, group_norm, pad_to_multiple, standardise_weight
+from paulow.models.layers import (PointwiseConv2d, WSConv2d, group_norm, pad_to_multiple,
+                                  standardise_weight)
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -217,6 +218,16 @@ def test_weight_standardisation_matches_the_original_formula():
     x = torch.randn(1, 2, 5, 5)
     expected_out = torch.nn.functional.conv2d(x, expected, conv.bias, padding=1)
     assert torch.allclose(conv(x), expected_out, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_pointwise_conv_equals_a_1x1_convolution(memory_format):
+    torch.manual_seed(4)
+    conv = PointwiseConv2d(6, 3)
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=memory_format)
+    expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+    assert set(conv.state_dict()) == {"weight", "bias"}
 
 
 def test_group_norm_groups_divide_channels():

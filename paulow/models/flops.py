@@ -3,8 +3,9 @@ and by the benchmarks (a multiply-add counts as 2 FLOPs)."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -62,10 +63,11 @@ def precision(device: torch.device) -> Iterator[None]:
 
 def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, batch: int = 8,
                    device: str | torch.device = "cpu", channels_last: bool = True,
-                   min_seconds: float = 1.0) -> float:
+                   min_seconds: float = 1.0, statistic: str = "mean") -> float:
     """Measured GFLOP/s of a `channels -> channels` 3x3 convolution on a `(batch, channels, size,
     size)` input: forward only (`"fwd"`, no autograd) or forward + backward (`"fwd_bwd"`, input
-    and weight gradients, counted as 3x the forward FLOPs)."""
+    and weight gradients, counted as 3x the forward FLOPs). `statistic` (see `summarise`) turns
+    the timed calls into one duration."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
     device = torch.device(device)
@@ -82,22 +84,41 @@ def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, 
         if backward:
             y.backward(torch.ones_like(y))
 
-    seconds, calls = time_calls(step, device, min_seconds)
+    seconds = summarise(call_durations(step, device, min_seconds), statistic)
     flops = 2.0 * batch * size * size * channels * channels * 9 * (3 if backward else 1)
-    return flops * calls / seconds / 1e9
+    return flops / seconds / 1e9
 
 
-def time_calls(step, device: torch.device, min_seconds: float, warmup: int = 2,
-               min_calls: int = 3) -> tuple[float, int]:
+def time_calls(step: Callable[[], object], device: torch.device, min_seconds: float,
+               warmup: int = 2, min_calls: int = 3) -> tuple[float, int]:
     """Run `step()` `warmup` times, then until `min_seconds` and `min_calls` are both reached;
-    return (seconds, calls) of the timed part."""
+    return (total seconds, calls) of the timed part."""
+    durations = call_durations(step, device, min_seconds, warmup, min_calls)
+    return sum(durations), len(durations)
+
+
+def call_durations(step: Callable[[], object], device: torch.device, min_seconds: float,
+                   warmup: int = 2, min_calls: int = 3) -> list[float]:
+    """Like `time_calls`, but return the duration of each timed call in seconds."""
     for _ in range(warmup):
         step()
     synchronize(device)
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < min_seconds:
+    durations: list[float] = []
+    while len(durations) < min_calls or sum(durations) < min_seconds:
+        start = time.perf_counter()
         step()
-        calls += 1
-        if calls >= min_calls:
-            synchronize(device)
-    return time.perf_counter() - start, calls
+        synchronize(device)
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def summarise(durations: list[float], statistic: str = "mean") -> float:
+    """One duration from several timed calls: `"mean"`, `"median"` or `"best"` (the fastest,
+    least disturbed by other processes sharing the CPU)."""
+    if statistic == "mean":
+        return statistics.fmean(durations)
+    if statistic == "median":
+        return statistics.median(durations)
+    if statistic == "best":
+        return min(durations)
+    raise ValueError(f"statistic must be 'mean', 'median' or 'best', not {statistic!r}")

@@ -1,0 +1,128 @@
+"""The benchmark datasets of `../shared/data` with their fixed train/test splits.
+
+    from datasets import load_dataset          # from bench/, or with bench/ on sys.path
+    train, test = load_dataset("paulow_filaments")
+
+Splits (see `../shared/data/README.md`; the README's result tables depend on them):
+- `isbi2012_em_cells`: `train-volume.tif` pages 0-19 train, 20-29 test (`train-labels.tif`).
+- `paulow_filaments`: `image1..10.tif` train, `image11..14.tif` test (`MaskN.tif`).
+- `nih3t3_nuclei`: `dna-N.png` (`N.png` masks), the first 12 in natural order of N train, the
+  last 6 (42, 44, 45, 46, 47, 49) test.
+
+Each split is a list of `paulow.data.Slice` normalised like training does (`NORMALISATION`), masks
+binarised to 0/1, with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
+page's first channel as read (file dtype), for baselines that work on raw intensities.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from paulow import io  # noqa: E402
+from paulow.data import (NORMALISATION, Slice, binarise_mask, foreground_fraction,  # noqa: E402
+                         normalise, snr)
+from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UsageError  # noqa: E402
+
+DEFAULT_ROOT = REPO.parent / "shared" / "data"
+DATASETS = ("isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image file and its mask; `pages` = the pages used (None: all of them)."""
+
+    image: Path
+    mask: Path
+    pages: tuple[int, ...] | None = None
+
+
+Split = tuple[list[Item], list[Item]]
+
+
+def _isbi(folder: Path) -> Split:
+    image, mask = folder / "train-volume.tif", folder / "train-labels.tif"
+    for path in (image, mask):
+        if not path.is_file():
+            raise EmptyFolderError(f"'{path}' is missing: restore the ISBI 2012 stacks "
+                                   f"(see {folder.parent / 'README.md'})")
+    return [Item(image, mask, tuple(range(0, 20)))], [Item(image, mask, tuple(range(20, 30)))]
+
+
+def _first_n(n_train: int, n_total: int) -> Callable[[Path], Split]:
+    """Split image/mask pairs of `images/` + `masks/` in natural order: the first `n_train` train."""
+    def split(folder: Path) -> Split:
+        pairs = io.pair_images_masks(io.list_images(folder / "images"), io.list_images(folder / "masks"))
+        if len(pairs) != n_total:
+            raise PairingError(f"'{folder}' has {len(pairs)} image/mask pairs, the benchmark split "
+                               f"expects {n_total}: restore the dataset (see {folder.parent / 'README.md'})")
+        items = [Item(image, mask) for image, mask in pairs]
+        return items[:n_train], items[n_train:]
+    return split
+
+
+SPLITS: dict[str, Callable[[Path], Split]] = {
+    "isbi2012_em_cells": _isbi,
+    "paulow_filaments": _first_n(10, 14),
+    "nih3t3_nuclei": _first_n(12, 18),
+}
+
+
+def dataset_folder(name: str, root: Path | None = None) -> Path:
+    """`root / name`, checked: raises `UsageError` for an unknown name, `EmptyFolderError` if absent."""
+    if name not in SPLITS:
+        raise UsageError(f"unknown dataset '{name}': choose from {', '.join(DATASETS)}")
+    folder = Path(root or DEFAULT_ROOT) / name
+    if not folder.is_dir():
+        raise EmptyFolderError(f"no dataset folder '{folder}': the benchmarks need ../shared/data "
+                               "beside the repository (or pass its location as root / --data-root)")
+    return folder
+
+
+def split_items(name: str, root: Path | None = None) -> Split:
+    """The (train, test) files and pages of a dataset, without reading any pixel."""
+    folder = dataset_folder(name, root)
+    return SPLITS[name](folder)
+
+
+def load_dataset(name: str, root: Path | None = None) -> tuple[list[Slice], list[Slice]]:
+    """(train_slices, test_slices) of a benchmark dataset, in split order."""
+    train, test = split_items(name, root)
+    return _load(train), _load(test)
+
+
+def _load(items: Sequence[Item]) -> list[Slice]:
+    return [s for item in items for s in _item_slices(item)]
+
+
+def _item_slices(item: Item) -> list[Slice]:
+    stack, mask = io.read_image(item.image), io.read_mask(item.mask)
+    if mask.shape != (stack.data.shape[0], *stack.data.shape[2:]):
+        raise ShapeMismatchError(f"'{item.image.name}' has shape {stack.data.shape} (pages, C, H, W) but "
+                                 f"its mask '{item.mask.name}' has {mask.shape}: restore the dataset")
+    pages = item.pages if item.pages is not None else range(stack.data.shape[0])
+    return [_page_slice(stack, mask[page], item.mask, page) for page in pages]
+
+
+def _page_slice(stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int) -> Slice:
+    raw = stack.data[page]
+    target = binarise_mask(mask)
+    info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
+            "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
+            "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
+            "foreground_fraction": foreground_fraction(target),
+            "snr": snr(raw[0].astype(np.float64), target), "mask_file": mask_path.name,
+            "raw": raw[0]}
+    image = normalise(raw, NORMALISATION["low"], NORMALISATION["high"])
+    return Slice(image, target, stack.path, page, info)
+
+
+def slice_names(slices: Sequence[Slice]) -> list[str]:
+    """`file#page` for each slice (the notation of the training reports)."""
+    return [f"{s.source.name}#{s.page}" for s in slices]

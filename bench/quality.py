@@ -1,0 +1,494 @@
+"""Segmentation quality on the fixed test splits of `../shared/data`: a global Otsu threshold and four
+network + loss combinations, each trained under the same wall-clock budget on this machine.
+
+    python bench/quality.py [--datasets isbi2012_em_cells paulow_filaments nih3t3_nuclei]
+                            [--rows otsu,unet_bce,att_bce,paulow_bce,paulow_dynamic[,extra]]
+                            [--budget 10] [--width W] [--patch 128] [--epochs N] [--device cpu|cuda]
+                            [--seed 0] [--extra arch=...,loss=...,width=...] [--extra-name NAME]
+                            [--out bench/results/quality] [--resume]
+
+Rows (`--rows`):
+- `otsu`: one global threshold, `skimage.filters.threshold_otsu` of the pooled train pixels of the
+  normalised images (the input the networks see; `--otsu-input raw` for the file's values); polarity
+  (foreground brighter or darker) chosen by the better pooled train Dice; applied to each test page.
+- `unet_bce`: U-Net (Ronneberger layout) **with batch norm** (the registry's default; `TrainConfig`
+  has no field for `batch_norm=False`) + BCE. `att_bce`: Attention U-Net (Oktay et al.) + BCE.
+  `paulow_bce`: the PAULow attention U-Net + BCE. `paulow_dynamic`: the method, PAULow attention U-Net
+  + dynamic loss. `extra`: any `TrainConfig` fields given as `--extra key=value,...`.
+Networks train through `paulow.train.cross_validate` with one train/validation split of the train
+pages (validation: 20 % of them, for early stopping and model selection by whole-image Dice), no test
+share (the test split is fixed), `--budget` minutes each, and the settings of the device's preset
+(cpu: width 16, 192 patches an epoch, batch 8, AdamW lr 2e-3, at most 40 epochs). Test pages are
+predicted with `paulow.infer.predict_slice` (tile = patch, overlap 0.5) and thresholded at 0.5;
+Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU > 0.5) of
+8-connected components. The JSON and Markdown in `--out` are rewritten after every row, so
+`--resume` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from datasets import DATASETS, REPO, load_dataset, slice_names
+
+from paulow.data import Slice
+from paulow.errors import PaulowError, UsageError
+from paulow.train import TrainConfig
+
+Echo = Callable[[str], None]
+RESULTS_NAME = "quality"
+# Settings that must match for --resume to add rows to an existing results file.
+SETTING_KEYS = ("budget", "width", "patch", "overlap", "epochs", "seed", "device", "preset",
+                "otsu_input", "extra", "extra_name")
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of the table: a name for --rows, a label, and its TrainConfig fields (none: Otsu)."""
+
+    name: str
+    label: str
+    overrides: dict = field(default_factory=dict)
+
+
+ROWS = (
+    RowSpec("otsu", "Otsu threshold (global)"),
+    RowSpec("unet_bce", "U-Net (batch norm) + BCE", {"arch": "unet", "loss": "bce"}),
+    RowSpec("att_bce", "Attention U-Net + BCE", {"arch": "attention_unet", "loss": "bce"}),
+    RowSpec("paulow_bce", "PAULow attention U-Net + BCE", {"arch": "paulow_attention_unet", "loss": "bce"}),
+    RowSpec("paulow_dynamic", "PAULow attention U-Net + dynamic loss (the method)",
+            {"arch": "paulow_attention_unet", "loss": "dynamic"}),
+)
+
+
+# ---------------------------------------------------------------- Otsu baseline
+@dataclass
+class OtsuFit:
+    """A global threshold and its polarity (`bright`: foreground is above the threshold)."""
+
+    threshold: float
+    bright: bool
+    train_dice: float
+
+
+def apply_otsu(fit: OtsuFit, image: np.ndarray) -> np.ndarray:
+    """`uint8` 0/1 mask: `image > threshold`, or its complement for a dark foreground."""
+    above = np.asarray(image) > fit.threshold
+    return (above if fit.bright else ~above).astype(np.uint8)
+
+
+def pooled_dice(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> float:
+    """Dice of the pixel counts summed over all pairs."""
+    from paulow.metrics import pooled_scores
+
+    return float(pooled_scores(list(zip(preds, truths)))["dice"])
+
+
+def fit_otsu(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> OtsuFit:
+    """Otsu threshold of the pooled pixels of `images`; the polarity with the better pooled Dice
+    against `masks` (brighter on a tie)."""
+    from skimage.filters import threshold_otsu
+
+    threshold = float(threshold_otsu(np.concatenate([np.ravel(i) for i in images])))
+    dice = {}
+    for bright in (True, False):
+        candidate = OtsuFit(threshold, bright, 0.0)
+        dice[bright] = pooled_dice([apply_otsu(candidate, i) for i in images], masks)
+    bright = dice[True] >= dice[False]
+    return OtsuFit(threshold, bright, dice[bright])
+
+
+def otsu_input(s: Slice, kind: str) -> np.ndarray:
+    """The first channel of a slice: normalised (what the networks see) or raw (file values)."""
+    return s.info["raw"] if kind == "raw" else s.image[0]
+
+
+# ---------------------------------------------------------------- networks
+def bench_config(device: str, budget: float, seed: int, preset: str | None = None,
+                 overrides: dict | None = None) -> TrainConfig:
+    """The device preset's settings, one train/validation split, no test share, a time budget.
+
+    `overrides` are TrainConfig fields applied last (a None value is kept, e.g. per_epoch=None).
+    """
+    from paulow.train import resolve_config
+
+    base = {"folds": 1, "test_fraction": 0.0, "time_limit": budget, "seed": seed, "device": device,
+            "ensemble": False, "infer_overlap": 0.5}
+    cfg = resolve_config(base, preset, device)
+    return replace(cfg, **(overrides or {}))
+
+
+def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: Echo = print):
+    """Train through `cross_validate`; return (the selected model in eval mode, TrainResult)."""
+    from paulow.train import build_network, cross_validate
+
+    result = cross_validate(train, cfg, device, report_dir=None, echo=echo)
+    model = build_network(cfg, int(train[0].image.shape[0]), device, cfg.seed)
+    model.load_state_dict(result.folds[result.best_fold].state_dict)
+    return model.eval(), result
+
+
+def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> list[np.ndarray]:
+    """0/1 masks of whole slices: sliding window (tile = patch, overlap 0.5), then the threshold."""
+    from paulow.infer import predict_slice
+    from paulow.postprocess import to_mask
+
+    return [to_mask(predict_slice(model, s.image, tile=cfg.patch, overlap=cfg.infer_overlap,
+                                  batch_size=max(cfg.batch_size, 4), device=device), cfg.threshold)
+            for s in slices]
+
+
+def score_test_pages(slices: Sequence[Slice], preds: Sequence[np.ndarray]) -> dict:
+    """Pooled test Dice, IoU and object F1, plus every pooled score and the per-page rows."""
+    from paulow.evaluate import score_pages
+
+    scored = score_pages((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds))
+    pooled = scored.pooled
+    return {"test_dice": pooled["dice"], "test_iou": pooled["iou"],
+            "test_object_f1": pooled["object_f1"], "test_pooled": pooled, "test_pages": scored.rows}
+
+
+def otsu_row(train: Sequence[Slice], test: Sequence[Slice], kind: str) -> dict:
+    """Fit the Otsu baseline on the train pages and score it on the test pages."""
+    start = time.monotonic()
+    fit = fit_otsu([otsu_input(s, kind) for s in train], [s.mask for s in train])
+    seconds = time.monotonic() - start
+    preds = [apply_otsu(fit, otsu_input(s, kind)) for s in test]
+    return {"threshold": fit.threshold, "polarity": "brighter" if fit.bright else "darker",
+            "train_dice": fit.train_dice, "otsu_input": kind, "train_seconds": seconds,
+            "budget_min": None, "epochs_run": None, **score_test_pages(test, preds)}
+
+
+def network_row(train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig, device: str,
+                echo: Echo) -> dict:
+    """Train one configuration under its budget and score it on the test pages."""
+    model, result = train_network(train, cfg, device, echo)
+    best = result.folds[result.best_fold]
+    start = time.monotonic()
+    preds = predict_masks(model, test, cfg, device)
+    return {"arch": cfg.arch, "loss": cfg.loss, "budget_min": cfg.time_limit,
+            "epochs_run": len(best.history), "best_epoch": best.best_epoch, "stopped": best.stopped,
+            "val_dice": best.val_dice, "train_seconds": result.seconds,
+            "predict_seconds": time.monotonic() - start, "train_split": best.train_files,
+            "val_split": best.val_files, "config": asdict(cfg), **score_test_pages(test, preds)}
+
+
+# ---------------------------------------------------------------- --extra
+def _convert(key: str, text: str, current: Any) -> Any:
+    if text.lower() == "none":
+        return None
+    try:
+        if isinstance(current, bool):
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+        if isinstance(current, (int, float, str)):
+            return type(current)(text)
+    except (KeyError, ValueError):
+        pass
+    raise UsageError(f"--extra {key}={text}: not a valid value for {key} (default {current!r})")
+
+
+def parse_overrides(text: str) -> dict:
+    """`arch=unet,width=24,per_epoch=none` -> TrainConfig fields, typed like their defaults."""
+    defaults, out = TrainConfig(), {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in TrainConfig.__dataclass_fields__ or key == "loss_args":
+            raise UsageError(f"--extra '{part}': use key=value with a TrainConfig field, e.g. "
+                             "arch=paulow_attention_unet,loss=dynamic,width=24")
+        out[key] = _convert(key, value.strip(), getattr(defaults, key))
+    if not out:
+        raise UsageError("--extra is empty: give key=value pairs, e.g. loss=dynamic,width=24")
+    return out
+
+
+def extra_spec(text: str, name: str | None) -> RowSpec:
+    """The `extra` row from --extra (and its label from --extra-name)."""
+    overrides = parse_overrides(text)
+    label = name or "extra: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return RowSpec("extra", label, overrides)
+
+
+# ---------------------------------------------------------------- arguments and selection
+def _names(values: Sequence[str] | None) -> list[str]:
+    return [n for v in values or [] for n in v.split(",") if n]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                        help="datasets (space or comma separated; default: all three)")
+    parser.add_argument("--rows", nargs="+", default=None,
+                        help=f"rows: {', '.join(r.name for r in ROWS)}, extra (default: all; extra if --extra)")
+    parser.add_argument("--budget", type=float, default=10.0, help="training minutes per model (default 10)")
+    parser.add_argument("--width", type=int, default=None, help="network width (default: the preset's)")
+    parser.add_argument("--patch", type=int, default=None, help="patch and tile side (default 128)")
+    parser.add_argument("--overlap", type=int, default=None, help="patch grid overlap (default patch / 2)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch cap (default: the preset's)")
+    parser.add_argument("--preset", default=None, help="cpu, gpu or paper (default: by device)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--otsu-input", choices=("normalised", "raw"), default="normalised")
+    parser.add_argument("--extra", default=None, help="an extra row: TrainConfig key=value pairs, comma separated")
+    parser.add_argument("--extra-name", default=None, help="the extra row's label in the table")
+    parser.add_argument("--data-root", type=Path, default=None, help="default: ../shared/data beside the repo")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --out and run only the missing ones")
+    return parser.parse_args(argv)
+
+
+def selected_rows(args: argparse.Namespace) -> list[RowSpec]:
+    """The rows asked for, in table order (raises UsageError for an unknown name)."""
+    specs = list(ROWS) + ([extra_spec(args.extra, args.extra_name)] if args.extra else [])
+    known = {s.name: s for s in specs}
+    wanted = _names(args.rows) or list(known)
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        hint = " (give --extra for the extra row)" if "extra" in unknown else ""
+        raise UsageError(f"unknown row(s) {', '.join(unknown)}: choose from {', '.join(known)}{hint}")
+    return [s for s in specs if s.name in wanted]
+
+
+def selected_datasets(args: argparse.Namespace) -> list[str]:
+    """The datasets asked for (raises UsageError for an unknown name)."""
+    wanted = _names(args.datasets)
+    unknown = [n for n in wanted if n not in DATASETS]
+    if unknown:
+        raise UsageError(f"unknown dataset(s) {', '.join(unknown)}: choose from {', '.join(DATASETS)}")
+    return wanted
+
+
+def row_config(spec: RowSpec, args: argparse.Namespace, device: str) -> TrainConfig:
+    """The TrainConfig of one network row: preset, CLI sizes, then the row's own fields."""
+    fields = {k: v for k, v in (("width", args.width), ("patch", args.patch), ("epochs", args.epochs),
+                                ("overlap", args.overlap)) if v is not None}
+    fields.update(spec.overrides)
+    fields.setdefault("overlap", fields.get("patch", TrainConfig.patch) // 2)
+    return bench_config(device, args.budget, args.seed, args.preset, fields)
+
+
+# ---------------------------------------------------------------- machine and results file
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info(device: str) -> dict:
+    """CPU model, cores, torch version and threads, device (with the GPU's name on CUDA)."""
+    import torch
+
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": device, "python": platform.python_version()}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def describe_machine(info: dict) -> str:
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['threads']} threads), "
+            f"device {info['device']}{gpu}")
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def settings_of(args: argparse.Namespace, device: str) -> dict:
+    return {"budget": args.budget, "width": args.width, "patch": args.patch, "overlap": args.overlap,
+            "epochs": args.epochs, "seed": args.seed, "device": device, "preset": args.preset,
+            "otsu_input": args.otsu_input, "extra": args.extra, "extra_name": args.extra_name}
+
+
+def start_results(path: Path, settings: dict, resume: bool) -> dict:
+    """A fresh results dict, or the one in `path` when resuming with the same settings."""
+    import json
+
+    if not path.exists():
+        return {"settings": settings, "runs": [], "rows": []}
+    if not resume:
+        raise UsageError(f"'{path}' already holds results: add --resume to continue that run, or "
+                         "give another --out")
+    results = json.loads(path.read_text())
+    old = results.get("settings", {})
+    changed = [k for k in SETTING_KEYS if old.get(k) != settings.get(k)]
+    if changed:
+        was = ", ".join(f"{k}={old.get(k)!r} (now {settings.get(k)!r})" for k in changed)
+        raise UsageError(f"'{path}' was made with other settings: {was} - use the same options to "
+                         "resume, or another --out")
+    return results
+
+
+def has_row(results: dict, dataset: str, row: str) -> bool:
+    return any(r["dataset"] == dataset and r["row"] == row for r in results["rows"])
+
+
+# ---------------------------------------------------------------- Markdown
+def fmt_score(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def fmt_minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _row_order(row: dict) -> tuple[int, int]:
+    names = [r.name for r in ROWS] + ["extra"]
+    dataset = DATASETS.index(row["dataset"]) if row["dataset"] in DATASETS else len(DATASETS)
+    return dataset, names.index(row["row"]) if row["row"] in names else len(names)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """dataset | method | budget | epochs run | test Dice | IoU | object F1 | train time."""
+    lines = ["| dataset | method | budget | epochs run | test Dice | IoU | object F1 | train time |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(rows, key=_row_order):
+        budget = "-" if r.get("budget_min") is None else f"{r['budget_min']:g} min"
+        epochs = "-" if r.get("epochs_run") is None else str(r["epochs_run"])
+        lines.append(f"| {r['dataset']} | {r['method']} | {budget} | {epochs} | {fmt_score(r['test_dice'])} | "
+                     f"{fmt_score(r['test_iou'])} | {fmt_score(r['test_object_f1'])} | {fmt_minutes(r['train_seconds'])} |")
+    return "\n".join(lines)
+
+
+def settings_note(rows: Sequence[dict]) -> str:
+    """How the networks were trained and evaluated, and how Otsu was fitted."""
+    notes = []
+    cfg = next((r["config"] for r in rows if r.get("config")), None)
+    if cfg:
+        per_epoch = f"{cfg['per_epoch']} patches an epoch" if cfg["per_epoch"] else "all patches each epoch"
+        notes.append(f"Networks: width {cfg['width']}, depth {cfg['depth']}, patch {cfg['patch']} (grid "
+                     f"overlap {cfg['overlap']}), {per_epoch}, batch {cfg['batch_size']}, {cfg['optimizer']} "
+                     f"lr {cfg['lr']:g}, at most {cfg['epochs']} epochs, patience {cfg['patience']}, seed "
+                     f"{cfg['seed']}; one train/validation split of the train pages (validation Dice "
+                     f"selects the weights); test pages predicted whole (tile {cfg['patch']}, overlap "
+                     f"{cfg['infer_overlap']:g}), threshold {cfg['threshold']:g}.")
+    otsu = next((r for r in rows if r["row"] == "otsu"), None)
+    if otsu:
+        notes.append(f"Otsu: one threshold on the pooled train pixels of the {otsu['otsu_input']} "
+                     "images, polarity chosen by train Dice.")
+    for r in rows:
+        if r["row"] == "extra":
+            fields = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
+            notes.append(f"The extra row ({r['dataset']}, {r['method']}) sets {fields}.")
+    notes.append("Dice and IoU pool pixel counts over the test pages; object F1 matches 8-connected "
+                 "components at IoU > 0.5, pooled over the test pages.")
+    return " ".join(notes)
+
+
+def markdown(results: dict) -> str:
+    """The whole Markdown report: machine, command(s), settings, table."""
+    runs = results["runs"]
+    lines = ["## Segmentation quality on the fixed test splits", ""]
+    machines = dict.fromkeys(describe_machine(r["machine"]) for r in runs)
+    lines += [f"- Machine: {m}" for m in machines]
+    lines += [f"- Command: `{r['command']}`" for r in runs]
+    lines += ["", settings_note(results["rows"]), "", markdown_table(results["rows"])]
+    return "\n".join(lines) + "\n"
+
+
+def save_results(out: Path, results: dict) -> Path:
+    """Write `<out>/quality.json` and `quality.md` (atomically); return the JSON path."""
+    from paulow.io import atomic_write_path
+    from paulow.report import write_json
+
+    path = write_json(out / f"{RESULTS_NAME}.json", results)
+    with atomic_write_path(out / f"{RESULTS_NAME}.md") as tmp:
+        tmp.write_text(markdown(results), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- main
+def show_training_log() -> None:
+    """Print paulow's per-epoch log lines (loss, validation Dice, time left) with a timestamp."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  %(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("paulow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def run_row(spec: RowSpec, dataset: str, train: Sequence[Slice], test: Sequence[Slice],
+            args: argparse.Namespace, device: str) -> dict:
+    """One table row as a plain dict."""
+    head = {"dataset": dataset, "row": spec.name, "method": spec.label, "overrides": spec.overrides,
+            "train_pages": slice_names(train), "test_page_names": slice_names(test)}
+    if spec.name == "otsu":
+        return {**head, **otsu_row(train, test, args.otsu_input)}
+    cfg = row_config(spec, args, device)
+    return {**head, **network_row(train, test, cfg, device, lambda m: print(f"  {m}", flush=True))}
+
+
+def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: argparse.Namespace,
+                device: str) -> None:
+    """Every missing row of one dataset, saving the results after each."""
+    todo = [s for s in specs if not has_row(results, dataset, s.name)]
+    for s in specs:
+        if s not in todo:
+            print(f"{dataset} / {s.name}: already in the results, skipped (--resume)")
+    if not todo:
+        return
+    train, test = load_dataset(dataset, args.data_root)
+    for spec in todo:
+        print(f"{dataset} / {spec.name}: {spec.label} ...", flush=True)
+        row = run_row(spec, dataset, train, test, args, device)
+        results["rows"].append(row)
+        save_results(args.out, results)
+        print(f"{dataset} / {spec.name}: test Dice {row['test_dice']:.4f}, IoU {row['test_iou']:.4f}, "
+              f"object F1 {row['test_object_f1']:.4f} ({fmt_minutes(row['train_seconds'])} training)",
+              flush=True)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the benchmark; return the results dict (also in --out)."""
+    from paulow.train import pick_device
+
+    specs, datasets = selected_rows(args), selected_datasets(args)
+    device = pick_device(args.device or "auto")
+    results = start_results(args.out / f"{RESULTS_NAME}.json", settings_of(args, device), args.resume)
+    if all(has_row(results, d, s.name) for d in datasets for s in specs):
+        print("every row asked for is already in the results: nothing to run")
+        return results
+    results["runs"].append({"command": command_line(), "machine": machine_info(device),
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    print(f"machine: {describe_machine(results['runs'][-1]['machine'])}")
+    print(f"command: {results['runs'][-1]['command']}", flush=True)
+    for dataset in datasets:
+        run_dataset(dataset, specs, results, args, device)
+    save_results(args.out, results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    show_training_log()
+    try:
+        results = run(args)
+    except PaulowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print()
+    print(markdown(results))
+    print(f"wrote {args.out / (RESULTS_NAME + '.json')} and {RESULTS_NAME}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The `paulow` command: help, config files, evaluate, summary and check-overfit."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from paulow.cli import main
+from paulow.errors import UsageError
+
+
+def test_help_is_instant_and_imports_no_torch():
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "import sys, paulow.cli; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    help_run = subprocess.run([sys.executable, "-m", "paulow", "train", "--help"], capture_output=True,
+                              text=True)
+    assert help_run.returncode == 0 and "--time-limit" in help_run.stdout
+    assert time.perf_counter() - start < 30  # generous: two interpreter starts on a busy machine
+
+
+def test_config_file_supplies_options_and_unknown_keys_are_refused(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"root: {tmp_path}\n")
+    assert main(["setup", "--config", str(cfg)]) == 0
+    assert (tmp_path / "Use_Model" / "saved_models").is_dir()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"root": str(tmp_path), "epochz": 3}))
+    assert main(["setup", "--config", str(bad)]) == 2
+    assert "unknown option(s): epochz" in capsys.readouterr().err
+
+
+def _mask(path, array):
+    tifffile.imwrite(path, array.astype(np.uint8))
+
+
+def test_evaluate_scores_folders_and_compares(tmp_path, capsys):
+    truth, good, bad = (tmp_path / n for n in ("truth", "good", "bad"))
+    for d in (truth, good, bad):
+        d.mkdir()
+    t = np.zeros((10, 10), np.uint8)
+    t[2:6, 2:6] = 255  # 16 pixels
+    p = np.zeros_like(t)
+    p[2:6, 2:4] = 255  # 8 of them: dice = 2*8 / (8 + 16) = 2/3
+    _mask(truth / "img1.tif", t)
+    _mask(good / "img1_mask.tif", t)
+    _mask(bad / "img1_mask.tif", p)
+    code = main(["evaluate", "--pred", str(good), str(bad), "--truth", str(truth), "--compare",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert result[str(good)]["pooled"]["dice"] == 1.0
+    assert result[str(bad)]["pooled"]["dice"] == pytest.approx(2 / 3)
+    assert result[str(bad)]["pooled"]["recall"] == 0.5
+    assert (tmp_path / "out" / "pooled.csv").is_file()
+    assert "0.667" in capsys.readouterr().out
+
+
+def test_summary_of_the_published_network(capsys):
+    assert main(["summary", "paulow_attention_unet", "--width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1.conv1" in out and "att1" in out
+    params = int(out.split("parameters: ")[1].split()[0].replace(",", ""))
+    from paulow.models import build_model
+    assert params == sum(p.numel() for p in build_model("paulow_attention_unet", width=64).parameters())
+    gflop_per_patch = float(out.split("(")[-1].split(" GFLOP per 128x128")[0])
+    assert 15 < gflop_per_patch < 25  # the published network: about 20 GFLOP per 128x128 patch
+
+
+def test_check_overfit_passes_on_learnable_data(tmp_path, capsys):
+    from paulow.synthetic import write_dataset
+
+    write_dataset(tmp_path / "i", tmp_path / "m", n=2, size=(48, 48), seed=0)
+    code = main(["check-overfit", "--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
+                 "--width", "8", "--patch", "48", "--overlap", "0", "--batch-size", "2",
+                 "--steps", "40", "--lr", "0.01", "--loss", "bce"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS" in out
+
+
+def test_unknown_architecture_is_a_usage_error():
+    from paulow.models import build_model
+
+    with pytest.raises(UsageError, match="unknown model 'vit'"):
+        build_model("vit")

@@ -1,0 +1,82 @@
+"""`use_model.py` end to end: piped prompt answers, stacks, outputs never overwritten, safe clearing."""
+from __future__ import annotations
+
+import numpy as np
+import tifffile
+
+from _workflow import files, run_script
+from paulow import io
+from paulow.synthetic import make_stack, nuclei_image
+
+
+def _put(folder, name, array, **kw):
+    tifffile.imwrite(folder / name, array, **kw)
+
+
+def test_piped_answer_segments_stacks_and_clears_only_processed_inputs(workspace_with_model):
+    ws = workspace_with_model
+    image, _ = nuclei_image((70, 90), seed=4)
+    _put(ws.use_inputs, "single.tif", image, resolution=(2.0, 2.0),
+         imagej=True, metadata={"unit": "micron"})
+    stack, _ = make_stack("nuclei", 3, (64, 64), seed=8, bit_depth=16)
+    _put(ws.use_inputs, "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    (ws.use_inputs / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
+    done = run_script("use_model.py", "--root", str(ws.root), stdin="7\n1\n")
+    assert "please answer a number from 1 to 1" in done.stdout  # a bad answer asks again
+    assert done.returncode == 1, done.stderr  # one file failed
+    assert "broken.tif" in done.stdout + done.stderr
+    assert files(ws.use_inputs) == ["broken.tif"]  # the corrupt file is kept, the others cleared
+    single = io.read_image(ws.use_outputs / "single_mask.tif")
+    assert single.data.shape == (1, 1, 70, 90) and single.data.dtype == np.uint8
+    assert set(np.unique(single.data)) <= {0, 255} and single.data.max() == 255
+    assert single.unit == "micron" and single.resolution == (2.0, 2.0)
+    masks = io.read_mask(ws.use_outputs / "stack_mask.tif")
+    assert masks.shape == (3, 64, 64)
+
+
+def test_results_are_never_overwritten(workspace_with_model):
+    ws = workspace_with_model
+    image, _ = nuclei_image((48, 48), seed=1)
+    for _ in range(2):
+        _put(ws.use_inputs, "a.tif", image)
+        done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes")
+        assert done.returncode == 0, done.stderr
+    assert files(ws.use_outputs) == ["a_mask.tif", "a_mask_2.tif"]
+    assert "a_mask_2.tif" in done.stdout  # the run summary says where it wrote
+
+
+def test_options_write_probabilities_overlays_labels_and_tables(workspace_with_model):
+    ws = workspace_with_model
+    image, _ = nuclei_image((64, 64), seed=2)
+    _put(ws.use_inputs, "n.tif", image)
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t.pth", "--yes", "--keep-inputs",
+                      "--save-prob", "--overlay", "--instances", "--tta", "--save-attention")
+    assert done.returncode == 0, done.stderr
+    out = files(ws.use_outputs)
+    assert {"n_mask.tif", "n_prob.tif", "n_overlay.png", "n_labels.tif", "objects.csv",
+            "summary.csv"} <= set(out)
+    assert sum(name.startswith("n_attention") for name in out) == 3  # one map per gate (depth 4)
+    assert files(ws.use_inputs) == ["n.tif"]  # --keep-inputs
+    prob = io.read_image(ws.use_outputs / "n_prob.tif").data
+    assert prob.dtype == np.float32 and 0.0 <= prob.min() and prob.max() <= 1.0
+    labels = io.read_mask(ws.use_outputs / "n_labels.tif")
+    rows = (ws.use_outputs / "objects.csv").read_text().splitlines()
+    assert len(rows) - 1 == int(labels.max())  # one row per object
+
+
+def test_rgb_input_on_a_greyscale_model_is_converted_and_logged(workspace_with_model):
+    ws = workspace_with_model
+    grey, _ = nuclei_image((40, 40), seed=3)
+    _put(ws.use_inputs, "rgb.tif", np.stack([grey] * 3, axis=-1), photometric="rgb")
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "converted to grey" in done.stderr
+    assert io.read_mask(ws.use_outputs / "rgb_mask.tif").shape == (1, 40, 40)
+
+
+def test_unknown_model_and_empty_folder_are_clear_errors(workspace_with_model):
+    ws = workspace_with_model
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "nope", "--yes")
+    assert done.returncode == 2 and "no model 'nope'" in done.stderr and "Traceback" not in done.stderr
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes")
+    assert done.returncode == 2 and "no images in" in done.stderr
