@@ -23,7 +23,7 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patch", type=int, default=None, help="patch and tile side (default 128)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=None, help="default: ../shared/data beside the repo")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="default: ../shared/data beside the repo")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / RESULTS_NAME)
     return parser.parse_args(argv)
 
@@ -107,56 +108,82 @@ def scores_on(model, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> 
     return score_test_pages(slices, predict_masks(model, slices, cfg, device))
 
 
-def model_row(name: str, trained_on: str, fold, seconds: float, cfg: TrainConfig, target: dict,
-              parent_domain: dict) -> dict:
+@dataclass
+class Domains:
+    """The parent's train/test slices and the target's tune/selection/test slices."""
+
+    parent_train: list[Slice]
+    parent_test: list[Slice]
+    tune: list[Slice]
+    held: list[Slice]
+    target_test: list[Slice]
+
+
+def load_domains(args: argparse.Namespace) -> Domains:
+    fil_train, fil_test = load_dataset(PARENT_DATA, args.data_root)
+    nih_train, nih_test = load_dataset(TARGET_DATA, args.data_root)
+    tune, held = few_split(nih_train, args.few, args.seed)
+    return Domains(fil_train, fil_test, tune, held, nih_test)
+
+
+def scored_row(name: str, trained_on: str, model, fold, seconds: float, cfg: TrainConfig,
+               data: Domains, device: str) -> dict:
     """One table row: how the model was trained and its scores on both test splits."""
     return {"model": name, "trained_on": trained_on, "budget_min": cfg.time_limit, "lr": cfg.lr,
             "epochs_run": len(fold.history), "best_epoch": fold.best_epoch, "stopped": fold.stopped,
             "val_dice": fold.val_dice, "train_seconds": seconds, "config": asdict(cfg),
-            "nih3t3": target, "filaments": parent_domain}
+            "nih3t3": scores_on(model, data.target_test, cfg, device),
+            "filaments": scores_on(model, data.parent_test, cfg, device)}
 
 
 def _echo(message: str) -> None:
     print(f"  {message}", flush=True)
 
 
+def parent_stage(data: Domains, cfg: TrainConfig, device: str):
+    """(a) Train the parent on the filaments; return (model, row)."""
+    print(f"(a) parent: {PARENT_DATA} train split, {cfg.time_limit:g} min", flush=True)
+    parent, trained = train_network(data.parent_train, cfg, device, _echo)
+    best = trained.folds[trained.best_fold]
+    source = f"{PARENT_DATA} train split ({len(best.train_files)} + {len(best.val_files)} to select)"
+    return parent, scored_row("parent", source, parent, best, trained.seconds, cfg, data, device)
+
+
+def finetune_stage(parent, parent_cfg: TrainConfig, data: Domains, minutes: float, device: str) -> dict:
+    """(b) Fine-tune a copy of the parent as `paulow finetune` does; return its row."""
+    cfg = finetune_settings(parent_cfg, 1, minutes, device)
+    print(f"(b) fine-tune on {', '.join(slice_names(data.tune))} (weights chosen on "
+          f"{', '.join(slice_names(data.held))}), lr {cfg.lr:g}, {cfg.time_limit:g} min", flush=True)
+    tuned, fold, seconds = fit_within(copy.deepcopy(parent), data.tune, data.held, cfg, device)
+    source = f"parent + {len(data.tune)} {TARGET_DATA} images (+ {len(data.held)} to select)"
+    return scored_row("fine-tuned", source, tuned, fold, seconds, cfg, data, device)
+
+
+def scratch_stage(parent_cfg: TrainConfig, data: Domains, minutes: float, device: str) -> dict:
+    """(c) Train a fresh network with the parent's settings on the same few images; return its row."""
+    from paulow.train import build_network
+
+    cfg = replace(parent_cfg, time_limit=minutes)
+    print(f"(c) from scratch on the same images, lr {cfg.lr:g}, {cfg.time_limit:g} min", flush=True)
+    model = build_network(cfg, 1, device, cfg.seed)
+    model, fold, seconds = fit_within(model, data.tune, data.held, cfg, device)
+    source = f"{len(data.tune)} {TARGET_DATA} images (+ {len(data.held)} to select)"
+    return scored_row("from scratch", source, model, fold, seconds, cfg, data, device)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Train parent, fine-tuned and scratch models; return the results dict."""
-    from paulow.train import build_network, pick_device
+    from paulow.train import pick_device
 
     device = pick_device(args.device or "auto")
-    fil_train, fil_test = load_dataset(PARENT_DATA, args.data_root)
-    nih_train, nih_test = load_dataset(TARGET_DATA, args.data_root)
-    tune, held = few_split(nih_train, args.few, args.seed)
+    data = load_domains(args)
     results = {"command": command_line(), "machine": machine_info(device),
-               "few": slice_names(nih_train[:args.few]), "tune": slice_names(tune),
-               "held_out": slice_names(held), "rows": []}
+               "tune": slice_names(data.tune), "held_out": slice_names(data.held), "rows": []}
     print(f"machine: {describe_machine(results['machine'])}\ncommand: {results['command']}", flush=True)
-
     cfg = parent_config(args, device)
-    print(f"(a) parent: {PARENT_DATA} train split, {cfg.time_limit:g} min", flush=True)
-    parent, trained = train_network(fil_train, cfg, device, _echo)
-    best = trained.folds[trained.best_fold]
-    results["rows"].append(model_row("parent", f"{PARENT_DATA} train ({len(fil_train)} images)", best,
-                                     trained.seconds, cfg, scores_on(parent, nih_test, cfg, device),
-                                     scores_on(parent, fil_test, cfg, device)))
-
-    tuned_cfg = finetune_settings(cfg, 1, args.finetune_budget, device)
-    print(f"(b) fine-tune on {', '.join(slice_names(tune))} (weights chosen on "
-          f"{', '.join(slice_names(held))}), lr {tuned_cfg.lr:g}, {tuned_cfg.time_limit:g} min", flush=True)
-    tuned, fold, seconds = fit_within(copy.deepcopy(parent), tune, held, tuned_cfg, device)
-    results["rows"].append(model_row("fine-tuned", f"parent + {len(tune)} {TARGET_DATA} images", fold,
-                                     seconds, tuned_cfg, scores_on(tuned, nih_test, tuned_cfg, device),
-                                     scores_on(tuned, fil_test, tuned_cfg, device)))
-
-    scratch_cfg = replace(cfg, time_limit=args.finetune_budget)
-    print(f"(c) from scratch on the same images, lr {scratch_cfg.lr:g}, {scratch_cfg.time_limit:g} min",
-          flush=True)
-    scratch = build_network(scratch_cfg, 1, device, scratch_cfg.seed)
-    scratch, fold, seconds = fit_within(scratch, tune, held, scratch_cfg, device)
-    results["rows"].append(model_row("from scratch", f"{len(tune)} {TARGET_DATA} images", fold, seconds,
-                                     scratch_cfg, scores_on(scratch, nih_test, scratch_cfg, device),
-                                     scores_on(scratch, fil_test, scratch_cfg, device)))
+    parent, row = parent_stage(data, cfg, device)
+    results["rows"] += [row, finetune_stage(parent, cfg, data, args.finetune_budget, device),
+                        scratch_stage(cfg, data, args.finetune_budget, device)]
     return results
 
 
@@ -173,10 +200,10 @@ def markdown(results: dict) -> str:
              "filaments test Dice | train time |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results["rows"]:
-        lines.append(f"| {r['model']} | {r['trained_on']} | {r['budget_min']:g} min | {r['epochs_run']} | "
-                     f"{fmt_score(r['nih3t3']['test_dice'])} | {fmt_score(r['nih3t3']['test_iou'])} | "
-                     f"{fmt_score(r['nih3t3']['test_object_f1'])} | {fmt_score(r['filaments']['test_dice'])} | "
-                     f"{fmt_minutes(r['train_seconds'])} |")
+        cells = [r["model"], r["trained_on"], f"{r['budget_min']:g} min", str(r["epochs_run"]),
+                 *(fmt_score(r["nih3t3"][k]) for k in ("test_dice", "test_iou", "test_object_f1")),
+                 fmt_score(r["filaments"]["test_dice"]), fmt_minutes(r["train_seconds"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ Networks train through `paulow.train.cross_validate` with one train/validation s
 pages (validation: 20 % of them, for early stopping and model selection by whole-image Dice), no test
 share (the test split is fixed), `--budget` minutes each, and the settings of the device's preset
 (cpu: width 16, 192 patches an epoch, batch 8, AdamW lr 2e-3, at most 40 epochs). Test pages are
-predicted with `paulow.infer.predict_slice` (tile = patch, overlap 0.5) and thresholded at 0.5;
+predicted with `paulow.infer.predict_slice` (the default tile of `use_model.py`, overlap 0.5) and thresholded at 0.5;
 Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU > 0.5) of
 8-connected components. The JSON and Markdown in `--out` are rewritten after every row, so
 `--resume` continues an interrupted run.
@@ -139,11 +139,12 @@ def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: E
 
 
 def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> list[np.ndarray]:
-    """0/1 masks of whole slices: sliding window (tile = patch, overlap 0.5), then the threshold."""
-    from paulow.infer import predict_slice
+    """0/1 masks of whole slices: the default sliding window of `use_model.py`, then the threshold."""
+    from paulow.infer import predict_slice, suggest_tile
     from paulow.postprocess import to_mask
 
-    return [to_mask(predict_slice(model, s.image, tile=cfg.patch, overlap=cfg.infer_overlap,
+    return [to_mask(predict_slice(model, s.image, tile=suggest_tile(cfg.patch, device),
+                                  overlap=cfg.infer_overlap,
                                   batch_size=max(cfg.batch_size, 4), device=device), cfg.threshold)
             for s in slices]
 
@@ -184,12 +185,15 @@ def network_row(train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig,
 
 
 # ---------------------------------------------------------------- --extra
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _convert(key: str, text: str, current: Any) -> Any:
     if text.lower() == "none":
         return None
     try:
         if isinstance(current, bool):
-            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[text.lower()]
+            return _BOOLEANS[text.lower()]
         if isinstance(current, (int, float, str)):
             return type(current)(text)
     except (KeyError, ValueError):
@@ -230,7 +234,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
                         help="datasets (space or comma separated; default: all three)")
     parser.add_argument("--rows", nargs="+", default=None,
-                        help=f"rows: {', '.join(r.name for r in ROWS)}, extra (default: all; extra if --extra)")
+                        help=f"rows: {', '.join(r.name for r in ROWS)}, extra "
+                             "(default: all; extra if --extra is given)")
     parser.add_argument("--budget", type=float, default=10.0, help="training minutes per model (default 10)")
     parser.add_argument("--width", type=int, default=None, help="network width (default: the preset's)")
     parser.add_argument("--patch", type=int, default=None, help="patch and tile side (default 128)")
@@ -240,9 +245,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--otsu-input", choices=("normalised", "raw"), default="normalised")
-    parser.add_argument("--extra", default=None, help="an extra row: TrainConfig key=value pairs, comma separated")
+    parser.add_argument("--extra", default=None,
+                        help="an extra row: TrainConfig key=value pairs, comma separated")
     parser.add_argument("--extra-name", default=None, help="the extra row's label in the table")
-    parser.add_argument("--data-root", type=Path, default=None, help="default: ../shared/data beside the repo")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="default: ../shared/data beside the repo")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --out and run only the missing ones")
@@ -363,8 +370,10 @@ def markdown_table(rows: Sequence[dict]) -> str:
     for r in sorted(rows, key=_row_order):
         budget = "-" if r.get("budget_min") is None else f"{r['budget_min']:g} min"
         epochs = "-" if r.get("epochs_run") is None else str(r["epochs_run"])
-        lines.append(f"| {r['dataset']} | {r['method']} | {budget} | {epochs} | {fmt_score(r['test_dice'])} | "
-                     f"{fmt_score(r['test_iou'])} | {fmt_score(r['test_object_f1'])} | {fmt_minutes(r['train_seconds'])} |")
+        cells = [r["dataset"], r["method"], budget, epochs,
+                 *(fmt_score(r[k]) for k in ("test_dice", "test_iou", "test_object_f1")),
+                 fmt_minutes(r["train_seconds"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -378,7 +387,7 @@ def settings_note(rows: Sequence[dict]) -> str:
                      f"overlap {cfg['overlap']}), {per_epoch}, batch {cfg['batch_size']}, {cfg['optimizer']} "
                      f"lr {cfg['lr']:g}, at most {cfg['epochs']} epochs, patience {cfg['patience']}, seed "
                      f"{cfg['seed']}; one train/validation split of the train pages (validation Dice "
-                     f"selects the weights); test pages predicted whole (tile {cfg['patch']}, overlap "
+                     f"selects the weights); test pages predicted whole (default tile, overlap "
                      f"{cfg['infer_overlap']:g}), threshold {cfg['threshold']:g}.")
     otsu = next((r for r in rows if r["row"] == "otsu"), None)
     if otsu:

@@ -126,12 +126,12 @@ class TrainResult:
 # ---------------------------------------------------------------- evaluation
 def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> float:
     """Pooled foreground Dice over whole slices, with the standard sliding-window inference."""
-    from .infer import predict_slice
+    from .infer import predict_slice, suggest_tile
     from .postprocess import to_mask
 
     tp = fp = fn = 0
     for s in slices:
-        prob = predict_slice(models, s.image, tile=cfg.patch, overlap=cfg.infer_overlap,
+        prob = predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
                              batch_size=max(cfg.batch_size, 4), device=device)
         pred = to_mask(prob, cfg.threshold) > 0
         truth = s.mask > 0
@@ -234,61 +234,101 @@ def _train_step(model, loss_fn, opt, images, targets, device: str) -> tuple[floa
     return float(loss.detach()), counts
 
 
+class ValidationPacer:
+    """Decides when to validate, so whole-image validation takes at most `share` of the time.
+
+    Validation on whole images can cost as much as an epoch on a CPU; it then runs every few epochs
+    instead of every epoch (always after the first and the last epoch). It also keeps the last
+    validation's duration, so training stops early enough for the final one to fit the budget.
+    """
+
+    def __init__(self, share: float = 0.25) -> None:
+        self.share, self.every, self.since = share, 1, 0
+        self.val_seconds = 0.0
+
+    def due(self, epoch: int, last: bool) -> bool:
+        self.since += 1
+        return epoch == 1 or last or self.since >= self.every
+
+    def record(self, train_seconds: float, val_seconds: float) -> None:
+        self.since, self.val_seconds = 0, val_seconds
+        if train_seconds > 0:
+            self.every = max(1, math.ceil(val_seconds / (self.share * train_seconds)))
+
+
+def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar_desc: str,
+               best_dice: float) -> tuple[list[float], np.ndarray, bool]:
+    """One pass over the epoch's patches; returns losses, regime counts and whether time ran out."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    losses, regimes = [], np.zeros(3, dtype=np.int64)
+    bar = tqdm(loader, desc=bar_desc, leave=False, disable=None, unit="batch")
+    for images, targets in bar:
+        now = time.monotonic()
+        sched.set(max(clock["step"] / clock["total"],
+                      (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9)))
+        loss, counts = _train_step(model, loss_fn, opt, images, targets, device)
+        clock["step"] += 1
+        losses.append(loss)
+        regimes += counts
+        bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best_dice, 0):.3f}",
+                        time=_fmt_left(clock["stop_at"]))
+        if time.monotonic() > clock["stop_at"]:
+            return losses, regimes, True
+    return losses, regimes, False
+
+
 def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig, device: str,
              deadline: float, fold: int = 0, report_dir: Path | None = None,
              on_epoch: Callable[[dict], None] | None = None) -> FoldResult:
     """Train one model; keep the weights with the best whole-image validation Dice."""
-    import torch
-    from tqdm.auto import tqdm
-
     from .losses import build_loss
 
     dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
                            Augment() if cfg.augment else None, cfg.classes, cfg.seed + fold,
                            cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
-    total_steps = max(1, len(loader)) * cfg.epochs
     opt, sched = make_optimizer(model, cfg)
-    start, step = time.monotonic(), 0
     loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
+    clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
+             "stop_at": deadline}
+    pacer = ValidationPacer()
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history, stopped, since_best = [], "epochs", 0
     for epoch in range(1, cfg.epochs + 1):
         dataset.reshuffle(epoch)
-        model.train()
-        losses, regimes = [], np.zeros(3, dtype=np.int64)
-        bar = tqdm(loader, desc=f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=None, unit="batch")
-        for images, targets in bar:
-            sched.set(max(step / total_steps, (time.monotonic() - start) / max(deadline - start, 1e-9)))
-            loss, counts = _train_step(model, loss_fn, opt, images, targets, device)
-            step += 1
-            losses.append(loss)
-            regimes += counts
-            bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best['dice'], 0):.3f}",
-                            time=_fmt_left(deadline))
-            if time.monotonic() > deadline:
-                stopped = "time limit"
-                break
-        model.eval()
-        val_dice = dice_on_slices(model, val, cfg, device)
-        row = {"fold": fold + 1, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-               "val_dice": val_dice, "lr": float(opt.param_groups[0]["lr"]),
-               "regime_empty": int(regimes[0]), "regime_small": int(regimes[1]),
-               "regime_large": int(regimes[2]), "patches": len(losses) * cfg.batch_size}
+        clock["stop_at"] = deadline - pacer.val_seconds  # leave room for the last validation
+        epoch_start = time.monotonic()
+        losses, regimes, out_of_time = _run_epoch(
+            model, loader, loss_fn, opt, sched, device, clock,
+            f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", best["dice"])
+        train_seconds = time.monotonic() - epoch_start
+        last = out_of_time or epoch == cfg.epochs or time.monotonic() > clock["stop_at"]
+        row = {"fold": fold + 1, "epoch": epoch,
+               "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_dice": None,
+               "lr": float(opt.param_groups[0]["lr"]), "regime_empty": int(regimes[0]),
+               "regime_small": int(regimes[1]), "regime_large": int(regimes[2]),
+               "patches": len(losses) * cfg.batch_size}
+        if pacer.due(epoch, last):
+            val_start = time.monotonic()
+            model.eval()
+            row["val_dice"] = dice_on_slices(model, val, cfg, device)
+            pacer.record(train_seconds, time.monotonic() - val_start)
+            if row["val_dice"] > best["dice"]:
+                best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+                since_best = 0
+            else:
+                since_best += 1
         history.append(row)
-        if val_dice > best["dice"]:
-            best = {"dice": val_dice, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            since_best = 0
-        else:
-            since_best += 1
         if on_epoch:
             on_epoch(row)
         if report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
             _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png")
-        log.info("fold %d epoch %d: loss %.4f, validation Dice %.4f, regimes %s, %s",
-                 fold + 1, epoch, row["train_loss"], val_dice, regimes.tolist(), _fmt_left(deadline))
-        if stopped == "time limit" or time.monotonic() > deadline:
+        log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
+                 row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
+                 regimes.tolist(), _fmt_left(deadline))
+        if out_of_time or time.monotonic() > clock["stop_at"]:
             stopped = "time limit"
             break
         if since_best >= cfg.patience:
@@ -310,12 +350,12 @@ def _fmt_left(deadline: float) -> str:
 
 
 def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path: Path) -> None:
-    from .infer import predict_slice
+    from .infer import predict_slice, suggest_tile
     from .postprocess import to_mask
     from .report import sample_panel
 
     s = val[0]
-    prob = predict_slice(model, s.image, tile=cfg.patch, overlap=cfg.infer_overlap,
+    prob = predict_slice(model, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
                          batch_size=max(cfg.batch_size, 4), device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     sample_panel(s.image, s.mask, to_mask(prob, cfg.threshold), path,

@@ -265,3 +265,14 @@ def test_devices_and_tile_suggestion():
     assert suggest_tile(128, "cpu") == 256
     assert suggest_tile(300, "cpu") == 320
     assert suggest_tile(100, "cuda") == 128
+
+
+@pytest.mark.parametrize("name", ["paulow_attention_unet", "attention_unet", "unet"])
+def test_registry_networks_predict_any_size(name):
+    from paulow.models import build_model
+
+    net = build_model(name, in_channels=2, classes=3, width=4, depth=3)
+    for shape in [(1, 1), (37, 50)]:
+        probs = predict_slice(net, random_image(2, *shape), tile=32, batch_size=3, device=CPU)
+        assert probs.shape == (3, *shape) and probs.dtype == np.float32
+        assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1

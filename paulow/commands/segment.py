@@ -64,11 +64,11 @@ def match_channels(image: np.ndarray, expected: int, name: str) -> np.ndarray:
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
     from ..data import normalise_with
-    from ..infer import predict_slice
+    from ..infer import predict_slice, suggest_tile
 
     meta = loaded.meta
     data = match_channels(data, loaded.in_channels, name)
-    tile = opts.tile or int(meta.get("patch", 128))
+    tile = opts.tile or suggest_tile(int(meta.get("patch", 128)), opts.device)
     overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
     return [predict_slice(loaded.models, normalise_with(page, meta.get("normalisation", {})), tile=tile,
                           overlap=overlap, batch_size=opts.batch_size, device=opts.device, tta=opts.tta)

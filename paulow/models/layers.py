@@ -33,8 +33,8 @@ class WSConv2d(nn.Conv2d):
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """1x1 Conv2d that runs as a matrix product on channels-last input (about 20-40% faster
-    forward + backward on CPU than the convolution kernels); same parameters and state dict."""
+    """1x1 Conv2d run as a matrix product on channels-last input (forward + backward 15-40% faster
+    on CPU than the convolution kernels); same parameters, state dict and result."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size=1)
@@ -44,6 +44,7 @@ class PointwiseConv2d(nn.Conv2d):
             return super().forward(x)
         rows = x.permute(0, 2, 3, 1)  # (N, H, W, C), contiguous for a channels-last tensor
         return F.linear(rows, self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
+
 
 class ResidualBlock(nn.Module):
     """Two weight-standardised 3x3 convolutions, each followed by GroupNorm; LeakyReLU after the
