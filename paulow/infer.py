@@ -13,9 +13,8 @@ How a slice is predicted:
 - Tiles go through the networks `batch_size` at a time from one preallocated batch buffer. On CUDA:
   bf16 autocast and channels_last; after an out-of-memory error the batch is halved (down to 1) and
   the work already accumulated is kept. On CPU: float32. Always under `torch.inference_mode()`.
-- Test-time augmentation (`tta=True`): the 4 flips (none, vertical, horizontal, both = 180°
-  rotation), each inverted exactly and averaged. 90° rotations are left out: they would double
-  the cost on CPU.
+- Test-time augmentation (`tta=True`): the 8 flips and 90° rotations of the square tile (the
+  dihedral group), each inverted exactly and averaged; it costs 8 forward passes per tile.
 - An ensemble (a list of models) is the mean of its members' probabilities.
 """
 from __future__ import annotations
@@ -33,7 +32,8 @@ from .errors import ModelError, ShapeMismatchError, UsageError
 WINDOW_SIGMA_FRACTION = 1 / 8
 # a guard only: with sigma = tile / 8 the edge weight is exp(-8) ≈ 3.4e-4 per axis already
 WINDOW_FLOOR_1D = 1e-4
-TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3))
+# (quarter turns, mirror left-right): the 8 symmetries of a square tile
+TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, m) for k in range(4) for m in (False, True))
 CPU_TILE = 256  # see bench/infer_speed.py: larger CPU tiles gain little per pixel and cost memory
 
 Models = nn.Module | Sequence[nn.Module]
@@ -99,7 +99,7 @@ def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap
     xs = tile_starts(padded.shape[2], tile, step)
     window = gaussian_window_1d(tile)
     with _prepared(members, device), torch.inference_mode():
-        runner = _TileRunner(members, window, device, batch_size, TTA_FLIPS if tta else ((),))
+        runner = _TileRunner(members, window, device, batch_size, TTA_TRANSFORMS if tta else ((0, False),))
         total = _accumulate(runner, padded, ys, xs, tile, progress)
     _divide_by_weights(total, ys, xs, window)
     if crop is None:
@@ -172,11 +172,11 @@ class _TileRunner:
     halving the chunk it sends to the device after an out-of-memory error."""
 
     def __init__(self, members: list[nn.Module], window: np.ndarray, device: torch.device,
-                 batch_size: int, flips: tuple[tuple[int, ...], ...]) -> None:
+                 batch_size: int, transforms: tuple[tuple[int, bool], ...]) -> None:
         self.members = members
         self.device = device
         self.chunk = batch_size
-        self.flips = flips
+        self.transforms = transforms
         self.window = torch.from_numpy(np.outer(window, window)).to(device)
         self.cuda = device.type == "cuda"
 
@@ -204,22 +204,25 @@ class _TileRunner:
             tiles = tiles.contiguous(memory_format=torch.channels_last)
         total = None
         for member in self.members:
-            for dims in self.flips:
-                probs = self._member_probs(member, tiles, dims)
+            for transform in self.transforms:
+                probs = self._member_probs(member, tiles, transform)
                 total = probs if total is None else total.add_(probs)
-        total.mul_(self.window / (len(self.members) * len(self.flips)))
+        total.mul_(self.window / (len(self.members) * len(self.transforms)))
         return total.contiguous().cpu().numpy()
 
     def _member_probs(self, member: nn.Module, tiles: torch.Tensor,
-                      dims: tuple[int, ...]) -> torch.Tensor:
-        inputs = tiles.flip(dims) if dims else tiles
+                      transform: tuple[int, bool]) -> torch.Tensor:
+        turns, mirror = transform
+        inputs = torch.rot90(tiles, turns, dims=(2, 3)) if turns else tiles
+        inputs = inputs.flip(3) if mirror else inputs
         with self._autocast():
             logits = member(inputs)
         if logits.ndim != 4 or logits.shape[0] != len(tiles) or logits.shape[2:] != tiles.shape[2:]:
             raise ModelError(f"the network returned shape {tuple(logits.shape)} for tiles of shape "
                              f"{tuple(tiles.shape)}; the model file does not fit this input")
         probs = torch.sigmoid(logits.float())
-        return probs.flip(dims) if dims else probs
+        probs = probs.flip(3) if mirror else probs
+        return torch.rot90(probs, -turns, dims=(2, 3)) if turns else probs
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.cuda:

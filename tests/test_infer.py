@@ -33,12 +33,13 @@ def pointwise_net(in_channels: int = 1, classes: int = 1, seed: int = 0) -> nn.M
 
 
 def flip_symmetric_net(seed: int = 0) -> nn.Module:
-    """3x3 kernels symmetric under both flips, so the network commutes with flips."""
+    """3x3 kernels symmetric under flips and 90° rotations, so the network commutes with them."""
     net = conv_net(seed=seed)
     with torch.no_grad():
         for layer in (net[0], net[2]):
             w = layer.weight
-            w.copy_((w + w.flip(2) + w.flip(3) + w.flip(2, 3)) / 4)
+            turns = [torch.rot90(w, k, dims=(2, 3)) for k in range(4)]
+            w.copy_(sum(t + t.flip(3) for t in turns) / 8)
     return net
 
 
@@ -175,11 +176,18 @@ def test_tta_with_a_flip_symmetric_network_changes_nothing():
                                atol=1e-6, rtol=0)
 
 
-def test_tta_is_the_mean_of_the_four_flips_inverted():
+def test_tta_is_the_mean_of_the_eight_flips_and_rotations_inverted():
     net = conv_net(seed=3)
-    image = random_image(1, 48, 48)  # one tile: each flip is a whole-image forward
-    flipped = [(axes, np.ascontiguousarray(np.flip(image, axes))) for axes in [(), (1,), (2,), (1, 2)]]
-    expected = np.mean([np.flip(whole_image_probs(net, f), axes) for axes, f in flipped], axis=0)
+    image = random_image(1, 48, 48)  # one tile: each transform is a whole-image forward
+    outputs = []
+    for turns in range(4):
+        for mirror in (False, True):
+            x = np.rot90(image, turns, axes=(1, 2))
+            x = np.ascontiguousarray(x[:, :, ::-1] if mirror else x)
+            y = whole_image_probs(net, x)
+            y = y[:, :, ::-1] if mirror else y
+            outputs.append(np.rot90(y, -turns, axes=(1, 2)))
+    expected = np.mean(outputs, axis=0)
     tta = predict_slice(net, image, tile=48, device=CPU, tta=True)
     np.testing.assert_allclose(tta, expected, atol=1e-6, rtol=0)
     assert np.abs(tta - predict_slice(net, image, tile=48, device=CPU)).max() > 1e-3
