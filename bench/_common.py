@@ -7,17 +7,22 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
+# Must be set before torch loads libgomp. Busy-waiting OpenMP threads stall when other processes
+# share the cores: on a loaded 2-core machine training ran 2-8x slower with the default policy.
+# Export OMP_WAIT_POLICY=ACTIVE to measure the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 # Run from a checkout without installing: `python bench/train_speed.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def pick_device(name: str | None) -> torch.device:
-    """`name`, or cuda when available, else cpu; on cpu use every core."""
+def pick_device(name: str | None, threads: int | None = None) -> torch.device:
+    """`name`, or cuda when available, else cpu; on cpu use `threads` (default: every core)."""
     device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(threads or os.cpu_count() or 1)
     return device
 
 
@@ -25,7 +30,8 @@ def describe(device: torch.device) -> str:
     """A one-line description of the device the numbers were measured on."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (bf16 autocast, channels_last)"
-    return f"cpu, {torch.get_num_threads()} threads (fp32, channels_last)"
+    return (f"cpu, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+            f"{os.environ['OMP_WAIT_POLICY']} (fp32, channels_last)")
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> None:

@@ -2,7 +2,7 @@
 network + loss combinations, each trained under the same wall-clock budget on this machine.
 
     python bench/quality.py [--datasets isbi2012_em_cells paulow_filaments nih3t3_nuclei]
-                            [--rows otsu,unet_bce,att_bce,paulow_bce,paulow_dynamic[,extra]]
+                            [--rows otsu,unet_bce,unet_nobn_bce,att_bce,paulow_bce,paulow_dynamic[,extra]]
                             [--budget 10] [--width W] [--patch 128] [--epochs N] [--device cpu|cuda]
                             [--seed 0] [--extra arch=...,loss=...,width=...] [--extra-name NAME]
                             [--out bench/results/quality] [--resume]
@@ -11,8 +11,8 @@ Rows (`--rows`):
 - `otsu`: one global threshold, `skimage.filters.threshold_otsu` of the pooled train pixels of the
   normalised images (the input the networks see; `--otsu-input raw` for the file's values); polarity
   (foreground brighter or darker) chosen by the better pooled train Dice; applied to each test page.
-- `unet_bce`: U-Net (Ronneberger layout) **with batch norm** (the registry's default; `TrainConfig`
-  has no field for `batch_norm=False`) + BCE. `att_bce`: Attention U-Net (Oktay et al.) + BCE.
+- `unet_bce`: U-Net (Ronneberger layout) with batch norm + BCE; `unet_nobn_bce`: the same without
+  batch norm, as Ronneberger et al. published it. `att_bce`: Attention U-Net (Oktay et al.) + BCE.
   `paulow_bce`: the PAULow attention U-Net + BCE. `paulow_dynamic`: the method, PAULow attention U-Net
   + dynamic loss. `extra`: any `TrainConfig` fields given as `--extra key=value,...`.
 Networks train through `paulow.train.cross_validate` with one train/validation split of the train
@@ -64,6 +64,8 @@ class RowSpec:
 ROWS = (
     RowSpec("otsu", "Otsu threshold (global)"),
     RowSpec("unet_bce", "U-Net (batch norm) + BCE", {"arch": "unet", "loss": "bce"}),
+    RowSpec("unet_nobn_bce", "U-Net (no batch norm, as published) + BCE",
+            {"arch": "unet", "arch_extra": {"batch_norm": False}, "loss": "bce"}),
     RowSpec("att_bce", "Attention U-Net + BCE", {"arch": "attention_unet", "loss": "bce"}),
     RowSpec("paulow_bce", "PAULow attention U-Net + BCE", {"arch": "paulow_attention_unet", "loss": "bce"}),
     RowSpec("paulow_dynamic", "PAULow attention U-Net + dynamic loss (the method)",

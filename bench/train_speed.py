@@ -5,8 +5,8 @@ efficiency against a plain 3x3 convolution's forward + backward GFLOP/s measured
 Rates come from the fastest timed step (and the fastest reference call), so that other processes
 on a shared machine disturb them least; the median step is shown too.
 
-    python bench/train_speed.py [--widths 64 32 16] [--batch 8] [--steps 4] [--patch 128]
-                                [--device cpu|cuda] [--json OUT]
+    python bench/train_speed.py [--widths 64 32 16] [--batch 8] [--steps 4] [--min-seconds 4]
+                                [--patch 128] [--device cpu|cuda] [--threads N] [--json OUT]
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import argparse
 import time
 from typing import Any
 
-from _common import describe, pick_device, print_table, write_json
+from _common import describe, pick_device, print_table, write_json  # first: sets up threads
 
 import torch
 
@@ -24,8 +24,8 @@ from paulow.models.flops import call_durations, precision, summarise
 
 COLUMNS = [("width", "width", "d"), ("params_m", "params (M)", ".2f"),
            ("gflop_per_patch", "fwd GFLOP/patch", ".2f"), ("patches_per_s", "patches/s", ".2f"),
-           ("median_patches_per_s", "(median)", ".2f"), ("useful_gflops", "useful GFLOP/s", ".1f"), ("conv3x3_gflops", "3x3 conv GFLOP/s", ".1f"),
-           ("efficiency", "efficiency", ".2f")]
+           ("median_patches_per_s", "(median)", ".2f"), ("useful_gflops", "useful GFLOP/s", ".1f"),
+           ("conv3x3_gflops", "3x3 conv GFLOP/s", ".1f"), ("efficiency", "efficiency", ".2f")]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="time each width for at least this long")
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write results here")
     return parser.parse_args(argv)
 
@@ -63,9 +64,8 @@ def training_step(model: torch.nn.Module, batch: int, patch: int, device: torch.
 def measure_width(width: int, args: argparse.Namespace, device: torch.device,
                   reference_gflops: float) -> dict[str, Any]:
     """Throughput row for one network width."""
+    # build_model returns channels-last weights; forward makes the input channels-last
     model = build_model("paulow_attention_unet", in_channels=1, classes=1, width=width).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     flops = count_conv_flops(model, 1, args.patch, args.patch)
     model.train()
     durations = call_durations(training_step(model, args.batch, args.patch, device), device,
@@ -81,7 +81,7 @@ def measure_width(width: int, args: argparse.Namespace, device: torch.device,
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = pick_device(args.device, args.threads)
     print(f"training speed, {args.patch}x{args.patch} patches, batch {args.batch}, one input "
           f"channel, dynamic loss, AdamW, on {describe(device)}")
     start = time.perf_counter()

@@ -35,7 +35,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
                    help="defaults for the machine (auto: cpu or gpu); 'paper' = the published settings")
-    g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet, unet_bn")
+    g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet")
+    g.add_argument("--no-batch-norm", action="store_true",
+                   help="unet only: the original U-Net without batch norm")
     g.add_argument("--width", type=int, help="channels of the first level (published: 64; CPU default 16)")
     g.add_argument("--depth", type=int, help="resolution levels (default 4)")
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
@@ -190,8 +192,14 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.
             values[key] = Path(values[key])
     sub.set_defaults(**values)
     args = parser.parse_args(argv)
-    args.effective_config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    args.config_file_values = values
     return args
+
+
+def effective_options(args: argparse.Namespace) -> dict:
+    """Every option of this run (from the command line, the config file and defaults), as JSON types."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k != "config_file_values"}
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -121,7 +121,8 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
         axes[0].plot(epochs, _series(history, "val_loss"), "o-", ms=3, label="validation loss")
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=8)
-    axes[1].plot(epochs, _series(history, "val_dice"), "o-", ms=3, color="tab:green")
+    validated = [row for row in history if row.get("val_dice") is not None]  # validation is paced
+    axes[1].plot(_series(validated, "epoch"), _series(validated, "val_dice"), "o-", ms=3, color="tab:green")
     axes[1].set_ylabel("validation Dice")
     axes[1].set_ylim(0, 1)
     if with_regimes:

@@ -37,6 +37,7 @@ class TrainConfig:
     """Every setting of a training run (saved in the model file and the report)."""
 
     arch: str = "paulow_attention_unet"
+    arch_extra: dict = field(default_factory=dict)  # e.g. {"batch_norm": False} for `unet`
     width: int = 16
     depth: int = 4
     classes: int = 1
@@ -68,7 +69,7 @@ class TrainConfig:
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
-                "depth": self.depth}
+                "depth": self.depth, **self.arch_extra}
 
 
 def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainConfig:
@@ -187,9 +188,9 @@ def make_optimizer(model, cfg: TrainConfig):
 
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     return opt, WarmupCosine(opt, cfg.warmup_fraction)
 
 

@@ -32,7 +32,7 @@ def test_train_script_leaves_a_model_a_report_and_empty_inputs(trained):
     raw = torch.load(model, weights_only=True)
     assert raw["meta"]["normalisation"] == {"method": "percentile", "low": 1.0, "high": 99.8}
     report = trained["report"]
-    for name in ("curves_fold1.png", "history.csv", "metrics.json", "metrics.csv", "config.json",
+    for name in ("curves_fold1.png", "history.csv", "metrics.json", "metrics.csv", "config.json", "options.json",
                  "dataset_summary.json", "loss_regimes.csv", "train.log", "fold1_epoch001.png"):
         assert (report / name).is_file(), name
     assert read_json(report / "dataset_summary.json")["summary"]

@@ -108,6 +108,17 @@ def unique_dir(path: Path) -> Path:
     return path.with_name(f"{path.name}_{n}")
 
 
+def consume_inputs(files, keep: bool, where: str, echo=print) -> None:
+    """Clear the input files a successful run read (unless --keep-inputs) and say so."""
+    from ..workspace import clear_inputs
+
+    if keep:
+        echo("inputs kept (--keep-inputs)")
+        return
+    removed = clear_inputs(files)
+    echo(f"cleared {len(removed)} input file(s) from {where} (the files this run read)")
+
+
 def confirm(question: str, flag: str, assume_yes: bool) -> bool:
     """Yes/no prompt."""
     answer = ask(question + " (y/n)", flag, "y", assume_yes)

@@ -14,8 +14,8 @@ from pathlib import Path
 from ..data import check_channels, kfold, load_pairs
 from ..errors import UsageError
 from ..train import TrainConfig, dice_on_slices, fit_fold, freeze_encoder, pick_device
-from ..workspace import Workspace, clear_inputs
-from .common import add_file_log, choose_model, remove_log, unique_dir
+from ..workspace import Workspace
+from .common import add_file_log, choose_model, consume_inputs, remove_log, unique_dir
 
 log = logging.getLogger("paulow")
 
@@ -65,7 +65,8 @@ def run(args, echo=print) -> Path:
 
     from .. import io
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
-    from ..report import write_csv, write_json
+    from ..cli import effective_options
+    from ..report import plot_curves, write_csv, write_json
 
     ws = Workspace(Path(args.root))
     ws.require(ws.finetune_images, ws.finetune_masks)
@@ -118,19 +119,15 @@ def run(args, echo=print) -> Path:
                         "ensemble": False}
             new_meta.pop("legacy", None)
             path = save_checkpoint(out_path, [model.state_dict()], new_meta)
-            from ..report import plot_curves
             if result.history:
                 plot_curves(result.history, report_dir / "curves.png", title=f"fine-tuning {parent_path.stem}")
             write_csv(report_dir / "history.csv", result.history)
             write_json(report_dir / "scores.json", scores)
             write_json(report_dir / "config.json", asdict(cfg))
+            write_json(report_dir / "options.json", effective_options(args))
         finally:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
         echo(f"report: {report_dir}")
-        if args.keep_inputs:
-            echo("inputs kept (--keep-inputs)")
-        else:
-            removed = clear_inputs(inputs)
-            echo(f"cleared {len(removed)} input file(s) from Finetune_Model (the files this run read)")
+        consume_inputs(inputs, args.keep_inputs, "Finetune_Model", echo)
     return path

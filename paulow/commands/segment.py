@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, PaulowError
-from ..workspace import Workspace, clear_inputs
-from .common import choose_model
+from ..workspace import Workspace
+from .common import choose_model, consume_inputs
 
 log = logging.getLogger("paulow")
 
@@ -92,14 +92,23 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             result.written.append(io.write_png(path, outline_overlay(grey, mask)))
     if opts.instances:
         labels = [label_instances(m, split_touching=opts.split_touching) for m in masks]
-        result.written.append(io.write_mask(io.unique_path(out_dir / f"{stem}_labels.tif"),
-                                            np.stack(labels).astype(np.uint16),
-                                            resolution=stack.resolution, unit=stack.unit))
+        result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
+                                            np.stack(labels), stack))
         for page, lab in enumerate(labels):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
             result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
             result.summary.append({"file": stack.path.name, "page": page, "objects": len(rows),
                                    "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size})
+
+
+def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
+    """uint16 label images (ImageJ); above 65,535 objects float32, which ImageJ also reads exactly."""
+    from .. import io
+
+    if labels.max(initial=0) <= np.iinfo(np.uint16).max:
+        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit)
+    log.warning("'%s' has more than 65,535 objects: labels written as float32", stack.path.name)
+    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit)
 
 
 def _display(page: np.ndarray) -> np.ndarray:
@@ -205,11 +214,7 @@ def _finish(results: list[FileResult], tables: list[Path], args, echo) -> int:
     echo(f"wrote {len(written)} file(s):")
     for w in written:
         echo(f"  {w}")
-    if args.keep_inputs:
-        echo("inputs kept (--keep-inputs)")
-    else:
-        removed = clear_inputs(r.source for r in ok)
-        echo(f"cleared {len(removed)} processed input file(s) from INPUT_IMAGES")
+    consume_inputs([r.source for r in ok], args.keep_inputs, "INPUT_IMAGES", echo)
     if failed:
         echo(f"{len(failed)} file(s) failed and were kept in INPUT_IMAGES:")
         for r in failed:

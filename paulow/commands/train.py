@@ -9,12 +9,12 @@ from typing import Sequence
 
 from ..data import Slice, load_pairs
 from ..train import TrainConfig, TrainResult, cross_validate, pick_device, resolve_config, time_steps
-from ..workspace import Workspace, clear_inputs
-from .common import add_file_log, ask_model_name, remove_log, unique_dir
+from ..workspace import Workspace
+from .common import add_file_log, ask_model_name, consume_inputs, remove_log, unique_dir
 
 log = logging.getLogger("paulow")
 
-CONFIG_KEYS = ("arch", "width", "depth", "classes", "loss", "loss_args", "optimizer", "epochs",
+CONFIG_KEYS = ("arch", "arch_extra", "width", "depth", "classes", "loss", "loss_args", "optimizer", "epochs",
                "batch_size", "lr", "patch", "overlap", "per_epoch", "augment", "folds",
                "test_fraction", "seed", "time_limit", "patience", "ensemble", "workers", "threshold",
                "random_fraction", "weight_decay")
@@ -25,6 +25,8 @@ def config_from_args(args, device: str) -> TrainConfig:
     overrides = {k: getattr(args, k, None) for k in CONFIG_KEYS}
     if getattr(args, "no_augment", False):
         overrides["augment"] = False
+    if getattr(args, "no_batch_norm", False):
+        overrides["arch_extra"] = {"batch_norm": False}
     if overrides.get("per_epoch") == 0:
         overrides["per_epoch"] = None
     cfg = resolve_config(overrides, getattr(args, "preset", None), device)
@@ -142,6 +144,7 @@ def run(args, echo=print) -> Path:
             meta["name"] = name
             path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
             write_report(report_dir, cfg, slices, result, meta)
+            _write_options(report_dir, args)
         finally:
             remove_log(handler)
         echo(f"saved model: {path}")
@@ -149,12 +152,16 @@ def run(args, echo=print) -> Path:
         td = meta["metrics"]["test_dice"]
         echo(f"selected fold {meta['metrics']['best_fold']}; test Dice "
              + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
-        if args.keep_inputs:
-            echo("inputs kept (--keep-inputs)")
-        else:
-            removed = clear_inputs(inputs)
-            echo(f"cleared {len(removed)} input file(s) from Train_Model (the files this run read)")
+        consume_inputs(inputs, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _write_options(report_dir: Path, args) -> None:
+    """The effective command-line/config-file options of the run, beside the training config."""
+    from ..cli import effective_options
+    from ..report import write_json
+
+    write_json(report_dir / "options.json", effective_options(args))
 
 
 def _rebuild(cfg: TrainConfig, in_ch: int, state: dict, device: str):
