@@ -19,7 +19,8 @@ Networks train through `paulow.train.cross_validate` with one train/validation s
 pages (validation: 20 % of them, for early stopping and model selection by whole-image Dice), no test
 share (the test split is fixed), `--budget` minutes each, and the settings of the device's preset
 (cpu: width 16, 192 patches an epoch, batch 8, AdamW lr 2e-3, at most 40 epochs). Test pages are
-predicted with `paulow.infer.predict_slice` (the default tile of `use_model.py`, overlap 0.5) and thresholded at 0.5;
+predicted with `paulow.infer.predict_slice` (the default tile of `use_model.py`, overlap 0.5) and thresholded
+at the probability threshold tuned on the validation pages (as `train_model.py` stores it);
 Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU > 0.5) of
 8-connected components. The JSON and Markdown in `--out` are rewritten after every row, so
 `--resume` continues an interrupted run.
@@ -140,14 +141,17 @@ def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: E
     return model.eval(), result
 
 
-def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> list[np.ndarray]:
-    """0/1 masks of whole slices: the default sliding window of `use_model.py`, then the threshold."""
+def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str,
+                  threshold: float | None = None) -> list[np.ndarray]:
+    """0/1 masks of whole slices: the default sliding window of `use_model.py`, then the threshold
+    (the one tuned on validation when given, else the config's)."""
     from paulow.infer import predict_slice, suggest_tile
     from paulow.postprocess import to_mask
 
+    threshold = cfg.threshold if threshold is None else threshold
     return [to_mask(predict_slice(model, s.image, tile=suggest_tile(cfg.patch, device),
                                   overlap=cfg.infer_overlap,
-                                  batch_size=max(cfg.batch_size, 4), device=device), cfg.threshold)
+                                  batch_size=max(cfg.batch_size, 4), device=device), threshold)
             for s in slices]
 
 
@@ -178,8 +182,8 @@ def network_row(train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig,
     model, result = train_network(train, cfg, device, echo)
     best = result.folds[result.best_fold]
     start = time.monotonic()
-    preds = predict_masks(model, test, cfg, device)
-    return {"arch": cfg.arch, "loss": cfg.loss, "budget_min": cfg.time_limit,
+    preds = predict_masks(model, test, cfg, device, best.threshold)
+    return {"arch": cfg.arch, "loss": cfg.loss, "budget_min": cfg.time_limit, "threshold": best.threshold,
             "epochs_run": len(best.history), "best_epoch": best.best_epoch, "stopped": best.stopped,
             "val_dice": best.val_dice, "train_seconds": result.seconds,
             "predict_seconds": time.monotonic() - start, "train_split": best.train_files,
@@ -390,7 +394,7 @@ def settings_note(rows: Sequence[dict]) -> str:
                      f"lr {cfg['lr']:g}, at most {cfg['epochs']} epochs, patience {cfg['patience']}, seed "
                      f"{cfg['seed']}; one train/validation split of the train pages (validation Dice "
                      f"selects the weights); test pages predicted whole (default tile, overlap "
-                     f"{cfg['infer_overlap']:g}), threshold {cfg['threshold']:g}.")
+                     f"{cfg['infer_overlap']:g}), threshold tuned on the validation pages.")
     otsu = next((r for r in rows if r["row"] == "otsu"), None)
     if otsu:
         notes.append(f"Otsu: one threshold on the pooled train pixels of the {otsu['otsu_input']} "

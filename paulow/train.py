@@ -63,6 +63,7 @@ class TrainConfig:
     ensemble: bool = False
     workers: int = 0
     threshold: float = 0.5
+    tune_threshold: bool = True  # pick the threshold on the validation images after training
     infer_overlap: float = 0.5
     panel_every: int = 5
     freeze_encoder: bool = False
@@ -109,6 +110,7 @@ class FoldResult:
     val_files: list[str]
     test_dice: float | None = None
     stopped: str = "epochs"
+    threshold: float = 0.5
 
 
 @dataclass
@@ -125,22 +127,49 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- evaluation
-def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> float:
-    """Pooled foreground Dice over whole slices, with the standard sliding-window inference."""
-    from .infer import predict_slice, suggest_tile
+THRESHOLD_CANDIDATES = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))  # 0.20 .. 0.80
+
+
+def _counts(prob: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
     from .postprocess import to_mask
 
-    tp = fp = fn = 0
+    pred = to_mask(prob, threshold) > 0
+    truth = truth > 0
+    return np.array([np.count_nonzero(pred & truth), np.count_nonzero(pred & ~truth),
+                     np.count_nonzero(~pred & truth)], dtype=np.int64)
+
+
+def _dice(counts: np.ndarray) -> float:
+    tp, fp, fn = (int(c) for c in counts)
+    return 1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
+                      thresholds: Sequence[float]) -> list[float]:
+    """Pooled foreground Dice over whole slices at each threshold, with the standard inference."""
+    from .infer import predict_slice, suggest_tile
+
+    counts = np.zeros((len(thresholds), 3), dtype=np.int64)
     for s in slices:
-        prob = predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
-                             batch_size=max(cfg.batch_size, 4), device=device)
-        pred = to_mask(prob, cfg.threshold) > 0
-        truth = s.mask > 0
-        tp += int(np.count_nonzero(pred & truth))
-        fp += int(np.count_nonzero(pred & ~truth))
-        fn += int(np.count_nonzero(~pred & truth))
-    denom = 2 * tp + fp + fn
-    return 1.0 if denom == 0 else 2 * tp / denom
+        prob = predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device),
+                             overlap=cfg.infer_overlap, batch_size=max(cfg.batch_size, 4), device=device)
+        for i, t in enumerate(thresholds):
+            counts[i] += _counts(prob, s.mask, t)
+    return [_dice(c) for c in counts]
+
+
+def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
+                   threshold: float | None = None) -> float:
+    """Pooled foreground Dice over whole slices (threshold: the config's unless given)."""
+    return dice_by_threshold(models, slices, cfg, device,
+                             [cfg.threshold if threshold is None else threshold])[0]
+
+
+def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> tuple[float, float]:
+    """The probability threshold with the best validation Dice (ties: the one nearest 0.5)."""
+    scores = dice_by_threshold(models, slices, cfg, device, THRESHOLD_CANDIDATES)
+    best = max(range(len(scores)), key=lambda i: (round(scores[i], 4), -abs(THRESHOLD_CANDIDATES[i] - 0.5)))
+    return THRESHOLD_CANDIDATES[best], scores[best]
 
 
 # ---------------------------------------------------------------- one fold
@@ -410,8 +439,12 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             freeze_encoder(model)
         echo(f"fold {k + 1}/{len(folds)}: {describe_split('train', train)}; {describe_split('validation', val)}")
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir)
+        result.threshold = cfg.threshold
+        if cfg.tune_threshold and cfg.classes <= 1:
+            result.threshold, tuned = tune_threshold(model, val, cfg, device)
+            echo(f"fold {k + 1}: threshold {result.threshold:.2f} tuned on validation (Dice {tuned:.4f})")
         if test:
-            result.test_dice = dice_on_slices(model, test, cfg, device)
+            result.test_dice = dice_on_slices(model, test, cfg, device, result.threshold)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
              f"stopped by {result.stopped})"
              + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
@@ -438,12 +471,14 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     return {
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
         "classes": cfg.classes, "normalisation": dict(NORMALISATION), "patch": cfg.patch,
-        "overlap": cfg.infer_overlap, "threshold": cfg.threshold, "seed": cfg.seed,
+        "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
+        "seed": cfg.seed,
         "training_files": list(files.values()),
         "split": {"test": [f"{Path(k[0]).name}#{k[1]}" for k in result.test_keys],
                   "folds": [{"fold": f.fold + 1, "val": f.val_files} for f in result.folds]},
         "metrics": {"test_dice": test_dice, "best_fold": best.fold + 1,
                     "folds": [{"fold": f.fold + 1, "val_dice": f.val_dice, "test_dice": f.test_dice,
+                               "threshold": f.threshold,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "stopped": f.stopped} for f in result.folds]},
         "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "train_seconds": round(result.seconds, 1),
