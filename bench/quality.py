@@ -28,6 +28,7 @@ Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -254,6 +255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra", default=None,
                         help="an extra row: TrainConfig key=value pairs, comma separated")
     parser.add_argument("--extra-name", default=None, help="the extra row's label in the table")
+    parser.add_argument("--extra-loss-args", type=json.loads, default=None,
+                        help='loss settings of the extra row as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'')
     parser.add_argument("--data-root", type=Path, default=None,
                         help="default: ../shared/data beside the repo")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality")
@@ -265,6 +268,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def selected_rows(args: argparse.Namespace) -> list[RowSpec]:
     """The rows asked for, in table order (raises UsageError for an unknown name)."""
     specs = list(ROWS) + ([extra_spec(args.extra, args.extra_name)] if args.extra else [])
+    if args.extra and args.extra_loss_args:
+        specs[-1].overrides["loss_args"] = args.extra_loss_args
     known = {s.name: s for s in specs}
     wanted = _names(args.rows) or list(known)
     unknown = [n for n in wanted if n not in known]

@@ -52,6 +52,8 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap", type=int, help="grid patch overlap in pixels (default 64)")
     g.add_argument("--per-epoch", type=int, help="patches drawn per epoch (0 = all)")
     g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity changes")
+    g.add_argument("--no-rotate", action="store_true",
+                   help="no 90-degree turns (for structures with a preferred direction); flips stay")
     g.add_argument("--seed", type=int)
     g.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="hard wall-clock budget for the whole run (0 = none; CPU default 15)")

@@ -253,9 +253,15 @@ def pad_to(image: np.ndarray, mask: np.ndarray, patch: int) -> tuple[np.ndarray,
 
 @dataclass
 class Augment:
-    """Flips, 90-degree rotations and intensity scale/shift/gamma, on (C, P, P) patches."""
+    """Flips, 90-degree rotations and intensity scale/shift/gamma, on (C, P, P) patches.
+
+    `rotations=False` keeps only mirror flips: for structures with a preferred direction (the
+    filaments of `paulow_filaments` are annotated along the cell axis only), 90-degree turns teach
+    the network orientations the data never shows.
+    """
 
     flips: bool = True
+    rotations: bool = True
     intensity: bool = True
     scale: tuple[float, float] = (0.8, 1.25)
     shift: tuple[float, float] = (-0.1, 0.1)
@@ -263,7 +269,7 @@ class Augment:
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
         if self.flips:
-            k = int(rng.integers(4))
+            k = int(rng.integers(4)) if self.rotations else 2 * int(rng.integers(2))  # 2 turns = both flips
             image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
             if rng.random() < 0.5:
                 image, mask = image[:, :, ::-1], mask[:, ::-1]

@@ -54,6 +54,7 @@ class TrainConfig:
     random_fraction: float = 0.5
     per_epoch: int | None = 192
     augment: bool = True
+    rotate: bool = True  # 90-degree turns in augmentation (off for oriented structures)
     folds: int = 5
     test_fraction: float = 0.1
     seed: int = 0
@@ -127,7 +128,7 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- evaluation
-THRESHOLD_CANDIDATES = tuple(round(0.2 + 0.05 * i, 2) for i in range(13))  # 0.20 .. 0.80
+THRESHOLD_CANDIDATES = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 .. 0.90
 
 
 def _counts(prob: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
@@ -316,7 +317,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     from .losses import build_loss
 
     dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
-                           Augment() if cfg.augment else None, cfg.classes, cfg.seed + fold,
+                           Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes, cfg.seed + fold,
                            cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
     opt, sched = make_optimizer(model, cfg)

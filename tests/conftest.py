@@ -1,13 +1,7 @@
 """Shared fixtures: one tiny model trained through the real `train_model.py`, reused by later tests."""
 from __future__ import annotations
 
-import os
-
-# Busy-waiting OpenMP threads slow torch 2-8x when other processes share the 2 cores (measured with
-# bench/train_speed.py); the scripts the tests start inherit this.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import json  # noqa: E402 - after the environment setting above
+import json
 import shutil
 from pathlib import Path
 

@@ -15,7 +15,9 @@ from paulow.synthetic import write_dataset
 TUNE = ["--yes", "--model", "t", "--patch", "64", "--overlap", "32", "--batch-size", "8",
         "--per-epoch", "0", "--time-limit", "0", "--patience", "100", "--seed", "0"]
 # The parent learned bright nuclei on a dark background. The new domain has inverted contrast (dark
-# nuclei on a bright background, as in transmitted light), where the parent scores poorly.
+# nuclei on a bright background, as in transmitted light): when this test was written the parent
+# scored 0.001 held-out Dice there and 8 epochs of fine-tuning reached 0.88. A gain of 0.3 is a clear
+# effect with a wide margin for run-to-run noise.
 MIN_GAIN = 0.3
 
 

@@ -25,6 +25,8 @@ def config_from_args(args, device: str) -> TrainConfig:
     overrides = {k: getattr(args, k, None) for k in CONFIG_KEYS}
     if getattr(args, "no_augment", False):
         overrides["augment"] = False
+    if getattr(args, "no_rotate", False):
+        overrides["rotate"] = False
     if getattr(args, "no_batch_norm", False):
         overrides["arch_extra"] = {"batch_norm": False}
     if overrides.get("per_epoch") == 0:
