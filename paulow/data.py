@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import PaulowError, ShapeMismatchError, UnreadableImageError
+from .errors import ShapeMismatchError, UnreadableImageError
 
 log = logging.getLogger("paulow")
 
@@ -356,4 +356,4 @@ def check_channels(slices: Sequence[Slice], expected: int, where: str) -> None:
 
 
 __all__ = ["Slice", "normalise", "normalise_with", "load_pairs", "split_test", "kfold",
-           "PatchDataset", "Augment", "PaulowError"]
+           "PatchDataset", "Augment"]
