@@ -29,11 +29,11 @@ from types import SimpleNamespace
 from typing import Sequence
 
 from datasets import REPO, load_dataset, slice_names
-from quality import (bench_config, command_line, describe_machine, fmt_minutes, fmt_score,
-                     machine_info, predict_masks, score_test_pages, show_training_log, train_network)
+from quality import (bench_config, command_line, describe_machine, fmt_minutes, fmt_score, guarded_run,
+                     machine_info, predict_masks, score_test_pages, train_network)
 
 from paulow.data import Slice
-from paulow.errors import PaulowError, UsageError
+from paulow.errors import UsageError
 from paulow.train import TrainConfig
 
 PARENT_DATA, TARGET_DATA = "paulow_filaments", "nih3t3_nuclei"
@@ -221,12 +221,9 @@ def save_results(out: Path, results: dict) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    show_training_log()
-    try:
-        results = run(args)
-    except PaulowError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    results, code = guarded_run(run, args)
+    if results is None:
+        return code
     path = save_results(args.out, results)
     print()
     print(markdown(results))

@@ -496,14 +496,21 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def guarded_run(run_bench, args) -> tuple[dict | None, int]:
+    """Run a benchmark with the training log shown; a user error prints one line (exit code)."""
     show_training_log()
     try:
-        results = run(args)
+        return run_bench(args), 0
     except PaulowError as error:
         print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+        return None, error.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results, code = guarded_run(run, args)
+    if results is None:
+        return code
     print()
     print(markdown(results))
     print(f"wrote {args.out / (RESULTS_NAME + '.json')} and {RESULTS_NAME}.md")
