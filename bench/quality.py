@@ -314,7 +314,8 @@ def machine_info(device: str) -> dict:
     import torch
 
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": device, "python": platform.python_version()}
+            "threads": torch.get_num_threads(), "device": device, "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -322,8 +323,9 @@ def machine_info(device: str) -> dict:
 
 def describe_machine(info: dict) -> str:
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
-    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['threads']} threads), "
-            f"device {info['device']}{gpu}")
+    policy = f", OMP_WAIT_POLICY={info['omp_wait_policy']}" if info.get("omp_wait_policy", "default") != "default" else ""
+    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['threads']} threads"
+            f"{policy}), device {info['device']}{gpu}")
 
 
 def command_line() -> str:
@@ -375,14 +377,17 @@ def _row_order(row: dict) -> tuple[int, int]:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    """dataset | method | budget | epochs run | test Dice | IoU | object F1 | train time."""
-    lines = ["| dataset | method | budget | epochs run | test Dice | IoU | object F1 | train time |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 within 1 px | clDice |
+    train time (the last two are "-" for rows scored before they existed)."""
+    lines = ["| dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 ≤ 1 px | clDice "
+             "| train time |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in sorted(rows, key=_row_order):
         budget = "-" if r.get("budget_min") is None else f"{r['budget_min']:g} min"
         epochs = "-" if r.get("epochs_run") is None else str(r["epochs_run"])
         cells = [r["dataset"], r["method"], budget, epochs,
                  *(fmt_score(r[k]) for k in ("test_dice", "test_iou", "test_object_f1")),
+                 *(fmt_score(r.get("test_pooled", {}).get(k)) for k in ("tolerant_f1", "cldice")),
                  fmt_minutes(r["train_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -409,7 +414,9 @@ def settings_note(rows: Sequence[dict]) -> str:
             fields = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
             notes.append(f"The extra row ({r['dataset']}, {r['method']}) sets {fields}.")
     notes.append("Dice and IoU pool pixel counts over the test pages; object F1 matches 8-connected "
-                 "components at IoU > 0.5, pooled over the test pages.")
+                 "components at IoU > 0.5, pooled over the test pages. For thin structures: F1 ≤ 1 px "
+                 "counts a pixel as found when it lies within 1 px of the other mask (relaxed "
+                 "precision/recall), clDice compares each mask's skeleton with the other mask.")
     return " ".join(notes)
 
 

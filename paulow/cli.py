@@ -74,6 +74,9 @@ def _add_train(sub, root: Path) -> None:
     _common_run(p)
     p.add_argument("--name", help="name of the new model (asked for when missing)")
     p.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="NAME",
+                   help="go on with a stopped run (Ctrl-C, crash) where it stopped, with its own settings: "
+                        "the newest one, or the run NAME; the training folders must hold the same files")
     _training_options(p)
     g = p.add_argument_group("cross-validation")
     g.add_argument("--folds", type=int, help="K-fold cross-validation (default 5; 1 = one split)")

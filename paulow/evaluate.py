@@ -8,10 +8,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .metrics import (multiclass_scores, object_scores, pixel_scores, pooled_object_scores,
-                      pooled_scores)
+                      pooled_scores, thin_structure_scores)
 
 PIXEL_KEYS = ("dice", "iou", "precision", "recall", "accuracy", "miou", "mpa")
 OBJECT_KEYS = ("object_precision", "object_recall", "object_f1", "count_error", "mean_matched_iou")
+# Scores for thin structures (filaments, membranes): F1 within 1 px and centreline Dice.
+THIN_KEYS = ("tolerant_f1", "cldice")
 
 
 @dataclass
@@ -45,6 +47,7 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
         else:
             row.update(pixel_scores(pred != 0, truth != 0))
             row.update(_object_row(object_scores(pred, truth)))
+            row.update(thin_structure_scores([(pred, truth)]))
             pixel_pairs.append((pred != 0, truth != 0))
             object_pairs.append((pred, truth))
         rows.append(row)
@@ -55,6 +58,7 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
     elif rows:
         pooled.update(pooled_scores(pixel_pairs))
         pooled.update(_object_row(pooled_object_scores(object_pairs)))
+        pooled.update(thin_structure_scores(pixel_pairs))
     return Scored(name=name, rows=rows, pooled=pooled)
 
 

@@ -312,8 +312,14 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
 
 def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig, device: str,
              deadline: float, fold: int = 0, report_dir: Path | None = None,
-             on_epoch: Callable[[dict], None] | None = None) -> FoldResult:
-    """Train one model; keep the weights with the best whole-image validation Dice."""
+             on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None,
+             snapshot: Callable[[Callable[[], dict]], None] | None = None) -> FoldResult:
+    """Train one model; keep the weights with the best whole-image validation Dice.
+
+    `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
+    `snapshot` is called after every epoch that does not end the fold, with a function that makes
+    the state (it costs a copy of the weights, so the caller decides whether to make it).
+    """
     from .losses import build_loss
 
     dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
@@ -326,8 +332,10 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
              "stop_at": deadline}
     pacer = ValidationPacer()
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    history, stopped, since_best = [], "epochs", 0
-    for epoch in range(1, cfg.epochs + 1):
+    history, stopped, since_best, first_epoch = [], "epochs", 0, 1
+    if resume is not None:
+        first_epoch, since_best = _restore_fold(resume, model, opt, clock, pacer, best, history)
+    for epoch in range(first_epoch, cfg.epochs + 1):
         dataset.reshuffle(epoch)
         clock["stop_at"] = deadline - pacer.val_seconds  # leave room for the last validation
         epoch_start = time.monotonic()
@@ -365,11 +373,41 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         if since_best >= cfg.patience:
             stopped = "early stopping"
             break
+        if snapshot is not None and epoch < cfg.epochs:
+            snapshot(lambda: fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
     model.load_state_dict(best["state"])
     return FoldResult(fold=fold, state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
                       train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
                       val_files=sorted({f"{s.source.name}#{s.page}" for s in val}), stopped=stopped)
+
+
+def _cpu_state(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def fold_state(fold: int, epoch: int, model, opt, clock: dict, pacer: ValidationPacer, best: dict,
+               history: list[dict], since_best: int) -> dict:
+    """Everything needed to go on with a fold after `epoch` (tensors and plain types only, so the
+    file loads with `weights_only=True`)."""
+    return {"fold": fold, "epoch": epoch, "model": _cpu_state(model.state_dict()),
+            "optimizer": opt.state_dict(), "best_dice": best["dice"], "best_epoch": best["epoch"],
+            "best_state": _cpu_state(best["state"]), "history": list(history), "since_best": since_best,
+            "step": clock["step"], "seconds": time.monotonic() - clock["start"],
+            "pacer_every": pacer.every, "pacer_val_seconds": pacer.val_seconds}
+
+
+def _restore_fold(state: dict, model, opt, clock: dict, pacer: ValidationPacer, best: dict,
+                  history: list[dict]) -> tuple[int, int]:
+    """Load a `fold_state` into the fold's objects; return (first epoch to run, epochs since best)."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    best.update(dice=state["best_dice"], epoch=state["best_epoch"], state=state["best_state"])
+    history.extend(state["history"])
+    clock["step"] = state["step"]
+    clock["start"] -= state["seconds"]  # the learning-rate schedule goes on where it was
+    pacer.every, pacer.val_seconds = state["pacer_every"], state["pacer_val_seconds"]
+    return state["epoch"] + 1, state["since_best"]
 
 
 def _fmt_left(deadline: float) -> str:
@@ -424,22 +462,40 @@ def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
 
 def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    report_dir: Path | None = None, echo: Callable[[str], None] = print,
-                   initial_state: dict | None = None) -> TrainResult:
-    """Train one fresh network per fold, score each on the test share, pick the best fold."""
-    start = time.monotonic()
+                   initial_state: dict | None = None, resume: dict | None = None,
+                   progress: "ProgressSaver | None" = None) -> TrainResult:
+    """Train one fresh network per fold, score each on the test share, pick the best fold.
+
+    `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
+    that state back as `resume` goes on from there: finished folds are kept, the fold in progress
+    continues after its last saved epoch, and the time limit counts the time already spent.
+    """
+    start = time.monotonic() - (resume["seconds"] if resume else 0.0)
     in_channels = int(slices[0].image.shape[0])
     rest, test, folds = plan_splits(slices, cfg)
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")
-    results = []
+    results = [fold_from_state(f) for f in resume["folds"]] if resume else []
     for k, (train, val) in enumerate(folds):
+        if k < len(results):
+            echo(f"fold {k + 1}/{len(folds)}: finished before the interruption (validation Dice "
+                 f"{results[k].val_dice:.4f})")
+            continue
         fold_deadline = time.monotonic() + (deadline - time.monotonic()) / (len(folds) - k)
         model = build_network(cfg, in_channels, device, cfg.seed + k)
         if initial_state is not None:
             model.load_state_dict(initial_state)
         if cfg.freeze_encoder:
             freeze_encoder(model)
-        echo(f"fold {k + 1}/{len(folds)}: {describe_split('train', train)}; {describe_split('validation', val)}")
-        result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir)
+        current = resume.get("current") if resume else None
+        current = current if current and current["fold"] == k else None
+        echo(f"fold {k + 1}/{len(folds)}: {describe_split('train', train)}; {describe_split('validation', val)}"
+             + (f"; going on after epoch {current['epoch']}" if current else ""))
+        snapshot = None
+        if progress is not None:
+            def snapshot(make_fold_state, done=list(results)):
+                progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
+        result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
+                          resume=current, snapshot=snapshot)
         result.threshold = cfg.threshold
         if cfg.tune_threshold and cfg.classes <= 1:
             result.threshold, tuned = tune_threshold(model, val, cfg, device)
@@ -450,12 +506,37 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
              f"stopped by {result.stopped})"
              + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
         results.append(result)
+        if progress is not None:
+            progress(lambda: run_state(time.monotonic() - start, results, None), force=True)
         if time.monotonic() > deadline and k + 1 < len(folds):
             echo(f"time limit reached: {len(folds) - k - 1} fold(s) not trained")
             break
     score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]
     return TrainResult(folds=results, best_fold=int(np.argmax(score)),
                        test_keys=[s.key for s in test], seconds=time.monotonic() - start)
+
+
+# ---------------------------------------------------------------- resumable state
+def run_state(seconds: float, done: Sequence[FoldResult], current: dict | None) -> dict:
+    """A run's resumable state: time spent, finished folds, the fold in progress (or None)."""
+    return {"seconds": seconds, "folds": [asdict(f) for f in done], "current": current}
+
+
+def fold_from_state(state: dict) -> FoldResult:
+    return FoldResult(**state)
+
+
+class ProgressSaver:
+    """Hands the run's state to `write` at most every `every` seconds (always when forced), so a
+    long run can be resumed after Ctrl-C or a crash without slowing short epochs down."""
+
+    def __init__(self, write: Callable[[dict], None], every: float = 10.0) -> None:
+        self.write, self.every, self.last = write, every, time.monotonic()
+
+    def __call__(self, make_state: Callable[[], dict], force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.every:
+            self.write(make_state())
+            self.last = time.monotonic()
 
 
 def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult, in_channels: int,

@@ -6,7 +6,9 @@ import pytest
 
 from paulow.errors import ShapeMismatchError
 from paulow.metrics import (as_labels, confusion, iou_pairs, mean_scores, multiclass_scores,
-                            object_scores, pixel_scores, pooled_object_scores, pooled_scores)
+                            object_scores, pixel_scores, pooled_object_scores, pooled_scores,
+                            centerline_counts, cldice_from_counts, thin_structure_scores,
+                            tolerant_counts, tolerant_scores_from_counts)
 
 # pred has 4 positives, truth 3: tp 2 at (0,0),(1,1); fp 2 at (0,1),(0,2); fn 1 at (1,0); tn 1 at (1,2)
 PRED = np.array([[1, 1, 1], [0, 1, 0]], dtype=np.uint8)
@@ -221,3 +223,82 @@ def test_pooled_object_scores_sum_counts():
 def test_bad_threshold_raises():
     with pytest.raises(ValueError):
         object_scores(*_two_objects(), iou=0.0)
+
+
+# ---------------------------------------------------------------- thin structures
+def _line(row: int, shape=(9, 9), cols=slice(1, 8)) -> np.ndarray:
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[row, cols] = 1  # 7 pixels
+    return mask
+
+
+def test_one_pixel_shift_of_a_line_scores_zero_dice_but_full_tolerant_f1():
+    truth, pred = _line(4), _line(5)
+    assert pixel_scores(pred, truth)["dice"] == 0.0
+    s = thin_structure_scores([(pred, truth)])
+    assert (s["tolerant_precision"], s["tolerant_recall"], s["tolerant_f1"]) == (1.0, 1.0, 1.0)
+    assert s["cldice"] == 0.0  # each 1-px line is its own skeleton and misses the other line
+
+
+def test_tolerance_is_euclidean_distance_in_pixels():
+    truth = np.zeros((5, 5), dtype=np.uint8)
+    truth[2, 2] = 1
+    diagonal, two_away = truth * 0, truth * 0
+    diagonal[1, 1] = 1  # 1.41 px away
+    two_away[2, 4] = 1  # 2 px away
+    assert tolerant_counts(diagonal, truth, 1.0) == (0, 1, 0, 1)
+    assert tolerant_counts(diagonal, truth, 1.5) == (1, 1, 1, 1)
+    assert tolerant_counts(two_away, truth, 1.5) == (0, 1, 0, 1)
+    assert tolerant_counts(two_away, truth, 2.0) == (1, 1, 1, 1)
+
+
+def test_tolerant_scores_with_a_false_blob_by_hand():
+    truth = _line(6)
+    pred = truth.copy()
+    pred[0, 1:4] = 1  # 3 invented pixels, 6 rows from the truth
+    assert tolerant_counts(pred, truth) == (7, 10, 7, 7)
+    s = tolerant_scores_from_counts(7, 10, 7, 7)
+    assert s["tolerant_precision"] == pytest.approx(0.7)
+    assert s["tolerant_recall"] == 1.0
+    assert s["tolerant_f1"] == pytest.approx(2 * 0.7 / 1.7)
+
+
+def test_cldice_forgives_width_but_not_missing_centrelines():
+    truth = np.zeros((9, 11), dtype=np.uint8)
+    truth[3:6, 1:10] = 1  # a 3-px-wide bar; its skeleton: (4, 1..7) and a spur pixel at (3, 8)
+    centre = np.zeros_like(truth)
+    centre[4, 1:10] = 1  # a 1-px line is its own skeleton, all inside the bar
+    assert pixel_scores(centre, truth)["dice"] == pytest.approx(2 * 9 / (9 + 27))
+    assert centerline_counts(centre, truth) == (9, 9, 7, 8)
+    # topology precision 1, sensitivity 7/8: clDice 14/15 where Dice is 0.5
+    assert thin_structure_scores([(centre, truth)])["cldice"] == pytest.approx(14 / 15)
+    edge = np.zeros_like(truth)
+    edge[3, 1:10] = 1  # inside the bar (precision 1) but it holds only the spur of the bar's skeleton
+    assert centerline_counts(edge, truth) == (9, 9, 1, 8)
+    assert thin_structure_scores([(edge, truth)])["cldice"] == pytest.approx(2 * (1 / 8) / (9 / 8))
+    assert cldice_from_counts(3, 4, 1, 2) == pytest.approx(2 * 0.75 * 0.5 / 1.25)
+
+
+def test_thin_structure_scores_empty_cases_and_pooling():
+    line, empty = _line(4), _line(4) * 0
+    assert thin_structure_scores([(empty, empty)]) == {"tolerant_precision": 1.0, "tolerant_recall": 1.0,
+                                                       "tolerant_f1": 1.0, "cldice": 1.0}
+    missed = thin_structure_scores([(empty, line)])
+    invented = thin_structure_scores([(line, empty)])
+    assert missed["tolerant_f1"] == invented["tolerant_f1"] == 0.0
+    assert missed["cldice"] == invented["cldice"] == 0.0
+    # counts summed first: 7/7 predicted pixels near truth, 7 of 14 true pixels found
+    pooled = thin_structure_scores([(line, line), (empty, line)])
+    assert pooled["tolerant_precision"] == 1.0
+    assert pooled["tolerant_recall"] == pytest.approx(0.5)
+    assert pooled["tolerant_f1"] == pytest.approx(2 / 3)
+
+
+def test_score_pages_reports_thin_structure_scores_per_page_and_pooled():
+    from paulow.evaluate import THIN_KEYS, score_pages
+
+    scored = score_pages([("a.tif", 0, _line(5), _line(4)), ("b.tif", 0, _line(4), _line(4))])
+    assert [r["tolerant_f1"] for r in scored.rows] == [1.0, 1.0]
+    assert [r["cldice"] for r in scored.rows] == [0.0, 1.0]
+    assert all(k in scored.pooled for k in THIN_KEYS)
+    assert scored.pooled["cldice"] == pytest.approx(0.5)  # skeleton counts (7, 14, 7, 14) pooled

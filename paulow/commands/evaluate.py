@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
-from ..evaluate import OBJECT_KEYS, PIXEL_KEYS, Scored, comparison_rows, files_of, mask_pages, score_pages
+from ..evaluate import OBJECT_KEYS, PIXEL_KEYS, THIN_KEYS, Scored, comparison_rows, files_of, mask_pages, score_pages
 
 
 def model_pages(model_path: Path, image_paths: Sequence[Path], truth_paths: Sequence[Path], device: str):
@@ -46,7 +46,7 @@ def run(args, echo=print) -> int:
         raise UsageError("nothing to evaluate: pass --pred FOLDER (predicted masks) or --model + --images")
     out = args.out or (args.truth if args.truth.is_dir() else args.truth.parent) / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["file", "page", *PIXEL_KEYS, *OBJECT_KEYS]
+    columns = ["file", "page", *PIXEL_KEYS, *OBJECT_KEYS, *THIN_KEYS]
     for r in results:
         if not args.compare or len(results) == 1:
             echo(f"\n{r.name}")
@@ -55,7 +55,7 @@ def run(args, echo=print) -> int:
         write_csv(out / f"{stem}_per_image.csv", r.rows)
     pooled = comparison_rows(results)
     if args.compare or len(results) > 1:
-        echo(format_table(pooled, ["name", *PIXEL_KEYS, *OBJECT_KEYS]))
+        echo(format_table(pooled, ["name", *PIXEL_KEYS, *OBJECT_KEYS, *THIN_KEYS]))
     write_csv(out / "pooled.csv", pooled)
     write_json(out / "metrics.json", {r.name: {"pooled": r.pooled, "per_image": r.rows} for r in results})
     echo(f"\nmetrics written to {out}")

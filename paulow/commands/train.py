@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data import Slice, load_pairs
+from ..errors import UsageError
 from ..train import TrainConfig, TrainResult, cross_validate, pick_device, resolve_config, time_steps
 from ..workspace import Workspace
 from .common import add_file_log, ask_model_name, consume_inputs, remove_log, unique_dir
@@ -117,25 +118,44 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
 def run(args, echo=print) -> Path:
     """The whole train command; returns the saved model path."""
     from ..checkpoint import save_checkpoint
-    from ..train import dice_on_slices, training_meta
+    from ..train import ProgressSaver, dice_on_slices, training_meta
+    from . import resume as resume_file
 
     ws = Workspace(Path(args.root))
     ws.require(ws.train_images, ws.train_masks)
     ws.models.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device or "auto")
-    cfg = config_from_args(args, device)
+    resumed = _stopped_run(ws, args, device, echo) if getattr(args, "resume", None) else None
+    cfg = resumed["cfg"] if resumed else config_from_args(args, device)
     slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
-    default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
-    name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+    hashes = resume_file.input_hashes(inputs, ws.root)
+    if resumed:
+        resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
+        name = resumed["payload"]["name"]
+        if (ws.models / f"{name}.pth").exists() and not args.overwrite:
+            raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
+                             "add --overwrite to replace it")
+    else:
+        _mention_stopped_runs(ws, echo)
+        default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
+        name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
     with ws.lock():
-        report_dir = ws.models / f"{name}_report"
-        if not args.overwrite:
-            report_dir = unique_dir(report_dir)
+        if resumed:
+            report_dir = resumed["report_dir"]
+        else:
+            report_dir = ws.models / f"{name}_report"
+            if not args.overwrite:
+                report_dir = unique_dir(report_dir)
+        state_path = report_dir / resume_file.RESUME_FILE
         handler = add_file_log(report_dir / "train.log")
+        progress = ProgressSaver(lambda state: resume_file.save_state(state_path, name, asdict(cfg),
+                                                                      hashes, state))
         try:
             print_plan(slices, cfg, device, echo)
-            result = cross_validate(slices, cfg, device, report_dir, echo)
+            result = cross_validate(slices, cfg, device, report_dir, echo,
+                                    resume=resumed["payload"]["state"] if resumed else None,
+                                    progress=progress)
             in_ch = int(slices[0].image.shape[0])
             ens_dice = None
             if cfg.ensemble and result.test_keys:
@@ -147,8 +167,14 @@ def run(args, echo=print) -> Path:
             path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
             write_report(report_dir, cfg, slices, result, meta)
             _write_options(report_dir, args)
+        except BaseException:
+            if state_path.exists():
+                echo(f"training stopped; nothing was deleted. To go on where it stopped: "
+                     f"train_model.py --resume {name}")
+            raise
         finally:
             remove_log(handler)
+        state_path.unlink(missing_ok=True)
         echo(f"saved model: {path}")
         echo(f"report: {report_dir}")
         td = meta["metrics"]["test_dice"]
@@ -156,6 +182,32 @@ def run(args, echo=print) -> Path:
              + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
         consume_inputs(inputs, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
+    """The stopped run `--resume [NAME]` names: its resume file's payload, settings and report folder."""
+    from . import resume as resume_file
+
+    path = resume_file.find_state(ws.models, args.resume)
+    payload = resume_file.load_state(path)
+    known = set(TrainConfig.__dataclass_fields__)
+    cfg = TrainConfig(**{k: v for k, v in payload["config"].items() if k in known})
+    cfg.device = device
+    state = payload["state"]
+    echo(f"resuming '{payload['name']}' with its own settings: {len(state['folds'])} fold(s) finished, "
+         f"{state['seconds'] / 60:.1f} min spent"
+         + (f", fold {state['current']['fold'] + 1} after epoch {state['current']['epoch']}"
+            if state.get("current") else ""))
+    return {"payload": payload, "cfg": cfg, "report_dir": path.parent}
+
+
+def _mention_stopped_runs(ws: Workspace, echo=print) -> None:
+    from . import resume as resume_file
+
+    runs = resume_file.resumable_runs(ws.models)
+    if runs:
+        names = ", ".join(p.parent.name.rsplit("_report", 1)[0] for p in runs)
+        echo(f"note: stopped run(s) {names} can be continued with --resume NAME; starting a new run")
 
 
 def _write_options(report_dir: Path, args) -> None:
