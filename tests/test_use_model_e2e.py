@@ -1,11 +1,15 @@
 """`use_model.py` end to end: piped prompt answers, stacks, outputs never overwritten, safe clearing."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import tifffile
 
 from _workflow import files, run_script
 from paulow import io
+from paulow.checkpoint import load_checkpoint
 from paulow.synthetic import make_stack, nuclei_image
 
 
@@ -32,6 +36,18 @@ def test_piped_answer_segments_stacks_and_clears_only_processed_inputs(workspace
     assert single.unit == "micron" and single.resolution == (2.0, 2.0)
     masks = io.read_mask(ws.use_outputs / "stack_mask.tif")
     assert masks.shape == (3, 64, 64)
+    # the run record traces every mask to its input and to the exact model file
+    (record_path,) = (ws.use_outputs / "runs").iterdir()
+    record = json.loads(record_path.read_text())
+    model = ws.models / "t.pth"
+    assert record["model"]["file"] == "t.pth"
+    assert record["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert record["threshold"] == load_checkpoint(model).meta["threshold"]
+    by_input = {f["input"]: f for f in record["files"]}
+    assert by_input["single.tif"]["outputs"] == ["single_mask.tif"] and by_input["single.tif"]["error"] is None
+    assert by_input["stack.tif"]["outputs"] == ["stack_mask.tif"]
+    assert by_input["broken.tif"]["outputs"] == [] and by_input["broken.tif"]["error"]
+    assert str(record_path) in done.stdout  # listed with the files written
 
 
 def test_results_are_never_overwritten(workspace_with_model):
@@ -41,7 +57,8 @@ def test_results_are_never_overwritten(workspace_with_model):
         _put(ws.use_inputs, "a.tif", image)
         done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes")
         assert done.returncode == 0, done.stderr
-    assert files(ws.use_outputs) == ["a_mask.tif", "a_mask_2.tif"]
+    assert files(ws.use_outputs) == ["a_mask.tif", "a_mask_2.tif", "runs"]
+    assert len(files(ws.use_outputs / "runs")) == 2  # one record per run, none overwritten
     assert "a_mask_2.tif" in done.stdout  # the run summary says where it wrote
 
 

@@ -1,6 +1,7 @@
 """`use_model.py` / `paulow predict`: segment every image in INPUT_IMAGES with a saved model."""
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,7 @@ def run(args, echo=print) -> int:
     echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
          f"{len(images)} file(s) to segment on {device}")
     results = []
+    started = f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}"
     with ws.lock():
         for path in tqdm(images, desc="segmenting", unit="file", disable=None):
             try:
@@ -189,7 +191,31 @@ def run(args, echo=print) -> int:
                 log.error("%s", exc)
                 results.append(FileResult(source=path, error=str(exc)))
         tables = _write_tables(results, ws.use_outputs, opts)
+        tables.append(_write_run_record(results, ws.use_outputs, model_path, loaded, opts, args, started))
         return _finish(results, tables, args, echo)
+
+
+def _write_run_record(results: list[FileResult], out_dir: Path, model_path: Path, loaded,
+                      opts: SegmentOptions, args, started: str) -> Path:
+    """`runs/segment_<time>.json`: which model (and its SHA-256), threshold and options made which
+    outputs from which inputs, so a mask can be traced back long after the inputs were cleared."""
+    from .. import __version__, io
+    from ..checkpoint import sha256_file
+    from ..cli import effective_options
+    from ..report import write_json
+
+    meta = loaded.meta
+    threshold = opts.threshold if opts.threshold is not None else float(meta.get("threshold", 0.5))
+    record = {
+        "started": started, "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "paulow_version": __version__,
+        "model": {"file": model_path.name, "sha256": sha256_file(model_path), "name": meta.get("name"),
+                  "arch": meta.get("arch"), "saved": meta.get("date"), "members": len(loaded.models)},
+        "threshold": threshold, "device": opts.device, "options": effective_options(args),
+        "files": [{"input": r.source.name, "outputs": [w.name for w in r.written], "error": r.error}
+                  for r in results],
+    }
+    return write_json(io.unique_path(out_dir / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json"),
+                      record)
 
 
 def _write_tables(results: list[FileResult], out_dir: Path, opts: SegmentOptions) -> list[Path]:
