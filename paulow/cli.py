@@ -125,6 +125,8 @@ def _add_evaluate(sub, root: Path) -> None:
     p.add_argument("--images", type=Path, help="images to predict with --model")
     p.add_argument("--compare", action="store_true", help="print the predictions/models side by side")
     p.add_argument("--classes", type=int, default=1)
+    p.add_argument("--tolerance", type=float, default=1.0, metavar="PX",
+                   help="distance in pixels within which tolerant_f1 counts a pixel as found (default 1)")
     p.add_argument("--out", type=Path, help="folder for metrics.csv / metrics.json (default: beside --truth)")
     p.add_argument("--device", default=None)
     p.add_argument("--config", type=Path)

@@ -33,8 +33,9 @@ def _object_row(scores: dict) -> dict:
 
 
 def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: str = "prediction",
-                classes: int = 1) -> Scored:
+                classes: int = 1, tolerance: float = 1.0) -> Scored:
     """`pages` yields (file, page, predicted mask, truth mask); binary when classes == 1.
+    `tolerance`: pixels within which `tolerant_f1` counts a pixel as found.
 
     A truth mask with several non-zero values is taken as instance labels for the object scores
     (its foreground is still any non-zero pixel); a binary one is split into connected components.
@@ -47,7 +48,7 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
         else:
             row.update(pixel_scores(pred != 0, truth != 0))
             row.update(_object_row(object_scores(pred, truth)))
-            row.update(thin_structure_scores([(pred, truth)]))
+            row.update(thin_structure_scores([(pred, truth)], tolerance))
             pixel_pairs.append((pred != 0, truth != 0))
             object_pairs.append((pred, truth))
         rows.append(row)
@@ -58,7 +59,7 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
     elif rows:
         pooled.update(pooled_scores(pixel_pairs))
         pooled.update(_object_row(pooled_object_scores(object_pairs)))
-        pooled.update(thin_structure_scores(pixel_pairs))
+        pooled.update(thin_structure_scores(pixel_pairs, tolerance))
     return Scored(name=name, rows=rows, pooled=pooled)
 
 

@@ -62,6 +62,26 @@ def test_evaluate_scores_folders_and_compares(tmp_path, capsys):
     assert "0.667" in capsys.readouterr().out
 
 
+def test_evaluate_tolerance_sets_the_distance_of_tolerant_f1(tmp_path):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    t = np.zeros((10, 10), np.uint8)
+    t[2:6, 2:6] = 255
+    p = np.zeros_like(t)
+    p[2:6, 2:4] = 255  # columns 2-3 of the truth's 2-5
+    _mask(truth / "a.tif", t)
+    _mask(pred / "a_mask.tif", p)
+    f1 = {}
+    for tol in (1, 2):
+        out = tmp_path / f"out{tol}"
+        assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--tolerance", str(tol),
+                     "--out", str(out)]) == 0
+        f1[tol] = json.loads((out / "metrics.json").read_text())[str(pred)]["pooled"]["tolerant_f1"]
+    # 1 px: every predicted pixel is near the truth (precision 1), truth columns 2-4 are found (12/16)
+    assert f1[1] == pytest.approx(2 * 0.75 / 1.75)
+    assert f1[2] == 1.0  # 2 px: column 5 is found too
+
+
 def test_summary_of_the_published_network(capsys):
     assert main(["summary", "paulow_attention_unet", "--width", "64"]) == 0
     out = capsys.readouterr().out

@@ -34,14 +34,15 @@ def run(args, echo=print) -> int:
     truth = files_of(args.truth)
     results: list[Scored] = []
     for pred in args.pred or []:
-        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth), str(pred), args.classes))
+        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth), str(pred), args.classes,
+                                   args.tolerance))
     if args.model:
         if not args.images:
             raise UsageError("--model needs --images (the images to segment before scoring)")
         device = pick_device(args.device or "auto")
         for model in args.model:
             results.append(score_pages(model_pages(model, files_of(args.images), truth, device),
-                                       Path(model).stem, args.classes))
+                                       Path(model).stem, args.classes, args.tolerance))
     if not results:
         raise UsageError("nothing to evaluate: pass --pred FOLDER (predicted masks) or --model + --images")
     out = args.out or (args.truth if args.truth.is_dir() else args.truth.parent) / "evaluation"
