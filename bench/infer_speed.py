@@ -6,7 +6,10 @@ the peak resident memory of segmenting a large uint16 image (in a subprocess).
     python bench/infer_speed.py [--widths 64 32 16] [--tile 256 [512]] [--overlaps 0 0.5]
                                 [--size 1024] [--batch 8] [--min-seconds 3] [--device cpu|cuda]
                                 [--threads N] [--skip-memory] [--memory-size 8000]
-                                [--memory-full] [--json OUT]
+                                [--memory-full] [--compile] [--json OUT]
+
+`--compile` adds, for every row, the same measurement with the network `torch.compile`d as
+`use_model.py --compile` does (`compiled` column; `compile_s`: the first call, which compiles).
 
 On CPU, widths of 64 and more run on a `--size / 2` image so the benchmark stays a few minutes.
 The memory run (width 16, overlap 0.5) runs the network on its first batches, which is where its
@@ -32,11 +35,12 @@ from _common import describe, pick_device, print_table, write_json
 import numpy as np
 import torch
 
-from paulow.infer import predict_slice, suggest_tile, tile_starts
+from paulow.infer import compile_for_inference, predict_slice, suggest_tile, tile_starts
 from paulow.models import build_model, conv3x3_gflops, count_conv_flops
 from paulow.models.flops import time_calls
 
-COLUMNS = [("width", "width", "d"), ("tile", "tile", "d"), ("overlap", "overlap", ".2f"),
+COLUMNS = [("width", "width", "d"), ("compiled", "compiled", ""), ("tile", "tile", "d"),
+           ("overlap", "overlap", ".2f"),
            ("size", "image", "d"), ("tiles", "tiles", "d"), ("seconds", "s", ".1f"),
            ("mpix_per_s", "MPix/s", ".3f"), ("gflop_per_tile", "GFLOP/tile", ".2f"),
            ("useful_gflops", "useful GFLOP/s", ".1f"), ("conv3x3_gflops", "3x3 conv GFLOP/s", ".1f"),
@@ -64,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-full", action="store_true",
                         help="run the network on every tile of the memory run (slow on CPU)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure each row with the network compiled (use_model.py --compile)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write results here")
     return parser.parse_args(argv)
 
@@ -94,16 +100,21 @@ def warm_up(model: torch.nn.Module, tile: int, batch: int, device: torch.device)
 
 
 def measure(width: int, tile: int, overlap: float, args: argparse.Namespace,
-            device: torch.device) -> dict[str, Any]:
+            device: torch.device, compiled: bool = False) -> dict[str, Any]:
     """One row: mean time of predict_slice on a test image (repeated for at least
     `--min-seconds`); the 3x3-conv reference is the mean of runs just before and just after, as
-    other processes on the machine change the speed."""
+    other processes on the machine change the speed. `compiled`: the network goes through
+    `compile_for_inference` first; the warm-up call, which compiles, is timed as `compile_s`."""
     model = build_model(MODEL, in_channels=1, classes=1, width=width)
     flops = count_conv_flops(model, 1, tile, tile)
     size = image_size(width, args, device)
     image = sample_image(size)
     tiles = tiles_run(size, tile, overlap)
+    if compiled:
+        model = compile_for_inference(model.eval())
+    warm_start = time.perf_counter()
     warm_up(model, tile, min(args.batch, tiles), device)
+    compile_s = time.perf_counter() - warm_start if compiled else None
     before = reference_gflops(device)
     seconds, calls = time_calls(
         lambda: predict_slice(model, image, tile=tile, overlap=overlap, batch_size=args.batch,
@@ -113,7 +124,8 @@ def measure(width: int, tile: int, overlap: float, args: argparse.Namespace,
     after = reference_gflops(device)
     reference = (before + after) / 2
     useful = flops * tiles / seconds / 1e9
-    return {"width": width, "tile": tile, "overlap": overlap, "size": size, "tiles": tiles,
+    return {"width": width, "compiled": "yes" if compiled else "no", "compile_s": compile_s,
+            "tile": tile, "overlap": overlap, "size": size, "tiles": tiles,
             "seconds": seconds, "runs": calls, "mpix_per_s": size * size / seconds / 1e6,
             "gflop_per_tile": flops / 1e9, "useful_gflops": useful,
             "conv3x3_gflops": reference, "conv3x3_gflops_before": before,
@@ -205,8 +217,9 @@ def main(argv: list[str] | None = None) -> None:
           f"(widths >= 64 on CPU: {args.size // 2}^2), on {describe(device)}")
     print(f"load average at start: {os.getloadavg()[0]:.1f} (cpu count {os.cpu_count()})")
     start = time.perf_counter()
-    rows = [measure(width, tile, overlap, args, device)
-            for width in args.widths for tile in tiles for overlap in args.overlaps]
+    rows = [measure(width, tile, overlap, args, device, compiled)
+            for width in args.widths for tile in tiles for overlap in args.overlaps
+            for compiled in ((False, True) if args.compile else (False,))]
     print_table(rows, COLUMNS)
     memory = None if args.skip_memory else measure_memory(args)
     if memory:

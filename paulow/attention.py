@@ -22,7 +22,7 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     from .commands.segment import match_channels
     from .data import normalise_with
 
-    model = loaded.models[0]
+    model = getattr(loaded.models[0], "_orig_mod", loaded.models[0])  # a compiled one: its network
     if not hasattr(model, "keep_attention"):
         log.warning("model '%s' has no attention gates: nothing to save", loaded.meta.get("arch"))
         return []

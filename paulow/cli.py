@@ -97,6 +97,8 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
     g.add_argument("--threshold", type=float, help="probability threshold (default: from the model)")
     g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the network: about a minute to start, then faster (large images, stacks)")
     g = p.add_argument_group("outputs")
     g.add_argument("--save-prob", action="store_true", help="also write probability maps")
     g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline")

@@ -284,3 +284,44 @@ def test_registry_networks_predict_any_size(name):
         probs = predict_slice(net, random_image(2, *shape), tile=32, batch_size=3, device=CPU)
         assert probs.shape == (3, *shape) and probs.dtype == np.float32
         assert np.isfinite(probs).all() and probs.min() >= 0 and probs.max() <= 1
+
+
+# ---------------------------------------------------------------- --compile
+def _small_attention_unet() -> nn.Module:
+    from paulow.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("paulow_attention_unet", in_channels=1, classes=1, width=4, depth=2).eval()
+
+
+def test_compiled_network_predicts_what_the_plain_one_does():
+    from paulow.infer import compile_for_inference
+
+    net = _small_attention_unet()
+    image = np.random.default_rng(0).random((1, 100, 150), dtype=np.float32)
+    # 3 x 4 tiles of 64 in batches of 5: the last batch (2 tiles) is padded to 5 for the compiled net
+    plain = predict_slice(net, image, tile=64, overlap=0.5, batch_size=5, device="cpu")
+    compiled = predict_slice(compile_for_inference(net), image, tile=64, overlap=0.5, batch_size=5, device="cpu")
+    assert compiled.shape == plain.shape == (1, 100, 150)
+    assert np.abs(compiled - plain).max() < 1e-4
+
+
+class _BrokenCompile(nn.Module):
+    """Looks like a torch.compile wrapper whose compiler is missing."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = net
+
+    def forward(self, x):
+        raise RuntimeError("no C++ compiler found\nlong details")
+
+
+def test_a_network_that_fails_to_compile_falls_back_with_a_warning(caplog):
+    net = _small_attention_unet()
+    image = np.random.default_rng(1).random((1, 64, 64), dtype=np.float32)
+    plain = predict_slice(net, image, tile=64, device="cpu")
+    with caplog.at_level("WARNING", logger="paulow"):
+        fallback = predict_slice(_BrokenCompile(net), image, tile=64, device="cpu")
+    np.testing.assert_allclose(fallback, plain, atol=1e-5)  # padded batch: same up to float rounding
+    assert "compiling the network failed on this machine (no C++ compiler found)" in caplog.text

@@ -30,6 +30,7 @@ class SegmentOptions:
     instances: bool = False
     split_touching: bool = False
     save_attention: bool = False
+    compile: bool = False
 
 
 @dataclass
@@ -160,7 +161,8 @@ def options_from_args(args, device: str) -> SegmentOptions:
     return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay, instances=args.instances,
-                          split_touching=args.split_touching, save_attention=args.save_attention)
+                          split_touching=args.split_touching, save_attention=args.save_attention,
+                          compile=bool(getattr(args, "compile", False)))
 
 
 def run(args, echo=print) -> int:
@@ -179,6 +181,11 @@ def run(args, echo=print) -> int:
     loaded = load_checkpoint(model_path, device)
     images = load_images(ws.use_inputs)
     opts = options_from_args(args, device)
+    if opts.compile:
+        from ..infer import compile_for_inference
+
+        loaded.models = [compile_for_inference(m) for m in loaded.models]
+        echo("--compile: the network compiles on the first batch (about a minute), then runs faster")
     echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
          f"{len(images)} file(s) to segment on {device}")
     results = []
