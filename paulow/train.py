@@ -344,16 +344,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", best["dice"])
         train_seconds = time.monotonic() - epoch_start
         last = out_of_time or epoch == cfg.epochs or time.monotonic() > clock["stop_at"]
-        row = {"fold": fold + 1, "epoch": epoch,
-               "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_dice": None,
-               "lr": float(opt.param_groups[0]["lr"]), "regime_empty": int(regimes[0]),
-               "regime_small": int(regimes[1]), "regime_large": int(regimes[2]),
-               "patches": len(losses) * cfg.batch_size}
+        row = _epoch_row(fold, epoch, losses, regimes, opt, cfg)
         if pacer.due(epoch, last):
-            val_start = time.monotonic()
-            model.eval()
-            row["val_dice"] = dice_on_slices(model, val, cfg, device)
-            pacer.record(train_seconds, time.monotonic() - val_start)
+            row["val_dice"] = _validate(model, val, cfg, device, pacer, train_seconds)
             if row["val_dice"] > best["dice"]:
                 best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
@@ -380,6 +373,25 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
                       train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
                       val_files=sorted({f"{s.source.name}#{s.page}" for s in val}), stopped=stopped)
+
+
+def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, opt, cfg: TrainConfig) -> dict:
+    """One line of history.csv (validation Dice filled in when the epoch validates)."""
+    return {"fold": fold + 1, "epoch": epoch,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_dice": None,
+            "lr": float(opt.param_groups[0]["lr"]), "regime_empty": int(regimes[0]),
+            "regime_small": int(regimes[1]), "regime_large": int(regimes[2]),
+            "patches": len(losses) * cfg.batch_size}
+
+
+def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
+              train_seconds: float) -> float:
+    """Whole-image validation Dice; its duration paces the next validations."""
+    start = time.monotonic()
+    model.eval()
+    dice = dice_on_slices(model, val, cfg, device)
+    pacer.record(train_seconds, time.monotonic() - start)
+    return dice
 
 
 def _cpu_state(state: dict) -> dict:

@@ -65,8 +65,6 @@ def run(args, echo=print) -> Path:
 
     from .. import io
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
-    from ..cli import effective_options
-    from ..report import plot_curves, write_csv, write_json
 
     ws = Workspace(Path(args.root))
     ws.require(ws.finetune_images, ws.finetune_masks)
@@ -109,25 +107,40 @@ def run(args, echo=print) -> Path:
                 scores.update(_old_domain_scores(args.check, parent, model, cfg, meta, device))
                 echo(f"old-domain Dice ({args.check[0]}): parent {scores['check_parent_dice']:.4f}, "
                      f"fine-tuned {scores['check_finetuned_dice']:.4f}")
-            new_meta = {**meta, "name": out_path.stem, "config": asdict(cfg),
-                        "metrics": {**meta.get("metrics", {}), "test_dice": after, "finetune": scores},
-                        "parent": {"name": parent_path.name, "sha256": parent_sha},
-                        "finetune": {"files": sorted({s.source.name for s in slices}),
-                                     "tune": result.train_files, "held_out": result.val_files,
-                                     "settings": asdict(cfg), "scores": scores,
-                                     "stopped": result.stopped, "best_epoch": result.best_epoch},
-                        "ensemble": False}
-            new_meta.pop("legacy", None)
+            new_meta = _finetuned_meta(meta, out_path.stem, cfg, scores, parent_path, parent_sha, slices, result)
             path = save_checkpoint(out_path, [model.state_dict()], new_meta)
-            if result.history:
-                plot_curves(result.history, report_dir / "curves.png", title=f"fine-tuning {parent_path.stem}")
-            write_csv(report_dir / "history.csv", result.history)
-            write_json(report_dir / "scores.json", scores)
-            write_json(report_dir / "config.json", asdict(cfg))
-            write_json(report_dir / "options.json", effective_options(args))
+            _write_report(report_dir, result, scores, cfg, args, parent_path.stem)
         finally:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
         echo(f"report: {report_dir}")
         consume_inputs(inputs, args.keep_inputs, "Finetune_Model", echo)
     return path
+
+
+def _finetuned_meta(meta: dict, name: str, cfg, scores: dict, parent_path: Path, parent_sha: str,
+                    slices, result) -> dict:
+    """The parent's metadata with the fine-tuning's settings, data, scores and the parent's identity."""
+    new_meta = {**meta, "name": name, "config": asdict(cfg),
+                "metrics": {**meta.get("metrics", {}), "test_dice": scores["finetuned_dice"], "finetune": scores},
+                "parent": {"name": parent_path.name, "sha256": parent_sha},
+                "finetune": {"files": sorted({s.source.name for s in slices}),
+                             "tune": result.train_files, "held_out": result.val_files,
+                             "settings": asdict(cfg), "scores": scores,
+                             "stopped": result.stopped, "best_epoch": result.best_epoch},
+                "ensemble": False}
+    new_meta.pop("legacy", None)
+    return new_meta
+
+
+def _write_report(report_dir: Path, result, scores: dict, cfg, args, parent_stem: str) -> None:
+    """Curves, history, scores, settings and the effective options of one fine-tuning run."""
+    from ..cli import effective_options
+    from ..report import plot_curves, write_csv, write_json
+
+    if result.history:
+        plot_curves(result.history, report_dir / "curves.png", title=f"fine-tuning {parent_stem}")
+    write_csv(report_dir / "history.csv", result.history)
+    write_json(report_dir / "scores.json", scores)
+    write_json(report_dir / "config.json", asdict(cfg))
+    write_json(report_dir / "options.json", effective_options(args))

@@ -117,8 +117,7 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
 
 def run(args, echo=print) -> Path:
     """The whole train command; returns the saved model path."""
-    from ..checkpoint import save_checkpoint
-    from ..train import ProgressSaver, dice_on_slices, training_meta
+    from ..train import ProgressSaver
     from . import resume as resume_file
 
     ws = Workspace(Path(args.root))
@@ -130,43 +129,18 @@ def run(args, echo=print) -> Path:
     slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     hashes = resume_file.input_hashes(inputs, ws.root)
-    if resumed:
-        resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
-        name = resumed["payload"]["name"]
-        if (ws.models / f"{name}.pth").exists() and not args.overwrite:
-            raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
-                             "add --overwrite to replace it")
-    else:
-        _mention_stopped_runs(ws, echo)
-        default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
-        name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+    name = _resumed_name(ws, resumed, hashes, args.overwrite) if resumed else _new_name(ws, args, echo)
     with ws.lock():
-        if resumed:
-            report_dir = resumed["report_dir"]
-        else:
-            report_dir = ws.models / f"{name}_report"
-            if not args.overwrite:
-                report_dir = unique_dir(report_dir)
+        report_dir = resumed["report_dir"] if resumed else ws.models / f"{name}_report"
+        if not resumed and not args.overwrite:
+            report_dir = unique_dir(report_dir)
         state_path = report_dir / resume_file.RESUME_FILE
-        handler = add_file_log(report_dir / "train.log")
         progress = ProgressSaver(lambda state: resume_file.save_state(state_path, name, asdict(cfg),
                                                                       hashes, state))
+        handler = add_file_log(report_dir / "train.log")
         try:
-            print_plan(slices, cfg, device, echo)
-            result = cross_validate(slices, cfg, device, report_dir, echo,
-                                    resume=resumed["payload"]["state"] if resumed else None,
-                                    progress=progress)
-            in_ch = int(slices[0].image.shape[0])
-            ens_dice = None
-            if cfg.ensemble and result.test_keys:
-                models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
-                test = [s for s in slices if s.key in set(result.test_keys)]
-                ens_dice = dice_on_slices(models, test, cfg, device)
-            meta = training_meta(cfg, slices, result, in_ch, hash_sources(slices), ens_dice)
-            meta["name"] = name
-            path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
-            write_report(report_dir, cfg, slices, result, meta)
-            _write_options(report_dir, args)
+            path, meta = _train_and_save(ws, slices, cfg, device, name, report_dir, args, echo,
+                                         resumed["payload"]["state"] if resumed else None, progress)
         except BaseException:
             if state_path.exists():
                 echo(f"training stopped; nothing was deleted. To go on where it stopped: "
@@ -182,6 +156,47 @@ def run(args, echo=print) -> Path:
              + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
         consume_inputs(inputs, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, device: str, name: str,
+                    report_dir: Path, args, echo, resume: dict | None, progress) -> tuple[Path, dict]:
+    """Plan, cross-validate, save the verified model file and the report; return (path, metadata)."""
+    from ..checkpoint import save_checkpoint
+    from ..train import dice_on_slices, training_meta
+
+    print_plan(slices, cfg, device, echo)
+    result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress)
+    in_ch = int(slices[0].image.shape[0])
+    ens_dice = None
+    if cfg.ensemble and result.test_keys:
+        models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
+        test = [s for s in slices if s.key in set(result.test_keys)]
+        ens_dice = dice_on_slices(models, test, cfg, device)
+    meta = training_meta(cfg, slices, result, in_ch, hash_sources(slices), ens_dice)
+    meta["name"] = name
+    path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
+    write_report(report_dir, cfg, slices, result, meta)
+    _write_options(report_dir, args)
+    return path, meta
+
+
+def _new_name(ws: Workspace, args, echo=print) -> str:
+    """The new model's name (`--name` or asked), after pointing out runs that could be resumed."""
+    _mention_stopped_runs(ws, echo)
+    default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
+    return ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+
+
+def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrite: bool) -> str:
+    """The stopped run's name, once its inputs are checked and its model file name is still free."""
+    from . import resume as resume_file
+
+    resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
+    name = resumed["payload"]["name"]
+    if (ws.models / f"{name}.pth").exists() and not overwrite:
+        raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
+                         "add --overwrite to replace it")
+    return name
 
 
 def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
