@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -531,7 +531,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
 # ---------------------------------------------------------------- resumable state
 def run_state(seconds: float, done: Sequence[FoldResult], current: dict | None) -> dict:
     """A run's resumable state: time spent, finished folds, the fold in progress (or None)."""
-    return {"seconds": seconds, "folds": [asdict(f) for f in done], "current": current}
+    # shallow (not `asdict`, which deep-copies every finished fold's weights at each save)
+    folds = [{f.name: getattr(fold, f.name) for f in fields(FoldResult)} for fold in done]
+    return {"seconds": seconds, "folds": folds, "current": current}
 
 
 def fold_from_state(state: dict) -> FoldResult:
