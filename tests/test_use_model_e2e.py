@@ -97,3 +97,20 @@ def test_unknown_model_and_empty_folder_are_clear_errors(workspace_with_model):
     assert done.returncode == 2 and "no model 'nope'" in done.stderr and "Traceback" not in done.stderr
     done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes")
     assert done.returncode == 2 and "no images in" in done.stderr
+
+
+def test_compile_gives_the_same_masks(workspace_with_model):
+    ws = workspace_with_model
+    image, _ = nuclei_image((80, 70), seed=6)
+    for flags in ((), ("--compile",)):
+        _put(ws.use_inputs, "c.tif", image)
+        done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--tile", "64",
+                          *flags)
+        assert done.returncode == 0, done.stderr
+    assert "--compile: the network compiles on the first batch" in done.stdout
+    plain, compiled = (io.read_mask(ws.use_outputs / n) for n in ("c_mask.tif", "c_mask_2.tif"))
+    # the same network up to float rounding: at most a few pixels on the threshold may differ
+    assert plain.shape == compiled.shape == (1, 80, 70)
+    assert np.count_nonzero(plain != compiled) <= 3
+    (record,) = [p for p in (ws.use_outputs / "runs").iterdir() if '"compile": true' in p.read_text()]
+    assert record.is_file()
