@@ -56,10 +56,11 @@ def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
 
 
 def compile_for_inference(model: nn.Module) -> nn.Module:
-    """`torch.compile` of a network for prediction: normalisations and activations are fused into
-    the convolutions (on a 2-core CPU up to 1.8x faster on large images), at the price of compiling
-    on the first batch (about a minute). Batches are padded to a fixed size so it compiles once.
-    If compiling fails on this machine, prediction goes on with the plain network (with a warning)."""
+    """`torch.compile` of a network for prediction: normalisations and activations are fused, at the
+    price of compiling on the first batch (20-60 s). Batches are padded to a fixed size so it
+    compiles once. On the 2-core development CPU it gained nothing (bench/infer_speed.py --compile);
+    it is meant for GPUs. If compiling fails on a machine, prediction goes on with the plain network
+    (with a warning)."""
     return torch.compile(model, dynamic=False)
 
 

@@ -185,7 +185,7 @@ def run(args, echo=print) -> int:
         from ..infer import compile_for_inference
 
         loaded.models = [compile_for_inference(m) for m in loaded.models]
-        echo("--compile: the network compiles on the first batch (about a minute), then runs faster")
+        echo("--compile: the network compiles on the first batch (20-60 s)")
     echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
          f"{len(images)} file(s) to segment on {device}")
     results = []
