@@ -22,7 +22,8 @@ share (the test split is fixed), `--budget` minutes each, and the settings of th
 predicted with `paulow.infer.predict_slice` (the default tile of `use_model.py`, overlap 0.5) and thresholded
 at the probability threshold tuned on the validation pages (as `train_model.py` stores it);
 Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU > 0.5) of
-8-connected components. The JSON and Markdown in `--out` are rewritten after every row, so
+8-connected components; for thin structures the table adds F1 within 1 px and clDice
+(`paulow.metrics.thin_structure_scores`). The JSON and Markdown in `--out` are rewritten after every row, so
 `--resume` continues an interrupted run.
 """
 from __future__ import annotations
