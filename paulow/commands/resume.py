@@ -17,11 +17,16 @@ FORMAT = "paulow-resume"
 FORMAT_VERSION = 1
 
 
+def input_key(path: Path, root: Path) -> str:
+    """An input file's key in the resume file: its path relative to the workspace root."""
+    return Path(path).resolve().relative_to(root.resolve()).as_posix()
+
+
 def input_hashes(files: Sequence[Path], root: Path) -> dict[str, str]:
-    """SHA-256 of each input file, keyed by its path relative to the workspace root."""
+    """SHA-256 of each input file, keyed by `input_key`."""
     from ..checkpoint import sha256_file
 
-    return {Path(f).resolve().relative_to(root.resolve()).as_posix(): sha256_file(f) for f in files}
+    return {input_key(f, root): sha256_file(f) for f in files}
 
 
 def save_state(path: Path, name: str, config: dict, inputs: dict[str, str], state: dict) -> None:

@@ -85,10 +85,11 @@ def _fmt(seconds: float) -> str:
         else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def hash_sources(slices: Sequence[Slice]) -> dict[str, str]:
-    from ..checkpoint import sha256_file
+def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -> dict[str, str]:
+    """SHA-256 of each image file for the model's metadata, from the hashes the run already took."""
+    from .resume import input_key
 
-    return {str(p): sha256_file(p) for p in {s.source for s in slices}}
+    return {str(s.source): hashes[input_key(s.source, root)] for s in slices}
 
 
 def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult,
@@ -140,7 +141,8 @@ def run(args, echo=print) -> Path:
         handler = add_file_log(report_dir / "train.log")
         try:
             path, meta = _train_and_save(ws, slices, cfg, device, name, report_dir, args, echo,
-                                         resumed["payload"]["state"] if resumed else None, progress)
+                                         resumed["payload"]["state"] if resumed else None, progress,
+                                         source_hashes(slices, hashes, ws.root))
         except BaseException:
             if state_path.exists():
                 echo(f"training stopped; nothing was deleted. To go on where it stopped: "
@@ -159,7 +161,8 @@ def run(args, echo=print) -> Path:
 
 
 def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, device: str, name: str,
-                    report_dir: Path, args, echo, resume: dict | None, progress) -> tuple[Path, dict]:
+                    report_dir: Path, args, echo, resume: dict | None, progress,
+                    file_hashes: dict[str, str]) -> tuple[Path, dict]:
     """Plan, cross-validate, save the verified model file and the report; return (path, metadata)."""
     from ..checkpoint import save_checkpoint
     from ..train import dice_on_slices, training_meta
@@ -172,7 +175,7 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
         models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
         test = [s for s in slices if s.key in set(result.test_keys)]
         ens_dice = dice_on_slices(models, test, cfg, device)
-    meta = training_meta(cfg, slices, result, in_ch, hash_sources(slices), ens_dice)
+    meta = training_meta(cfg, slices, result, in_ch, file_hashes, ens_dice)
     meta["name"] = name
     path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
     write_report(report_dir, cfg, slices, result, meta)
