@@ -34,7 +34,7 @@ from quality import (bench_config, command_line, describe_machine, fmt_minutes, 
 
 from paulow.data import Slice
 from paulow.errors import UsageError
-from paulow.train import TrainConfig
+from paulow.config import TrainConfig
 
 PARENT_DATA, TARGET_DATA = "paulow_filaments", "nih3t3_nuclei"
 RESULTS_NAME = "finetune_domains"
@@ -173,7 +173,7 @@ def scratch_stage(parent_cfg: TrainConfig, data: Domains, minutes: float, device
 
 def run(args: argparse.Namespace) -> dict:
     """Train parent, fine-tuned and scratch models; return the results dict."""
-    from paulow.train import pick_device
+    from paulow.device import pick_device
 
     device = pick_device(args.device or "auto")
     data = load_domains(args)

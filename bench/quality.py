@@ -46,7 +46,7 @@ from datasets import DATASETS, REPO, load_dataset, slice_names
 
 from paulow.data import Slice
 from paulow.errors import PaulowError, UsageError
-from paulow.train import TrainConfig
+from paulow.config import TrainConfig
 
 Echo = Callable[[str], None]
 RESULTS_NAME = "quality"
@@ -125,7 +125,7 @@ def bench_config(device: str, budget: float, seed: int, preset: str | None = Non
 
     `overrides` are TrainConfig fields applied last (a None value is kept, e.g. per_epoch=None).
     """
-    from paulow.train import resolve_config
+    from paulow.config import resolve_config
 
     base = {"folds": 1, "test_fraction": 0.0, "time_limit": budget, "seed": seed, "device": device,
             "ensemble": False, "infer_overlap": 0.5}
@@ -486,7 +486,7 @@ def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: arg
 
 def run(args: argparse.Namespace) -> dict:
     """Run the benchmark; return the results dict (also in --out)."""
-    from paulow.train import pick_device
+    from paulow.device import pick_device
 
     specs, datasets = selected_rows(args), selected_datasets(args)
     device = pick_device(args.device or "auto")

@@ -8,95 +8,19 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, split_test
+from .device import pick_device  # noqa: F401  (re-exported)
+from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
 
 log = logging.getLogger("paulow")
-
-PRESETS = {
-    # The published settings, for a GPU.
-    "paper": {"width": 64, "folds": 5, "optimizer": "adam", "lr": 1e-5, "batch_size": 4,
-              "epochs": 100, "per_epoch": None, "time_limit": None},
-    # Fits a 2-core CPU: a 10-image dataset trains to a useful model in minutes.
-    "cpu": {"width": 16, "folds": 5, "optimizer": "adamw", "lr": 2e-3, "batch_size": 8,
-            "epochs": 40, "per_epoch": 192, "time_limit": 15.0},
-    "gpu": {"width": 32, "folds": 5, "optimizer": "adamw", "lr": 1e-3, "batch_size": 16,
-            "epochs": 100, "per_epoch": None, "time_limit": None},
-}
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (saved in the model file and the report)."""
-
-    arch: str = "paulow_attention_unet"
-    arch_extra: dict = field(default_factory=dict)  # e.g. {"batch_norm": False} for `unet`
-    width: int = 16
-    depth: int = 4
-    classes: int = 1
-    loss: str = "dynamic"
-    loss_args: dict = field(default_factory=dict)
-    optimizer: str = "adamw"
-    epochs: int = 40
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
-    patch: int = 128
-    overlap: int = 64
-    random_fraction: float = 0.5
-    per_epoch: int | None = 192
-    augment: bool = True
-    rotate: bool = True  # 90-degree turns in augmentation (off for oriented structures)
-    folds: int = 5
-    test_fraction: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    time_limit: float | None = 15.0  # minutes for the whole run
-    patience: int = 12
-    ensemble: bool = False
-    workers: int = 0
-    threshold: float = 0.5
-    tune_threshold: bool = True  # pick the threshold on the validation images after training
-    infer_overlap: float = 0.5
-    panel_every: int = 5
-    freeze_encoder: bool = False
-
-    def arch_args(self, in_channels: int) -> dict:
-        return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
-                "depth": self.depth, **self.arch_extra}
-
-
-def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainConfig:
-    """Defaults, then the preset for the device (or the named one), then the user's explicit values."""
-    name = preset or ("cpu" if device == "cpu" else "gpu")
-    if name not in PRESETS:
-        from .errors import UsageError
-        raise UsageError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    known = {f for f in TrainConfig.__dataclass_fields__}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
-
-
-def pick_device(requested: str = "auto") -> str:
-    """'cuda' when present (or requested), else 'cpu' with all cores."""
-    import torch
-
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import UsageError
-        raise UsageError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
-    if requested == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    return requested
 
 
 # ---------------------------------------------------------------- results
@@ -128,49 +52,33 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- evaluation
-THRESHOLD_CANDIDATES = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 .. 0.90
+def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> list[np.ndarray]:
+    """Probabilities of whole slices with the standard inference (predicted once, then reused)."""
+    from .infer import predict_slice, suggest_tile
 
-
-def _counts(prob: np.ndarray, truth: np.ndarray, threshold: float) -> np.ndarray:
-    from .postprocess import to_mask
-
-    pred = to_mask(prob, threshold) > 0
-    truth = truth > 0
-    return np.array([np.count_nonzero(pred & truth), np.count_nonzero(pred & ~truth),
-                     np.count_nonzero(~pred & truth)], dtype=np.int64)
-
-
-def _dice(counts: np.ndarray) -> float:
-    tp, fp, fn = (int(c) for c in counts)
-    return 1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+    return [predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
+                          batch_size=max(cfg.batch_size, 4), device=device) for s in slices]
 
 
 def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
                       thresholds: Sequence[float]) -> list[float]:
-    """Pooled foreground Dice over whole slices at each threshold, with the standard inference."""
-    from .infer import predict_slice, suggest_tile
-
-    counts = np.zeros((len(thresholds), 3), dtype=np.int64)
-    for s in slices:
-        prob = predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device),
-                             overlap=cfg.infer_overlap, batch_size=max(cfg.batch_size, 4), device=device)
-        for i, t in enumerate(thresholds):
-            counts[i] += _counts(prob, s.mask, t)
-    return [_dice(c) for c in counts]
+    """Pooled selection score (binary Dice, or mean foreground-class Dice) at each threshold."""
+    probs = predict_slices(models, slices, cfg, device)
+    truths = [s.mask for s in slices]
+    return [score_probabilities(probs, truths, t)["dice"] for t in thresholds]
 
 
 def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    threshold: float | None = None) -> float:
-    """Pooled foreground Dice over whole slices (threshold: the config's unless given)."""
+    """Pooled selection score over whole slices (threshold: the config's unless given)."""
     return dice_by_threshold(models, slices, cfg, device,
                              [cfg.threshold if threshold is None else threshold])[0]
 
 
 def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> tuple[float, float]:
     """The probability threshold with the best validation Dice (ties: the one nearest 0.5)."""
-    scores = dice_by_threshold(models, slices, cfg, device, THRESHOLD_CANDIDATES)
-    best = max(range(len(scores)), key=lambda i: (round(scores[i], 4), -abs(THRESHOLD_CANDIDATES[i] - 0.5)))
-    return THRESHOLD_CANDIDATES[best], scores[best]
+    probs = predict_slices(models, slices, cfg, device)
+    return sweep_thresholds(probs, [s.mask for s in slices], THRESHOLD_CANDIDATES)
 
 
 # ---------------------------------------------------------------- one fold

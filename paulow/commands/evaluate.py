@@ -27,7 +27,7 @@ def model_pages(model_path: Path, image_paths: Sequence[Path], truth_paths: Sequ
 
 def run(args, echo=print) -> int:
     from ..report import format_table, write_csv, write_json
-    from ..train import pick_device
+    from ..device import pick_device
 
     if not args.truth:
         raise UsageError("evaluate needs --truth (a folder or file of ground-truth masks)")

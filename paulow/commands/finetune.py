@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ..data import check_channels, kfold, load_pairs
 from ..errors import UsageError
-from ..train import TrainConfig, dice_on_slices, fit_fold, freeze_encoder, pick_device
+from ..config import TrainConfig
+from ..device import pick_device
+from ..train import dice_on_slices, fit_fold, freeze_encoder
 from ..workspace import Workspace
 from .common import add_file_log, choose_model, consume_inputs, remove_log, unique_dir
 

@@ -171,7 +171,7 @@ def run(args, echo=print) -> int:
 
     from ..checkpoint import load_checkpoint
     from ..data import load_images
-    from ..train import pick_device
+    from ..device import pick_device
 
     ws = Workspace(Path(args.root))
     ws.require(ws.use_inputs)

@@ -99,7 +99,7 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
 
 def run_check_overfit(args, echo=print) -> int:
     from ..data import load_pairs
-    from ..train import pick_device
+    from ..device import pick_device
     from ..workspace import Workspace
     from .train import config_from_args
 

@@ -9,7 +9,9 @@ from typing import Sequence
 
 from ..data import Slice, load_pairs
 from ..errors import UsageError
-from ..train import TrainConfig, TrainResult, cross_validate, pick_device, resolve_config, time_steps
+from ..config import TrainConfig, resolve_config
+from ..device import pick_device
+from ..train import TrainResult, cross_validate, time_steps
 from ..workspace import Workspace
 from .common import add_file_log, ask_model_name, consume_inputs, remove_log, unique_dir
 

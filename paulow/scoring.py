@@ -1,0 +1,69 @@
+"""Model-selection scores from stored probabilities: binary (one threshold) or per class (argmax).
+
+Training predicts each held-out image once and keeps its probabilities; validation, threshold tuning,
+the test score and the sample panel all read them from here, so nothing is predicted twice.
+The selection score is the pooled foreground Dice for K = 1 and the mean Dice over the foreground
+classes 1..K-1 for K >= 2 (every class weighs the same, however small).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+THRESHOLD_CANDIDATES = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 .. 0.90
+
+
+def page_counts(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Confusion counts of one page: `(C, 3)` int64 rows of (tp, fp, fn).
+
+    K = 1 (`prob` `(1, H, W)`): one row, foreground = `prob > threshold`, truth non-zero.
+    K >= 2: one row per class 0..K-1 from the argmax of `prob` against the class indices of `truth`.
+    """
+    from .postprocess import to_mask
+
+    pred = to_mask(prob, threshold)
+    classes = int(prob.shape[0])
+    if classes == 1:
+        p, t = pred > 0, truth > 0
+        return np.array([[np.count_nonzero(p & t), np.count_nonzero(p & ~t), np.count_nonzero(~p & t)]],
+                        dtype=np.int64)
+    joint = np.bincount(truth.astype(np.int64).ravel() * classes + pred.astype(np.int64).ravel(),
+                        minlength=classes * classes)[: classes * classes].reshape(classes, classes)
+    tp = np.diag(joint)
+    return np.stack([tp, joint.sum(0) - tp, joint.sum(1) - tp], axis=1).astype(np.int64)
+
+
+def dice_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Dice per row of (tp, fp, fn); 1.0 where nothing was to be found and nothing was found."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, 3)
+    denom = 2 * counts[:, 0] + counts[:, 1] + counts[:, 2]
+    return np.where(denom == 0, 1.0, 2 * counts[:, 0] / np.maximum(denom, 1))
+
+
+def selection_score(counts: np.ndarray) -> float:
+    """The number model selection maximises: the binary Dice, or the mean foreground-class Dice."""
+    dice = dice_from_counts(counts)
+    return float(dice[0] if len(dice) == 1 else dice[1:].mean())
+
+
+def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                        threshold: float = 0.5) -> dict:
+    """Pooled scores of stored probabilities: `dice` (the selection score) and `dice_c` per class
+    (for K = 1 the single foreground Dice)."""
+    counts = sum((page_counts(p, t, threshold) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
+    per_class = dice_from_counts(counts)
+    return {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
+
+
+def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                     candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> tuple[float, float]:
+    """The threshold with the best pooled Dice (ties: nearest 0.5) over stored binary probabilities.
+
+    K >= 2 uses the argmax, so there is nothing to tune: returns (0.5, selection score).
+    """
+    if not probs or probs[0].shape[0] > 1:
+        return 0.5, score_probabilities(probs, truths)["dice"] if probs else 0.0
+    scores = [score_probabilities(probs, truths, t)["dice"] for t in candidates]
+    best = max(range(len(scores)), key=lambda i: (round(scores[i], 4), -abs(candidates[i] - 0.5)))
+    return float(candidates[best]), scores[best]
