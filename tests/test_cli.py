@@ -110,3 +110,14 @@ def test_unknown_architecture_is_a_usage_error():
 
     with pytest.raises(UsageError, match="unknown model 'vit'"):
         build_model("vit")
+
+
+def test_check_overfit_verdict_says_what_passed():
+    from paulow.commands.tools import overfit_verdict
+
+    ok, text = overfit_verdict({"first_loss": 1.48, "last_loss": 0.49, "batch_dice": 0.95})
+    assert ok and "Dice on the batch 0.950 > 0.9" in text and "loss fell" not in text
+    ok, text = overfit_verdict({"first_loss": 2.0, "last_loss": 0.1, "batch_dice": 0.5})
+    assert ok and "5% of its start" in text and "Dice" not in text
+    ok, text = overfit_verdict({"first_loss": 1.48, "last_loss": 0.49, "batch_dice": 0.5})
+    assert not ok and text.startswith("FAIL")
