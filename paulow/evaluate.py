@@ -63,12 +63,22 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
     return Scored(name=name, rows=rows, pooled=pooled)
 
 
+def truth_for(pred_paths: Sequence[Path], truth_paths: Sequence[Path]) -> list[Path]:
+    """The truth masks whose names pair with a prediction: a truth folder may hold more masks than
+    were predicted (the others are left out); without any name match, all of them."""
+    from . import io
+
+    keys = {io.pairing_key(p) for p in pred_paths}
+    subset = [t for t in truth_paths if io.pairing_key(t) in keys]
+    return subset if subset and len(subset) >= len(pred_paths) else list(truth_paths)
+
+
 def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path]):
     """Pair prediction and truth files by name and yield (file, page, pred, truth) per page."""
     from . import io
     from .errors import ShapeMismatchError
 
-    for pred_path, truth_path in io.pair_images_masks(list(pred_paths), list(truth_paths)):
+    for pred_path, truth_path in io.pair_images_masks(list(pred_paths), truth_for(pred_paths, truth_paths)):
         pred, truth = io.read_mask(pred_path), io.read_mask(truth_path)
         if pred.shape != truth.shape:
             raise ShapeMismatchError(f"prediction '{pred_path.name}' has shape {pred.shape} but truth "

@@ -121,3 +121,20 @@ def test_check_overfit_verdict_says_what_passed():
     assert ok and "5% of its start" in text and "Dice" not in text
     ok, text = overfit_verdict({"first_loss": 1.48, "last_loss": 0.49, "batch_dice": 0.5})
     assert not ok and text.startswith("FAIL")
+
+
+def test_evaluate_truth_folder_may_hold_more_masks_than_predictions(tmp_path, capsys):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir(), pred.mkdir()
+    square = np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 255
+    for i in (1, 2, 3):
+        _mask(truth / f"mask{i}.tif", square)
+    half = square.copy()
+    half[2:6, 4:6] = 0  # 8 of 16 pixels: Dice 2*8 / (8 + 16) = 2/3
+    _mask(pred / "image2_mask.tif", half)
+    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(tmp_path / "out")]) == 0
+    scores = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    (result,) = scores.values()
+    assert [row["file"] for row in result["per_image"]] == ["mask2.tif"]
+    assert result["pooled"]["dice"] == pytest.approx(2 / 3)
