@@ -18,6 +18,39 @@ COMMANDS = ("setup", "train", "predict", "finetune", "evaluate", "summary", "che
 ALIASES = {"use": "predict", "segment": "predict"}
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (NaN refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number between 0 and 1 (e.g. 0.5)")
+    return value
+
+
+def tile_overlap(text: str) -> float:
+    """An argparse type: a fraction in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction from 0 up to (not including) 1, e.g. 0.5")
+    return value
+
+
 def _root(p: argparse.ArgumentParser, default_root: Path) -> None:
     p.add_argument("--root", type=Path, default=default_root,
                    help=f"workspace folder holding Train_Model/, Use_Model/, Finetune_Model/ (default: {default_root})")
@@ -59,7 +92,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="hard wall-clock budget for the whole run (0 = none; CPU default 15)")
     g.add_argument("--patience", type=int, help="epochs without a better validation Dice before stopping")
     g.add_argument("--workers", type=int, help="data-loading worker processes (CPU default 0)")
-    g.add_argument("--threshold", type=float, help="probability threshold stored with the model (0.5)")
+    g.add_argument("--threshold", type=probability, help="probability threshold stored with the model (0.5)")
 
 
 def _add_setup(sub, root: Path) -> None:
@@ -92,10 +125,10 @@ def _add_predict(sub, root: Path) -> None:
     _common_run(p)
     p.add_argument("--model", help="model file name in Use_Model/saved_models (with or without .pth)")
     g = p.add_argument_group("inference")
-    g.add_argument("--tile", type=int, help="tile size (default: from the model)")
-    g.add_argument("--overlap", type=float, help="tile overlap fraction (default 0.5)")
-    g.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
-    g.add_argument("--threshold", type=float, help="probability threshold (default: from the model)")
+    g.add_argument("--tile", type=positive_int, help="tile size (default: from the model)")
+    g.add_argument("--overlap", type=tile_overlap, help="tile overlap fraction (default 0.5)")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="tiles per batch")
+    g.add_argument("--threshold", type=probability, help="probability threshold (default: from the model)")
     g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network (20-60 s to start; for GPUs: no gain measured on a 2-core CPU)")

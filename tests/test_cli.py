@@ -138,3 +138,20 @@ def test_evaluate_truth_folder_may_hold_more_masks_than_predictions(tmp_path, ca
     (result,) = scores.values()
     assert [row["file"] for row in result["per_image"]] == ["mask2.tif"]
     assert result["pooled"]["dice"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("option, value", [("--threshold", "nan"), ("--threshold", "1.5"), ("--tile", "0"),
+                                           ("--overlap", "1"), ("--batch-size", "0"), ("--tile", "abc")])
+def test_bad_inference_options_are_refused_before_any_work(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "--root", str(tmp_path), "--yes", option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and f"'{value}'" in err
+    assert not (tmp_path / "Use_Model").exists()  # nothing was created or read
+
+
+def test_training_threshold_must_be_a_probability(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--root", str(tmp_path), "--yes", "--threshold", "nan"])
+    assert "between 0 and 1" in capsys.readouterr().err
