@@ -15,7 +15,7 @@ def ask(question: str, flag: str, default: str | None = None, assume_default: bo
         return default
     suffix = f" [{default}]" if default is not None else ""
     print(f"{question}{suffix}: ", end="", flush=True)
-    line = sys.stdin.readline()
+    line = sys.stdin.readline() if sys.stdin is not None and not sys.stdin.closed else ""
     if not line:
         print()
         raise UsageError(f"no answer on standard input to '{question}': pass {flag}"

@@ -59,11 +59,16 @@ def choose_model(models_dir: Path, name: str | None, assume_default: bool = Fals
     return ask_until(f"Which model (1-{len(paths)})", "--model NAME", parse, default, assume_default)
 
 
+MAX_NAME = 120
+
+
 def check_new_name(name: str, models_dir: Path, overwrite: bool) -> str:
     """Validate a new model name; refuse one that exists unless overwriting was asked for."""
     name = name[:-4] if name.lower().endswith(".pth") else name
     if not _NAME_OK.match(name):
         raise ValueError(f"'{name}' is not a valid name: use letters, digits, '.', '_' or '-'")
+    if len(name) > MAX_NAME:  # the report folder adds '_report_NN' and the file system allows 255 bytes
+        raise ValueError(f"the name '{name[:20]}...' has {len(name)} characters: use at most {MAX_NAME}")
     if (models_dir / f"{name}.pth").exists() and not overwrite:
         raise ValueError(f"a model named '{name}' already exists in '{models_dir}': choose another "
                          "name (or pass --overwrite)")
