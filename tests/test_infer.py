@@ -294,14 +294,20 @@ def _small_attention_unet() -> nn.Module:
     return build_model("paulow_attention_unet", in_channels=1, classes=1, width=4, depth=2).eval()
 
 
-def test_compiled_network_predicts_what_the_plain_one_does():
+def test_compiled_network_predicts_what_the_plain_one_does(caplog):
+    import torch._dynamo
+
     from paulow.infer import compile_for_inference
 
     net = _small_attention_unet()
     image = np.random.default_rng(0).random((1, 100, 150), dtype=np.float32)
     # 3 x 4 tiles of 64 in batches of 5: the last batch (2 tiles) is padded to 5 for the compiled net
     plain = predict_slice(net, image, tile=64, overlap=0.5, batch_size=5, device="cpu")
+    torch._dynamo.reset()
     compiled = predict_slice(compile_for_inference(net), image, tile=64, overlap=0.5, batch_size=5, device="cpu")
+    # the compiled graph really ran: dynamo compiled a frame and no fallback to the plain network
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    assert "compiling the network failed" not in caplog.text
     assert compiled.shape == plain.shape == (1, 100, 150)
     assert np.abs(compiled - plain).max() < 1e-4
 
