@@ -71,6 +71,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet")
     g.add_argument("--no-batch-norm", action="store_true",
                    help="unet only: the original U-Net without batch norm")
+    g.add_argument("--norm", choices=("group", "batch", "layer", "instance", "none"),
+                   help="normalisation after each convolution (PAULow network: group, as published; "
+                        "unet/attention_unet: batch)")
+    g.add_argument("--dropout", type=float, help="Dropout2d after each decoder block (PAULow networks; 0.2)")
     g.add_argument("--width", type=int, help="channels of the first level (published: 64; CPU default 16)")
     g.add_argument("--depth", type=int, help="resolution levels (default 4)")
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")

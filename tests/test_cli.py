@@ -155,3 +155,16 @@ def test_training_threshold_must_be_a_probability(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--root", str(tmp_path), "--yes", "--threshold", "nan"])
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_norm_and_dropout_options_reach_the_network_config(tmp_path):
+    from paulow.cli import build_parser
+    from paulow.commands.train import config_from_args
+
+    args = build_parser(tmp_path).parse_args(["train", "--norm", "layer", "--dropout", "0.1", "--width", "8"])
+    cfg = config_from_args(args, "cpu")
+    assert cfg.arch_extra == {"norm": "layer", "dropout": 0.1}
+    assert cfg.arch_args(1) == {"in_channels": 1, "classes": 1, "width": 8, "depth": 4, "norm": "layer",
+                                "dropout": 0.1}
+    plain = config_from_args(build_parser(tmp_path).parse_args(["train"]), "cpu")
+    assert plain.arch_extra == {}

@@ -244,3 +244,38 @@ def test_padding_reflects_when_possible_and_zero_fills_otherwise():
     assert padded[0, 0, :, 0].tolist() == [0, 1, 2, 3, 4, 3, 2, 1]  # reflected rows
     assert padded[0, 0, 0].tolist() == [0] * 8  # a 1-pixel-wide side cannot reflect 7 columns
     assert pad_to_multiple(x, 1) is x
+
+
+# Parameter counts per `--norm` at width 8, depth 3 (channels 8, 16, 32). The PAULow network has 372
+# normalisation parameters (weight + bias on 186 channels: blocks 2 x (8 + 16 + 32 + 16 + 8), gates
+# 4 + 4 + 1 and 8 + 8 + 1); the U-Net has 160 normalised channels whose bias moves into the conv.
+@pytest.mark.parametrize("name, norm, params", [
+    ("paulow_attention_unet", "group", 31419), ("paulow_attention_unet", "batch", 31419),
+    ("paulow_attention_unet", "layer", 31419), ("paulow_attention_unet", "instance", 31419),
+    ("paulow_attention_unet", "none", 31419 - 372),
+    ("unet", "batch", 29481), ("unet", "group", 29481), ("unet", "none", 29481 - 160)])
+def test_norm_option_parameter_counts(name, norm, params):
+    model = build_model(name, width=8, depth=3, norm=norm)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model(torch.rand(1, 1, 24, 24)).shape == (1, 1, 24, 24)
+    assert build_model(**model_args(model)).state_dict().keys() == model.state_dict().keys()
+
+
+def test_norm_kinds_and_dropout_reach_the_layers():
+    from torch import nn
+
+    layer = build_model("paulow_attention_unet", width=8, depth=3, norm="layer")
+    assert layer.conv1.norm1.num_groups == 1
+    instance = build_model("paulow_attention_unet", width=8, depth=3, norm="instance")
+    assert instance.conv2.norm1.num_groups == 16
+    assert isinstance(build_model("paulow_attention_unet", width=8, depth=3, norm="batch").conv1.norm1,
+                      nn.BatchNorm2d)
+    assert build_model("paulow_attention_unet", width=8, depth=3, dropout=0.35).drop1.p == 0.35
+    assert "norm" not in build_model("paulow_attention_unet", width=8, depth=3).spec  # published spec unchanged
+
+
+@pytest.mark.parametrize("extra, message", [({"norm": "weird"}, "unknown normalisation 'weird'"),
+                                            ({"dropout": 1.0}, "dropout must be")])
+def test_bad_norm_or_dropout_is_a_usage_error(extra, message):
+    with pytest.raises(UsageError, match=message):
+        build_model("paulow_attention_unet", width=8, depth=3, **extra)

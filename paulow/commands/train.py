@@ -23,6 +23,18 @@ CONFIG_KEYS = ("arch", "arch_extra", "width", "depth", "classes", "loss", "loss_
                "random_fraction", "weight_decay")
 
 
+def arch_extra_from_args(args) -> dict | None:
+    """Network options beyond width/depth: `--no-batch-norm`, `--norm`, `--dropout` (None if none)."""
+    extra: dict = {}
+    if getattr(args, "no_batch_norm", False):
+        extra["batch_norm"] = False
+    if getattr(args, "norm", None) is not None:
+        extra["norm"] = args.norm
+    if getattr(args, "dropout", None) is not None:
+        extra["dropout"] = args.dropout
+    return extra or None
+
+
 def config_from_args(args, device: str) -> TrainConfig:
     """The run's configuration: preset for the device, then every option the user gave."""
     overrides = {k: getattr(args, k, None) for k in CONFIG_KEYS}
@@ -30,8 +42,7 @@ def config_from_args(args, device: str) -> TrainConfig:
         overrides["augment"] = False
     if getattr(args, "no_rotate", False):
         overrides["rotate"] = False
-    if getattr(args, "no_batch_norm", False):
-        overrides["arch_extra"] = {"batch_norm": False}
+    overrides["arch_extra"] = arch_extra_from_args(args)
     if overrides.get("per_epoch") == 0:
         overrides["per_epoch"] = None
     cfg = resolve_config(overrides, getattr(args, "preset", None), device)

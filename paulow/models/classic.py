@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import SegmentationNet, Stage, level_channels
-from .layers import AttentionGate, ConvBlock, UpConv, batch_norm
+from .layers import AttentionGate, ConvBlock, UpConv, batch_norm, norm_factory
 
 
 class _ListUNet(SegmentationNet):
@@ -35,17 +35,22 @@ class UNet(_ListUNet):
     name = "unet"
 
     def __init__(self, in_channels: int = 1, classes: int = 1, width: int = 64, depth: int = 4,
-                 batch_norm: bool = True) -> None:
-        super().__init__({"name": self.name, "in_channels": in_channels, "classes": classes,
-                          "width": width, "depth": depth, "batch_norm": batch_norm})
+                 batch_norm: bool = True, norm: str | None = None) -> None:
+        spec = {"name": self.name, "in_channels": in_channels, "classes": classes,
+                "width": width, "depth": depth, "batch_norm": batch_norm}
+        super().__init__({**spec, "norm": norm} if norm is not None else spec)
+        make_norm = None if norm in (None, "none") else norm_factory(norm)
+        if norm is not None:
+            norm_factory(norm)  # validates the name, "none" included
+            batch_norm = norm == "batch"
         channels = level_channels(width, depth)
-        self.encoders = nn.ModuleList(ConvBlock(cin, cout, batch_norm)
+        self.encoders = nn.ModuleList(ConvBlock(cin, cout, batch_norm, make_norm)
                                       for cin, cout in zip([in_channels] + channels, channels))
         decoder_channels = channels[-2::-1]
         self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * c, c, kernel_size=2, stride=2)
                                  for c in decoder_channels)
         self.gates = None
-        self.decoders = nn.ModuleList(ConvBlock(2 * c, c, batch_norm) for c in decoder_channels)
+        self.decoders = nn.ModuleList(ConvBlock(2 * c, c, batch_norm, make_norm) for c in decoder_channels)
         self.final = nn.Conv2d(channels[0], classes, kernel_size=1)
 
 

@@ -17,6 +17,25 @@ def group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(groups, channels), channels)
 
 
+NORMS: tuple[str, ...] = ("group", "batch", "layer", "instance", "none")
+
+
+def norm_factory(name: str) -> NormFactory:
+    """The normalisation layer for `--norm`: GroupNorm (8 groups), BatchNorm, LayerNorm over channels
+    and space (GroupNorm with one group), InstanceNorm with affine weights (one group per channel),
+    or none. The GroupNorm-based ones keep the `weight`/`bias` keys of the published network."""
+    from ..errors import UsageError
+
+    factories: dict[str, NormFactory] = {
+        "group": group_norm, "batch": nn.BatchNorm2d,
+        "layer": lambda c: nn.GroupNorm(1, c), "instance": lambda c: nn.GroupNorm(c, c),
+        "none": lambda c: nn.Identity(),
+    }
+    if name not in factories:
+        raise UsageError(f"unknown normalisation {name!r}: choose one of {', '.join(NORMS)}")
+    return factories[name]
+
+
 def standardise_weight(weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """(w - mean) / (std + eps) per output filter, with the unbiased std the original code uses."""
     std, mean = torch.std_mean(weight, dim=tuple(range(1, weight.dim())), keepdim=True)
@@ -53,13 +72,13 @@ class ResidualBlock(nn.Module):
     Attribute names match the original PAULow `ConvBlock`, so its state dicts load unchanged.
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: NormFactory = group_norm) -> None:
         super().__init__()
         self.conv1 = WSConv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.norm1 = group_norm(out_channels)
+        self.norm1 = norm(out_channels)
         self.act1 = nn.LeakyReLU(inplace=True)
         self.conv2 = WSConv2d(out_channels, out_channels, kernel_size=3, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = norm(out_channels)
         self.act2 = nn.LeakyReLU(inplace=True)
         self.residual: nn.Module = (
             PointwiseConv2d(in_channels, out_channels)
@@ -75,15 +94,19 @@ class ResidualBlock(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """(3x3 convolution, optional BatchNorm, ReLU) twice: the classic U-Net block."""
+    """(3x3 convolution, optional normalisation, ReLU) twice: the classic U-Net block.
 
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True) -> None:
+    `norm` (a factory, or None for none) overrides `batch_norm` when given."""
+
+    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True,
+                 norm: NormFactory | None = None) -> None:
         super().__init__()
+        norm = norm if norm is not None else (nn.BatchNorm2d if batch_norm else None)
         layers: list[nn.Module] = []
         for cin in (in_channels, out_channels):
-            layers.append(nn.Conv2d(cin, out_channels, 3, padding=1, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.Conv2d(cin, out_channels, 3, padding=1, bias=norm is None))
+            if norm is not None:
+                layers.append(norm(out_channels))
             layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
 

@@ -14,27 +14,33 @@ from torch import nn
 
 from ..errors import ModelError
 from .base import SegmentationNet, Stage, level_channels
-from .layers import AttentionGate, ResidualBlock
+from .layers import AttentionGate, ResidualBlock, norm_factory
 
 
 class PaulowAttentionUNet(SegmentationNet):
     """Residual weight-standardised GroupNorm blocks, max-pool down, transposed-conv up, an attention
-    gate on every skip and Dropout2d after every decoder block."""
+    gate on every skip and Dropout2d after every decoder block. `norm` replaces GroupNorm (blocks
+    and gates) by another normalisation (`layers.NORMS`); the published network keeps "group"."""
 
     name = "paulow_attention_unet"
 
     def __init__(self, in_channels: int = 1, classes: int = 1, width: int = 64, depth: int = 4,
-                 dropout: float = 0.2) -> None:
-        super().__init__({"name": self.name, "in_channels": in_channels, "classes": classes,
-                          "width": width, "depth": depth, "dropout": dropout})
+                 dropout: float = 0.2, norm: str = "group") -> None:
+        spec = {"name": self.name, "in_channels": in_channels, "classes": classes,
+                "width": width, "depth": depth, "dropout": dropout}
+        super().__init__({**spec, "norm": norm} if norm != "group" else spec)
+        if not 0.0 <= dropout < 1.0:
+            from ..errors import UsageError
+            raise UsageError(f"dropout must be from 0 up to (not including) 1, not {dropout!r}")
+        make_norm = norm_factory(norm)
         channels = level_channels(width, depth)
         for level, (cin, cout) in enumerate(zip([in_channels] + channels, channels), start=1):
-            self.add_module(f"conv{level}", ResidualBlock(cin, cout))
+            self.add_module(f"conv{level}", ResidualBlock(cin, cout, make_norm))
         for level in range(depth - 1, 0, -1):
             c = channels[level - 1]
             self.add_module(f"up{level}", nn.ConvTranspose2d(2 * c, c, kernel_size=2, stride=2))
-            self.add_module(f"att{level}", AttentionGate(c, c, max(1, c // 2)))
-            self.add_module(f"conv{level}_1", ResidualBlock(2 * c, c))
+            self.add_module(f"att{level}", AttentionGate(c, c, max(1, c // 2), norm=make_norm))
+            self.add_module(f"conv{level}_1", ResidualBlock(2 * c, c, make_norm))
             self.add_module(f"drop{level}", nn.Dropout2d(dropout))
         self.final = nn.Conv2d(channels[0], classes, kernel_size=1)
 
