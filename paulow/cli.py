@@ -85,6 +85,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--optimizer", choices=("adamw", "adam"))
+    g.add_argument("--schedule", choices=("cosine", "step", "constant"),
+                   help="learning rate: warm-up + cosine (default), step (x --gamma per epoch), constant")
+    g.add_argument("--gamma", type=float, help="per-epoch factor of --schedule step (default 0.92)")
     g.add_argument("--patch", type=int, help="patch size in pixels (default 128)")
     g.add_argument("--overlap", type=int, help="grid patch overlap in pixels (default 64)")
     g.add_argument("--per-epoch", type=int, help="patches drawn per epoch (0 = all)")

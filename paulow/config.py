@@ -32,6 +32,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
+    schedule: str = "cosine"  # cosine (warm-up + cosine), step (x gamma per epoch), constant
+    gamma: float = 0.92  # per-epoch factor of the step schedule
     patch: int = 128
     overlap: int = 64
     random_fraction: float = 0.5

@@ -120,8 +120,46 @@ class WarmupCosine:
             group["lr"] = base * f
 
 
+class StepDecay(WarmupCosine):
+    """`lr x gamma^e` after the same linear warm-up, `e` the planned epochs done (progress x epochs;
+    exact epochs when no time limit cuts the run): the liver system's per-epoch decay."""
+
+    def __init__(self, opt, warmup: float, gamma: float, epochs: int) -> None:
+        self.gamma, self.epochs = gamma, max(1, epochs)
+        super().__init__(opt, warmup)
+
+    def factor(self, progress: float) -> float:
+        progress = min(max(progress, 0.0), 1.0)
+        if progress < self.warmup:
+            return self.floor + (1 - self.floor) * progress / self.warmup
+        return self.gamma ** math.floor(progress * self.epochs)
+
+
+class ConstantRate(WarmupCosine):
+    """The learning rate as given, after the linear warm-up."""
+
+    def factor(self, progress: float) -> float:
+        progress = min(max(progress, 0.0), 1.0)
+        return self.floor + (1 - self.floor) * progress / self.warmup if progress < self.warmup else 1.0
+
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def make_schedule(opt, cfg: TrainConfig) -> WarmupCosine:
+    """The learning-rate schedule named by `cfg.schedule` (warm-up + cosine by default)."""
+    if cfg.schedule == "step":
+        return StepDecay(opt, cfg.warmup_fraction, cfg.gamma, cfg.epochs)
+    if cfg.schedule == "constant":
+        return ConstantRate(opt, cfg.warmup_fraction)
+    if cfg.schedule != "cosine":
+        from .errors import UsageError
+        raise UsageError(f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    return WarmupCosine(opt, cfg.warmup_fraction)
+
+
 def make_optimizer(model, cfg: TrainConfig):
-    """AdamW (or Adam for the paper preset) and its warm-up + cosine schedule."""
+    """AdamW (or Adam for the paper preset) and its learning-rate schedule (`make_schedule`)."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -129,7 +167,7 @@ def make_optimizer(model, cfg: TrainConfig):
         opt = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
     else:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    return opt, WarmupCosine(opt, cfg.warmup_fraction)
+    return opt, make_schedule(opt, cfg)
 
 
 def freeze_encoder(model) -> int:

@@ -20,7 +20,7 @@ log = logging.getLogger("paulow")
 CONFIG_KEYS = ("arch", "arch_extra", "width", "depth", "classes", "loss", "loss_args", "optimizer", "epochs",
                "batch_size", "lr", "patch", "overlap", "per_epoch", "augment", "folds",
                "test_fraction", "seed", "time_limit", "patience", "ensemble", "workers", "threshold",
-               "random_fraction", "weight_decay")
+               "random_fraction", "weight_decay", "schedule", "gamma")
 
 
 def arch_extra_from_args(args) -> dict | None:
