@@ -183,9 +183,27 @@ def _draw_probability(fig, ax, prob: np.ndarray) -> None:
     fig.colorbar(im, ax=ax, shrink=0.7)
 
 
+def representative_window(size: tuple[int, int], mask: np.ndarray,
+                          longest: float = 2.0) -> tuple[slice, slice]:
+    """The whole image, or for a long thin one (one side over `longest` x the other) the square of the
+    short side's size holding the most foreground of `mask`, shown at full resolution."""
+    height, width = int(size[0]), int(size[1])
+    if max(height, width) <= longest * min(height, width):
+        return slice(0, height), slice(0, width)
+    side = min(height, width)
+    along = np.asarray(mask, dtype=np.float64)
+    along = (along > 0.5 if along.max(initial=0) <= 1 else along > 0).sum(axis=1 if height > width else 0)
+    sums = np.convolve(along, np.ones(side), mode="valid")  # foreground of each square, by offset
+    start = int(np.argmax(sums))
+    if height > width:
+        return slice(start, start + side), slice(0, width)
+    return slice(0, height), slice(start, start + side)
+
+
 def sample_panel(image: np.ndarray, truth: np.ndarray | None, prediction: np.ndarray,
                  path: str | Path, title: str = "") -> Path:
     """One PNG: image (prediction outlined in red) | ground truth | prediction (mask or probability).
+    A long thin image (e.g. 250 x 1024) shows its most annotated square at full resolution.
 
     `image` is (C, H, W) or (H, W); `truth` (H, W) or None (its panel left out); `prediction` an
     (H, W) mask (0/1 or class indices) or a probability map in 0..1 (outlined at 0.5).
@@ -197,6 +215,10 @@ def sample_panel(image: np.ndarray, truth: np.ndarray | None, prediction: np.nda
     for name, array in (("truth", truth), ("prediction", prediction)):
         if array is not None and np.shape(array) != size:
             raise ShapeMismatchError(f"{name} shape {np.shape(array)} differs from the image's {size}")
+    window = representative_window(size, truth if truth is not None else prediction)
+    image, prediction = image[..., window[0], window[1]], prediction[window]
+    truth = None if truth is None else np.asarray(truth)[window]
+    size = image.shape[-2:]
     pred = _subsample(prediction)
     panels = 2 if truth is None else 3
     aspect = min(max(size[0] / size[1], 0.25), 2.5)  # height / width of one panel

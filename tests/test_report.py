@@ -172,3 +172,20 @@ def test_plots_never_import_pyplot(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_long_thin_panels_show_the_most_annotated_square(tmp_path):
+    from paulow.report import representative_window
+
+    truth = np.zeros((250, 1024), np.uint8)
+    truth[10:20, 700:800] = 1
+    rows, cols = representative_window(truth.shape, truth)
+    assert (rows, cols.stop - cols.start) == (slice(0, 250), 250)
+    assert cols.start <= 700 and cols.stop >= 800  # the foreground is inside the square
+    assert representative_window((300, 500), truth[:, :500][:300]) == (slice(0, 300), slice(0, 500))
+    tall = representative_window((1000, 100), np.zeros((1000, 100)))
+    assert tall == (slice(0, 100), slice(0, 100))
+    image = np.random.default_rng(0).random((250, 1024)).astype(np.float32)
+    path = sample_panel(image, truth, truth, tmp_path / "long.png")
+    width, height = _png_size(path)
+    assert height > width / 3 - 50  # square panels, not a 250 x 1024 strip
