@@ -40,3 +40,13 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     finally:
         model.keep_attention = False
     return [cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST) for m in maps]
+
+
+def heatmap_overlay(grey: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An attention map as a colour heat map (jet: blue = suppressed, red = let through) blended over
+    the 8-bit grey slice: `(H, W, 3)` uint8 RGB."""
+    import cv2
+
+    heat = cv2.applyColorMap((np.clip(amap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    base = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    return np.clip((1 - alpha) * base + alpha * heat, 0, 255).astype(np.uint8)

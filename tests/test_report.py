@@ -189,3 +189,14 @@ def test_long_thin_panels_show_the_most_annotated_square(tmp_path):
     path = sample_panel(image, truth, truth, tmp_path / "long.png")
     width, height = _png_size(path)
     assert height > width / 3 - 50  # square panels, not a 250 x 1024 strip
+
+
+def test_attention_heatmap_blends_colour_over_the_image():
+    from paulow.attention import heatmap_overlay
+
+    grey = np.full((2, 2), 100, np.uint8)
+    amap = np.array([[0.0, 1.0], [0.5, 0.0]], np.float32)
+    out = heatmap_overlay(grey, amap)
+    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
+    # jet: 0 is dark blue (0, 0, 128 in RGB), 1 is dark red (128, 0, 0); blended half and half with 100
+    assert out[0, 0].tolist() == [50, 50, 114] and out[0, 1].tolist() == [114, 50, 50]

@@ -72,7 +72,13 @@ def test_options_write_probabilities_overlays_labels_and_tables(workspace_with_m
     out = files(ws.use_outputs)
     assert {"n_mask.tif", "n_prob.tif", "n_overlay.png", "n_labels.tif", "objects.csv",
             "summary.csv"} <= set(out)
-    assert sum(name.startswith("n_attention") for name in out) == 3  # one map per gate (depth 4)
+    # one heat map (PNG over the image) and one float map (TIFF) per gate (depth 4: 3 gates)
+    assert sorted(n for n in out if n.startswith("n_attention")) == [
+        f"n_attention{level}.{ext}" for level in (1, 2, 3) for ext in ("png", "tif")]
+    heat = io.read_image(ws.use_outputs / "n_attention3.png").data
+    assert heat.shape == (1, 3, 64, 64) and heat.dtype == np.uint8  # colour
+    raw = io.read_image(ws.use_outputs / "n_attention3.tif").data
+    assert raw.dtype == np.float32 and 0.0 <= raw.min() and raw.max() <= 1.0
     assert files(ws.use_inputs) == ["n.tif"]  # --keep-inputs
     prob = io.read_image(ws.use_outputs / "n_prob.tif").data
     assert prob.dtype == np.float32 and 0.0 <= prob.min() and prob.max() <= 1.0

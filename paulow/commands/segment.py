@@ -123,13 +123,17 @@ def _display(page: np.ndarray) -> np.ndarray:
 
 def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: FileResult) -> None:
     from .. import io
-    from ..attention import attention_maps
+    from ..attention import attention_maps, heatmap_overlay
 
     for page in range(stack.data.shape[0]):
+        grey = _display(stack.data[page])
         for level, amap in enumerate(attention_maps(loaded, stack.data[page], opts)):
             suffix = f"_p{page:03d}" if stack.data.shape[0] > 1 else ""
-            path = io.unique_path(out_dir / f"{stack.path.stem}{suffix}_attention{level + 1}.png")
-            result.written.append(io.write_png(path, (np.clip(amap, 0, 1) * 255).astype(np.uint8)))
+            stem = f"{stack.path.stem}{suffix}_attention{level + 1}"
+            path = io.unique_path(out_dir / f"{stem}.png")  # heat map over the image, for viewing
+            result.written.append(io.write_png(path, heatmap_overlay(grey, amap)))
+            raw = io.unique_path(out_dir / f"{stem}.tif")  # the float map, for analysis
+            result.written.append(io.write_tiff(raw, amap.astype(np.float32)))
 
 
 def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> FileResult:
