@@ -68,9 +68,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
                    help="defaults for the machine (auto: cpu or gpu); 'paper' = the published settings")
-    g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet")
+    g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet, vgg16_unet")
+    g.add_argument("--encoder-weights", metavar="FILE",
+                   help="vgg16_unet: start the encoder from this VGG16 state dict (torchvision keys)")
     g.add_argument("--no-batch-norm", action="store_true",
                    help="unet only: the original U-Net without batch norm")
+    g.add_argument("--batch-norm", action="store_true", help="vgg16_unet: the VGG16_bn variant")
     g.add_argument("--norm", choices=("group", "batch", "layer", "instance", "none"),
                    help="normalisation after each convolution (PAULow network: group, as published; "
                         "unet/attention_unet: batch)")

@@ -53,6 +53,7 @@ class TrainConfig:
     infer_overlap: float = 0.5
     panel_every: int = 5
     freeze_encoder: bool = False
+    encoder_weights: str | None = None  # vgg16_unet: a VGG16 state dict the user supplies
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
@@ -66,5 +67,7 @@ def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainCon
         from .errors import UsageError
         raise UsageError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    if values.get("arch") == "vgg16_unet" and overrides.get("depth") is None:
+        values["depth"] = 5  # the whole VGG16 configuration D
     known = {f for f in TrainConfig.__dataclass_fields__}
     return TrainConfig(**{k: v for k, v in values.items() if k in known})

@@ -89,7 +89,15 @@ def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
     from .models import build_model
 
     torch.manual_seed(seed)
-    model = build_model(cfg.arch, **cfg.arch_args(in_channels)).to(device)
+    model = build_model(cfg.arch, **cfg.arch_args(in_channels))
+    if cfg.encoder_weights:
+        from .models import load_vgg16_encoder
+
+        if cfg.arch != "vgg16_unet":
+            from .errors import UsageError
+            raise UsageError("--encoder-weights is for --arch vgg16_unet (a VGG16 state dict)")
+        load_vgg16_encoder(model, cfg.encoder_weights)
+    model = model.to(device)
     if device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -168,3 +168,30 @@ def test_norm_and_dropout_options_reach_the_network_config(tmp_path):
                                 "dropout": 0.1}
     plain = config_from_args(build_parser(tmp_path).parse_args(["train"]), "cpu")
     assert plain.arch_extra == {}
+
+
+def test_vgg16_unet_options_reach_the_network(tmp_path):
+    import torch
+
+    from paulow.cli import build_parser
+    from paulow.commands.train import config_from_args
+    from paulow.errors import UsageError
+    from paulow.train import build_network
+
+    features = [m for m in build_network(config_from_args(build_parser(tmp_path).parse_args(
+        ["train", "--arch", "vgg16_unet", "--width", "64"]), "cpu"), 3, "cpu", 0).encoders.modules()
+        if isinstance(m, torch.nn.Conv2d)]
+    state = {}
+    for i, conv in enumerate(features):  # layer numbers only need to rise, as torchvision's do
+        state[f"features.{2 * i}.weight"], state[f"features.{2 * i}.bias"] = torch.ones_like(conv.weight), conv.bias
+    torch.save(state, tmp_path / "vgg.pth")
+    args = build_parser(tmp_path).parse_args(["train", "--arch", "vgg16_unet", "--width", "64", "--batch-norm",
+                                              "--encoder-weights", str(tmp_path / "vgg.pth")])
+    cfg = config_from_args(args, "cpu")
+    assert (cfg.depth, cfg.arch_extra, cfg.encoder_weights) == (5, {"batch_norm": True}, str(tmp_path / "vgg.pth"))
+    cfg.arch_extra = {}
+    net = build_network(cfg, 3, "cpu", 0)
+    assert torch.all(net.encoders[0][0].weight == 1)
+    cfg.arch = "unet"
+    with pytest.raises(UsageError, match="--encoder-weights is for --arch vgg16_unet"):
+        build_network(cfg, 3, "cpu", 0)

@@ -279,3 +279,59 @@ def test_norm_kinds_and_dropout_reach_the_layers():
 def test_bad_norm_or_dropout_is_a_usage_error(extra, message):
     with pytest.raises(UsageError, match=message):
         build_model("paulow_attention_unet", width=8, depth=3, **extra)
+
+
+# ---------------------------------------------------------------- VGG16-encoder U-Net
+VGG16_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+def _torchvision_vgg16_features(batch_norm: bool = False, in_channels: int = 3) -> torch.nn.Sequential:
+    """torchvision's `vgg16(_bn).features` layout (indices of conv / BN / ReLU / pool), random weights."""
+    layers, cin = [], in_channels
+    for v in VGG16_D:
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(2))
+            continue
+        layers += [torch.nn.Conv2d(cin, v, 3, padding=1)] + ([torch.nn.BatchNorm2d(v)] if batch_norm else [])
+        layers.append(torch.nn.ReLU())
+        cin = v
+    return torch.nn.Sequential(*layers)
+
+
+def test_vgg16_unet_encoder_is_configuration_d():
+    model = build_model("vgg16_unet", in_channels=3, width=64, depth=5)
+    convs = [m for m in model.encoders.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13 and [len(b) // 2 for b in model.encoders] == [2, 2, 3, 3, 3]
+    assert sum(p.numel() for p in model.encoders.parameters()) == 14_714_688  # torchvision vgg16.features
+    small = build_model("vgg16_unet", width=8, depth=5)
+    assert sum(p.numel() for p in small.parameters()) == 404_809
+    assert sum(p.numel() for p in build_model("vgg16_unet", width=8, depth=5, batch_norm=True).parameters()) == 406_105
+    assert small(torch.rand(1, 1, 40, 36)).shape == (1, 1, 40, 36)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_vgg16_encoder_weights_load_key_by_key(tmp_path, batch_norm):
+    from paulow.models import load_vgg16_encoder
+
+    features = _torchvision_vgg16_features(batch_norm)
+    path = tmp_path / "vgg16.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    model = build_model("vgg16_unet", in_channels=3, width=64, depth=5, batch_norm=batch_norm)
+    copied = load_vgg16_encoder(model, path)
+    assert copied == 13 * (6 if batch_norm else 2)
+    assert torch.equal(model.encoders[4][-2 if not batch_norm else -3].weight, features[28 if not batch_norm else 40].weight)
+    grey = build_model("vgg16_unet", in_channels=1, width=64, depth=5, batch_norm=batch_norm)
+    load_vgg16_encoder(grey, path)  # RGB filters summed for one channel
+    assert torch.allclose(grey.encoders[0][0].weight, features[0].weight.sum(1, keepdim=True))
+
+
+def test_vgg16_encoder_weights_of_the_wrong_shape_are_a_clear_error(tmp_path):
+    from paulow.models import load_vgg16_encoder
+
+    path = tmp_path / "vgg16.pth"
+    torch.save({f"features.{k}": v for k, v in _torchvision_vgg16_features().state_dict().items()}, path)
+    with pytest.raises(ModelError, match=r"VGG layer 0 'weight' is shape \(64, 3, 3, 3\), the encoder needs \(8, 3, 3, 3\)"):
+        load_vgg16_encoder(build_model("vgg16_unet", in_channels=3, width=8, depth=5), path)
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="junk.pth' is not a readable weights file"):
+        load_vgg16_encoder(build_model("vgg16_unet", in_channels=3, width=64, depth=5), tmp_path / "junk.pth")

@@ -20,7 +20,7 @@ log = logging.getLogger("paulow")
 CONFIG_KEYS = ("arch", "arch_extra", "width", "depth", "classes", "loss", "loss_args", "optimizer", "epochs",
                "batch_size", "lr", "patch", "overlap", "per_epoch", "augment", "folds",
                "test_fraction", "seed", "time_limit", "patience", "ensemble", "workers", "threshold",
-               "random_fraction", "weight_decay", "schedule", "gamma")
+               "random_fraction", "weight_decay", "schedule", "gamma", "encoder_weights")
 
 
 def arch_extra_from_args(args) -> dict | None:
@@ -28,6 +28,8 @@ def arch_extra_from_args(args) -> dict | None:
     extra: dict = {}
     if getattr(args, "no_batch_norm", False):
         extra["batch_norm"] = False
+    if getattr(args, "batch_norm", False):
+        extra["batch_norm"] = True
     if getattr(args, "norm", None) is not None:
         extra["norm"] = args.norm
     if getattr(args, "dropout", None) is not None:

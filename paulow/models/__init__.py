@@ -15,12 +15,14 @@ from ..errors import UsageError
 from .base import SegmentationNet
 from .classic import AttentionUNet, UNet
 from .flops import conv3x3_gflops, count_conv_flops
+from .vgg import VGG16UNet, load_vgg16_encoder
 from .paulow_net import (OriginalAttentionUNet, PaulowAttentionUNet, infer_original_args,
                          is_original_state_dict)
 
 __all__ = ["MODEL_NAMES", "build_model", "model_args", "infer_original_args",
            "is_original_state_dict", "count_conv_flops", "conv3x3_gflops", "SegmentationNet",
-           "PaulowAttentionUNet", "OriginalAttentionUNet", "AttentionUNet", "UNet"]
+           "PaulowAttentionUNet", "OriginalAttentionUNet", "AttentionUNet", "UNet", "VGG16UNet",
+           "load_vgg16_encoder"]
 
 
 def _original(in_channels: int, classes: int, width: int, depth: int,
@@ -36,6 +38,7 @@ _BUILDERS: dict[str, Callable[..., SegmentationNet]] = {
     "attention_unet": AttentionUNet,
     "unet": UNet,
     "paulow_original": _original,
+    "vgg16_unet": VGG16UNet,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
