@@ -14,6 +14,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -r requirements.txt pytest
 	$(PY) -m pip install --quiet --no-deps -e .
+	# the optional front ends' extras, so their tests run too (the core install stays lean)
+	$(PY) -m pip install --quiet -e ".[export]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from .errors import PaulowError, UsageError
 
-COMMANDS = ("setup", "train", "predict", "finetune", "evaluate", "summary", "check-overfit", "demo")
+COMMANDS = ("setup", "train", "predict", "finetune", "evaluate", "summary", "check-overfit", "export", "demo")
 ALIASES = {"use": "predict", "segment": "predict"}
 
 
@@ -178,6 +178,14 @@ def _add_evaluate(sub, root: Path) -> None:
     p.add_argument("--verbose", "-v", action="store_true")
 
 
+def _add_export(sub, root: Path) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX or TorchScript for other tools")
+    _root(p, root)
+    p.add_argument("model", help="model file (a path, or a name in Use_Model/saved_models)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", type=Path, help="folder for the exported files (default: beside the model)")
+
+
 def _add_tools(sub, root: Path) -> None:
     p = sub.add_parser("summary", help="layer table, parameters and FLOPs per megapixel")
     p.add_argument("model", help="a .pth file or an architecture name")
@@ -204,7 +212,7 @@ def _add_tools(sub, root: Path) -> None:
 def build_parser(default_root: Path) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paulow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_setup, _add_train, _add_predict, _add_finetune, _add_evaluate, _add_tools):
+    for add in (_add_setup, _add_train, _add_predict, _add_finetune, _add_evaluate, _add_tools, _add_export):
         add(sub, default_root)
     return parser
 
@@ -291,6 +299,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .commands.tools import run_summary as run
     elif command == "check-overfit":
         from .commands.tools import run_check_overfit as run
+    elif command == "export":
+        from .commands.tools import run_export as run
     else:
         from .demo import run
     result = run(args)

@@ -128,3 +128,17 @@ def run_check_overfit(args, echo=print) -> int:
          f"{result['batch_dice']:.4f}")
     echo(verdict)
     return 0 if ok else 1
+
+
+def run_export(args, echo=print) -> int:
+    """`paulow export MODEL --format onnx|torchscript [--out DIR]`."""
+    from ..export import export_model
+    from ..workspace import Workspace
+
+    model = Path(args.model)
+    if not model.is_file():
+        named = Workspace(Path(args.root)).models / (model.name if model.suffix == ".pth" else f"{model.name}.pth")
+        model = named if named.is_file() else model
+    for path in export_model(model, args.format, args.out):
+        echo(f"wrote {path}")
+    return 0

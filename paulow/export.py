@@ -1,0 +1,105 @@
+"""Export a trained model for tools that cannot read a `.pth`: TorchScript and ONNX.
+
+The exported network maps a normalised image `(N, C, H, W)` float32 to probabilities `(N, K, H, W)`
+(sigmoid for K = 1 and one-vs-rest models, softmax for softmax models), with H and W any multiple of
+`2 ** (depth - 1)` (16 for the default depth). The percentile normalisation (1 / 99.8 per channel)
+and the threshold stay outside the graph: the metadata file beside the weights records both.
+An ensemble exports as the mean of its members' probabilities.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+FORMATS = ("onnx", "torchscript")
+OPSET = 18
+
+
+class ProbabilityNet(nn.Module):
+    """The members' encoder-decoder (no padding, no stored attention maps) and the output activation,
+    averaged over an ensemble. Inputs must be a multiple of `size_step` on each side."""
+
+    def __init__(self, members: Sequence[nn.Module], softmax: bool) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(getattr(m, "_orig_mod", m) for m in members)
+        self.softmax = softmax
+        self.size_step = 2 ** (int(self.members[0].depth) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for member in self.members:
+            logits = member._run(x)
+            probs = torch.softmax(logits, dim=1) if self.softmax else torch.sigmoid(logits)
+            total = probs if total is None else total + probs
+        return total / len(self.members)
+
+
+def probability_net(loaded) -> ProbabilityNet:
+    """The export graph of a loaded model file (`paulow.checkpoint.LoadedModel`), on the CPU, eval mode."""
+    softmax = loaded.meta.get("activation") == "softmax"
+    net = ProbabilityNet([m.to("cpu").eval() for m in loaded.models], softmax).eval()
+    for member in net.members:
+        member.to(memory_format=torch.contiguous_format)
+    return net
+
+
+def _example(loaded, net: ProbabilityNet) -> torch.Tensor:
+    side = max(64, net.size_step * 4)
+    return torch.rand(1, loaded.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def export_torchscript(loaded, path: Path) -> Path:
+    """A traced TorchScript module (`torch.jit.load` in Python, deepImageJ, QuPath)."""
+    net = probability_net(loaded)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, _example(loaded, net), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def export_onnx(loaded, path: Path) -> Path:
+    """ONNX (opset 18) with dynamic batch, height and width."""
+    net = probability_net(loaded)
+    with torch.no_grad():
+        torch.onnx.export(net, (_example(loaded, net),), str(path), input_names=["image"],
+                          output_names=["probabilities"], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        "probabilities": {0: "batch", 2: "height", 3: "width"}})
+    return path
+
+
+def export_meta(loaded, net_step: int) -> dict:
+    """What a tool needs beside the graph: normalisation, threshold, classes, input size rule."""
+    meta = loaded.meta
+    return {"format": "paulow-export", "input": "normalised image (N, C, H, W) float32",
+            "in_channels": loaded.in_channels, "classes": loaded.classes,
+            "activation": meta.get("activation", "sigmoid"), "size_step": net_step,
+            "normalisation": meta.get("normalisation", {}), "threshold": meta.get("threshold", 0.5),
+            "class_names": meta.get("class_names"), "arch": meta.get("arch")}
+
+
+def export_model(model_path: Path, fmt: str, out_dir: Path | None = None) -> list[Path]:
+    """Write `<name>.onnx` or `<name>.torchscript.pt` and its metadata `<that name>.json` beside the
+    model (or in `out_dir`); an existing file is never overwritten (`_2`, `_3`, ...)."""
+    from .checkpoint import load_checkpoint
+    from .io import unique_path
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    model_path = Path(model_path)
+    loaded = load_checkpoint(model_path, device="cpu")
+    out_dir = Path(out_dir) if out_dir else model_path.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = model_path.stem
+    target = unique_path(out_dir / (f"{stem}.onnx" if fmt == "onnx" else f"{stem}.torchscript.pt"))
+    written = [export_onnx(loaded, target) if fmt == "onnx" else export_torchscript(loaded, target)]
+    info = unique_path(out_dir / f"{target.name}.json")
+    info.write_text(json.dumps({**export_meta(loaded, probability_net(loaded).size_step),
+                                "weights": target.name}, indent=2) + "\n")
+    return written + [info]
