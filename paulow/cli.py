@@ -179,10 +179,10 @@ def _add_evaluate(sub, root: Path) -> None:
 
 
 def _add_export(sub, root: Path) -> None:
-    p = sub.add_parser("export", help="write a model as ONNX or TorchScript for other tools")
+    p = sub.add_parser("export", help="write a model as a bioimage.io package, ONNX or TorchScript")
     _root(p, root)
     p.add_argument("model", help="model file (a path, or a name in Use_Model/saved_models)")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--format", choices=("bioimageio", "onnx", "torchscript"), default="bioimageio")
     p.add_argument("--out", type=Path, help="folder for the exported files (default: beside the model)")
 
 

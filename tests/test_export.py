@@ -53,3 +53,20 @@ def test_export_never_overwrites_and_refuses_unknown_models(trained, tmp_path, c
     assert (tmp_path / "t_2.torchscript.pt").is_file() or (tmp_path / "t.torchscript_2.pt").is_file()
     assert main(["export", str(tmp_path / "missing.pth")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_bioimageio_package_passes_spec_validation_and_the_core_model_test(trained, tmp_path, capsys):
+    from bioimageio.core import test_model
+
+    model = tmp_path / "t.pth"
+    shutil.copy(trained["model"], model)
+    assert main(["export", str(model), "--format", "bioimageio"]) == 0  # validates before it reports
+    package = tmp_path / "t.bioimageio.zip"
+    assert f"wrote {package}" in capsys.readouterr().out
+    import zipfile
+
+    names = set(zipfile.ZipFile(package).namelist())
+    assert {"rdf.yaml", "weights.torchscript.pt", "weights.onnx", "test_input.npy", "test_output.npy",
+            "cover.png", "README.md", "LICENSE"} <= names
+    summary = test_model(package)  # runs both weight formats on the test tensors, offline
+    assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]
