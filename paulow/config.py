@@ -51,6 +51,7 @@ class TrainConfig:
     infer_overlap: float = 0.5
     panel_every: int = 5
     freeze_encoder: bool = False
+    val_share: float = 0.25  # validation seconds per training second (set by the budget planner)
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 MIN_GRADIENT_SHARE = {"cpu": 0.75, "other": 0.5}  # of each fold's time, spent in gradient steps
 # The 27-image EM run of issue 10 stopped at ~2,700 patches per fold with validation Dice still
@@ -50,13 +51,15 @@ def _fold_plan(fold_seconds: float, step_seconds: float, patches_per_step: int, 
     return vals, grad / fold_seconds if fold_seconds > 0 else 0.0, patches
 
 
-def plan_budget(step_seconds: float, patches_per_step: int, val_seconds_per_fold_validation: float,
+def plan_budget(step_seconds: float, patches_per_step: int,
+                val_seconds_per_fold_validation: float | Callable[[int], float],
                 n_images: int, time_limit_seconds: float | None, folds_requested: int,
                 folds_explicit: bool, device: str) -> Plan:
     """Choose folds and the validation rhythm for the budget (see the module docstring).
 
     `n_images`: images (pages) to split into folds (the test share excluded); folds never exceed it.
-    `val_seconds_per_fold_validation`: seconds to predict one fold's validation images once.
+    `val_seconds_per_fold_validation`: seconds to predict one fold's validation images once, or a
+    function of the number of folds giving it (fewer folds hold out more images each).
     """
     cap = max(1, min(folds_requested, n_images))
     if not time_limit_seconds:
@@ -64,9 +67,11 @@ def plan_budget(step_seconds: float, patches_per_step: int, val_seconds_per_fold
     min_share = MIN_GRADIENT_SHARE["cpu" if device == "cpu" else "other"]
 
     def make(k: int, reason: str) -> Plan:
-        vals, share, patches = _fold_plan(time_limit_seconds / k, step_seconds, patches_per_step,
-                                          val_seconds_per_fold_validation, min_share)
-        ratio = vals * val_seconds_per_fold_validation / max(share * time_limit_seconds / k, 1e-9)
+        val_s = (val_seconds_per_fold_validation(k) if callable(val_seconds_per_fold_validation)
+                 else val_seconds_per_fold_validation)
+        vals, share, patches = _fold_plan(time_limit_seconds / k, step_seconds, patches_per_step, val_s,
+                                          min_share)
+        ratio = vals * val_s / max(share * time_limit_seconds / k, 1e-9)
         return Plan(k, vals, share, patches, max(ratio, 1e-3), reason)
 
     if folds_explicit:

@@ -62,3 +62,21 @@ def test_no_time_limit_keeps_the_requested_folds_capped_by_images():
     assert plan_budget(1.0, 8, 10.0, 20, None, 5, False, "cpu").folds == 5
     plan = plan_budget(1.0, 8, 10.0, 3, None, 5, False, "cpu")
     assert plan.folds == 3 and plan.validations_per_fold is None
+
+
+def test_validation_cost_may_depend_on_the_number_of_folds():
+    # 1/K of 20 images held out, 1 s each: K=5 -> 4 s per validation, 7 validations, 92 s of steps.
+    plan = plan_budget(0.05, 8, lambda k: 20 / k, 20, 600.0, 5, True, "cpu")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 7, 14720)
+
+
+def test_timing_json_and_line_after_a_tiny_run(trained):
+    from conftest import read_json
+
+    timing = read_json(trained["report"] / "timing.json")
+    keys = {"gradient_steps", "validation", "evaluation", "data_loading", "checkpoints", "planning", "other"}
+    assert set(timing["seconds"]) == keys and set(timing["percent"]) == keys
+    assert timing["seconds"]["gradient_steps"] > 0 and timing["seconds"]["validation"] > 0
+    assert sum(timing["seconds"].values()) == pytest.approx(timing["total_seconds"], abs=0.1)
+    assert "time (" in trained["stdout"] and "gradient steps" in trained["stdout"]
+    assert (trained["report"] / "fold1_final.png").is_file()
