@@ -464,16 +464,18 @@ def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
 def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    report_dir: Path | None = None, echo: Callable[[str], None] = print,
                    initial_state: dict | None = None, resume: dict | None = None,
-                   progress: "ProgressSaver | None" = None, timing: dict | None = None) -> TrainResult:
+                   progress: "ProgressSaver | None" = None, timing: dict | None = None,
+                   spent: float = 0.0) -> TrainResult:
     """Train one fresh network per fold, score each on the test share, pick the best fold.
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
     that state back as `resume` goes on from there: finished folds are kept, the fold in progress
     continues after its last saved epoch, and the time limit counts the time already spent.
-    `timing` (see `new_timing`) receives where the seconds went.
+    `timing` (see `new_timing`) receives where the seconds went; `spent`: seconds the run already
+    used before (planning), counted in the time limit.
     """
     timing = timing if timing is not None else new_timing()
-    start = time.monotonic() - (resume["seconds"] if resume else 0.0)
+    start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
     in_channels = int(slices[0].image.shape[0])
     rest, test, folds = plan_splits(slices, cfg)
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")

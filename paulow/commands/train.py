@@ -200,7 +200,7 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
             step_s = _plan(slices, cfg, device, args, echo)
     print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
-                            timing=timing)
+                            timing=timing, spent=time.monotonic() - start)
     in_ch = int(slices[0].image.shape[0])
     ens_dice = None
     if cfg.ensemble and result.test_keys:
