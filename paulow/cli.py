@@ -122,7 +122,8 @@ def _add_train(sub, root: Path) -> None:
                         "the newest one, or the run NAME; the training folders must hold the same files")
     _training_options(p)
     g = p.add_argument_group("cross-validation")
-    g.add_argument("--folds", type=int, help="K-fold cross-validation (default 5; 1 = one split)")
+    g.add_argument("--folds", type=int, help="K-fold cross-validation (default: up to 5, as many as the time limit "
+                   "allows; given, it is obeyed; 1 = one split)")
     g.add_argument("--test-fraction", type=float, help="held-out test share of images (default 0.1)")
     g.add_argument("--ensemble", action="store_true", default=None,
                    help="keep every fold model in the file and average them at inference")

@@ -54,6 +54,7 @@ class TrainConfig:
     panel_every: int = 5
     freeze_encoder: bool = False
     encoder_weights: str | None = None  # vgg16_unet: a VGG16 state dict the user supplies
+    val_share: float = 0.25  # validation seconds per training second (set by the budget planner)
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,

@@ -9,18 +9,39 @@ import copy
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
+from .planner import Plan, plan_budget
 from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
 
 log = logging.getLogger("paulow")
+
+# where a run's time goes (seconds, summed with `timed`; see `timing.json` in the report)
+TIMING_KEYS = ("gradient_steps", "validation", "evaluation", "data_loading", "checkpoints", "planning")
+
+
+def new_timing() -> dict[str, float]:
+    """An empty timing account (`evaluation`: threshold tuning, test score and panels)."""
+    return {k: 0.0 for k in TIMING_KEYS}
+
+
+@contextmanager
+def timed(timing: dict | None, key: str) -> Iterator[None]:
+    """Add the wall-clock seconds of the block to `timing[key]` (nothing when `timing` is None)."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        if timing is not None:
+            timing[key] = timing.get(key, 0.0) + time.monotonic() - start
 
 
 # ---------------------------------------------------------------- results
@@ -249,8 +270,11 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
     model.train()
     losses, regimes = [], np.zeros(3, dtype=np.int64)
     bar = tqdm(loader, desc=bar_desc, leave=False, disable=None, unit="batch")
+    timing = clock.setdefault("timing", new_timing())
+    fetch_start = time.monotonic()
     for images, targets in bar:
         now = time.monotonic()
+        timing["data_loading"] += now - fetch_start
         sched.set(max(clock["step"] / clock["total"],
                       (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9)))
         loss, counts = _train_step(model, loss_fn, opt, images, targets, device)
@@ -259,7 +283,9 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
         regimes += counts
         bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best_dice, 0):.3f}",
                         time=_fmt_left(clock["stop_at"]))
-        if time.monotonic() > clock["stop_at"]:
+        fetch_start = time.monotonic()
+        timing["gradient_steps"] += fetch_start - now
+        if fetch_start > clock["stop_at"]:
             return losses, regimes, True
     return losses, regimes, False
 
@@ -267,24 +293,28 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
 def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig, device: str,
              deadline: float, fold: int = 0, report_dir: Path | None = None,
              on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None,
-             snapshot: Callable[[Callable[[], dict]], None] | None = None) -> FoldResult:
+             snapshot: Callable[[Callable[[], dict]], None] | None = None,
+             timing: dict | None = None) -> FoldResult:
     """Train one model; keep the weights with the best whole-image validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
     `snapshot` is called after every epoch that does not end the fold, with a function that makes
     the state (it costs a copy of the weights, so the caller decides whether to make it).
+    `timing` (see `new_timing`) receives the seconds of steps, loading, validation, panels, snapshots.
     """
     from .losses import build_loss
 
-    dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
-                           Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes, cfg.seed + fold,
-                           cfg.per_epoch)
+    timing = timing if timing is not None else new_timing()
+    with timed(timing, "data_loading"):
+        dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
+                               Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes,
+                               cfg.seed + fold, cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
     opt, sched = make_optimizer(model, cfg)
     loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
     clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
-             "stop_at": deadline}
-    pacer = ValidationPacer()
+             "stop_at": deadline, "timing": timing}
+    pacer = ValidationPacer(cfg.val_share)
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history, stopped, since_best, first_epoch = [], "epochs", 0, 1
     if resume is not None:
@@ -299,8 +329,10 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         train_seconds = time.monotonic() - epoch_start
         last = out_of_time or epoch == cfg.epochs or time.monotonic() > clock["stop_at"]
         row = _epoch_row(fold, epoch, losses, regimes, opt, cfg)
+        probs = None
         if pacer.due(epoch, last):
-            row["val_dice"] = _validate(model, val, cfg, device, pacer, train_seconds)
+            with timed(timing, "validation"):
+                row["val_dice"], probs = _validate(model, val, cfg, device, pacer, train_seconds)
             if row["val_dice"] > best["dice"]:
                 best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
@@ -310,7 +342,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         if on_epoch:
             on_epoch(row)
         if report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
-            _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png")
+            with timed(timing, "evaluation"):
+                _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
+                            probs[0] if probs else None)
         log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
                  row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
                  regimes.tolist(), _fmt_left(deadline))
@@ -321,7 +355,8 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             stopped = "early stopping"
             break
         if snapshot is not None and epoch < cfg.epochs:
-            snapshot(lambda: fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
+            with timed(timing, "checkpoints"):
+                snapshot(lambda: fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
     model.load_state_dict(best["state"])
     return FoldResult(fold=fold, state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
@@ -339,13 +374,15 @@ def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, 
 
 
 def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
-              train_seconds: float) -> float:
-    """Whole-image validation Dice; its duration paces the next validations."""
+              train_seconds: float) -> tuple[float, list[np.ndarray]]:
+    """Whole-image validation score and the probabilities (kept for the panel); its duration paces
+    the next validations."""
     start = time.monotonic()
     model.eval()
-    dice = dice_on_slices(model, val, cfg, device)
+    probs = predict_slices(model, val, cfg, device)
+    dice = score_probabilities(probs, [s.mask for s in val], cfg.threshold)["dice"]
     pacer.record(train_seconds, time.monotonic() - start)
-    return dice
+    return dice, probs
 
 
 def _cpu_state(state: dict) -> dict:
@@ -384,16 +421,17 @@ def _fmt_left(deadline: float) -> str:
     return f"{int(left // 60)}m{int(left % 60):02d}s left"
 
 
-def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path: Path) -> None:
-    from .infer import predict_slice, suggest_tile
+def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path: Path,
+                prob: np.ndarray | None = None, threshold: float | None = None) -> None:
+    """The first validation image, its mask and the prediction (`prob` reused when given)."""
     from .postprocess import to_mask
     from .report import sample_panel
 
     s = val[0]
-    prob = predict_slice(model, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
-                         batch_size=max(cfg.batch_size, 4), device=device)
+    if prob is None:
+        prob = predict_slices(model, [s], cfg, device)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    sample_panel(s.image, s.mask, to_mask(prob, cfg.threshold), path,
+    sample_panel(s.image, s.mask, to_mask(prob, cfg.threshold if threshold is None else threshold), path,
                  title=f"{s.source.name} page {s.page}")
 
 
@@ -419,6 +457,49 @@ def time_steps(cfg: TrainConfig, in_channels: int, device: str, steps: int = 2) 
     return (time.perf_counter() - start) / steps
 
 
+def time_inference(cfg: TrainConfig, in_channels: int, device: str) -> float:
+    """Seconds per inference tile: one tile batch of `predict_slice` on a throwaway network."""
+    from .infer import predict_slice, suggest_tile
+
+    model = build_network(cfg, in_channels, device, cfg.seed)
+    tile, batch = suggest_tile(cfg.patch, device), max(cfg.batch_size, 4)
+    step = max(1, round(tile * (1 - cfg.infer_overlap)))
+    image = np.random.default_rng(0).random((in_channels, tile, tile + step * (batch - 1)), dtype=np.float32)
+    options = {"tile": tile, "overlap": cfg.infer_overlap, "batch_size": batch, "device": device}
+    predict_slice(model, image[:, :, :tile], **options)  # warm-up
+    start = time.perf_counter()
+    predict_slice(model, image, **options)
+    return (time.perf_counter() - start) / batch
+
+
+def count_tiles(s: Slice, cfg: TrainConfig, device: str) -> int:
+    """Inference tiles `predict_slice` runs for one slice."""
+    from .infer import suggest_tile, tile_starts
+
+    tile = suggest_tile(cfg.patch, device)
+    step = max(1, round(tile * (1 - cfg.infer_overlap)))
+    return int(np.prod([len(tile_starts(max(n, tile), tile, step)) for n in s.image.shape[1:]]))
+
+
+def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool
+             ) -> tuple[Plan, float]:
+    """Measure the step time and the inference speed, then plan folds and validation rhythm for the
+    time limit (see `paulow.planner`). Returns (plan, seconds per training step)."""
+    in_channels = int(slices[0].image.shape[0])
+    rest, _ = split_test(slices, cfg.test_fraction, cfg.seed)
+    step_seconds = time_steps(cfg, in_channels, device)
+    per_image = time_inference(cfg, in_channels, device) * np.mean([count_tiles(s, cfg, device) for s in rest])
+
+    def val_seconds(k: int) -> float:  # held-out images per fold, as `kfold` splits them
+        held = len(rest) / k if k > 1 else max(1, round(0.2 * len(rest)))
+        return float(held * per_image)
+
+    limit = cfg.time_limit * 60 if cfg.time_limit else None
+    plan = plan_budget(step_seconds, cfg.batch_size, val_seconds, len(rest), limit, cfg.folds,
+                       folds_explicit, device)
+    return plan, step_seconds
+
+
 # ---------------------------------------------------------------- cross-validation
 def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
     """(rest, test) then K (train, val) folds over `rest` — all by page, never by patch."""
@@ -429,14 +510,18 @@ def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
 def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    report_dir: Path | None = None, echo: Callable[[str], None] = print,
                    initial_state: dict | None = None, resume: dict | None = None,
-                   progress: "ProgressSaver | None" = None) -> TrainResult:
+                   progress: "ProgressSaver | None" = None, timing: dict | None = None,
+                   spent: float = 0.0) -> TrainResult:
     """Train one fresh network per fold, score each on the test share, pick the best fold.
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
     that state back as `resume` goes on from there: finished folds are kept, the fold in progress
     continues after its last saved epoch, and the time limit counts the time already spent.
+    `timing` (see `new_timing`) receives where the seconds went; `spent`: seconds the run already
+    used before (planning), counted in the time limit.
     """
-    start = time.monotonic() - (resume["seconds"] if resume else 0.0)
+    timing = timing if timing is not None else new_timing()
+    start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
     in_channels = int(slices[0].image.shape[0])
     rest, test, folds = plan_splits(slices, cfg)
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")
@@ -461,25 +546,42 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             def snapshot(make_fold_state, done=list(results)):
                 progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          resume=current, snapshot=snapshot)
-        result.threshold = cfg.threshold
-        if cfg.tune_threshold and cfg.classes <= 1:
-            result.threshold, tuned = tune_threshold(model, val, cfg, device)
-            echo(f"fold {k + 1}: threshold {result.threshold:.2f} tuned on validation (Dice {tuned:.4f})")
-        if test:
-            result.test_dice = dice_on_slices(model, test, cfg, device, result.threshold)
+                          resume=current, snapshot=snapshot, timing=timing)
+        with timed(timing, "evaluation"):
+            _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
              f"stopped by {result.stopped})"
              + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
         results.append(result)
         if progress is not None:
-            progress(lambda: run_state(time.monotonic() - start, results, None), force=True)
+            with timed(timing, "checkpoints"):
+                progress(lambda: run_state(time.monotonic() - start, results, None), force=True)
         if time.monotonic() > deadline and k + 1 < len(folds):
             echo(f"time limit reached: {len(folds) - k - 1} fold(s) not trained")
             break
     score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]
     return TrainResult(folds=results, best_fold=int(np.argmax(score)),
                        test_keys=[s.key for s in test], seconds=time.monotonic() - start)
+
+
+def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequence[Slice],
+                   cfg: TrainConfig, device: str, report_dir: Path | None, echo: Callable[[str], None]) -> None:
+    """Threshold, final panel and test score of a trained fold: the validation images and the test
+    share are each predicted once, and every score reads the stored probabilities."""
+    k = result.fold
+    result.threshold = cfg.threshold
+    tune = cfg.tune_threshold and cfg.classes <= 1
+    if tune or report_dir is not None:
+        probs = predict_slices(model, val, cfg, device)
+        if tune:
+            result.threshold, tuned = sweep_thresholds(probs, [s.mask for s in val], THRESHOLD_CANDIDATES)
+            echo(f"fold {k + 1}: threshold {result.threshold:.2f} tuned on validation (Dice {tuned:.4f})")
+        if report_dir is not None:
+            _save_panel(model, val, cfg, device, report_dir / f"fold{k + 1}_final.png", probs[0],
+                        result.threshold)
+    if test:
+        test_probs = predict_slices(model, test, cfg, device)
+        result.test_dice = score_probabilities(test_probs, [s.mask for s in test], result.threshold)["dice"]
 
 
 # ---------------------------------------------------------------- resumable state

@@ -65,8 +65,10 @@ def count_patches(slices: Sequence[Slice], cfg: TrainConfig) -> int:
                * len(grid_starts(max(s.image.shape[2], cfg.patch), cfg.patch, step)) for s in slices)
 
 
-def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=print) -> None:
-    """Device, network, parameter count, images and patches per split, estimated run time."""
+def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=print,
+               step_s: float | None = None) -> None:
+    """Device, network, parameter count, images and patches per split, estimated run time
+    (`step_s`: seconds per step already measured, else measured here)."""
     from ..models import build_model
     from ..train import plan_splits
 
@@ -83,7 +85,7 @@ def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=prin
         per_epoch = min(pool, cfg.per_epoch) if cfg.per_epoch else pool
         echo(f"  fold {k + 1}: train {len(train)} slice(s), {grid} grid patches of {cfg.patch}x{cfg.patch} "
              f"(+{pool - grid} random crops), {per_epoch} patches/epoch; validation {len(val)} slice(s)")
-    step_s = time_steps(cfg, in_ch, device)
+    step_s = time_steps(cfg, in_ch, device) if step_s is None else step_s
     pool_train = count_patches(folds[0][0], cfg) * (1 + cfg.random_fraction)
     per_epoch = min(pool_train, cfg.per_epoch) if cfg.per_epoch else pool_train
     estimate = step_s * per_epoch / cfg.batch_size * cfg.epochs * len(folds)
@@ -108,8 +110,9 @@ def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -
 
 
 def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult,
-                 meta: dict) -> None:
-    """Curves per fold, metrics (JSON + CSV), configuration, regime counts, dataset summary."""
+                 meta: dict, timing: dict | None = None) -> None:
+    """Curves per fold, metrics (JSON + CSV), configuration, regime counts, dataset summary, and
+    where the time went (`timing.json`, see `timing_summary`)."""
     from ..report import dataset_summary, plot_curves, write_csv, write_json
 
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +132,25 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
     regimes = [{k: row[k] for k in ("fold", "epoch", "regime_empty", "regime_small", "regime_large")}
                for row in history]
     write_csv(report_dir / "loss_regimes.csv", regimes)
+    if timing is not None:
+        write_json(report_dir / "timing.json", timing)
+
+
+def timing_summary(timing: dict[str, float], total: float) -> dict:
+    """Seconds and percent of the run's wall-clock time per part (the rest under `other`)."""
+    parts = {k: round(v, 2) for k, v in timing.items()}
+    parts["other"] = round(max(0.0, total - sum(timing.values())), 2)
+    return {"total_seconds": round(total, 2), "seconds": parts,
+            "percent": {k: round(100 * v / total, 1) if total > 0 else 0.0 for k, v in parts.items()}}
+
+
+def timing_line(summary: dict) -> str:
+    """One line: where the run's time went."""
+    names = {"gradient_steps": "gradient steps", "validation": "validation",
+             "evaluation": "threshold/test/panels", "data_loading": "data loading", "checkpoints": "checkpoints",
+             "planning": "planning", "other": "other"}
+    return f"time ({_fmt(summary['total_seconds'])}): " + ", ".join(
+        f"{names.get(k, k)} {summary['seconds'][k]:.0f} s ({p:.0f} %)" for k, p in summary["percent"].items())
 
 
 def run(args, echo=print) -> Path:
@@ -179,23 +201,46 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
                     report_dir: Path, args, echo, resume: dict | None, progress,
                     file_hashes: dict[str, str]) -> tuple[Path, dict]:
     """Plan, cross-validate, save the verified model file and the report; return (path, metadata)."""
-    from ..checkpoint import save_checkpoint
-    from ..train import dice_on_slices, training_meta
+    import time
 
-    print_plan(slices, cfg, device, echo)
-    result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress)
+    from ..checkpoint import save_checkpoint
+    from ..train import dice_on_slices, new_timing, timed, training_meta
+
+    start, timing = time.monotonic(), new_timing()
+    step_s = None
+    if resume is None:  # a resumed run keeps its planned folds and rhythm (saved in its config)
+        with timed(timing, "planning"):
+            step_s = _plan(slices, cfg, device, args, echo)
+    print_plan(slices, cfg, device, echo, step_s)
+    result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
+                            timing=timing, spent=time.monotonic() - start)
     in_ch = int(slices[0].image.shape[0])
     ens_dice = None
     if cfg.ensemble and result.test_keys:
-        models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
-        test = [s for s in slices if s.key in set(result.test_keys)]
-        ens_dice = dice_on_slices(models, test, cfg, device)
+        with timed(timing, "evaluation"):
+            models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
+            test = [s for s in slices if s.key in set(result.test_keys)]
+            ens_dice = dice_on_slices(models, test, cfg, device)
     meta = training_meta(cfg, slices, result, in_ch, file_hashes, ens_dice)
     meta["name"] = name
-    path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
-    write_report(report_dir, cfg, slices, result, meta)
+    with timed(timing, "checkpoints"):
+        path = save_checkpoint(ws.models / f"{name}.pth", result.state_dicts(cfg.ensemble), meta)
+    summary = timing_summary(timing, time.monotonic() - start)
+    write_report(report_dir, cfg, slices, result, meta, summary)
     _write_options(report_dir, args)
+    echo(timing_line(summary))
     return path, meta
+
+
+def _plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, args, echo=print) -> float:
+    """Plan folds and validation rhythm for the time limit (an explicit --folds is obeyed), set them
+    in `cfg`, print the plan; return the measured seconds per training step."""
+    from ..train import plan_run
+
+    plan, step_s = plan_run(slices, cfg, device, folds_explicit=getattr(args, "folds", None) is not None)
+    cfg.folds, cfg.val_share = plan.folds, plan.val_ratio
+    echo(plan.line())
+    return step_s
 
 
 def _new_name(ws: Workspace, args, echo=print) -> str:

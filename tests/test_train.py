@@ -1,0 +1,120 @@
+"""Training: the time-budget planner (hand-computed plans from fake costs), timing report."""
+from __future__ import annotations
+
+import pytest
+
+from paulow.planner import MIN_PATCHES_PER_FOLD, plan_budget
+
+
+def test_floor_is_3000_patches():
+    assert MIN_PATCHES_PER_FOLD == 3000
+
+
+def test_too_many_folds_train_fewer_and_say_how_to_force():
+    # 0.5 s/step of 8 patches, 10 s per validation, 600 s. Per fold (T/K), validations = floor(25 % / 10 s):
+    # K=5: 120 s, 3 val, 90 s grad -> 1,440 patches; K=4: 1,920; K=3: 2,400; K=2: 300 s, 7 val, 230 s
+    # -> 460 steps = 3,680 patches >= 3,000 and 230/300 = 77 % >= 75 %.
+    plan = plan_budget(0.5, 8, 10.0, 20, 600.0, 5, False, "cpu")
+    assert plan.folds == 2
+    assert plan.validations_per_fold == 7
+    assert plan.patches_per_fold == 3680
+    assert plan.gradient_share == pytest.approx(230 / 300)
+    assert plan.val_ratio == pytest.approx(70 / 230)
+    assert "--folds 5" in plan.reason and "2 fold(s)" in plan.line()
+
+
+def test_explicit_folds_are_obeyed():
+    plan = plan_budget(0.5, 8, 10.0, 20, 600.0, 5, True, "cpu")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 3, 1440)
+    assert plan.gradient_share == pytest.approx(0.75)
+    assert "--folds 5 given" in plan.reason
+
+
+def test_requested_folds_that_fit_are_kept():
+    # 0.05 s/step, 2 s per validation: 120 s per fold, 30 s allowed -> 15 validations, capped at 10;
+    # 100 s of steps = 2,000 steps = 16,000 patches, 83 % of the time.
+    plan = plan_budget(0.05, 8, 2.0, 20, 600.0, 5, False, "cpu")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 10, 16000)
+    assert plan.gradient_share == pytest.approx(100 / 120)
+
+
+def test_expensive_validation_leaves_one_split():
+    # 100 s per validation: two folds of 300 s leave 200 s of steps (67 % < 75 %); one split: 500/600.
+    plan = plan_budget(0.01, 8, 100.0, 20, 600.0, 5, False, "cpu")
+    assert (plan.folds, plan.validations_per_fold) == (1, 1)
+    assert plan.gradient_share == pytest.approx(500 / 600)
+
+
+def test_slow_machine_falls_back_to_one_split_and_says_so():
+    # 2 s/step: one split of 600 s, 10 validations (cap), 500 s -> 250 steps = 2,000 patches < 3,000.
+    plan = plan_budget(2.0, 8, 10.0, 20, 600.0, 5, False, "cpu")
+    assert (plan.folds, plan.patches_per_fold) == (1, 2000)
+    assert "even one split" in plan.reason and "--folds 5" in plan.reason
+
+
+def test_gpu_needs_half_the_time_in_steps():
+    # GPU: 50 % floor. K=5 of 120 s: 6 validations of 10 s, 60 s of steps = 600 steps x 16 = 9,600.
+    plan = plan_budget(0.1, 16, 10.0, 20, 600.0, 5, False, "cuda")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 6, 9600)
+
+
+def test_no_time_limit_keeps_the_requested_folds_capped_by_images():
+    assert plan_budget(1.0, 8, 10.0, 20, None, 5, False, "cpu").folds == 5
+    plan = plan_budget(1.0, 8, 10.0, 3, None, 5, False, "cpu")
+    assert plan.folds == 3 and plan.validations_per_fold is None
+
+
+def test_validation_cost_may_depend_on_the_number_of_folds():
+    # 1/K of 20 images held out, 1 s each: K=5 -> 4 s per validation, 7 validations, 92 s of steps.
+    plan = plan_budget(0.05, 8, lambda k: 20 / k, 20, 600.0, 5, True, "cpu")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 7, 14720)
+
+
+def test_timing_json_and_line_after_a_tiny_run(trained):
+    from conftest import read_json
+
+    timing = read_json(trained["report"] / "timing.json")
+    keys = {"gradient_steps", "validation", "evaluation", "data_loading", "checkpoints", "planning", "other"}
+    assert set(timing["seconds"]) == keys and set(timing["percent"]) == keys
+    assert timing["seconds"]["gradient_steps"] > 0 and timing["seconds"]["validation"] > 0
+    assert sum(timing["seconds"].values()) == pytest.approx(timing["total_seconds"], abs=0.1)
+    assert "time (" in trained["stdout"] and "gradient steps" in trained["stdout"]
+    assert (trained["report"] / "fold1_final.png").is_file()
+
+
+def _slices(n: int, size: int = 48):
+    from pathlib import Path
+
+    import numpy as np
+
+    from paulow.data import Slice, normalise
+    from paulow.synthetic import nuclei_image
+
+    out = []
+    for i in range(n):
+        image, mask = nuclei_image((size, size), seed=i)
+        out.append(Slice(normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8),
+                         Path(f"img{i}.tif"), 0))
+    return out
+
+
+def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
+    from paulow.train import TrainConfig, plan_run
+
+    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, folds=5, test_fraction=0.0,
+                      time_limit=0.05, device="cpu")  # 3 s cannot hold 5 folds of 3,000 patches
+    plan, step_s = plan_run(_slices(6), cfg, "cpu", folds_explicit=False)
+    assert step_s > 0 and plan.folds == 1 and "--folds 5" in plan.reason
+    plan, _ = plan_run(_slices(6), cfg, "cpu", folds_explicit=True)
+    assert plan.folds == 5 and "given" in plan.reason
+
+
+def test_cross_validate_reports_where_the_time_went():
+    from paulow.train import TrainConfig, cross_validate, new_timing
+
+    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=1,
+                      test_fraction=0.2, time_limit=None, patience=100, device="cpu", augment=False)
+    timing = new_timing()
+    result = cross_validate(_slices(5), cfg, "cpu", echo=lambda _: None, timing=timing)
+    assert result.folds[0].test_dice is not None
+    assert timing["gradient_steps"] > 0 and timing["validation"] > 0 and timing["evaluation"] > 0
