@@ -25,3 +25,4 @@ def test_user_path_bench_trains_segments_and_scores(tmp_path):
     assert 0.0 <= row["pooled"]["dice"] <= 1.0 and row["pooled"]["images"] == 2
     assert row["train_command"].startswith("train_model.py --yes --name bench --time-limit 0.3")
     assert (tmp_path / "ws" / "synthetic_small" / "Use_Model" / "saved_models" / "bench.pth").is_file()
+    assert row["timing"]["seconds"]["gradient_steps"] > 0 and "percent" in row["timing"]  # where the time went
