@@ -148,6 +148,8 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline")
     g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv")
     g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
+    g.add_argument("--rois", action="store_true",
+                   help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)")
     g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")
 
 

@@ -67,7 +67,7 @@ def test_options_write_probabilities_overlays_labels_and_tables(workspace_with_m
     image, _ = nuclei_image((64, 64), seed=2)
     _put(ws.use_inputs, "n.tif", image)
     done = run_script("use_model.py", "--root", str(ws.root), "--model", "t.pth", "--yes", "--keep-inputs",
-                      "--save-prob", "--overlay", "--instances", "--tta", "--save-attention")
+                      "--save-prob", "--overlay", "--instances", "--tta", "--save-attention", "--rois")
     assert done.returncode == 0, done.stderr
     out = files(ws.use_outputs)
     assert {"n_mask.tif", "n_prob.tif", "n_overlay.png", "n_labels.tif", "objects.csv",
@@ -85,6 +85,10 @@ def test_options_write_probabilities_overlays_labels_and_tables(workspace_with_m
     labels = io.read_mask(ws.use_outputs / "n_labels.tif")
     rows = (ws.use_outputs / "objects.csv").read_text().splitlines()
     assert len(rows) - 1 == int(labels.max())  # one row per object
+    from roifile import roiread
+
+    rois = roiread(ws.use_outputs / "n_rois.zip")  # Fiji's ROI Manager opens this zip
+    assert [r.name for r in rois] == [f"object-{i}" for i in range(1, int(labels.max()) + 1)]
 
 
 def test_rgb_input_on_a_greyscale_model_is_converted_and_logged(workspace_with_model):

@@ -29,6 +29,7 @@ class SegmentOptions:
     overlay: bool = False
     instances: bool = False
     split_touching: bool = False
+    rois: bool = False
     save_attention: bool = False
     compile: bool = False
 
@@ -96,6 +97,10 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
         labels = [label_instances(m, split_touching=opts.split_touching) for m in masks]
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
                                             np.stack(labels), stack))
+        if opts.rois:
+            from ..rois import write_roi_zip
+
+            result.written.append(write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip")))
         for page, lab in enumerate(labels):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
             result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
@@ -164,8 +169,10 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
 def options_from_args(args, device: str) -> SegmentOptions:
     return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           threshold=args.threshold, tta=args.tta, device=device,
-                          save_prob=args.save_prob, overlay=args.overlay, instances=args.instances,
-                          split_touching=args.split_touching, save_attention=args.save_attention,
+                          save_prob=args.save_prob, overlay=args.overlay,
+                          instances=args.instances or getattr(args, "rois", False),
+                          split_touching=args.split_touching, rois=getattr(args, "rois", False),
+                          save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)))
 
 
