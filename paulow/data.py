@@ -146,7 +146,7 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
 
     images, masks = io.list_images(image_dir), io.list_images(mask_dir)
     if not images:
-        raise EmptyFolderError(f"no images in '{image_dir}': put .tif/.tiff/.png/.jpg images there")
+        raise EmptyFolderError(_no_images(image_dir))
     if not masks:
         raise EmptyFolderError(f"no masks in '{mask_dir}': put one mask per image there")
     loaded = _read_all(io.pair_images_masks(images, masks))
@@ -179,6 +179,13 @@ def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dic
     return slices
 
 
+def _no_images(image_dir: Path) -> str:
+    from . import io
+
+    note = io.vendor_files_note(image_dir)
+    return f"no images in '{image_dir}': " + (note if note else "put .tif/.tiff/.png/.jpg images there")
+
+
 def load_images(image_dir: Path) -> list[Path]:
     """The images of an input folder (raises when there are none)."""
     from . import io
@@ -186,7 +193,10 @@ def load_images(image_dir: Path) -> list[Path]:
 
     images = io.list_images(image_dir)
     if not images:
-        raise EmptyFolderError(f"no images in '{image_dir}': put .tif/.tiff/.png/.jpg images there")
+        raise EmptyFolderError(_no_images(image_dir))
+    note = io.vendor_files_note(image_dir)
+    if note:
+        logging.getLogger("paulow").warning("skipped %s", note)
     return images
 
 

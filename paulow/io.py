@@ -95,6 +95,20 @@ def list_images(folder: str | Path) -> list[Path]:
     return [p for p in _visible_files(folder) if p.suffix.lower() in SUPPORTED_EXTENSIONS]
 
 
+VENDOR_FORMATS = (".czi", ".nd2", ".lif", ".oib", ".oif", ".ims", ".vsi", ".dv", ".sld")
+
+
+def vendor_files_note(folder: str | Path) -> str:
+    """'' or one sentence naming the microscope-vendor files in `folder` that cannot be read and
+    what to do with them."""
+    found = [p.name for p in list_other_files(folder) if p.suffix.lower() in VENDOR_FORMATS]
+    if not found:
+        return ""
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return (f"{shown}: microscope files PAULow cannot read - open them in Fiji (Bio-Formats) and "
+            "save as OME-TIFF (File > Save As > OME-TIFF), then put the .ome.tif files here")
+
+
 def list_other_files(folder: str | Path) -> list[Path]:
     """Visible files in `folder` that `list_images` skips (unsupported types), for messages."""
     return [p for p in _visible_files(folder) if p.suffix.lower() not in SUPPORTED_EXTENSIONS]

@@ -470,3 +470,16 @@ def test_image_info_integer(tmp_path):
     info = io.image_info(stack)
     assert (info["min"], info["max"], info["dtype"]) == (0, 500, "uint16")
     assert isinstance(info["max"], int)
+
+
+def test_vendor_microscope_files_are_named_with_the_fix(tmp_path):
+    from paulow.data import load_images
+    from paulow.errors import EmptyFolderError
+
+    (tmp_path / "cells.czi").write_bytes(b"x")
+    (tmp_path / "b.ND2").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(EmptyFolderError) as err:
+        load_images(tmp_path)
+    message = str(err.value)
+    assert "b.ND2, cells.czi" in message and "OME-TIFF" in message and "notes.txt" not in message
