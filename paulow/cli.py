@@ -29,26 +29,24 @@ def positive_int(text: str) -> int:
     return value
 
 
-def probability(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1 (NaN refused)."""
+def _float_where(text: str, ok, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0.0 < value < 1.0:  # also false for NaN
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number between 0 and 1 (e.g. 0.5)")
+    if not ok(value):  # NaN fails every comparison
+        raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
     return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (NaN refused)."""
+    return _float_where(text, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (e.g. 0.5)")
 
 
 def tile_overlap(text: str) -> float:
     """An argparse type: a fraction in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a fraction from 0 up to (not including) 1, e.g. 0.5")
-    return value
+    return _float_where(text, lambda v: 0.0 <= v < 1.0, "a fraction from 0 up to (not including) 1, e.g. 0.5")
 
 
 def _root(p: argparse.ArgumentParser, default_root: Path) -> None:
