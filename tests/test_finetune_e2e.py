@@ -71,7 +71,7 @@ def test_interrupted_finetune_keeps_inputs(workspace_with_model):
     _inverted_nuclei(ws, n=4)
     before = files(ws.finetune_images) + files(ws.finetune_masks)
     proc = subprocess.Popen([sys.executable, "-u", str(REPO / "finetune_model.py"), "--root", str(ws.root),
-                             *TUNE, "--epochs", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             *TUNE, "--epochs", "1000", "--patience", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     for line in proc.stdout:
         if line.startswith("held-out Dice of the parent"):

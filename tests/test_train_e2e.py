@@ -77,7 +77,7 @@ def test_interrupted_training_deletes_nothing(tmp_path):
     write_dataset(ws.train_images, ws.train_masks, n=4, size=(64, 64), seed=3)
     before = files(ws.train_images) + files(ws.train_masks)
     proc = subprocess.Popen([sys.executable, "-u", str(REPO / "train_model.py"), "--root", str(tmp_path),
-                             "--name", "x", *TINY_TRAIN, "--epochs", "1000"],
+                             "--name", "x", *TINY_TRAIN, "--epochs", "1000", "--patience", "100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:  # wait until training has started
         if line.startswith("fold 1/1"):
