@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,19 @@ TINY_TRAIN = ["--yes", "--folds", "1", "--width", "8", "--patch", "64", "--overl
               "--batch-size", "8", "--per-epoch", "0", "--time-limit", "0", "--patience", "100"]
 
 
+def default_sigint() -> None:
+    """`preexec_fn` for child processes: Ctrl-C back to its default. A shell that starts the suite in
+    the background (`nohup make test &`, `cmd &` in a script) ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_script(script: str, *args: str, stdin: str | None = None, timeout: float = 600,
                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run a top-level script the way a user does (from another directory, no terminal)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     return subprocess.run([sys.executable, str(REPO / script), *args], input=stdin, text=True,
                           capture_output=True, timeout=timeout, cwd=cwd or REPO.parent, env=env,
-                          stdin=None if stdin is not None else subprocess.DEVNULL)
+                          stdin=None if stdin is not None else subprocess.DEVNULL, preexec_fn=default_sigint)
 
 
 def files(folder: Path) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import tifffile
 
-from _workflow import REPO, files, run_script
+from _workflow import REPO, default_sigint, files, run_script
 from paulow.checkpoint import load_checkpoint, sha256_file
 from paulow.synthetic import write_dataset
 
@@ -72,7 +72,7 @@ def test_interrupted_finetune_keeps_inputs(workspace_with_model):
     before = files(ws.finetune_images) + files(ws.finetune_masks)
     proc = subprocess.Popen([sys.executable, "-u", str(REPO / "finetune_model.py"), "--root", str(ws.root),
                              *TUNE, "--epochs", "1000", "--patience", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     for line in proc.stdout:
         if line.startswith("held-out Dice of the parent"):
             break

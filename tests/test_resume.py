@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from _workflow import REPO, TINY_TRAIN, files
+from _workflow import REPO, TINY_TRAIN, default_sigint, files
 from paulow.commands import resume as resume_file
 from paulow.data import Slice, normalise
 from paulow.errors import UsageError
@@ -120,7 +120,7 @@ def test_train_script_stopped_by_ctrl_c_resumes_with_resume(tmp_path):
     write_dataset(ws.train_images, ws.train_masks, n=4, size=(64, 64), seed=3)
     args = [sys.executable, "-u", str(REPO / "train_model.py"), "--root", str(tmp_path)]
     proc = subprocess.Popen([*args, "--name", "r", *TINY_TRAIN, "--folds", "2", "--test-fraction", "0",
-                             "--epochs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--epochs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     for line in proc.stdout:  # fold 1 is finished (and saved) once fold 2 starts
         if line.startswith("fold 2/2"):
             break

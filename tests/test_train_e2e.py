@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from _workflow import REPO, TINY_TRAIN, files
+from _workflow import REPO, TINY_TRAIN, default_sigint, files
 from conftest import read_json
 from paulow.checkpoint import load_checkpoint
 
@@ -78,7 +78,7 @@ def test_interrupted_training_deletes_nothing(tmp_path):
     before = files(ws.train_images) + files(ws.train_masks)
     proc = subprocess.Popen([sys.executable, "-u", str(REPO / "train_model.py"), "--root", str(tmp_path),
                              "--name", "x", *TINY_TRAIN, "--epochs", "1000", "--patience", "100000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     for line in proc.stdout:  # wait until training has started
         if line.startswith("fold 1/1"):
             break
