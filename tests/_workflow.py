@@ -31,3 +31,18 @@ def run_script(script: str, *args: str, stdin: str | None = None, timeout: float
 def files(folder: Path) -> list[str]:
     """Names of the visible files in a folder, sorted."""
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def nuclei_slices(n: int = 4, size: int = 48) -> list:
+    """`n` synthetic nuclei pages as normalised training `Slice`s (binary masks), seeded 0..n-1."""
+    import numpy as np
+
+    from paulow.data import Slice, normalise
+    from paulow.synthetic import nuclei_image
+
+    out = []
+    for i in range(n):
+        image, mask = nuclei_image((size, size), seed=i)
+        out.append(Slice(normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8),
+                         Path(f"img{i}.tif"), 0))
+    return out

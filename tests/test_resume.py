@@ -4,27 +4,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from _workflow import REPO, TINY_TRAIN, default_sigint, files
+from _workflow import REPO, TINY_TRAIN, default_sigint, files, nuclei_slices
 from paulow.commands import resume as resume_file
-from paulow.data import Slice, normalise
 from paulow.errors import UsageError
-from paulow.synthetic import nuclei_image
 from paulow.train import ProgressSaver, TrainConfig, cross_validate
-
-
-def _slices(n: int = 4, size: int = 48) -> list[Slice]:
-    out = []
-    for i in range(n):
-        image, mask = nuclei_image((size, size), seed=i)
-        out.append(Slice(normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8),
-                         Path(f"img{i}.tif"), 0))
-    return out
 
 
 CFG = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=5, folds=2,
@@ -46,7 +33,7 @@ def _interrupted_state(stop_after: int) -> dict:
             raise Stop
 
     with pytest.raises(Stop):
-        cross_validate(_slices(), CFG, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0))
+        cross_validate(nuclei_slices(), CFG, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0))
     return saved[-1]
 
 
@@ -69,7 +56,7 @@ def test_resume_file_loads_with_weights_only_and_goes_on_after_the_saved_epoch(t
     assert payload["name"] == "m" and payload["state"]["current"]["epoch"] == 2
     loaded = resume_file.load_state(path)
     lines: list[str] = []
-    result = cross_validate(_slices(), CFG, "cpu", echo=lines.append, resume=loaded["state"])
+    result = cross_validate(nuclei_slices(), CFG, "cpu", echo=lines.append, resume=loaded["state"])
     assert len(result.folds) == 2
     assert any("fold 1/2: finished before the interruption" in line for line in lines)
     assert any("going on after epoch 2" in line for line in lines)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from _workflow import nuclei_slices
 from paulow.planner import MIN_PATCHES_PER_FOLD, plan_budget
 
 
@@ -82,30 +83,14 @@ def test_timing_json_and_line_after_a_tiny_run(trained):
     assert (trained["report"] / "fold1_final.png").is_file()
 
 
-def _slices(n: int, size: int = 48):
-    from pathlib import Path
-
-    import numpy as np
-
-    from paulow.data import Slice, normalise
-    from paulow.synthetic import nuclei_image
-
-    out = []
-    for i in range(n):
-        image, mask = nuclei_image((size, size), seed=i)
-        out.append(Slice(normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8),
-                         Path(f"img{i}.tif"), 0))
-    return out
-
-
 def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
     from paulow.train import TrainConfig, plan_run
 
     cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, folds=5, test_fraction=0.0,
                       time_limit=0.05, device="cpu")  # 3 s cannot hold 5 folds of 3,000 patches
-    plan, step_s = plan_run(_slices(6), cfg, "cpu", folds_explicit=False)
+    plan, step_s = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=False)
     assert step_s > 0 and plan.folds == 1 and "--folds 5" in plan.reason
-    plan, _ = plan_run(_slices(6), cfg, "cpu", folds_explicit=True)
+    plan, _ = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=True)
     assert plan.folds == 5 and "given" in plan.reason
 
 
@@ -115,6 +100,6 @@ def test_cross_validate_reports_where_the_time_went():
     cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=1,
                       test_fraction=0.2, time_limit=None, patience=100, device="cpu", augment=False)
     timing = new_timing()
-    result = cross_validate(_slices(5), cfg, "cpu", echo=lambda _: None, timing=timing)
+    result = cross_validate(nuclei_slices(5), cfg, "cpu", echo=lambda _: None, timing=timing)
     assert result.folds[0].test_dice is not None
     assert timing["gradient_steps"] > 0 and timing["validation"] > 0 and timing["evaluation"] > 0
