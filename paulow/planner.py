@@ -89,3 +89,18 @@ def plan_budget(step_seconds: float, patches_per_step: int,
                    f"{MIN_PATCHES_PER_FOLD:,}); a longer --time-limit would help"
                    + (f"; add --folds {folds_requested} to force {folds_requested} folds" if cap > 1 else ""))
     return plan
+
+
+SLOWDOWN_TO_REPLAN = 1.5  # measured seconds per step over the planned ones that trigger a re-plan
+
+
+def replan_folds(step_seconds: float, patches_per_step: int, val_seconds: float, seconds_left: float,
+                 folds_left: int, device: str) -> int:
+    """How many of the `folds_left` folds (the current one included) to train in `seconds_left`, now
+    that a step takes `step_seconds` and one validation `val_seconds` (both measured in this run).
+
+    The same rule as `plan_budget`: fewer folds when each would get too few patches or too small a
+    share of gradient steps; never more than `folds_left`, never fewer than one.
+    """
+    return plan_budget(step_seconds, patches_per_step, val_seconds, folds_left, seconds_left, folds_left,
+                       False, device).folds

@@ -19,7 +19,7 @@ import numpy as np
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
-from .planner import Plan, plan_budget
+from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
 from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
 
 log = logging.getLogger("paulow")
@@ -294,13 +294,16 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
              deadline: float, fold: int = 0, report_dir: Path | None = None,
              on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None,
              snapshot: Callable[[Callable[[], dict]], None] | None = None,
-             timing: dict | None = None) -> FoldResult:
+             timing: dict | None = None,
+             replan: Callable[[float, float], float | None] | None = None) -> FoldResult:
     """Train one model; keep the weights with the best whole-image validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
     `snapshot` is called after every epoch that does not end the fold, with a function that makes
     the state (it costs a copy of the weights, so the caller decides whether to make it).
     `timing` (see `new_timing`) receives the seconds of steps, loading, validation, panels, snapshots.
+    `replan` is called after each epoch with the measured seconds per step and per validation; a
+    number it returns is the fold's new deadline.
     """
     from .losses import build_loss
 
@@ -348,6 +351,12 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
                  row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
                  regimes.tolist(), _fmt_left(deadline))
+        if replan is not None and losses:
+            later = replan(train_seconds / len(losses), pacer.val_seconds)
+            if later is not None:  # the machine got slower: fewer folds, this one gets more time
+                deadline = later
+                clock["stop_at"] = deadline - pacer.val_seconds
+                out_of_time = out_of_time and time.monotonic() > clock["stop_at"]
         if out_of_time or time.monotonic() > clock["stop_at"]:
             stopped = "time limit"
             break
@@ -511,14 +520,16 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    report_dir: Path | None = None, echo: Callable[[str], None] = print,
                    initial_state: dict | None = None, resume: dict | None = None,
                    progress: "ProgressSaver | None" = None, timing: dict | None = None,
-                   spent: float = 0.0) -> TrainResult:
+                   spent: float = 0.0, planned_step: float | None = None) -> TrainResult:
     """Train one fresh network per fold, score each on the test share, pick the best fold.
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
     that state back as `resume` goes on from there: finished folds are kept, the fold in progress
     continues after its last saved epoch, and the time limit counts the time already spent.
     `timing` (see `new_timing`) receives where the seconds went; `spent`: seconds the run already
-    used before (planning), counted in the time limit.
+    used before (planning), counted in the time limit. `planned_step`: the seconds per step the
+    plan assumed; when the steps turn out `SLOWDOWN_TO_REPLAN` times slower (a busy machine), the
+    remaining folds are re-planned (fewer folds, each given more time). None: the folds are fixed.
     """
     timing = timing if timing is not None else new_timing()
     start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
@@ -526,12 +537,39 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     rest, test, folds = plan_splits(slices, cfg)
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
+    budget = {"folds": len(folds), "step": planned_step}
+
+    def replanner(k: int, fold_start: float) -> Callable[[float, float], float | None] | None:
+        if budget["step"] is None or deadline == float("inf"):
+            return None
+
+        def replan(step_seconds: float, val_seconds: float) -> float | None:
+            if step_seconds < SLOWDOWN_TO_REPLAN * budget["step"]:
+                return None
+            _fewer_threads_when_busy(device, echo)
+            if budget["folds"] - k <= 1:
+                return None
+            left = deadline - fold_start
+            keep = replan_folds(step_seconds, cfg.batch_size, val_seconds, left, budget["folds"] - k, device)
+            budget["step"] = step_seconds  # re-plan again only if it gets slower still
+            if keep >= budget["folds"] - k:
+                return None
+            echo(f"re-planned: a step takes {step_seconds:.2f} s, not the {planned_step:.2f} s measured "
+                 f"before training (a busy machine?): {k + keep} of {len(folds)} folds will be trained")
+            budget["folds"] = k + keep
+            return fold_start + left / keep
+        return replan
+
     for k, (train, val) in enumerate(folds):
+        if k >= budget["folds"]:
+            echo(f"{len(folds) - k} fold(s) not trained (re-planned for the time limit)")
+            break
         if k < len(results):
             echo(f"fold {k + 1}/{len(folds)}: finished before the interruption (validation Dice "
                  f"{results[k].val_dice:.4f})")
             continue
-        fold_deadline = time.monotonic() + (deadline - time.monotonic()) / (len(folds) - k)
+        fold_start = time.monotonic()
+        fold_deadline = fold_start + (deadline - fold_start) / (budget["folds"] - k)
         model = build_network(cfg, in_channels, device, cfg.seed + k)
         if initial_state is not None:
             model.load_state_dict(initial_state)
@@ -546,7 +584,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             def snapshot(make_fold_state, done=list(results)):
                 progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          resume=current, snapshot=snapshot, timing=timing)
+                          resume=current, snapshot=snapshot, timing=timing, replan=replanner(k, fold_start))
         with timed(timing, "evaluation"):
             _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
@@ -562,6 +600,20 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]
     return TrainResult(folds=results, best_fold=int(np.argmax(score)),
                        test_keys=[s.key for s in test], seconds=time.monotonic() - start)
+
+
+def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:
+    """On a CPU, use only the cores other processes leave free (sampled now)."""
+    import torch
+
+    from .device import cpu_threads
+
+    if device != "cpu":
+        return
+    threads = cpu_threads()
+    if threads < torch.get_num_threads():
+        echo(f"other processes use the CPU: training goes on with {threads} thread(s)")
+        torch.set_num_threads(threads)
 
 
 def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequence[Slice],

@@ -103,3 +103,55 @@ def test_cross_validate_reports_where_the_time_went():
     result = cross_validate(nuclei_slices(5), cfg, "cpu", echo=lambda _: None, timing=timing)
     assert result.folds[0].test_dice is not None
     assert timing["gradient_steps"] > 0 and timing["validation"] > 0 and timing["evaluation"] > 0
+
+
+def test_replan_keeps_the_folds_that_still_fit():
+    from paulow.planner import replan_folds
+
+    # 4 folds in 600 s: 150 s each, 3 validations of 10 s, 120 s of steps = 300 steps × 8 = 2,400
+    # patches (< 3,000); 3 folds: 200 s each, 5 validations, 150 s of steps (75 %) = 3,000 patches
+    assert replan_folds(0.4, 8, 10.0, 600.0, 4, "cpu") == 3
+    assert replan_folds(0.1, 8, 10.0, 600.0, 4, "cpu") == 4  # never more than the folds left
+    assert replan_folds(10.0, 8, 10.0, 600.0, 4, "cpu") == 1  # never fewer than one
+
+
+def test_a_later_deadline_from_replan_lets_the_fold_go_on():
+    import time
+
+    from paulow.train import TrainConfig, build_network, fit_fold
+
+    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=3,
+                      patience=100, device="cpu", augment=False)
+    slices = nuclei_slices(3)
+
+    def fold(replan):
+        model = build_network(cfg, 1, "cpu", 0)
+        return fit_fold(model, slices[:2], slices[2:], cfg, "cpu", time.monotonic(), replan=replan)
+
+    plain = fold(None)
+    assert len(plain.history) == 1 and plain.stopped == "time limit"
+    calls = []
+    extended = fold(lambda step_s, val_s: calls.append((step_s, val_s)) or time.monotonic() + 3600)
+    assert len(extended.history) == 3 and extended.stopped == "epochs"
+    assert all(step_s > 0 and val_s > 0 for step_s, val_s in calls)
+
+
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_steps_slower_than_planned_train_fewer_folds_and_say_so(keep_threads):
+    from paulow.train import TrainConfig, cross_validate
+
+    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=3,
+                      test_fraction=0.0, time_limit=0.05, patience=100, device="cpu", augment=False)
+    said = []
+    result = cross_validate(nuclei_slices(6), cfg, "cpu", echo=said.append, planned_step=1e-9)
+    assert len(result.folds) == 1
+    assert any(line.startswith("re-planned: a step takes") and "1 of 3 folds" in line for line in said)
+    assert "2 fold(s) not trained (re-planned for the time limit)" in said

@@ -76,7 +76,12 @@ def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=prin
     net = build_model(cfg.arch, **cfg.arch_args(in_ch))
     params = sum(p.numel() for p in net.parameters())
     rest, test, folds = plan_splits(slices, cfg)
-    echo(f"device: {device}; network: {cfg.arch} width {cfg.width} depth {cfg.depth}, "
+    import torch
+
+    from ..device import usable_cores
+
+    where = (f"cpu, {torch.get_num_threads()} of {usable_cores()} cores" if device == "cpu" else device)
+    echo(f"device: {where}; network: {cfg.arch} width {cfg.width} depth {cfg.depth}, "
          f"{params:,} parameters, {in_ch} input channel(s), {cfg.classes} output(s); loss: {cfg.loss}")
     echo(f"data: {len(slices)} slice(s); test share: {len(test)} slice(s); {len(folds)} fold(s)")
     for k, (train, val) in enumerate(folds):
@@ -212,8 +217,10 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
         with timed(timing, "planning"):
             step_s = _plan(slices, cfg, device, args, echo)
     print_plan(slices, cfg, device, echo, step_s)
+    explicit_folds = getattr(args, "folds", None) is not None
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
-                            timing=timing, spent=time.monotonic() - start)
+                            timing=timing, spent=time.monotonic() - start,
+                            planned_step=None if explicit_folds else step_s)
     in_ch = int(slices[0].image.shape[0])
     ens_dice = None
     if cfg.ensemble and result.test_keys:

@@ -1,0 +1,37 @@
+"""CPU threads follow the load other processes put on the cores."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from paulow.device import cpu_threads, others_busy_cores
+
+
+@pytest.fixture(autouse=True)
+def no_thread_setting(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
+@pytest.mark.parametrize("cores, busy, threads", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.8, 1),
+                                                  (2, 3.0, 1), (16, 3.4, 13), (1, 5.0, 1)])
+def test_threads_are_the_cores_others_leave(cores, busy, threads):
+    assert cpu_threads(cores, busy) == threads
+
+
+def test_a_thread_count_the_user_set_is_obeyed(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads(2, 1.8) == 3
+
+
+def test_a_spinning_process_is_seen_as_a_busy_core():
+    if others_busy_cores(0.05) is None:
+        pytest.skip("no /proc/stat on this system: the load cannot be sampled")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = others_busy_cores(1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy >= 0.7
