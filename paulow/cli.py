@@ -103,6 +103,12 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=probability, help="probability threshold stored with the model (0.5)")
 
 
+def _watch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="also write TensorBoard event files (losses, Dice, loss regimes) to DIR/<model name>; "
+                        "needs pip install paulow[tensorboard]")
+
+
 def _add_setup(sub, root: Path) -> None:
     p = sub.add_parser("setup", help="create the drop folders")
     _root(p, root)
@@ -119,6 +125,7 @@ def _add_train(sub, root: Path) -> None:
                    help="go on with a stopped run (Ctrl-C, crash) where it stopped, with its own settings: "
                         "the newest one, or the run NAME; the training folders must hold the same files")
     _training_options(p)
+    _watch_options(p)
     g = p.add_argument_group("cross-validation")
     g.add_argument("--folds", type=int, help="K-fold cross-validation (default: up to 5, as many as the time limit "
                    "allows; given, it is obeyed; 1 = one split)")
@@ -157,6 +164,7 @@ def _add_finetune(sub, root: Path) -> None:
     _common_run(p)
     p.add_argument("--model", help="model to fine-tune (file name in saved_models)")
     _training_options(p)
+    _watch_options(p)
     p.add_argument("--freeze-encoder", action="store_true", help="train decoder and attention gates only")
     p.add_argument("--holdout", type=float, default=None, help="held-out share of the new images (0.25)")
     p.add_argument("--check", nargs=2, type=Path, metavar=("DIR_IMAGES", "DIR_MASKS"),

@@ -235,3 +235,23 @@ def build_loss(name: str = "dynamic", **kwargs: Any) -> SampleLoss:
         return DynamicLoss(**kwargs)
     except TypeError as error:
         raise UsageError(f"loss {name!r} does not take these options: {error}") from None
+
+
+PROBABILITY_FLOOR = 1e-6  # stored probabilities are clamped to [floor, 1 - floor] before the logit
+
+
+def loss_from_probabilities(loss: SampleLoss, probs: Sequence[Any], targets: Sequence[Any]) -> float:
+    """The training loss of whole images from their stored probabilities, mean over the images.
+
+    `probs`: `(K, H, W)` arrays (the validation's sliding-window predictions); `targets`: the matching
+    float `(K, H, W)` targets. The loss is given `logit(p)`, so its sigmoid gives `p` back: the Dice and
+    Tversky terms are exact, BCE saturates at -log(1e-6) = 13.8 per pixel. Each image is one sample, so
+    a dynamic loss picks its regime from the whole image's foreground fraction (not per patch), and `p`
+    is the blend of overlapping tiles, not one forward pass.
+    """
+    values = []
+    with torch.no_grad():
+        for prob, target in zip(probs, targets):
+            p = torch.as_tensor(prob, dtype=torch.float32).clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+            values.append(float(loss(torch.logit(p)[None], torch.as_tensor(target, dtype=torch.float32)[None])))
+    return float(sum(values) / len(values)) if values else float("nan")

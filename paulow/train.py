@@ -17,10 +17,11 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
-from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, split_test
+from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
 from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
+from .watch import FoldWatch
 
 log = logging.getLogger("paulow")
 
@@ -295,7 +296,8 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
              on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None,
              snapshot: Callable[[Callable[[], dict]], None] | None = None,
              timing: dict | None = None,
-             replan: Callable[[float, float], float | None] | None = None) -> FoldResult:
+             replan: Callable[[float, float], float | None] | None = None,
+             watch: FoldWatch | None = None) -> FoldResult:
     """Train one model; keep the weights with the best whole-image validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
@@ -304,6 +306,8 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     `timing` (see `new_timing`) receives the seconds of steps, loading, validation, panels, snapshots.
     `replan` is called after each epoch with the measured seconds per step and per validation; a
     number it returns is the fold's new deadline.
+    `watch` (a `FoldWatch`) sees the history after each epoch and at the end: it
+    redraws the curves PNG while the fold trains and writes TensorBoard scalars.
     """
     from .losses import build_loss
 
@@ -335,13 +339,17 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         probs = None
         if pacer.due(epoch, last):
             with timed(timing, "validation"):
-                row["val_dice"], probs = _validate(model, val, cfg, device, pacer, train_seconds)
+                row["val_dice"], row["val_loss"], probs = _validate(model, val, cfg, device, pacer,
+                                                                    train_seconds, loss_fn)
             if row["val_dice"] > best["dice"]:
                 best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
             else:
                 since_best += 1
         history.append(row)
+        if watch is not None:
+            with timed(timing, "evaluation"):
+                watch.epoch(history)
         if on_epoch:
             on_epoch(row)
         if report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
@@ -367,6 +375,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             with timed(timing, "checkpoints"):
                 snapshot(lambda: fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
     model.load_state_dict(best["state"])
+    if watch is not None:
+        with timed(timing, "evaluation"):
+            watch.close(history)
     return FoldResult(fold=fold, state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
                       train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
@@ -374,24 +385,29 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
 
 
 def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, opt, cfg: TrainConfig) -> dict:
-    """One line of history.csv (validation Dice filled in when the epoch validates)."""
+    """One line of history.csv (validation Dice and loss filled in when the epoch validates)."""
     return {"fold": fold + 1, "epoch": epoch,
             "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_dice": None,
+            "val_loss": None,
             "lr": float(opt.param_groups[0]["lr"]), "regime_empty": int(regimes[0]),
             "regime_small": int(regimes[1]), "regime_large": int(regimes[2]),
             "patches": len(losses) * cfg.batch_size}
 
 
 def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
-              train_seconds: float) -> tuple[float, list[np.ndarray]]:
-    """Whole-image validation score and the probabilities (kept for the panel); its duration paces
-    the next validations."""
+              train_seconds: float, loss_fn) -> tuple[float, float, list[np.ndarray]]:
+    """Whole-image validation score, the training loss on the same probabilities (see
+    `loss_from_probabilities`) and the probabilities (kept for the panel); its duration paces the
+    next validations."""
+    from .losses import loss_from_probabilities
+
     start = time.monotonic()
     model.eval()
     probs = predict_slices(model, val, cfg, device)
     dice = score_probabilities(probs, [s.mask for s in val], cfg.threshold)["dice"]
+    loss = loss_from_probabilities(loss_fn, probs, [one_hot(s.mask, cfg.classes) for s in val])
     pacer.record(train_seconds, time.monotonic() - start)
-    return dice, probs
+    return dice, loss, probs
 
 
 def _cpu_state(state: dict) -> dict:
@@ -520,7 +536,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    report_dir: Path | None = None, echo: Callable[[str], None] = print,
                    initial_state: dict | None = None, resume: dict | None = None,
                    progress: "ProgressSaver | None" = None, timing: dict | None = None,
-                   spent: float = 0.0, planned_step: float | None = None) -> TrainResult:
+                   spent: float = 0.0, planned_step: float | None = None,
+                   tensorboard: Path | None = None) -> TrainResult:
     """Train one fresh network per fold, score each on the test share, pick the best fold.
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
@@ -530,6 +547,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     used before (planning), counted in the time limit. `planned_step`: the seconds per step the
     plan assumed; when the steps turn out `SLOWDOWN_TO_REPLAN` times slower (a busy machine), the
     remaining folds are re-planned (fewer folds, each given more time). None: the folds are fixed.
+    Each fold's curves are drawn while it trains (`report_dir/curves_fold<k>.png`) and, with
+    `tensorboard` (a folder), its scalars written to `tensorboard/fold<k>` (see `FoldWatch`).
     """
     timing = timing if timing is not None else new_timing()
     start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
@@ -583,8 +602,12 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         if progress is not None:
             def snapshot(make_fold_state, done=list(results)):
                 progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
+        watch = FoldWatch(report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
+                          f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
+                          tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          resume=current, snapshot=snapshot, timing=timing, replan=replanner(k, fold_start))
+                          resume=current, snapshot=snapshot, timing=timing, replan=replanner(k, fold_start),
+                          watch=watch)
         with timed(timing, "evaluation"):
             _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "

@@ -128,3 +128,17 @@ def confirm(question: str, flag: str, assume_yes: bool) -> bool:
     """Yes/no prompt."""
     answer = ask(question + " (y/n)", flag, "y", assume_yes)
     return answer.lower().startswith("y")
+
+
+def check_tensorboard(args) -> None:
+    """With `--tensorboard`, fail before any work when the tensorboard package is missing."""
+    if getattr(args, "tensorboard", None):
+        from ..watch import tensorboard_writer_class
+
+        tensorboard_writer_class()
+
+
+def tensorboard_dir(args, name: str) -> Path | None:
+    """The run's TensorBoard folder, `--tensorboard DIR/<name>` (None without the option)."""
+    folder = getattr(args, "tensorboard", None)
+    return Path(folder) / name if folder else None

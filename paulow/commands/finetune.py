@@ -16,8 +16,10 @@ from ..errors import UsageError
 from ..config import TrainConfig
 from ..device import pick_device
 from ..train import dice_on_slices, fit_fold, freeze_encoder
+from ..watch import FoldWatch
 from ..workspace import Workspace
-from .common import add_file_log, choose_model, consume_inputs, remove_log, unique_dir
+from .common import (add_file_log, check_tensorboard, choose_model, consume_inputs, remove_log,
+                     tensorboard_dir, unique_dir)
 
 log = logging.getLogger("paulow")
 
@@ -68,6 +70,7 @@ def run(args, echo=print) -> Path:
     from .. import io
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
+    check_tensorboard(args)
     ws = Workspace(Path(args.root))
     ws.require(ws.finetune_images, ws.finetune_masks)
     parent_path = choose_model(ws.models, args.model, args.yes)
@@ -100,7 +103,9 @@ def run(args, echo=print) -> Path:
             if cfg.freeze_encoder:
                 echo(f"froze {freeze_encoder(model)} encoder tensors")
             deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
-            result = fit_fold(model, tune, held, cfg, device, deadline, 0, report_dir)
+            watch = FoldWatch(report_dir / "curves.png", f"fine-tuning {parent_path.stem}",
+                              tensorboard_dir(args, out_path.stem))
+            result = fit_fold(model, tune, held, cfg, device, deadline, 0, report_dir, watch=watch)
             model.eval()
             after = dice_on_slices(model, held, cfg, device)
             echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f})")
@@ -111,7 +116,7 @@ def run(args, echo=print) -> Path:
                      f"fine-tuned {scores['check_finetuned_dice']:.4f}")
             new_meta = _finetuned_meta(meta, out_path.stem, cfg, scores, parent_path, parent_sha, slices, result)
             path = save_checkpoint(out_path, [model.state_dict()], new_meta)
-            _write_report(report_dir, result, scores, cfg, args, parent_path.stem)
+            _write_report(report_dir, result, scores, cfg, args)
         finally:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
@@ -135,13 +140,12 @@ def _finetuned_meta(meta: dict, name: str, cfg, scores: dict, parent_path: Path,
     return new_meta
 
 
-def _write_report(report_dir: Path, result, scores: dict, cfg, args, parent_stem: str) -> None:
-    """Curves, history, scores, settings and the effective options of one fine-tuning run."""
+def _write_report(report_dir: Path, result, scores: dict, cfg, args) -> None:
+    """History, scores, settings and the effective options of one fine-tuning run (its curves are
+    drawn while it trains)."""
     from ..cli import effective_options
-    from ..report import plot_curves, write_csv, write_json
+    from ..report import write_csv, write_json
 
-    if result.history:
-        plot_curves(result.history, report_dir / "curves.png", title=f"fine-tuning {parent_stem}")
     write_csv(report_dir / "history.csv", result.history)
     write_json(report_dir / "scores.json", scores)
     write_json(report_dir / "config.json", asdict(cfg))

@@ -13,7 +13,8 @@ from ..config import TrainConfig, resolve_config
 from ..device import pick_device
 from ..train import TrainResult, cross_validate, time_steps
 from ..workspace import Workspace
-from .common import add_file_log, ask_model_name, consume_inputs, remove_log, unique_dir
+from .common import (add_file_log, ask_model_name, check_tensorboard, consume_inputs, remove_log,
+                     tensorboard_dir, unique_dir)
 
 log = logging.getLogger("paulow")
 
@@ -116,16 +117,13 @@ def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -
 
 def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult,
                  meta: dict, timing: dict | None = None) -> None:
-    """Curves per fold, metrics (JSON + CSV), configuration, regime counts, dataset summary, and
-    where the time went (`timing.json`, see `timing_summary`)."""
-    from ..report import dataset_summary, plot_curves, write_csv, write_json
+    """History, metrics (JSON + CSV), configuration, regime counts, dataset summary, and where the
+    time went (`timing.json`, see `timing_summary`). The curves per fold are drawn while training
+    (`paulow.watch.FoldWatch`)."""
+    from ..report import dataset_summary, write_csv, write_json
 
     report_dir.mkdir(parents=True, exist_ok=True)
     history = [row for f in result.folds for row in f.history]
-    for f in result.folds:
-        if f.history:
-            plot_curves(f.history, report_dir / f"curves_fold{f.fold + 1}.png",
-                        title=f"fold {f.fold + 1} ({cfg.arch}, {cfg.loss} loss)")
     write_csv(report_dir / "history.csv", history)
     write_json(report_dir / "metrics.json", meta["metrics"])
     write_csv(report_dir / "metrics.csv", meta["metrics"]["folds"]
@@ -163,6 +161,7 @@ def run(args, echo=print) -> Path:
     from ..train import ProgressSaver
     from . import resume as resume_file
 
+    check_tensorboard(args)
     ws = Workspace(Path(args.root))
     ws.require(ws.train_images, ws.train_masks)
     ws.models.mkdir(parents=True, exist_ok=True)
@@ -220,7 +219,8 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
     explicit_folds = getattr(args, "folds", None) is not None
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
                             timing=timing, spent=time.monotonic() - start,
-                            planned_step=None if explicit_folds else step_s)
+                            planned_step=None if explicit_folds else step_s,
+                            tensorboard=tensorboard_dir(args, name))
     in_ch = int(slices[0].image.shape[0])
     ens_dice = None
     if cfg.ensemble and result.test_keys:
