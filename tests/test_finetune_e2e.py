@@ -45,11 +45,14 @@ def test_finetune_beats_the_parent_and_never_touches_it(workspace_with_model):
     assert sha256_file(ws.models / "t.pth") == parent_sha
     assert files(ws.finetune_images) == [] and files(ws.finetune_masks) == []
     assert (ws.models / "t_finetuned_report" / "scores.json").is_file()
+    assert (ws.models / "t_finetuned_report" / "curves.png").is_file()
     # a second fine-tune of the same parent never overwrites the first
     _inverted_nuclei(ws, n=3, seed=5)
-    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "1")
+    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "1",
+                      "--tensorboard", str(ws.root / "tb"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert {"t_finetuned.pth", "t_finetuned_2.pth"} <= set(files(ws.models))
+    assert [p.name.split(".")[0] for p in (ws.root / "tb" / "t_finetuned_2").iterdir()] == ["events"]
     assert sha256_file(ws.models / "t.pth") == parent_sha
 
 
