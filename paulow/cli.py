@@ -292,8 +292,15 @@ def _setup_logging(verbose: bool) -> None:
     logger.propagate = False
 
 
+COMPUTE_COMMANDS = {"train", "predict", "finetune", "evaluate", "check-overfit", "demo"}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = ALIASES.get(args.command, args.command)
+    if command in COMPUTE_COMMANDS and getattr(args, "device", None) in (None, "auto", "cpu"):
+        from .device import choose_wait_policy
+
+        choose_wait_policy()  # before the command imports torch
     if command == "setup":
         from .commands.setup import run
     elif command == "train":

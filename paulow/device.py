@@ -1,18 +1,23 @@
-"""Device choice: CUDA when present, else the CPU with as many threads as the other processes leave.
+"""Device choice: CUDA when present, else the CPU, its OpenMP wait policy and threads set by the load.
 
-Why threads follow the load: with libgomp's default (spinning) wait policy, two threads on a 2-core
-machine where another process also computes ran 3-5x slower than one thread (0.5-1.0 against 3.0-3.8
-patches/s for a width-16 step, measured side by side); on an idle machine two threads are fastest.
+Why (bench/threads_under_load.py, a width-16 training step on a 2-core machine other processes also
+used): libgomp's default, spinning wait policy with two threads made 0.4-0.6 patches/s, one thread
+1.9-2.1, `OMP_WAIT_POLICY=PASSIVE` with two threads 3.3-5.5. On an idle machine the default policy
+with every core is fastest (38 against 32 patches/s with PASSIVE). So a busy machine at start gets
+PASSIVE (it must be set before torch loads OpenMP); if torch was loaded already, or the machine gets
+busy later, the spinning policy is kept and the threads are cut to the cores left free.
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 
 log = logging.getLogger("paulow")
 
 BUSY_CORE = 0.5  # another process using this much of a core counts as taking it
+_startup_busy: float | None = None  # sampled by `choose_wait_policy`, used once by `cpu_threads`
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -63,8 +68,26 @@ def others_busy_cores(seconds: float = 0.3) -> float | None:
     return max(0.0, share * cores - own_cores)
 
 
+def choose_wait_policy(busy: float | None = None, torch_loaded: bool | None = None) -> str | None:
+    """Set `OMP_WAIT_POLICY=PASSIVE` when other processes keep a core busy (sampled when `busy` is
+    not given); returns the policy set, or None when nothing was changed: the machine is idle, the
+    user set a policy (or GOMP_SPINCOUNT), or torch, which reads it when it loads, is loaded already."""
+    torch_loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
+    if torch_loaded or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return None
+    global _startup_busy
+    busy = others_busy_cores() if busy is None and usable_cores() > 1 else busy
+    _startup_busy = busy
+    if not busy or busy < BUSY_CORE:
+        return None
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    log.info("other processes keep %.1f core(s) busy: OMP_WAIT_POLICY=PASSIVE", busy)
+    return "PASSIVE"
+
+
 def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
-    """Threads for the CPU: every usable core not kept busy by other processes (at least one).
+    """Threads for the CPU: every usable core, or with the spinning wait policy the cores not kept
+    busy by other processes (at least one).
 
     An OMP_NUM_THREADS the user set is obeyed. `busy` (cores other processes use) is sampled when
     not given.
@@ -72,6 +95,11 @@ def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = cores or usable_cores()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        return cores  # waiting threads sleep: every core is still the fastest under load
+    global _startup_busy
+    if busy is None and _startup_busy is not None:
+        busy, _startup_busy = _startup_busy, None
     busy = others_busy_cores() if busy is None and cores > 1 else busy
     if not busy or busy < BUSY_CORE:
         return cores

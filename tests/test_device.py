@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
-from paulow.device import cpu_threads, others_busy_cores
+from paulow.device import choose_wait_policy, cpu_threads, others_busy_cores
 
 
 @pytest.fixture(autouse=True)
 def no_thread_setting(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.mark.parametrize("cores, busy, threads", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.8, 1),
@@ -23,6 +24,28 @@ def test_threads_are_the_cores_others_leave(cores, busy, threads):
 def test_a_thread_count_the_user_set_is_obeyed(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads(2, 1.8) == 3
+
+
+def test_sleeping_waits_keep_every_core(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert cpu_threads(2, 1.8) == 2
+
+
+def test_a_busy_machine_at_start_gets_the_passive_wait_policy():
+    import os
+
+    assert choose_wait_policy(busy=0.3, torch_loaded=False) is None and "OMP_WAIT_POLICY" not in os.environ
+    assert choose_wait_policy(busy=1.0, torch_loaded=True) is None and "OMP_WAIT_POLICY" not in os.environ
+    assert choose_wait_policy(busy=1.0, torch_loaded=False) == "PASSIVE"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_a_wait_policy_the_user_set_is_kept(monkeypatch):
+    import os
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert choose_wait_policy(busy=1.0, torch_loaded=False) is None
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_a_spinning_process_is_seen_as_a_busy_core():
