@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..data import check_channels, kfold, load_pairs
 from ..errors import UsageError
-from ..config import TrainConfig
+from ..finetune import FINETUNE_DEFAULTS, finetune_config, start_member  # noqa: F401 (re-exported)
 from ..device import pick_device
 from ..train import dice_on_slices, fit_fold, freeze_encoder
 from ..watch import FoldWatch
@@ -23,37 +23,9 @@ from .common import (add_file_log, check_tensorboard, choose_model, consume_inpu
 
 log = logging.getLogger("paulow")
 
-FINETUNE_DEFAULTS = {"lr_factor": 0.1, "epochs": 20, "time_limit_cpu": 5.0, "holdout": 0.25}
-
-
-def finetune_config(parent_meta: dict, args, device: str) -> TrainConfig:
-    """The parent's training settings, a lower learning rate, then the user's explicit options."""
-    base = TrainConfig(**{k: v for k, v in parent_meta.get("config", {}).items()
-                          if k in TrainConfig.__dataclass_fields__})
-    args_meta = parent_meta.get("arch_args", {})
-    cfg = replace(base, arch=parent_meta["arch"], width=int(args_meta.get("width", base.width)),
-                  depth=int(args_meta.get("depth", base.depth)), classes=int(parent_meta.get("classes", 1)),
-                  lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=FINETUNE_DEFAULTS["epochs"],
-                  folds=1, ensemble=False, device=device,
-                  time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
-    for key in ("epochs", "batch_size", "lr", "patch", "overlap", "loss", "loss_args", "seed",
-                "patience", "workers", "per_epoch", "optimizer"):
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg = replace(cfg, **{key: value})
-    if getattr(args, "time_limit", None) is not None:
-        cfg = replace(cfg, time_limit=args.time_limit or None)
-    if getattr(args, "no_augment", False):
-        cfg = replace(cfg, augment=False)
-    return replace(cfg, freeze_encoder=bool(getattr(args, "freeze_encoder", False)))
-
-
 def _member(loaded):
     """The member to start from: the selected fold of an ensemble, else the only model."""
-    if len(loaded.models) == 1:
-        return loaded.models[0]
-    best = int(loaded.meta.get("metrics", {}).get("best_fold", 1)) - 1
-    return loaded.models[min(max(best, 0), len(loaded.models) - 1)]
+    return start_member(loaded.models, loaded.meta)
 
 
 def _old_domain_scores(check, parent, tuned, cfg, meta, device) -> dict:
