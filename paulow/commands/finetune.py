@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..data import check_channels, kfold, load_pairs
 from ..errors import UsageError
-from ..finetune import FINETUNE_DEFAULTS, finetune_config, start_member  # noqa: F401 (re-exported)
+from ..finetuning import FINETUNE_DEFAULTS, finetune_config, start_member  # noqa: F401 (re-exported)
 from ..device import pick_device
 from ..train import dice_on_slices, fit_fold, freeze_encoder
 from ..watch import FoldWatch
