@@ -231,9 +231,9 @@ def finetune(model: Model, images: Sequence[ArrayOrPath], masks: Sequence[ArrayO
                                        "freeze_encoder": freeze_encoder}, device)
     slices = make_slices(images, masks, model.classes, model.meta.get("normalisation"))
     check_channels(slices, model.in_channels, "the model being fine-tuned")
-    (tune, held), = kfold(slices, 1, cfg.seed, val_fraction=holdout)
-    if tune is held:
+    if len({s.key for s in slices}) < 2:
         raise UsageError("fine-tuning needs at least two images (one to tune on, one held out)")
+    (tune, held), = kfold(slices, 1, cfg.seed, val_fraction=holdout)
     parent = start_member(model.networks, model.meta)
     before = dice_on_slices(parent, held, cfg, device)
     net = copy.deepcopy(parent).to(device)
