@@ -114,3 +114,19 @@ def test_evaluate_takes_a_prediction_and_multiclass():
     truth = np.array([[0, 1], [2, 2]])
     scores = paulow.evaluate(np.array([[0, 1], [2, 1]]), truth, classes=3)
     assert scores["dice_2"] == pytest.approx(2 / 3) and scores["pa_2"] == 0.5 and scores["accuracy"] == 0.75
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    """The README's "Python API" block, with tiny settings (each substitution must still apply)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    tiny = ", ".join(f"{k}={v!r}" for k, v in TINY.items())
+    for old, new in (("(128, 128)", "(64, 64)"), ("time_limit=2", f"time_limit=0, {tiny}"),
+                     ("time_limit=1)", "time_limit=0, epochs=1, per_epoch=8, batch_size=4)")):
+        assert old in code, f"README example changed: '{old}' not found"
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
