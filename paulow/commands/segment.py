@@ -191,7 +191,7 @@ def _write_run_record(results: list[FileResult], out_dir: Path, model_path: Path
     outputs from which inputs, so a mask can be traced back long after the inputs were cleared."""
     from .. import __version__, io
     from ..checkpoint import sha256_file
-    from ..cli import effective_options
+    from .common import effective_options
     from ..report import write_json
 
     meta = loaded.meta
