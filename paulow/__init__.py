@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 import sys as _sys
 import types as _types
 
-_API = ("Model", "Prediction", "train", "finetune", "load_model", "evaluate")
+_API = ("Model", "Prediction", "TrainConfig", "train", "finetune", "load_model", "evaluate")
 __all__ = list(_API)
 
 

@@ -9,14 +9,13 @@ No prompts, no drop folders, no printing unless an `echo` callable is given::
 """
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
+from .config import TrainConfig
 from .errors import ShapeMismatchError, UsageError
 
 ArrayOrPath = Union[np.ndarray, str, Path]
@@ -108,9 +107,10 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
 class Model:
     """Trained networks (one, or an ensemble) with the metadata that describes them."""
 
-    def __init__(self, networks: list, meta: dict) -> None:
+    def __init__(self, networks: list, meta: dict, device: str = "cpu") -> None:
         self.networks = list(networks)
         self.meta = dict(meta)
+        self.device = device  # where the networks are; predictions run there unless told otherwise
 
     def __repr__(self) -> str:
         return (f"Model(arch={self.meta.get('arch')!r}, classes={self.classes}, "
@@ -137,33 +137,59 @@ class Model:
         self.meta["threshold"] = float(value)
 
     def predict(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
-                overlap: float | None = None, tta: bool = False, device: str = "cpu",
+                overlap: float | None = None, tta: bool = False, device: str | None = None,
                 batch_size: int = 8) -> Prediction:
-        """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference."""
+        """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference.
+
+        The image is normalised as in training (percentiles stored in the model); `threshold`
+        (default: the model's, tuned on validation images), `tile` (default: from the model and the
+        device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged).
+        """
         preds = self.predict_stack(image, threshold=threshold, tile=tile, overlap=overlap, tta=tta,
                                    device=device, batch_size=batch_size)
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
 
-    def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, **options: Any
-                      ) -> list[Prediction]:
-        """One `Prediction` per page of a file, or of a (pages, C, H, W) array."""
+    def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
+                      overlap: float | None = None, tta: bool = False, device: str | None = None,
+                      batch_size: int = 8) -> list[Prediction]:
+        """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
         from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
         stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
         stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
         cut = choose_threshold(self.meta, threshold)
-        probs = predict_pages(self.networks, self.meta, stack, name=str(_name(image, 0)), **options)
+        probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
+                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
         return [Prediction(p.astype(np.float32, copy=False), to_mask(p, cut), cut, page)
                 for p, page in zip(probs, stack)]
 
     def save(self, path: str | Path) -> Path:
-        """Write a self-describing `.pth` model file (atomic, verified); return its path."""
+        """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
+        takes the file's name (`nuclei.pth`: "nuclei"), as `train_model.py` names its models."""
         from .checkpoint import save_checkpoint
 
+        self.meta["name"] = Path(path).stem
         return save_checkpoint(Path(path), [n.state_dict() for n in self.networks], self.meta)
+
+    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None) -> list[Path]:
+        """Write the model for other tools (`paulow.export`): `bioimageio` (a validated model package
+        zip for Fiji/deepImageJ, ilastik, QuPath), `onnx` or `torchscript` (each with a JSON of the
+        normalisation and threshold). Files go to `out`, named `name` (default: the model's name);
+        nothing there is overwritten. Returns the written paths."""
+        import tempfile
+
+        from .export import export_model
+
+        from .checkpoint import save_checkpoint
+
+        stem = name or self.meta.get("name") or "paulow_model"
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = save_checkpoint(Path(tmp) / f"{stem}.pth", [n.state_dict() for n in self.networks],
+                                    {**self.meta, "name": stem})
+            return export_model(saved, format, Path(out))
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
@@ -171,86 +197,87 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     from .checkpoint import load_checkpoint
 
     loaded = load_checkpoint(Path(path), device)
-    return Model(loaded.models, loaded.meta)
+    return Model(loaded.models, {**loaded.meta, "name": loaded.meta.get("name") or Path(path).stem}, device)
 
 
-def _config(options: dict, preset: str | None, device: str):
-    from .config import TrainConfig, resolve_config
-
-    unknown = sorted(set(options) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise UsageError(f"unknown training option(s): {', '.join(unknown)} - see paulow.config.TrainConfig")
-    return resolve_config(options, preset, device)
-
-
-def _networks(cfg, in_channels: int, state_dicts: list[dict]) -> list:
-    from .models import build_model
+def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:
+    from .train import build_network
 
     nets = []
     for sd in state_dicts:
-        net = build_model(cfg.arch, **cfg.arch_args(in_channels))
+        net = build_network(cfg, in_channels, device, 0)
         net.load_state_dict(sd)
         nets.append(net.eval())
     return nets
 
 
-def train(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], *, time_limit: float | None = 10,
-          classes: int = 1, preset: str | None = None, device: str = "cpu",
-          report_dir: str | Path | None = None, echo: Echo | None = None, **options: Any) -> Model:
-    """Train a model from raw images and masks (arrays or file paths) by cross-validation.
+def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPath] | ArrayOrPath, *,
+          time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
+          preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
+          echo: Echo | None = None, **options: Any) -> Model:
+    """Train a model from raw images and their masks (arrays or file paths, stacks included).
 
-    `time_limit` is in minutes (0 or None: the epochs decide); `options` are `TrainConfig` fields
-    (`epochs`, `width`, `patch`, `folds`, `ensemble`, ...) over the device's preset.
+    Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
+    network per fold is trained by cross-validation, the best fold (or, with `ensemble=True`, all)
+    is kept with a threshold tuned on its validation images.
+
+    - `time_limit`: minutes for the whole run (0 or None: the epochs decide).
+    - `classes`: 1 = binary (masks: 0 / non-zero); K > 1: masks hold 0..K-1.
+    - `config`: a `paulow.config.TrainConfig` to start from instead of the device's preset;
+      `time_limit`, `classes` and `options` are applied over it.
+    - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
+      `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
+      the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
+    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines.
     """
-    from .train import cross_validate, training_meta
+    from .config import config_from_options
+    from .training_run import run_training
 
-    cfg = _config({**options, "classes": classes, "time_limit": time_limit, "device": device}, preset, device)
-    cfg.time_limit = time_limit or None
-    slices = make_slices(images, masks, classes)
+    given = {**(asdict(config) if config is not None else {}), **options,
+             "classes": classes, "time_limit": time_limit or 0}
+    cfg = config_from_options(given, preset, device)
+    slices = make_slices(images, masks, cfg.classes)
+    report = Path(report_dir) if report_dir else None
+    say = echo or _quiet
+    run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None)
+    run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
-    result = cross_validate(slices, cfg, device, Path(report_dir) if report_dir else None, echo or _quiet)
-    meta = training_meta(cfg, slices, result, in_channels, {})
-    return Model(_networks(cfg, in_channels, result.state_dicts(cfg.ensemble)), meta)
+    return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
+                 device)
 
 
-def finetune(model: Model, images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], *,
-             time_limit: float | None = 5, holdout: float = 0.25, device: str = "cpu",
-             freeze_encoder: bool = False, report_dir: str | Path | None = None,
+def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
+             masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
+             device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
              echo: Echo | None = None, **options: Any) -> Model:
-    """Adapt a model to new images: the parent's settings at a tenth of its learning rate.
+    """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
+    of its learning rate, at most 20 epochs, starting from its selected member.
 
     A share (`holdout`) of the images is held out; the parent's and the new model's Dice on it are
-    in `new.meta["metrics"]["finetune"]`. The parent is not changed.
+    in `new.meta["metrics"]["finetune"]`. `options`: `epochs`, `batch_size`, `lr`, `patch`, `overlap`,
+    `loss`, `loss_args`, `seed`, `patience`, `workers`, `per_epoch`, `optimizer`, `no_augment`.
+    The parent is not changed.
     """
-    from .data import check_channels, kfold
-    from .finetuning import finetune_config, start_member
-    from .train import dice_on_slices, fit_fold
-    from .train import freeze_encoder as freeze
+    from .data import check_channels
+    from .finetuning import _OVERRIDABLE, finetune_config, finetune_network, finetuned_meta, \
+        split_for_finetuning, start_member
 
+    unknown = sorted(set(options) - set(_OVERRIDABLE) - {"no_augment"})
+    if unknown:
+        raise UsageError(f"unknown fine-tuning option(s): {', '.join(unknown)}: choose from "
+                         f"{', '.join(sorted(_OVERRIDABLE))}, no_augment")
+    device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
     slices = make_slices(images, masks, model.classes, model.meta.get("normalisation"))
     check_channels(slices, model.in_channels, "the model being fine-tuned")
-    if len({s.key for s in slices}) < 2:
-        raise UsageError("fine-tuning needs at least two images (one to tune on, one held out)")
-    (tune, held), = kfold(slices, 1, cfg.seed, val_fraction=holdout)
+    tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)
-    before = dice_on_slices(parent, held, cfg, device)
-    net = copy.deepcopy(parent).to(device)
-    if cfg.freeze_encoder:
-        freeze(net)
-    deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
-    result = fit_fold(net, tune, held, cfg, device, deadline, 0, Path(report_dir) if report_dir else None)
-    net.eval()
-    after = dice_on_slices(net, held, cfg, device)
-    (echo or _quiet)(f"held-out Dice: parent {before:.4f}, fine-tuned {after:.4f}")
-    scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held)}
-    meta = {**model.meta, "config": asdict(cfg), "ensemble": False,
-            "metrics": {**model.meta.get("metrics", {}), "test_dice": after, "finetune": scores},
-            "parent": {"name": model.meta.get("name")},
-            "finetune": {"tune": result.train_files, "held_out": result.val_files, "scores": scores,
-                         "stopped": result.stopped, "best_epoch": result.best_epoch}}
-    return Model([net], meta)
+    done = finetune_network(parent, tune, held, cfg, device, Path(report_dir) if report_dir else None,
+                            echo or _quiet)
+    name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
+    return Model([done.network], finetuned_meta(model.meta, name, cfg, done, {"name": model.meta.get("name")},
+                                                slices), device)
 
 
 def evaluate(pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int | None = None,
@@ -272,4 +299,4 @@ def evaluate(pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int |
     return {**pixel_scores(mask, truth), **{f"object_{k}": v for k, v in objects.items()}}
 
 
-__all__ = ["Model", "Prediction", "train", "finetune", "load_model", "evaluate", "make_slices"]
+__all__ = ["Model", "Prediction", "TrainConfig", "train", "finetune", "load_model", "evaluate", "make_slices"]

@@ -21,7 +21,7 @@ def _data(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
 @pytest.fixture(scope="module")
 def model() -> paulow.Model:
     images, masks = _data(4)
-    return paulow.train(images, masks, time_limit=0, **TINY)
+    return paulow.train(images, masks, time_limit=0, dropout=0.1, rotate=False, **TINY)
 
 
 def test_import_is_light_and_exposes_the_api():
@@ -34,6 +34,8 @@ def test_train_returns_a_model_with_metadata(model):
     assert model.classes == 1 and model.in_channels == 1
     assert 0.0 <= model.threshold <= 1.0
     assert model.meta["arch_args"]["width"] == 8 and len(model.networks) == 1
+    assert model.meta["arch_args"]["dropout"] == 0.1 and model.meta["config"]["rotate"] is False
+    assert model.meta["config"]["folds"] == 1  # an explicit `folds` is obeyed by the planner
 
 
 def test_predict_shapes_and_types(model):
@@ -65,10 +67,48 @@ def test_train_from_files(tmp_path):
     from paulow.synthetic import write_dataset
 
     pairs = write_dataset(tmp_path / "img", tmp_path / "msk", n=3, size=(64, 64), seed=3)
-    model = paulow.train([p[0] for p in pairs], [p[1] for p in pairs], time_limit=None,
-                         **{**TINY, "epochs": 1})
+    config = paulow.TrainConfig(**{**TINY, "epochs": 1, "seed": 5})
+    model = paulow.train([p[0] for p in pairs], [p[1] for p in pairs], time_limit=None, config=config)
+    assert model.meta["config"]["seed"] == 5 and model.meta["config"]["time_limit"] is None
     assert [f["name"] for f in model.meta["training_files"]] == ["image1.tif", "image2.tif", "image3.tif"]
     assert model.predict(pairs[0][0]).mask.shape == (64, 64)
+
+
+def test_every_training_option_of_the_script_is_an_api_option(tmp_path):
+    """`train_model.py`'s training and cross-validation options all reach `paulow.train`."""
+    from paulow.cli import build_parser
+    from paulow.config import option_names
+
+    parser = build_parser(tmp_path)
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    groups = [g for g in train._action_groups if g.title in ("training", "cross-validation")]
+    dests = {a.dest for g in groups for a in g._group_actions}
+    assert len(dests) > 25 and dests - {"preset"} <= option_names()
+
+
+def test_options_map_to_the_config_as_on_the_command_line():
+    from paulow.config import config_from_options
+
+    cfg = config_from_options({"no_rotate": True, "norm": "layer", "per_epoch": 0, "time_limit": 0,
+                               "width": 8}, device="cpu")
+    assert (cfg.rotate, cfg.arch_extra, cfg.per_epoch, cfg.time_limit, cfg.width) == \
+        (False, {"norm": "layer"}, None, None, 8)
+    assert config_from_options({}, "paper", "cpu").width == 64  # the preset fills what is not given
+    with pytest.raises(UsageError, match="unknown training option.*epoch"):
+        config_from_options({"epoch": 3})
+
+
+def test_export_writes_torchscript_with_the_same_probabilities(model, tmp_path):
+    from paulow.data import normalise_with
+
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    written = model.export("torchscript", tmp_path, name="nuclei")
+    assert [p.name for p in written] == ["nuclei.torchscript.pt", "nuclei.torchscript.pt.json"]
+    x = torch.from_numpy(normalise_with(image[None].astype(np.float32), model.meta["normalisation"]))[None]
+    with torch.no_grad():
+        got = torch.jit.load(str(written[0]))(x)
+        want = torch.sigmoid(model.networks[0](x))
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_finetune_keeps_the_parent(model):
@@ -78,6 +118,8 @@ def test_finetune_keeps_the_parent(model):
     assert isinstance(tuned, paulow.Model) and tuned.networks[0] is not model.networks[0]
     assert all(torch.equal(a, b) for a, b in zip(before, model.networks[0].parameters()))
     assert set(tuned.meta["metrics"]["finetune"]) >= {"parent_dice", "finetuned_dice"}
+    assert tuned.meta["config"]["lr"] == pytest.approx(model.meta["config"]["lr"] * 0.1)
+    assert tuned.meta["config"]["epochs"] == 1 and tuned.meta["parent"] == {"name": model.meta["name"]}
 
 
 def test_bad_inputs_are_user_errors(model):
@@ -87,6 +129,8 @@ def test_bad_inputs_are_user_errors(model):
         paulow.train([np.zeros((64, 64))], [np.zeros((32, 32))], time_limit=0, **TINY)
     with pytest.raises(UsageError, match="two images"):
         paulow.finetune(model, *_data(1), time_limit=0, epochs=1)
+    with pytest.raises(UsageError, match="unknown fine-tuning option"):
+        paulow.finetune(model, *_data(2), time_limit=0, epoch=1)
 
 
 def test_evaluate_exact_values():
@@ -130,3 +174,7 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
+    assert paulow.load_model(tmp_path / "nuclei.pth").threshold == 0.6
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
+        "nuclei.torchscript.pt", "nuclei.torchscript.pt.json"]
+    assert (tmp_path / "nuclei_report" / "timing.json").is_file()
