@@ -35,7 +35,7 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def test_the_helper_resolves_relative_imports(tmp_path):
+def test_the_helper_resolves_relative_imports():
     found = imported(PACKAGE / "commands" / "evaluate.py")
     assert {"paulow.api", "paulow.evaluate", "paulow.errors"} <= found
     assert imported(PACKAGE / "api.py") >= {"paulow.predict", "paulow.errors"}
