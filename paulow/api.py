@@ -123,6 +123,7 @@ class Model:
 
     @property
     def in_channels(self) -> int:
+        """Channels of the images the model was trained on (others are converted, with a warning)."""
         return int(self.meta["in_channels"])
 
     @property
@@ -181,9 +182,8 @@ class Model:
         nothing there is overwritten. Returns the written paths."""
         import tempfile
 
-        from .export import export_model
-
         from .checkpoint import save_checkpoint
+        from .export import export_model
 
         stem = name or self.meta.get("name") or "paulow_model"
         with tempfile.TemporaryDirectory() as tmp:
