@@ -26,6 +26,16 @@ def _quiet(_: str) -> None:
     """The default `echo`: say nothing."""
 
 
+def _tensorboard(folder: str | Path | None) -> Path | None:
+    """The TensorBoard folder, after checking (before any work) that the package is there."""
+    if not folder:
+        return None
+    from .watch import tensorboard_writer_class
+
+    tensorboard_writer_class()
+    return Path(folder)
+
+
 @dataclass
 class Prediction:
     """One slice's result: probabilities (K, H, W) float32 and the mask (H, W) uint8."""
@@ -214,7 +224,7 @@ def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], devic
 def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPath] | ArrayOrPath, *,
           time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
           preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
-          echo: Echo | None = None, **options: Any) -> Model:
+          echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
     """Train a model from raw images and their masks (arrays or file paths, stacks included).
 
     Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
@@ -228,18 +238,21 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
       `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
       the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
-    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines.
+    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines;
+      `tensorboard`: a folder for TensorBoard event files (the `tensorboard` extra).
     """
     from .config import config_from_options
     from .training_run import run_training
 
+    board = _tensorboard(tensorboard)
     given = {**(asdict(config) if config is not None else {}), **options,
              "classes": classes, "time_limit": time_limit or 0}
     cfg = config_from_options(given, preset, device)
     slices = make_slices(images, masks, cfg.classes)
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
-    run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None)
+    run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
+                       tensorboard=board)
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
     return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
@@ -249,18 +262,20 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
 def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
              masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
              device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
-             echo: Echo | None = None, **options: Any) -> Model:
+             echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
     A share (`holdout`) of the images is held out; the parent's and the new model's Dice on it are
     in `new.meta["metrics"]["finetune"]`. `options`: `epochs`, `batch_size`, `lr`, `patch`, `overlap`,
     `loss`, `loss_args`, `seed`, `patience`, `workers`, `per_epoch`, `optimizer`, `no_augment`.
-    The parent is not changed.
+    The parent is not changed. `report_dir`: the fit's history, panels and curves; `tensorboard`: a
+    folder for TensorBoard event files.
     """
     from .data import check_channels
     from .finetuning import _OVERRIDABLE, finetune_config, finetune_network, finetuned_meta, \
         split_for_finetuning, start_member
+    from .watch import FoldWatch
 
     unknown = sorted(set(options) - set(_OVERRIDABLE) - {"no_augment"})
     if unknown:
@@ -273,8 +288,10 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     check_channels(slices, model.in_channels, "the model being fine-tuned")
     tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)
-    done = finetune_network(parent, tune, held, cfg, device, Path(report_dir) if report_dir else None,
-                            echo or _quiet)
+    report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
+    watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
+             if report or board else None)
+    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch)
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
     return Model([done.network], finetuned_meta(model.meta, name, cfg, done, {"name": model.meta.get("name")},
                                                 slices), device)

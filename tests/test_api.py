@@ -111,10 +111,12 @@ def test_export_writes_torchscript_with_the_same_probabilities(model, tmp_path):
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_finetune_keeps_the_parent(model):
+def test_finetune_keeps_the_parent(model, tmp_path):
     images, masks = _data(3, seed=20)
     before = [p.detach().clone() for p in model.networks[0].parameters()]
-    tuned = paulow.finetune(model, images, masks, time_limit=0, epochs=1, per_epoch=8, batch_size=4)
+    tuned = paulow.finetune(model, images, masks, time_limit=0, epochs=1, per_epoch=8, batch_size=4,
+                            report_dir=tmp_path)
+    assert (tmp_path / "curves.png").is_file()  # drawn while it trains, as finetune_model.py does
     assert isinstance(tuned, paulow.Model) and tuned.networks[0] is not model.networks[0]
     assert all(torch.equal(a, b) for a, b in zip(before, model.networks[0].parameters()))
     assert set(tuned.meta["metrics"]["finetune"]) >= {"parent_dice", "finetuned_dice"}
