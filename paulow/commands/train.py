@@ -18,6 +18,7 @@ from .common import (add_file_log, ask_model_name, check_tensorboard, config_fro
 
 log = logging.getLogger("paulow")
 
+
 def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -> dict[str, str]:
     """SHA-256 of each image file for the model's metadata, from the hashes the run already took."""
     from ..resume import input_key
