@@ -10,7 +10,7 @@ nuclei images, against a model trained from scratch on the same few images with 
 (b) fine-tuned: the first `--few` images of the `nih3t3_nuclei` train split (natural order), split
     like `paulow finetune` splits its images (`kfold(few, 1, seed, val_fraction=0.25)`: of 3 images,
     2 are tuned on and 1 selects the weights); settings from
-    `paulow.commands.finetune.finetune_config` (the parent's, learning rate x 0.1, at most 20 epochs)
+    `paulow.finetuning.finetune_config` (the parent's, learning rate x 0.1, at most 20 epochs)
     with `--finetune-budget` minutes; `paulow.train.fit_fold` starting from the parent's weights.
 (c) scratch: a freshly initialised network with the parent's settings (learning rate, epoch cap),
     the same tune/selection images and the same `--finetune-budget`.
@@ -25,7 +25,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 from datasets import REPO, load_dataset, slice_names
@@ -74,15 +73,15 @@ def parent_meta(cfg: TrainConfig, in_channels: int) -> dict:
 
 def finetune_settings(parent: TrainConfig, in_channels: int, minutes: float, device: str) -> TrainConfig:
     """`paulow finetune`'s settings for this parent, with a `minutes` budget."""
-    from paulow.commands.finetune import finetune_config
+    from paulow.finetuning import finetune_config
 
-    options = SimpleNamespace(time_limit=minutes, seed=parent.seed)
-    return finetune_config(parent_meta(parent, in_channels), options, device)
+    return finetune_config(parent_meta(parent, in_channels), {"time_limit": minutes, "seed": parent.seed},
+                           device)
 
 
 def few_split(slices: Sequence[Slice], few: int, seed: int) -> tuple[list[Slice], list[Slice]]:
     """The first `few` slices, split into (tune, held out) as `paulow finetune` does."""
-    from paulow.commands.finetune import FINETUNE_DEFAULTS
+    from paulow.finetuning import FINETUNE_DEFAULTS
     from paulow.data import kfold
 
     if not 2 <= few <= len(slices):

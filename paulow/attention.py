@@ -19,7 +19,7 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     import cv2
     import torch
 
-    from .commands.segment import match_channels
+    from .predict import match_channels
     from .data import normalise_with
 
     model = getattr(loaded.models[0], "_orig_mod", loaded.models[0])  # a compiled one: its network

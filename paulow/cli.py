@@ -265,12 +265,6 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.
     return args
 
 
-def effective_options(args: argparse.Namespace) -> dict:
-    """Every option of this run (from the command line, the config file and defaults), as JSON types."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k != "config_file_values"}
-
-
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

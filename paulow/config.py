@@ -1,7 +1,8 @@
 """Training configuration: `TrainConfig`, the presets, and the mapping from user options to a config."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 
 PRESETS = {
     # The published settings, for a GPU.
@@ -72,3 +73,42 @@ def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainCon
         values["depth"] = 5  # the whole VGG16 configuration D
     known = {f for f in TrainConfig.__dataclass_fields__}
     return TrainConfig(**{k: v for k, v in values.items() if k in known})
+
+
+# Options that are not `TrainConfig` fields: network options (into `arch_extra`) and the command
+# line's negative switches. A value of 0 for `time_limit` / `per_epoch` means "none" (no limit, all).
+NETWORK_OPTIONS = ("norm", "dropout", "batch_norm")
+SWITCHES = {"no_augment": ("augment", False), "no_rotate": ("rotate", False),
+            "no_batch_norm": ("batch_norm", False)}
+ZERO_MEANS_NONE = ("time_limit", "per_epoch")
+
+
+def option_names() -> set[str]:
+    """Every training option a front end may pass to `config_from_options`."""
+    return {f.name for f in fields(TrainConfig)} | set(NETWORK_OPTIONS) | set(SWITCHES)
+
+
+def config_from_options(options: Mapping[str, Any], preset: str | None = None,
+                        device: str = "cpu") -> TrainConfig:
+    """The one mapping from user options (command line, config file, API keywords) to a config:
+    defaults, then the preset for the device (or `preset`), then every option given (None = not
+    given). Unknown names are a `UsageError` naming them."""
+    unknown = sorted(set(options) - option_names())
+    if unknown:
+        from .errors import UsageError
+        raise UsageError(f"unknown training option(s): {', '.join(unknown)}: choose from "
+                         f"{', '.join(sorted(option_names()))}")
+    values = {k: v for k, v in options.items() if v is not None}
+    for switch, (name, value) in SWITCHES.items():
+        if values.pop(switch, False):
+            values[name] = value
+    extra = {**(values.get("arch_extra") or {}), **{k: values.pop(k) for k in NETWORK_OPTIONS if k in values}}
+    if extra:
+        values["arch_extra"] = extra
+    cfg = resolve_config({k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)},
+                         preset, device)
+    for name in ZERO_MEANS_NONE:
+        if values.get(name) == 0:
+            setattr(cfg, name, None)
+    cfg.device = device
+    return cfg

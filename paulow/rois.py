@@ -22,14 +22,16 @@ def object_polygons(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def page_rois(labels: np.ndarray, page: int | None = None, names: Sequence[str] | None = None) -> list:
-    """ImageJ polygon ROIs of one `(H, W)` label image, named `object-<label>` (or `names[i]`;
-    `p<page>-object-<label>` on a stack page, whose stack position they carry)."""
+    """ImageJ polygon ROIs of one `(H, W)` label image, named `object-<label>` (or `names[i]`);
+    on a stack page `<page>-object-<label>` (1-based, zero-padded so ROI Manager sorts by page),
+    and the ROI carries the page as its stack position."""
     from roifile import ROI_TYPE, ImagejRoi
 
     rois = []
     for i, (label, points) in enumerate(object_polygons(labels)):
-        name = names[i] if names else (f"object-{label}" if page is None else f"p{page + 1}-object-{label}")
-        roi = ImagejRoi.frompoints(points, name=name, position=page)
+        name = names[i] if names else f"object-{label}"
+        name = name if page is None else f"{page + 1:04d}-{name}"
+        roi = ImagejRoi.frompoints(points, name=name, position=page)  # stored 1-based
         roi.roitype = ROI_TYPE.POLYGON
         rois.append(roi)
     return rois

@@ -132,3 +132,13 @@ def test_extra_row_overrides_are_typed_like_config_fields() -> None:
         parse_overrides("width=wide")
     with pytest.raises(UsageError, match="TrainConfig field"):
         parse_overrides("colour=red")
+
+
+def test_finetune_bench_uses_the_finetune_settings_of_the_package():
+    from finetune_domains import finetune_settings
+
+    from paulow.config import TrainConfig
+
+    parent = TrainConfig(width=8, lr=2e-3, seed=4, folds=5)
+    cfg = finetune_settings(parent, 1, 2.5, "cpu")
+    assert (cfg.lr, cfg.time_limit, cfg.seed, cfg.folds, cfg.width) == (pytest.approx(2e-4), 2.5, 4, 1, 8)

@@ -159,7 +159,7 @@ def test_training_threshold_must_be_a_probability(tmp_path, capsys):
 
 def test_norm_and_dropout_options_reach_the_network_config(tmp_path):
     from paulow.cli import build_parser
-    from paulow.commands.train import config_from_args
+    from paulow.commands.common import config_from_args
 
     args = build_parser(tmp_path).parse_args(["train", "--norm", "layer", "--dropout", "0.1", "--width", "8"])
     cfg = config_from_args(args, "cpu")
@@ -174,7 +174,7 @@ def test_vgg16_unet_options_reach_the_network(tmp_path):
     import torch
 
     from paulow.cli import build_parser
-    from paulow.commands.train import config_from_args
+    from paulow.commands.common import config_from_args
     from paulow.errors import UsageError
     from paulow.train import build_network
 

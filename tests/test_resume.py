@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from _workflow import REPO, TINY_TRAIN, default_sigint, files, nuclei_slices
-from paulow.commands import resume as resume_file
+from paulow import resume as resume_file
 from paulow.errors import UsageError
 from paulow.train import ProgressSaver, TrainConfig, cross_validate
 

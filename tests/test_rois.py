@@ -28,3 +28,15 @@ def test_roi_zip_has_one_polygon_per_object(tmp_path):
 def test_empty_label_image_writes_an_empty_set(tmp_path):
     path = write_roi_zip(np.zeros((8, 8), np.uint16), tmp_path / "none.zip")
     assert path.is_file() and roiread(path) == []
+
+
+def test_stack_rois_are_named_and_placed_by_page(tmp_path):
+    stack = np.zeros((2, 20, 20), np.uint16)
+    stack[0, 2:6, 2:6] = 1
+    stack[1, 10:14, 3:9] = 1
+    stack[1, 1:4, 15:19] = 2
+    rois = roiread(write_roi_zip(stack, tmp_path / "s_rois.zip"))
+    assert [r.name for r in rois] == ["0001-object-1", "0002-object-1", "0002-object-2"]
+    assert [r.position for r in rois] == [1, 2, 2]  # ImageJ's 1-based stack positions
+    box = rois[1].coordinates()
+    assert (box[:, 0].min(), box[:, 0].max(), box[:, 1].min(), box[:, 1].max()) == (3, 8, 10, 13)

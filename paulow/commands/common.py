@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import re
+from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelError, UsageError
 from ..prompts import ask, ask_until
@@ -128,6 +130,27 @@ def confirm(question: str, flag: str, assume_yes: bool) -> bool:
     """Yes/no prompt."""
     answer = ask(question + " (y/n)", flag, "y", assume_yes)
     return answer.lower().startswith("y")
+
+
+def training_options(args: Namespace) -> dict[str, Any]:
+    """The training options the user gave on the command line or in `--config` (flags left off and
+    options not given are dropped, so the preset decides them)."""
+    from ..config import option_names
+
+    return {k: v for k, v in vars(args).items() if k in option_names() and v is not None and v is not False}
+
+
+def config_from_args(args: Namespace, device: str):
+    """The run's `TrainConfig`: preset for the device, then every option the user gave."""
+    from ..config import config_from_options
+
+    return config_from_options(training_options(args), getattr(args, "preset", None), device)
+
+
+def effective_options(args: Namespace) -> dict[str, Any]:
+    """Every option of this run (command line, config file and defaults) as JSON types, for reports."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k != "config_file_values"}
 
 
 def check_tensorboard(args) -> None:

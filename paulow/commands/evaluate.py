@@ -11,18 +11,13 @@ from ..evaluate import OBJECT_KEYS, PIXEL_KEYS, THIN_KEYS, Scored, comparison_ro
 def model_pages(model_path: Path, image_paths: Sequence[Path], truth_paths: Sequence[Path], device: str):
     """Predict each image with the standard inference, then yield (file, page, pred, truth)."""
     from .. import io
-    from ..checkpoint import load_checkpoint
-    from ..postprocess import to_mask
-    from .segment import SegmentOptions, predict_stack
+    from ..api import load_model
 
-    loaded = load_checkpoint(model_path, device)
-    opts = SegmentOptions(device=device)
-    threshold = float(loaded.meta.get("threshold", 0.5))
+    model = load_model(model_path, device)
     for image_path, truth_path in io.pair_images_masks(list(image_paths), list(truth_paths)):
         truth = io.read_mask(truth_path)
-        probs = predict_stack(loaded, io.read_image(image_path).data, opts, image_path.name)
-        for page, prob in enumerate(probs):
-            yield truth_path.name, page, to_mask(prob, threshold), truth[page]
+        for page, pred in enumerate(model.predict_stack(image_path)):
+            yield truth_path.name, page, pred.mask, truth[page]
 
 
 def run(args, echo=print) -> int:

@@ -7,53 +7,20 @@ ensemble file is fine-tuned from its best member (the one its training selected)
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
-from ..data import check_channels, kfold, load_pairs
-from ..errors import UsageError
-from ..config import TrainConfig
+from ..data import check_channels, load_pairs
 from ..device import pick_device
-from ..train import dice_on_slices, fit_fold, freeze_encoder
+from ..finetuning import (FINETUNE_DEFAULTS, finetune_config, finetune_network, finetuned_meta,
+                          split_for_finetuning, start_member)
+from ..train import dice_on_slices
 from ..watch import FoldWatch
 from ..workspace import Workspace
-from .common import (add_file_log, check_tensorboard, choose_model, consume_inputs, remove_log,
-                     tensorboard_dir, unique_dir)
+from .common import (add_file_log, check_tensorboard, choose_model, consume_inputs, effective_options,
+                     remove_log, tensorboard_dir, training_options, unique_dir)
 
 log = logging.getLogger("paulow")
-
-FINETUNE_DEFAULTS = {"lr_factor": 0.1, "epochs": 20, "time_limit_cpu": 5.0, "holdout": 0.25}
-
-
-def finetune_config(parent_meta: dict, args, device: str) -> TrainConfig:
-    """The parent's training settings, a lower learning rate, then the user's explicit options."""
-    base = TrainConfig(**{k: v for k, v in parent_meta.get("config", {}).items()
-                          if k in TrainConfig.__dataclass_fields__})
-    args_meta = parent_meta.get("arch_args", {})
-    cfg = replace(base, arch=parent_meta["arch"], width=int(args_meta.get("width", base.width)),
-                  depth=int(args_meta.get("depth", base.depth)), classes=int(parent_meta.get("classes", 1)),
-                  lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=FINETUNE_DEFAULTS["epochs"],
-                  folds=1, ensemble=False, device=device,
-                  time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
-    for key in ("epochs", "batch_size", "lr", "patch", "overlap", "loss", "loss_args", "seed",
-                "patience", "workers", "per_epoch", "optimizer"):
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg = replace(cfg, **{key: value})
-    if getattr(args, "time_limit", None) is not None:
-        cfg = replace(cfg, time_limit=args.time_limit or None)
-    if getattr(args, "no_augment", False):
-        cfg = replace(cfg, augment=False)
-    return replace(cfg, freeze_encoder=bool(getattr(args, "freeze_encoder", False)))
-
-
-def _member(loaded):
-    """The member to start from: the selected fold of an ensemble, else the only model."""
-    if len(loaded.models) == 1:
-        return loaded.models[0]
-    best = int(loaded.meta.get("metrics", {}).get("best_fold", 1)) - 1
-    return loaded.models[min(max(best, 0), len(loaded.models) - 1)]
 
 
 def _old_domain_scores(check, parent, tuned, cfg, meta, device) -> dict:
@@ -65,8 +32,6 @@ def _old_domain_scores(check, parent, tuned, cfg, meta, device) -> dict:
 
 def run(args, echo=print) -> Path:
     """The whole finetune command; returns the new model path."""
-    import copy
-
     from .. import io
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
@@ -79,44 +44,32 @@ def run(args, echo=print) -> Path:
     meta = loaded.meta
     slices = load_pairs(ws.finetune_images, ws.finetune_masks, loaded.classes, meta.get("normalisation"))
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
-    cfg = finetune_config(meta, args, device)
+    cfg = finetune_config(meta, {**training_options(args), "freeze_encoder": args.freeze_encoder}, device)
     holdout = args.holdout if args.holdout is not None else FINETUNE_DEFAULTS["holdout"]
-    (tune, held), = kfold(slices, 1, cfg.seed, val_fraction=holdout)
-    if tune is held:
-        raise UsageError("fine-tuning needs at least two images (one to tune on, one held out): "
-                         f"add images to '{ws.finetune_images}'")
+    tune, held = split_for_finetuning(slices, holdout, cfg.seed, f"'{ws.finetune_images}'")
     inputs = sorted({s.source for s in slices} | {ws.finetune_masks / s.info["mask_file"] for s in slices})
-    parent = _member(loaded)
+    parent = start_member(loaded.models, loaded.meta)
     parent_sha = sha256_file(parent_path)
     out_path = io.unique_path(ws.models / f"{parent_path.stem}_finetuned.pth")
     with ws.lock():
         report_dir = unique_dir(ws.models / f"{out_path.stem}_report")
         handler = add_file_log(report_dir / "finetune.log")
         try:
-            before = dice_on_slices(parent, held, cfg, device)
             echo(f"fine-tuning '{parent_path.name}' on {len(tune)} slice(s), {len(held)} held out; "
                  f"lr {cfg.lr:g}, up to {cfg.epochs} epochs"
                  + (f", {cfg.time_limit:g} min" if cfg.time_limit else "")
                  + (", encoder frozen" if cfg.freeze_encoder else ""))
-            echo(f"held-out Dice of the parent model: {before:.4f}")
-            model = copy.deepcopy(parent).to(device)
-            if cfg.freeze_encoder:
-                echo(f"froze {freeze_encoder(model)} encoder tensors")
-            deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
             watch = FoldWatch(report_dir / "curves.png", f"fine-tuning {parent_path.stem}",
                               tensorboard_dir(args, out_path.stem))
-            result = fit_fold(model, tune, held, cfg, device, deadline, 0, report_dir, watch=watch)
-            model.eval()
-            after = dice_on_slices(model, held, cfg, device)
-            echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f})")
-            scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held)}
+            done = finetune_network(parent, tune, held, cfg, device, report_dir, echo, watch)
             if args.check:
-                scores.update(_old_domain_scores(args.check, parent, model, cfg, meta, device))
-                echo(f"old-domain Dice ({args.check[0]}): parent {scores['check_parent_dice']:.4f}, "
-                     f"fine-tuned {scores['check_finetuned_dice']:.4f}")
-            new_meta = _finetuned_meta(meta, out_path.stem, cfg, scores, parent_path, parent_sha, slices, result)
-            path = save_checkpoint(out_path, [model.state_dict()], new_meta)
-            _write_report(report_dir, result, scores, cfg, args)
+                done.scores.update(_old_domain_scores(args.check, parent, done.network, cfg, meta, device))
+                echo(f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
+                     f"fine-tuned {done.scores['check_finetuned_dice']:.4f}")
+            new_meta = finetuned_meta(meta, out_path.stem, cfg, done,
+                                      {"name": parent_path.name, "sha256": parent_sha}, slices)
+            path = save_checkpoint(out_path, [done.network.state_dict()], new_meta)
+            _write_report(report_dir, done.result, done.scores, cfg, args)
         finally:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
@@ -125,25 +78,9 @@ def run(args, echo=print) -> Path:
     return path
 
 
-def _finetuned_meta(meta: dict, name: str, cfg, scores: dict, parent_path: Path, parent_sha: str,
-                    slices, result) -> dict:
-    """The parent's metadata with the fine-tuning's settings, data, scores and the parent's identity."""
-    new_meta = {**meta, "name": name, "config": asdict(cfg),
-                "metrics": {**meta.get("metrics", {}), "test_dice": scores["finetuned_dice"], "finetune": scores},
-                "parent": {"name": parent_path.name, "sha256": parent_sha},
-                "finetune": {"files": sorted({s.source.name for s in slices}),
-                             "tune": result.train_files, "held_out": result.val_files,
-                             "settings": asdict(cfg), "scores": scores,
-                             "stopped": result.stopped, "best_epoch": result.best_epoch},
-                "ensemble": False}
-    new_meta.pop("legacy", None)
-    return new_meta
-
-
 def _write_report(report_dir: Path, result, scores: dict, cfg, args) -> None:
     """History, scores, settings and the effective options of one fine-tuning run (its curves are
     drawn while it trains)."""
-    from ..cli import effective_options
     from ..report import write_csv, write_json
 
     write_csv(report_dir / "history.csv", result.history)

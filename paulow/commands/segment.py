@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, PaulowError
+from ..predict import choose_threshold, match_channels, predict_pages  # noqa: F401 (re-exported)
 from ..workspace import Workspace
 from .common import choose_model, consume_inputs
 
@@ -43,39 +44,10 @@ class FileResult:
     error: str | None = None
 
 
-def match_channels(image: np.ndarray, expected: int, name: str) -> np.ndarray:
-    """Fit a (pages, C, H, W) stack to the model's channel count by an explicit, logged conversion."""
-    have = image.shape[1]
-    if have == expected:
-        return image
-    if expected == 1 and have in (3, 4):
-        log.warning("'%s' has %d channels but the model is greyscale: converted to grey (luminance)",
-                    name, have)
-        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.tensordot(image[:, :3].astype(np.float32), weights, axes=([1], [0]))[:, None]
-    if expected == 3 and have == 1:
-        log.warning("'%s' is greyscale but the model expects 3 channels: the grey channel is repeated",
-                    name)
-        return np.repeat(image, 3, axis=1)
-    if expected == 3 and have == 4:
-        log.warning("'%s' is RGBA: the alpha channel is dropped for a 3-channel model", name)
-        return image[:, :3]
-    raise ModelError(f"'{name}' has {have} channel(s) but the model expects {expected}: convert the "
-                     f"image to {expected} channel(s) or use a model trained on {have}-channel images")
-
-
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
-    from ..data import normalise_with
-    from ..infer import predict_slice, suggest_tile
-
-    meta = loaded.meta
-    data = match_channels(data, loaded.in_channels, name)
-    tile = opts.tile or suggest_tile(int(meta.get("patch", 128)), opts.device)
-    overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
-    return [predict_slice(loaded.models, normalise_with(page, meta.get("normalisation", {})), tile=tile,
-                          overlap=overlap, batch_size=opts.batch_size, device=opts.device, tta=opts.tta)
-            for page in data]
+    return predict_pages(loaded.models, loaded.meta, data, tile=opts.tile, overlap=opts.overlap,
+                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name)
 
 
 def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult) -> None:
@@ -148,7 +120,7 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
 
     stack = io.read_image(path)
     probs = predict_stack(loaded, stack.data, opts, path.name)
-    threshold = opts.threshold if opts.threshold is not None else float(loaded.meta.get("threshold", 0.5))
+    threshold = choose_threshold(loaded.meta, opts.threshold)
     masks = [to_mask(p, threshold) for p in probs]
     result = FileResult(source=path)
     out = np.stack(masks)
@@ -219,11 +191,11 @@ def _write_run_record(results: list[FileResult], out_dir: Path, model_path: Path
     outputs from which inputs, so a mask can be traced back long after the inputs were cleared."""
     from .. import __version__, io
     from ..checkpoint import sha256_file
-    from ..cli import effective_options
+    from .common import effective_options
     from ..report import write_json
 
     meta = loaded.meta
-    threshold = opts.threshold if opts.threshold is not None else float(meta.get("threshold", 0.5))
+    threshold = choose_threshold(meta, opts.threshold)
     record = {
         "started": started, "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "paulow_version": __version__,
         "model": {"file": model_path.name, "sha256": sha256_file(model_path), "name": meta.get("name"),

@@ -114,7 +114,7 @@ def run_check_overfit(args, echo=print) -> int:
     from ..data import load_pairs
     from ..device import pick_device
     from ..workspace import Workspace
-    from .train import config_from_args
+    from .common import config_from_args
 
     ws = Workspace(Path(args.root))
     device = pick_device(args.device or "auto")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import UsageError
+from .errors import UsageError
 
 RESUME_FILE = "resume_state.pth"
 FORMAT = "paulow-resume"
@@ -24,7 +24,7 @@ def input_key(path: Path, root: Path) -> str:
 
 def input_hashes(files: Sequence[Path], root: Path) -> dict[str, str]:
     """SHA-256 of each input file, keyed by `input_key`."""
-    from ..checkpoint import sha256_file
+    from .checkpoint import sha256_file
 
     return {input_key(f, root): sha256_file(f) for f in files}
 
@@ -33,8 +33,8 @@ def save_state(path: Path, name: str, config: dict, inputs: dict[str, str], stat
     """Write the resume file atomically (a crash mid-write leaves the previous one)."""
     import torch
 
-    from ..checkpoint import plain
-    from ..io import atomic_write_path
+    from .checkpoint import plain
+    from .io import atomic_write_path
 
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": plain(config),
                "inputs": inputs, "state": state}

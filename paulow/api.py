@@ -1,0 +1,319 @@
+"""The public Python API: train, predict, save, load, fine-tune and evaluate from arrays or files.
+
+No prompts, no drop folders, no printing unless an `echo` callable is given::
+
+    import paulow
+    model = paulow.train(images, masks, time_limit=10)
+    pred = model.predict(image)
+    labels = pred.labels(split_touching=True)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from .config import TrainConfig
+from .errors import ShapeMismatchError, UsageError
+
+ArrayOrPath = Union[np.ndarray, str, Path]
+Echo = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """The default `echo`: say nothing."""
+
+
+def _tensorboard(folder: str | Path | None) -> Path | None:
+    """The TensorBoard folder, after checking (before any work) that the package is there."""
+    if not folder:
+        return None
+    from .watch import tensorboard_writer_class
+
+    tensorboard_writer_class()
+    return Path(folder)
+
+
+@dataclass
+class Prediction:
+    """One slice's result: probabilities (K, H, W) float32 and the mask (H, W) uint8."""
+
+    probabilities: np.ndarray
+    mask: np.ndarray
+    threshold: float = 0.5
+    image: np.ndarray | None = field(default=None, repr=False)  # the raw (C, H, W) input
+
+    def labels(self, split_touching: bool = False, min_size: int = 0) -> np.ndarray:
+        """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked."""
+        from .postprocess import label_instances
+
+        return label_instances(self.mask, split_touching=split_touching, min_size=min_size)
+
+    def objects(self, split_touching: bool = False, min_size: int = 0,
+                pixel_size: float | None = None, unit: str | None = None) -> list[dict]:
+        """One row per object: label, area, centroid, bounding box, mean intensity of the input."""
+        from .postprocess import object_table
+
+        return object_table(self.labels(split_touching, min_size), self.image,
+                            pixel_size=pixel_size, unit=unit)
+
+
+def _as_stack(image: ArrayOrPath) -> np.ndarray:
+    """A raw (pages, C, H, W) stack from a path, an (H, W) or a (C, H, W) array."""
+    if isinstance(image, (str, Path)):
+        from .io import read_image
+
+        return read_image(Path(image)).data
+    array = np.asarray(image)
+    if array.ndim == 2:
+        return array[None, None]
+    if array.ndim == 3:
+        return array[None]
+    raise ShapeMismatchError(f"an image must be (H, W) or (C, H, W), not {array.shape}: pass one "
+                             "slice at a time (or a file path)")
+
+
+def _as_masks(mask: ArrayOrPath) -> np.ndarray:
+    """A (pages, H, W) mask stack from a path or an (H, W) array."""
+    if isinstance(mask, (str, Path)):
+        from .io import read_mask
+
+        return read_mask(Path(mask))
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ShapeMismatchError(f"a mask must be (H, W), not {array.shape}")
+    return array[None]
+
+
+def _name(item: ArrayOrPath, index: int) -> Path:
+    return Path(item) if isinstance(item, (str, Path)) else Path(f"array{index + 1}")
+
+
+def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
+                normalisation: dict | None = None) -> list:
+    """`Slice` records (normalised images, binarised masks) from arrays or file paths."""
+    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, normalise_with
+
+    if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
+        images, masks = [images], [masks]
+    if len(images) != len(masks):
+        raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
+    spec = normalisation or NORMALISATION
+    slices = []
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        stack, target, source = _as_stack(image), _as_masks(mask), _name(image, i)
+        if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
+            raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
+                                     f"is {target.shape} (pages, H, W): they must match")
+        for page, (raw, m) in enumerate(zip(stack, target)):
+            m = binarise_mask(m, classes)
+            info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
+            slices.append(Slice(normalise_with(raw, spec), m, source, page, info))
+    return slices
+
+
+class Model:
+    """Trained networks (one, or an ensemble) with the metadata that describes them."""
+
+    def __init__(self, networks: list, meta: dict, device: str = "cpu") -> None:
+        self.networks = list(networks)
+        self.meta = dict(meta)
+        self.device = device  # where the networks are; predictions run there unless told otherwise
+
+    def __repr__(self) -> str:
+        return (f"Model(arch={self.meta.get('arch')!r}, classes={self.classes}, "
+                f"in_channels={self.in_channels}, members={len(self.networks)}, threshold={self.threshold:.2f})")
+
+    @property
+    def classes(self) -> int:
+        """1 for a binary task, else the number of classes (background included)."""
+        return int(self.meta.get("classes", 1))
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the images the model was trained on (others are converted, with a warning)."""
+        return int(self.meta["in_channels"])
+
+    @property
+    def threshold(self) -> float:
+        """Probability threshold of a binary model (tuned on validation images in training)."""
+        return float(self.meta.get("threshold", 0.5))
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise UsageError(f"threshold {value} is outside 0..1")
+        self.meta["threshold"] = float(value)
+
+    def predict(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
+                overlap: float | None = None, tta: bool = False, device: str | None = None,
+                batch_size: int = 8) -> Prediction:
+        """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference.
+
+        The image is normalised as in training (percentiles stored in the model); `threshold`
+        (default: the model's, tuned on validation images), `tile` (default: from the model and the
+        device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged).
+        """
+        preds = self.predict_stack(image, threshold=threshold, tile=tile, overlap=overlap, tta=tta,
+                                   device=device, batch_size=batch_size)
+        if len(preds) != 1:
+            raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
+        return preds[0]
+
+    def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
+                      overlap: float | None = None, tta: bool = False, device: str | None = None,
+                      batch_size: int = 8) -> list[Prediction]:
+        """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
+        from .postprocess import to_mask
+        from .predict import choose_threshold, predict_pages
+
+        stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
+        stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
+        cut = choose_threshold(self.meta, threshold)
+        probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
+                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
+        return [Prediction(p.astype(np.float32, copy=False), to_mask(p, cut), cut, page)
+                for p, page in zip(probs, stack)]
+
+    def save(self, path: str | Path) -> Path:
+        """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
+        takes the file's name (`nuclei.pth`: "nuclei"), as `train_model.py` names its models."""
+        from .checkpoint import save_checkpoint
+
+        self.meta["name"] = Path(path).stem
+        return save_checkpoint(Path(path), [n.state_dict() for n in self.networks], self.meta)
+
+    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None) -> list[Path]:
+        """Write the model for other tools (`paulow.export`): `bioimageio` (a validated model package
+        zip for Fiji/deepImageJ, ilastik, QuPath), `onnx` or `torchscript` (each with a JSON of the
+        normalisation and threshold). Files go to `out`, named `name` (default: the model's name);
+        nothing there is overwritten. Returns the written paths."""
+        import tempfile
+
+        from .checkpoint import save_checkpoint
+        from .export import export_model
+
+        stem = name or self.meta.get("name") or "paulow_model"
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = save_checkpoint(Path(tmp) / f"{stem}.pth", [n.state_dict() for n in self.networks],
+                                    {**self.meta, "name": stem})
+            return export_model(saved, format, Path(out))
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Model:
+    """Load a PAULow model file (or an original PAULow state dict) safely (`weights_only`)."""
+    from .checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(Path(path), device)
+    return Model(loaded.models, {**loaded.meta, "name": loaded.meta.get("name") or Path(path).stem}, device)
+
+
+def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:
+    from .train import build_network
+
+    nets = []
+    for sd in state_dicts:
+        net = build_network(cfg, in_channels, device, 0)
+        net.load_state_dict(sd)
+        nets.append(net.eval())
+    return nets
+
+
+def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPath] | ArrayOrPath, *,
+          time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
+          preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
+          echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
+    """Train a model from raw images and their masks (arrays or file paths, stacks included).
+
+    Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
+    network per fold is trained by cross-validation, the best fold (or, with `ensemble=True`, all)
+    is kept with a threshold tuned on its validation images.
+
+    - `time_limit`: minutes for the whole run (0 or None: the epochs decide).
+    - `classes`: 1 = binary (masks: 0 / non-zero); K > 1: masks hold 0..K-1.
+    - `config`: a `paulow.config.TrainConfig` to start from instead of the device's preset;
+      `time_limit`, `classes` and `options` are applied over it.
+    - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
+      `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
+      the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
+    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines;
+      `tensorboard`: a folder for TensorBoard event files (the `tensorboard` extra).
+    """
+    from .config import config_from_options
+    from .training_run import run_training
+
+    board = _tensorboard(tensorboard)
+    given = {**(asdict(config) if config is not None else {}), **options,
+             "classes": classes, "time_limit": time_limit or 0}
+    cfg = config_from_options(given, preset, device)
+    slices = make_slices(images, masks, cfg.classes)
+    report = Path(report_dir) if report_dir else None
+    say = echo or _quiet
+    run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
+                       tensorboard=board)
+    run.finish(report, say)
+    in_channels = int(slices[0].image.shape[0])
+    return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
+                 device)
+
+
+def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
+             masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
+             device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
+             echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
+    """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
+    of its learning rate, at most 20 epochs, starting from its selected member.
+
+    A share (`holdout`) of the images is held out; the parent's and the new model's Dice on it are
+    in `new.meta["metrics"]["finetune"]`. `options`: `epochs`, `batch_size`, `lr`, `patch`, `overlap`,
+    `loss`, `loss_args`, `seed`, `patience`, `workers`, `per_epoch`, `optimizer`, `no_augment`.
+    The parent is not changed. `report_dir`: the fit's history, panels and curves; `tensorboard`: a
+    folder for TensorBoard event files.
+    """
+    from .data import check_channels
+    from .finetuning import _OVERRIDABLE, finetune_config, finetune_network, finetuned_meta, \
+        split_for_finetuning, start_member
+    from .watch import FoldWatch
+
+    unknown = sorted(set(options) - set(_OVERRIDABLE) - {"no_augment"})
+    if unknown:
+        raise UsageError(f"unknown fine-tuning option(s): {', '.join(unknown)}: choose from "
+                         f"{', '.join(sorted(_OVERRIDABLE))}, no_augment")
+    device = device or model.device
+    cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
+                                       "freeze_encoder": freeze_encoder}, device)
+    slices = make_slices(images, masks, model.classes, model.meta.get("normalisation"))
+    check_channels(slices, model.in_channels, "the model being fine-tuned")
+    tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
+    parent = start_member(model.networks, model.meta)
+    report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
+    watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
+             if report or board else None)
+    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch)
+    name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
+    return Model([done.network], finetuned_meta(model.meta, name, cfg, done, {"name": model.meta.get("name")},
+                                                slices), device)
+
+
+def evaluate(pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int | None = None,
+             iou: float = 0.5) -> dict[str, float]:
+    """Scores of a prediction against a ground-truth mask.
+
+    Binary: pixel scores (dice, iou, precision, recall, accuracy, miou, mpa) and object scores
+    prefixed `object_` (matched one-to-one at IoU >= `iou`). `classes` > 1: per-class scores.
+    """
+    from .metrics import multiclass_scores, object_scores, pixel_scores
+
+    mask = pred.mask if isinstance(pred, Prediction) else np.asarray(pred)
+    truth = np.asarray(truth)
+    if classes is None:
+        classes = pred.probabilities.shape[0] if isinstance(pred, Prediction) else 1
+    if classes > 1:
+        return multiclass_scores(mask, truth, classes)
+    objects = object_scores(mask != 0, truth != 0, iou)
+    return {**pixel_scores(mask, truth), **{f"object_{k}": v for k, v in objects.items()}}
+
+
+__all__ = ["Model", "Prediction", "TrainConfig", "train", "finetune", "load_model", "evaluate", "make_slices"]

@@ -1,0 +1,182 @@
+"""The public API, called directly: train, predict, save/load, fine-tune, evaluate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import paulow
+from paulow.errors import ShapeMismatchError, UsageError
+from paulow.synthetic import nuclei_image
+
+TINY = {"width": 8, "patch": 64, "overlap": 32, "epochs": 2, "per_epoch": 8, "batch_size": 4,
+        "folds": 1, "test_fraction": 0.0, "panel_every": 1000}
+
+
+def _data(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    pairs = [nuclei_image(size=(64, 64), seed=seed + i) for i in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.fixture(scope="module")
+def model() -> paulow.Model:
+    images, masks = _data(4)
+    return paulow.train(images, masks, time_limit=0, dropout=0.1, rotate=False, **TINY)
+
+
+def test_import_is_light_and_exposes_the_api():
+    assert {"train", "finetune", "load_model", "evaluate", "Model", "Prediction"} <= set(dir(paulow))
+    import paulow.train as _  # noqa: F401 - the submodule must not shadow the function
+    assert callable(paulow.train) and paulow.train.__module__ == "paulow.api"
+
+
+def test_train_returns_a_model_with_metadata(model):
+    assert model.classes == 1 and model.in_channels == 1
+    assert 0.0 <= model.threshold <= 1.0
+    assert model.meta["arch_args"]["width"] == 8 and len(model.networks) == 1
+    assert model.meta["arch_args"]["dropout"] == 0.1 and model.meta["config"]["rotate"] is False
+    assert model.meta["config"]["folds"] == 1  # an explicit `folds` is obeyed by the planner
+
+
+def test_predict_shapes_and_types(model):
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    pred = model.predict(image)
+    assert pred.probabilities.shape == (1, 64, 64) and pred.probabilities.dtype == np.float32
+    assert pred.mask.shape == (64, 64) and pred.mask.dtype == np.uint8
+    assert np.array_equal(pred.mask, (pred.probabilities[0] > model.threshold).astype(np.uint8))
+    labels = pred.labels()
+    assert labels.shape == (64, 64) and len(pred.objects()) == int(labels.max())
+    assert np.array_equal(model.predict(image[None]).probabilities, pred.probabilities)
+
+
+def test_predict_threshold_override(model):
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    assert not model.predict(image, threshold=1.0).mask.any()
+    assert model.predict(image, threshold=0.0).mask.all()
+
+
+def test_save_load_round_trip(model, tmp_path):
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    path = model.save(tmp_path / "m.pth")
+    again = paulow.load_model(path)
+    assert again.threshold == model.threshold and again.classes == model.classes
+    np.testing.assert_array_equal(again.predict(image).probabilities, model.predict(image).probabilities)
+
+
+def test_train_from_files(tmp_path):
+    from paulow.synthetic import write_dataset
+
+    pairs = write_dataset(tmp_path / "img", tmp_path / "msk", n=3, size=(64, 64), seed=3)
+    config = paulow.TrainConfig(**{**TINY, "epochs": 1, "seed": 5})
+    model = paulow.train([p[0] for p in pairs], [p[1] for p in pairs], time_limit=None, config=config)
+    assert model.meta["config"]["seed"] == 5 and model.meta["config"]["time_limit"] is None
+    assert [f["name"] for f in model.meta["training_files"]] == ["image1.tif", "image2.tif", "image3.tif"]
+    assert model.predict(pairs[0][0]).mask.shape == (64, 64)
+
+
+def test_every_training_option_of_the_script_is_an_api_option(tmp_path):
+    """`train_model.py`'s training and cross-validation options all reach `paulow.train`."""
+    from paulow.cli import build_parser
+    from paulow.config import option_names
+
+    parser = build_parser(tmp_path)
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    groups = [g for g in train._action_groups if g.title in ("training", "cross-validation")]
+    dests = {a.dest for g in groups for a in g._group_actions}
+    assert len(dests) > 25 and dests - {"preset"} <= option_names()
+
+
+def test_options_map_to_the_config_as_on_the_command_line():
+    from paulow.config import config_from_options
+
+    cfg = config_from_options({"no_rotate": True, "norm": "layer", "per_epoch": 0, "time_limit": 0,
+                               "width": 8}, device="cpu")
+    assert (cfg.rotate, cfg.arch_extra, cfg.per_epoch, cfg.time_limit, cfg.width) == \
+        (False, {"norm": "layer"}, None, None, 8)
+    assert config_from_options({}, "paper", "cpu").width == 64  # the preset fills what is not given
+    with pytest.raises(UsageError, match="unknown training option.*epoch"):
+        config_from_options({"epoch": 3})
+
+
+def test_export_writes_torchscript_with_the_same_probabilities(model, tmp_path):
+    from paulow.data import normalise_with
+
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    written = model.export("torchscript", tmp_path, name="nuclei")
+    assert [p.name for p in written] == ["nuclei.torchscript.pt", "nuclei.torchscript.pt.json"]
+    x = torch.from_numpy(normalise_with(image[None].astype(np.float32), model.meta["normalisation"]))[None]
+    with torch.no_grad():
+        got = torch.jit.load(str(written[0]))(x)
+        want = torch.sigmoid(model.networks[0](x))
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_finetune_keeps_the_parent(model, tmp_path):
+    images, masks = _data(3, seed=20)
+    before = [p.detach().clone() for p in model.networks[0].parameters()]
+    tuned = paulow.finetune(model, images, masks, time_limit=0, epochs=1, per_epoch=8, batch_size=4,
+                            report_dir=tmp_path)
+    assert (tmp_path / "curves.png").is_file()  # drawn while it trains, as finetune_model.py does
+    assert isinstance(tuned, paulow.Model) and tuned.networks[0] is not model.networks[0]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.networks[0].parameters()))
+    assert set(tuned.meta["metrics"]["finetune"]) >= {"parent_dice", "finetuned_dice"}
+    assert tuned.meta["config"]["lr"] == pytest.approx(model.meta["config"]["lr"] * 0.1)
+    assert tuned.meta["config"]["epochs"] == 1 and tuned.meta["parent"] == {"name": model.meta["name"]}
+
+
+def test_bad_inputs_are_user_errors(model):
+    with pytest.raises(UsageError, match="unknown training option"):
+        paulow.train(*_data(2), time_limit=0, widht=8)
+    with pytest.raises(ShapeMismatchError):
+        paulow.train([np.zeros((64, 64))], [np.zeros((32, 32))], time_limit=0, **TINY)
+    with pytest.raises(UsageError, match="two images"):
+        paulow.finetune(model, *_data(1), time_limit=0, epochs=1)
+    with pytest.raises(UsageError, match="unknown fine-tuning option"):
+        paulow.finetune(model, *_data(2), time_limit=0, epoch=1)
+
+
+def test_evaluate_exact_values():
+    truth = np.zeros((8, 8), np.uint8)
+    truth[0:2, 0:2] = 1  # object A, 4 px
+    truth[5:7, 5:7] = 1  # object B, 4 px
+    pred = np.zeros((8, 8), np.uint8)
+    pred[0:2, 0:3] = 1  # A plus 2 px: IoU 4/6
+    scores = paulow.evaluate(pred, truth)
+    # tp 4, fp 2, fn 4
+    assert scores["dice"] == pytest.approx(8 / 14)
+    assert scores["iou"] == pytest.approx(4 / 10)
+    assert scores["precision"] == pytest.approx(4 / 6)
+    assert scores["recall"] == pytest.approx(0.5)
+    assert scores["object_tp"] == 1 and scores["object_fn"] == 1 and scores["object_fp"] == 0
+    assert scores["object_precision"] == 1.0 and scores["object_recall"] == 0.5
+    assert scores["object_mean_matched_iou"] == pytest.approx(4 / 6)
+
+
+def test_evaluate_takes_a_prediction_and_multiclass():
+    probs = np.zeros((1, 4, 4), np.float32)
+    probs[0, :2] = 0.9
+    pred = paulow.Prediction(probs, (probs[0] > 0.5).astype(np.uint8))
+    assert paulow.evaluate(pred, pred.mask * 255)["dice"] == 1.0
+    truth = np.array([[0, 1], [2, 2]])
+    scores = paulow.evaluate(np.array([[0, 1], [2, 1]]), truth, classes=3)
+    assert scores["dice_2"] == pytest.approx(2 / 3) and scores["pa_2"] == 0.5 and scores["accuracy"] == 0.75
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    """The README's "Python API" block, with tiny settings (each substitution must still apply)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    tiny = ", ".join(f"{k}={v!r}" for k, v in TINY.items())
+    for old, new in (("(128, 128)", "(64, 64)"), ("time_limit=2", f"time_limit=0, {tiny}"),
+                     ("time_limit=1)", "time_limit=0, epochs=1, per_epoch=8, batch_size=4)")):
+        assert old in code, f"README example changed: '{old}' not found"
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
+    assert paulow.load_model(tmp_path / "nuclei.pth").threshold == 0.6
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
+        "nuclei.torchscript.pt", "nuclei.torchscript.pt.json"]
+    assert (tmp_path / "nuclei_report" / "timing.json").is_file()

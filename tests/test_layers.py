@@ -1,0 +1,63 @@
+"""The import graph: front ends (commands, bench) -> the public API -> the package modules.
+
+Imports are read with `ast`, including those inside functions (the package imports heavy modules
+late), so a lazy import cannot hide a wrong direction.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "paulow"
+COMMANDS = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__", "common"}
+FRONT_ENDS = {"paulow.cli", "paulow.__main__", "paulow.demo"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Absolute names of the modules a file imports (`from . import x` counted as `pkg.x`)."""
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            names.add(stem)
+            names |= {f"{stem}.{a.name}" for a in node.names}
+    return names
+
+
+def test_the_helper_resolves_relative_imports():
+    found = imported(PACKAGE / "commands" / "evaluate.py")
+    assert {"paulow.api", "paulow.evaluate", "paulow.errors"} <= found
+    assert imported(PACKAGE / "api.py") >= {"paulow.predict", "paulow.errors"}
+
+
+def test_no_command_imports_another_command_or_the_cli():
+    for path in (PACKAGE / "commands").glob("*.py"):
+        wrong = {n for n in imported(path)
+                 if n in {f"paulow.commands.{c}" for c in COMMANDS - {path.stem}} or n.startswith("paulow.cli")}
+        assert not wrong, f"{path.name} imports {sorted(wrong)}"
+
+
+def test_the_api_and_the_package_import_no_front_end():
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("paulow.commands") or name in FRONT_ENDS:
+            continue
+        wrong = {n for n in imported(path) if n.startswith("paulow.commands") or n in FRONT_ENDS}
+        assert not wrong, f"{name} imports the front end(s) {sorted(wrong)}"
+
+
+def test_the_bench_goes_through_the_api_or_the_package_not_the_commands():
+    for path in (REPO / "bench").glob("*.py"):
+        wrong = {n for n in imported(path) if n.startswith(("paulow.commands", "paulow.cli"))}
+        assert not wrong, f"bench/{path.name} imports {sorted(wrong)}"
