@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt pytest
 	$(PY) -m pip install --quiet --no-deps -e .
 	# the optional front ends' extras, so their tests run too (the core install stays lean)
-	$(PY) -m pip install --quiet -e ".[export,tensorboard]"
+	$(PY) -m pip install --quiet -e ".[export,tensorboard,napari]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,168 @@
+"""The plugin's background work: plain generators that yield `Update`s and return a result.
+
+The widgets run them with napari's `thread_worker`; the tests can also run them directly.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Generator, Iterator
+
+import numpy as np
+
+from ..errors import UsageError
+from .layers import image_pages, label_pages, probability_array
+
+# fit_fold logs one line per epoch; it is the only per-epoch signal the public API gives
+EPOCH_LINE = re.compile(r"fold (\d+) epoch (\d+): loss ([^\s,]+), validation Dice ([^\s,]+)")
+
+
+@dataclass
+class Update:
+    """What a job reports while it runs: a line to show and the progress (done of total steps)."""
+
+    message: str
+    done: int = 0
+    total: int = 0
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    threshold: float
+
+
+def model_file(path: str | Path | None) -> Path:
+    """The chosen model file, or a UsageError saying how to choose one."""
+    if not path or not Path(path).is_file() or Path(path).suffix.lower() != ".pth":
+        raise UsageError(f"model file '{path or ''}' not found: choose a saved PAULow model (.pth)")
+    return Path(path)
+
+
+def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, split_touching: bool = False,
+            probabilities: bool = False, threshold: float | None = None
+            ) -> Generator[Update, None, Segmentation]:
+    """Segment every page of an image layer's data with a saved model."""
+    import paulow
+
+    path = model_file(path)
+    yield Update(f"loading {path.name}", 0, 1)
+    model = paulow.load_model(path)
+    pages, shape = image_pages(data, rgb, model.in_channels)
+    total = len(pages) + 1
+    yield Update(f"segmenting {len(pages)} page(s)", 1, total)
+    preds = []
+    for i, page in enumerate(pages):
+        preds.append(model.predict(page, threshold=threshold))
+        yield Update(f"page {i + 1}/{len(pages)} done", i + 2, total)
+    labels = label_pages(preds, instances, split_touching).reshape(shape)
+    probs = probability_array(preds, tuple(shape)) if probabilities else None
+    return Segmentation(labels, probs, preds[0].threshold)
+
+
+class _EpochLog(logging.Handler):
+    """Hands the training thread's log lines to a queue (other threads' lines are not ours)."""
+
+    def __init__(self, thread: threading.Thread, sink: queue.Queue) -> None:
+        super().__init__(logging.INFO)
+        self.thread, self.sink = thread, sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread.ident:
+            self.sink.put(record.getMessage())
+
+
+@contextmanager
+def _listening(thread: threading.Thread, sink: queue.Queue) -> Iterator[None]:
+    logger = logging.getLogger("paulow")
+    handler, level = _EpochLog(thread, sink), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _epoch_update(line: str, epochs: int, folds: int, best: list[float]) -> Update:
+    """A live line from an epoch log line: loss, validation Dice and the best so far."""
+    match = EPOCH_LINE.search(line)
+    if not match:
+        return Update(line)
+    fold, epoch, loss, dice = match.groups()
+    if dice != "-":
+        best[0] = max(best[0], float(dice))
+    text = f"epoch {epoch}/{epochs}: loss {loss}, validation Dice {dice}"
+    text += f" (best {best[0]:.4f})" if best[0] >= 0 else ""
+    text = f"fold {fold}/{folds}, {text}" if folds > 1 else text
+    return Update(text, (int(fold) - 1) * epochs + int(epoch), folds * epochs)
+
+
+def train(images: list, masks: list, out: str | Path, *, base: str | Path | None = None,
+          time_limit: float = 5.0, epochs: int = 40, classes: int = 1, **options: Any
+          ) -> Generator[Update, None, Path]:
+    """Train (or, given `base`, fine-tune) a model on the pairs and save it to `out` (never replaced).
+
+    Each epoch yields its loss and validation Dice. The training runs in its own thread so this
+    generator can pass its log lines on as they come.
+    """
+    import paulow
+
+    out = Path(out) if out else None
+    if out is None or out.suffix.lower() != ".pth":
+        raise UsageError(f"model file '{out or ''}': choose where to save the model (a name ending in .pth)")
+    if out.exists():
+        raise UsageError(f"model file '{out}' exists: choose another name (nothing is overwritten)")
+    parent = paulow.load_model(model_file(base)) if base else None
+    folds = 1 if parent else int(options.get("folds", 5))
+    lines: queue.Queue = queue.Queue()
+    done: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            if parent is not None:
+                model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
+                                        echo=lines.put, **options)
+            else:
+                model = paulow.train(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
+                                     echo=lines.put, **options)
+            done["path"] = model.save(out)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            done["error"] = exc
+        finally:
+            lines.put(None)
+
+    thread = threading.Thread(target=work, name="paulow-train", daemon=True)
+    best = [-1.0]
+    yield Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
+    with _listening(thread, lines):
+        thread.start()
+        while (line := lines.get()) is not None:
+            yield _epoch_update(line, epochs, folds, best)
+        thread.join()
+    if "error" in done:
+        raise done["error"]
+    return done["path"]
+
+
+def attention(path: str | Path, page: np.ndarray) -> list[np.ndarray]:
+    """The attention-gate maps (deepest first) of a saved model for one raw (C, H, W) page."""
+    import paulow
+    from ..attention import attention_maps
+
+    model = paulow.load_model(model_file(path))
+    loaded = SimpleNamespace(models=model.networks, meta=model.meta, in_channels=model.in_channels)
+    maps = attention_maps(loaded, page, SimpleNamespace(device="cpu"))
+    if not maps:
+        raise UsageError(f"model '{Path(path).name}' ({model.meta.get('arch')}) has no attention gates, "
+                         "or the slice is too large for one pass: nothing to show")
+    return maps

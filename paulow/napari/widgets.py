@@ -1,0 +1,197 @@
+"""The dock widgets: Segment, Train / fine-tune and Attention maps (magicgui containers).
+
+Each widget checks its inputs at once (an `error: ...` line in its status, nothing started), then runs
+its job (see `jobs`) in a napari `thread_worker`, so the viewer stays responsive; `worker` holds the
+running one.
+"""
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import napari
+import numpy as np
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar,
+                              PushButton, SpinBox)
+from napari.layers import Image, Labels
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+
+from ..errors import PaulowError
+from . import jobs
+from .layers import image_pages, page_index, training_pairs
+
+log = logging.getLogger("paulow")
+INSTANCES, MASK = "instances (one label per object)", "mask (class per pixel)"
+
+
+class _LayerWidget(Container):
+    """Shared parts: layer pickers that follow the viewer, a progress bar, a status line, the worker."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self.worker = None
+        self._progress = ProgressBar(value=0, max=1, label="progress")
+        self._status = Label(value="", label="status")
+
+    def _layer_picker(self, kind: type, label: str) -> ComboBox:
+        picker = ComboBox(label=label, choices=lambda _: [(layer.name, layer) for layer in self._viewer.layers
+                                                          if isinstance(layer, kind)])
+        for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
+            event.connect(lambda _=None: picker.reset_choices())
+        return picker
+
+    def _say(self, message: str) -> None:
+        self._status.value = message
+
+    def _update(self, update: jobs.Update) -> None:
+        self._say(update.message)
+        if update.total:
+            self._progress.max, self._progress.value = update.total, update.done
+
+    def _failed(self, exc: BaseException) -> None:
+        # PAULow's own errors name the fix; anything else is a bug, so its type is shown too
+        message = str(exc) if isinstance(exc, PaulowError) else f"{type(exc).__name__}: {exc}"
+        self._say(f"error: {message}")
+        show_error(f"PAULow: {message}")
+        log.error("napari %s: %s", type(self).__name__, message)
+
+    def _start(self, job: Callable, *args: Any, on_done: Callable[[Any], None], **kwargs: Any) -> None:
+        """Run `job` in a worker thread: updates to the progress bar and status, errors to the status."""
+        self._run.enabled = False
+        self._progress.value = 0
+        worker = thread_worker(job, start_thread=False, ignore_errors=True)(*args, **kwargs)
+        if hasattr(worker, "yielded"):
+            worker.yielded.connect(self._update)
+        worker.returned.connect(on_done)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(lambda: setattr(self._run, "enabled", True))
+        self.worker = worker
+        worker.start()
+
+    def _place(self, source, ndim: int) -> dict:
+        """Scale and translate so a new layer lies on `source` (its last `ndim` axes)."""
+        return {"scale": tuple(source.scale)[-ndim:], "translate": tuple(source.translate)[-ndim:]}
+
+
+class SegmentWidget(_LayerWidget):
+    """Segment the chosen image layer with a saved model: a labels layer (and probabilities) out."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self._image = self._layer_picker(Image, "image")
+        self._model = FileEdit(label="model file", mode="r", filter="*.pth")
+        self._output = ComboBox(label="output", choices=[MASK, INSTANCES], value=MASK)
+        self._split = CheckBox(text="split touching objects (watershed)", value=False)
+        self._probabilities = CheckBox(text="add a probability layer", value=False)
+        self._run = PushButton(text="Segment")
+        self._run.changed.connect(self.run)
+        self.extend([self._image, self._model, self._output, self._split, self._probabilities, self._run,
+                     self._progress, self._status])
+
+    def run(self) -> None:
+        layer = self._image.value
+        if layer is None:
+            return self._say("error: no image layer: open an image first")
+        try:
+            path = jobs.model_file(self._model.value)
+        except PaulowError as exc:
+            return self._say(f"error: {exc}")
+        instances = self._output.value == INSTANCES
+        self._start(jobs.segment, path, layer.data, bool(layer.rgb), instances=instances,
+                    split_touching=self._split.value, probabilities=self._probabilities.value,
+                    on_done=lambda result: self._add(layer, path, instances, result))
+
+    def _add(self, source, path: Path, instances: bool, result: jobs.Segmentation) -> None:
+        kind = "instances" if instances else "mask"
+        self._viewer.add_labels(result.labels, name=f"{source.name} {kind}",
+                                **self._place(source, result.labels.ndim))
+        if result.probabilities is not None:
+            place = self._place(source, result.labels.ndim)
+            extra = result.probabilities.ndim - result.labels.ndim  # a class axis first, for class maps
+            place = {k: (1,) * extra + v if k == "scale" else (0,) * extra + v for k, v in place.items()}
+            self._viewer.add_image(result.probabilities, name=f"{source.name} probability", colormap="magma",
+                                   contrast_limits=(0.0, 1.0), blending="additive", **place)
+        found = f", {int(result.labels.max())} object(s)" if instances else ""
+        self._say(f"done: {path.name}, threshold {result.threshold:.2f}{found}")
+
+
+class TrainWidget(_LayerWidget):
+    """Train a new model, or fine-tune a saved one, from an image layer and its labels layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self.options: dict[str, Any] = {}  # more TrainConfig fields (e.g. per_epoch) for the next run
+        self._image = self._layer_picker(Image, "image")
+        self._labels = self._layer_picker(Labels, "labels")
+        self._classes = CheckBox(text="labels are classes (else any label is foreground)", value=False)
+        self._finetune = CheckBox(text="fine-tune a saved model", value=False)
+        self._base = FileEdit(label="model to fine-tune", mode="r", filter="*.pth", visible=False)
+        self._finetune.changed.connect(lambda on: setattr(self._base, "visible", on))
+        self._minutes = FloatSpinBox(label="time limit (min, 0: epochs)", value=5.0, min=0.0, max=1440.0,
+                                     step=0.5)
+        self._epochs = SpinBox(label="epochs", value=40, min=1, max=10000)
+        self._width = SpinBox(label="network width", value=16, min=4, max=128)
+        self._patch = SpinBox(label="patch size", value=128, min=32, max=1024, step=16)
+        self._tiles = SpinBox(label="tiles per side", value=2, min=1, max=8,
+                              tooltip="each image is cut into tiles x tiles pieces so some can be held out "
+                                      "for validation")
+        self._out = FileEdit(label="save model as", mode="w", filter="*.pth")
+        self._run = PushButton(text="Train")
+        self._run.changed.connect(self.run)
+        self.extend([self._image, self._labels, self._classes, self._finetune, self._base, self._minutes,
+                     self._epochs, self._width, self._patch, self._tiles, self._out, self._run,
+                     self._progress, self._status])
+
+    def run(self) -> None:
+        image, labels = self._image.value, self._labels.value
+        if image is None or labels is None:
+            return self._say("error: choose an image layer and a labels layer drawn on it")
+        try:
+            images, masks = training_pairs(image.data, labels.data, bool(image.rgb), self._tiles.value)
+            base = jobs.model_file(self._base.value) if self._finetune.value else None
+        except PaulowError as exc:
+            return self._say(f"error: {exc}")
+        classes = int(max(m.max(initial=0) for m in masks)) + 1 if self._classes.value else 1
+        options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.options}
+        if base is None:
+            options = {"width": self._width.value, "folds": 1, "test_fraction": 0.0, **options}
+        self._start(jobs.train, images, masks, self._out.value, base=base, time_limit=self._minutes.value,
+                    epochs=self._epochs.value, classes=classes, on_done=self._saved, **options)
+
+    def _saved(self, path: Path) -> None:
+        self._say(f"saved {path} ({self._status.value})")
+
+
+class AttentionWidget(_LayerWidget):
+    """Show where a model's attention gates look, for the image's current slice."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self._image = self._layer_picker(Image, "image")
+        self._model = FileEdit(label="model file", mode="r", filter="*.pth")
+        self._run = PushButton(text="Show attention maps")
+        self._run.changed.connect(self.run)
+        self.extend([self._image, self._model, self._run, self._progress, self._status])
+
+    def run(self) -> None:
+        layer = self._image.value
+        if layer is None:
+            return self._say("error: no image layer: open an image first")
+        try:
+            path = jobs.model_file(self._model.value)
+            pages, shape = image_pages(layer.data, bool(layer.rgb))
+        except PaulowError as exc:
+            return self._say(f"error: {exc}")
+        index = page_index(layer.world_to_data(self._viewer.dims.point), shape)
+        self._say(f"attention maps of {path.name} for page {index + 1}/{len(pages)}")
+        self._start(jobs.attention, path, np.asarray(pages[index]), on_done=lambda maps: self._add(layer, maps))
+
+    def _add(self, source, maps: list[np.ndarray]) -> None:
+        names = [f"{source.name} attention gate {i + 1}" + (" (deepest)" if i == 0 else "")
+                 for i in range(len(maps))]
+        self._viewer.add_image(np.stack(maps), channel_axis=0, name=names, colormap="inferno",
+                               blending="additive", contrast_limits=(0.0, 1.0), visible=[True] + [False] * (len(maps) - 1),
+                               **self._place(source, 2))
+        self._progress.max, self._progress.value = 1, 1
+        self._say(f"{len(maps)} gate map(s), deepest first: bright = detail let through")
