@@ -39,11 +39,27 @@ class Segmentation:
     threshold: float
 
 
+def _given(path: str | Path | None) -> Path | None:
+    """A path, or None for nothing chosen (an empty file field reads as '.')."""
+    return None if path is None or str(path) in ("", ".") else Path(path)
+
+
 def model_file(path: str | Path | None) -> Path:
     """The chosen model file, or a UsageError saying how to choose one."""
-    if not path or not Path(path).is_file() or Path(path).suffix.lower() != ".pth":
-        raise UsageError(f"model file '{path or ''}' not found: choose a saved PAULow model (.pth)")
-    return Path(path)
+    chosen = _given(path)
+    if chosen is None or not chosen.is_file() or chosen.suffix.lower() != ".pth":
+        raise UsageError(f"model file '{chosen or ''}' not found: choose a saved PAULow model (.pth)")
+    return chosen
+
+
+def output_file(path: str | Path | None) -> Path:
+    """Where to save a new model: a .pth name that does not exist yet (nothing is overwritten)."""
+    chosen = _given(path)
+    if chosen is None or chosen.suffix.lower() != ".pth":
+        raise UsageError(f"model file '{chosen or ''}': choose where to save the model (a name ending in .pth)")
+    if chosen.exists():
+        raise UsageError(f"model file '{chosen}' exists: choose another name (nothing is overwritten)")
+    return chosen
 
 
 def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, split_touching: bool = False,
@@ -117,11 +133,7 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
     """
     import paulow
 
-    out = Path(out) if out else None
-    if out is None or out.suffix.lower() != ".pth":
-        raise UsageError(f"model file '{out or ''}': choose where to save the model (a name ending in .pth)")
-    if out.exists():
-        raise UsageError(f"model file '{out}' exists: choose another name (nothing is overwritten)")
+    out = output_file(out)
     parent = paulow.load_model(model_file(base)) if base else None
     folds = 1 if parent else int(options.get("folds", 5))
     lines: queue.Queue = queue.Queue()

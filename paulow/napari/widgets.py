@@ -33,6 +33,7 @@ class _LayerWidget(Container):
         self.worker = None
         self._progress = ProgressBar(value=0, max=1, label="progress")
         self._status = Label(value="", label="status")
+        self._status.native.setWordWrap(True)  # errors name the file and the fix: long lines
 
     def _layer_picker(self, kind: type, label: str) -> ComboBox:
         picker = ComboBox(label=label, choices=lambda _: [(layer.name, layer) for layer in self._viewer.layers
@@ -69,6 +70,18 @@ class _LayerWidget(Container):
         self.worker = worker
         worker.start()
 
+    def _image_and_model(self) -> tuple[Any, Path] | None:
+        """The chosen image layer and model file; None (and the reason in the status) when missing."""
+        layer = self._image.value
+        if layer is None:
+            self._say("error: no image layer: open an image first")
+            return None
+        try:
+            return layer, jobs.model_file(self._model.value)
+        except PaulowError as exc:
+            self._say(f"error: {exc}")
+            return None
+
     def _place(self, source, ndim: int) -> dict:
         """Scale and translate so a new layer lies on `source` (its last `ndim` axes)."""
         return {"scale": tuple(source.scale)[-ndim:], "translate": tuple(source.translate)[-ndim:]}
@@ -90,13 +103,10 @@ class SegmentWidget(_LayerWidget):
                      self._progress, self._status])
 
     def run(self) -> None:
-        layer = self._image.value
-        if layer is None:
-            return self._say("error: no image layer: open an image first")
-        try:
-            path = jobs.model_file(self._model.value)
-        except PaulowError as exc:
-            return self._say(f"error: {exc}")
+        chosen = self._image_and_model()
+        if chosen is None:
+            return
+        layer, path = chosen
         instances = self._output.value == INSTANCES
         self._start(jobs.segment, path, layer.data, bool(layer.rgb), instances=instances,
                     split_touching=self._split.value, probabilities=self._probabilities.value,
@@ -121,13 +131,13 @@ class TrainWidget(_LayerWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
-        self.options: dict[str, Any] = {}  # more TrainConfig fields (e.g. per_epoch) for the next run
+        self.train_options: dict[str, Any] = {}  # more TrainConfig fields (e.g. per_epoch) for the next run
         self._image = self._layer_picker(Image, "image")
-        self._labels = self._layer_picker(Labels, "labels")
+        self._labels_in = self._layer_picker(Labels, "labels")
         self._classes = CheckBox(text="labels are classes (else any label is foreground)", value=False)
         self._finetune = CheckBox(text="fine-tune a saved model", value=False)
-        self._base = FileEdit(label="model to fine-tune", mode="r", filter="*.pth", visible=False)
-        self._finetune.changed.connect(lambda on: setattr(self._base, "visible", on))
+        self._parent_in = FileEdit(label="model to fine-tune", mode="r", filter="*.pth", visible=False)
+        self._finetune.changed.connect(lambda on: setattr(self._parent_in, "visible", on))
         self._minutes = FloatSpinBox(label="time limit (min, 0: epochs)", value=5.0, min=0.0, max=1440.0,
                                      step=0.5)
         self._epochs = SpinBox(label="epochs", value=40, min=1, max=10000)
@@ -139,24 +149,25 @@ class TrainWidget(_LayerWidget):
         self._out = FileEdit(label="save model as", mode="w", filter="*.pth")
         self._run = PushButton(text="Train")
         self._run.changed.connect(self.run)
-        self.extend([self._image, self._labels, self._classes, self._finetune, self._base, self._minutes,
+        self.extend([self._image, self._labels_in, self._classes, self._finetune, self._parent_in, self._minutes,
                      self._epochs, self._width, self._patch, self._tiles, self._out, self._run,
                      self._progress, self._status])
 
     def run(self) -> None:
-        image, labels = self._image.value, self._labels.value
+        image, labels = self._image.value, self._labels_in.value
         if image is None or labels is None:
             return self._say("error: choose an image layer and a labels layer drawn on it")
         try:
             images, masks = training_pairs(image.data, labels.data, bool(image.rgb), self._tiles.value)
-            base = jobs.model_file(self._base.value) if self._finetune.value else None
+            base = jobs.model_file(self._parent_in.value) if self._finetune.value else None
+            out = jobs.output_file(self._out.value)
         except PaulowError as exc:
             return self._say(f"error: {exc}")
         classes = int(max(m.max(initial=0) for m in masks)) + 1 if self._classes.value else 1
-        options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.options}
+        options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.train_options}
         if base is None:
             options = {"width": self._width.value, "folds": 1, "test_fraction": 0.0, **options}
-        self._start(jobs.train, images, masks, self._out.value, base=base, time_limit=self._minutes.value,
+        self._start(jobs.train, images, masks, out, base=base, time_limit=self._minutes.value,
                     epochs=self._epochs.value, classes=classes, on_done=self._saved, **options)
 
     def _saved(self, path: Path) -> None:
@@ -175,14 +186,11 @@ class AttentionWidget(_LayerWidget):
         self.extend([self._image, self._model, self._run, self._progress, self._status])
 
     def run(self) -> None:
-        layer = self._image.value
-        if layer is None:
-            return self._say("error: no image layer: open an image first")
-        try:
-            path = jobs.model_file(self._model.value)
-            pages, shape = image_pages(layer.data, bool(layer.rgb))
-        except PaulowError as exc:
-            return self._say(f"error: {exc}")
+        chosen = self._image_and_model()
+        if chosen is None:
+            return
+        layer, path = chosen
+        pages, shape = image_pages(layer.data, bool(layer.rgb))
         index = page_index(layer.world_to_data(self._viewer.dims.point), shape)
         self._say(f"attention maps of {path.name} for page {index + 1}/{len(pages)}")
         self._start(jobs.attention, path, np.asarray(pages[index]), on_done=lambda maps: self._add(layer, maps))
