@@ -182,6 +182,22 @@ def test_train_never_overwrites_a_model_file(viewer, tmp_path):
     assert widget.worker is None and out.read_bytes() == b"keep me"
 
 
+def test_train_says_what_is_missing_and_starts_nothing(viewer, tmp_path, tiny_model):
+    widget = _train_widget(viewer, tmp_path / "new.pth")
+    widget._finetune.value, widget._parent_in.value, widget._tiles.value = True, tiny_model, 1
+    widget.run()
+    assert widget._status.value == ("error: fine-tuning holds part of the image out: set 'tiles per side' "
+                                    "to 2 or more")
+    viewer.layers["cells labels"].data = np.zeros((64, 64), np.uint8)
+    widget.run()
+    assert widget._status.value == "error: the labels layer 'cells labels' is empty: paint some objects first"
+    viewer.layers["cells labels"].data = np.zeros((32, 32), np.uint8)
+    widget.run()
+    assert widget._status.value == ("error: the labels layer is (32, 32) but the image layer is (64, 64): "
+                                    "draw the labels on a layer of the image's size")
+    assert widget.worker is None and not (tmp_path / "new.pth").exists()
+
+
 def test_attention_maps_become_one_layer_per_gate(viewer, qtbot, tiny_model):
     from paulow.napari.jobs import attention
     from paulow.napari.widgets import AttentionWidget

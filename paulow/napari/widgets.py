@@ -163,6 +163,10 @@ class TrainWidget(_LayerWidget):
             out = jobs.output_file(self._out.value)
         except PaulowError as exc:
             return self._say(f"error: {exc}")
+        if not any(m.any() for m in masks):
+            return self._say(f"error: the labels layer '{labels.name}' is empty: paint some objects first")
+        if base is not None and len(images) < 2:
+            return self._say("error: fine-tuning holds part of the image out: set 'tiles per side' to 2 or more")
         classes = int(max(m.max(initial=0) for m in masks)) + 1 if self._classes.value else 1
         options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.train_options}
         if base is None:
