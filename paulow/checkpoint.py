@@ -84,23 +84,37 @@ def plain(value: Any) -> Any:
 
 def save_checkpoint(path: Path, state_dicts: list[dict], meta: dict) -> Path:
     """Write the model file atomically, then reload it to verify; return the path."""
-    import torch
+    from .io import atomic_write_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": "paulow", "meta": plain({**base_meta(), **meta}),
                "state_dicts": [{k: v.detach().cpu() for k, v in sd.items()} for sd in state_dicts]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
+    with atomic_write_path(path) as tmp:
+        torch_save(payload, tmp, path)
         verify = load_checkpoint(tmp)
         if len(verify.models) != len(state_dicts):
             raise ModelError(f"model file '{path}' did not verify after writing: try again")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
+
+
+def torch_save(payload: Any, tmp: Path, final: Path) -> None:
+    """`torch.save`, with a failed write (torch reports a full disk as a RuntimeError) as an OSError
+    naming the file the user knows."""
+    import errno
+    import shutil
+
+    import torch
+
+    try:
+        torch.save(payload, tmp)
+    except RuntimeError as exc:
+        if "writ" not in str(exc):
+            raise
+        full = shutil.disk_usage(final.parent).free < (64 << 20)
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      "No space left on device" if full else f"write failed ({str(exc).splitlines()[0]})",
+                      str(final)) from None
 
 
 def _read(path: Path) -> Any:
@@ -111,7 +125,12 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the user needs one message
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if "weights only load failed" in text.lower() or "weights_only" in text:
+            # never pass on torch's advice to load with weights_only=False: that would run its code
+            first = "it holds Python objects besides tensors and plain values, refused for safety"
+        else:
+            first = text.splitlines()[0] if text else type(exc).__name__
         raise ModelError(
             f"cannot load model file '{path}' safely ({first}): it is corrupt or not a PAULow/PyTorch "
             "state dict; retrain or re-download it") from None
@@ -141,12 +160,58 @@ def _legacy_meta(state_dict: dict) -> dict:
             "legacy": True}
 
 
+def _is_int(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+# key: (required, check, what it must be); every reader of a model file relies on these
+_META_SCHEMA = {
+    "arch": (True, lambda v: isinstance(v, str) and bool(v), "a network name"),
+    "in_channels": (True, _is_int, "a whole number >= 1"),
+    "arch_args": (False, lambda v: isinstance(v, dict), "a dictionary"),
+    "classes": (False, _is_int, "a whole number >= 1"),
+    "normalisation": (False, lambda v: isinstance(v, dict), "a dictionary"),
+    "threshold": (False, _is_fraction, "a number from 0 to 1"),
+    "patch": (False, _is_int, "a whole number >= 1"),
+    "overlap": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                "a number >= 0"),
+    "metrics": (False, lambda v: isinstance(v, dict), "a dictionary"),
+}
+
+
+def validate_meta(payload: dict, path: Path) -> dict:
+    """The metadata of a PAULow model file, checked against the schema every reader relies on;
+    a ModelError naming the file and the bad field otherwise."""
+    def bad(problem: str) -> ModelError:
+        return ModelError(f"model file '{path}' has malformed metadata ({problem}): it is damaged or was not "
+                          "written by PAULow; retrain it or re-download it")
+
+    meta = payload.get("meta")
+    if not isinstance(meta, dict):
+        raise bad("no 'meta' dictionary")
+    for key, (required, check, what) in _META_SCHEMA.items():
+        if key not in meta:
+            if required:
+                raise bad(f"'{key}' is missing")
+            continue
+        if not check(meta[key]):
+            raise bad(f"'{key}' is {meta[key]!r}, not {what}")
+    sds = payload.get("state_dicts")
+    if not isinstance(sds, list) or not sds or not all(isinstance(sd, dict) for sd in sds):
+        raise bad("'state_dicts' must be a non-empty list of network weights")
+    return dict(meta)
+
+
 def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
     """Rebuild the networks a model file describes (eval mode, on `device`)."""
     path = Path(path)
     payload = _read(path)
     if isinstance(payload, dict) and payload.get("format") == "paulow":
-        meta = dict(payload["meta"])
+        meta = validate_meta(payload, path)
         models = [_build(meta, sd, path).to(device) for sd in payload["state_dicts"]]
         return LoadedModel(models=models, meta=meta, path=path)
     if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values()):
@@ -169,7 +234,7 @@ def describe(path: Path) -> dict:
     payload = _read(Path(path))
     row = {"name": Path(path).stem}
     if isinstance(payload, dict) and payload.get("format") == "paulow":
-        meta = payload["meta"]
+        meta = validate_meta(payload, Path(path))
         row.update(date=str(meta.get("date", ""))[:16].replace("T", " "),
                    network=f"{meta.get('arch')} w{meta.get('arch_args', {}).get('width', '?')}",
                    channels=meta.get("in_channels"), classes=meta.get("classes", 1),

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import PaulowError, UsageError
+from .errors import InterruptedRun, PaulowError, UsageError
 
 COMMANDS = ("setup", "train", "predict", "finetune", "evaluate", "summary", "check-overfit", "export", "demo")
 ALIASES = {"use": "predict", "segment": "predict"}
@@ -314,7 +314,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         from .demo import run
     result = run(args)
-    return result if isinstance(result, int) else 0
+    code = result if isinstance(result, int) else 0
+    return code or (1 if getattr(args, "refused_files", 0) else 0)  # some input files were refused
 
 
 def main(argv: Sequence[str] | None = None, default_root: Path | None = None) -> int:
@@ -325,12 +326,33 @@ def main(argv: Sequence[str] | None = None, default_root: Path | None = None) ->
         args = _apply_config(parser, argv)
         _setup_logging(getattr(args, "verbose", False))
         return _dispatch(args)
+    except InterruptedRun as exc:
+        print(f"\ninterrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PaulowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was deleted; the input folders are as they were", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: what happened, where, and the fix."""
+    import errno
+
+    where = exc.filename or "an output file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full at '{where}': free some space and run again (the inputs were kept)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"permission denied at '{where}': make that folder writable (or run with "
+                "--keep-inputs if only the input folder is read-only); the inputs were kept")
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"file name too long: '{str(where)[:60]}...': choose a shorter name"
+    return f"{exc.strerror or type(exc).__name__} at '{where}': check that path (the inputs were kept)"
 
 
 def script_main(command: str, script_file: str) -> Callable[[], None]:

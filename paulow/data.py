@@ -89,7 +89,9 @@ def snr(raw: np.ndarray, mask: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- loading and validation
-def _read_all(pairs: Sequence[tuple[Path, Path]]) -> list[tuple]:
+def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None) -> list[tuple]:
+    """Read every pair. A pair that cannot be read raises, or, when `refused` is a list, is
+    appended to it as (image path, message) and left out, as long as some pair can be read."""
     from . import io
 
     loaded, bad = [], []
@@ -97,9 +99,11 @@ def _read_all(pairs: Sequence[tuple[Path, Path]]) -> list[tuple]:
         try:
             loaded.append((io.read_image(image_path), io.read_mask(mask_path), mask_path))
         except UnreadableImageError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise UnreadableImageError(f"{len(bad)} file(s) cannot be read: " + " | ".join(bad))
+            bad.append((image_path, str(exc)))
+    if bad and (refused is None or not loaded):
+        raise UnreadableImageError(f"{len(bad)} file(s) cannot be read: " + " | ".join(m for _, m in bad))
+    if refused is not None:
+        refused.extend(bad)
     return loaded
 
 
@@ -136,20 +140,24 @@ def _mask_warnings(loaded: list[tuple], classes: int) -> None:
 
 
 def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
-               normalisation: dict | None = None) -> list[Slice]:
+               normalisation: dict | None = None, refused: list | None = None) -> list[Slice]:
     """Read and validate a whole image/mask folder pair before any long work starts.
 
-    `normalisation` is a model file's recorded spec (default: `NORMALISATION`).
+    `normalisation` is a model file's recorded spec (default: `NORMALISATION`). With a `refused`
+    list, unreadable pairs and entries that are not files are listed there as (path, message) and
+    left out instead of stopping the run.
     """
     from . import io
     from .errors import EmptyFolderError
 
     images, masks = io.list_images(image_dir), io.list_images(mask_dir)
+    if refused is not None:
+        refused.extend(io.list_unusable(image_dir) + io.list_unusable(mask_dir))
     if not images:
         raise EmptyFolderError(_no_images(image_dir))
     if not masks:
         raise EmptyFolderError(f"no masks in '{mask_dir}': put one mask per image there")
-    loaded = _read_all(io.pair_images_masks(images, masks))
+    loaded = _read_all(io.pair_images_masks(images, masks), refused)
     _check_shapes(loaded)
     _mask_warnings(loaded, classes)
     spec = normalisation or NORMALISATION

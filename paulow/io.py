@@ -95,6 +95,22 @@ def list_images(folder: str | Path) -> list[Path]:
     return [p for p in _visible_files(folder) if p.suffix.lower() in SUPPORTED_EXTENSIONS]
 
 
+def list_unusable(folder: str | Path) -> list[tuple[Path, str]]:
+    """Entries named like images that are not readable files (a broken link, a folder, a pipe),
+    each with the reason and the fix, so that no input is skipped without a word."""
+    found = []
+    for p in sorted(Path(folder).iterdir(), key=natural_sort_key):
+        if p.name.startswith(".") or p.suffix.lower() not in SUPPORTED_EXTENSIONS or p.is_file():
+            continue
+        if p.is_symlink() and not p.exists():
+            found.append((p, "a link whose target is missing: fix or remove the link"))
+        elif p.is_dir():
+            found.append((p, "a folder, not an image: move the images inside it into this folder"))
+        else:
+            found.append((p, "not a regular file: replace it with the image file itself"))
+    return found
+
+
 VENDOR_FORMATS = (".czi", ".nd2", ".lif", ".oib", ".oif", ".ims", ".vsi", ".dv", ".sld")
 
 
@@ -162,11 +178,36 @@ def _read(path: Path, palette_indices: bool) -> ImageStack:
     except UnreadableImageError:
         raise
     except MemoryError:
-        raise
+        raise _unreadable(path, "it is too large to decode in the available memory",
+                          "Crop or downsample it (e.g. in Fiji), or use a machine with more memory.") from None
     except Exception as exc:  # every decoder failure is a user-fixable file problem
         raise _unreadable(path, str(exc) or type(exc).__name__) from exc
     stack.data = _native_dtype(stack.data, path)
     return stack
+
+
+def decode_limit() -> int:
+    """Bytes one decoded image may take: half the memory available now (Linux), else 8 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 << 30
+
+
+def check_declared_size(path: Path, shape: Sequence[int], dtype, count: int = 1) -> None:
+    """Refuse a file whose header declares more pixels than fit in memory, before decoding it
+    (a 16 KB file can declare 200000 x 200000 pixels)."""
+    needed = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize * count
+    limit = decode_limit()
+    if needed > limit:
+        dims = " x ".join(str(int(n)) for n in shape)
+        raise _unreadable(path, f"its header declares {dims} pixels ({needed / 2**30:.1f} GiB decoded), more "
+                                f"than the {limit / 2**30:.1f} GiB of memory available for one image",
+                          "Crop or downsample it (e.g. in Fiji); if the file is small it is probably corrupt.")
 
 
 def _native_dtype(data: np.ndarray, path: Path) -> np.ndarray:
@@ -221,6 +262,8 @@ def _read_series(tif: tifffile.TiffFile, path: Path) -> tuple[np.ndarray, str, l
     if not tif.series:
         raise _unreadable(path, "the file holds no image")
     first = tif.series[0]
+    same = [s for s in tif.series[1:] if s.shape == first.shape and s.axes == first.axes]
+    check_declared_size(path, first.shape, first.dtype, 1 + len(same))
     arrays, skipped = [first.asarray()], []
     for index, series in enumerate(tif.series[1:], start=1):
         if series.shape == first.shape and series.axes == first.axes:
@@ -316,6 +359,7 @@ def _read_raster(path: Path, palette_indices: bool) -> ImageStack:
     from PIL import Image  # Pillow is strict about truncation, unlike some OpenCV builds
 
     with Image.open(path) as image:
+        check_declared_size(path, (image.height, image.width, len(image.getbands())), np.dtype(np.uint16))
         image.load()
         header = _png_header(path)
         if header is not None and header[0] == 16:
@@ -541,11 +585,15 @@ def atomic_write_path(final_path: str | Path) -> Iterator[Path]:
     on an exception it is removed and `final_path` is left untouched."""
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # the owner's pid: see clean_stale_temporaries
     temporary = final_path.with_name(f".{final_path.name}.{token}.tmp{final_path.suffix}")
     try:
         yield temporary
         os.replace(temporary, final_path)
+    except OSError as exc:  # name the file the user knows (a full disk rarely says where)
+        if exc.filename in (None, str(temporary), temporary):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final_path)) from None
+        raise
     finally:
         if temporary.exists():
             temporary.unlink()

@@ -8,9 +8,10 @@ model file is written and verified.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping
 
 from .errors import UsageError
+from .workspace import Fingerprint
 
 RESUME_FILE = "resume_state.pth"
 FORMAT = "paulow-resume"
@@ -22,24 +23,20 @@ def input_key(path: Path, root: Path) -> str:
     return Path(path).resolve().relative_to(root.resolve()).as_posix()
 
 
-def input_hashes(files: Sequence[Path], root: Path) -> dict[str, str]:
-    """SHA-256 of each input file, keyed by `input_key`."""
-    from .checkpoint import sha256_file
-
-    return {input_key(f, root): sha256_file(f) for f in files}
+def input_hashes(read_as: Mapping[Path, Fingerprint], root: Path) -> dict[str, str]:
+    """SHA-256 of each input file (from its fingerprint taken before reading), keyed by `input_key`."""
+    return {input_key(f, root): fp.sha256 for f, fp in read_as.items()}
 
 
 def save_state(path: Path, name: str, config: dict, inputs: dict[str, str], state: dict) -> None:
     """Write the resume file atomically (a crash mid-write leaves the previous one)."""
-    import torch
-
-    from .checkpoint import plain
+    from .checkpoint import plain, torch_save
     from .io import atomic_write_path
 
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": plain(config),
                "inputs": inputs, "state": state}
     with atomic_write_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch_save(payload, tmp, path)
 
 
 def load_state(path: Path) -> dict:
@@ -87,3 +84,36 @@ def check_inputs(saved: dict[str, str], current: dict[str, str]) -> None:
              for label, names in (("missing", missing), ("new", added), ("changed", changed)) if names]
     raise UsageError("the training folders are not the ones the stopped run used (" + "; ".join(parts)
                      + "): put the same files back, or start a new run without --resume")
+
+
+def settle_finished_runs(models_dir: Path, echo=print) -> list[Path]:
+    """Remove the resume state of runs that were killed after their model file was written and
+    verified, but before the state was removed: they finished, and `--resume` would only fail.
+    A run finished when `NAME.pth` is newer than its state, loads, and carries the run's name."""
+    from .checkpoint import load_checkpoint
+    from .errors import ModelError
+
+    settled = []
+    for state in resumable_runs(models_dir):
+        try:
+            name = load_state(state)["name"]
+            model = models_dir / f"{name}.pth"
+            if not model.is_file() or model.stat().st_mtime < state.stat().st_mtime:
+                continue
+            if load_checkpoint(model).meta.get("name") != name:
+                continue
+        except (UsageError, ModelError, KeyError, TypeError, OSError):
+            continue
+        state.unlink(missing_ok=True)
+        echo(f"note: the stopped run '{name}' had finished: its model {model.name} was saved and verifies; "
+             "its leftover resume state was removed")
+        settled.append(state)
+    return settled
+
+
+def stopped_run_named(models_dir: Path, name: str) -> Path | None:
+    """The resume file of a stopped run called `name`, if any."""
+    for path in resumable_runs(models_dir):
+        if path.parent.name.rsplit("_report", 1)[0] == name:
+            return path
+    return None

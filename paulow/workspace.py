@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
-from .errors import UsageError
+from .errors import InterruptedRun, UsageError
 
 LOCK_NAME = ".paulow.lock"
+log = logging.getLogger("paulow")
 
 
 @dataclass(frozen=True)
@@ -51,12 +55,24 @@ class Workspace:
         return [self.train_images, self.train_masks, self.use_inputs, self.use_outputs,
                 self.models, self.finetune_images, self.finetune_masks]
 
+    def output_folders(self) -> list[Path]:
+        """Where runs write (atomically, through hidden temporaries): outputs, run records, models, reports."""
+        found = [self.use_outputs, self.use_outputs / "runs", self.models]
+        if self.models.is_dir():
+            found += sorted(p for p in self.models.iterdir() if p.is_dir())
+        return [f for f in found if f.is_dir()]
+
     def setup(self) -> list[Path]:
         """Create the missing folders (idempotent); return the ones created now."""
         created = [f for f in self.folders() if not f.is_dir()]
         for folder in created:
             folder.mkdir(parents=True, exist_ok=True)
         return created
+
+    def require_writable(self, folder: Path, why: str) -> None:
+        """Refuse to start when a folder the run must write to (or delete from) is read-only."""
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"folder '{folder}' is read-only: {why}")
 
     def require(self, *folders: Path) -> None:
         """Raise a clear error when a folder this command reads is missing."""
@@ -68,15 +84,24 @@ class Workspace:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[Path]:
-        """Hold the workspace for one run so two runs never consume the same inputs."""
+        """Hold the workspace for one run so two runs never consume the same inputs.
+
+        The kernel decides (`flock` on the open lock file, held for the run and released by the
+        kernel when the process dies), so a file left by a killed run is harmless. The file holds
+        the holder's pid for messages only.
+        """
         path = self.root / LOCK_NAME
         self.root.mkdir(parents=True, exist_ok=True)
-        _take_lock(path)
+        fd = _take_lock(path)
         try:
+            clean_stale_temporaries(self.output_folders())
             yield path
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _release_lock(path, fd)
+
+
+# `.NAME.<pid>-<8 hex>.tmp[.ext]`, written by `paulow.io.atomic_write_path`
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -84,45 +109,143 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # exists, owned by someone else
         return True
     return True
 
 
-def _take_lock(path: Path) -> None:
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or "0")
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _pid_alive(pid) and pid != os.getpid():
-                raise UsageError(
-                    f"another PAULow run (pid {pid}) is using this workspace: wait for it to finish, "
-                    f"or delete '{path}' if that run crashed") from None
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # stale lock from a crashed run
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        return
-    raise UsageError(f"could not lock the workspace: delete '{path}' and try again")
-
-
-def clear_inputs(files: Iterable[Path]) -> list[Path]:
-    """Delete exactly these input files (the ones a finished run read); files added meanwhile stay.
-
-    Call only after every output has been written and verified. Returns the files removed.
-    """
+def clean_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
+    """Delete the hidden temporaries that runs killed mid-write left behind (their owner pid is dead);
+    a live process's temporaries are never touched. Returns the files removed."""
     removed = []
-    for path in dict.fromkeys(Path(f) for f in files):
-        if path.name == ".gitkeep" or not path.is_file():
-            continue
-        path.unlink()
-        removed.append(path)
+    for folder in folders:
+        for path in folder.iterdir():
+            match = _TEMPORARY.match(path.name)
+            if match and path.is_file() and int(match.group(1)) != os.getpid() \
+                    and not _pid_alive(int(match.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    if removed:
+        log.info("removed %d temporary file(s) left by stopped runs", len(removed))
     return removed
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _take_lock(path: Path) -> int:
+    """Open and `flock` the lock file; return the descriptor to keep open for the run."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(f"another PAULow run (pid {holder}) is using this workspace: wait for it "
+                             "to finish") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the previous holder removed this file as we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError as exc:  # a full disk: no lock file stays behind, and the message says where
+        _release_lock(path, fd)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    except BaseException:
+        _release_lock(path, fd)
+        raise
+    return fd
+
+
+def _release_lock(path: Path, fd: int) -> None:
+    """Remove the lock file while still holding it (only if it is still ours), then unlock."""
+    try:
+        if _same_file(fd, path):
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What an input file was when the run read it: size, modification time and SHA-256."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+def fingerprint(path: Path) -> Fingerprint:
+    """Fingerprint a file; take it *before* reading the file, so a later change is always noticed."""
+    from .checkpoint import sha256_file
+
+    st = os.stat(path)
+    return Fingerprint(st.st_size, st.st_mtime_ns, sha256_file(path))
+
+
+def fingerprints(files: Iterable[Path]) -> dict[Path, Fingerprint]:
+    """Fingerprints of several files, keyed by path."""
+    return {Path(f): fingerprint(Path(f)) for f in files}
+
+
+def is_unchanged(path: Path, expected: Fingerprint) -> bool:
+    """Whether `path` still holds the content that was fingerprinted (size, mtime, then SHA-256)."""
+    from .checkpoint import sha256_file
+
+    try:
+        st = os.stat(path)
+        return (st.st_size, st.st_mtime_ns) == (expected.size, expected.mtime_ns) \
+            and sha256_file(path) == expected.sha256
+    except OSError:
+        return False
+
+
+@dataclass
+class Cleared:
+    """The outcome of `clear_inputs`: files deleted, and files kept because they changed."""
+
+    removed: list[Path]
+    changed: list[Path]
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def clear_inputs(expected: Mapping[Path, Fingerprint]) -> Cleared:
+    """Delete exactly these input files (the ones a finished run read), each only if its content is
+    still what was read; a file replaced or edited meanwhile is kept, as are files added meanwhile.
+
+    Call only after every output has been written and verified. Ctrl-C while deleting raises
+    `InterruptedRun` saying exactly which files were deleted.
+    """
+    done = Cleared([], [])
+    todo = [(Path(p), fp) for p, fp in expected.items() if Path(p).name != ".gitkeep"]
+    try:
+        for path, fp in todo:
+            if not path.is_file():
+                continue
+            if not is_unchanged(path, fp):
+                done.changed.append(path)
+                continue
+            try:
+                path.unlink()
+            except OSError as exc:  # a read-only folder: the file stays, and the summary says so
+                done.failed.append((path, exc.strerror or type(exc).__name__))
+                continue
+            done.removed.append(path)
+    except KeyboardInterrupt:
+        gone = [p for p, _ in todo if p in done.removed or (p not in done.changed and not p.exists())]
+        shown = ", ".join(p.name for p in gone[:10]) + (" ..." if len(gone) > 10 else "")
+        raise InterruptedRun(
+            f"stopped while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were deleted"
+            + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
+            + (" in '" + str(todo[0][0].parent) + "'" if todo else "")) from None
+    return done
 
 
 def default_root(script_file: str | None = None) -> Path:

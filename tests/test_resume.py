@@ -137,7 +137,9 @@ def test_resume_refuses_changed_training_files(tmp_path):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, n=2, size=(32, 32), seed=1)
     inputs = files(ws.train_images) + files(ws.train_masks)
-    hashes = resume_file.input_hashes([p for p in (ws.train_images.iterdir())] + list(ws.train_masks.iterdir()),
+    from paulow.workspace import fingerprints
+
+    hashes = resume_file.input_hashes(fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]),
                                       ws.root)
     hashes[next(iter(hashes))] = "0" * 64  # as if an image had been edited since
     resume_file.save_state(ws.models / "old_report" / resume_file.RESUME_FILE, "old", {"width": 4}, hashes,

@@ -1,7 +1,6 @@
 """The drop-folder layout, the run lock, and clearing only the files a run read."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from paulow.errors import UsageError
-from paulow.workspace import LOCK_NAME, Workspace, clear_inputs
+from paulow.workspace import Workspace, clear_inputs, fingerprints
 
 REPO = Path(__file__).resolve().parents[1]
 SEVEN = ["Train_Model/TRAINING_IMAGES", "Train_Model/TRAINING_MASKS", "Use_Model/INPUT_IMAGES",
@@ -40,30 +39,17 @@ def test_directory_setup_script_from_another_directory(tmp_path):
     assert _tree(root) == sorted(SEVEN + ["Train_Model", "Use_Model", "Finetune_Model"])
 
 
-def test_clear_inputs_removes_only_the_listed_files(tmp_path):
-    read = [tmp_path / "a.tif", tmp_path / "b.tif"]
+def test_clear_inputs_removes_only_the_listed_unchanged_files(tmp_path):
+    read = [tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "edited.tif"]
     later = tmp_path / "added_meanwhile.tif"
     for p in [*read, later, tmp_path / ".gitkeep"]:
         p.write_bytes(b"x")
-    removed = clear_inputs([*read, tmp_path / ".gitkeep", tmp_path / "gone.tif"])
-    assert removed == read
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitkeep", "added_meanwhile.tif"]
-
-
-def test_lock_refuses_a_second_live_run_and_clears_a_stale_lock(tmp_path):
-    ws = Workspace(tmp_path)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (tmp_path / LOCK_NAME).write_text(str(other.pid))
-        with pytest.raises(UsageError, match=f"pid {other.pid}"):
-            with ws.lock():
-                pass
-    finally:
-        other.kill()
-        other.wait()
-    with ws.lock() as path:  # the process is gone: its lock is stale
-        assert path.read_text() == str(os.getpid())
-    assert not (tmp_path / LOCK_NAME).exists()
+    seen = fingerprints([*read, tmp_path / ".gitkeep"])
+    seen[tmp_path / "gone.tif"] = seen[read[0]]
+    (tmp_path / "edited.tif").write_bytes(b"y")  # same size, new content
+    done = clear_inputs(seen)
+    assert done.removed == read[:2] and done.changed == [read[2]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitkeep", "added_meanwhile.tif", "edited.tif"]
 
 
 def test_require_names_the_setup_command(tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -115,15 +116,58 @@ def unique_dir(path: Path) -> Path:
     return path.with_name(f"{path.name}_{n}")
 
 
-def consume_inputs(files, keep: bool, where: str, echo=print) -> None:
-    """Clear the input files a successful run read (unless --keep-inputs) and say so."""
+def file_error(path: Path, message: str) -> None:
+    """The one line every script prints for an input file it refuses: `error: FILE: reason - fix`.
+    The other files go on; the refused file stays in its folder; the exit code becomes 1."""
+    print(f"error: {Path(path).name}: {message}", file=sys.stderr, flush=True)
+
+
+def report_refused(refused: list, args, where: str, echo=print) -> None:
+    """Print the refused files of a training/fine-tuning run and mark the run's exit code as 1."""
+    for path, message in refused:
+        file_error(path, message)
+    args.refused_files = len(refused)
+    if refused:
+        echo(f"{len(refused)} file(s) refused and kept in {where}: "
+             + ", ".join(Path(p).name for p, _ in refused[:10]) + (" ..." if len(refused) > 10 else ""))
+
+
+def read_fingerprints(*folders: Path) -> dict:
+    """Fingerprints of the images in these folders, taken before a run reads them."""
+    from ..io import list_images
+    from ..workspace import fingerprints
+
+    return fingerprints(f for folder in folders if folder.is_dir() for f in list_images(folder))
+
+
+def consume_inputs(expected, keep: bool, where: str, echo=print) -> None:
+    """Clear the input files a successful run read (unless --keep-inputs) and say so; `expected`
+    maps each file to its `Fingerprint` taken before it was read (a changed file is kept)."""
     from ..workspace import clear_inputs
 
     if keep:
         echo("inputs kept (--keep-inputs)")
         return
-    removed = clear_inputs(files)
-    echo(f"cleared {len(removed)} input file(s) from {where} (the files this run read)")
+    done = clear_inputs(expected)
+    line = f"cleared {len(done.removed)} input file(s) from {where} (the files this run read)"
+    if done.changed:
+        names = ", ".join(p.name for p in done.changed[:10]) + (" ..." if len(done.changed) > 10 else "")
+        line += (f"; kept {len(done.changed)} that changed after this run read them ({names}): "
+                 "run again to process their new content")
+    if done.failed:
+        names = ", ".join(f"{p.name}: {why}" for p, why in done.failed[:5]) + (" ..." if len(done.failed) > 5 else "")
+        line += f"; could not delete {len(done.failed)} ({names}): delete them yourself"
+    echo(line)
+
+
+def require_writable(ws, outputs: Path, inputs: list[Path], keep_inputs: bool) -> None:
+    """Before any work: the output folder must be writable, and so must the input folders unless
+    --keep-inputs (they are cleared after a successful run)."""
+    ws.require_writable(outputs, "make it writable (this run writes its results there)")
+    if not keep_inputs:
+        for folder in inputs:
+            ws.require_writable(folder, "make it writable, or pass --keep-inputs (inputs are deleted "
+                                        "from there after a successful run)")
 
 
 def confirm(question: str, flag: str, assume_yes: bool) -> bool:

@@ -18,7 +18,8 @@ from ..train import dice_on_slices
 from ..watch import FoldWatch
 from ..workspace import Workspace
 from .common import (add_file_log, check_tensorboard, choose_model, consume_inputs, effective_options,
-                     remove_log, tensorboard_dir, training_options, unique_dir)
+                     read_fingerprints, remove_log, report_refused, require_writable, tensorboard_dir,
+                     training_options, unique_dir)
 
 log = logging.getLogger("paulow")
 
@@ -38,16 +39,21 @@ def run(args, echo=print) -> Path:
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
     ws.require(ws.finetune_images, ws.finetune_masks)
+    require_writable(ws, ws.models, [ws.finetune_images, ws.finetune_masks], args.keep_inputs)
     parent_path = choose_model(ws.models, args.model, args.yes)
     device = pick_device(args.device or "auto")
     loaded = load_checkpoint(parent_path, device)
     meta = loaded.meta
-    slices = load_pairs(ws.finetune_images, ws.finetune_masks, loaded.classes, meta.get("normalisation"))
+    read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
+    refused: list = []
+    slices = load_pairs(ws.finetune_images, ws.finetune_masks, loaded.classes, meta.get("normalisation"), refused=refused)
+    report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
     cfg = finetune_config(meta, {**training_options(args), "freeze_encoder": args.freeze_encoder}, device)
     holdout = args.holdout if args.holdout is not None else FINETUNE_DEFAULTS["holdout"]
     tune, held = split_for_finetuning(slices, holdout, cfg.seed, f"'{ws.finetune_images}'")
     inputs = sorted({s.source for s in slices} | {ws.finetune_masks / s.info["mask_file"] for s in slices})
+    read_as = {f: read_as[f] for f in inputs}
     parent = start_member(loaded.models, loaded.meta)
     parent_sha = sha256_file(parent_path)
     out_path = io.unique_path(ws.models / f"{parent_path.stem}_finetuned.pth")
@@ -74,7 +80,7 @@ def run(args, echo=print) -> Path:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
         echo(f"report: {report_dir}")
-        consume_inputs(inputs, args.keep_inputs, "Finetune_Model", echo)
+        consume_inputs(read_as, args.keep_inputs, "Finetune_Model", echo)
     return path
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, PaulowError
+from ..io import list_unusable
 from ..predict import choose_threshold, match_channels, predict_pages  # noqa: F401 (re-exported)
-from ..workspace import Workspace
-from .common import choose_model, consume_inputs
+from ..workspace import Fingerprint, Workspace, fingerprint
+from .common import choose_model, consume_inputs, file_error, require_writable
 
 log = logging.getLogger("paulow")
 
@@ -42,6 +43,7 @@ class FileResult:
     objects: list[dict] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)
     error: str | None = None
+    read_as: Fingerprint | None = None  # the input as it was read, so clearing can tell a changed file
 
 
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
@@ -118,11 +120,12 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     from .. import io
     from ..postprocess import to_mask
 
+    read_as = fingerprint(path)  # before reading: a file replaced from here on is never cleared
     stack = io.read_image(path)
     probs = predict_stack(loaded, stack.data, opts, path.name)
     threshold = choose_threshold(loaded.meta, opts.threshold)
     masks = [to_mask(p, threshold) for p in probs]
-    result = FileResult(source=path)
+    result = FileResult(source=path, read_as=read_as)
     out = np.stack(masks)
     if loaded.classes <= 1:
         out = io.binary_to_uint8(out)
@@ -159,10 +162,14 @@ def run(args, echo=print) -> int:
     ws = Workspace(Path(args.root))
     ws.require(ws.use_inputs)
     ws.use_outputs.mkdir(parents=True, exist_ok=True)
+    require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs)
     model_path = choose_model(ws.models, args.model, args.yes)
     device = pick_device(args.device or "auto")
     loaded = load_checkpoint(model_path, device)
     images = load_images(ws.use_inputs)
+    unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)]
+    for r in unusable:
+        file_error(r.source, r.error)
     opts = options_from_args(args, device)
     if opts.compile:
         from ..infer import compile_for_inference
@@ -171,41 +178,93 @@ def run(args, echo=print) -> int:
         echo("--compile: the network compiles on the first batch (20-60 s)")
     echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
          f"{len(images)} file(s) to segment on {device}")
-    results = []
+    results = list(unusable)
     started = f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}"
+    from .. import io
+    from ..checkpoint import sha256_file
+
+    model_sha = sha256_file(model_path)
     with ws.lock():
+        record = io.unique_path(ws.use_outputs / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json")
+        earlier = _unfinished_outputs(ws.use_outputs, model_sha, opts)
         for path in tqdm(images, desc="segmenting", unit="file", disable=None):
             try:
-                results.append(segment_file(loaded, path, ws.use_outputs, opts))
+                results.append(_reuse(path, earlier, ws.use_outputs, echo)
+                               or segment_file(loaded, path, ws.use_outputs, opts))
             except PaulowError as exc:
-                log.error("%s", exc)
+                file_error(path, str(exc))
                 results.append(FileResult(source=path, error=str(exc)))
+            # after every file: a killed run's masks stay known (see _unfinished_outputs)
+            _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
         tables = _write_tables(results, ws.use_outputs, opts)
-        tables.append(_write_run_record(results, ws.use_outputs, model_path, loaded, opts, args, started))
+        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True))
         return _finish(results, tables, args, echo)
 
 
-def _write_run_record(results: list[FileResult], out_dir: Path, model_path: Path, loaded,
-                      opts: SegmentOptions, args, started: str) -> Path:
+def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, list[Path]]:
+    """Outputs of runs that were killed before finishing, with the same model and options, by the
+    SHA-256 of the input that made them (only when every one of them is still there)."""
+    import json
+
+    found: dict[str, list[Path]] = {}
+    if opts.instances:  # their object tables died with the run: segment again
+        return found
+    for path in sorted((out_dir / "runs").glob("segment_*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("finished") or record.get("model", {}).get("sha256") != model_sha \
+                or record.get("segment_options") != _options_record(opts):
+            continue
+        for entry in record.get("files", []):
+            outputs = [out_dir / name for name in entry.get("outputs", [])]
+            if entry.get("input_sha256") and outputs and all(o.is_file() for o in outputs):
+                found[entry["input_sha256"]] = outputs
+    return found
+
+
+def _reuse(path: Path, earlier: dict[str, list[Path]], out_dir: Path, echo) -> FileResult | None:
+    """The outputs a killed run already wrote for exactly this input, instead of segmenting it again."""
+    if not earlier:
+        return None
+    read_as = fingerprint(path)
+    outputs = earlier.get(read_as.sha256)
+    if outputs is None:
+        return None
+    echo(f"{path.name}: kept {', '.join(o.name for o in outputs)} from an interrupted run (same input, model "
+         "and options)")
+    return FileResult(source=path, written=list(outputs), read_as=read_as)
+
+
+def _options_record(opts: SegmentOptions) -> dict:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(opts).items() if k != "device"}
+
+
+def _write_run_record(results: list[FileResult], path: Path, model_path: Path, model_sha: str, loaded,
+                      opts: SegmentOptions, args, started: str, finished: bool) -> Path:
     """`runs/segment_<time>.json`: which model (and its SHA-256), threshold and options made which
-    outputs from which inputs, so a mask can be traced back long after the inputs were cleared."""
-    from .. import __version__, io
-    from ..checkpoint import sha256_file
+    outputs from which inputs, so a mask can be traced back long after the inputs were cleared.
+    Rewritten (atomically) after every file; `finished` is null until the run ends."""
+    from .. import __version__
     from .common import effective_options
     from ..report import write_json
 
     meta = loaded.meta
     threshold = choose_threshold(meta, opts.threshold)
     record = {
-        "started": started, "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "paulow_version": __version__,
-        "model": {"file": model_path.name, "sha256": sha256_file(model_path), "name": meta.get("name"),
+        "started": started, "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}" if finished else None,
+        "paulow_version": __version__,
+        "model": {"file": model_path.name, "sha256": model_sha, "name": meta.get("name"),
                   "arch": meta.get("arch"), "saved": meta.get("date"), "members": len(loaded.models)},
         "threshold": threshold, "device": opts.device, "options": effective_options(args),
-        "files": [{"input": r.source.name, "outputs": [w.name for w in r.written], "error": r.error}
-                  for r in results],
+        "segment_options": _options_record(opts),
+        "files": [{"input": r.source.name, "input_sha256": r.read_as.sha256 if r.read_as else None,
+                   "outputs": [w.name for w in r.written], "error": r.error} for r in results],
     }
-    return write_json(io.unique_path(out_dir / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json"),
-                      record)
+    return write_json(path, record)
 
 
 def _write_tables(results: list[FileResult], out_dir: Path, opts: SegmentOptions) -> list[Path]:
@@ -230,7 +289,7 @@ def _finish(results: list[FileResult], tables: list[Path], args, echo) -> int:
     echo(f"wrote {len(written)} file(s):")
     for w in written:
         echo(f"  {w}")
-    consume_inputs([r.source for r in ok], args.keep_inputs, "INPUT_IMAGES", echo)
+    consume_inputs({r.source: r.read_as for r in ok}, args.keep_inputs, "INPUT_IMAGES", echo)
     if failed:
         echo(f"{len(failed)} file(s) failed and were kept in INPUT_IMAGES:")
         for r in failed:

@@ -14,7 +14,8 @@ from ..device import pick_device
 from ..training_run import run_training
 from ..workspace import Workspace
 from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
-                     effective_options, remove_log, tensorboard_dir, unique_dir)
+                     effective_options, read_fingerprints, remove_log, report_refused, require_writable,
+                     tensorboard_dir, unique_dir)
 
 log = logging.getLogger("paulow")
 
@@ -35,12 +36,18 @@ def run(args, echo=print) -> Path:
     ws = Workspace(Path(args.root))
     ws.require(ws.train_images, ws.train_masks)
     ws.models.mkdir(parents=True, exist_ok=True)
+    require_writable(ws, ws.models, [ws.train_images, ws.train_masks], args.keep_inputs)
     device = pick_device(args.device or "auto")
+    _settle(ws, echo)
     resumed = _stopped_run(ws, args, device, echo) if getattr(args, "resume", None) else None
     cfg = resumed["cfg"] if resumed else config_from_args(args, device)
-    slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes)
+    read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
+    refused: list = []
+    slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes, refused=refused)
+    report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
-    hashes = resume_file.input_hashes(inputs, ws.root)
+    read_as = {f: read_as[f] for f in inputs}
+    hashes = resume_file.input_hashes(read_as, ws.root)
     name = _resumed_name(ws, resumed, hashes, args.overwrite) if resumed else _new_name(ws, args, echo)
     with ws.lock():
         report_dir = resumed["report_dir"] if resumed else ws.models / f"{name}_report"
@@ -67,7 +74,7 @@ def run(args, echo=print) -> Path:
         td = meta["metrics"]["test_dice"]
         echo(f"selected fold {meta['metrics']['best_fold']}; test Dice "
              + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
-        consume_inputs(inputs, args.keep_inputs, "Train_Model", echo)
+        consume_inputs(read_as, args.keep_inputs, "Train_Model", echo)
     return path
 
 
@@ -89,11 +96,33 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
     return path, run.meta
 
 
+def _settle(ws: Workspace, echo=print) -> None:
+    """Tidy the states of runs killed after saving their model (only while no other run is going)."""
+    from .. import resume as resume_file
+
+    try:
+        with ws.lock():
+            resume_file.settle_finished_runs(ws.models, echo)
+    except UsageError:
+        pass  # another run holds the workspace: its files are not ours to tidy
+
+
 def _new_name(ws: Workspace, args, echo=print) -> str:
-    """The new model's name (`--name` or asked), after pointing out runs that could be resumed."""
+    """The new model's name (`--name` or asked), after pointing out runs that could be resumed; the
+    name of a stopped run is refused (unless --overwrite: its state is then replaced)."""
+    from .. import resume as resume_file
+
     _mention_stopped_runs(ws, echo)
     default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
-    return ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+    name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
+    stopped = resume_file.stopped_run_named(ws.models, name)
+    if stopped and not args.overwrite:
+        raise UsageError(f"a stopped run named '{name}' can be continued with --resume {name}: do that, "
+                         "or choose another name (--overwrite discards the stopped run)")
+    if stopped:
+        stopped.unlink(missing_ok=True)
+        echo(f"--overwrite: discarded the stopped run '{name}'")
+    return name
 
 
 def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrite: bool) -> str:
