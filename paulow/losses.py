@@ -9,8 +9,14 @@ are averaged over channels and pixels.
 pixels predicted as foreground (`sigmoid(logit) > 0.5`): `p <= low` (no foreground) -> BCE;
 `low < p < high` -> BCE + Tversky; `p >= high` -> Tversky + Focal Tversky (defaults low = 0,
 high = 0.0625, Tversky alpha = 0.7 on false positives, beta = 0.3 on false negatives, gamma = 0.75).
-For K > 1 channel 0 is the background class (label 0), so a pixel counts as predicted foreground
-when any channel 1..K-1 has probability > 0.5.
+
+Multi-class (K >= 2 channels, mutually exclusive classes, channel 0 = background): every loss uses
+the softmax over the K channels instead of per-channel sigmoids, decided from the channel count.
+Pixel losses become categorical (`bce`/`ce`: cross-entropy, `focal`: -(1 - p_true)^g log p_true);
+region losses are computed per class and averaged over the foreground classes 1..K-1; the dynamic
+loss's `p` is the fraction of pixels whose argmax is not class 0. `class_weights` (one per class)
+weigh the pixel losses by the pixel's true class and the region losses' class mean; binary (K = 1)
+ignores them and is unchanged.
 """
 from __future__ import annotations
 
@@ -35,10 +41,70 @@ def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
                          "both be (N, K, H, W)")
 
 
+def is_multiclass(logits: torch.Tensor) -> bool:
+    """True when the logits hold K >= 2 mutually exclusive classes (softmax over channels)."""
+    return logits.shape[1] >= 2
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over channels for K >= 2, sigmoid for K = 1."""
+    return torch.softmax(logits, dim=1) if is_multiclass(logits) else torch.sigmoid(logits)
+
+
+def _weights(class_weights: Sequence[float] | None, k: int, device: torch.device
+             ) -> torch.Tensor | None:
+    """Class weights as a `(K,)` tensor, or None (unweighted / binary)."""
+    if class_weights is None or k < 2:
+        return None
+    if isinstance(class_weights, str) or len(class_weights) != k:
+        raise UsageError(f"class_weights needs one number per class ({k}), not {class_weights!r} "
+                         "('auto' is resolved by the caller, see inverse_frequency_weights)")
+    return torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32, device=device)
+
+
+def _class_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """`(N, K)` per-channel values -> `(N,)`: mean over channels (K = 1) or over the foreground
+    classes 1..K-1 (K >= 2), weighted by `weights[1:]` when given."""
+    if values.shape[1] == 1:
+        return values.mean(dim=1)
+    values = values[:, 1:]
+    if weights is None:
+        return values.mean(dim=1)
+    fg = weights[1:]
+    return (values * fg).sum(dim=1) / fg.sum().clamp_min(SMOOTH)
+
+
+def _categorical_nll(logits: torch.Tensor, target: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel -log p_true and p_true for one-hot (or soft) targets, both `(N, H, W)`."""
+    log_prob = torch.log_softmax(logits, dim=1)
+    nll = -(log_prob * target).sum(dim=1)
+    return nll, torch.exp(-nll)
+
+
+def _pixel_mean(pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None
+                ) -> torch.Tensor:
+    """`(N, H, W)` -> `(N,)`: plain mean, or weighted by each pixel's true-class weight."""
+    if weights is None:
+        return pixel.mean(dim=(1, 2))
+    w = (target * weights.view(1, -1, 1, 1)).sum(dim=1)
+    return (pixel * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(SMOOTH)
+
+
+def inverse_frequency_weights(targets: torch.Tensor) -> list[float]:
+    """`--class-weights auto`: weights proportional to 1 / class frequency in one-hot `targets`
+    `(N, K, H, W)`, normalised to mean 1; classes absent from the targets get weight 0."""
+    counts = targets.float().sum(dim=(0, 2, 3))
+    inverse = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), torch.zeros_like(counts))
+    present = (counts > 0).sum().clamp_min(1)
+    return (inverse * present / inverse.sum().clamp_min(SMOOTH)).tolist()
+
+
 def soft_counts(logits: torch.Tensor, target: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Soft true positives, false positives and false negatives per sample and channel, `(N, K)`."""
-    prob = torch.sigmoid(logits)
+    """Soft true positives, false positives and false negatives per sample and channel, `(N, K)`
+    (softmax probabilities for K >= 2, sigmoid for K = 1)."""
+    prob = probabilities(logits)
     true_pos = (prob * target).sum(dim=(2, 3))
     false_pos = prob.sum(dim=(2, 3)) - true_pos
     false_neg = target.sum(dim=(2, 3)) - true_pos
@@ -55,6 +121,8 @@ def tversky_index(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7
 class SampleLoss(nn.Module):
     """A loss with a per-sample form; `forward` is its batch mean."""
 
+    class_weights: Sequence[float] | None = None
+
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of each sample, `(N,)`."""
         raise NotImplementedError
@@ -64,71 +132,113 @@ class SampleLoss(nn.Module):
 
 
 class BCELoss(SampleLoss):
-    """Binary cross-entropy with logits, mean over channels and pixels."""
+    """Binary cross-entropy with logits, mean over channels and pixels; for K >= 2 the categorical
+    cross-entropy of the softmax (optionally class-weighted), mean over pixels."""
+
+    def __init__(self, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.class_weights = class_weights
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
+        if is_multiclass(logits):
+            nll, _ = _categorical_nll(logits.float(), target.float())
+            return _pixel_mean(nll, target.float(),
+                               _weights(self.class_weights, logits.shape[1], logits.device))
         pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         return pixel.mean(dim=(1, 2, 3))
 
 
 class FocalLoss(SampleLoss):
-    """Binary focal loss -(1 - p_t)^gamma log(p_t), mean over channels and pixels."""
+    """Binary focal loss -(1 - p_t)^gamma log(p_t), mean over channels and pixels; for K >= 2
+    p_t is the softmax probability of the true class (optionally class-weighted)."""
 
-    def __init__(self, gamma_focal: float = 2.0) -> None:
+    def __init__(self, gamma_focal: float = 2.0,
+                 class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        self.gamma_focal = gamma_focal
+        self.gamma_focal, self.class_weights = gamma_focal, class_weights
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
+        if is_multiclass(logits):
+            nll, p_true = _categorical_nll(logits.float(), target.float())
+            pixel = (1 - p_true).clamp_min(0) ** self.gamma_focal * nll
+            return _pixel_mean(pixel, target.float(),
+                               _weights(self.class_weights, logits.shape[1], logits.device))
         bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         p_true = torch.exp(-bce)
         return ((1 - p_true) ** self.gamma_focal * bce).mean(dim=(1, 2, 3))
 
 
 class DiceLoss(SampleLoss):
-    """1 - (2 TP + s) / (2 TP + FP + FN + s) on soft probabilities, mean over channels."""
+    """1 - (2 TP + s) / (2 TP + FP + FN + s) on soft probabilities, mean over channels (K >= 2:
+    softmax, mean over the foreground classes)."""
 
-    def __init__(self, smooth: float = SMOOTH) -> None:
+    def __init__(self, smooth: float = SMOOTH,
+                 class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        self.smooth = smooth
+        self.smooth, self.class_weights = smooth, class_weights
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         tp, fp, fn = soft_counts(logits.float(), target.float())
         dice = (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
-        return (1 - dice).mean(dim=1)
+        return _class_mean(1 - dice, _weights(self.class_weights, logits.shape[1], logits.device))
 
 
 class TverskyLoss(SampleLoss):
-    """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels."""
+    """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels
+    (K >= 2: softmax, mean over the foreground classes)."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH) -> None:
+    def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH,
+                 class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
+        self.class_weights = class_weights
+
+    def _weights(self, logits: torch.Tensor) -> torch.Tensor | None:
+        return _weights(self.class_weights, logits.shape[1], logits.device)
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return (1 - index).mean(dim=1)
+        return _class_mean(1 - index, self._weights(logits))
 
 
 class FocalTverskyLoss(TverskyLoss):
     """(1 - Tversky index) ** gamma, mean over channels."""
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.75,
-                 smooth: float = SMOOTH) -> None:
-        super().__init__(alpha, beta, smooth)
+                 smooth: float = SMOOTH, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__(alpha, beta, smooth, class_weights)
         self.gamma = gamma
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return (1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma).mean(dim=1)
+        return _class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
+
+
+class CELoss(BCELoss):
+    """Cross-entropy: categorical (softmax) for K >= 2, binary for K = 1 (same as `bce`)."""
+
+
+class CEDiceLoss(SampleLoss):
+    """Cross-entropy + soft Dice (the liver system's loss), each with weight 1."""
+
+    def __init__(self, smooth: float = SMOOTH,
+                 class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.ce, self.dice = CELoss(class_weights), DiceLoss(smooth, class_weights)
+
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce.per_sample(logits, target) + self.dice.per_sample(logits, target)
 
 
 COMPONENTS: dict[str, type[SampleLoss]] = {
     "bce": BCELoss,
+    "ce": CELoss,
+    "ce_dice": CEDiceLoss,
     "dice": DiceLoss,
     "tversky": TverskyLoss,
     "focal_tversky": FocalTverskyLoss,
@@ -136,13 +246,15 @@ COMPONENTS: dict[str, type[SampleLoss]] = {
 }
 # The hyper-parameters each component takes; DynamicLoss hands each component only its own.
 _COMPONENT_PARAMS: dict[str, tuple[str, ...]] = {
-    "bce": (),
-    "dice": ("smooth",),
-    "tversky": ("alpha", "beta", "smooth"),
-    "focal_tversky": ("alpha", "beta", "gamma", "smooth"),
-    "focal": ("gamma_focal",),
+    "bce": ("class_weights",),
+    "ce": ("class_weights",),
+    "ce_dice": ("smooth", "class_weights"),
+    "dice": ("smooth", "class_weights"),
+    "tversky": ("alpha", "beta", "smooth", "class_weights"),
+    "focal_tversky": ("alpha", "beta", "gamma", "smooth", "class_weights"),
+    "focal": ("gamma_focal", "class_weights"),
 }
-_SHARED_PARAMS = ("alpha", "beta", "gamma", "smooth", "gamma_focal")
+_SHARED_PARAMS = ("alpha", "beta", "gamma", "smooth", "gamma_focal", "class_weights")
 
 
 def build_component(name: str, **params: Any) -> SampleLoss:
@@ -157,9 +269,12 @@ def build_component(name: str, **params: Any) -> SampleLoss:
 
 
 def foreground_fraction(logits: torch.Tensor) -> torch.Tensor:
-    """Fraction of each sample's pixels predicted as foreground, `(N,)` (see the module doc)."""
-    foreground = logits if logits.shape[1] == 1 else logits[:, 1:]
-    predicted = (torch.sigmoid(foreground.detach()) > 0.5).any(dim=1)
+    """Fraction of each sample's pixels predicted as foreground, `(N,)`: sigmoid > 0.5 for K = 1,
+    softmax argmax != 0 (not background) for K >= 2."""
+    if is_multiclass(logits):
+        predicted = logits.detach().argmax(dim=1) != 0
+    else:
+        predicted = (torch.sigmoid(logits.detach()) > 0.5).any(dim=1)
     return predicted.float().mean(dim=(1, 2))
 
 
@@ -177,7 +292,7 @@ class DynamicLoss(SampleLoss):
                  large: str | Sequence[str] = ("tversky", "focal_tversky"),
                  low: float = 0.0, high: float = 0.0625, alpha: float = 0.7, beta: float = 0.3,
                  gamma: float = 0.75, gamma_focal: float = 2.0, smooth: float = SMOOTH,
-                 max_loss: float = 2.0) -> None:
+                 max_loss: float = 2.0, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if not 0.0 <= low < high:
             raise UsageError(f"dynamic loss thresholds need 0 <= low < high, not low={low}, "
@@ -187,7 +302,7 @@ class DynamicLoss(SampleLoss):
         self.regimes = tuple(_as_names(terms) for terms in (empty, small, large))
         self.low, self.high, self.max_loss = low, high, max_loss
         params = {"alpha": alpha, "beta": beta, "gamma": gamma, "gamma_focal": gamma_focal,
-                  "smooth": smooth}
+                  "smooth": smooth, "class_weights": class_weights}
         names = sorted({name for terms in self.regimes for name in terms})
         self.components = nn.ModuleDict({name: build_component(name, **params) for name in names})
         self.last_regimes = torch.zeros(0, dtype=torch.long)
@@ -226,7 +341,8 @@ LOSS_NAMES: tuple[str, ...] = ("dynamic", "dynamic_max1") + tuple(COMPONENTS)
 
 def build_loss(name: str = "dynamic", **kwargs: Any) -> SampleLoss:
     """A loss by name: `dynamic`, `dynamic_max1` (DynamicLoss with max_loss=1.0), or a single loss
-    (`bce`, `dice`, `tversky`, `focal_tversky`, `focal`). Raises `UsageError` for unknown names."""
+    (`bce`, `ce`, `ce_dice`, `dice`, `tversky`, `focal_tversky`, `focal`). Raises `UsageError`
+    for unknown names."""
     if name not in ("dynamic", "dynamic_max1"):
         return build_component(name, **kwargs)
     if name == "dynamic_max1":

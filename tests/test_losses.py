@@ -156,21 +156,6 @@ def test_gradients_stay_finite_for_a_perfect_saturated_prediction():
     assert torch.isfinite(logits.grad).all()
 
 
-def test_multiclass_regime_uses_foreground_channels_and_averages_channels():
-    logits = torch.empty(1, 2, 2, 2)
-    logits[0, 0] = LN3    # background channel predicted everywhere
-    logits[0, 1] = -LN3   # no foreground predicted
-    target = torch.zeros(1, 2, 2, 2)
-    target[0, 0] = 1.0
-    loss = DynamicLoss()
-    value = loss(logits, target).item()
-    assert loss.last_regimes.tolist() == [0]
-    assert value == pytest.approx(math.log(4 / 3), abs=1e-6)  # BCE: p_t = 0.75 everywhere
-    tversky_loss = build_loss("tversky")(logits, target).item()
-    per_channel = [1 - tversky(4 * 0.75, 0.0, 4 * 0.25), 1 - tversky(0.0, 4 * 0.25, 0.0)]
-    assert tversky_loss == pytest.approx(sum(per_channel) / 2, abs=1e-6)
-
-
 def test_bad_names_and_options_are_usage_errors():
     with pytest.raises(UsageError, match="unknown loss"):
         build_loss("dicey")
