@@ -213,6 +213,9 @@ def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
     if isinstance(payload, dict) and payload.get("format") == "paulow":
         meta = validate_meta(payload, path)
         models = [_build(meta, sd, path).to(device) for sd in payload["state_dicts"]]
+        from .infer import set_activation
+
+        set_activation(models, meta)  # softmax for the files that say so (K >= 2), however they are used
         return LoadedModel(models=models, meta=meta, path=path)
     if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values()):
         try:

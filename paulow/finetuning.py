@@ -70,11 +70,13 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
                      echo: Callable[[str], None] = lambda _: None, watch: Any = None) -> Finetuned:
     """Fit a copy of `parent` on `tune` (best weights by Dice on `held`); the parent is not changed.
     `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None."""
-    from .train import dice_on_slices, fit_fold, freeze_encoder
+    from .infer import set_activation
+    from .train import dice_on_slices, fit_fold, freeze_encoder, output_activation
 
     before = dice_on_slices(parent, held, cfg, device)
     echo(f"held-out Dice of the parent model: {before:.4f}")
     net = copy.deepcopy(parent).to(device)
+    set_activation(net, {"activation": output_activation(cfg)})  # the loss decides (softmax for K >= 2)
     if cfg.freeze_encoder:
         echo(f"froze {freeze_encoder(net)} encoder tensors")
     deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
@@ -89,7 +91,9 @@ def finetuned_meta(meta: dict, name: str, cfg: TrainConfig, done: Finetuned, par
                    slices: Sequence[Slice]) -> dict:
     """The parent's metadata with the fine-tuning's settings, data, scores and the parent's identity
     (`parent`: its file name and SHA-256, as known)."""
-    new_meta = {**meta, "name": name, "config": asdict(cfg),
+    from .train import output_activation
+
+    new_meta = {**meta, "name": name, "config": asdict(cfg), "activation": output_activation(cfg),
                 "metrics": {**meta.get("metrics", {}), "test_dice": done.scores["finetuned_dice"],
                             "finetune": done.scores},
                 "parent": parent,

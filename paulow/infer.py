@@ -64,6 +64,31 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     return torch.compile(model, dynamic=False)
 
 
+ACTIVATION_ATTR = "paulow_activation"
+
+
+def set_activation(models: Models, meta: dict) -> None:
+    """Mark loaded networks with the model file's output activation (`meta["activation"]`):
+    "softmax" for mutually exclusive classes; files without the key (older models, including K > 1
+    ones trained with per-channel sigmoids) keep "sigmoid"."""
+    activation = str(meta.get("activation", "sigmoid"))
+    if activation not in ("sigmoid", "softmax"):
+        raise ModelError(f"the model file names an unknown output activation {activation!r}")
+    for member in _as_list(models):
+        setattr(getattr(member, "_orig_mod", member), ACTIVATION_ATTR, activation)
+
+
+def activation_of(model: nn.Module) -> str:
+    """"softmax" when the network was marked as multi-class softmax, else "sigmoid"."""
+    return getattr(getattr(model, "_orig_mod", model), ACTIVATION_ATTR, "sigmoid")
+
+
+def to_probabilities(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """Softmax over channels (dim 1) or element-wise sigmoid, in float32."""
+    logits = logits.float()
+    return torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
+
+
 def _is_compiled(model: nn.Module) -> bool:
     return hasattr(model, "_orig_mod")
 
@@ -99,6 +124,8 @@ def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap
                   tta: bool = False, progress: bool = False) -> np.ndarray:
     """Probabilities `float32 (K, H, W)` for one normalised `float32 (C, H, W)` slice.
 
+    Probabilities are the softmax over channels for networks marked "softmax" (`set_activation`,
+    multi-class models), element-wise sigmoid otherwise.
     `models` is one network or a list (ensemble: mean of probabilities). Networks are moved to
     `device` (default: `default_device()`) and put in eval mode for the call; their train/eval mode
     is restored afterwards.
@@ -250,7 +277,7 @@ class _TileRunner:
         if logits.ndim != 4 or logits.shape[0] != len(tiles) or logits.shape[2:] != tiles.shape[2:]:
             raise ModelError(f"the network returned shape {tuple(logits.shape)} for tiles of shape "
                              f"{tuple(tiles.shape)}; the model file does not fit this input")
-        probs = torch.sigmoid(logits.float())
+        probs = to_probabilities(logits, activation_of(member))
         probs = probs.flip(3) if mirror else probs
         return torch.rot90(probs, -turns, dims=(2, 3)) if turns else probs
 

@@ -43,8 +43,9 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None
                   tta: bool = False, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
     from .data import normalise_with
-    from .infer import predict_slice, suggest_tile
+    from .infer import predict_slice, set_activation, suggest_tile
 
+    set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
     data = match_channels(data, int(meta["in_channels"]), name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))

@@ -104,6 +104,11 @@ def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
 
 
 # ---------------------------------------------------------------- one fold
+def output_activation(cfg: TrainConfig) -> str:
+    """"softmax" over channels for K >= 2 mutually exclusive classes, "sigmoid" for binary."""
+    return "softmax" if cfg.classes >= 2 else "sigmoid"
+
+
 def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
     """A freshly initialised network (seeded), on `device`."""
     import torch
@@ -120,6 +125,7 @@ def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
             raise UsageError("--encoder-weights is for --arch vgg16_unet (a VGG16 state dict)")
         load_vgg16_encoder(model, cfg.encoder_weights)
     model = model.to(device)
+    model.paulow_activation = output_activation(cfg)  # read by infer.predict_slice
     if device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -697,7 +703,8 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     test_dice = ensemble_test_dice if cfg.ensemble else best.test_dice
     return {
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
-        "classes": cfg.classes, "normalisation": dict(NORMALISATION), "patch": cfg.patch,
+        "classes": cfg.classes, "activation": output_activation(cfg),
+        "normalisation": dict(NORMALISATION), "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "seed": cfg.seed,
         "training_files": list(files.values()),

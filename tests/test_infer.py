@@ -331,3 +331,31 @@ def test_a_network_that_fails_to_compile_falls_back_with_a_warning(caplog):
         fallback = predict_slice(_BrokenCompile(net), image, tile=64, device="cpu")
     np.testing.assert_allclose(fallback, plain, atol=1e-5)  # padded batch: same up to float rounding
     assert "compiling the network failed on this machine (no C++ compiler found)" in caplog.text
+
+
+def test_tiled_softmax_prediction_of_a_k3_model_sums_to_one_per_pixel():
+    from paulow.infer import activation_of, set_activation
+
+    model = conv_net(1, 3, seed=3)
+    image = np.random.default_rng(0).random((1, 100, 90), dtype=np.float32)
+    old = predict_slice(model, image, tile=64, overlap=0.5, device="cpu")  # no activation in meta
+    set_activation(model, {"activation": "softmax"})
+    assert activation_of(model) == "softmax"
+    probs = predict_slice(model, image, tile=64, overlap=0.5, device="cpu")
+    assert probs.shape == (3, 100, 90)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    assert not np.allclose(old.sum(axis=0), 1.0, atol=1e-3)  # old K>1 models: per-channel sigmoid
+    set_activation(model, {})
+    np.testing.assert_allclose(predict_slice(model, image, tile=64, overlap=0.5, device="cpu"), old)
+    with pytest.raises(ModelError, match="activation"):
+        set_activation(model, {"activation": "tanh"})
+
+
+def test_training_marks_multiclass_networks_softmax():
+    from paulow.config import TrainConfig
+    from paulow.infer import activation_of
+    from paulow.train import build_network, output_activation
+
+    assert output_activation(TrainConfig(classes=1)) == "sigmoid"
+    cfg = TrainConfig(classes=3, width=4, depth=2)
+    assert activation_of(build_network(cfg, 1, "cpu", 0)) == "softmax"

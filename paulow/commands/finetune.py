@@ -50,6 +50,9 @@ def run(args, echo=print) -> Path:
     report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
     cfg = finetune_config(meta, {**training_options(args), "freeze_encoder": args.freeze_encoder}, device)
+    from ..infer import set_activation
+
+    set_activation(loaded.models, meta)  # the parent's held-out Dice: softmax only for models that say so
     holdout = args.holdout if args.holdout is not None else FINETUNE_DEFAULTS["holdout"]
     tune, held = split_for_finetuning(slices, holdout, cfg.seed, f"'{ws.finetune_images}'")
     inputs = sorted({s.source for s in slices} | {ws.finetune_masks / s.info["mask_file"] for s in slices})
