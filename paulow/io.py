@@ -634,9 +634,10 @@ def _is_imagej_compatible(axes: str, dtype: np.dtype) -> bool:
 
 def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
                resolution: tuple[float, float] | None = None, unit: str | None = None,
-               compression: str | None = None) -> Path:
+               compression: str | None = None, imagej_extra: dict | None = None) -> Path:
     """Write `array` atomically as a TIFF: ImageJ format when ImageJ can hold it (uint8, uint16,
     float32 with axes in TZCYXS order), else a plain TIFF with the axes in its metadata.
+    `imagej_extra` adds ImageJ metadata (e.g. `{"LUTs": [...]}`) when the file is ImageJ format.
 
     `axes` defaults to YX, ZYX, ZCYX, TZCYX for 2-5 dimensions; `resolution` is pixels per
     `unit` (x, y). Returns `path`.
@@ -654,6 +655,8 @@ def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
     if unit is not None:
         metadata["unit"] = unit
     imagej = _is_imagej_compatible(axes, array.dtype)
+    if imagej and imagej_extra:
+        metadata.update(imagej_extra)
     photometric = "rgb" if "S" in axes and array.shape[axes.index("S")] in (3, 4) else "minisblack"
     with atomic_write_path(path) as temporary:
         tifffile.imwrite(temporary, array, imagej=imagej, metadata=metadata,
@@ -695,3 +698,35 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     with atomic_write_path(path) as temporary:
         Image.fromarray(np.ascontiguousarray(image)).save(temporary, format="PNG")
     return Path(path)
+
+
+# Distinct colours for classes 1.. (class 0, the background, is black): a Glasbey-like start.
+_CLASS_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 210, 0), (255, 0, 255),
+                  (0, 230, 230), (255, 128, 0), (150, 0, 255), (128, 255, 128), (128, 64, 0),
+                  (255, 128, 192), (0, 128, 128))
+
+
+def class_lut(classes: int) -> np.ndarray:
+    """An ImageJ lookup table `uint8 (3, 256)`: index 0 black, indices 1..classes-1 distinct colours
+    (cycling after 12); indices >= classes stay black."""
+    lut = np.zeros((3, 256), dtype=np.uint8)
+    for index in range(1, min(int(classes), 256)):
+        lut[:, index] = _CLASS_COLOURS[(index - 1) % len(_CLASS_COLOURS)]
+    return lut
+
+
+def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
+                     resolution: tuple[float, float] | None = None,
+                     unit: str | None = None) -> Path:
+    """Write a class-index mask `(pages, H, W)` or `(H, W)` uint8 (values 0..classes-1) as an ImageJ
+    TIFF carrying a lookup table with a distinct colour per class, so Fiji shows it in colour."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8:
+        raise ValueError(f"write_label_tiff needs uint8 class indices, got {labels.dtype}")
+    if labels.ndim == 3 and labels.shape[0] == 1:
+        labels = labels[0]
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"write_label_tiff needs (pages, H, W) or (H, W), got shape {labels.shape}")
+    return write_tiff(path, labels, axes="YX" if labels.ndim == 2 else "ZYX", resolution=resolution,
+                      unit=unit, imagej_extra={"LUTs": [class_lut(classes)], "min": 0.0,
+                                               "max": 255.0})

@@ -483,3 +483,22 @@ def test_vendor_microscope_files_are_named_with_the_fix(tmp_path):
         load_images(tmp_path)
     message = str(err.value)
     assert "b.ND2, cells.czi" in message and "OME-TIFF" in message and "notes.txt" not in message
+
+
+def test_label_tiff_carries_an_imagej_lut(tmp_path):
+    import tifffile
+
+    from paulow.io import class_lut, write_label_tiff
+
+    labels = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    path = write_label_tiff(tmp_path / "labels.tif", np.stack([labels, labels]), 3,
+                            resolution=(2.0, 2.0), unit="um")
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej
+        lut = np.asarray(tif.imagej_metadata["LUTs"]).reshape(3, 256)  # one channel: one LUT
+        data = tif.asarray()
+    np.testing.assert_array_equal(lut, class_lut(3))
+    colours = {tuple(lut[:, i]) for i in range(3)}
+    assert len(colours) == 3 and tuple(lut[:, 0]) == (0, 0, 0)  # distinct, background black
+    np.testing.assert_array_equal(data, np.stack([labels, labels]))
+    np.testing.assert_array_equal(io.read_mask(path), np.stack([labels, labels]))

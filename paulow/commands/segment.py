@@ -127,10 +127,13 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     masks = [to_mask(p, threshold) for p in probs]
     result = FileResult(source=path, read_as=read_as)
     out = np.stack(masks)
+    mask_out = io.unique_path(out_dir / f"{path.stem}_mask.tif")
     if loaded.classes <= 1:
-        out = io.binary_to_uint8(out)
-    mask_path = io.write_mask(io.unique_path(out_dir / f"{path.stem}_mask.tif"), out,
-                              resolution=stack.resolution, unit=stack.unit)
+        mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
+                                  resolution=stack.resolution, unit=stack.unit)
+    else:  # class indices with a colour lookup table (Fiji)
+        mask_path = io.write_label_tiff(mask_out, out, loaded.classes,
+                                        resolution=stack.resolution, unit=stack.unit)
     result.written.append(mask_path)
     _write_extras(stack, probs, masks, out_dir, opts, result)
     if opts.save_attention:
