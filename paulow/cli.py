@@ -62,6 +62,11 @@ def _common_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="print the per-epoch log too")
 
 
+def _name_list(text: str) -> list[str]:
+    """"a, b,c" -> ["a", "b", "c"]."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
@@ -79,7 +84,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=int, help="channels of the first level (published: 64; CPU default 16)")
     g.add_argument("--depth", type=int, help="resolution levels (default 4)")
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
-    g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, dice, tversky, focal_tversky, focal")
+    g.add_argument("--class-names", type=_name_list, metavar="A,B,C",
+                   help="names of classes 0..K-1, background first (stored in the model file)")
+    g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
+                                  "focal_tversky, focal (K > 1: softmax variants)")
     g.add_argument("--loss-args", type=json.loads,
                    help='JSON of loss settings, e.g. \'{"high": 0.05, "alpha": 0.6, "beta": 0.4}\'')
     g.add_argument("--epochs", type=int)

@@ -25,6 +25,7 @@ class TrainConfig:
     width: int = 16
     depth: int = 4
     classes: int = 1
+    class_names: list = field(default_factory=list)  # one name per class 0..K-1 (optional)
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
     optimizer: str = "adamw"
@@ -56,6 +57,17 @@ class TrainConfig:
     freeze_encoder: bool = False
     encoder_weights: str | None = None  # vgg16_unet: a VGG16 state dict the user supplies
     val_share: float = 0.25  # validation seconds per training second (set by the budget planner)
+
+    def names(self) -> list[str]:
+        """One name per class: the given `class_names`, else "class 0", "class 1", ..."""
+        if not self.class_names:
+            return [f"class {i}" for i in range(self.classes)]
+        if len(self.class_names) != self.classes:
+            from .errors import UsageError
+            raise UsageError(f"--class-names gives {len(self.class_names)} name(s) "
+                             f"({', '.join(self.class_names)}) for {self.classes} classes; "
+                             "name every class, background (class 0) first")
+        return [str(name) for name in self.class_names]
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
@@ -111,4 +123,5 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
         if values.get(name) == 0:
             setattr(cfg, name, None)
     cfg.device = device
+    cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

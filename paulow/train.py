@@ -662,7 +662,19 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
                         result.threshold)
     if test:
         test_probs = predict_slices(model, test, cfg, device)
-        result.test_dice = score_probabilities(test_probs, [s.mask for s in test], result.threshold)["dice"]
+        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold)
+        result.test_dice = scores["dice"]
+        if cfg.classes >= 2:
+            _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
+
+
+def _echo_classes(scores: dict, cfg: TrainConfig, echo: Callable[[str], None], label: str) -> None:
+    """Echo (and log) the per-class Dice with the class names and the mean over foreground classes."""
+    line = (f"{label}: per-class Dice "
+            + ", ".join(f"{name} {dice:.4f}" for name, dice in zip(cfg.names(), scores["dice_c"]))
+            + f"; mean over foreground classes {scores['dice']:.4f}")
+    log.info(line)
+    echo(line)
 
 
 # ---------------------------------------------------------------- resumable state
@@ -703,7 +715,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     test_dice = ensemble_test_dice if cfg.ensemble else best.test_dice
     return {
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
-        "classes": cfg.classes, "activation": output_activation(cfg),
+        "classes": cfg.classes, "class_names": cfg.names(), "activation": output_activation(cfg),
         "normalisation": dict(NORMALISATION), "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "seed": cfg.seed,

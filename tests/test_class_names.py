@@ -1,0 +1,52 @@
+"""Class names (--class-names) and the per-class Dice summary of multi-class training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from paulow.cli import build_parser
+from paulow.commands.common import config_from_args
+from paulow.config import TrainConfig
+from paulow.data import Slice
+from paulow.errors import UsageError
+from paulow.train import _class_scores
+
+
+def test_class_names_from_the_command_line_reach_the_config():
+    args = build_parser(Path(".")).parse_args(
+        ["train", "--classes", "3", "--class-names", "background, membrane,mito"])
+    cfg = config_from_args(args, "cpu")
+    assert cfg.names() == ["background", "membrane", "mito"]
+    assert TrainConfig(classes=2).names() == ["class 0", "class 1"]
+
+
+def test_a_name_count_that_does_not_match_classes_is_a_usage_error():
+    args = build_parser(Path(".")).parse_args(["train", "--classes", "3", "--class-names", "a,b"])
+    with pytest.raises(UsageError, match="2 name"):
+        config_from_args(args, "cpu")
+
+
+class Fixed(torch.nn.Module):
+    """Logits that predict class = the input pixel value (0, 1 or 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(x == c).float() * 10 for c in range(3)], dim=1)
+
+
+def test_per_class_dice_line_by_hand():
+    image = np.zeros((1, 32, 32), np.float32)
+    image[0, :8] = 1.0          # predicted class 1: rows 0-7
+    image[0, 8:16] = 2.0        # predicted class 2: rows 8-15
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:8] = 1                # class 1 exactly right: Dice 1
+    mask[8:12] = 2              # class 2: tp 4 rows, fp 4 rows -> Dice 8 / 12
+    cfg = TrainConfig(classes=3, class_names=["bg", "membrane", "mito"], patch=32)
+    model = Fixed()
+    model.paulow_activation = "softmax"
+    lines: list[str] = []
+    score = _class_scores(model, [Slice(image, mask, Path("a.tif"), 0)], cfg, "cpu", lines.append, "test")
+    assert score == pytest.approx((1 + 8 / 12) / 2)
+    assert "membrane 1.0000" in lines[0] and f"mito {8 / 12:.4f}" in lines[0]
