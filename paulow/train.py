@@ -104,6 +104,23 @@ def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
 
 
 # ---------------------------------------------------------------- one fold
+def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
+    """`cfg.loss_args` with `class_weights: "auto"` resolved to inverse class frequencies of the
+    training masks (K >= 2; normalised to mean 1 over the classes present)."""
+    args = dict(cfg.loss_args)
+    if args.get("class_weights") != "auto":
+        return args
+    if cfg.classes < 2:
+        args.pop("class_weights")
+        return args
+    counts = sum(np.bincount(s.mask.ravel().astype(np.int64), minlength=cfg.classes)[:cfg.classes]
+                 for s in train).astype(np.float64)
+    inverse = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
+    args["class_weights"] = (inverse * np.count_nonzero(counts) / max(inverse.sum(), 1e-12)).tolist()
+    log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in args["class_weights"]))
+    return args
+
+
 def output_activation(cfg: TrainConfig) -> str:
     """"softmax" over channels for K >= 2 mutually exclusive classes, "sigmoid" for binary."""
     return "softmax" if cfg.classes >= 2 else "sigmoid"
@@ -324,7 +341,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                                cfg.seed + fold, cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
     opt, sched = make_optimizer(model, cfg)
-    loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
+    loss_fn = build_loss(cfg.loss, **loss_options(cfg, train)).to(device)
     clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
              "stop_at": deadline, "timing": timing}
     pacer = ValidationPacer(cfg.val_share)

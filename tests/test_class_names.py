@@ -50,3 +50,14 @@ def test_per_class_dice_line_by_hand():
     score = _class_scores(model, [Slice(image, mask, Path("a.tif"), 0)], cfg, "cpu", lines.append, "test")
     assert score == pytest.approx((1 + 8 / 12) / 2)
     assert "membrane 1.0000" in lines[0] and f"mito {8 / 12:.4f}" in lines[0]
+
+
+def test_auto_class_weights_are_inverse_frequencies_by_hand():
+    from paulow.train import loss_options
+
+    mask = np.zeros((2, 4), np.uint8)
+    mask[1, 2:] = 1               # class 0: 6 pixels, class 1: 2, class 2: none
+    slices = [Slice(np.zeros((1, 2, 4), np.float32), mask, Path("a.tif"), 0)]
+    cfg = TrainConfig(classes=3, loss_args={"class_weights": "auto", "alpha": 0.6})
+    assert loss_options(cfg, slices) == {"class_weights": pytest.approx([0.5, 1.5, 0.0]), "alpha": 0.6}
+    assert loss_options(TrainConfig(classes=1, loss_args={"class_weights": "auto"}), slices) == {}
