@@ -12,7 +12,7 @@ from paulow.commands.common import config_from_args
 from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.errors import UsageError
-from paulow.train import _class_scores
+from paulow.train import FoldResult, _evaluate_fold
 
 
 def test_class_names_from_the_command_line_reach_the_config():
@@ -47,8 +47,11 @@ def test_per_class_dice_line_by_hand():
     model = Fixed()
     model.paulow_activation = "softmax"
     lines: list[str] = []
-    score = _class_scores(model, [Slice(image, mask, Path("a.tif"), 0)], cfg, "cpu", lines.append, "test")
-    assert score == pytest.approx((1 + 8 / 12) / 2)
+    result = FoldResult(fold=0, state_dict={}, val_dice=0.0, best_epoch=1, history=[], train_files=[],
+                        val_files=[])
+    page = Slice(image, mask, Path("a.tif"), 0)
+    _evaluate_fold(model, result, [page], [page], cfg, "cpu", None, lines.append)
+    assert result.test_dice == pytest.approx((1 + 8 / 12) / 2)
     assert "membrane 1.0000" in lines[0] and f"mito {8 / 12:.4f}" in lines[0]
 
 
