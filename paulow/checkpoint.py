@@ -243,6 +243,9 @@ def describe(path: Path) -> dict:
                    channels=meta.get("in_channels"), classes=meta.get("classes", 1),
                    test_dice=meta.get("metrics", {}).get("test_dice"),
                    members=len(payload["state_dicts"]))
+        per_class = meta.get("metrics", {}).get("test_dice_per_class")
+        if per_class:  # K >= 2: test_dice is the foreground-class mean; each foreground class beside it
+            row["class_dice"] = ", ".join(f"{n} {d:.3f}" for n, d in list(per_class.items())[1:] if d is not None)
     else:
         row.update(date="", network="original PAULow (bare state dict)", channels="?", classes=1,
                    test_dice=None, members=1)

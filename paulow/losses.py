@@ -363,11 +363,13 @@ def loss_from_probabilities(loss: SampleLoss, probs: Sequence[Any], targets: Seq
     float `(K, H, W)` targets. The loss is given `logit(p)`, so its sigmoid gives `p` back: the Dice and
     Tversky terms are exact, BCE saturates at -log(1e-6) = 13.8 per pixel. Each image is one sample, so
     a dynamic loss picks its regime from the whole image's foreground fraction (not per patch), and `p`
-    is the blend of overlapping tiles, not one forward pass.
+    is the blend of overlapping tiles, not one forward pass. K >= 2 (softmax) probabilities are given
+    as `log(p)`, whose softmax is `p` again.
     """
     values = []
     with torch.no_grad():
         for prob, target in zip(probs, targets):
             p = torch.as_tensor(prob, dtype=torch.float32).clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-            values.append(float(loss(torch.logit(p)[None], torch.as_tensor(target, dtype=torch.float32)[None])))
+            logits = torch.log(p) if p.shape[0] >= 2 else torch.logit(p)
+            values.append(float(loss(logits[None], torch.as_tensor(target, dtype=torch.float32)[None])))
     return float(sum(values) / len(values)) if values else float("nan")

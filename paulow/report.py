@@ -84,6 +84,11 @@ def _series(history: Sequence[dict], key: str) -> list[float]:
     return [float(row[key]) if row.get(key) is not None else float("nan") for row in history]
 
 
+def _class_keys(history: Sequence[dict]) -> list[str]:
+    """The per-class validation Dice columns (`val_dice_NAME`, K >= 2), in order."""
+    return list(dict.fromkeys(k for row in history for k in row if k.startswith("val_dice_")))
+
+
 def _has(history: Sequence[dict], key: str) -> bool:
     return any(row.get(key) is not None for row in history)
 
@@ -108,7 +113,8 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
     """One PNG: training (and validation) loss, validation Dice, and the share of patches in each
     dynamic-loss regime per epoch (a regime change explains a loss curve with two plateaus).
 
-    `history` rows: epoch, train_loss, val_dice, optional val_loss and regime_empty/small/large.
+    `history` rows: epoch, train_loss, val_dice, optional val_loss, val_dice_NAME per class (K >= 2)
+    and regime_empty/small/large.
     """
     from matplotlib.figure import Figure
 
@@ -122,7 +128,13 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=8)
     validated = [row for row in history if row.get("val_dice") is not None]  # validation is paced
-    axes[1].plot(_series(validated, "epoch"), _series(validated, "val_dice"), "o-", ms=3, color="tab:green")
+    axes[1].plot(_series(validated, "epoch"), _series(validated, "val_dice"), "o-", ms=3, color="tab:green",
+                 label="mean over foreground classes" if _class_keys(validated) else None)
+    for key in _class_keys(validated):  # K >= 2: one thin line per class (history.csv's val_dice_NAME)
+        axes[1].plot(_series(validated, "epoch"), _series(validated, key), "-", lw=1,
+                     label=key[len("val_dice_"):])
+    if _class_keys(validated):
+        axes[1].legend(fontsize=7)
     axes[1].set_ylabel("validation Dice")
     axes[1].set_ylim(0, 1)
     if with_regimes:

@@ -67,3 +67,9 @@ def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
     scores = [score_probabilities(probs, truths, t)["dice"] for t in candidates]
     best = max(range(len(scores)), key=lambda i: (round(scores[i], 4), -abs(candidates[i] - 0.5)))
     return float(candidates[best]), scores[best]
+
+
+def class_columns(prefix: str, values: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+    """Per-class values as named columns, `{prefix}_{name}` (spaces in names become `_`), e.g.
+    `val_dice_membrane`: history.csv's and metrics.csv's per-class columns for K >= 2."""
+    return {f"{prefix}_{str(name).replace(' ', '_')}": float(v) for name, v in zip(names, values)}

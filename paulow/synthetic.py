@@ -168,7 +168,37 @@ def filaments_image(size: Size = (128, 128), n: int | None = None,
     return image, mask.astype(np.uint8)
 
 
-GENERATORS: dict[str, Callable[..., Pair]] = {"nuclei": nuclei_image, "filaments": filaments_image}
+def classes_image(size: Size = (64, 64), classes: int = 3, per_class: int = 3,
+                  radius_range: tuple[float, float] = (5, 9), seed: int = 0, bit_depth: int = 8,
+                  noise: float = 0.03, background_gradient: float = 0.1, blur: float = 0.8) -> Pair:
+    """Objects of `classes - 1` foreground classes, told apart by shape and brightness: odd classes
+    are discs, even classes squares, and class c has brightness `0.3 + 0.7 (c - 1) / (K - 2)`.
+
+    Returns `(image (H, W), mask (H, W) uint8 class indices 0..K-1)`; later objects cover earlier
+    ones, so the mask is exactly what is drawn. Other arguments as in `nuclei_image`.
+    """
+    _check(size, bit_depth, seed)
+    if classes < 2:
+        raise ValueError(f"classes must be at least 2 (background + one class), got {classes}")
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(1, classes), per_class)
+    radii = rng.uniform(*radius_range, labels.size)
+    centres = _nucleus_centres(rng, size, radii)
+    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    signal, mask = np.zeros(size), np.zeros(size, dtype=np.uint8)
+    for label, centre, radius in zip(rng.permutation(labels), centres, radii):
+        if label % 2:
+            inside = _ellipse(size, centre, (radius, radius), 0.0)
+        else:
+            inside = (np.abs(yy - centre[0]) <= radius * 0.8) & (np.abs(xx - centre[1]) <= radius * 0.8)
+        signal[inside] = 0.3 + 0.7 * (label - 1) / max(classes - 2, 1)
+        mask[inside] = label
+    return _render(rng, signal, bit_depth, noise, background_gradient, blur), mask
+
+
+GENERATORS: dict[str, Callable[..., Pair]] = {"nuclei": nuclei_image, "filaments": filaments_image,
+                                              "classes": classes_image}
+INDEX_MASKS = {"classes"}  # kinds whose masks are class indices, written as they are (not 0/255)
 
 
 def _generator(kind: str) -> Callable[..., Pair]:
@@ -207,7 +237,8 @@ def write_dataset(folder_images: str | Path, folder_masks: str | Path, kind: str
                   stack_pages: int | None = None, image_name: str = "image{i}.tif",
                   mask_name: str = "mask{i}.tif", overwrite: bool = False,
                   **kwargs) -> list[tuple[Path, Path]]:
-    """Write `n` synthetic images (numbered from 1) and their masks (uint8 0/255) as TIFFs.
+    """Write `n` synthetic images (numbered from 1) and their masks as TIFFs: uint8 0/255, or
+    class indices 0..K-1 for `kind="classes"` (`classes=K` goes to `classes_image`).
 
     With `stack_pages`, each file is a stack of that many pages. `kwargs` go to the generator.
     Refuses to overwrite existing files unless `overwrite=True`. Returns the (image, mask) paths.
@@ -221,5 +252,5 @@ def write_dataset(folder_images: str | Path, folder_masks: str | Path, kind: str
         else:
             image, mask = _generator(kind)(size=size, seed=file_seed, bit_depth=bit_depth, **kwargs)
         write_tiff(image_path, image)
-        write_mask(mask_path, binary_to_uint8(mask))
+        write_mask(mask_path, mask if kind in INDEX_MASKS else binary_to_uint8(mask))
     return targets

@@ -20,7 +20,7 @@ from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-expo
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
-from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
+from .scoring import THRESHOLD_CANDIDATES, class_columns, score_probabilities, sweep_thresholds
 from .watch import FoldWatch
 
 log = logging.getLogger("paulow")
@@ -58,6 +58,7 @@ class FoldResult:
     test_dice: float | None = None
     stopped: str = "epochs"
     threshold: float = 0.5
+    test_dice_c: list[float] | None = None  # per class 0..K-1 (K >= 2), the test share's Dice
 
 
 @dataclass
@@ -80,6 +81,13 @@ def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
 
     return [predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
                           batch_size=max(cfg.batch_size, 4), device=device) for s in slices]
+
+
+def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> dict:
+    """`score_probabilities` of whole slices at the config's threshold: `dice` (the selection score)
+    and `dice_c` (per class for K >= 2)."""
+    return score_probabilities(predict_slices(models, slices, cfg, device), [s.mask for s in slices],
+                               cfg.threshold)
 
 
 def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
@@ -362,8 +370,11 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         probs = None
         if pacer.due(epoch, last):
             with timed(timing, "validation"):
-                row["val_dice"], row["val_loss"], probs = _validate(model, val, cfg, device, pacer,
-                                                                    train_seconds, loss_fn)
+                scores, row["val_loss"], probs = _validate(model, val, cfg, device, pacer, train_seconds,
+                                                           loss_fn)
+            row["val_dice"] = scores["dice"]
+            if cfg.classes >= 2:
+                row.update(class_columns("val_dice", scores["dice_c"], cfg.names()))
             if row["val_dice"] > best["dice"]:
                 best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
                 since_best = 0
@@ -418,19 +429,19 @@ def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, 
 
 
 def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
-              train_seconds: float, loss_fn) -> tuple[float, float, list[np.ndarray]]:
-    """Whole-image validation score, the training loss on the same probabilities (see
-    `loss_from_probabilities`) and the probabilities (kept for the panel); its duration paces the
-    next validations."""
+              train_seconds: float, loss_fn) -> tuple[dict, float, list[np.ndarray]]:
+    """Whole-image validation scores (`score_probabilities`: the selection score `dice`, per class
+    `dice_c`), the training loss on the same probabilities (see `loss_from_probabilities`) and the
+    probabilities (kept for the panel); its duration paces the next validations."""
     from .losses import loss_from_probabilities
 
     start = time.monotonic()
     model.eval()
     probs = predict_slices(model, val, cfg, device)
-    dice = score_probabilities(probs, [s.mask for s in val], cfg.threshold)["dice"]
+    scores = score_probabilities(probs, [s.mask for s in val], cfg.threshold)
     loss = loss_from_probabilities(loss_fn, probs, [one_hot(s.mask, cfg.classes) for s in val])
     pacer.record(train_seconds, time.monotonic() - start)
-    return dice, loss, probs
+    return scores, loss, probs
 
 
 def _cpu_state(state: dict) -> dict:
@@ -682,6 +693,7 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
         scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold)
         result.test_dice = scores["dice"]
         if cfg.classes >= 2:
+            result.test_dice_c = scores["dice_c"]
             _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
 
 
@@ -720,8 +732,12 @@ class ProgressSaver:
 
 
 def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult, in_channels: int,
-                  file_hashes: dict[str, str], ensemble_test_dice: float | None = None) -> dict:
-    """Metadata (plain types only) stored in the model file."""
+                  file_hashes: dict[str, str], ensemble_scores: dict | None = None) -> dict:
+    """Metadata (plain types only) stored in the model file. `ensemble_scores`: the ensemble's
+    `scores_on_slices` on the test share (used instead of the best fold's with `cfg.ensemble`).
+
+    For K >= 2, `test_dice` is the mean Dice over the foreground classes and `test_dice_per_class`
+    maps each class name (background first) to its test Dice."""
     best = result.folds[result.best_fold]
     files = {}
     for s in slices:
@@ -729,7 +745,11 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                                                  "shape": list(s.image.shape[1:]),
                                                  "sha256": file_hashes.get(str(s.source), "")})
         entry["pages"] += 1
-    test_dice = ensemble_test_dice if cfg.ensemble else best.test_dice
+    test_dice, per_class = best.test_dice, best.test_dice_c
+    if cfg.ensemble:
+        test_dice = ensemble_scores["dice"] if ensemble_scores else None
+        per_class = ensemble_scores["dice_c"] if ensemble_scores and cfg.classes >= 2 else None
+    names = cfg.names()
     return {
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
         "classes": cfg.classes, "class_names": cfg.names(), "activation": output_activation(cfg),
@@ -740,7 +760,9 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
         "split": {"test": [f"{Path(k[0]).name}#{k[1]}" for k in result.test_keys],
                   "folds": [{"fold": f.fold + 1, "val": f.val_files} for f in result.folds]},
         "metrics": {"test_dice": test_dice, "best_fold": best.fold + 1,
+                    **({"test_dice_per_class": dict(zip(names, per_class))} if per_class else {}),
                     "folds": [{"fold": f.fold + 1, "val_dice": f.val_dice, "test_dice": f.test_dice,
+                               **class_columns("test_dice", f.test_dice_c or [], names),
                                "threshold": f.threshold,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "stopped": f.stopped} for f in result.folds]},

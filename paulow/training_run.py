@@ -47,7 +47,7 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
     planned run re-plans its folds when the machine gets slower (unless `folds_explicit`);
     `tensorboard`: a folder for TensorBoard event files."""
-    from .train import dice_on_slices, new_timing, timed, training_meta
+    from .train import new_timing, scores_on_slices, timed, training_meta
 
     start, timing = time.monotonic(), new_timing()
     step_s = None
@@ -59,13 +59,13 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
                             timing=timing, spent=time.monotonic() - start,
                             planned_step=None if folds_explicit else step_s, tensorboard=tensorboard)
     in_ch = int(slices[0].image.shape[0])
-    ens_dice = None
+    ens_scores = None
     if cfg.ensemble and result.test_keys:
         with timed(timing, "evaluation"):
             models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
             test = [s for s in slices if s.key in set(result.test_keys)]
-            ens_dice = dice_on_slices(models, test, cfg, device)
-    meta = training_meta(cfg, slices, result, in_ch, file_hashes or {}, ens_dice)
+            ens_scores = scores_on_slices(models, test, cfg, device)
+    meta = training_meta(cfg, slices, result, in_ch, file_hashes or {}, ens_scores)
     return TrainingRun(cfg, slices, result, meta, timing, start)
 
 
@@ -138,13 +138,16 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
     time went (`timing.json`, see `timing_summary`). The curves per fold are drawn while training
     (`paulow.watch.FoldWatch`)."""
     from .report import dataset_summary, write_csv, write_json
+    from .scoring import class_columns
 
     report_dir.mkdir(parents=True, exist_ok=True)
     history = [row for f in result.folds for row in f.history]
     write_csv(report_dir / "history.csv", history)
     write_json(report_dir / "metrics.json", meta["metrics"])
+    per_class = meta["metrics"].get("test_dice_per_class") or {}
     write_csv(report_dir / "metrics.csv", meta["metrics"]["folds"]
-              + [{"fold": "test (selected model)", "test_dice": meta["metrics"]["test_dice"]}])
+              + [{"fold": "test (selected model)", "test_dice": meta["metrics"]["test_dice"],
+                  **class_columns("test_dice", list(per_class.values()), list(per_class))}])
     write_json(report_dir / "config.json", asdict(cfg))
     write_json(report_dir / "split.json", meta["split"])
     write_json(report_dir / "dataset_summary.json",
@@ -154,6 +157,19 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
     write_csv(report_dir / "loss_regimes.csv", regimes)
     if timing is not None:
         write_json(report_dir / "timing.json", timing)
+
+
+def test_line(meta: dict) -> str:
+    """The closing summary: selected fold and test Dice (K >= 2: the mean over the foreground
+    classes, then each class by name)."""
+    metrics = meta["metrics"]
+    td, per_class = metrics["test_dice"], metrics.get("test_dice_per_class")
+    if td is None:
+        return f"selected fold {metrics['best_fold']}; test Dice n/a (too few images for a test share)"
+    if not per_class:
+        return f"selected fold {metrics['best_fold']}; test Dice {td:.4f}"
+    return (f"selected fold {metrics['best_fold']}; test Dice {td:.4f} (mean over foreground classes; "
+            + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:]) + ")")
 
 
 def timing_summary(timing: dict[str, float], total: float) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -124,3 +126,12 @@ def test_inverse_frequency_weights_by_hand():
     target[0, 0].view(-1)[:6] = 1.0
     target[0, 1].view(-1)[6:] = 1.0
     assert inverse_frequency_weights(target) == pytest.approx([0.5, 1.5, 0.0])
+
+
+def test_validation_loss_from_softmax_probabilities_by_hand():
+    from paulow.losses import loss_from_probabilities
+
+    prob = np.array([[[0.7, 0.2]], [[0.2, 0.5]], [[0.1, 0.3]]], np.float32)   # K = 3, 1 x 2 pixels
+    target = np.array([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]], np.float32)  # classes 0 and 2
+    value = loss_from_probabilities(build_loss("ce"), [prob], [target])
+    assert value == pytest.approx(-(np.log(0.7) + np.log(0.3)) / 2, rel=1e-5)

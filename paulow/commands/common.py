@@ -35,7 +35,8 @@ def model_table(paths: list[Path]) -> str:
         except ModelError as exc:
             row = {"name": path.stem, "date": "", "network": f"unreadable ({str(exc)[:40]}...)"}
         rows.append({"#": i, **row})
-    return format_table(rows, ["#", "name", "date", "network", "channels", "classes", "test_dice"])
+    columns = ["#", "name", "date", "network", "channels", "classes", "test_dice"]
+    return format_table(rows, columns + (["class_dice"] if any("class_dice" in r for r in rows) else []))
 
 
 def choose_model(models_dir: Path, name: str | None, assume_default: bool = False) -> Path:

@@ -11,7 +11,7 @@ from ..data import Slice, load_pairs
 from ..errors import UsageError
 from ..config import TrainConfig
 from ..device import pick_device
-from ..training_run import run_training
+from ..training_run import run_training, test_line
 from ..workspace import Workspace
 from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
                      effective_options, read_fingerprints, remove_log, report_refused, require_writable,
@@ -71,9 +71,7 @@ def run(args, echo=print) -> Path:
         state_path.unlink(missing_ok=True)
         echo(f"saved model: {path}")
         echo(f"report: {report_dir}")
-        td = meta["metrics"]["test_dice"]
-        echo(f"selected fold {meta['metrics']['best_fold']}; test Dice "
-             + (f"{td:.4f}" if td is not None else "n/a (too few images for a test share)"))
+        echo(test_line(meta))
         consume_inputs(read_as, args.keep_inputs, "Train_Model", echo)
     return path
 
