@@ -129,6 +129,35 @@ def _check_shapes(loaded: list[tuple]) -> None:
                                  "all to the same number of channels (e.g. all greyscale)")
 
 
+def _values_text(values: np.ndarray, most: int = 8) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:most])
+    return shown + (f", ... ({len(values)} values)" if len(values) > most else "")
+
+
+def check_class_values(loaded: list[tuple], classes: int) -> None:
+    """K >= 2: every mask must hold class indices 0..K-1. One error names the first bad mask, the
+    values found in it and the fix (`--classes`, or `--classes 1` for 0/255 binary masks)."""
+    if classes < 2:
+        return
+    bad = []
+    for _, mask, mask_path in loaded:
+        values = np.unique(mask)
+        if values.size and (values[0] < 0 or values[-1] >= classes):
+            bad.append((mask_path.name, values))
+    if not bad:
+        return
+    name, values = bad[0]
+    if set(values.tolist()) <= {0, 255}:
+        fix = ("it looks like a binary 0/255 mask: use --classes 1 for one foreground class, or save "
+               f"class indices 0..{classes - 1} (0 = background)")
+    else:
+        fix = (f"use --classes {int(values[-1]) + 1} if the mask has that many classes (0 = background), "
+               f"or fix the mask to hold 0..{classes - 1}")
+    more = f" (and {len(bad) - 1} more mask(s): {', '.join(n for n, _ in bad[1:4])})" if len(bad) > 1 else ""
+    raise ShapeMismatchError(f"mask '{name}' has values {_values_text(values)} but --classes {classes} "
+                             f"allows 0..{classes - 1}{more} — {fix}")
+
+
 def _mask_warnings(loaded: list[tuple], classes: int) -> None:
     many = [m.name for _, mask, m in loaded if classes <= 1 and np.unique(mask).size > 2]
     if many:
@@ -159,6 +188,7 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
         raise EmptyFolderError(f"no masks in '{mask_dir}': put one mask per image there")
     loaded = _read_all(io.pair_images_masks(images, masks), refused)
     _check_shapes(loaded)
+    check_class_values(loaded, classes)
     _mask_warnings(loaded, classes)
     spec = normalisation or NORMALISATION
     return [s for item in loaded for s in _to_slices(*item, classes=classes, spec=spec)]

@@ -159,8 +159,24 @@ def test_class_masks_are_kept_as_indices_and_checked(folders):
     _write(msk, "mask1.tif", np.array([[0, 1, 2, 2]] * 4, np.uint8))
     (s,) = load_pairs(img, msk, classes=3)
     assert s.mask.tolist() == [[0, 1, 2, 2]] * 4
-    with pytest.raises(ShapeMismatchError, match="values outside 0..1"):
+    with pytest.raises(ShapeMismatchError) as err:
         load_pairs(img, msk, classes=2)
+    assert str(err.value) == ("mask 'mask1.tif' has values 0, 1, 2 but --classes 2 allows 0..1 — use "
+                              "--classes 3 if the mask has that many classes (0 = background), or fix "
+                              "the mask to hold 0..1")
+
+
+def test_binary_255_masks_for_a_multiclass_task_are_named_with_the_fix(folders):
+    img, msk = folders
+    for i in (1, 2):
+        _write(img, f"image{i}.tif", np.ones((4, 4), np.uint8))
+        _write(msk, f"mask{i}.tif", np.array([[0, 255, 0, 0]] * 4, np.uint8))
+    with pytest.raises(ShapeMismatchError) as err:
+        load_pairs(img, msk, classes=3)
+    message = str(err.value)
+    assert message.startswith("mask 'mask1.tif' has values 0, 255 but --classes 3 allows 0..2 (and 1 "
+                              "more mask(s): mask2.tif)")
+    assert "binary 0/255 mask: use --classes 1" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- splits
