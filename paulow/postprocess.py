@@ -189,6 +189,20 @@ def _pixel_area(pixel_size: PixelSize | None) -> float | None:
     return float(size_y) * float(size_x)
 
 
+def object_classes(rows: list[dict[str, Any]], labels: np.ndarray, mask: np.ndarray,
+                   names: list[str]) -> list[dict[str, Any]]:
+    """`object_table` rows of instances labelled from a class-index `mask` (K >= 2), each with its
+    `class` (name) and `class_index`, placed after `label`."""
+    lookup = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.int64)
+    lookup[labels.ravel()] = mask.ravel()  # every object lies within one class
+    out = []
+    for row in rows:
+        index = int(lookup[row["label"]])
+        out.append({"label": row["label"], "class": names[index], "class_index": index,
+                    **{k: v for k, v in row.items() if k != "label"}})
+    return out
+
+
 def summary_row(labels: np.ndarray, pixel_size: PixelSize | None = None, unit: str | None = None,
                 **identity: Any) -> dict[str, Any]:
     """Per-image counts: `identity` (e.g. image=..., page=...) then objects, foreground_px,
@@ -221,6 +235,45 @@ def outline_overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, 
                                  "pass the image the mask was made from")
     rgb[_outline(mask, thickness)] = color
     return rgb
+
+
+def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: float = 0.35
+                  ) -> np.ndarray:
+    """`(H', W', 3) uint8` overlay of a class-index mask (K = len(names) >= 2): each foreground class
+    tinted and outlined in its lookup-table colour (`io.class_lut`, the colours Fiji shows for the
+    mask), with a legend of the foreground classes' names to the right of the image."""
+    from .io import class_lut
+
+    mask = _check_2d(mask, "mask")
+    rgb = _as_rgb_uint8(image)
+    if rgb.shape[:2] != mask.shape:
+        raise ShapeMismatchError(f"the image has shape {np.shape(image)} but the mask {mask.shape}; "
+                                 "pass the image the mask was made from")
+    colours = class_lut(len(names)).T  # (256, 3): row c is class c's colour
+    tinted = rgb.astype(np.float32)
+    inside = mask > 0
+    tinted[inside] = (1 - alpha) * tinted[inside] + alpha * colours[mask[inside]]
+    rgb = tinted.round().astype(np.uint8)
+    edge = _outline(mask, 1)
+    rgb[edge] = colours[mask[edge]]
+    return _with_legend(rgb, [(str(n), tuple(int(v) for v in colours[c])) for c, n in enumerate(names) if c])
+
+
+def _with_legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """The image with a black legend panel on its right: a colour swatch and a name per entry."""
+    import cv2
+
+    font, scale, row = cv2.FONT_HERSHEY_SIMPLEX, 0.4, 14
+    width = 8 + 14 + max(cv2.getTextSize(name, font, scale, 1)[0][0] for name, _ in entries) + 6
+    height = max(rgb.shape[0], 4 + row * len(entries))
+    canvas = np.zeros((height, rgb.shape[1] + width, 3), dtype=np.uint8)
+    canvas[:rgb.shape[0], :rgb.shape[1]] = rgb
+    x = rgb.shape[1] + 8
+    for i, (name, colour) in enumerate(entries):
+        top = 4 + i * row
+        canvas[top:top + 10, x:x + 10] = colour
+        cv2.putText(canvas, name, (x + 14, top + 9), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
 
 
 def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:

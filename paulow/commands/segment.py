@@ -52,21 +52,45 @@ def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "i
                          batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name)
 
 
-def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult) -> None:
+def class_names(meta: dict, classes: int) -> list[str]:
+    """The model's class names (`--class-names` at training), else "class 0", "class 1", ...; one
+    name ("foreground") for a binary model."""
+    names = list(meta.get("class_names") or [])
+    if classes <= 1:
+        return ["foreground"]
+    return [str(n) for n in names] if len(names) == classes else [f"class {i}" for i in range(classes)]
+
+
+def _write_prob(path: Path, probs: list[np.ndarray], names: list[str], stack) -> Path:
+    """Probabilities as float32 ImageJ TIFF. Binary: one plane per page. K >= 2: a hyperstack with
+    one channel per class (C = K, class 0 first, channel labels = class names) and one Z plane per page."""
     from .. import io
-    from ..postprocess import label_instances, object_table, outline_overlay
+
+    if len(names) < 2:
+        prob = np.stack([p[0] for p in probs]).astype(np.float32)
+        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit)
+    prob = np.stack(probs).astype(np.float32)
+    return io.write_tiff(path, prob if len(probs) > 1 else prob[0], axes="ZCYX" if len(probs) > 1 else "CYX",
+                         resolution=stack.resolution, unit=stack.unit,
+                         imagej_extra={"Labels": names * len(probs)})
+
+
+def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult,
+                  meta: dict) -> None:
+    from .. import io
+    from ..postprocess import class_overlay, label_instances, object_classes, object_table, outline_overlay
 
     stem = stack.path.stem
+    names = class_names(meta, probs[0].shape[0])
     if opts.save_prob:
-        prob = np.stack([p[0] if p.shape[0] == 1 else p for p in probs]).astype(np.float32)
-        result.written.append(io.write_tiff(io.unique_path(out_dir / f"{stem}_prob.tif"), prob,
-                                            resolution=stack.resolution, unit=stack.unit))
+        result.written.append(_write_prob(io.unique_path(out_dir / f"{stem}_prob.tif"), probs, names, stack))
     if opts.overlay:
         for page, mask in enumerate(masks):
             grey = _display(stack.data[page])
             suffix = f"_p{page:03d}" if len(masks) > 1 else ""
             path = io.unique_path(out_dir / f"{stem}{suffix}_overlay.png")
-            result.written.append(io.write_png(path, outline_overlay(grey, mask)))
+            drawn = class_overlay(grey, mask, names) if len(names) >= 2 else outline_overlay(grey, mask)
+            result.written.append(io.write_png(path, drawn))
     if opts.instances:
         labels = [label_instances(m, split_touching=opts.split_touching) for m in masks]
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
@@ -77,9 +101,14 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             result.written.append(write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip")))
         for page, lab in enumerate(labels):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
+            summary = {"file": stack.path.name, "page": page, "objects": len(rows),
+                       "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size}
+            if len(names) >= 2:  # class column, and the object count of every foreground class
+                rows = object_classes(rows, lab, masks[page], names)
+                summary.update({f"objects_{n.replace(' ', '_')}": sum(r["class_index"] == c for r in rows)
+                                for c, n in enumerate(names) if c})
             result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
-            result.summary.append({"file": stack.path.name, "page": page, "objects": len(rows),
-                                   "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size})
+            result.summary.append(summary)
 
 
 def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
@@ -135,7 +164,7 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
         mask_path = io.write_label_tiff(mask_out, out, loaded.classes,
                                         resolution=stack.resolution, unit=stack.unit)
     result.written.append(mask_path)
-    _write_extras(stack, probs, masks, out_dir, opts, result)
+    _write_extras(stack, probs, masks, out_dir, opts, result, loaded.meta)
     if opts.save_attention:
         _save_attention(loaded, stack, opts, out_dir, result)
     check = io.read_mask(mask_path)
