@@ -186,7 +186,10 @@ def _add_evaluate(sub, root: Path) -> None:
     p.add_argument("--model", type=Path, nargs="+", help="model file(s): predict --images first")
     p.add_argument("--images", type=Path, help="images to predict with --model")
     p.add_argument("--compare", action="store_true", help="print the predictions/models side by side")
-    p.add_argument("--classes", type=int, default=1)
+    p.add_argument("--classes", type=int, help="class count of the masks (default 1, binary; with --model: "
+                                               "the model's)")
+    p.add_argument("--class-names", type=_name_list, metavar="A,B,C",
+                   help="names of classes 0..K-1 for the tables (default: the model's, else 'class 0', ...)")
     p.add_argument("--tolerance", type=float, default=1.0, metavar="PX",
                    help="distance in pixels within which tolerant_f1 counts a pixel as found (default 1)")
     p.add_argument("--out", type=Path, help="folder for metrics.csv / metrics.json (default: beside --truth)")

@@ -7,13 +7,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .metrics import (multiclass_scores, object_scores, pixel_scores, pooled_object_scores,
-                      pooled_scores, thin_structure_scores)
+from .errors import ShapeMismatchError
+from .metrics import (class_confusion, object_scores, pixel_scores, pooled_object_scores, pooled_scores,
+                      scores_from_matrix, thin_structure_scores)
 
 PIXEL_KEYS = ("dice", "iou", "precision", "recall", "accuracy", "miou", "mpa")
 OBJECT_KEYS = ("object_precision", "object_recall", "object_f1", "count_error", "mean_matched_iou")
 # Scores for thin structures (filaments, membranes): F1 within 1 px and centreline Dice.
 THIN_KEYS = ("tolerant_f1", "cldice")
+# K >= 2: per image and pooled; mean_dice / mean_iou over the foreground classes, miou / mpa over all
+CLASS_KEYS = ("mean_dice", "mean_iou", "miou", "mpa", "accuracy")
 
 
 @dataclass
@@ -39,12 +42,20 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
 
     A truth mask with several non-zero values is taken as instance labels for the object scores
     (its foreground is still any non-zero pixel); a binary one is split into connected components.
+    For classes >= 2 the masks hold class indices; rows and pooled scores are `scores_from_matrix`'s
+    (pooled from the summed confusion matrix).
     """
     rows, pixel_pairs, object_pairs = [], [], []
+    matrix = np.zeros((classes, classes), dtype=np.int64)
     for file, page, pred, truth in pages:
         row = {"file": file, "page": page}
         if classes > 1:
-            row.update(multiclass_scores(pred, truth, classes))
+            try:
+                page_matrix = class_confusion(pred, truth, classes)
+            except ShapeMismatchError as exc:
+                raise ShapeMismatchError(f"'{file}' page {page}: {exc}") from None
+            row.update(scores_from_matrix(page_matrix))
+            matrix += page_matrix
         else:
             row.update(pixel_scores(pred != 0, truth != 0))
             row.update(_object_row(object_scores(pred, truth)))
@@ -53,9 +64,8 @@ def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: 
             object_pairs.append((pred, truth))
         rows.append(row)
     pooled: dict = {"images": len(rows)}
-    if classes > 1:
-        keys = [k for k in rows[0] if k not in ("file", "page")] if rows else []
-        pooled.update({k: float(np.mean([r[k] for r in rows])) for k in keys})
+    if classes > 1 and rows:  # pooled over every pixel, as training scores its test share
+        pooled.update(scores_from_matrix(matrix))
     elif rows:
         pooled.update(pooled_scores(pixel_pairs))
         pooled.update(_object_row(pooled_object_scores(object_pairs)))
@@ -103,6 +113,20 @@ def files_of(path: Path, predictions: bool = False) -> list[Path]:
     if not files:
         raise EmptyFolderError(f"no masks or images at '{path}': check the path")
     return files
+
+
+def class_rows(pooled: dict, names: Sequence[str]) -> list[dict]:
+    """The per-class table of pooled K >= 2 scores: one row per class (Dice, IoU, precision, recall),
+    then the mean over the foreground classes."""
+    rows = [{"class": name, "dice": pooled[f"dice_{c}"], "iou": pooled[f"iou_{c}"],
+             "precision": pooled[f"precision_{c}"], "recall": pooled[f"pa_{c}"]} for c, name in enumerate(names)]
+    return rows + [{"class": "mean (foreground)", "dice": pooled["mean_dice"], "iou": pooled["mean_iou"]}]
+
+
+def class_comparison_rows(results: Sequence[Scored], names: Sequence[str]) -> list[dict]:
+    """`--compare` for K >= 2: one row per class, one Dice column per prediction set."""
+    rows = [{"class": name, **{r.name: r.pooled.get(f"dice_{c}") for r in results}} for c, name in enumerate(names)]
+    return rows + [{"class": "mean (foreground)", **{r.name: r.pooled.get("mean_dice") for r in results}}]
 
 
 def comparison_rows(results: Sequence[Scored]) -> list[dict]:

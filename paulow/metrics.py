@@ -115,15 +115,16 @@ def class_confusion(pred: np.ndarray, truth: np.ndarray, classes: int) -> np.nda
     _check_shapes(pred, truth)
     for name, a in (("prediction", pred), ("truth", truth)):
         if a.min() < 0 or a.max() >= classes:
-            raise ShapeMismatchError(f"{name} mask has values outside 0..{classes - 1} "
-                                     "— fix the mask or the number of classes")
+            raise ShapeMismatchError(f"{name} mask has values {int(a.min())}..{int(a.max())}, outside "
+                                     f"0..{classes - 1} — fix the mask or the number of classes (--classes)")
     index = truth.astype(np.int64).ravel() * classes + pred.astype(np.int64).ravel()
     return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
 
 
 def scores_from_matrix(matrix: np.ndarray) -> dict[str, float]:
-    """Per-class dice_c / iou_c / pa_c (pixel accuracy = recall), then miou and mpa over all classes,
-    mean_dice over the foreground classes (1..K-1) and the overall pixel accuracy."""
+    """Per-class dice_c / iou_c / precision_c / pa_c (pixel accuracy = recall), then miou and mpa over
+    all classes, mean_dice and mean_iou over the foreground classes (1..K-1) and the overall pixel
+    accuracy."""
     classes = matrix.shape[0]
     tp = np.diag(matrix)
     fn = matrix.sum(axis=1) - tp
@@ -133,10 +134,12 @@ def scores_from_matrix(matrix: np.ndarray) -> dict[str, float]:
     for c in range(classes):
         s = _class_scores(int(tp[c]), int(fp[c]), int(fn[c]))
         out[f"dice_{c}"], out[f"iou_{c}"], out[f"pa_{c}"] = s["dice"], s["iou"], s["recall"]
+        out[f"precision_{c}"] = s["precision"]
         ious.append(s["iou"])
         pas.append(s["recall"])
         dices.append(s["dice"])
     out["mean_dice"] = float(np.mean(dices[1:])) if classes > 1 else dices[0]
+    out["mean_iou"] = float(np.mean(ious[1:])) if classes > 1 else ious[0]
     out["miou"] = float(np.mean(ious))
     out["mpa"] = float(np.mean(pas))
     out["accuracy"] = float(tp.sum()) / float(matrix.sum())

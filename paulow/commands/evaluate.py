@@ -5,54 +5,94 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
-from ..evaluate import OBJECT_KEYS, PIXEL_KEYS, THIN_KEYS, Scored, comparison_rows, files_of, mask_pages, score_pages
+from ..evaluate import (CLASS_KEYS, OBJECT_KEYS, PIXEL_KEYS, THIN_KEYS, Scored, class_comparison_rows, class_rows,
+                        comparison_rows, files_of, mask_pages, score_pages)
 
 
-def model_pages(model_path: Path, image_paths: Sequence[Path], truth_paths: Sequence[Path], device: str):
-    """Predict each image with the standard inference, then yield (file, page, pred, truth)."""
+def model_pages(model, image_paths: Sequence[Path], truth_paths: Sequence[Path]):
+    """Predict each image with the standard inference (`model`: an `api.Model`), then yield
+    (file, page, pred, truth)."""
     from .. import io
-    from ..api import load_model
 
-    model = load_model(model_path, device)
     for image_path, truth_path in io.pair_images_masks(list(image_paths), list(truth_paths)):
         truth = io.read_mask(truth_path)
         for page, pred in enumerate(model.predict_stack(image_path)):
             yield truth_path.name, page, pred.mask, truth[page]
 
 
+def model_classes(loaded, requested: int | None, model: Path) -> int:
+    """The model's class count; a `--classes` that says otherwise is an error."""
+    classes = int(loaded.meta.get("classes", 1))
+    if requested is not None and requested != classes:
+        raise UsageError(f"--classes {requested} but model '{Path(model).name}' has {classes} class(es): "
+                         "leave --classes out (the model's count is used)")
+    return classes
+
+
+def _names(given: Sequence[str] | None, classes: int) -> list[str]:
+    if given and len(given) == classes:
+        return [str(n) for n in given]
+    return [f"class {c}" for c in range(classes)]
+
+
 def run(args, echo=print) -> int:
-    from ..report import format_table, write_csv, write_json
     from ..device import pick_device
+    from ..report import write_csv, write_json
 
     if not args.truth:
         raise UsageError("evaluate needs --truth (a folder or file of ground-truth masks)")
     truth = files_of(args.truth)
+    classes, names = args.classes or 1, getattr(args, "class_names", None)
     results: list[Scored] = []
+    counts = {classes} if args.pred else set()
     for pred in args.pred or []:
-        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth), str(pred), args.classes,
+        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth), str(pred), classes,
                                    args.tolerance))
     if args.model:
+        from ..api import load_model
+
         if not args.images:
             raise UsageError("--model needs --images (the images to segment before scoring)")
         device = pick_device(args.device or "auto")
         for model in args.model:
-            results.append(score_pages(model_pages(model, files_of(args.images), truth, device),
-                                       Path(model).stem, args.classes, args.tolerance))
+            loaded = load_model(model, device)
+            classes = model_classes(loaded, args.classes, model)
+            counts.add(classes)
+            names = names or loaded.meta.get("class_names")
+            results.append(score_pages(model_pages(loaded, files_of(args.images), truth),
+                                       Path(model).stem, classes, args.tolerance))
     if not results:
         raise UsageError("nothing to evaluate: pass --pred FOLDER (predicted masks) or --model + --images")
+    if len(counts) > 1:
+        raise UsageError(f"the predictions and models have different class counts ({sorted(counts)}): "
+                         "evaluate them separately, or give --classes for the prediction folders")
     out = args.out or (args.truth if args.truth.is_dir() else args.truth.parent) / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["file", "page", *PIXEL_KEYS, *OBJECT_KEYS, *THIN_KEYS]
+    _print(results, classes, _names(names, classes), args.compare, echo)
     for r in results:
-        if not args.compare or len(results) == 1:
-            echo(f"\n{r.name}")
-            echo(format_table(r.rows + [{"file": "POOLED", "page": "", **r.pooled}], columns))
-        stem = Path(r.name).stem or "prediction"
-        write_csv(out / f"{stem}_per_image.csv", r.rows)
-    pooled = comparison_rows(results)
-    if args.compare or len(results) > 1:
-        echo(format_table(pooled, ["name", *PIXEL_KEYS, *OBJECT_KEYS, *THIN_KEYS]))
-    write_csv(out / "pooled.csv", pooled)
-    write_json(out / "metrics.json", {r.name: {"pooled": r.pooled, "per_image": r.rows} for r in results})
+        write_csv(out / f"{Path(r.name).stem or 'prediction'}_per_image.csv", r.rows)
+    write_csv(out / "pooled.csv", comparison_rows(results))
+    write_json(out / "metrics.json", {r.name: {"pooled": r.pooled, "per_image": r.rows, "class_names":
+                                               _names(names, classes) if classes > 1 else None} for r in results})
     echo(f"\nmetrics written to {out}")
     return 0
+
+
+def _print(results: Sequence[Scored], classes: int, names: list[str], compare: bool, echo) -> None:
+    """Per-image tables (with the per-class table for K >= 2), then the side-by-side comparison."""
+    from ..report import format_table
+
+    keys = list(CLASS_KEYS) if classes > 1 else [*PIXEL_KEYS, *OBJECT_KEYS, *THIN_KEYS]
+    for r in results:
+        if not compare or len(results) == 1:
+            echo(f"\n{r.name}")
+            echo(format_table(r.rows + [{"file": "POOLED", "page": "", **r.pooled}], ["file", "page", *keys]))
+            if classes > 1:
+                echo(f"\nper class (pooled over {r.pooled['images']} image(s)); mIoU {r.pooled['miou']:.3f}, "
+                     f"mPA {r.pooled['mpa']:.3f} over all classes")
+                echo(format_table(class_rows(r.pooled, names), ["class", "dice", "iou", "precision", "recall"]))
+    if compare or len(results) > 1:
+        echo(format_table(comparison_rows(results), ["name", *keys]))
+        if classes > 1:
+            echo("\nDice per class")
+            echo(format_table(class_comparison_rows(results, names), ["class", *[r.name for r in results]]))
