@@ -157,9 +157,12 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network (20-60 s to start; for GPUs: no gain measured on a 2-core CPU)")
     g = p.add_argument_group("outputs")
-    g.add_argument("--save-prob", action="store_true", help="also write probability maps")
-    g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline")
-    g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv")
+    g.add_argument("--save-prob", action="store_true", help="also write probability maps (float32 TIFF; K > 1 classes: "
+                                                                "one channel per class, labelled by class name)")
+    g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline (K > 1: each class "
+                                                            "in its colour, with a legend)")
+    g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv "
+                                                                  "(K > 1: per class, with a class column)")
     g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
     g.add_argument("--rois", action="store_true",
                    help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)")
