@@ -8,9 +8,11 @@ Splits (see `../shared/data/README.md`; the README's result tables depend on the
 - `paulow_filaments`: `image1..10.tif` train, `image11..14.tif` test (`MaskN.tif`).
 - `nih3t3_nuclei`: `dna-N.png` (`N.png` masks), the first 12 in natural order of N train, the
   last 6 (42, 44, 45, 46, 47, 49) test.
+- `drosophila_vnc_sstem` (multi-class, not in the default `DATASETS`): `images/00..19.tif`,
+  `masks/00..19.png` with class indices 0..4 (`CLASS_NAMES`), 00-15 train, 16-19 test.
 
 Each split is a list of `paulow.data.Slice` normalised like training does (`NORMALISATION`), masks
-binarised to 0/1, with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
+binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
 page's first channel as read (file dtype), for baselines that work on raw intensities.
 """
 from __future__ import annotations
@@ -32,6 +34,14 @@ from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, Us
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data"
 DATASETS = ("isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei")
+# multi-class datasets: their class names, class 0 first (K = the number of names)
+CLASS_NAMES = {"drosophila_vnc_sstem": ("intracellular", "membrane", "mitochondria", "synapse", "glia")}
+ALL_DATASETS = DATASETS + tuple(CLASS_NAMES)
+
+
+def classes_of(name: str) -> int:
+    """K of a dataset: 1 (binary) or the number of its class names."""
+    return len(CLASS_NAMES.get(name, ())) or 1
 
 
 @dataclass(frozen=True)
@@ -71,13 +81,14 @@ SPLITS: dict[str, Callable[[Path], Split]] = {
     "isbi2012_em_cells": _isbi,
     "paulow_filaments": _first_n(10, 14),
     "nih3t3_nuclei": _first_n(12, 18),
+    "drosophila_vnc_sstem": _first_n(16, 20),
 }
 
 
 def dataset_folder(name: str, root: Path | None = None) -> Path:
     """`root / name`, checked: raises `UsageError` for an unknown name, `EmptyFolderError` if absent."""
     if name not in SPLITS:
-        raise UsageError(f"unknown dataset '{name}': choose from {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset '{name}': choose from {', '.join(ALL_DATASETS)}")
     folder = Path(root or DEFAULT_ROOT) / name
     if not folder.is_dir():
         raise EmptyFolderError(f"no dataset folder '{folder}': the benchmarks need ../shared/data "
@@ -94,25 +105,25 @@ def split_items(name: str, root: Path | None = None) -> Split:
 def load_dataset(name: str, root: Path | None = None) -> tuple[list[Slice], list[Slice]]:
     """(train_slices, test_slices) of a benchmark dataset, in split order."""
     train, test = split_items(name, root)
-    return _load(train), _load(test)
+    return _load(train, classes_of(name)), _load(test, classes_of(name))
 
 
-def _load(items: Sequence[Item]) -> list[Slice]:
-    return [s for item in items for s in _item_slices(item)]
+def _load(items: Sequence[Item], classes: int = 1) -> list[Slice]:
+    return [s for item in items for s in _item_slices(item, classes)]
 
 
-def _item_slices(item: Item) -> list[Slice]:
+def _item_slices(item: Item, classes: int = 1) -> list[Slice]:
     stack, mask = io.read_image(item.image), io.read_mask(item.mask)
     if mask.shape != (stack.data.shape[0], *stack.data.shape[2:]):
         raise ShapeMismatchError(f"'{item.image.name}' has shape {stack.data.shape} (pages, C, H, W) but "
                                  f"its mask '{item.mask.name}' has {mask.shape}: restore the dataset")
     pages = item.pages if item.pages is not None else range(stack.data.shape[0])
-    return [_page_slice(stack, mask[page], item.mask, page) for page in pages]
+    return [_page_slice(stack, mask[page], item.mask, page, classes) for page in pages]
 
 
-def _page_slice(stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int) -> Slice:
+def _page_slice(stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int, classes: int = 1) -> Slice:
     raw = stack.data[page]
-    target = binarise_mask(mask)
+    target = binarise_mask(mask, classes)
     info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
             "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
             "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),

@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from datasets import DATASETS, REPO, load_dataset
+from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset
 
 from paulow import io
 from paulow.data import Slice
@@ -59,13 +59,14 @@ def real_split(name: str, root: Path | None) -> tuple[list, list]:
     return pages(train), pages(test)
 
 
-def write_pages(pages, images: Path, masks: Path | None, prefix: str) -> list[str]:
-    """One TIFF per page (`prefix`N.tif), masks as 0/255 `maskN.tif`; returns the image stems."""
+def write_pages(pages, images: Path, masks: Path | None, prefix: str, classes: int = 1) -> list[str]:
+    """One TIFF per page (`prefix`N.tif), masks as 0/255 `maskN.tif` (class indices for K > 1);
+    returns the image stems."""
     stems = []
     for i, (image, mask) in enumerate(pages, start=1):
         io.write_tiff(images / f"{prefix}{i}.tif", image)
         if masks is not None:
-            io.write_mask(masks / f"mask{i}.tif", io.binary_to_uint8(mask))
+            io.write_mask(masks / f"mask{i}.tif", mask.astype(np.uint8) if classes > 1 else io.binary_to_uint8(mask))
         stems.append(f"{prefix}{i}")
     return stems
 
@@ -81,18 +82,30 @@ def run_script(script: str, args: Sequence[str]) -> tuple[float, subprocess.Comp
     return time.monotonic() - start, done
 
 
+def class_args(name: str) -> list[str]:
+    """`--classes K --class-names ...` for a multi-class dataset (nothing for a binary one)."""
+    names = CLASS_NAMES.get(name)
+    return ["--classes", str(len(names)), "--class-names", ",".join(names)] if names else []
+
+
 def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root: Path | None,
-                  work: Path) -> dict:
-    """Train and segment through the scripts; return the scores and times."""
-    from paulow.evaluate import score_pages
+                  work: Path, pages_limit: int | None = None) -> dict:
+    """Train and segment through the scripts; return the scores and times. `pages_limit`: use only
+    the first N train and test pages (smoke runs of the bench itself, not numbers)."""
+    from paulow.evaluate import class_rows, score_pages
 
     train, test = synthetic_split(name) if name in SYNTHETIC else real_split(name, root)
+    if pages_limit:
+        train, test = train[:pages_limit], test[:pages_limit]
+    classes = classes_of(name)
     ws = work / name
     subprocess.run([sys.executable, str(REPO / "directory_setup.py"), "--root", str(ws)], check=True,
                    capture_output=True)
-    write_pages(train, ws / "Train_Model" / "TRAINING_IMAGES", ws / "Train_Model" / "TRAINING_MASKS", "image")
+    write_pages(train, ws / "Train_Model" / "TRAINING_IMAGES", ws / "Train_Model" / "TRAINING_MASKS", "image",
+                classes)
     stems = write_pages(test, ws / "Use_Model" / "INPUT_IMAGES", None, "test")
-    command = ["--root", str(ws), "--yes", "--name", "bench", "--time-limit", f"{time_limit:g}", *train_args]
+    command = ["--root", str(ws), "--yes", "--name", "bench", "--time-limit", f"{time_limit:g}",
+               *class_args(name), *train_args]
     train_seconds, trained = run_script("train_model.py", command)
     if trained.returncode != 0:
         raise RuntimeError(f"train_model.py failed on {name}: {trained.stderr[-2000:]}")
@@ -101,9 +114,11 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
         raise RuntimeError(f"use_model.py failed on {name}: {used.stderr[-2000:]}")
     out = ws / "Use_Model" / "OUTPUT_MASKS"
     pages = ((stem, 0, io.read_mask(out / f"{stem}_mask.tif")[0], truth) for stem, (_, truth) in zip(stems, test))
-    scored = score_pages(pages, name)
+    scored = score_pages(pages, name, classes)
     timing = ws / "Use_Model" / "saved_models" / "bench_report" / "timing.json"
-    return {"dataset": name, "train_pages": len(train), "test_pages": len(test),
+    per_class = class_rows(scored.pooled, CLASS_NAMES[name]) if classes > 1 else None
+    return {"dataset": name, "classes": classes, "per_class": per_class, "train_pages": len(train),
+            "test_pages": len(test),
             "time_limit_s": time_limit * 60, "train_wall_s": round(train_seconds, 1),
             "segment_wall_s": round(use_seconds, 1), "pooled": scored.pooled,
             "timing": json.loads(timing.read_text()) if timing.is_file() else None,
@@ -114,13 +129,16 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                        choices=[*DATASETS, *SYNTHETIC])
+                        choices=[*ALL_DATASETS, *SYNTHETIC],
+                        help="default: the binary sets; drosophila_vnc_sstem (5 classes) is scored per class")
     parser.add_argument("--time-limit", type=float, default=10.0, help="minutes (train_model.py --time-limit)")
     parser.add_argument("--train-args", default="", help="more train_model.py options (ablations only)")
     parser.add_argument("--busy", type=int, default=0, help="spinning background processes beside the run")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "user_path")
+    parser.add_argument("--pages", type=int, default=None,
+                        help="only the first N train and test pages (a smoke run of the bench, not a result)")
     args = parser.parse_args(argv)
     spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for p in spinners:
@@ -130,9 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.datasets:
                 row = bench_dataset(name, args.time_limit, shlex.split(args.train_args), args.data_root,
-                                    args.work or Path(tmp))
+                                    args.work or Path(tmp), args.pages)
                 results.append(row)
-                print(f"{name}: test Dice {row['pooled'].get('dice', float('nan')):.4f}, object F1 "
+                if row["per_class"]:
+                    print(f"{name}: " + ", ".join(f"{r['class']} Dice {r['dice']:.4f}" for r in row["per_class"]),
+                          flush=True)
+                print(f"{name}: test Dice {row['pooled'].get('dice', row['pooled'].get('mean_dice')):.4f}, object F1 "
                       f"{row['pooled'].get('object_f1', float('nan')):.4f}, training {row['train_wall_s']:.0f} s "
                       f"for a {row['time_limit_s']:.0f} s limit", flush=True)
     finally:

@@ -142,3 +142,15 @@ def test_finetune_bench_uses_the_finetune_settings_of_the_package():
     parent = TrainConfig(width=8, lr=2e-3, seed=4, folds=5)
     cfg = finetune_settings(parent, 1, 2.5, "cpu")
     assert (cfg.lr, cfg.time_limit, cfg.seed, cfg.folds, cfg.width) == (pytest.approx(2e-4), 2.5, 4, 1, 8)
+
+
+@pytest.mark.shared_data
+@requires_data
+def test_vnc_split_and_class_indices_are_kept() -> None:
+    name = "drosophila_vnc_sstem"
+    train, test = bench_datasets.split_items(name)
+    assert [i.image.name for i in train] == [f"{n:02d}.tif" for n in range(16)]
+    assert [(i.image.name, i.mask.name) for i in test] == [(f"{n:02d}.tif", f"{n:02d}.png") for n in range(16, 20)]
+    assert bench_datasets.classes_of(name) == 5 and bench_datasets.classes_of(ISBI) == 1
+    (page,) = bench_datasets._item_slices(test[0], bench_datasets.classes_of(name))
+    assert set(np.unique(page.mask)) == {0, 1, 2, 3, 4} and page.mask.shape == (1024, 1024)
