@@ -1,8 +1,9 @@
 """Segmentation quality on the fixed test splits of `../shared/data`: a global Otsu threshold and four
 network + loss combinations, each trained under the same wall-clock budget on this machine.
 
-    python bench/quality.py [--datasets isbi2012_em_cells paulow_filaments nih3t3_nuclei]
-                            [--rows otsu,unet_bce,unet_nobn_bce,att_bce,paulow_bce,paulow_dynamic[,extra]]
+    python bench/quality.py [--datasets isbi2012_em_cells paulow_filaments nih3t3_nuclei drosophila_vnc_sstem]
+                            [--rows otsu,unet_bce,unet_nobn_bce,att_bce,paulow_bce,paulow_dynamic,
+                                    unet_ce_dice,att_ce_dice[,extra]]
                             [--budget 10] [--width W] [--patch 128] [--epochs N] [--device cpu|cuda]
                             [--seed 0] [--extra arch=...,loss=...,width=...] [--extra-name NAME]
                             [--out bench/results/quality] [--resume]
@@ -15,6 +16,11 @@ Rows (`--rows`):
   batch norm, as Ronneberger et al. published it. `att_bce`: Attention U-Net (Oktay et al.) + BCE.
   `paulow_bce`: the PAULow attention U-Net + BCE. `paulow_dynamic`: the method, PAULow attention U-Net
   + dynamic loss. `extra`: any `TrainConfig` fields given as `--extra key=value,...`.
+- Multi-class datasets (`drosophila_vnc_sstem`, 5 classes; not in the default `--datasets`): softmax
+  networks with the dataset's class count and names; default rows `unet_ce_dice` (U-Net + CE + Dice),
+  `att_ce_dice` (Attention U-Net + CE + Dice) and `paulow_dynamic` (the method), no Otsu. Test Dice and
+  IoU are the means over the foreground classes (class 0 left out), pooled over the test pages; the
+  Markdown adds a table with each class's Dice and the mIoU over all classes.
 Networks train through `paulow.train.cross_validate` with one train/validation split of the train
 pages (validation: 20 % of them, for early stopping and model selection by whole-image Dice), no test
 share (the test split is fixed), `--budget` minutes each, and the settings of the device's preset
@@ -42,7 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from datasets import DATASETS, REPO, load_dataset, slice_names
+from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset, slice_names
 
 from paulow.data import Slice
 from paulow.errors import PaulowError, UsageError
@@ -73,7 +79,13 @@ ROWS = (
     RowSpec("paulow_bce", "PAULow attention U-Net + BCE", {"arch": "paulow_attention_unet", "loss": "bce"}),
     RowSpec("paulow_dynamic", "PAULow attention U-Net + dynamic loss (the method)",
             {"arch": "paulow_attention_unet", "loss": "dynamic"}),
+    RowSpec("unet_ce_dice", "U-Net (batch norm) + CE + Dice", {"arch": "unet", "loss": "ce_dice"}),
+    RowSpec("att_ce_dice", "Attention U-Net + CE + Dice", {"arch": "attention_unet", "loss": "ce_dice"}),
 )
+# the rows run when --rows is not given: binary datasets, and multi-class ones (softmax, scored per class;
+# Otsu has no multi-class form)
+DEFAULT_ROWS = ("otsu", "unet_bce", "unet_nobn_bce", "att_bce", "paulow_bce", "paulow_dynamic")
+DEFAULT_CLASS_ROWS = ("unet_ce_dice", "att_ce_dice", "paulow_dynamic")
 
 
 # ---------------------------------------------------------------- Otsu baseline
@@ -157,12 +169,22 @@ def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str,
             for s in slices]
 
 
-def score_test_pages(slices: Sequence[Slice], preds: Sequence[np.ndarray]) -> dict:
-    """Pooled test Dice, IoU and object F1, plus every pooled score and the per-page rows."""
+def score_test_pages(slices: Sequence[Slice], preds: Sequence[np.ndarray],
+                     names: Sequence[str] | None = None) -> dict:
+    """Pooled test Dice, IoU and object F1, plus every pooled score and the per-page rows. With class
+    `names` (K >= 2): Dice and IoU are the means over the foreground classes, `test_dice_per_class` /
+    `test_iou_per_class` map each class name to its pooled score, and there is no object F1."""
     from paulow.evaluate import score_pages
 
-    scored = score_pages((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds))
+    classes = len(names) if names else 1
+    scored = score_pages(((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds)), classes=classes)
     pooled = scored.pooled
+    if classes > 1:
+        return {"test_dice": pooled["mean_dice"], "test_iou": pooled["mean_iou"], "test_object_f1": None,
+                "test_miou": pooled["miou"], "test_mpa": pooled["mpa"],
+                "test_dice_per_class": {n: pooled[f"dice_{c}"] for c, n in enumerate(names)},
+                "test_iou_per_class": {n: pooled[f"iou_{c}"] for c, n in enumerate(names)},
+                "test_pooled": pooled, "test_pages": scored.rows}
     return {"test_dice": pooled["dice"], "test_iou": pooled["iou"],
             "test_object_f1": pooled["object_f1"], "test_pooled": pooled, "test_pages": scored.rows}
 
@@ -185,11 +207,12 @@ def network_row(train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig,
     best = result.folds[result.best_fold]
     start = time.monotonic()
     preds = predict_masks(model, test, cfg, device, best.threshold)
+    names = cfg.names() if cfg.classes > 1 else None
     return {"arch": cfg.arch, "loss": cfg.loss, "budget_min": cfg.time_limit, "threshold": best.threshold,
             "epochs_run": len(best.history), "best_epoch": best.best_epoch, "stopped": best.stopped,
             "val_dice": best.val_dice, "train_seconds": result.seconds,
             "predict_seconds": time.monotonic() - start, "train_split": best.train_files,
-            "val_split": best.val_files, "config": asdict(cfg), **score_test_pages(test, preds)}
+            "val_split": best.val_files, "config": asdict(cfg), **score_test_pages(test, preds, names)}
 
 
 # ---------------------------------------------------------------- --extra
@@ -240,7 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                        help="datasets (space or comma separated; default: all three)")
+                        help="datasets (space or comma separated; default: the three binary ones; "
+                             "drosophila_vnc_sstem: 5 classes, scored per class)")
     parser.add_argument("--rows", nargs="+", default=None,
                         help=f"rows: {', '.join(r.name for r in ROWS)}, extra "
                              "(default: all; extra if --extra is given)")
@@ -272,7 +296,7 @@ def selected_rows(args: argparse.Namespace) -> list[RowSpec]:
     if args.extra and args.extra_loss_args:
         specs[-1].overrides["loss_args"] = args.extra_loss_args
     known = {s.name: s for s in specs}
-    wanted = _names(args.rows) or list(known)
+    wanted = _names(args.rows) or [*DEFAULT_ROWS, *DEFAULT_CLASS_ROWS] + (["extra"] if args.extra else [])
     unknown = [n for n in wanted if n not in known]
     if unknown:
         hint = " (give --extra for the extra row)" if "extra" in unknown else ""
@@ -283,16 +307,29 @@ def selected_rows(args: argparse.Namespace) -> list[RowSpec]:
 def selected_datasets(args: argparse.Namespace) -> list[str]:
     """The datasets asked for (raises UsageError for an unknown name)."""
     wanted = _names(args.datasets)
-    unknown = [n for n in wanted if n not in DATASETS]
+    unknown = [n for n in wanted if n not in ALL_DATASETS]
     if unknown:
-        raise UsageError(f"unknown dataset(s) {', '.join(unknown)}: choose from {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset(s) {', '.join(unknown)}: choose from {', '.join(ALL_DATASETS)}")
     return wanted
 
 
-def row_config(spec: RowSpec, args: argparse.Namespace, device: str) -> TrainConfig:
-    """The TrainConfig of one network row: preset, CLI sizes, then the row's own fields."""
+def rows_for(dataset: str, specs: Sequence[RowSpec], explicit: bool) -> list[RowSpec]:
+    """The rows of one dataset: without --rows, the binary or the multi-class default set; Otsu never
+    for a multi-class dataset."""
+    multi = classes_of(dataset) > 1
+    if not explicit:
+        default = DEFAULT_CLASS_ROWS if multi else DEFAULT_ROWS
+        specs = [s for s in specs if s.name in default or s.name == "extra"]
+    return [s for s in specs if not (multi and s.name == "otsu")]
+
+
+def row_config(spec: RowSpec, args: argparse.Namespace, device: str, dataset: str | None = None) -> TrainConfig:
+    """The TrainConfig of one network row: preset, CLI sizes, the dataset's classes, then the row's
+    own fields."""
     fields = {k: v for k, v in (("width", args.width), ("patch", args.patch), ("epochs", args.epochs),
                                 ("overlap", args.overlap)) if v is not None}
+    if dataset in CLASS_NAMES:
+        fields.update(classes=len(CLASS_NAMES[dataset]), class_names=list(CLASS_NAMES[dataset]))
     fields.update(spec.overrides)
     fields.setdefault("overlap", fields.get("patch", TrainConfig.patch) // 2)
     return bench_config(device, args.budget, args.seed, args.preset, fields)
@@ -373,7 +410,7 @@ def fmt_minutes(seconds: float | None) -> str:
 
 def _row_order(row: dict) -> tuple[int, int]:
     names = [r.name for r in ROWS] + ["extra"]
-    dataset = DATASETS.index(row["dataset"]) if row["dataset"] in DATASETS else len(DATASETS)
+    dataset = ALL_DATASETS.index(row["dataset"]) if row["dataset"] in ALL_DATASETS else len(ALL_DATASETS)
     return dataset, names.index(row["row"]) if row["row"] in names else len(names)
 
 
@@ -383,7 +420,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
     lines = ["| dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 ≤ 1 px | clDice "
              "| train time |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in sorted(rows, key=_row_order):
+    for r in sorted((r for r in rows if not r.get("test_dice_per_class")), key=_row_order):
         budget = "-" if r.get("budget_min") is None else f"{r['budget_min']:g} min"
         epochs = "-" if r.get("epochs_run") is None else str(r["epochs_run"])
         cells = [r["dataset"], r["method"], budget, epochs,
@@ -392,6 +429,26 @@ def markdown_table(rows: Sequence[dict]) -> str:
                  fmt_minutes(r["train_seconds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def class_table(rows: Sequence[dict]) -> str:
+    """Multi-class rows, one table per dataset: method | budget | epochs run | mean Dice over the
+    foreground classes | mIoU | Dice of each class | train time."""
+    tables = []
+    for dataset in dict.fromkeys(r["dataset"] for r in sorted(rows, key=_row_order) if r.get("test_dice_per_class")):
+        mine = [r for r in sorted(rows, key=_row_order) if r["dataset"] == dataset and r.get("test_dice_per_class")]
+        names = list(mine[0]["test_dice_per_class"])
+        lines = [f"{dataset} (Dice per class; the mean leaves out class 0, {names[0]})", "",
+                 "| method | budget | epochs run | mean Dice (foreground) | mIoU | "
+                 + " | ".join(names) + " | train time |",
+                 "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: |"]
+        for r in mine:
+            cells = [r["method"], f"{r['budget_min']:g} min", str(r["epochs_run"]), fmt_score(r["test_dice"]),
+                     fmt_score(r.get("test_miou")), *(fmt_score(r["test_dice_per_class"][n]) for n in names),
+                     fmt_minutes(r["train_seconds"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def settings_note(rows: Sequence[dict]) -> str:
@@ -428,7 +485,11 @@ def markdown(results: dict) -> str:
     machines = dict.fromkeys(describe_machine(r["machine"]) for r in runs)
     lines += [f"- Machine: {m}" for m in machines]
     lines += [f"- Command: `{r['command']}`" for r in runs]
-    lines += ["", settings_note(results["rows"]), "", markdown_table(results["rows"])]
+    lines += ["", settings_note(results["rows"])]
+    if any(not r.get("test_dice_per_class") for r in results["rows"]) or not results["rows"]:
+        lines += ["", markdown_table(results["rows"])]
+    if any(r.get("test_dice_per_class") for r in results["rows"]):
+        lines += ["", class_table(results["rows"])]
     return "\n".join(lines) + "\n"
 
 
@@ -460,13 +521,14 @@ def run_row(spec: RowSpec, dataset: str, train: Sequence[Slice], test: Sequence[
             "train_pages": slice_names(train), "test_page_names": slice_names(test)}
     if spec.name == "otsu":
         return {**head, **otsu_row(train, test, args.otsu_input)}
-    cfg = row_config(spec, args, device)
+    cfg = row_config(spec, args, device, dataset)
     return {**head, **network_row(train, test, cfg, device, lambda m: print(f"  {m}", flush=True))}
 
 
 def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: argparse.Namespace,
                 device: str) -> None:
     """Every missing row of one dataset, saving the results after each."""
+    specs = rows_for(dataset, specs, bool(_names(args.rows)))
     todo = [s for s in specs if not has_row(results, dataset, s.name)]
     for s in specs:
         if s not in todo:
@@ -479,9 +541,12 @@ def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: arg
         row = run_row(spec, dataset, train, test, args, device)
         results["rows"].append(row)
         save_results(args.out, results)
-        print(f"{dataset} / {spec.name}: test Dice {row['test_dice']:.4f}, IoU {row['test_iou']:.4f}, "
-              f"object F1 {row['test_object_f1']:.4f} ({fmt_minutes(row['train_seconds'])} training)",
-              flush=True)
+        per_class = row.get("test_dice_per_class")
+        detail = (", ".join(f"{n} {d:.4f}" for n, d in per_class.items()) if per_class
+                  else f"object F1 {row['test_object_f1']:.4f}")
+        print(f"{dataset} / {spec.name}: test Dice {row['test_dice']:.4f}, IoU {row['test_iou']:.4f}"
+              f"{' (means over foreground classes)' if per_class else ''}, {detail} "
+              f"({fmt_minutes(row['train_seconds'])} training)", flush=True)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -491,7 +556,7 @@ def run(args: argparse.Namespace) -> dict:
     specs, datasets = selected_rows(args), selected_datasets(args)
     device = pick_device(args.device or "auto")
     results = start_results(args.out / f"{RESULTS_NAME}.json", settings_of(args, device), args.resume)
-    if all(has_row(results, d, s.name) for d in datasets for s in specs):
+    if all(has_row(results, d, s.name) for d in datasets for s in rows_for(d, specs, bool(_names(args.rows)))):
         print("every row asked for is already in the results: nothing to run")
         return results
     results["runs"].append({"command": command_line(), "machine": machine_info(device),

@@ -154,3 +154,27 @@ def test_vnc_split_and_class_indices_are_kept() -> None:
     assert bench_datasets.classes_of(name) == 5 and bench_datasets.classes_of(ISBI) == 1
     (page,) = bench_datasets._item_slices(test[0], bench_datasets.classes_of(name))
     assert set(np.unique(page.mask)) == {0, 1, 2, 3, 4} and page.mask.shape == (1024, 1024)
+
+
+def test_multiclass_rows_score_each_class_and_get_their_own_table() -> None:
+    import argparse
+
+    from quality import class_table, markdown_table, rows_for, score_test_pages, selected_rows
+
+    from paulow.data import Slice
+
+    truth = np.array([[0, 1, 1], [2, 2, 0]], np.uint8)
+    pred = np.array([[0, 1, 2], [2, 0, 0]], np.uint8)
+    page = Slice(np.zeros((1, 2, 3), np.float32), truth, Path("16.tif"), 0)
+    scores = score_test_pages([page], [pred], ["bg", "membrane", "mito"])
+    assert scores["test_dice_per_class"] == pytest.approx({"bg": 0.8, "membrane": 2 / 3, "mito": 0.5})
+    assert scores["test_dice"] == pytest.approx((2 / 3 + 0.5) / 2) and scores["test_object_f1"] is None
+    args = argparse.Namespace(rows=None, extra=None, extra_name=None, extra_loss_args=None)
+    specs = selected_rows(args)
+    assert [s.name for s in rows_for("drosophila_vnc_sstem", specs, False)] == [
+        "paulow_dynamic", "unet_ce_dice", "att_ce_dice"]
+    assert [s.name for s in rows_for(ISBI, specs, False)][:2] == ["otsu", "unet_bce"]
+    row = {"dataset": "drosophila_vnc_sstem", "row": "unet_ce_dice", "method": "U-Net + CE + Dice",
+           "budget_min": 10.0, "epochs_run": 3, "train_seconds": 600.0, **scores}
+    assert "| U-Net + CE + Dice | 10 min | 3 | 0.583 | 0.500 | 0.800 | 0.667 | 0.500 | 10.0 min |" in class_table([row])
+    assert len(markdown_table([row]).splitlines()) == 2  # header only: multi-class rows are not in it
