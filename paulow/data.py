@@ -158,6 +158,18 @@ def check_class_values(loaded: list[tuple], classes: int) -> None:
                              f"allows 0..{classes - 1}{more} — {fix}")
 
 
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def class_names_beside(mask_dir: Path) -> list[str]:
+    """Class names from `classes.txt` in the masks folder (one name per line, class 0 first; blank
+    lines ignored), or [] when there is none."""
+    path = Path(mask_dir) / CLASS_NAMES_FILE
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _mask_warnings(loaded: list[tuple], classes: int) -> None:
     many = [m.name for _, mask, m in loaded if classes <= 1 and np.unique(mask).size > 2]
     if many:

@@ -94,13 +94,16 @@ def _has(history: Sequence[dict], key: str) -> bool:
 
 
 def _plot_regimes(ax, epochs: list[float], history: Sequence[dict]) -> None:
-    """Stacked bars: each epoch's share of patches per dynamic-loss regime."""
+    """Stacked bars: each epoch's share of patches per dynamic-loss regime (K >= 2 runs, recognised by
+    their per-class columns, use categorical CE where binary runs use BCE)."""
+    multiclass = bool(_class_keys(history))
     counts = np.array([_series(history, key) for key, _ in REGIMES])
     counts = np.nan_to_num(counts)
     totals = counts.sum(axis=0)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     bottom = np.zeros(len(epochs))
     for share, (_, label), colour in zip(shares, REGIMES, ("#9e9e9e", "#4c72b0", "#dd8452")):
+        label = label.replace("BCE", "CE") if multiclass else label
         ax.bar(epochs, share, bottom=bottom, width=0.9, label=label, color=colour)
         bottom += share
     ax.set_ylim(0, 1)

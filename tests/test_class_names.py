@@ -64,3 +64,15 @@ def test_auto_class_weights_are_inverse_frequencies_by_hand():
     cfg = TrainConfig(classes=3, loss_args={"class_weights": "auto", "alpha": 0.6})
     assert loss_options(cfg, slices) == {"class_weights": pytest.approx([0.5, 1.5, 0.0]), "alpha": 0.6}
     assert loss_options(TrainConfig(classes=1, loss_args={"class_weights": "auto"}), slices) == {}
+
+
+def test_class_names_from_classes_txt_beside_the_masks(tmp_path):
+    from paulow.commands.train import names_from_file
+
+    assert names_from_file(tmp_path, 3) == []
+    (tmp_path / "classes.txt").write_text("background\n membrane \n\nmito\n", encoding="utf-8")
+    assert names_from_file(tmp_path, 3) == ["background", "membrane", "mito"]
+    with pytest.raises(UsageError) as err:
+        names_from_file(tmp_path, 4)
+    assert str(err.value) == (f"'{tmp_path / 'classes.txt'}' names 3 class(es) (background, membrane, mito) "
+                              "for --classes 4: one name per line, background (class 0) first")

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from ..data import Slice, load_pairs
+from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
 from ..errors import UsageError
 from ..config import TrainConfig
 from ..device import pick_device
@@ -27,6 +27,16 @@ def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -
     return {str(s.source): hashes[input_key(s.source, root)] for s in slices}
 
 
+def names_from_file(mask_dir: Path, classes: int) -> list[str]:
+    """The class names of `classes.txt` beside the masks ([] without one); a count other than
+    `classes` is an error naming the file."""
+    names = class_names_beside(mask_dir)
+    if names and len(names) != classes:
+        raise UsageError(f"'{mask_dir / CLASS_NAMES_FILE}' names {len(names)} class(es) ({', '.join(names)}) "
+                         f"for --classes {classes}: one name per line, background (class 0) first")
+    return names
+
+
 def run(args, echo=print) -> Path:
     """The whole train command; returns the saved model path."""
     from ..train import ProgressSaver
@@ -41,6 +51,8 @@ def run(args, echo=print) -> Path:
     _settle(ws, echo)
     resumed = _stopped_run(ws, args, device, echo) if getattr(args, "resume", None) else None
     cfg = resumed["cfg"] if resumed else config_from_args(args, device)
+    if cfg.classes >= 2 and not cfg.class_names:
+        cfg.class_names = names_from_file(ws.train_masks, cfg.classes)
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
     slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes, refused=refused)
