@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="classes", n=6, size=(64, 64), seed=5)
     done = run_script("train_model.py", "--root", str(root), "--name", "mc", "--classes", "3",
-                      "--class-names", ",".join(NAMES), "--epochs", "12", "--seed", "0", *TINY_TRAIN)
+                      "--class-names", ",".join(NAMES), "--epochs", "120", "--seed", "0", *TINY_TRAIN)
     assert done.returncode == 0, done.stdout + done.stderr
     return ws, done.stdout
 
@@ -36,6 +36,7 @@ def test_training_reports_every_class(trained):
     per_class = metrics["test_dice_per_class"]
     assert list(per_class) == NAMES
     assert metrics["test_dice"] == pytest.approx((per_class["disc"] + per_class["square"]) / 2)
+    assert per_class["disc"] > 0.5 and per_class["square"] > 0.5  # both classes learnt (~1 step an epoch)
     assert f"test Dice {metrics['test_dice']:.4f} (mean over foreground classes; disc " in stdout
     with open(ws.models / "mc_report" / "history.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -53,7 +54,7 @@ def test_use_model_writes_class_masks_with_a_lut_and_class_tables(trained):
     with tifffile.TiffFile(ws.use_outputs / "new101_mask.tif") as tif:
         mask = tif.asarray()
         lut = np.asarray(tif.imagej_metadata["LUTs"]).reshape(3, 256)
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1, 2}
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1, 2}
     np.testing.assert_array_equal(lut, io.class_lut(3))
     with tifffile.TiffFile(ws.use_outputs / "new101_prob.tif") as tif:
         prob = tif.asarray()
