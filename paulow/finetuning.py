@@ -94,7 +94,9 @@ def finetuned_meta(meta: dict, name: str, cfg: TrainConfig, done: Finetuned, par
     from .train import output_activation
 
     new_meta = {**meta, "name": name, "config": asdict(cfg), "activation": output_activation(cfg),
-                "metrics": {**meta.get("metrics", {}), "test_dice": done.scores["finetuned_dice"],
+                # the parent's per-class test Dice does not describe the fine-tuned weights
+                "metrics": {**{k: v for k, v in meta.get("metrics", {}).items() if k != "test_dice_per_class"},
+                            "test_dice": done.scores["finetuned_dice"],
                             "finetune": done.scores},
                 "parent": parent,
                 "finetune": {"files": sorted({s.source.name for s in slices}),
