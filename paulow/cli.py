@@ -67,6 +67,16 @@ def _name_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _class_weights(text: str) -> str | list[float]:
+    """`--class-weights`: "auto" or one number per class, "1,2,4"."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return [float(w) for w in _name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or one number per class, e.g. 1,2,4") from None
+
+
 def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
@@ -86,6 +96,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
     g.add_argument("--class-names", type=_name_list, metavar="A,B,C",
                    help="names of classes 0..K-1, background first (stored in the model file)")
+    g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
+                   help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
+                        "masks) or one number per class")
     g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
                                   "focal_tversky, focal (K > 1: softmax variants)")
     g.add_argument("--loss-args", type=json.loads,

@@ -93,11 +93,25 @@ NETWORK_OPTIONS = ("norm", "dropout", "batch_norm")
 SWITCHES = {"no_augment": ("augment", False), "no_rotate": ("rotate", False),
             "no_batch_norm": ("batch_norm", False)}
 ZERO_MEANS_NONE = ("time_limit", "per_epoch")
+# `class_weights` ("auto" or one number per class, K >= 2) goes into `loss_args`
+LOSS_OPTIONS = ("class_weights",)
 
 
 def option_names() -> set[str]:
     """Every training option a front end may pass to `config_from_options`."""
-    return {f.name for f in fields(TrainConfig)} | set(NETWORK_OPTIONS) | set(SWITCHES)
+    return {f.name for f in fields(TrainConfig)} | set(NETWORK_OPTIONS) | set(SWITCHES) | set(LOSS_OPTIONS)
+
+
+def _class_weights(weights: Any, classes: int) -> Any:
+    """`class_weights` checked against the class count: "auto" or one number per class."""
+    from .errors import UsageError
+
+    if classes < 2:
+        raise UsageError("--class-weights is for several classes: add --classes K (K >= 2)")
+    if weights != "auto" and len(weights) != classes:
+        raise UsageError(f"--class-weights gives {len(weights)} number(s) for {classes} classes: one per "
+                         "class, background (class 0) first, or auto")
+    return weights
 
 
 def config_from_options(options: Mapping[str, Any], preset: str | None = None,
@@ -111,6 +125,7 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
         raise UsageError(f"unknown training option(s): {', '.join(unknown)}: choose from "
                          f"{', '.join(sorted(option_names()))}")
     values = {k: v for k, v in options.items() if v is not None}
+    weights = values.pop("class_weights", None)
     for switch, (name, value) in SWITCHES.items():
         if values.pop(switch, False):
             values[name] = value
@@ -123,5 +138,7 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
         if values.get(name) == 0:
             setattr(cfg, name, None)
     cfg.device = device
+    if weights is not None:
+        cfg.loss_args = {**cfg.loss_args, "class_weights": _class_weights(weights, cfg.classes)}
     cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

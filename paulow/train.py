@@ -503,7 +503,10 @@ def time_steps(cfg: TrainConfig, in_channels: int, device: str, steps: int = 2) 
 
     model = build_network(cfg, in_channels, device, cfg.seed)
     model.train()
-    loss_fn = build_loss(cfg.loss, **cfg.loss_args).to(device)
+    args = dict(cfg.loss_args)
+    if args.get("class_weights") == "auto":  # resolved from the masks later; the step costs the same
+        args["class_weights"] = [1.0] * cfg.classes
+    loss_fn = build_loss(cfg.loss, **args).to(device)
     opt, _ = make_optimizer(model, cfg)
     x = torch.rand(cfg.batch_size, in_channels, cfg.patch, cfg.patch)
     y = (torch.rand(cfg.batch_size, cfg.classes, cfg.patch, cfg.patch) > 0.8).float()

@@ -90,3 +90,25 @@ def test_a_finetuned_model_does_not_inherit_the_parents_per_class_test_dice():
     meta = finetuned_meta(parent, "m_finetuned", TrainConfig(classes=3), done, {"name": "m.pth"}, [])
     assert meta["metrics"]["test_dice"] == 0.7 and "test_dice_per_class" not in meta["metrics"]
     assert meta["class_names"] == ["bg", "a", "b"] and meta["activation"] == "softmax"
+
+
+def test_class_weights_option_reaches_the_loss_settings():
+    parse = build_parser(Path(".")).parse_args
+    cfg = config_from_args(parse(["train", "--classes", "3", "--class-weights", "auto"]), "cpu")
+    assert cfg.loss_args["class_weights"] == "auto"
+    cfg = config_from_args(parse(["train", "--classes", "3", "--class-weights", "1, 2,4"]), "cpu")
+    assert cfg.loss_args["class_weights"] == [1.0, 2.0, 4.0]
+    with pytest.raises(UsageError, match="--classes K"):
+        config_from_args(parse(["train", "--class-weights", "auto"]), "cpu")
+    with pytest.raises(SystemExit):
+        parse(["train", "--classes", "3", "--class-weights", "heavy"])
+
+
+def test_step_timing_runs_with_auto_class_weights():
+    from paulow.train import time_steps
+
+    cfg = TrainConfig(classes=3, width=4, depth=2, patch=32, batch_size=2, loss_args={"class_weights": "auto"})
+    assert time_steps(cfg, 1, "cpu", steps=1) > 0
+    args = build_parser(Path(".")).parse_args(["train", "--classes", "3", "--class-weights", "1,2"])
+    with pytest.raises(UsageError, match="gives 2 number"):
+        config_from_args(args, "cpu")

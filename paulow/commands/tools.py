@@ -66,7 +66,7 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
 
     from ..data import PatchDataset
     from ..losses import build_loss
-    from ..train import build_network, make_optimizer
+    from ..train import build_network, loss_options, make_optimizer
 
     data = PatchDataset(slices, cfg.patch, cfg.overlap, 0.0, None, cfg.classes, cfg.seed)
     # The patches with the most foreground make the check meaningful (an empty batch is trivial).
@@ -77,7 +77,7 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
     for module in model.modules():  # dropout would keep the loss from reaching zero
         if isinstance(module, torch.nn.Dropout2d):
             module.p = 0.0
-    loss_fn = build_loss(cfg.loss, **cfg.loss_args)
+    loss_fn = build_loss(cfg.loss, **loss_options(cfg, slices))
     opt, sched = make_optimizer(model, cfg)
     losses = []
     model.train()
