@@ -101,8 +101,8 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
 
     from paulow.checkpoint import load_checkpoint
     from paulow.cli import build_parser
-    from paulow.commands import resume as resume_file
-    from paulow.commands.train import config_from_args
+    from paulow import resume as resume_file
+    from paulow.commands.common import config_from_args
     from paulow.data import load_pairs
     from paulow.train import ProgressSaver, cross_validate
 

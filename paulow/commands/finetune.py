@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data import check_channels, load_pairs
 from ..device import pick_device
+from ..errors import UsageError
 from ..finetuning import (FINETUNE_DEFAULTS, finetune_config, finetune_network, finetuned_meta,
                           split_for_finetuning, start_member)
 from ..train import dice_on_slices
