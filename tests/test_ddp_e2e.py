@@ -143,7 +143,8 @@ FAILING_RANK = textwrap.dedent("""
     # train_model.py, but rank 1 fails at its second training step
     import os, sys
     sys.path.insert(0, {repo!r})
-    import paulow.train as train
+    import paulow.train
+    train = sys.modules["paulow.train"]  # the module (`paulow.train` is also the API function)
 
     if os.environ["RANK"] == "1":
         step, calls = train._train_step, []
