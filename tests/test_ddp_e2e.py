@@ -102,7 +102,7 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
     from paulow.checkpoint import load_checkpoint
     from paulow.cli import build_parser
     from paulow import resume as resume_file
-    from paulow.commands.common import config_from_args
+    from paulow.commands.common import config_from_args, read_fingerprints
     from paulow.data import load_pairs
     from paulow.train import ProgressSaver, cross_validate
 
@@ -123,9 +123,9 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
 
     with pytest.raises(Stop):
         cross_validate(slices, cfg, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0))
-    inputs = sorted(list(ws.train_images.iterdir()) + list(ws.train_masks.iterdir()))
+    read_as = read_fingerprints(ws.train_images, ws.train_masks)
     resume_file.save_state(ws.models / "r_report" / resume_file.RESUME_FILE, "r", asdict(cfg),
-                           resume_file.input_hashes(inputs, ws.root), saved[-1])
+                           resume_file.input_hashes(read_as, ws.root), saved[-1])
 
     done = torchrun("train_model.py", "--root", str(tmp_path), "--resume", "--device", "cpu")
     assert done.returncode == 0, done.stdout + done.stderr
