@@ -357,7 +357,8 @@ def main(argv: Sequence[str] | None = None, default_root: Path | None = None) ->
         print(f"\ninterrupted: {exc}", file=sys.stderr)
         return exc.exit_code
     except PaulowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if not getattr(exc, "reported_by_main", False):  # under torchrun rank 0 reports it once
+            print(f"error{_rank_note()}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted: nothing was deleted; the input folders are as they were", file=sys.stderr)
@@ -365,6 +366,11 @@ def main(argv: Sequence[str] | None = None, default_root: Path | None = None) ->
     except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:  # never imports torch for commands that did not
+            from . import distributed
+
+            distributed.shutdown()
 
 
 def os_error_line(exc: OSError) -> str:
@@ -380,6 +386,13 @@ def os_error_line(exc: OSError) -> str:
     if exc.errno == errno.ENAMETOOLONG:
         return f"file name too long: '{str(where)[:60]}...': choose a shorter name"
     return f"{exc.strerror or type(exc).__name__} at '{where}': check that path (the inputs were kept)"
+
+
+def _rank_note() -> str:
+    """` (rank N)` on torchrun's ranks other than 0, else nothing."""
+    from . import distributed
+
+    return f" (rank {distributed.rank()})" if not distributed.is_main() else ""
 
 
 def script_main(command: str, script_file: str) -> Callable[[], None]:

@@ -94,7 +94,8 @@ def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
     """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = cores or usable_cores()
+    # torchrun's processes on one machine share its cores
+    cores = cores or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
         return cores  # waiting threads sleep: every core is still the fastest under load
     global _startup_busy

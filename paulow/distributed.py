@@ -8,9 +8,13 @@ process group uses `gloo` (which is how the tests run it); on CUDA `nccl`.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 T = TypeVar("T")
+# seconds a rank waits in a collective before giving up (a rank that died or hangs); long enough
+# for rank 0's whole-image validation and prompts between collectives
+TIMEOUT_ENV = "PAULOW_DDP_TIMEOUT"
+DEFAULT_TIMEOUT = 1800.0
 
 
 def world_size() -> int:
@@ -43,18 +47,32 @@ def local_device(requested: str) -> str:
     return requested
 
 
-def init(device: str) -> bool:
-    """Join the process group when started by torchrun; True if this run is distributed."""
+def active() -> bool:
+    """True inside a process group (a torchrun run after `init`)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def init(device: str, timeout: float | None = None) -> bool:
+    """Join the process group when started by torchrun; True if this run is distributed.
+
+    `timeout` (default: `$PAULOW_DDP_TIMEOUT` or 1800 s): how long a collective waits for a rank
+    before failing, so the others exit instead of hanging when one rank is stuck."""
+    import datetime
+
     import torch.distributed as dist
 
     if world_size() <= 1 or dist.is_initialized():
         return dist.is_initialized()
+    if timeout is None:
+        timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         import torch
 
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
     return True
 
 
@@ -78,16 +96,69 @@ def broadcast(value: T, source: int = 0) -> T:
     return box[0]
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank if it is True on any rank (e.g. one rank hit the time limit)."""
+def _flag(flag: bool):
+    """A one-element tensor where the backend can reduce it (nccl: the current GPU)."""
     import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    return torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is True on any rank (e.g. one rank hit the time limit)."""
+    import torch.distributed as dist
+
+    if not active():
         return flag
-    tensor = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    tensor = _flag(flag)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item())
+
+
+def decide(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (a cheap tensor broadcast, fit for every training step):
+    a stop decision is made once, so no rank runs a step the others skip."""
+    import torch.distributed as dist
+
+    if not active():
+        return flag
+    tensor = _flag(flag)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item())
+
+
+def _from_main(fn: Callable[[], T]) -> tuple[bool, Any]:
+    """Rank 0 runs `fn`; every rank gets (True, its value) or (False, the error it raised)."""
+    from .errors import PaulowError
+
+    outcome: tuple[bool, Any] = (True, None)
+    if is_main():
+        try:
+            outcome = (True, fn())
+        except PaulowError as exc:
+            if not active():
+                raise
+            outcome = (False, exc)
+    ok, value = broadcast(outcome)
+    if not ok:
+        if not is_main():
+            value.reported_by_main = True  # rank 0 prints it; the others only exit with its code
+        raise value
+    return ok, value
+
+
+def on_main(fn: Callable[[], T]) -> T | None:
+    """`fn()` run by rank 0 alone (a prompt, the workspace lock), its result broadcast to every
+    rank; a user error it raises is raised on every rank, so all exit alike instead of waiting."""
+    return _from_main(fn)[1]
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """`fn()` on rank 0 first, then on the other ranks (each keeps its own result): a bad input
+    is reported once, by rank 0, and every rank exits with its error."""
+    _, value = _from_main(fn)
+    return value if is_main() else fn()
 
 
 def barrier() -> None:
@@ -98,12 +169,17 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(items: Sequence[T], of_rank: int | None = None, ranks: int | None = None) -> list[T]:
+def shard(items: Sequence[T], of_rank: int | None = None, ranks: int | None = None,
+          key: Callable[[T], Hashable] | None = None) -> list[T]:
     """This rank's share of `items` (round robin, so file sizes spread evenly): item i goes to
-    rank i % world_size. Every item goes to exactly one rank."""
+    rank i % world_size. Every item goes to exactly one rank. With `key`, items sharing a key
+    (files whose outputs would share a name) go to the same rank, round robin over the keys."""
     of_rank = rank() if of_rank is None else of_rank
     ranks = world_size() if ranks is None else ranks
-    return [item for i, item in enumerate(items) if i % ranks == of_rank]
+    if key is None:
+        return [item for i, item in enumerate(items) if i % ranks == of_rank]
+    order = {k: i for i, k in enumerate(dict.fromkeys(key(item) for item in items))}
+    return [item for item in items if order[key(item)] % ranks == of_rank]
 
 
 def gather(value: T) -> list[T]:
@@ -115,3 +191,35 @@ def gather(value: T) -> list[T]:
     out: list[Any] = [None] * world_size()
     dist.all_gather_object(out, value)
     return out
+
+
+def wrap(model, device: str):
+    """`model` in DistributedDataParallel inside a process group (the module trains, its
+    parameters stay `model`'s); `model` itself otherwise."""
+    if not active():
+        return model
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # the channels_last 1x1 convolution weights get default-layout gradients: the same bytes for a
+    # 1x1 kernel, but DDP warns at every run about the strides
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    ids = [int(device.split(":")[1])] if device.startswith("cuda:") else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def sampler(dataset, seed: int):
+    """A DistributedSampler giving this rank its share of `dataset` (shuffled with `seed`; every
+    rank the same number of batches), or None outside a process group."""
+    if not active():
+        return None
+    from torch.utils.data.distributed import DistributedSampler
+
+    return DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed)
+
+
+def set_epoch(loader, epoch: int) -> None:
+    """Reshuffle a DistributedSampler's shares for `epoch` (no-op for an ordinary loader)."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)

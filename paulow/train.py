@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import distributed
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
@@ -242,11 +243,14 @@ def freeze_encoder(model) -> int:
 
 
 def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
+    """Shuffled batches of the epoch's patches (under torchrun: this rank's share of them)."""
     import torch
 
+    sampler = distributed.sampler(dataset, cfg.seed)
+    share = len(sampler) if sampler is not None else len(dataset)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) > cfg.batch_size,
-        num_workers=cfg.workers, pin_memory=device.startswith("cuda"),
+        dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=share > cfg.batch_size, num_workers=cfg.workers, pin_memory=device.startswith("cuda"),
         persistent_workers=cfg.workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed))
 
@@ -296,12 +300,13 @@ class ValidationPacer:
 
 def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar_desc: str,
                best_dice: float) -> tuple[list[float], np.ndarray, bool]:
-    """One pass over the epoch's patches; returns losses, regime counts and whether time ran out."""
+    """One pass over the epoch's patches; returns losses, regime counts and whether time ran out
+    (under torchrun rank 0's clock decides, after every step, for all ranks)."""
     from tqdm.auto import tqdm
 
     model.train()
     losses, regimes = [], np.zeros(3, dtype=np.int64)
-    bar = tqdm(loader, desc=bar_desc, leave=False, disable=None, unit="batch")
+    bar = tqdm(loader, desc=bar_desc, leave=False, disable=None if distributed.is_main() else True, unit="batch")
     timing = clock.setdefault("timing", new_timing())
     fetch_start = time.monotonic()
     for images, targets in bar:
@@ -317,7 +322,7 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
                         time=_fmt_left(clock["stop_at"]))
         fetch_start = time.monotonic()
         timing["gradient_steps"] += fetch_start - now
-        if fetch_start > clock["stop_at"]:
+        if distributed.decide(fetch_start > clock["stop_at"]):
             return losses, regimes, True
     return losses, regimes, False
 
@@ -339,15 +344,19 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     number it returns is the fold's new deadline.
     `watch` (a `FoldWatch`) sees the history after each epoch and at the end: it
     redraws the curves PNG while the fold trains and writes TensorBoard scalars.
+    Under torchrun every rank trains its share of the patches (DistributedDataParallel); rank 0
+    alone validates, saves panels and decides when to stop, and every rank follows that decision.
     """
     from .losses import build_loss
 
+    main = distributed.is_main()
     timing = timing if timing is not None else new_timing()
     with timed(timing, "data_loading"):
         dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
                                Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes,
                                cfg.seed + fold, cfg.per_epoch)
     loader = _loader(dataset, cfg, device)
+    net = distributed.wrap(model, device)  # trains; `model` (same parameters) validates on rank 0
     opt, sched = make_optimizer(model, cfg)
     loss_fn = build_loss(cfg.loss, **loss_options(cfg, train)).to(device)
     clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
@@ -359,16 +368,19 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         first_epoch, since_best = _restore_fold(resume, model, opt, clock, pacer, best, history)
     for epoch in range(first_epoch, cfg.epochs + 1):
         dataset.reshuffle(epoch)
+        distributed.set_epoch(loader, epoch)
         clock["stop_at"] = deadline - pacer.val_seconds  # leave room for the last validation
         epoch_start = time.monotonic()
         losses, regimes, out_of_time = _run_epoch(
-            model, loader, loss_fn, opt, sched, device, clock,
+            net, loader, loss_fn, opt, sched, device, clock,
             f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", best["dice"])
-        train_seconds = time.monotonic() - epoch_start
+        train_seconds, steps = time.monotonic() - epoch_start, len(losses)  # this rank's
+        if distributed.active():  # the history counts every rank's steps
+            losses, regimes = _pool_ranks(losses, regimes)
         last = out_of_time or epoch == cfg.epochs or time.monotonic() > clock["stop_at"]
         row = _epoch_row(fold, epoch, losses, regimes, opt, cfg)
         probs = None
-        if pacer.due(epoch, last):
+        if main and pacer.due(epoch, last):
             with timed(timing, "validation"):
                 scores, row["val_loss"], probs = _validate(model, val, cfg, device, pacer, train_seconds,
                                                            loss_fn)
@@ -386,24 +398,24 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                 watch.epoch(history)
         if on_epoch:
             on_epoch(row)
-        if report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
+        if main and report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
             with timed(timing, "evaluation"):
                 _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
                             probs[0] if probs else None)
         log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
                  row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
                  regimes.tolist(), _fmt_left(deadline))
-        if replan is not None and losses:
-            later = replan(train_seconds / len(losses), pacer.val_seconds)
+        if replan is not None and steps:
+            later = replan(train_seconds / steps, pacer.val_seconds)
             if later is not None:  # the machine got slower: fewer folds, this one gets more time
                 deadline = later
                 clock["stop_at"] = deadline - pacer.val_seconds
                 out_of_time = out_of_time and time.monotonic() > clock["stop_at"]
-        if out_of_time or time.monotonic() > clock["stop_at"]:
-            stopped = "time limit"
-            break
-        if since_best >= cfg.patience:
-            stopped = "early stopping"
+        stop = _stop_reason(out_of_time or time.monotonic() > clock["stop_at"], since_best, cfg)
+        if distributed.active():
+            stop = distributed.broadcast(stop)
+        if stop:
+            stopped = stop
             break
         if snapshot is not None and epoch < cfg.epochs:
             with timed(timing, "checkpoints"):
@@ -416,6 +428,26 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
                       train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
                       val_files=sorted({f"{s.source.name}#{s.page}" for s in val}), stopped=stopped)
+
+
+def _ranks() -> int:
+    """Processes training together (each step trains a batch on each): torchrun's, else 1."""
+    return distributed.world_size() if distributed.active() else 1
+
+
+def _pool_ranks(losses: list[float], regimes: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Every rank's step losses and summed regime counts of the epoch (on every rank)."""
+    shares = distributed.gather((losses, regimes.tolist()))
+    return [x for share, _ in shares for x in share], np.sum([r for _, r in shares], axis=0)
+
+
+def _stop_reason(out_of_time: bool, since_best: int, cfg: TrainConfig) -> str | None:
+    """Why the fold stops after this epoch ("time limit", "early stopping"), or None."""
+    if out_of_time:
+        return "time limit"
+    if since_best >= cfg.patience:
+        return "early stopping"
+    return None
 
 
 def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, opt, cfg: TrainConfig) -> dict:
@@ -557,7 +589,7 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
         return float(held * per_image)
 
     limit = cfg.time_limit * 60 if cfg.time_limit else None
-    plan = plan_budget(step_seconds, cfg.batch_size, val_seconds, len(rest), limit, cfg.folds,
+    plan = plan_budget(step_seconds, cfg.batch_size * _ranks(), val_seconds, len(rest), limit, cfg.folds,
                        folds_explicit, device)
     return plan, step_seconds
 
@@ -586,6 +618,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     remaining folds are re-planned (fewer folds, each given more time). None: the folds are fixed.
     Each fold's curves are drawn while it trains (`report_dir/curves_fold<k>.png`) and, with
     `tensorboard` (a folder), its scalars written to `tensorboard/fold<k>` (see `FoldWatch`).
+    Under torchrun every rank calls this with the same split (same seed); rank 0 re-plans and its
+    results are the run's (the others hold their shares).
     """
     timing = timing if timing is not None else new_timing()
     start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
@@ -606,7 +640,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             if budget["folds"] - k <= 1:
                 return None
             left = deadline - fold_start
-            keep = replan_folds(step_seconds, cfg.batch_size, val_seconds, left, budget["folds"] - k, device)
+            keep = replan_folds(step_seconds, cfg.batch_size * _ranks(), val_seconds, left, budget["folds"] - k, device)
             budget["step"] = step_seconds  # re-plan again only if it gets slower still
             if keep >= budget["folds"] - k:
                 return None
@@ -617,6 +651,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         return replan
 
     for k, (train, val) in enumerate(folds):
+        if distributed.active():  # rank 0's re-plan holds for every rank
+            budget["folds"] = distributed.broadcast(budget["folds"])
         if k >= budget["folds"]:
             echo(f"{len(folds) - k} fold(s) not trained (re-planned for the time limit)")
             break
@@ -643,10 +679,11 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                           f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
                           tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          resume=current, snapshot=snapshot, timing=timing, replan=replanner(k, fold_start),
-                          watch=watch)
-        with timed(timing, "evaluation"):
-            _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
+                          resume=current, snapshot=snapshot, timing=timing,
+                          replan=replanner(k, fold_start) if distributed.is_main() else None, watch=watch)
+        if distributed.is_main():
+            with timed(timing, "evaluation"):
+                _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
              f"stopped by {result.stopped})"
              + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
@@ -654,7 +691,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         if progress is not None:
             with timed(timing, "checkpoints"):
                 progress(lambda: run_state(time.monotonic() - start, results, None), force=True)
-        if time.monotonic() > deadline and k + 1 < len(folds):
+        if distributed.decide(time.monotonic() > deadline) and k + 1 < len(folds):
             echo(f"time limit reached: {len(folds) - k - 1} fold(s) not trained")
             break
     score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import distributed
 from .config import TrainConfig
 from .data import Slice
 from .train import TrainResult, cross_validate, time_steps
@@ -46,21 +47,25 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     """Plan (unless resuming: a resumed run keeps its saved plan), print the plan, cross-validate,
     score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
     planned run re-plans its folds when the machine gets slower (unless `folds_explicit`);
-    `tensorboard`: a folder for TensorBoard event files."""
+    `tensorboard`: a folder for TensorBoard event files. Under torchrun every rank calls this: rank
+    0 plans (its plan is broadcast), prints, and scores the ensemble; the others train their share."""
     from .train import new_timing, scores_on_slices, timed, training_meta
 
     start, timing = time.monotonic(), new_timing()
     step_s = None
     if resume is None:
         with timed(timing, "planning"):
-            step_s = plan(slices, cfg, device, folds_explicit, echo)
-    print_plan(slices, cfg, device, echo, step_s)
+            step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo))
+            if distributed.active():
+                cfg.folds, cfg.val_share = distributed.broadcast((cfg.folds, cfg.val_share))
+    if distributed.is_main():
+        print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
                             timing=timing, spent=time.monotonic() - start,
                             planned_step=None if folds_explicit else step_s, tensorboard=tensorboard)
     in_ch = int(slices[0].image.shape[0])
     ens_scores = None
-    if cfg.ensemble and result.test_keys:
+    if cfg.ensemble and result.test_keys and distributed.is_main():
         with timed(timing, "evaluation"):
             models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
             test = [s for s in slices if s.key in set(result.test_keys)]

@@ -19,6 +19,21 @@ def test_single_process_is_a_no_op(monkeypatch):
     assert distributed.local_device("cuda") == "cuda" and not distributed.init("cpu")
 
 
+def test_shard_by_key_keeps_same_stems_on_one_rank():
+    items = ["a.png", "a.tif", "b.tif", "c.tif", "d.tif"]
+    stem = lambda name: name.split(".")[0]  # noqa: E731
+    shares = [distributed.shard(items, r, 2, key=stem) for r in range(2)]
+    assert shares == [["a.png", "a.tif", "c.tif"], ["b.tif", "d.tif"]]
+
+
+def test_finetune_refuses_torchrun(tmp_path, monkeypatch, capsys):
+    from paulow.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["finetune", "--root", str(tmp_path)]) == 2
+    assert "start it without torchrun" in capsys.readouterr().err
+
+
 def test_shard_gives_every_item_to_exactly_one_rank():
     items = list("abcdefg")
     shares = [distributed.shard(items, r, 3) for r in range(3)]
@@ -35,8 +50,22 @@ WORKER = textwrap.dedent("""
     stop = distributed.any_rank(r == 1)  # only rank 1 ran out of time
     files = distributed.shard(["f0", "f1", "f2", "f3", "f4"])
     done = distributed.gather(files)
+    decided = distributed.decide(r == 1)  # rank 0 says no
+    name = distributed.on_main(lambda: "answer of rank 0")
+    calls = []
+    first = distributed.main_first(lambda: calls.append(r) or f"own {r}")
+    from paulow.errors import UsageError
+
+    def refuse():
+        raise UsageError("a model 'x.pth' exists already")
+    try:
+        distributed.on_main(refuse)
+        error = None
+    except UsageError as exc:
+        error = [str(exc), getattr(exc, "reported_by_main", False)]
     print(json.dumps({"rank": r, "world": distributed.world_size(), "plan": plan, "stop": stop,
-                      "done": done, "main": distributed.is_main()}))
+                      "done": done, "main": distributed.is_main(), "decided": decided, "name": name,
+                      "first": first, "calls": calls, "error": error}))
     distributed.shutdown()
 """)
 
@@ -66,3 +95,7 @@ def test_two_gloo_processes_agree_on_decisions(tmp_path):
         assert result["rank"] == r and result["world"] == 2 and result["main"] == (r == 0)
         assert result["plan"] == {"folds": 3} and result["stop"] is True
         assert result["done"] == [["f0", "f2", "f4"], ["f1", "f3"]]
+        assert result["decided"] is False and result["name"] == "answer of rank 0"
+        assert result["first"] == f"own {r}" and result["calls"] == [r]
+        # every rank raises rank 0's error; rank 0 prints it, the others only exit with it
+        assert result["error"] == ["a model 'x.pth' exists already", r == 1]

@@ -1,12 +1,13 @@
 """Pieces the commands share: choosing a saved model, naming a new one, run logs."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 from argparse import Namespace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import ModelError, UsageError
 from ..prompts import ask, ask_until
@@ -210,3 +211,18 @@ def tensorboard_dir(args, name: str) -> Path | None:
     """The run's TensorBoard folder, `--tensorboard DIR/<name>` (None without the option)."""
     folder = getattr(args, "tensorboard", None)
     return Path(folder) / name if folder else None
+
+
+def quiet(_: str) -> None:
+    """The console of torchrun's ranks other than 0 (rank 0 speaks for the run)."""
+
+
+@contextlib.contextmanager
+def main_lock(ws) -> Iterator[None]:
+    """The workspace lock, held by rank 0 alone under torchrun (every rank learns whether it was
+    taken, so all exit alike when another run holds it); the plain lock without torchrun."""
+    from .. import distributed
+
+    with contextlib.ExitStack() as stack:
+        distributed.on_main(lambda: stack.enter_context(ws.lock()))
+        yield

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data import check_channels, load_pairs
 from ..device import pick_device
+from ..errors import UsageError
 from ..finetuning import (FINETUNE_DEFAULTS, finetune_config, finetune_network, finetuned_meta,
                           split_for_finetuning, start_member)
 from ..train import dice_on_slices
@@ -33,9 +34,11 @@ def _old_domain_scores(check, parent, tuned, cfg, meta, device) -> dict:
 
 def run(args, echo=print) -> Path:
     """The whole finetune command; returns the new model path."""
-    from .. import io
+    from .. import distributed, io
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
+    if distributed.world_size() > 1:
+        raise UsageError("finetune_model.py runs in one process: start it without torchrun")
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
     ws.require(ws.finetune_images, ws.finetune_masks)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..errors import ModelError, PaulowError
 from ..io import list_unusable
 from ..predict import choose_threshold, match_channels, predict_pages  # noqa: F401 (re-exported)
 from ..workspace import Fingerprint, Workspace, fingerprint
-from .common import choose_model, consume_inputs, file_error, require_writable
+from .common import choose_model, consume_inputs, file_error, main_lock, quiet, require_writable
 
 log = logging.getLogger("paulow")
 
@@ -184,7 +185,11 @@ def options_from_args(args, device: str) -> SegmentOptions:
 
 
 def run(args, echo=print) -> int:
-    """The whole predict command; returns the exit code (non-zero when any file failed)."""
+    """The whole predict command; returns the exit code (non-zero when any file failed).
+
+    Under torchrun (see `paulow.distributed`) each rank segments its share of the files (round
+    robin by sorted name); rank 0 alone prompts, holds the workspace lock, writes the tables and
+    the run record and clears the inputs, once every rank's outputs are in and verified."""
     from tqdm.auto import tqdm
 
     from ..checkpoint import load_checkpoint
@@ -192,14 +197,18 @@ def run(args, echo=print) -> int:
     from ..device import pick_device
 
     ws = Workspace(Path(args.root))
-    ws.require(ws.use_inputs)
-    ws.use_outputs.mkdir(parents=True, exist_ok=True)
-    require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs)
-    model_path = choose_model(ws.models, args.model, args.yes)
-    device = pick_device(args.device or "auto")
-    loaded = load_checkpoint(model_path, device)
-    images = load_images(ws.use_inputs)
-    unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)]
+    device = distributed.local_device(pick_device(args.device or "auto"))
+    distributed.init(device)
+    main = distributed.is_main()
+    echo = echo if main else quiet
+    distributed.main_first(lambda: ws.require(ws.use_inputs))
+    if main:
+        ws.use_outputs.mkdir(parents=True, exist_ok=True)
+    distributed.on_main(lambda: require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs))
+    model_path = distributed.on_main(lambda: choose_model(ws.models, args.model, args.yes))
+    loaded = distributed.main_first(lambda: load_checkpoint(model_path, device))
+    images = distributed.on_main(lambda: load_images(ws.use_inputs))
+    unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)] if main else []
     for r in unusable:
         file_error(r.source, r.error)
     opts = options_from_args(args, device)
@@ -209,25 +218,32 @@ def run(args, echo=print) -> int:
         loaded.models = [compile_for_inference(m) for m in loaded.models]
         echo("--compile: the network compiles on the first batch (20-60 s)")
     echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
-         f"{len(images)} file(s) to segment on {device}")
+         f"{len(images)} file(s) to segment on {device}"
+         + (f" and {distributed.world_size() - 1} more process(es)" if distributed.active() else ""))
     results = list(unusable)
     started = f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}"
     from .. import io
     from ..checkpoint import sha256_file
 
-    model_sha = sha256_file(model_path)
-    with ws.lock():
+    model_sha = sha256_file(model_path) if main else ""
+    with main_lock(ws):
         record = io.unique_path(ws.use_outputs / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json")
-        earlier = _unfinished_outputs(ws.use_outputs, model_sha, opts)
-        for path in tqdm(images, desc="segmenting", unit="file", disable=None):
+        # rank 0 reads the killed runs' records before anyone writes (the others get its answer)
+        earlier = distributed.on_main(lambda: _unfinished_outputs(ws.use_outputs, model_sha, opts))
+        mine = distributed.shard(images, key=lambda p: p.stem)  # same stem, same rank: no name races
+        for path in tqdm(mine, desc="segmenting", unit="file", disable=None if main else True):
             try:
                 results.append(_reuse(path, earlier, ws.use_outputs, echo)
                                or segment_file(loaded, path, ws.use_outputs, opts))
             except PaulowError as exc:
                 file_error(path, str(exc))
                 results.append(FileResult(source=path, error=str(exc)))
-            # after every file: a killed run's masks stay known (see _unfinished_outputs)
-            _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
+            if main:  # after every file: a killed run's masks stay known (see _unfinished_outputs)
+                _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
+        if distributed.active():
+            results = _collect(distributed.gather(results), images)
+        if not main:
+            return 0
         tables = _write_tables(results, ws.use_outputs, opts)
         tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True))
         return _finish(results, tables, args, echo)
@@ -273,6 +289,18 @@ def _options_record(opts: SegmentOptions) -> dict:
     from dataclasses import asdict
 
     return {k: v for k, v in asdict(opts).items() if k != "device"}
+
+
+def _collect(shares: list[list[FileResult]], images: list[Path]) -> list[FileResult]:
+    """Every rank's results in the order of `images`; a result whose outputs are not all on disk
+    (as rank 0 sees them) becomes an error, so its input is kept."""
+    order = {path: i for i, path in enumerate(images)}  # files that are no images first, as without torchrun
+    results = sorted((r for share in shares for r in share), key=lambda r: order.get(r.source, -1))
+    for r in results:
+        missing = [w.name for w in r.written if not w.is_file()]
+        if r.error is None and missing:
+            r.error = f"output(s) {', '.join(missing)} missing after segmenting: check the disk"
+    return results
 
 
 def _write_run_record(results: list[FileResult], path: Path, model_path: Path, model_sha: str, loaded,

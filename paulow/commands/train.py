@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from .. import distributed
 from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
 from ..errors import UsageError
 from ..config import TrainConfig
@@ -14,8 +15,8 @@ from ..device import pick_device
 from ..training_run import run_training, test_line
 from ..workspace import Workspace
 from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
-                     effective_options, read_fingerprints, remove_log, report_refused, require_writable,
-                     tensorboard_dir, unique_dir)
+                     effective_options, main_lock, quiet, read_fingerprints, remove_log, report_refused,
+                     require_writable, tensorboard_dir, unique_dir)
 
 log = logging.getLogger("paulow")
 
@@ -37,31 +38,47 @@ def names_from_file(mask_dir: Path, classes: int) -> list[str]:
     return names
 
 
-def run(args, echo=print) -> Path:
-    """The whole train command; returns the saved model path."""
+def _config(ws: Workspace, args, device: str) -> TrainConfig:
+    """The run's settings from the options, with class names from `classes.txt` when not given."""
+    cfg = config_from_args(args, device)
+    if cfg.classes >= 2 and not cfg.class_names:
+        cfg.class_names = names_from_file(ws.train_masks, cfg.classes)
+    return cfg
+
+
+def run(args, echo=print) -> Path | None:
+    """The whole train command; returns the saved model path (None on torchrun's other ranks).
+
+    Under torchrun (see `paulow.distributed`) rank 0 alone prompts, holds the workspace lock,
+    validates, writes the model and the report and clears the inputs; the other ranks train their
+    share of the patches and follow rank 0's decisions."""
     from ..train import ProgressSaver
     from .. import resume as resume_file
 
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
-    ws.require(ws.train_images, ws.train_masks)
+    device = distributed.local_device(pick_device(args.device or "auto"))
+    distributed.init(device)
+    distributed.main_first(lambda: ws.require(ws.train_images, ws.train_masks))
+    if not distributed.is_main():
+        return _follow(ws, args, device)
     ws.models.mkdir(parents=True, exist_ok=True)
-    require_writable(ws, ws.models, [ws.train_images, ws.train_masks], args.keep_inputs)
-    device = pick_device(args.device or "auto")
-    _settle(ws, echo)
-    resumed = _stopped_run(ws, args, device, echo) if getattr(args, "resume", None) else None
-    cfg = resumed["cfg"] if resumed else config_from_args(args, device)
-    if cfg.classes >= 2 and not cfg.class_names:
-        cfg.class_names = names_from_file(ws.train_masks, cfg.classes)
+    distributed.on_main(lambda: (require_writable(ws, ws.models, [ws.train_images, ws.train_masks],
+                                                  args.keep_inputs), _settle(ws, echo)))
+    resumed = distributed.on_main(lambda: _stopped_run(ws, args, device, echo)) \
+        if getattr(args, "resume", None) else None
+    cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
-    slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes, refused=refused)
+    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.classes,
+                                                       refused=refused))
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
     hashes = resume_file.input_hashes(read_as, ws.root)
-    name = _resumed_name(ws, resumed, hashes, args.overwrite) if resumed else _new_name(ws, args, echo)
-    with ws.lock():
+    name = distributed.on_main(lambda: _resumed_name(ws, resumed, hashes, args.overwrite) if resumed
+                               else _new_name(ws, args, echo))
+    with main_lock(ws):
         report_dir = resumed["report_dir"] if resumed else ws.models / f"{name}_report"
         if not resumed and not args.overwrite:
             report_dir = unique_dir(report_dir)
@@ -86,6 +103,23 @@ def run(args, echo=print) -> Path:
         echo(test_line(meta))
         consume_inputs(read_as, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _follow(ws: Workspace, args, device: str) -> None:
+    """Training on a torchrun rank other than 0: the same collectives as rank 0's `run`, in the
+    same order (its answers, settings and plan broadcast), then this rank's share of each epoch."""
+    distributed.on_main(lambda: None)  # writable folders, settled stopped runs
+    resumed = distributed.on_main(lambda: None) if getattr(args, "resume", None) else None
+    if resumed:
+        resumed["cfg"].device = device
+    cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
+    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.classes,
+                                                       refused=[]))
+    distributed.on_main(lambda: None)  # the model's name
+    with main_lock(ws):
+        run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
+                     folds_explicit=getattr(args, "folds", None) is not None)
+    return None
 
 
 def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, device: str, name: str,
