@@ -41,12 +41,13 @@ class Plan:
 
 
 def _fold_plan(fold_seconds: float, step_seconds: float, patches_per_step: int, val_seconds: float,
-               min_share: float) -> tuple[int, float, int]:
-    """(validations, gradient share, patches) of one fold given its seconds."""
-    allowed = (1 - min_share) * fold_seconds
+               min_share: float, closing: float = 0.0) -> tuple[int, float, int]:
+    """(validations, gradient share, patches) of one fold given its seconds; `closing`: seconds the
+    fold needs after training (threshold, test score)."""
+    allowed = (1 - min_share) * fold_seconds - closing
     vals = max(1, min(MAX_VALIDATIONS_PER_FOLD, math.floor(allowed / val_seconds) if val_seconds > 0
                       else MAX_VALIDATIONS_PER_FOLD))
-    grad = max(0.0, fold_seconds - vals * val_seconds)
+    grad = max(0.0, fold_seconds - vals * val_seconds - closing)
     patches = int(grad / step_seconds) * patches_per_step if step_seconds > 0 else 0
     return vals, grad / fold_seconds if fold_seconds > 0 else 0.0, patches
 
@@ -54,12 +55,15 @@ def _fold_plan(fold_seconds: float, step_seconds: float, patches_per_step: int, 
 def plan_budget(step_seconds: float, patches_per_step: int,
                 val_seconds_per_fold_validation: float | Callable[[int], float],
                 n_images: int, time_limit_seconds: float | None, folds_requested: int,
-                folds_explicit: bool, device: str) -> Plan:
+                folds_explicit: bool, device: str,
+                closing_seconds: float | Callable[[int], float] = 0.0) -> Plan:
     """Choose folds and the validation rhythm for the budget (see the module docstring).
 
     `n_images`: images (pages) to split into folds (the test share excluded); folds never exceed it.
     `val_seconds_per_fold_validation`: seconds to predict one fold's validation images once, or a
     function of the number of folds giving it (fewer folds hold out more images each).
+    `closing_seconds`: seconds each fold needs after training (predicting its validation images and
+    the test share once, for the threshold and the test score), or a function of the folds.
     """
     cap = max(1, min(folds_requested, n_images))
     if not time_limit_seconds:
@@ -69,8 +73,9 @@ def plan_budget(step_seconds: float, patches_per_step: int,
     def make(k: int, reason: str) -> Plan:
         val_s = (val_seconds_per_fold_validation(k) if callable(val_seconds_per_fold_validation)
                  else val_seconds_per_fold_validation)
+        close_s = closing_seconds(k) if callable(closing_seconds) else closing_seconds
         vals, share, patches = _fold_plan(time_limit_seconds / k, step_seconds, patches_per_step, val_s,
-                                          min_share)
+                                          min_share, close_s)
         ratio = vals * val_s / max(share * time_limit_seconds / k, 1e-9)
         return Plan(k, vals, share, patches, max(ratio, 1e-3), reason)
 
@@ -95,7 +100,7 @@ SLOWDOWN_TO_REPLAN = 1.5  # measured seconds per step over the planned ones that
 
 
 def replan_folds(step_seconds: float, patches_per_step: int, val_seconds: float, seconds_left: float,
-                 folds_left: int, device: str) -> int:
+                 folds_left: int, device: str, closing_seconds: float = 0.0) -> int:
     """How many of the `folds_left` folds (the current one included) to train in `seconds_left`, now
     that a step takes `step_seconds` and one validation `val_seconds` (both measured in this run).
 
@@ -103,4 +108,4 @@ def replan_folds(step_seconds: float, patches_per_step: int, val_seconds: float,
     share of gradient steps; never more than `folds_left`, never fewer than one.
     """
     return plan_budget(step_seconds, patches_per_step, val_seconds, folds_left, seconds_left, folds_left,
-                       False, device).folds
+                       False, device, closing_seconds).folds

@@ -333,13 +333,15 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
              snapshot: Callable[[Callable[[], dict]], None] | None = None,
              timing: dict | None = None,
              replan: Callable[[float, float], float | None] | None = None,
-             watch: FoldWatch | None = None) -> FoldResult:
+             watch: FoldWatch | None = None, closing: float = 0.0) -> FoldResult:
     """Train one model; keep the weights with the best whole-image validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
     `snapshot` is called after every epoch that does not end the fold, with a function that makes
     the state (it costs a copy of the weights, so the caller decides whether to make it).
     `timing` (see `new_timing`) receives the seconds of steps, loading, validation, panels, snapshots.
+    `closing`: what the caller does after the fold (threshold, test score), in whole validations;
+    training stops early enough for the last validation and that to fit before `deadline`.
     `replan` is called after each epoch with the measured seconds per step and per validation; a
     number it returns is the fold's new deadline.
     `watch` (a `FoldWatch`) sees the history after each epoch and at the end: it
@@ -369,7 +371,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     for epoch in range(first_epoch, cfg.epochs + 1):
         dataset.reshuffle(epoch)
         distributed.set_epoch(loader, epoch)
-        clock["stop_at"] = deadline - pacer.val_seconds  # leave room for the last validation
+        clock["stop_at"] = deadline - pacer.val_seconds * (1 + closing)  # room for what follows
         epoch_start = time.monotonic()
         losses, regimes, out_of_time = _run_epoch(
             net, loader, loss_fn, opt, sched, device, clock,
@@ -409,7 +411,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             later = replan(train_seconds / steps, pacer.val_seconds)
             if later is not None:  # the machine got slower: fewer folds, this one gets more time
                 deadline = later
-                clock["stop_at"] = deadline - pacer.val_seconds
+                clock["stop_at"] = deadline - pacer.val_seconds * (1 + closing)
                 out_of_time = out_of_time and time.monotonic() > clock["stop_at"]
         stop = _stop_reason(out_of_time or time.monotonic() > clock["stop_at"], since_best, cfg)
         if distributed.active():
@@ -580,7 +582,7 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
     """Measure the step time and the inference speed, then plan folds and validation rhythm for the
     time limit (see `paulow.planner`). Returns (plan, seconds per training step)."""
     in_channels = int(slices[0].image.shape[0])
-    rest, _ = split_test(slices, cfg.test_fraction, cfg.seed)
+    rest, test = split_test(slices, cfg.test_fraction, cfg.seed)
     step_seconds = time_steps(cfg, in_channels, device)
     per_image = time_inference(cfg, in_channels, device) * np.mean([count_tiles(s, cfg, device) for s in rest])
 
@@ -589,8 +591,9 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
         return float(held * per_image)
 
     limit = cfg.time_limit * 60 if cfg.time_limit else None
+    test_seconds = float(len(test) * per_image)
     plan = plan_budget(step_seconds, cfg.batch_size * _ranks(), val_seconds, len(rest), limit, cfg.folds,
-                       folds_explicit, device)
+                       folds_explicit, device, closing_seconds=lambda k: val_seconds(k) + test_seconds)
     return plan, step_seconds
 
 
@@ -629,7 +632,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
     budget = {"folds": len(folds), "step": planned_step}
 
-    def replanner(k: int, fold_start: float) -> Callable[[float, float], float | None] | None:
+    def replanner(k: int, fold_start: float, closing: float) -> Callable[[float, float], float | None] | None:
         if budget["step"] is None or deadline == float("inf"):
             return None
 
@@ -640,7 +643,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             if budget["folds"] - k <= 1:
                 return None
             left = deadline - fold_start
-            keep = replan_folds(step_seconds, cfg.batch_size * _ranks(), val_seconds, left, budget["folds"] - k, device)
+            keep = replan_folds(step_seconds, cfg.batch_size * _ranks(), val_seconds, left, budget["folds"] - k,
+                                device, closing * val_seconds)
             budget["step"] = step_seconds  # re-plan again only if it gets slower still
             if keep >= budget["folds"] - k:
                 return None
@@ -678,9 +682,11 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         watch = FoldWatch(report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
                           f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
                           tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
+        closing = closing_validations(val, test)
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
                           resume=current, snapshot=snapshot, timing=timing,
-                          replan=replanner(k, fold_start) if distributed.is_main() else None, watch=watch)
+                          replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
+                          watch=watch, closing=closing)
         if distributed.is_main():
             with timed(timing, "evaluation"):
                 _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
@@ -697,6 +703,13 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]
     return TrainResult(folds=results, best_fold=int(np.argmax(score)),
                        test_keys=[s.key for s in test], seconds=time.monotonic() - start)
+
+
+def closing_validations(val: Sequence[Slice], test: Sequence[Slice]) -> float:
+    """The cost of `_evaluate_fold` in whole validations: it predicts the validation images and the
+    test share once each (by pixels)."""
+    val_pixels = sum(s.image[0].size for s in val)
+    return (val_pixels + sum(s.image[0].size for s in test)) / max(val_pixels, 1)
 
 
 def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:

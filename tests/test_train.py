@@ -155,3 +155,26 @@ def test_steps_slower_than_planned_train_fewer_folds_and_say_so(keep_threads):
     assert len(result.folds) == 1
     assert any(line.startswith("re-planned: a step takes") and "1 of 3 folds" in line for line in said)
     assert "2 fold(s) not trained (re-planned for the time limit)" in said
+
+
+def test_the_closing_evaluation_is_budgeted_like_validations():
+    # one 600 s fold, 10 s validations: without closing, 10 validations (the cap) and 500 s of steps;
+    # 60 s of closing (threshold + test score) leaves 0.25 * 600 - 60 = 90 s: 9 validations, 450 s
+    plain = plan_budget(0.1, 8, 10.0, 5, 600.0, 1, False, "cpu")
+    assert plain.validations_per_fold == 10 and plain.gradient_share == pytest.approx(500 / 600)
+    closed = plan_budget(0.1, 8, 10.0, 5, 600.0, 1, False, "cpu", closing_seconds=60.0)
+    assert closed.validations_per_fold == 9 and closed.gradient_share == pytest.approx(0.75)
+    assert closed.patches_per_fold == 4500 * 8
+
+
+def test_closing_validations_count_validation_and_test_pixels():
+    import numpy as np
+
+    from paulow.data import Slice
+    from paulow.train import closing_validations
+
+    def page(h, w):
+        return Slice(image=np.zeros((1, h, w), np.float32), mask=np.zeros((h, w), np.uint8), source=None, page=0)
+
+    assert closing_validations([page(10, 10)], [page(10, 20)]) == 3.0
+    assert closing_validations([page(10, 10), page(10, 10)], []) == 1.0
