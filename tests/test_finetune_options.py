@@ -132,3 +132,15 @@ def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
     probs = [child.predict(images / n).probabilities for n in held]
     truths = [read_mask(truth / n.replace("image", "mask"))[0] for n in held]
     assert meta["threshold"] == sweep_thresholds(probs, truths)[0]
+
+
+def test_several_classes_keep_their_names_and_take_class_weights():
+    parent = {**PARENT, "classes": 3, "class_names": ["background", "disc", "square"],
+              "arch_args": {**PARENT["arch_args"], "classes": 3}}
+    cfg = finetune_config(parent, {"class_weights": [1.0, 2.0, 4.0], "class_names": ["background", "disc", "square"]},
+                          "cpu")
+    assert (cfg.classes, cfg.loss_args["class_weights"]) == (3, [1.0, 2.0, 4.0])
+    with pytest.raises(UsageError, match="class-names .* keeps the parent's classes"):
+        finetune_config(parent, {"class_names": ["bg", "a", "b"]}, "cpu")
+    with pytest.raises(UsageError, match="class-weights gives 2 number"):
+        finetune_config(parent, {"class_weights": [1.0, 2.0]}, "cpu")
