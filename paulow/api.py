@@ -266,21 +266,19 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
-    A share (`holdout`) of the images is held out; the parent's and the new model's Dice on it are
-    in `new.meta["metrics"]["finetune"]`. `options`: `epochs`, `batch_size`, `lr`, `patch`, `overlap`,
-    `loss`, `loss_args`, `seed`, `patience`, `workers`, `per_epoch`, `optimizer`, `no_augment`.
-    The parent is not changed. `report_dir`: the fit's history, panels and curves; `tensorboard`: a
-    folder for TensorBoard event files.
+    A share (`holdout`) of the images is held out; the parent's Dice on it (at its own threshold) and
+    the new model's (at a threshold re-tuned there, unless `threshold` is given) are in
+    `new.meta["metrics"]["finetune"]`. `options`: the training options that do not change the network
+    (`threshold`, `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
+    `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
+    `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
+    values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
+    history, panels and curves; `tensorboard`: a folder for TensorBoard event files.
     """
     from .data import check_channels
-    from .finetuning import _OVERRIDABLE, finetune_config, finetune_network, finetuned_meta, \
-        split_for_finetuning, start_member
+    from .finetuning import finetune_config, finetune_network, finetuned_meta, split_for_finetuning, start_member
     from .watch import FoldWatch
 
-    unknown = sorted(set(options) - set(_OVERRIDABLE) - {"no_augment"})
-    if unknown:
-        raise UsageError(f"unknown fine-tuning option(s): {', '.join(unknown)}: choose from "
-                         f"{', '.join(sorted(_OVERRIDABLE))}, no_augment")
     device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
@@ -291,9 +289,9 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
     watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
              if report or board else None)
-    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch)
+    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch, model.meta)
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
-    return Model([done.network], finetuned_meta(model.meta, name, cfg, done, {"name": model.meta.get("name")},
+    return Model([done.network], finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")},
                                                 slices), device)
 
 

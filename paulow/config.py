@@ -114,31 +114,68 @@ def _class_weights(weights: Any, classes: int) -> Any:
     return weights
 
 
-def config_from_options(options: Mapping[str, Any], preset: str | None = None,
-                        device: str = "cpu") -> TrainConfig:
-    """The one mapping from user options (command line, config file, API keywords) to a config:
-    defaults, then the preset for the device (or `preset`), then every option given (None = not
-    given). Unknown names are a `UsageError` naming them."""
+# Values a config cannot take, checked once before any work: (test, what the value must be).
+_VALUE_RULES = {
+    "threshold": (lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (e.g. 0.5)"),
+    "lr": (lambda v: v > 0, "a positive number"),
+    "gamma": (lambda v: v > 0, "a positive number"),
+    "epochs": (lambda v: v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: v >= 1, "a whole number >= 1"),
+    "patch": (lambda v: v >= 1, "a whole number >= 1"),
+}
+
+
+def option_values(options: Mapping[str, Any], what: str = "training") -> dict[str, Any]:
+    """The config fields that user options set (None = not given): an unknown name or a value out of
+    range is a `UsageError` naming it; the negative switches become their field (`no_rotate` ->
+    rotate False) and the network options go into `arch_extra`; `class_weights` stays (see
+    `with_class_weights`)."""
     unknown = sorted(set(options) - option_names())
     if unknown:
         from .errors import UsageError
-        raise UsageError(f"unknown training option(s): {', '.join(unknown)}: choose from "
+        raise UsageError(f"unknown {what} option(s): {', '.join(unknown)}: choose from "
                          f"{', '.join(sorted(option_names()))}")
     values = {k: v for k, v in options.items() if v is not None}
-    weights = values.pop("class_weights", None)
+    for name, (ok, must) in _VALUE_RULES.items():
+        if name in values and not _passes(ok, values[name]):
+            from .errors import UsageError
+            raise UsageError(f"{name} {values[name]} is not {must}: fix --{name.replace('_', '-')}")
     for switch, (name, value) in SWITCHES.items():
         if values.pop(switch, False):
             values[name] = value
     extra = {**(values.get("arch_extra") or {}), **{k: values.pop(k) for k in NETWORK_OPTIONS if k in values}}
     if extra:
         values["arch_extra"] = extra
+    return values
+
+
+def with_class_weights(cfg: TrainConfig, weights: Any) -> TrainConfig:
+    """`cfg` with `class_weights` (None = not given) in its `loss_args`, checked against its classes."""
+    if weights is not None:
+        cfg.loss_args = {**cfg.loss_args, "class_weights": _class_weights(weights, cfg.classes)}
+    return cfg
+
+
+def _passes(ok, value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and bool(ok(float(value)))  # NaN fails every comparison
+    except (TypeError, ValueError):
+        return False
+
+
+def config_from_options(options: Mapping[str, Any], preset: str | None = None,
+                        device: str = "cpu") -> TrainConfig:
+    """The one mapping from user options (command line, config file, API keywords) to a config:
+    defaults, then the preset for the device (or `preset`), then every option given (None = not
+    given). Unknown names and values out of range are a `UsageError` naming them."""
+    values = option_values(options)
+    weights = values.pop("class_weights", None)
     cfg = resolve_config({k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)},
                          preset, device)
     for name in ZERO_MEANS_NONE:
         if values.get(name) == 0:
             setattr(cfg, name, None)
     cfg.device = device
-    if weights is not None:
-        cfg.loss_args = {**cfg.loss_args, "class_weights": _class_weights(weights, cfg.classes)}
+    cfg = with_class_weights(cfg, weights)
     cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

@@ -13,27 +13,80 @@ from .data import Slice
 from .errors import UsageError
 
 FINETUNE_DEFAULTS = {"lr_factor": 0.1, "epochs": 20, "time_limit_cpu": 5.0, "holdout": 0.25}
-_OVERRIDABLE = ("epochs", "batch_size", "lr", "patch", "overlap", "loss", "loss_args", "seed",
-                "patience", "workers", "per_epoch", "optimizer")
+
+# What fine-tuning cannot change, and why. It continues the parent's network from its weights, so an
+# option that would build another network, start from other weights, or split the data another way
+# is refused rather than silently ignored. Everything else (threshold, augmentation, schedule,
+# learning rate, epochs, batch size, patch, loss, time limit, patience, ...) is honoured.
+_NETWORK = "the network (it continues the parent's weights)"
+FIXED_BY_PARENT = {
+    "arch": f"cannot change {_NETWORK}", "arch_extra": f"cannot change {_NETWORK}",
+    "width": f"cannot change {_NETWORK}", "depth": f"cannot change {_NETWORK}",
+    "classes": f"cannot change {_NETWORK}", "class_names": "keeps the parent's classes and their names",
+    "norm": f"cannot change {_NETWORK}",
+    "dropout": f"cannot change {_NETWORK}", "batch_norm": f"cannot change {_NETWORK}",
+    "no_batch_norm": f"cannot change {_NETWORK}",
+    "encoder_weights": "starts from the parent's weights, not an encoder's",
+    "preset": "starts from the parent's settings, not a preset (give the options you want changed)",
+    "folds": "uses one split, not cross-validation (set the held-out share with --holdout)",
+    "test_fraction": "uses one split (set the held-out share with --holdout)",
+    "ensemble": "adapts one network, the parent's selected member",
+}
+
+
+def _parent_values(meta: dict) -> dict:
+    """The parent's value of each fixed option that has one (giving that value changes nothing)."""
+    args = meta.get("arch_args", {})
+    values = {"arch": meta.get("arch"), "width": args.get("width"), "depth": args.get("depth"),
+              "classes": int(meta.get("classes", 1)), "class_names": meta.get("class_names"),
+              "folds": 1, "ensemble": False,
+              "no_batch_norm": args.get("batch_norm") is False,
+              **{k: args[k] for k in ("norm", "dropout", "batch_norm") if k in args}}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def refuse_fixed_options(parent_meta: dict, options: Mapping[str, Any]) -> None:
+    """A `UsageError` for the first given option fine-tuning cannot change (its parent value passes)."""
+    parent = _parent_values(parent_meta)
+    for key, why in FIXED_BY_PARENT.items():
+        value = options.get(key)
+        if value is None or value == parent.get(key, None if value is not False else False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        had = f"; the parent has {key} {parent[key]}" if key in parent else ""
+        raise UsageError(f"{flag} {value}: fine-tuning {why}{had}: leave {flag} out, or train a new "
+                         "model with train_model.py")
 
 
 def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) -> TrainConfig:
-    """The parent's training settings, a lower learning rate, then the user's explicit options
-    (a mapping of option names to values; None = not given)."""
+    """The fine-tuning settings: the parent's training settings and threshold, a tenth of its learning
+    rate, at most 20 epochs, then every option given (a mapping of option names to values; None =
+    not given). An unknown name, a value out of range, or an option that would change the network is
+    a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
+    held-out images after fitting (`tune_threshold`)."""
+    from .config import ZERO_MEANS_NONE, option_names, option_values, with_class_weights
+
+    unknown = sorted(set(options) - option_names() - set(FIXED_BY_PARENT))
+    if unknown:
+        honoured = sorted(option_names() - set(FIXED_BY_PARENT) - {"device"})
+        raise UsageError(f"unknown fine-tuning option(s): {', '.join(unknown)}: choose from "
+                         f"{', '.join(honoured)}")
+    refuse_fixed_options(parent_meta, options)
+    values = option_values({k: v for k, v in options.items() if k not in FIXED_BY_PARENT and k != "device"},
+                           "fine-tuning")
+    values.update({k: None for k in ZERO_MEANS_NONE if values.get(k) == 0})
+    weights = values.pop("class_weights", None)
     base = TrainConfig(**{k: v for k, v in parent_meta.get("config", {}).items()
                           if k in TrainConfig.__dataclass_fields__})
     args_meta = parent_meta.get("arch_args", {})
     cfg = replace(base, arch=parent_meta["arch"], width=int(args_meta.get("width", base.width)),
                   depth=int(args_meta.get("depth", base.depth)), classes=int(parent_meta.get("classes", 1)),
                   lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=FINETUNE_DEFAULTS["epochs"],
-                  folds=1, ensemble=False, device=device,
+                  folds=1, ensemble=False, device=device, freeze_encoder=False,
+                  threshold=float(parent_meta.get("threshold", base.threshold)),
                   time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
-    cfg = replace(cfg, **{k: options[k] for k in _OVERRIDABLE if options.get(k) is not None})
-    if options.get("time_limit") is not None:
-        cfg = replace(cfg, time_limit=options["time_limit"] or None)
-    if options.get("no_augment"):
-        cfg = replace(cfg, augment=False)
-    return replace(cfg, freeze_encoder=bool(options.get("freeze_encoder", False)))
+    cfg = with_class_weights(replace(cfg, **values), weights)
+    return replace(cfg, tune_threshold=cfg.tune_threshold and "threshold" not in values)
 
 
 def start_member(models: list, meta: dict):
@@ -46,11 +99,13 @@ def start_member(models: list, meta: dict):
 
 @dataclass
 class Finetuned:
-    """A fine-tuned network, its fit history, and the held-out scores of parent and child."""
+    """A fine-tuned network, its fit history, the held-out scores of parent and child, and the
+    child's settings (its threshold re-tuned on the held-out images unless one was given)."""
 
     network: Any
     result: Any  # paulow.train.FoldResult
     scores: dict
+    cfg: TrainConfig
 
 
 def split_for_finetuning(slices: Sequence[Slice], holdout: float, seed: int, where: str
@@ -65,16 +120,29 @@ def split_for_finetuning(slices: Sequence[Slice], holdout: float, seed: int, whe
     return tune, held
 
 
+def as_evaluated(cfg: TrainConfig, meta: Mapping[str, Any]) -> TrainConfig:
+    """`cfg` with the inference settings a model file of this metadata is used with (tile from its
+    patch, overlap, threshold), so its scores here are what `paulow evaluate --model` gives."""
+    return replace(cfg, patch=int(meta.get("patch", cfg.patch)),
+                   infer_overlap=float(meta.get("overlap", cfg.infer_overlap)),
+                   threshold=float(meta.get("threshold", cfg.threshold)))
+
+
 def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], cfg: TrainConfig,
                      device: str, report_dir: Path | None = None,
-                     echo: Callable[[str], None] = lambda _: None, watch: Any = None) -> Finetuned:
+                     echo: Callable[[str], None] = lambda _: None, watch: Any = None,
+                     parent_meta: Mapping[str, Any] | None = None) -> Finetuned:
     """Fit a copy of `parent` on `tune` (best weights by Dice on `held`); the parent is not changed.
+    The parent is scored on `held` as its file is used (`parent_meta`: threshold, patch, overlap);
+    the child's threshold is then re-tuned on `held` (unless `cfg.tune_threshold` is off).
     `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None."""
     from .infer import set_activation
-    from .train import dice_on_slices, fit_fold, freeze_encoder, output_activation
+    from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
+    from .train import dice_on_slices, fit_fold, freeze_encoder, output_activation, predict_slices
 
-    before = dice_on_slices(parent, held, cfg, device)
-    echo(f"held-out Dice of the parent model: {before:.4f}")
+    as_parent = as_evaluated(cfg, parent_meta or {})
+    before = dice_on_slices(parent, held, as_parent, device)
+    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f})")
     net = copy.deepcopy(parent).to(device)
     set_activation(net, {"activation": output_activation(cfg)})  # the loss decides (softmax for K >= 2)
     if cfg.freeze_encoder:
@@ -82,18 +150,26 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
     result = fit_fold(net, tune, held, cfg, device, deadline, 0, report_dir, watch=watch)
     net.eval()
-    after = dice_on_slices(net, held, cfg, device)
-    echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f})")
-    return Finetuned(net, result, {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held)})
+    probs, truths = predict_slices(net, held, cfg, device), [s.mask for s in held]
+    tuned = cfg.tune_threshold and cfg.classes <= 1
+    if tuned:
+        cfg = replace(cfg, threshold=sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES)[0])
+    after = score_probabilities(probs, truths, cfg.threshold)["dice"]
+    echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
+         f"{cfg.threshold:.2f}" + (" (tuned on the held-out images)" if tuned else ""))
+    scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
+              "parent_threshold": as_parent.threshold, "threshold": cfg.threshold, "threshold_tuned": tuned}
+    return Finetuned(net, result, scores, cfg)
 
 
-def finetuned_meta(meta: dict, name: str, cfg: TrainConfig, done: Finetuned, parent: dict,
-                   slices: Sequence[Slice]) -> dict:
-    """The parent's metadata with the fine-tuning's settings, data, scores and the parent's identity
-    (`parent`: its file name and SHA-256, as known)."""
+def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices: Sequence[Slice]) -> dict:
+    """The parent's metadata with the fine-tuning's settings (threshold included), data, scores and
+    the parent's identity (`parent`: its file name and SHA-256, as known)."""
     from .train import output_activation
 
+    cfg = done.cfg
     new_meta = {**meta, "name": name, "config": asdict(cfg), "activation": output_activation(cfg),
+                "threshold": cfg.threshold, "patch": cfg.patch, "overlap": cfg.infer_overlap,
                 # the parent's per-class test Dice does not describe the fine-tuned weights
                 "metrics": {**{k: v for k, v in meta.get("metrics", {}).items() if k != "test_dice_per_class"},
                             "test_dice": done.scores["finetuned_dice"],

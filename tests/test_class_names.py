@@ -86,8 +86,8 @@ def test_a_finetuned_model_does_not_inherit_the_parents_per_class_test_dice():
     parent = {"classes": 3, "class_names": ["bg", "a", "b"], "metrics": {
         "test_dice": 0.8, "best_fold": 1, "test_dice_per_class": {"bg": 0.9, "a": 0.8, "b": 0.8}}}
     result = SimpleNamespace(train_files=[], val_files=[], stopped="epochs", best_epoch=1)
-    done = Finetuned(None, result, {"finetuned_dice": 0.7})
-    meta = finetuned_meta(parent, "m_finetuned", TrainConfig(classes=3), done, {"name": "m.pth"}, [])
+    done = Finetuned(None, result, {"finetuned_dice": 0.7}, TrainConfig(classes=3))
+    meta = finetuned_meta(parent, "m_finetuned", done, {"name": "m.pth"}, [])
     assert meta["metrics"]["test_dice"] == 0.7 and "test_dice_per_class" not in meta["metrics"]
     assert meta["class_names"] == ["bg", "a", "b"] and meta["activation"] == "softmax"
 

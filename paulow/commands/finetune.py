@@ -13,7 +13,7 @@ from pathlib import Path
 from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
-from ..finetuning import (FINETUNE_DEFAULTS, finetune_config, finetune_network, finetuned_meta,
+from ..finetuning import (FINETUNE_DEFAULTS, as_evaluated, finetune_config, finetune_network, finetuned_meta,
                           split_for_finetuning, start_member)
 from ..train import dice_on_slices
 from ..watch import FoldWatch
@@ -25,10 +25,11 @@ from .common import (add_file_log, check_tensorboard, choose_model, consume_inpu
 log = logging.getLogger("paulow")
 
 
-def _old_domain_scores(check, parent, tuned, cfg, meta, device) -> dict:
-    slices = load_pairs(check[0], check[1], cfg.classes, meta.get("normalisation"))
-    return {"check_parent_dice": dice_on_slices(parent, slices, cfg, device),
-            "check_finetuned_dice": dice_on_slices(tuned, slices, cfg, device),
+def _old_domain_scores(check, parent, done, meta, device) -> dict:
+    """Both models' Dice on old-domain images, each as its model file is used."""
+    slices = load_pairs(check[0], check[1], done.cfg.classes, meta.get("normalisation"))
+    return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device),
+            "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device),
             "check_images": len(slices)}
 
 
@@ -47,12 +48,13 @@ def run(args, echo=print) -> Path:
     device = pick_device(args.device or "auto")
     loaded = load_checkpoint(parent_path, device)
     meta = loaded.meta
+    cfg = finetune_config(meta, {**training_options(args), "preset": args.preset,
+                                 "freeze_encoder": args.freeze_encoder}, device)
     read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
     refused: list = []
     slices = load_pairs(ws.finetune_images, ws.finetune_masks, loaded.classes, meta.get("normalisation"), refused=refused)
     report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
-    cfg = finetune_config(meta, {**training_options(args), "freeze_encoder": args.freeze_encoder}, device)
     from ..infer import set_activation
 
     set_activation(loaded.models, meta)  # the parent's held-out Dice: softmax only for models that say so
@@ -73,15 +75,15 @@ def run(args, echo=print) -> Path:
                  + (", encoder frozen" if cfg.freeze_encoder else ""))
             watch = FoldWatch(report_dir / "curves.png", f"fine-tuning {parent_path.stem}",
                               tensorboard_dir(args, out_path.stem))
-            done = finetune_network(parent, tune, held, cfg, device, report_dir, echo, watch)
+            done = finetune_network(parent, tune, held, cfg, device, report_dir, echo, watch, meta)
             if args.check:
-                done.scores.update(_old_domain_scores(args.check, parent, done.network, cfg, meta, device))
+                done.scores.update(_old_domain_scores(args.check, parent, done, meta, device))
                 echo(f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
                      f"fine-tuned {done.scores['check_finetuned_dice']:.4f}")
-            new_meta = finetuned_meta(meta, out_path.stem, cfg, done,
+            new_meta = finetuned_meta(meta, out_path.stem, done,
                                       {"name": parent_path.name, "sha256": parent_sha}, slices)
             path = save_checkpoint(out_path, [done.network.state_dict()], new_meta)
-            _write_report(report_dir, done.result, done.scores, cfg, args)
+            _write_report(report_dir, done.result, done.scores, done.cfg, args)
         finally:
             remove_log(handler)
         echo(f"saved model: {path} (parent '{parent_path.name}' untouched)")
