@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(PY) -m paulow.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
