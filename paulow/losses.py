@@ -13,7 +13,11 @@ high = 0.0625, Tversky alpha = 0.7 on false positives, beta = 0.3 on false negat
 Multi-class (K >= 2 channels, mutually exclusive classes, channel 0 = background): every loss uses
 the softmax over the K channels instead of per-channel sigmoids, decided from the channel count.
 Pixel losses become categorical (`bce`/`ce`: cross-entropy, `focal`: -(1 - p_true)^g log p_true);
-region losses are computed per class and averaged over the foreground classes 1..K-1; the dynamic
+region losses are computed per class and averaged over the foreground classes 1..K-1 (Dice) or over
+all K classes, background included (Tversky and Focal Tversky: in the dynamic loss's large regime
+they are the only terms, and without the background class nothing there rewards predicting it — on
+the 5-class VNC set, where every patch has > 6.25 % foreground, the background was never predicted);
+the dynamic
 loss's `p` is the fraction of pixels whose argmax is not class 0. `class_weights` (one per class)
 weigh the pixel losses by the pixel's true class and the region losses' class mean; binary (K = 1)
 ignores them and is unchanged.
@@ -186,9 +190,17 @@ class DiceLoss(SampleLoss):
         return _class_mean(1 - dice, _weights(self.class_weights, logits.shape[1], logits.device))
 
 
+def _all_class_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """`(N, K)` per-channel values -> `(N,)`: mean over every channel, background included,
+    weighted by `weights` when given (K >= 2)."""
+    if weights is None or values.shape[1] == 1:
+        return values.mean(dim=1)
+    return (values * weights).sum(dim=1) / weights.sum().clamp_min(SMOOTH)
+
+
 class TverskyLoss(SampleLoss):
     """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels
-    (K >= 2: softmax, mean over the foreground classes)."""
+    (K >= 2: softmax, mean over all K classes, background included)."""
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH,
                  class_weights: Sequence[float] | None = None) -> None:
@@ -202,7 +214,7 @@ class TverskyLoss(SampleLoss):
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return _class_mean(1 - index, self._weights(logits))
+        return _all_class_mean(1 - index, self._weights(logits))
 
 
 class FocalTverskyLoss(TverskyLoss):
@@ -216,7 +228,7 @@ class FocalTverskyLoss(TverskyLoss):
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return _class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
+        return _all_class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
 
 
 class CELoss(BCELoss):

@@ -99,15 +99,18 @@ def test_dynamic_regime_per_sample_and_components_configurable():
         assert values[i].item() == pytest.approx(one.item(), abs=1e-6)
 
 
-def test_multiclass_tversky_ignores_background():
+def test_multiclass_tversky_counts_background_as_a_class():
     logits, target = crafted(0)            # background predicted everywhere, exactly right there
     value = build_loss("tversky")(logits, target).item()
+    prob_bg = math.exp(2) / (math.exp(2) + 2)  # softmax of class 0 everywhere
     prob_fg = math.exp(0) / (math.exp(2) + 2)  # softmax of classes 1 and 2 everywhere
     per_class = []
+    tp, fp, fn = 62 * prob_bg, 2 * prob_bg, 62 * (1 - prob_bg)  # background: 62 true pixels
+    per_class.append(1 - (tp + 1e-6) / (tp + 0.7 * fp + 0.3 * fn + 1e-6))
     for _ in (1, 2):  # each foreground class: one true pixel
         tp, fp, fn = prob_fg, 63 * prob_fg, 1 - prob_fg
         per_class.append(1 - (tp + 1e-6) / (tp + 0.7 * fp + 0.3 * fn + 1e-6))
-    assert value == pytest.approx(sum(per_class) / 2, abs=1e-6)
+    assert value == pytest.approx(sum(per_class) / 3, abs=1e-6)
 
 
 def test_gradients_finite_and_weights_checked():
