@@ -94,7 +94,7 @@ def _name(item: ArrayOrPath, index: int) -> Path:
 def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
                 normalisation: dict | None = None) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths."""
-    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, normalise_with
+    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = [images], [masks]
@@ -108,9 +108,10 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
                                      f"is {target.shape} (pages, H, W): they must match")
         for page, (raw, m) in enumerate(zip(stack, target)):
+            labels = instance_source(m, classes)
             m = binarise_mask(m, classes)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
-            slices.append(Slice(normalise_with(raw, spec), m, source, page, info))
+            slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
     return slices
 
 
@@ -248,7 +249,7 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     given = {**(asdict(config) if config is not None else {}), **options,
              "classes": classes, "time_limit": time_limit or 0}
     cfg = config_from_options(given, preset, device)
-    slices = make_slices(images, masks, cfg.classes)
+    slices = make_slices(images, masks, cfg.mask_classes())
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
