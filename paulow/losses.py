@@ -17,6 +17,10 @@ region losses are computed per class and averaged over the foreground classes 1.
 loss's `p` is the fraction of pixels whose argmax is not class 0. `class_weights` (one per class)
 weigh the pixel losses by the pixel's true class and the region losses' class mean; binary (K = 1)
 ignores them and is unchanged.
+
+Every loss takes an optional per-pixel `weight` `(N, H, W)` (the border weight map of
+`--border-weight`): it multiplies the pixel losses (BCE/CE, focal) before their mean; the region
+losses ignore it, so in the dynamic loss only the BCE/CE terms are weighted.
 """
 from __future__ import annotations
 
