@@ -821,5 +821,5 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                                "threshold": f.threshold,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "stopped": f.stopped} for f in result.folds]},
-        "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "train_seconds": round(result.seconds, 1),
+        "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "boundary_target": cfg.boundary_target, "train_seconds": round(result.seconds, 1),
     }
