@@ -44,9 +44,16 @@ def with_boundary_targets(slices: Sequence[Slice], width: int) -> list[Slice]:
     return out
 
 
+def boundary_width(meta: dict) -> int | None:
+    """The ring width of a model trained with `--boundary-target` (its classes: background, interior,
+    boundary), else None."""
+    width = meta.get("boundary_target") or (meta.get("config") or {}).get("boundary_target")
+    return int(width) if width else None
+
+
 def is_boundary_model(meta: dict) -> bool:
-    """True for a model trained with `--boundary-target` (its classes: background, interior, boundary)."""
-    return bool(meta.get("boundary_target") or (meta.get("config") or {}).get("boundary_target"))
+    """True for a model trained with `--boundary-target`."""
+    return boundary_width(meta) is not None
 
 
 def foreground(class_map: np.ndarray) -> np.ndarray:

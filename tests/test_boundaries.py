@@ -99,3 +99,22 @@ def test_boundary_model_through_the_scripts(tmp_path):
     labels = tifffile.imread(ws.use_outputs / "image1_labels.tif")
     assert set(np.unique(mask)) <= {0, 255}  # a binary object mask, not the 3 classes
     assert np.array_equal(labels > 0, mask > 0)
+
+
+def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tmp_path):
+    from paulow.synthetic import write_dataset
+    from paulow.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(64, 64), seed=4)
+    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bd", "--epochs", "1",
+                      "--boundary-target", "1", *TINY_TRAIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    write_dataset(ws.finetune_images, ws.finetune_masks, kind="nuclei", n=3, size=(64, 64), seed=6)
+    tuned = run_script("finetune_model.py", "--root", str(tmp_path), "--model", "bd", "--yes", "--epochs", "1",
+                       "--patch", "64", "--overlap", "32", "--width", "8", "--border-weight", "5,3")
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    meta = load_checkpoint(ws.models / "bd_finetuned.pth").meta
+    assert meta["config"]["border_weight"] == [5.0, 3.0] and meta["config"]["boundary_target"] == 1
+    assert meta["boundary_target"] == 1 and meta["classes"] == 3
