@@ -283,7 +283,11 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
-    slices = make_slices(images, masks, model.classes, model.meta.get("normalisation"))
+    slices = make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"))
+    if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
+        from .boundaries import with_boundary_targets
+
+        slices = with_boundary_targets(slices, cfg.boundary_target)
     check_channels(slices, model.in_channels, "the model being fine-tuned")
     tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)

@@ -118,3 +118,17 @@ def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tm
     meta = load_checkpoint(ws.models / "bd_finetuned.pth").meta
     assert meta["config"]["border_weight"] == [5.0, 3.0] and meta["config"]["boundary_target"] == 1
     assert meta["boundary_target"] == 1 and meta["classes"] == 3
+
+
+def test_finetuning_cannot_change_the_boundary_target():
+    from paulow.finetuning import finetune_config
+
+    meta = {"arch": "paulow_attention_unet", "arch_args": {"width": 8, "depth": 4}, "classes": 3,
+            "boundary_target": 2, "config": {"boundary_target": 2, "classes": 3}}
+    assert finetune_config(meta, {"boundary_target": 2}, "cpu").boundary_target == 2
+    with pytest.raises(UsageError, match="--boundary-target 3: fine-tuning keeps the parent's target"):
+        finetune_config(meta, {"boundary_target": 3}, "cpu")
+    plain = {"arch": "paulow_attention_unet", "arch_args": {"width": 8}, "classes": 1, "config": {}}
+    with pytest.raises(UsageError, match="--boundary-target 2"):
+        finetune_config(plain, {"boundary_target": 2}, "cpu")
+    assert finetune_config(plain, {"border_weight": "default"}, "cpu").border_weight == [10.0, 5.0]
