@@ -44,11 +44,18 @@ class Prediction:
     mask: np.ndarray
     threshold: float = 0.5
     image: np.ndarray | None = field(default=None, repr=False)  # the raw (C, H, W) input
+    boundary: bool = False  # from a `boundary_target` model: the mask is its objects
 
     def labels(self, split_touching: bool = False, min_size: int = 0) -> np.ndarray:
-        """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked."""
+        """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked;
+        a boundary model's by the seeded watershed of its interiors (`split_touching` unused)."""
         from .postprocess import label_instances
 
+        if self.boundary:
+            from .boundaries import instances_from_boundaries
+
+            return label_instances(instances_from_boundaries(self.probabilities), min_size=min_size) \
+                if min_size else instances_from_boundaries(self.probabilities)
         return label_instances(self.mask, split_touching=split_touching, min_size=min_size)
 
     def objects(self, split_touching: bool = False, min_size: int = 0,
@@ -175,6 +182,11 @@ class Model:
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
                               device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
+        from .boundaries import foreground, is_boundary_model
+
+        if is_boundary_model(self.meta):
+            return [Prediction(p.astype(np.float32, copy=False), foreground(to_mask(p, cut)), cut, page, True)
+                    for p, page in zip(probs, stack)]
         return [Prediction(p.astype(np.float32, copy=False), to_mask(p, cut), cut, page)
                 for p, page in zip(probs, stack)]
 

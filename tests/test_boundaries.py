@@ -62,6 +62,12 @@ def test_watershed_separates_two_touching_objects():
     assert np.array_equal(labels > 0, objects)
     assert np.all(labels[2:8, 2:8] == labels[4, 4]) and np.all(labels[2:8, 8:14] == labels[4, 10])
     assert labels[4, 4] != labels[4, 10]
+    from paulow.api import Prediction  # the API's predictions of a boundary model give the same objects
+    from paulow.boundaries import foreground
+    from paulow.postprocess import to_mask
+    pred = Prediction(prob, foreground(to_mask(prob)), boundary=True)
+    assert np.array_equal(pred.labels(), labels) and len(pred.objects()) == 2
+    assert pred.labels(min_size=40).max() == 0  # each object has 36 px
     # foreground with no interior at all stays one object
     prob[:, interiors] = [[0.1], [0.2], [0.7]]
     assert set(np.unique(instances_from_boundaries(prob))) == {0, 1}
