@@ -2,13 +2,17 @@
 train/test split, with the defaults a user gets (only `--time-limit` set), scored on the test split.
 
     python bench/user_path.py [--datasets isbi2012_em_cells paulow_filaments nih3t3_nuclei synthetic_large]
-                              [--time-limit 10] [--busy N] [--train-args "..."] [--out bench/results/user_path]
+                              [--time-limit 10] [--busy N] [--train-args "..."] [--use-args "..."]
+                              [--out bench/results/user_path]
 
 Each dataset's train pages are written as one TIFF per page into a fresh workspace's
 `Train_Model/TRAINING_IMAGES|TRAINING_MASKS` (raw values as read, masks 0/255), the test pages into
 `Use_Model/INPUT_IMAGES`; `train_model.py --yes --name bench --time-limit T` trains (its own
 cross-validation plan, test share and threshold tuning), `use_model.py --yes --model bench` segments,
 and `paulow.evaluate.score_pages` scores the masks against the test truth (pooled Dice, object F1).
+`--use-args` adds `use_model.py` options: with `--instances` (e.g. for a `--boundary-target` model, or
+`--instances --split-touching`) the object scores use the `_labels.tif` instance images it writes,
+the pixel scores their foreground; without, objects are the mask's connected components.
 The JSON records the wall time of training against the limit and, when the run writes one, its
 `timing.json` (where the time went). `--busy N` runs N spinning processes beside it (a laptop that
 is not idle). `synthetic_large` is 27 + 6 synthetic nuclei images of 768 x 1024 (made here, seeded):
@@ -88,8 +92,18 @@ def class_args(name: str) -> list[str]:
     return ["--classes", str(len(names)), "--class-names", ",".join(names)] if names else []
 
 
+def predicted_pages(out: Path, stems: Sequence[str], test: Sequence) -> list[tuple]:
+    """(stem, 0, prediction, truth) per test page: the instance labels `use_model.py --instances`
+    wrote when there are any, else the mask."""
+    pages = []
+    for stem, (_, truth) in zip(stems, test):
+        labels = out / f"{stem}_labels.tif"
+        pages.append((stem, 0, io.read_mask(labels if labels.is_file() else out / f"{stem}_mask.tif")[0], truth))
+    return pages
+
+
 def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root: Path | None,
-                  work: Path, pages_limit: int | None = None) -> dict:
+                  work: Path, pages_limit: int | None = None, use_args: Sequence[str] = ()) -> dict:
     """Train and segment through the scripts; return the scores and times. `pages_limit`: use only
     the first N train and test pages (smoke runs of the bench itself, not numbers)."""
     from paulow.evaluate import class_rows, score_pages
@@ -109,12 +123,12 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
     train_seconds, trained = run_script("train_model.py", command)
     if trained.returncode != 0:
         raise RuntimeError(f"train_model.py failed on {name}: {trained.stderr[-2000:]}")
-    use_seconds, used = run_script("use_model.py", ["--root", str(ws), "--yes", "--model", "bench"])
+    use_command = ["--root", str(ws), "--yes", "--model", "bench", *use_args]
+    use_seconds, used = run_script("use_model.py", use_command)
     if used.returncode != 0:
         raise RuntimeError(f"use_model.py failed on {name}: {used.stderr[-2000:]}")
     out = ws / "Use_Model" / "OUTPUT_MASKS"
-    pages = ((stem, 0, io.read_mask(out / f"{stem}_mask.tif")[0], truth) for stem, (_, truth) in zip(stems, test))
-    scored = score_pages(pages, name, classes)
+    scored = score_pages(predicted_pages(out, stems, test), name, classes)
     timing = ws / "Use_Model" / "saved_models" / "bench_report" / "timing.json"
     per_class = class_rows(scored.pooled, CLASS_NAMES[name]) if classes > 1 else None
     return {"dataset": name, "classes": classes, "per_class": per_class, "train_pages": len(train),
@@ -123,7 +137,21 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
             "segment_wall_s": round(use_seconds, 1), "pooled": scored.pooled,
             "timing": json.loads(timing.read_text()) if timing.is_file() else None,
             "train_command": "train_model.py " + shlex.join(command[2:]),
+            "use_command": "use_model.py " + shlex.join(use_command[2:]),
+            "objects_from": "instance labels" if (out / f"{stems[0]}_labels.tif").is_file() else "mask components",
             "train_log_tail": trained.stdout[-1500:]}
+
+
+PASSED_ON = ("--train-args", "--use-args")
+
+
+def _joined(argv: Sequence[str]) -> list[str]:
+    """`--train-args --border-weight` as `--train-args=--border-weight`: argparse would take a value
+    that starts with a dash and has no space for an option of its own."""
+    out, items = [], iter(argv)
+    for item in items:
+        out.append(f"{item}={next(items, '')}" if item in PASSED_ON else item)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,13 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="default: the binary sets; drosophila_vnc_sstem (5 classes) is scored per class")
     parser.add_argument("--time-limit", type=float, default=10.0, help="minutes (train_model.py --time-limit)")
     parser.add_argument("--train-args", default="", help="more train_model.py options (ablations only)")
+    parser.add_argument("--use-args", default="",
+                        help="more use_model.py options, e.g. \"--instances\" (object F1 from its label images)")
     parser.add_argument("--busy", type=int, default=0, help="spinning background processes beside the run")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "user_path")
     parser.add_argument("--pages", type=int, default=None,
                         help="only the first N train and test pages (a smoke run of the bench, not a result)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for p in spinners:
         p.start()
@@ -148,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.datasets:
                 row = bench_dataset(name, args.time_limit, shlex.split(args.train_args), args.data_root,
-                                    args.work or Path(tmp), args.pages)
+                                    args.work or Path(tmp), args.pages, shlex.split(args.use_args))
                 results.append(row)
                 if row["per_class"]:
                     print(f"{name}: " + ", ".join(f"{r['class']} Dice {r['dice']:.4f}" for r in row["per_class"]),

@@ -44,11 +44,18 @@ class Prediction:
     mask: np.ndarray
     threshold: float = 0.5
     image: np.ndarray | None = field(default=None, repr=False)  # the raw (C, H, W) input
+    boundary: bool = False  # from a `boundary_target` model: the mask is its objects
 
     def labels(self, split_touching: bool = False, min_size: int = 0) -> np.ndarray:
-        """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked."""
+        """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked;
+        a boundary model's by the seeded watershed of its interiors (`split_touching` unused)."""
         from .postprocess import label_instances
 
+        if self.boundary:
+            from .boundaries import instances_from_boundaries
+
+            return label_instances(instances_from_boundaries(self.probabilities), min_size=min_size) \
+                if min_size else instances_from_boundaries(self.probabilities)
         return label_instances(self.mask, split_touching=split_touching, min_size=min_size)
 
     def objects(self, split_touching: bool = False, min_size: int = 0,
@@ -94,7 +101,7 @@ def _name(item: ArrayOrPath, index: int) -> Path:
 def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
                 normalisation: dict | None = None) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths."""
-    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, normalise_with
+    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = [images], [masks]
@@ -108,9 +115,10 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
                                      f"is {target.shape} (pages, H, W): they must match")
         for page, (raw, m) in enumerate(zip(stack, target)):
+            labels = instance_source(m, classes)
             m = binarise_mask(m, classes)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
-            slices.append(Slice(normalise_with(raw, spec), m, source, page, info))
+            slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
     return slices
 
 
@@ -174,6 +182,11 @@ class Model:
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
                               device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
+        from .boundaries import foreground, is_boundary_model
+
+        if is_boundary_model(self.meta):
+            return [Prediction(p.astype(np.float32, copy=False), foreground(to_mask(p, cut)), cut, page, True)
+                    for p, page in zip(probs, stack)]
         return [Prediction(p.astype(np.float32, copy=False), to_mask(p, cut), cut, page)
                 for p, page in zip(probs, stack)]
 
@@ -248,7 +261,7 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     given = {**(asdict(config) if config is not None else {}), **options,
              "classes": classes, "time_limit": time_limit or 0}
     cfg = config_from_options(given, preset, device)
-    slices = make_slices(images, masks, cfg.classes)
+    slices = make_slices(images, masks, cfg.mask_classes())
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
@@ -282,7 +295,11 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
-    slices = make_slices(images, masks, model.classes, model.meta.get("normalisation"))
+    slices = make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"))
+    if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
+        from .boundaries import with_boundary_targets
+
+        slices = with_boundary_targets(slices, cfg.boundary_target)
     check_channels(slices, model.in_channels, "the model being fine-tuned")
     tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)

@@ -99,6 +99,13 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
                    help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
                         "masks) or one number per class")
+    g.add_argument("--border-weight", nargs="?", const="default", metavar="W0,SIGMA",
+                   help="weigh the BCE/CE loss terms by Ronneberger's border weight map (class balance + "
+                        "W0 exp(-(d1+d2)^2/2 SIGMA^2)), so gaps between touching objects count; bare flag: 10,5")
+    g.add_argument("--boundary-target", nargs="?", const=2, type=positive_int, metavar="WIDTH",
+                   help="learn 3 classes (background, interior, boundary ring of WIDTH px, default 2) from the "
+                        "masks' instances (binary masks: connected components); use_model.py --instances then "
+                        "separates objects by a watershed from the interiors")
     g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
                                   "focal_tversky, focal (K > 1: softmax variants)")
     g.add_argument("--loss-args", type=json.loads,

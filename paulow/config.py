@@ -28,6 +28,8 @@ class TrainConfig:
     class_names: list = field(default_factory=list)  # one name per class 0..K-1 (optional)
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
+    border_weight: list | None = None  # [w0, sigma]: Ronneberger's border weight map on the BCE/CE terms
+    boundary_target: int | None = None  # ring width: learn background / interior / boundary (K = 3)
     optimizer: str = "adamw"
     epochs: int = 40
     batch_size: int = 8
@@ -68,6 +70,11 @@ class TrainConfig:
                              f"({', '.join(self.class_names)}) for {self.classes} classes; "
                              "name every class, background (class 0) first")
         return [str(name) for name in self.class_names]
+
+    def mask_classes(self) -> int:
+        """The class count of the mask files: 1 for a boundary model (its 3-class target is made
+        from their instances), else `classes`."""
+        return 1 if self.boundary_target else self.classes
 
     def arch_args(self, in_channels: int) -> dict:
         return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
@@ -163,6 +170,32 @@ def _passes(ok, value: Any) -> bool:
         return False
 
 
+BOUNDARY_CLASS_NAMES = ["background", "interior", "boundary"]
+
+
+def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
+    """Check and normalise `border_weight` ("W0,SIGMA" text or two numbers) and `boundary_target`
+    (a ring width; it makes the run a 3-class background / interior / boundary model)."""
+    from .errors import UsageError
+    from .weights import parse_border_weight
+
+    if isinstance(cfg.border_weight, str):
+        cfg.border_weight = list(parse_border_weight(cfg.border_weight))
+    elif cfg.border_weight is not None:
+        cfg.border_weight = list(parse_border_weight(",".join(str(float(v)) for v in cfg.border_weight)))
+    if not cfg.boundary_target:
+        cfg.boundary_target = None
+        return
+    if isinstance(cfg.boundary_target, bool) or int(cfg.boundary_target) != cfg.boundary_target \
+            or cfg.boundary_target < 1:
+        raise UsageError(f"--boundary-target {cfg.boundary_target!r}: give the ring width in pixels (>= 1)")
+    if values.get("classes") not in (None, 1, 3):
+        raise UsageError(f"--boundary-target trains 3 classes (background, interior, boundary) from binary or "
+                         f"instance-label masks: leave out --classes {values.get('classes')}")
+    cfg.boundary_target, cfg.classes = int(cfg.boundary_target), 3
+    cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
+
+
 def config_from_options(options: Mapping[str, Any], preset: str | None = None,
                         device: str = "cpu") -> TrainConfig:
     """The one mapping from user options (command line, config file, API keywords) to a config:
@@ -176,6 +209,7 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
         if values.get(name) == 0:
             setattr(cfg, name, None)
     cfg.device = device
+    instance_options(cfg, values)
     cfg = with_class_weights(cfg, weights)
     cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

@@ -28,6 +28,13 @@ class Slice:
     source: Path
     page: int
     info: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None  # (H, W) instance labels when the mask file holds them
+
+    def instances(self) -> np.ndarray:
+        """Instance labels: the mask file's own, else 8-connected components of the foreground."""
+        from .weights import instance_labels
+
+        return self.labels if self.labels is not None else instance_labels(self.mask != 0)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -72,6 +79,14 @@ def binarise_mask(mask: np.ndarray, classes: int = 1) -> np.ndarray:
     if mask.max(initial=0) >= classes or mask.min(initial=0) < 0:
         raise ValueError(f"values outside 0..{classes - 1}")
     return mask.astype(np.uint8)
+
+
+def instance_source(mask: np.ndarray, classes: int = 1) -> np.ndarray | None:
+    """A binary task's mask page when it holds instance labels (several non-zero values), else None
+    (its connected components are the instances; class indices are not instances)."""
+    if classes > 1 or np.unique(mask[mask != 0]).size < 2:
+        return None
+    return mask.astype(np.int32)
 
 
 def foreground_fraction(mask: np.ndarray) -> float:
@@ -225,7 +240,8 @@ def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dic
                 "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
                 "foreground_fraction": foreground_fraction(target),
                 "snr": snr(raw[0].astype(np.float64), target), "mask_file": mask_path.name}
-        slices.append(Slice(normalise_with(raw, spec), target, stack.path, page, info))
+        slices.append(Slice(normalise_with(raw, spec), target, stack.path, page, info,
+                            instance_source(mask[page], classes)))
     return slices
 
 
@@ -327,19 +343,22 @@ class Augment:
     shift: tuple[float, float] = (-0.1, 0.1)
     gamma: tuple[float, float] = (0.7, 1.4)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *planes: np.ndarray):
+        """Augmented `(image, mask, *planes)`: each `(H, W)` plane (e.g. a border weight map) gets the
+        mask's turns and flips."""
+        planes = (mask, *planes)
         if self.flips:
             k = int(rng.integers(4)) if self.rotations else 2 * int(rng.integers(2))  # 2 turns = both flips
-            image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
+            image, planes = np.rot90(image, k, axes=(1, 2)), tuple(np.rot90(p, k) for p in planes)
             if rng.random() < 0.5:
-                image, mask = image[:, :, ::-1], mask[:, ::-1]
+                image, planes = image[:, :, ::-1], tuple(p[:, ::-1] for p in planes)
         if self.intensity:
             image = np.ascontiguousarray(image, dtype=np.float32)
             gamma = float(np.exp(rng.uniform(*np.log(self.gamma))))
             positive = np.clip(image, 0, None)
             image = image - positive + positive ** gamma
             image = image * rng.uniform(*self.scale) + rng.uniform(*self.shift)
-        return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask)
+        return (np.ascontiguousarray(image, dtype=np.float32), *(np.ascontiguousarray(p) for p in planes))
 
 
 class PatchDataset:
@@ -347,13 +366,23 @@ class PatchDataset:
 
     Patches are cut on the fly; `reshuffle(epoch)` draws new random crop positions. With
     `per_epoch`, each epoch uses a random subset of that size (every patch is still in the pool).
+    With `border_weight` (w0, sigma) each slice's border weight map (see `paulow.weights`) is
+    computed once, cut and augmented with the mask, and items are `(image, target, weight)`.
     """
 
     def __init__(self, slices: Sequence[Slice], patch: int = 128, overlap: int = 64,
                  random_fraction: float = 0.5, augment: Augment | None = None,
-                 classes: int = 1, seed: int = 0, per_epoch: int | None = None) -> None:
+                 classes: int = 1, seed: int = 0, per_epoch: int | None = None,
+                 border_weight: Sequence[float] | None = None) -> None:
         self.patch, self.classes, self.augment, self.seed = patch, classes, augment, seed
         self.items = [pad_to(s.image, s.mask, patch) for s in slices]
+        self.weights = None
+        if border_weight is not None:
+            from .weights import border_weight_map
+
+            w0, sigma = border_weight
+            self.weights = [border_weight_map(pad_to(s.image, s.instances(), patch)[1], w0, sigma)
+                            for s in slices]
         step = patch - overlap
         self.grid = [(i, y, x) for i, (img, _) in enumerate(self.items)
                      for y in grid_starts(img.shape[1], patch, step)
@@ -386,10 +415,13 @@ class PatchDataset:
         image, mask = self.items[i]
         p = self.patch
         img, msk = image[:, y:y + p, x:x + p], mask[y:y + p, x:x + p]
+        planes = () if self.weights is None else (self.weights[i][y:y + p, x:x + p],)
         if self.augment is not None:
-            img, msk = self.augment(img, msk, np.random.default_rng([self.seed, self.epoch, index]))
+            img, msk, *planes = self.augment(img, msk, np.random.default_rng([self.seed, self.epoch, index]),
+                                             *planes)
         target = one_hot(msk, self.classes)
-        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.from_numpy(target)
+        return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.from_numpy(target),
+                *(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in planes))
 
 
 def one_hot(mask: np.ndarray, classes: int) -> np.ndarray:

@@ -31,16 +31,19 @@ FIXED_BY_PARENT = {
     "folds": "uses one split, not cross-validation (set the held-out share with --holdout)",
     "test_fraction": "uses one split (set the held-out share with --holdout)",
     "ensemble": "adapts one network, the parent's selected member",
+    "boundary_target": "keeps the parent's target (its classes are the network's outputs)",
 }
 
 
 def _parent_values(meta: dict) -> dict:
     """The parent's value of each fixed option that has one (giving that value changes nothing)."""
+    from .boundaries import boundary_width
+
     args = meta.get("arch_args", {})
     values = {"arch": meta.get("arch"), "width": args.get("width"), "depth": args.get("depth"),
               "classes": int(meta.get("classes", 1)), "class_names": meta.get("class_names"),
               "folds": 1, "ensemble": False,
-              "no_batch_norm": args.get("batch_norm") is False,
+              "no_batch_norm": args.get("batch_norm") is False, "boundary_target": boundary_width(meta),
               **{k: args[k] for k in ("norm", "dropout", "batch_norm") if k in args}}
     return {k: v for k, v in values.items() if v is not None}
 
@@ -64,7 +67,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     not given). An unknown name, a value out of range, or an option that would change the network is
     a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
     held-out images after fitting (`tune_threshold`)."""
-    from .config import ZERO_MEANS_NONE, option_names, option_values, with_class_weights
+    from .config import ZERO_MEANS_NONE, instance_options, option_names, option_values, with_class_weights
 
     unknown = sorted(set(options) - option_names() - set(FIXED_BY_PARENT))
     if unknown:
@@ -85,7 +88,9 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
                   folds=1, ensemble=False, device=device, freeze_encoder=False,
                   threshold=float(parent_meta.get("threshold", base.threshold)),
                   time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
-    cfg = with_class_weights(replace(cfg, **values), weights)
+    cfg = replace(cfg, **values)
+    instance_options(cfg, {})  # --border-weight as given (else the parent's); a boundary model stays one
+    cfg = with_class_weights(cfg, weights)
     return replace(cfg, tune_threshold=cfg.tune_threshold and "threshold" not in values)
 
 

@@ -21,6 +21,10 @@ the dynamic
 loss's `p` is the fraction of pixels whose argmax is not class 0. `class_weights` (one per class)
 weigh the pixel losses by the pixel's true class and the region losses' class mean; binary (K = 1)
 ignores them and is unchanged.
+
+Every loss takes an optional per-pixel `weight` `(N, H, W)` (the border weight map of
+`--border-weight`): it multiplies the pixel losses (BCE/CE, focal) before their mean; the region
+losses ignore it, so in the dynamic loss only the BCE/CE terms are weighted.
 """
 from __future__ import annotations
 
@@ -95,6 +99,14 @@ def _pixel_mean(pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
     return (pixel * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(SMOOTH)
 
 
+def _weighted(pixel: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-pixel losses `(N, H, W)` or `(N, K, H, W)` times per-pixel weights `(N, H, W)` (None: as is)."""
+    if weight is None:
+        return pixel
+    weight = weight.to(pixel.device, pixel.dtype)
+    return pixel * (weight if pixel.dim() == 3 else weight[:, None])
+
+
 def inverse_frequency_weights(targets: torch.Tensor) -> list[float]:
     """`--class-weights auto`: weights proportional to 1 / class frequency in one-hot `targets`
     `(N, K, H, W)`, normalised to mean 1; classes absent from the targets get weight 0."""
@@ -127,12 +139,15 @@ class SampleLoss(nn.Module):
 
     class_weights: Sequence[float] | None = None
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss of each sample, `(N,)`."""
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss of each sample, `(N,)`. `weight` `(N, H, W)`: per-pixel weights of the pixel
+        (BCE/CE/focal) terms, e.g. a border weight map; region terms ignore it."""
         raise NotImplementedError
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.per_sample(logits, target).mean()
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.per_sample(logits, target, weight).mean()
 
 
 class BCELoss(SampleLoss):
@@ -143,14 +158,15 @@ class BCELoss(SampleLoss):
         super().__init__()
         self.class_weights = class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
             nll, _ = _categorical_nll(logits.float(), target.float())
-            return _pixel_mean(nll, target.float(),
+            return _pixel_mean(_weighted(nll, weight), target.float(),
                                _weights(self.class_weights, logits.shape[1], logits.device))
         pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-        return pixel.mean(dim=(1, 2, 3))
+        return _weighted(pixel, weight).mean(dim=(1, 2, 3))
 
 
 class FocalLoss(SampleLoss):
@@ -162,16 +178,17 @@ class FocalLoss(SampleLoss):
         super().__init__()
         self.gamma_focal, self.class_weights = gamma_focal, class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
             nll, p_true = _categorical_nll(logits.float(), target.float())
             pixel = (1 - p_true).clamp_min(0) ** self.gamma_focal * nll
-            return _pixel_mean(pixel, target.float(),
+            return _pixel_mean(_weighted(pixel, weight), target.float(),
                                _weights(self.class_weights, logits.shape[1], logits.device))
         bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         p_true = torch.exp(-bce)
-        return ((1 - p_true) ** self.gamma_focal * bce).mean(dim=(1, 2, 3))
+        return _weighted((1 - p_true) ** self.gamma_focal * bce, weight).mean(dim=(1, 2, 3))
 
 
 class DiceLoss(SampleLoss):
@@ -183,7 +200,8 @@ class DiceLoss(SampleLoss):
         super().__init__()
         self.smooth, self.class_weights = smooth, class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         tp, fp, fn = soft_counts(logits.float(), target.float())
         dice = (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
@@ -211,7 +229,8 @@ class TverskyLoss(SampleLoss):
     def _weights(self, logits: torch.Tensor) -> torch.Tensor | None:
         return _weights(self.class_weights, logits.shape[1], logits.device)
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
         return _all_class_mean(1 - index, self._weights(logits))
@@ -225,7 +244,8 @@ class FocalTverskyLoss(TverskyLoss):
         super().__init__(alpha, beta, smooth, class_weights)
         self.gamma = gamma
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
         return _all_class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
@@ -243,8 +263,9 @@ class CEDiceLoss(SampleLoss):
         super().__init__()
         self.ce, self.dice = CELoss(class_weights), DiceLoss(smooth, class_weights)
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.ce.per_sample(logits, target) + self.dice.per_sample(logits, target)
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.ce.per_sample(logits, target, weight) + self.dice.per_sample(logits, target)
 
 
 COMPONENTS: dict[str, type[SampleLoss]] = {
@@ -324,11 +345,12 @@ class DynamicLoss(SampleLoss):
         fraction = foreground_fraction(logits)
         return (fraction > self.low).long() + (fraction >= self.high).long()
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         regimes = self.regime(logits)
         self.last_regimes = regimes.detach()
-        values = {name: loss.per_sample(logits, target) for name, loss in self.components.items()}
+        values = {name: loss.per_sample(logits, target, weight) for name, loss in self.components.items()}
         by_regime = [self._regime_loss(terms, values) for terms in self.regimes]
         return torch.where(regimes == 0, by_regime[0],
                            torch.where(regimes == 1, by_regime[1], by_regime[2]))

@@ -90,14 +90,22 @@ def _split_touching(foreground: np.ndarray, labels: np.ndarray, min_distance: in
     """Watershed of -distance from distance maxima; a component left without a seed keeps one label."""
     from scipy import ndimage
     from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
 
     distance = ndimage.distance_transform_edt(foreground)
     peaks = peak_local_max(distance, min_distance=max(int(min_distance), 1), labels=labels,
                            exclude_border=False)
     markers = np.zeros(labels.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    split = watershed(-distance, markers, mask=foreground, connectivity=2)
+    return seeded_watershed(-distance, markers, foreground)
+
+
+def seeded_watershed(surface: np.ndarray, markers: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    """Flood `surface` from the `markers` (seed labels > 0) inside `foreground`, 8-connected; each
+    foreground component left without a seed keeps one label. Labels renumbered 1..N (int32)."""
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    split = watershed(surface, markers, mask=foreground, connectivity=2)
     unseeded = foreground & (split == 0)
     if unseeded.any():
         extra, _ = ndimage.label(unseeded, structure=EIGHT_CONNECTED)

@@ -255,17 +255,19 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
         generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def _train_step(model, loss_fn, opt, images, targets, device: str) -> tuple[float, list[int]]:
+def _train_step(model, loss_fn, opt, images, targets, device: str, weight=None) -> tuple[float, list[int]]:
     import torch
 
     cuda = device.startswith("cuda")
     images = images.to(device, non_blocking=True)
     targets = targets.to(device, non_blocking=True)
+    if weight is not None:  # the border weight map of each patch
+        weight = weight.to(device, non_blocking=True)
     if cuda:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         logits = model(images)
-    loss = loss_fn(logits.float(), targets)
+    loss = loss_fn(logits.float(), targets, weight)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -309,12 +311,12 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
     bar = tqdm(loader, desc=bar_desc, leave=False, disable=None if distributed.is_main() else True, unit="batch")
     timing = clock.setdefault("timing", new_timing())
     fetch_start = time.monotonic()
-    for images, targets in bar:
+    for images, targets, *weight in bar:
         now = time.monotonic()
         timing["data_loading"] += now - fetch_start
         sched.set(max(clock["step"] / clock["total"],
                       (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9)))
-        loss, counts = _train_step(model, loss_fn, opt, images, targets, device)
+        loss, counts = _train_step(model, loss_fn, opt, images, targets, device, *weight)
         clock["step"] += 1
         losses.append(loss)
         regimes += counts
@@ -356,7 +358,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     with timed(timing, "data_loading"):
         dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
                                Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes,
-                               cfg.seed + fold, cfg.per_epoch)
+                               cfg.seed + fold, cfg.per_epoch, cfg.border_weight)
     loader = _loader(dataset, cfg, device)
     net = distributed.wrap(model, device)  # trains; `model` (same parameters) validates on rank 0
     opt, sched = make_optimizer(model, cfg)
@@ -819,5 +821,5 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                                "threshold": f.threshold,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "stopped": f.stopped} for f in result.folds]},
-        "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "train_seconds": round(result.seconds, 1),
+        "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "boundary_target": cfg.boundary_target, "train_seconds": round(result.seconds, 1),
     }

@@ -52,6 +52,10 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     from .train import new_timing, scores_on_slices, timed, training_meta
 
     start, timing = time.monotonic(), new_timing()
+    if cfg.boundary_target:
+        from .boundaries import with_boundary_targets
+
+        slices = with_boundary_targets(slices, cfg.boundary_target)
     step_s = None
     if resume is None:
         with timed(timing, "planning"):

@@ -25,9 +25,19 @@ from .common import (add_file_log, check_tensorboard, choose_model, consume_inpu
 log = logging.getLogger("paulow")
 
 
+def _read_pairs(images, masks, meta: dict, classes: int, refused: list | None = None) -> list:
+    """Image/mask pairs as the model learns them: a boundary model's masks (binary or instance
+    labels) become its background / interior / boundary targets."""
+    from ..boundaries import boundary_width, with_boundary_targets
+
+    width = boundary_width(meta)
+    slices = load_pairs(images, masks, 1 if width else classes, meta.get("normalisation"), refused=refused)
+    return with_boundary_targets(slices, width) if width else slices
+
+
 def _old_domain_scores(check, parent, done, meta, device) -> dict:
     """Both models' Dice on old-domain images, each as its model file is used."""
-    slices = load_pairs(check[0], check[1], done.cfg.classes, meta.get("normalisation"))
+    slices = _read_pairs(check[0], check[1], meta, done.cfg.classes)
     return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device),
             "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device),
             "check_images": len(slices)}
@@ -52,7 +62,7 @@ def run(args, echo=print) -> Path:
                                  "freeze_encoder": args.freeze_encoder}, device)
     read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
     refused: list = []
-    slices = load_pairs(ws.finetune_images, ws.finetune_masks, loaded.classes, meta.get("normalisation"), refused=refused)
+    slices = _read_pairs(ws.finetune_images, ws.finetune_masks, meta, loaded.classes, refused)
     report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
     from ..infer import set_activation

@@ -81,10 +81,14 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
     from .. import io
     from ..postprocess import class_overlay, label_instances, object_classes, object_table, outline_overlay
 
+    from ..boundaries import instances_from_boundaries, is_boundary_model
+
     stem = stack.path.stem
-    names = class_names(meta, probs[0].shape[0])
+    boundary = is_boundary_model(meta)  # masks are already its objects (interior + boundary)
+    names = class_names(meta, 1 if boundary else probs[0].shape[0])
     if opts.save_prob:
-        result.written.append(_write_prob(io.unique_path(out_dir / f"{stem}_prob.tif"), probs, names, stack))
+        result.written.append(_write_prob(io.unique_path(out_dir / f"{stem}_prob.tif"), probs,
+                                          class_names(meta, probs[0].shape[0]), stack))
     if opts.overlay:
         for page, mask in enumerate(masks):
             grey = _display(stack.data[page])
@@ -93,7 +97,8 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             drawn = class_overlay(grey, mask, names) if len(names) >= 2 else outline_overlay(grey, mask)
             result.written.append(io.write_png(path, drawn))
     if opts.instances:
-        labels = [label_instances(m, split_touching=opts.split_touching) for m in masks]
+        labels = ([instances_from_boundaries(p) for p in probs] if boundary else
+                  [label_instances(m, split_touching=opts.split_touching) for m in masks])
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
                                             np.stack(labels), stack))
         if opts.rois:
@@ -148,6 +153,7 @@ def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: 
 def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> FileResult:
     """Segment one file (all pages) and write its outputs atomically; raise on a bad file."""
     from .. import io
+    from ..boundaries import foreground, is_boundary_model
     from ..postprocess import to_mask
 
     read_as = fingerprint(path)  # before reading: a file replaced from here on is never cleared
@@ -155,10 +161,13 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     probs = predict_stack(loaded, stack.data, opts, path.name)
     threshold = choose_threshold(loaded.meta, opts.threshold)
     masks = [to_mask(p, threshold) for p in probs]
+    boundary = is_boundary_model(loaded.meta)
+    if boundary:  # a boundary model's mask: its objects, interior and boundary ring together
+        masks = [foreground(m) for m in masks]
     result = FileResult(source=path, read_as=read_as)
     out = np.stack(masks)
     mask_out = io.unique_path(out_dir / f"{path.stem}_mask.tif")
-    if loaded.classes <= 1:
+    if loaded.classes <= 1 or boundary:
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
                                   resolution=stack.resolution, unit=stack.unit)
     else:  # class indices with a colour lookup table (Fiji)

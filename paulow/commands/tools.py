@@ -119,7 +119,7 @@ def run_check_overfit(args, echo=print) -> int:
     ws = Workspace(Path(args.root))
     device = pick_device(args.device or "auto")
     cfg = config_from_args(args, device)
-    slices = load_pairs(args.images or ws.train_images, args.masks or ws.train_masks, cfg.classes)
+    slices = load_pairs(args.images or ws.train_images, args.masks or ws.train_masks, cfg.mask_classes())
     echo(f"training {cfg.arch} width {cfg.width} on one batch of {cfg.batch_size} patches "
          f"for {args.steps} steps ({cfg.loss} loss, lr {cfg.lr:g})")
     result = overfit_one_batch(slices, cfg, device, args.steps)

@@ -70,7 +70,7 @@ def run(args, echo=print) -> Path | None:
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
-    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.classes,
+    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
                                                        refused=refused))
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
@@ -113,7 +113,7 @@ def _follow(ws: Workspace, args, device: str) -> None:
     if resumed:
         resumed["cfg"].device = device
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
-    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.classes,
+    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
                                                        refused=[]))
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):

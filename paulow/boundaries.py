@@ -1,0 +1,78 @@
+"""Learned boundaries (`--boundary-target WIDTH`): instances become a 3-class target, background (0) /
+interior (1) / boundary ring (2), the network learns it with the softmax (K = 3) path, and instances
+come back from a seeded watershed: the interior components are the seeds, foreground is every pixel
+not predicted as background, and the flood climbs the boundary probability.
+
+The ring is the object's pixels whose (2 WIDTH + 1)-square neighbourhood holds another label or
+background, so it is WIDTH px thick inside the object's edge and along every line where two
+objects touch; the image edge is not a boundary.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .data import Slice, foreground_fraction
+
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+DEFAULT_WIDTH = 2
+
+
+def boundary_target(labels: np.ndarray, width: int = DEFAULT_WIDTH) -> np.ndarray:
+    """`(H, W)` uint8 target 0 / 1 / 2 from instance labels (0 = background)."""
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    size = 2 * int(width) + 1
+    highest = ndimage.maximum_filter(labels, size=size, mode="nearest")
+    lowest = ndimage.minimum_filter(labels, size=size, mode="nearest")
+    target = np.where(labels > 0, INTERIOR, BACKGROUND).astype(np.uint8)
+    target[(labels > 0) & (highest != lowest)] = BOUNDARY
+    return target
+
+
+def with_boundary_targets(slices: Sequence[Slice], width: int) -> list[Slice]:
+    """The slices with their masks replaced by the 3-class target of their instances (the mask
+    file's labels, else the connected components of a binary mask)."""
+    out = []
+    for s in slices:
+        target = boundary_target(s.instances(), width)
+        info = {**s.info, "foreground_fraction": foreground_fraction(target)}
+        out.append(replace(s, mask=target, info=info, labels=s.instances()))
+    return out
+
+
+def boundary_width(meta: dict) -> int | None:
+    """The ring width of a model trained with `--boundary-target` (its classes: background, interior,
+    boundary), else None."""
+    width = meta.get("boundary_target") or (meta.get("config") or {}).get("boundary_target")
+    return int(width) if width else None
+
+
+def is_boundary_model(meta: dict) -> bool:
+    """True for a model trained with `--boundary-target`."""
+    return boundary_width(meta) is not None
+
+
+def foreground(class_map: np.ndarray) -> np.ndarray:
+    """A boundary model's `(H, W)` class map as a 0/1 object mask (interior or boundary)."""
+    return (np.asarray(class_map) != BACKGROUND).astype(np.uint8)
+
+
+def instances_from_boundaries(prob: np.ndarray, min_seed: int = 1) -> np.ndarray:
+    """Instance labels (uint16, uint32 above 65,535) from `(3, H, W)` probabilities: seeds are the
+    8-connected interior components (argmax = interior) of at least `min_seed` px."""
+    from scipy import ndimage
+
+    from .postprocess import EIGHT_CONNECTED, _smallest_label_dtype, seeded_watershed, to_mask
+
+    classes = to_mask(np.asarray(prob))
+    seeds, _ = ndimage.label(classes == INTERIOR, structure=EIGHT_CONNECTED)
+    if min_seed > 1:
+        small = np.bincount(seeds.ravel()) < min_seed
+        small[0] = False
+        seeds[small[seeds]] = 0
+    labels = seeded_watershed(np.asarray(prob[BOUNDARY], dtype=np.float32), seeds, classes != BACKGROUND)
+    return _smallest_label_dtype(labels)

@@ -1,0 +1,140 @@
+"""`--boundary-target`: the 3-class target, the seeded watershed, and the scripts end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from _workflow import TINY_TRAIN, files, run_script
+from paulow.boundaries import boundary_target, instances_from_boundaries, with_boundary_targets
+from paulow.checkpoint import load_checkpoint
+from paulow.config import config_from_options
+from paulow.data import Slice
+from paulow.errors import UsageError
+
+
+def _two_touching_squares() -> np.ndarray:
+    labels = np.zeros((7, 11), dtype=np.int32)
+    labels[1:6, 1:6] = 1
+    labels[1:6, 6:11] = 2  # touches square 1 along columns 5|6, and the right image edge
+    return labels
+
+
+def test_target_of_two_touching_labelled_squares_width_1():
+    expected = np.array([
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+        [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.uint8)
+    assert np.array_equal(boundary_target(_two_touching_squares(), 1), expected)
+
+
+def test_binary_mask_gets_only_the_outer_ring_and_width_2_is_thicker():
+    binary = (_two_touching_squares() > 0).astype(np.uint8)
+    s = Slice(np.zeros((1, 7, 11), np.float32), binary, Path("a"), 0)
+    target = with_boundary_targets([s], 1)[0].mask
+    assert target[3, 5] == 1 and target[3, 6] == 1  # one component: the touching line is interior
+    assert target[1, 3] == 2 and target[3, 1] == 2 and target[0, 3] == 0
+    wide = boundary_target(_two_touching_squares(), 2)
+    # 2 px ring: square 1 keeps only its centre; square 2 its centre row up to the image edge
+    assert sorted(zip(*np.nonzero(wide == 1))) == [(3, 3), (3, 8), (3, 9), (3, 10)]
+    assert np.array_equal(wide > 0, _two_touching_squares() > 0)
+
+
+def test_watershed_separates_two_touching_objects():
+    # a 3-class map of two 6x6 squares touching along one column, as a boundary model predicts it
+    prob = np.zeros((3, 10, 16), dtype=np.float32)
+    prob[0] = 1.0
+    objects = np.zeros((10, 16), bool)
+    objects[2:8, 2:14] = True  # one blob: squares [2:8, 2:8] and [2:8, 8:14]
+    interiors = np.zeros((10, 16), bool)
+    interiors[3:7, 3:7] = interiors[3:7, 9:13] = True
+    prob[:, objects] = [[0.1], [0.2], [0.7]]  # ring: boundary most probable
+    prob[:, interiors] = [[0.1], [0.8], [0.1]]
+    prob[2, 2:8, 7:9] = 0.9  # the touching line is the highest boundary
+    labels = instances_from_boundaries(prob)
+    assert labels.dtype == np.uint16 and set(np.unique(labels)) == {0, 1, 2}
+    assert np.array_equal(labels > 0, objects)
+    assert np.all(labels[2:8, 2:8] == labels[4, 4]) and np.all(labels[2:8, 8:14] == labels[4, 10])
+    assert labels[4, 4] != labels[4, 10]
+    from paulow.api import Prediction  # the API's predictions of a boundary model give the same objects
+    from paulow.boundaries import foreground
+    from paulow.postprocess import to_mask
+    pred = Prediction(prob, foreground(to_mask(prob)), boundary=True)
+    assert np.array_equal(pred.labels(), labels) and len(pred.objects()) == 2
+    assert pred.labels(min_size=40).max() == 0  # each object has 36 px
+    # foreground with no interior at all stays one object
+    prob[:, interiors] = [[0.1], [0.2], [0.7]]
+    assert set(np.unique(instances_from_boundaries(prob))) == {0, 1}
+
+
+def test_boundary_target_options():
+    cfg = config_from_options({"boundary_target": 2})
+    assert (cfg.classes, cfg.mask_classes(), cfg.class_names) == (3, 1, ["background", "interior", "boundary"])
+    assert config_from_options({}).boundary_target is None
+    with pytest.raises(UsageError, match="leave out --classes 2"):
+        config_from_options({"boundary_target": 2, "classes": 2})
+    with pytest.raises(UsageError, match="ring width"):
+        config_from_options({"boundary_target": 1.5})
+
+
+def test_boundary_model_through_the_scripts(tmp_path):
+    from paulow.synthetic import write_dataset
+    from paulow.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=4, size=(64, 64), seed=3)
+    write_dataset(ws.use_inputs, tmp_path / "gt", kind="nuclei", n=1, size=(64, 64), seed=9)
+    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bd", "--epochs", "2",
+                      "--boundary-target", "--border-weight", *TINY_TRAIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    meta = load_checkpoint(ws.models / "bd.pth").meta
+    assert meta["boundary_target"] == 2 and meta["classes"] == 3
+    assert meta["class_names"] == ["background", "interior", "boundary"]
+    used = run_script("use_model.py", "--root", str(tmp_path), "--model", "bd", "--yes", "--instances")
+    assert used.returncode == 0, used.stdout + used.stderr
+    out = files(ws.use_outputs)
+    assert "image1_mask.tif" in out and "image1_labels.tif" in out and "objects.csv" in out
+    mask = tifffile.imread(ws.use_outputs / "image1_mask.tif")
+    labels = tifffile.imread(ws.use_outputs / "image1_labels.tif")
+    assert set(np.unique(mask)) <= {0, 255}  # a binary object mask, not the 3 classes
+    assert np.array_equal(labels > 0, mask > 0)
+
+
+def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tmp_path):
+    from paulow.synthetic import write_dataset
+    from paulow.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(64, 64), seed=4)
+    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bd", "--epochs", "1",
+                      "--boundary-target", "1", *TINY_TRAIN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    write_dataset(ws.finetune_images, ws.finetune_masks, kind="nuclei", n=3, size=(64, 64), seed=6)
+    tuned = run_script("finetune_model.py", "--root", str(tmp_path), "--model", "bd", "--yes", "--epochs", "1",
+                       "--patch", "64", "--overlap", "32", "--width", "8", "--border-weight", "5,3")
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    meta = load_checkpoint(ws.models / "bd_finetuned.pth").meta
+    assert meta["config"]["border_weight"] == [5.0, 3.0] and meta["config"]["boundary_target"] == 1
+    assert meta["boundary_target"] == 1 and meta["classes"] == 3
+
+
+def test_finetuning_cannot_change_the_boundary_target():
+    from paulow.finetuning import finetune_config
+
+    meta = {"arch": "paulow_attention_unet", "arch_args": {"width": 8, "depth": 4}, "classes": 3,
+            "boundary_target": 2, "config": {"boundary_target": 2, "classes": 3}}
+    assert finetune_config(meta, {"boundary_target": 2}, "cpu").boundary_target == 2
+    with pytest.raises(UsageError, match="--boundary-target 3: fine-tuning keeps the parent's target"):
+        finetune_config(meta, {"boundary_target": 3}, "cpu")
+    plain = {"arch": "paulow_attention_unet", "arch_args": {"width": 8}, "classes": 1, "config": {}}
+    with pytest.raises(UsageError, match="--boundary-target 2"):
+        finetune_config(plain, {"boundary_target": 2}, "cpu")
+    assert finetune_config(plain, {"border_weight": "default"}, "cpu").border_weight == [10.0, 5.0]
