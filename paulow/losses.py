@@ -13,11 +13,7 @@ high = 0.0625, Tversky alpha = 0.7 on false positives, beta = 0.3 on false negat
 Multi-class (K >= 2 channels, mutually exclusive classes, channel 0 = background): every loss uses
 the softmax over the K channels instead of per-channel sigmoids, decided from the channel count.
 Pixel losses become categorical (`bce`/`ce`: cross-entropy, `focal`: -(1 - p_true)^g log p_true);
-region losses are computed per class and averaged over the foreground classes 1..K-1 (Dice) or over
-all K classes, background included (Tversky and Focal Tversky: in the dynamic loss's large regime
-they are the only terms, and without the background class nothing there rewards predicting it — on
-the 5-class VNC set, where every patch has > 6.25 % foreground, the background was never predicted);
-the dynamic
+region losses are computed per class and averaged over the foreground classes 1..K-1; the dynamic
 loss's `p` is the fraction of pixels whose argmax is not class 0. `class_weights` (one per class)
 weigh the pixel losses by the pixel's true class and the region losses' class mean; binary (K = 1)
 ignores them and is unchanged.
@@ -208,17 +204,9 @@ class DiceLoss(SampleLoss):
         return _class_mean(1 - dice, _weights(self.class_weights, logits.shape[1], logits.device))
 
 
-def _all_class_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """`(N, K)` per-channel values -> `(N,)`: mean over every channel, background included,
-    weighted by `weights` when given (K >= 2)."""
-    if weights is None or values.shape[1] == 1:
-        return values.mean(dim=1)
-    return (values * weights).sum(dim=1) / weights.sum().clamp_min(SMOOTH)
-
-
 class TverskyLoss(SampleLoss):
     """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels
-    (K >= 2: softmax, mean over all K classes, background included)."""
+    (K >= 2: softmax, mean over the foreground classes)."""
 
     def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH,
                  class_weights: Sequence[float] | None = None) -> None:
@@ -233,7 +221,7 @@ class TverskyLoss(SampleLoss):
                    weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return _all_class_mean(1 - index, self._weights(logits))
+        return _class_mean(1 - index, self._weights(logits))
 
 
 class FocalTverskyLoss(TverskyLoss):
@@ -248,7 +236,7 @@ class FocalTverskyLoss(TverskyLoss):
                    weight: torch.Tensor | None = None) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
-        return _all_class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
+        return _class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
 
 
 class CELoss(BCELoss):
@@ -325,7 +313,8 @@ class DynamicLoss(SampleLoss):
                  large: str | Sequence[str] = ("tversky", "focal_tversky"),
                  low: float = 0.0, high: float = 0.0625, alpha: float = 0.7, beta: float = 0.3,
                  gamma: float = 0.75, gamma_focal: float = 2.0, smooth: float = SMOOTH,
-                 max_loss: float = 2.0, class_weights: Sequence[float] | None = None) -> None:
+                 max_loss: float = 2.0, class_weights: Sequence[float] | None = None,
+                 large_multiclass: str | Sequence[str] | None = None) -> None:
         super().__init__()
         if not 0.0 <= low < high:
             raise UsageError(f"dynamic loss thresholds need 0 <= low < high, not low={low}, "
@@ -333,10 +322,17 @@ class DynamicLoss(SampleLoss):
         if max_loss <= 0:
             raise UsageError(f"dynamic loss max_loss must be positive, not {max_loss}")
         self.regimes = tuple(_as_names(terms) for terms in (empty, small, large))
+        # K >= 2: region terms over the foreground classes alone never reward predicting the
+        # background, so the large regime keeps the (categorical) cross-entropy too: on the 5-class
+        # VNC set, where every patch is over `high`, the background was otherwise never predicted
+        if large_multiclass is None:  # the default large regime gains CE; a configured one is kept
+            large_multiclass = (("bce",) + self.regimes[2] if self.regimes[2] == ("tversky", "focal_tversky")
+                                else self.regimes[2])
+        self.multiclass_regimes = self.regimes[:2] + (_as_names(large_multiclass),)
         self.low, self.high, self.max_loss = low, high, max_loss
         params = {"alpha": alpha, "beta": beta, "gamma": gamma, "gamma_focal": gamma_focal,
                   "smooth": smooth, "class_weights": class_weights}
-        names = sorted({name for terms in self.regimes for name in terms})
+        names = sorted({name for terms in self.regimes + self.multiclass_regimes for name in terms})
         self.components = nn.ModuleDict({name: build_component(name, **params) for name in names})
         self.last_regimes = torch.zeros(0, dtype=torch.long)
 
@@ -351,7 +347,8 @@ class DynamicLoss(SampleLoss):
         regimes = self.regime(logits)
         self.last_regimes = regimes.detach()
         values = {name: loss.per_sample(logits, target, weight) for name, loss in self.components.items()}
-        by_regime = [self._regime_loss(terms, values) for terms in self.regimes]
+        chosen = self.multiclass_regimes if is_multiclass(logits) else self.regimes
+        by_regime = [self._regime_loss(terms, values) for terms in chosen]
         return torch.where(regimes == 0, by_regime[0],
                            torch.where(regimes == 1, by_regime[1], by_regime[2]))
 

@@ -78,13 +78,15 @@ def crafted(foreground_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("pixels, regime, terms", [(0, 0, ("ce",)), (1, 1, ("ce", "tversky")),
-                                                   (4, 2, ("tversky", "focal_tversky"))])
+                                                   (4, 2, ("ce", "tversky", "focal_tversky"))])
 def test_dynamic_regime_from_argmax_by_hand(pixels, regime, terms):
+    # K >= 2: the large regime keeps CE beside the foreground-class Tversky terms (three terms,
+    # each weighted min(1, max_loss 2 / 3))
     logits, target = crafted(pixels)        # 4 / 64 = 0.0625 = high -> large (inclusive)
     loss = DynamicLoss()
     value = loss(logits, target).item()
     assert loss.last_regimes.tolist() == [regime]
-    expected = sum(build_loss(name)(logits, target).item() for name in terms)
+    expected = min(1.0, 2.0 / len(terms)) * sum(build_loss(name)(logits, target).item() for name in terms)
     assert value == pytest.approx(expected, abs=1e-6)
 
 
@@ -99,18 +101,15 @@ def test_dynamic_regime_per_sample_and_components_configurable():
         assert values[i].item() == pytest.approx(one.item(), abs=1e-6)
 
 
-def test_multiclass_tversky_counts_background_as_a_class():
+def test_multiclass_tversky_ignores_background():
     logits, target = crafted(0)            # background predicted everywhere, exactly right there
     value = build_loss("tversky")(logits, target).item()
-    prob_bg = math.exp(2) / (math.exp(2) + 2)  # softmax of class 0 everywhere
     prob_fg = math.exp(0) / (math.exp(2) + 2)  # softmax of classes 1 and 2 everywhere
     per_class = []
-    tp, fp, fn = 62 * prob_bg, 2 * prob_bg, 62 * (1 - prob_bg)  # background: 62 true pixels
-    per_class.append(1 - (tp + 1e-6) / (tp + 0.7 * fp + 0.3 * fn + 1e-6))
     for _ in (1, 2):  # each foreground class: one true pixel
         tp, fp, fn = prob_fg, 63 * prob_fg, 1 - prob_fg
         per_class.append(1 - (tp + 1e-6) / (tp + 0.7 * fp + 0.3 * fn + 1e-6))
-    assert value == pytest.approx(sum(per_class) / 3, abs=1e-6)
+    assert value == pytest.approx(sum(per_class) / 2, abs=1e-6)
 
 
 def test_gradients_finite_and_weights_checked():
