@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="classes", n=6, size=(64, 64), seed=5)
     done = run_script("train_model.py", "--root", str(root), "--name", "mc", "--classes", "3",
-                      "--class-names", ",".join(NAMES), "--epochs", "120", "--seed", "0", *TINY_TRAIN)
+                      "--class-names", ",".join(NAMES), "--epochs", "200", "--seed", "0", *TINY_TRAIN)
     assert done.returncode == 0, done.stdout + done.stderr
     return ws, done.stdout
 
