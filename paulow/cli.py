@@ -127,6 +127,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="hard wall-clock budget for the whole run (0 = none; CPU default 15)")
     g.add_argument("--patience", type=int, help="epochs without a better validation Dice before stopping")
+    g.add_argument("--val-tiles", type=int, metavar="N",
+                   help="validate between epochs on a fixed, stratified subset of N inference tiles when the "
+                        "validation images have more (0 = whole images; CPU default 24)")
     g.add_argument("--workers", type=int, help="data-loading worker processes (CPU default 0)")
     g.add_argument("--threshold", type=probability, help="probability threshold stored with the model (0.5)")
 

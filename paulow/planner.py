@@ -29,14 +29,17 @@ class Plan:
     patches_per_fold: int | None  # expected training patches per fold
     val_ratio: float  # validation seconds per training second (the `ValidationPacer` share)
     reason: str
+    validation: str = ""  # what the folds validate on between epochs (see `validation_subset.describe`)
 
     def line(self) -> str:
-        """One line for the console: folds, rhythm and the reason."""
+        """One line for the console: folds, rhythm, what is validated and the reason."""
         parts = [f"plan: {self.folds} fold(s)"]
         if self.validations_per_fold is not None:
             parts.append(f"about {self.validations_per_fold} validation(s) per fold")
             parts.append(f"~{self.patches_per_fold:,} patches per fold")
             parts.append(f"{self.gradient_share:.0%} of the time in gradient steps")
+        if self.validation:
+            parts.append(self.validation)
         return ", ".join(parts) + f" — {self.reason}"
 
 

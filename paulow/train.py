@@ -106,6 +106,16 @@ def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
                              [cfg.threshold if threshold is None else threshold])[0]
 
 
+def between_epoch_slices(val: Sequence[Slice], cfg: TrainConfig, device: str) -> list[Slice]:
+    """The slices the between-epoch validations score: `val`, or a fixed subset of its inference
+    tiles when they are more than `cfg.val_tiles` (see `paulow.validation_subset`)."""
+    from .infer import suggest_tile
+    from .validation_subset import validation_subset
+
+    return validation_subset(val, suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles,
+                             cfg.seed, cfg.classes)
+
+
 def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> tuple[float, float]:
     """The probability threshold with the best validation Dice (ties: the one nearest 0.5)."""
     probs = predict_slices(models, slices, cfg, device)
@@ -335,15 +345,18 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
              snapshot: Callable[[Callable[[], dict]], None] | None = None,
              timing: dict | None = None,
              replan: Callable[[float, float], float | None] | None = None,
-             watch: FoldWatch | None = None, closing: float = 0.0) -> FoldResult:
-    """Train one model; keep the weights with the best whole-image validation Dice.
+             watch: FoldWatch | None = None, closing: float = 0.0,
+             checks: Sequence[Slice] | None = None) -> FoldResult:
+    """Train one model; keep the weights with the best validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
     `snapshot` is called after every epoch that does not end the fold, with a function that makes
     the state (it costs a copy of the weights, so the caller decides whether to make it).
     `timing` (see `new_timing`) receives the seconds of steps, loading, validation, panels, snapshots.
-    `closing`: what the caller does after the fold (threshold, test score), in whole validations;
-    training stops early enough for the last validation and that to fit before `deadline`.
+    `closing`: what the caller does after the fold (threshold, test score), in between-epoch
+    validations; training stops early enough for the last validation and that to fit before `deadline`.
+    `checks`: the slices the between-epoch validations score (default `between_epoch_slices(val)`:
+    whole images, or a fixed subset of their tiles when they are many).
     `replan` is called after each epoch with the measured seconds per step and per validation; a
     number it returns is the fold's new deadline.
     `watch` (a `FoldWatch`) sees the history after each epoch and at the end: it
@@ -366,6 +379,8 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
              "stop_at": deadline, "timing": timing}
     pacer = ValidationPacer(cfg.val_share)
+    checks = list(checks) if checks is not None else between_epoch_slices(val, cfg, device)
+    shown = _panel_index(checks)
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history, stopped, since_best, first_epoch = [], "epochs", 0, 1
     if resume is not None:
@@ -386,7 +401,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         probs = None
         if main and pacer.due(epoch, last):
             with timed(timing, "validation"):
-                scores, row["val_loss"], probs = _validate(model, val, cfg, device, pacer, train_seconds,
+                scores, row["val_loss"], probs = _validate(model, checks, cfg, device, pacer, train_seconds,
                                                            loss_fn)
             row["val_dice"] = scores["dice"]
             if cfg.classes >= 2:
@@ -404,8 +419,8 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             on_epoch(row)
         if main and report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
             with timed(timing, "evaluation"):
-                _save_panel(model, val, cfg, device, report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
-                            probs[0] if probs else None)
+                _save_panel(model, checks[shown:], cfg, device,
+                            report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png", probs[shown] if probs else None)
         log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
                  row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
                  regimes.tolist(), _fmt_left(deadline))
@@ -432,6 +447,13 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
                       val_dice=best["dice"], best_epoch=best["epoch"], history=history,
                       train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
                       val_files=sorted({f"{s.source.name}#{s.page}" for s in val}), stopped=stopped)
+
+
+def _panel_index(checks: Sequence[Slice]) -> int:
+    """The validation slice of the epoch panels: the first, or of a tile subset the densest crop."""
+    if not checks or "crop" not in checks[0].info:
+        return 0
+    return max(range(len(checks)), key=lambda j: (checks[j].info["foreground_fraction"], -j))
 
 
 def _ranks() -> int:
@@ -466,7 +488,7 @@ def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, 
 
 def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
               train_seconds: float, loss_fn) -> tuple[dict, float, list[np.ndarray]]:
-    """Whole-image validation scores (`score_probabilities`: the selection score `dice`, per class
+    """Validation scores (`score_probabilities`: the selection score `dice`, per class
     `dice_c`), the training loss on the same probabilities (see `loss_from_probabilities`) and the
     probabilities (kept for the panel); its duration paces the next validations."""
     from .losses import loss_from_probabilities
@@ -526,8 +548,9 @@ def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path
     if prob is None:
         prob = predict_slices(model, [s], cfg, device)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
+    crop = s.info.get("crop")
     sample_panel(s.image, s.mask, to_mask(prob, cfg.threshold if threshold is None else threshold), path,
-                 title=f"{s.source.name} page {s.page}")
+                 title=f"{s.source.name} page {s.page}" + (f" crop y{crop[0]} x{crop[1]}" if crop else ""))
 
 
 # ---------------------------------------------------------------- timing estimate
@@ -572,30 +595,40 @@ def time_inference(cfg: TrainConfig, in_channels: int, device: str) -> float:
 
 def count_tiles(s: Slice, cfg: TrainConfig, device: str) -> int:
     """Inference tiles `predict_slice` runs for one slice."""
-    from .infer import suggest_tile, tile_starts
+    from .infer import suggest_tile
+    from .validation_subset import tile_positions
 
-    tile = suggest_tile(cfg.patch, device)
-    step = max(1, round(tile * (1 - cfg.infer_overlap)))
-    return int(np.prod([len(tile_starts(max(n, tile), tile, step)) for n in s.image.shape[1:]]))
+    return len(tile_positions(s.image.shape, suggest_tile(cfg.patch, device), cfg.infer_overlap))
 
 
 def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool
              ) -> tuple[Plan, float]:
     """Measure the step time and the inference speed, then plan folds and validation rhythm for the
-    time limit (see `paulow.planner`). Returns (plan, seconds per training step)."""
+    time limit (see `paulow.planner`). A between-epoch validation costs the tiles it predicts (at
+    most `cfg.val_tiles`, see `between_epoch_slices`); the closing steps predict whole images.
+    The plan's `validation` names what the folds validate on. Returns (plan, seconds per step)."""
+    from .infer import suggest_tile
+    from .validation_subset import checked_tiles, describe
+
     in_channels = int(slices[0].image.shape[0])
     rest, test = split_test(slices, cfg.test_fraction, cfg.seed)
     step_seconds = time_steps(cfg, in_channels, device)
-    per_image = time_inference(cfg, in_channels, device) * np.mean([count_tiles(s, cfg, device) for s in rest])
+    tile_seconds = time_inference(cfg, in_channels, device)
+    image_tiles = float(np.mean([count_tiles(s, cfg, device) for s in rest]))
 
-    def val_seconds(k: int) -> float:  # held-out images per fold, as `kfold` splits them
-        held = len(rest) / k if k > 1 else max(1, round(0.2 * len(rest)))
-        return float(held * per_image)
+    def whole_tiles(k: int) -> float:  # held-out images per fold, as `kfold` splits them
+        return (len(rest) / k if k > 1 else max(1, round(0.2 * len(rest)))) * image_tiles
+
+    def val_seconds(k: int) -> float:
+        return float(checked_tiles(whole_tiles(k), cfg.val_tiles) * tile_seconds)
 
     limit = cfg.time_limit * 60 if cfg.time_limit else None
-    test_seconds = float(len(test) * per_image)
+    test_seconds = float(len(test) * image_tiles * tile_seconds)
     plan = plan_budget(step_seconds, cfg.batch_size * _ranks(), val_seconds, len(rest), limit, cfg.folds,
-                       folds_explicit, device, closing_seconds=lambda k: val_seconds(k) + test_seconds)
+                       folds_explicit, device,
+                       closing_seconds=lambda k: float(whole_tiles(k) * tile_seconds) + test_seconds)
+    plan.validation = describe([val for _, val in kfold(rest, plan.folds, cfg.seed)],
+                               suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles)
     return plan, step_seconds
 
 
@@ -684,11 +717,12 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         watch = FoldWatch(report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
                           f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
                           tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
-        closing = closing_validations(val, test)
+        checks = between_epoch_slices(val, cfg, device)
+        closing = closing_validations(val, test, checks, lambda s: count_tiles(s, cfg, device))
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
                           resume=current, snapshot=snapshot, timing=timing,
                           replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
-                          watch=watch, closing=closing)
+                          watch=watch, closing=closing, checks=checks)
         if distributed.is_main():
             with timed(timing, "evaluation"):
                 _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
@@ -707,11 +741,15 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                        test_keys=[s.key for s in test], seconds=time.monotonic() - start)
 
 
-def closing_validations(val: Sequence[Slice], test: Sequence[Slice]) -> float:
-    """The cost of `_evaluate_fold` in whole validations: it predicts the validation images and the
-    test share once each (by pixels)."""
-    val_pixels = sum(s.image[0].size for s in val)
-    return (val_pixels + sum(s.image[0].size for s in test)) / max(val_pixels, 1)
+def closing_validations(val: Sequence[Slice], test: Sequence[Slice], checks: Sequence[Slice] | None = None,
+                        tiles: Callable[[Slice], int] | None = None) -> float:
+    """The cost of `_evaluate_fold` in between-epoch validations: it predicts the whole validation
+    images and the test share once each. Measured in pixels while the validations score `val`
+    itself; against a tile subset (`checks`, see `between_epoch_slices`), in inference `tiles`."""
+    if checks is None or tiles is None or "crop" not in (checks[0].info if checks else {}):
+        val_pixels = sum(s.image[0].size for s in val)
+        return (val_pixels + sum(s.image[0].size for s in test)) / max(val_pixels, 1)
+    return sum(tiles(s) for s in (*val, *test)) / max(sum(tiles(s) for s in checks), 1)
 
 
 def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:

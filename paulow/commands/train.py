@@ -188,7 +188,8 @@ def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
     path = resume_file.find_state(ws.models, args.resume)
     payload = resume_file.load_state(path)
     known = set(TrainConfig.__dataclass_fields__)
-    cfg = TrainConfig(**{k: v for k, v in payload["config"].items() if k in known})
+    # a run saved before the tile subset existed validated whole images: its best Dice was measured so
+    cfg = TrainConfig(**{"val_tiles": 0, **{k: v for k, v in payload["config"].items() if k in known}})
     cfg.device = device
     state = payload["state"]
     echo(f"resuming '{payload['name']}' with its own settings: {len(state['folds'])} fold(s) finished, "
