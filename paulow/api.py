@@ -82,12 +82,12 @@ def _as_stack(image: ArrayOrPath) -> np.ndarray:
                              "slice at a time (or a file path)")
 
 
-def _as_masks(mask: ArrayOrPath) -> np.ndarray:
-    """A (pages, H, W) mask stack from a path or an (H, W) array."""
+def _as_masks(mask: ArrayOrPath, classes: int = 1, palette=None) -> np.ndarray:
+    """A (pages, H, W) mask stack from a path (K >= 2 colour masks through `palette`) or an (H, W) array."""
     if isinstance(mask, (str, Path)):
-        from .io import read_mask
+        from .palette import read_class_mask
 
-        return read_mask(Path(mask))
+        return read_class_mask(Path(mask), classes, palette)
     array = np.asarray(mask)
     if array.ndim != 2:
         raise ShapeMismatchError(f"a mask must be (H, W), not {array.shape}")
@@ -99,8 +99,11 @@ def _name(item: ArrayOrPath, index: int) -> Path:
 
 
 def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
-                normalisation: dict | None = None) -> list:
-    """`Slice` records (normalised images, binarised masks) from arrays or file paths."""
+                normalisation: dict | None = None, palette: list | None = None) -> list:
+    """`Slice` records (normalised images, binarised masks) from arrays or file paths; K >= 2 colour
+    mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
+    from .palette import from_colours
+
     from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
@@ -108,9 +111,10 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     if len(images) != len(masks):
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
     spec = normalisation or NORMALISATION
+    colours = from_colours(palette, classes, "palette") if palette and classes >= 2 else None
     slices = []
     for i, (image, mask) in enumerate(zip(images, masks)):
-        stack, target, source = _as_stack(image), _as_masks(mask), _name(image, i)
+        stack, target, source = _as_stack(image), _as_masks(mask, classes, colours), _name(image, i)
         if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
                                      f"is {target.shape} (pages, H, W): they must match")
@@ -261,7 +265,7 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     given = {**(asdict(config) if config is not None else {}), **options,
              "classes": classes, "time_limit": time_limit or 0}
     cfg = config_from_options(given, preset, device)
-    slices = make_slices(images, masks, cfg.mask_classes())
+    slices = make_slices(images, masks, cfg.mask_classes(), palette=cfg.palette)
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
@@ -295,7 +299,7 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
-    slices = make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"))
+    slices = make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette)
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
         from .boundaries import with_boundary_targets
 

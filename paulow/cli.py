@@ -96,6 +96,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
     g.add_argument("--class-names", type=_name_list, metavar="A,B,C",
                    help="names of classes 0..K-1, background first (stored in the model file)")
+    g.add_argument("--palette", type=Path, metavar="FILE",
+                   help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
+                        "(default: palette.txt in the masks folder; fine-tuning: else the model's)")
     g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
                    help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
                         "masks) or one number per class")
@@ -216,6 +219,9 @@ def _add_evaluate(sub, root: Path) -> None:
                                                "the model's)")
     p.add_argument("--class-names", type=_name_list, metavar="A,B,C",
                    help="names of classes 0..K-1 for the tables (default: the model's, else 'class 0', ...)")
+    p.add_argument("--palette", type=Path, metavar="FILE",
+                   help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
+                        "(default: palette.txt beside the truth masks, else the model's)")
     p.add_argument("--tolerance", type=float, default=1.0, metavar="PX",
                    help="distance in pixels within which tolerant_f1 counts a pixel as found (default 1)")
     p.add_argument("--out", type=Path, help="folder for metrics.csv / metrics.json (default: beside --truth)")
@@ -293,7 +299,7 @@ def _apply_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"config file '{cfg_path}' has unknown option(s): {', '.join(unknown)}")
-    for key in ("root", "truth", "images", "masks"):
+    for key in ("root", "truth", "images", "masks", "palette"):
         if isinstance(values.get(key), str):
             values[key] = Path(values[key])
     sub.set_defaults(**values)

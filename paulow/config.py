@@ -27,6 +27,7 @@ class TrainConfig:
     depth: int = 4
     classes: int = 1
     class_names: list = field(default_factory=list)  # one name per class 0..K-1 (optional)
+    palette: list | None = None  # [[R, G, B], ...] per class: colour masks -> class indices (K >= 2)
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
     border_weight: list | None = None  # [w0, sigma]: Ronneberger's border weight map on the BCE/CE terms
@@ -199,6 +200,15 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
     cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
 
 
+def palette_option(cfg: TrainConfig) -> None:
+    """`palette` (a palette file's path, or `[[R, G, B], ...]`) as the colour list, checked against the
+    classes the masks are read with."""
+    if cfg.palette is not None:
+        from .palette import as_palette
+
+        cfg.palette = as_palette(cfg.palette, cfg.mask_classes()).as_list()
+
+
 def config_from_options(options: Mapping[str, Any], preset: str | None = None,
                         device: str = "cpu") -> TrainConfig:
     """The one mapping from user options (command line, config file, API keywords) to a config:
@@ -213,6 +223,7 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
             setattr(cfg, name, None)
     cfg.device = device
     instance_options(cfg, values)
+    palette_option(cfg)
     cfg = with_class_weights(cfg, weights)
     cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

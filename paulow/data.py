@@ -5,11 +5,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import ShapeMismatchError, UnreadableImageError
+
+if TYPE_CHECKING:
+    from .palette import Palette
 
 log = logging.getLogger("paulow")
 
@@ -104,15 +107,18 @@ def snr(raw: np.ndarray, mask: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- loading and validation
-def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None) -> list[tuple]:
-    """Read every pair. A pair that cannot be read raises, or, when `refused` is a list, is
-    appended to it as (image path, message) and left out, as long as some pair can be read."""
+def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None, classes: int = 1,
+              palette: Palette | None = None) -> list[tuple]:
+    """Read every pair (K >= 2 colour masks through `palette`, see `read_class_mask`). A pair that
+    cannot be read raises, or, when `refused` is a list, is appended to it as (image path, message)
+    and left out, as long as some pair can be read."""
     from . import io
+    from .palette import read_class_mask
 
     loaded, bad = [], []
     for image_path, mask_path in pairs:
         try:
-            loaded.append((io.read_image(image_path), io.read_mask(mask_path), mask_path))
+            loaded.append((io.read_image(image_path), read_class_mask(mask_path, classes, palette), mask_path))
         except UnreadableImageError as exc:
             bad.append((image_path, str(exc)))
     if bad and (refused is None or not loaded):
@@ -196,12 +202,14 @@ def _mask_warnings(loaded: list[tuple], classes: int) -> None:
 
 
 def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
-               normalisation: dict | None = None, refused: list | None = None) -> list[Slice]:
+               normalisation: dict | None = None, refused: list | None = None,
+               palette: Palette | None = None) -> list[Slice]:
     """Read and validate a whole image/mask folder pair before any long work starts.
 
     `normalisation` is a model file's recorded spec (default: `NORMALISATION`). With a `refused`
     list, unreadable pairs and entries that are not files are listed there as (path, message) and
-    left out instead of stopping the run.
+    left out instead of stopping the run. For K >= 2, colour masks are mapped to classes through
+    `palette` (see `paulow.palette`); without one they are an error.
     """
     from . import io
     from .errors import EmptyFolderError
@@ -213,7 +221,7 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
         raise EmptyFolderError(_no_images(image_dir))
     if not masks:
         raise EmptyFolderError(f"no masks in '{mask_dir}': put one mask per image there")
-    loaded = _read_all(io.pair_images_masks(images, masks), refused)
+    loaded = _read_all(io.pair_images_masks(images, masks), refused, classes, palette)
     _check_shapes(loaded)
     check_class_values(loaded, classes)
     _mask_warnings(loaded, classes)

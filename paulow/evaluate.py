@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from .errors import ShapeMismatchError
 from .metrics import (class_confusion, object_scores, pixel_scores, pooled_object_scores, pooled_scores,
                       scores_from_matrix, thin_structure_scores)
+
+if TYPE_CHECKING:
+    from .palette import Palette
 
 PIXEL_KEYS = ("dice", "iou", "precision", "recall", "accuracy", "miou", "mpa")
 OBJECT_KEYS = ("object_precision", "object_recall", "object_f1", "count_error", "mean_matched_iou")
@@ -83,13 +86,17 @@ def truth_for(pred_paths: Sequence[Path], truth_paths: Sequence[Path]) -> list[P
     return subset if subset and len(subset) >= len(pred_paths) else list(truth_paths)
 
 
-def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path]):
-    """Pair prediction and truth files by name and yield (file, page, pred, truth) per page."""
+def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path], classes: int = 1,
+               palette: Palette | None = None):
+    """Pair prediction and truth files by name and yield (file, page, pred, truth) per page. For
+    classes >= 2, colour masks go through `palette` (see `paulow.palette.read_class_mask`)."""
     from . import io
     from .errors import ShapeMismatchError
+    from .palette import read_class_mask
 
     for pred_path, truth_path in io.pair_images_masks(list(pred_paths), truth_for(pred_paths, truth_paths)):
-        pred, truth = io.read_mask(pred_path), io.read_mask(truth_path)
+        pred = read_class_mask(pred_path, classes, palette)
+        truth = read_class_mask(truth_path, classes, palette)
         if pred.shape != truth.shape:
             raise ShapeMismatchError(f"prediction '{pred_path.name}' has shape {pred.shape} but truth "
                                      f"'{truth_path.name}' has {truth.shape}: compare masks of the same image")

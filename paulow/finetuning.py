@@ -67,7 +67,8 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     not given). An unknown name, a value out of range, or an option that would change the network is
     a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
     held-out images after fitting (`tune_threshold`)."""
-    from .config import ZERO_MEANS_NONE, instance_options, option_names, option_values, with_class_weights
+    from .config import (ZERO_MEANS_NONE, instance_options, option_names, option_values, palette_option,
+                         with_class_weights)
 
     unknown = sorted(set(options) - option_names() - set(FIXED_BY_PARENT))
     if unknown:
@@ -90,6 +91,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
                   time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
     cfg = replace(cfg, **values)
     instance_options(cfg, {})  # --border-weight as given (else the parent's); a boundary model stays one
+    palette_option(cfg)  # --palette as given, else the parent's
     cfg = with_class_weights(cfg, weights)
     return replace(cfg, tune_threshold=cfg.tune_threshold and "threshold" not in values)
 
@@ -174,6 +176,7 @@ def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices:
 
     cfg = done.cfg
     new_meta = {**meta, "name": name, "config": asdict(cfg), "activation": output_activation(cfg),
+                "palette": cfg.palette or meta.get("palette"),
                 "threshold": cfg.threshold, "patch": cfg.patch, "overlap": cfg.infer_overlap,
                 # the parent's per-class test Dice does not describe the fine-tuned weights
                 "metrics": {**{k: v for k, v in meta.get("metrics", {}).items() if k != "test_dice_per_class"},

@@ -163,6 +163,20 @@ def read_mask(path: str | Path) -> np.ndarray:
     return _integer_mask(_merge_channels(stack))
 
 
+def read_mask_stack(path: str | Path, palette_indices: bool = True) -> ImageStack:
+    """Read a mask keeping its channels: `data` is integer `(pages, C, H, W)` (values as `read_mask`
+    gives them), a constant trailing alpha channel dropped. `palette_indices=False` reads a palette
+    PNG as its colours."""
+    stack = _read(Path(path), palette_indices)
+    stack.data = _integer_mask(_without_constant_alpha(stack))
+    return stack
+
+
+def has_alpha(stack: ImageStack) -> bool:
+    """Whether the last channel of `stack` is an alpha (opacity) channel: grey+alpha or RGBA samples."""
+    return "S" in stack.axes and "C" not in stack.axes and stack.data.shape[1] in (2, 4)
+
+
 def _read(path: Path, palette_indices: bool) -> ImageStack:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
@@ -398,13 +412,17 @@ def _read_png16(path: Path, colour_type: int) -> np.ndarray:
     return rgb
 
 
-def _merge_channels(stack: ImageStack) -> np.ndarray:
+def _without_constant_alpha(stack: ImageStack) -> np.ndarray:
     data = stack.data
-    channels = data.shape[1]
-    if "S" in stack.axes and "C" not in stack.axes and channels in (2, 4):
+    if has_alpha(stack):
         alpha = data[:, -1]
         if alpha.size and np.all(alpha == alpha.flat[0]):
             data = data[:, :-1]
+    return data
+
+
+def _merge_channels(stack: ImageStack) -> np.ndarray:
+    data = _without_constant_alpha(stack)
     if data.shape[1] == 1 or np.all(data == data[:, :1]):
         return data[:, 0]
     return np.any(data != 0, axis=1).astype(np.uint8)
@@ -706,10 +724,14 @@ _CLASS_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 210, 0), (255, 0
                   (255, 128, 192), (0, 128, 128))
 
 
-def class_lut(classes: int) -> np.ndarray:
+def class_lut(classes: int, colours: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """An ImageJ lookup table `uint8 (3, 256)`: index 0 black, indices 1..classes-1 distinct colours
-    (cycling after 12); indices >= classes stay black."""
+    (cycling after 12); indices >= classes stay black. `colours` (`[[R, G, B], ...]`, one per class: a
+    model's palette) replaces them."""
     lut = np.zeros((3, 256), dtype=np.uint8)
+    if colours is not None and len(colours) == classes:
+        lut[:, :len(colours)] = np.asarray(colours, dtype=np.uint8).T[:, :256]
+        return lut
     for index in range(1, min(int(classes), 256)):
         lut[:, index] = _CLASS_COLOURS[(index - 1) % len(_CLASS_COLOURS)]
     return lut
@@ -717,9 +739,10 @@ def class_lut(classes: int) -> np.ndarray:
 
 def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
                      resolution: tuple[float, float] | None = None,
-                     unit: str | None = None) -> Path:
+                     unit: str | None = None, colours: Sequence[Sequence[int]] | None = None) -> Path:
     """Write a class-index mask `(pages, H, W)` or `(H, W)` uint8 (values 0..classes-1) as an ImageJ
-    TIFF carrying a lookup table with a distinct colour per class, so Fiji shows it in colour."""
+    TIFF carrying a lookup table with a distinct colour per class (`colours`, a model's palette, when
+    given), so Fiji shows it in colour."""
     labels = np.asarray(labels)
     if labels.dtype != np.uint8:
         raise ValueError(f"write_label_tiff needs uint8 class indices, got {labels.dtype}")
@@ -728,5 +751,5 @@ def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
     if labels.ndim not in (2, 3):
         raise ValueError(f"write_label_tiff needs (pages, H, W) or (H, W), got shape {labels.shape}")
     return write_tiff(path, labels, axes="YX" if labels.ndim == 2 else "ZYX", resolution=resolution,
-                      unit=unit, imagej_extra={"LUTs": [class_lut(classes)], "min": 0.0,
+                      unit=unit, imagej_extra={"LUTs": [class_lut(classes, colours)], "min": 0.0,
                                                "max": 255.0})

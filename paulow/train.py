@@ -845,7 +845,8 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     names = cfg.names()
     return {
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
-        "classes": cfg.classes, "class_names": cfg.names(), "activation": output_activation(cfg),
+        "classes": cfg.classes, "class_names": cfg.names(), "palette": cfg.palette,
+        "activation": output_activation(cfg),
         "normalisation": dict(NORMALISATION), "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "seed": cfg.seed,

@@ -5,17 +5,19 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UsageError
+from ..palette import Palette, find_palette, from_colours, palette_names, read_class_mask
 from ..evaluate import (CLASS_KEYS, OBJECT_KEYS, PIXEL_KEYS, THIN_KEYS, Scored, class_comparison_rows, class_rows,
                         comparison_rows, files_of, mask_pages, score_pages)
 
 
-def model_pages(model, image_paths: Sequence[Path], truth_paths: Sequence[Path]):
+def model_pages(model, image_paths: Sequence[Path], truth_paths: Sequence[Path], classes: int = 1,
+                palette: Palette | None = None):
     """Predict each image with the standard inference (`model`: an `api.Model`), then yield
-    (file, page, pred, truth)."""
+    (file, page, pred, truth); K >= 2 colour truth masks go through `palette`."""
     from .. import io
 
     for image_path, truth_path in io.pair_images_masks(list(image_paths), list(truth_paths)):
-        truth = io.read_mask(truth_path)
+        truth = read_class_mask(truth_path, classes, palette)
         for page, pred in enumerate(model.predict_stack(image_path)):
             yield truth_path.name, page, pred.mask, truth[page]
 
@@ -42,12 +44,16 @@ def run(args, echo=print) -> int:
     if not args.truth:
         raise UsageError("evaluate needs --truth (a folder or file of ground-truth masks)")
     truth = files_of(args.truth)
+    truth_dir = args.truth if args.truth.is_dir() else args.truth.parent
+    given = getattr(args, "palette", None)
     classes, names = args.classes or 1, getattr(args, "class_names", None)
     results: list[Scored] = []
     counts = {classes} if args.pred else set()
+    palette = find_palette(truth_dir, classes, given) if args.pred else None
+    names = names or palette_names(palette, classes)
     for pred in args.pred or []:
-        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth), str(pred), classes,
-                                   args.tolerance))
+        results.append(score_pages(mask_pages(files_of(pred, predictions=True), truth, classes, palette),
+                                   str(pred), classes, args.tolerance))
     if args.model:
         from ..api import load_model
 
@@ -58,8 +64,11 @@ def run(args, echo=print) -> int:
             loaded = load_model(model, device)
             classes = model_classes(loaded, args.classes, model)
             counts.add(classes)
-            names = names or loaded.meta.get("class_names")
-            results.append(score_pages(model_pages(loaded, files_of(args.images), truth),
+            stored = from_colours(loaded.meta["palette"], source=f"the palette of model '{Path(model).name}'") \
+                if loaded.meta.get("palette") else None
+            palette = find_palette(truth_dir, classes, given, fallback=stored)
+            names = names or loaded.meta.get("class_names") or palette_names(palette, classes)
+            results.append(score_pages(model_pages(loaded, files_of(args.images), truth, classes, palette),
                                        Path(model).stem, classes, args.tolerance))
     if not results:
         raise UsageError("nothing to evaluate: pass --pred FOLDER (predicted masks) or --model + --images")

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
+from ..palette import Palette, find_palette, from_colours
 from ..finetuning import (FINETUNE_DEFAULTS, as_evaluated, finetune_config, finetune_network, finetuned_meta,
                           split_for_finetuning, start_member)
 from ..train import dice_on_slices
@@ -25,19 +26,36 @@ from .common import (add_file_log, check_tensorboard, choose_model, consume_inpu
 log = logging.getLogger("paulow")
 
 
-def _read_pairs(images, masks, meta: dict, classes: int, refused: list | None = None) -> list:
+def mask_classes(meta: dict, classes: int) -> int:
+    """The class count the model's masks are read with: 1 for a boundary model (binary or instance
+    labels), else its classes."""
+    from ..boundaries import boundary_width
+
+    return 1 if boundary_width(meta) else classes
+
+
+def model_palette(meta: dict, model: Path) -> Palette | None:
+    """The palette stored in a model file, or None."""
+    return from_colours(meta["palette"], source=f"the palette of model '{Path(model).name}'") if meta.get("palette") else None
+
+
+def _read_pairs(images, masks, meta: dict, classes: int, refused: list | None = None,
+                palette: Palette | None = None) -> list:
     """Image/mask pairs as the model learns them: a boundary model's masks (binary or instance
-    labels) become its background / interior / boundary targets."""
+    labels) become its background / interior / boundary targets; K >= 2 colour masks go through
+    `palette`."""
     from ..boundaries import boundary_width, with_boundary_targets
 
     width = boundary_width(meta)
-    slices = load_pairs(images, masks, 1 if width else classes, meta.get("normalisation"), refused=refused)
+    slices = load_pairs(images, masks, mask_classes(meta, classes), meta.get("normalisation"), refused=refused,
+                        palette=palette)
     return with_boundary_targets(slices, width) if width else slices
 
 
-def _old_domain_scores(check, parent, done, meta, device) -> dict:
+def _old_domain_scores(check, parent, done, meta, device, stored: Palette | None) -> dict:
     """Both models' Dice on old-domain images, each as its model file is used."""
-    slices = _read_pairs(check[0], check[1], meta, done.cfg.classes)
+    palette = find_palette(check[1], mask_classes(meta, done.cfg.classes), fallback=stored)
+    slices = _read_pairs(check[0], check[1], meta, done.cfg.classes, palette=palette)
     return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device),
             "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device),
             "check_images": len(slices)}
@@ -60,9 +78,12 @@ def run(args, echo=print) -> Path:
     meta = loaded.meta
     cfg = finetune_config(meta, {**training_options(args), "preset": args.preset,
                                  "freeze_encoder": args.freeze_encoder}, device)
+    stored = model_palette(meta, parent_path)
+    palette = find_palette(ws.finetune_masks, mask_classes(meta, loaded.classes), args.palette, fallback=stored)
+    cfg.palette = palette.as_list() if palette else cfg.palette
     read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
     refused: list = []
-    slices = _read_pairs(ws.finetune_images, ws.finetune_masks, meta, loaded.classes, refused)
+    slices = _read_pairs(ws.finetune_images, ws.finetune_masks, meta, loaded.classes, refused, palette)
     report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
     from ..infer import set_activation
@@ -87,7 +108,7 @@ def run(args, echo=print) -> Path:
                               tensorboard_dir(args, out_path.stem))
             done = finetune_network(parent, tune, held, cfg, device, report_dir, echo, watch, meta)
             if args.check:
-                done.scores.update(_old_domain_scores(args.check, parent, done, meta, device))
+                done.scores.update(_old_domain_scores(args.check, parent, done, meta, device, stored))
                 echo(f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
                      f"fine-tuned {done.scores['check_finetuned_dice']:.4f}")
             new_meta = finetuned_meta(meta, out_path.stem, done,

@@ -171,8 +171,8 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
                                   resolution=stack.resolution, unit=stack.unit)
     else:  # class indices with a colour lookup table (Fiji)
-        mask_path = io.write_label_tiff(mask_out, out, loaded.classes,
-                                        resolution=stack.resolution, unit=stack.unit)
+        mask_path = io.write_label_tiff(mask_out, out, loaded.classes, resolution=stack.resolution,
+                                        unit=stack.unit, colours=loaded.meta.get("palette"))
     result.written.append(mask_path)
     _write_extras(stack, probs, masks, out_dir, opts, result, loaded.meta)
     if opts.save_attention:

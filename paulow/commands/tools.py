@@ -113,13 +113,16 @@ def overfit_verdict(result: dict) -> tuple[bool, str]:
 def run_check_overfit(args, echo=print) -> int:
     from ..data import load_pairs
     from ..device import pick_device
+    from ..palette import find_palette
     from ..workspace import Workspace
     from .common import config_from_args
 
     ws = Workspace(Path(args.root))
     device = pick_device(args.device or "auto")
     cfg = config_from_args(args, device)
-    slices = load_pairs(args.images or ws.train_images, args.masks or ws.train_masks, cfg.mask_classes())
+    masks = args.masks or ws.train_masks
+    palette = find_palette(masks, cfg.mask_classes(), getattr(args, "palette", None))
+    slices = load_pairs(args.images or ws.train_images, masks, cfg.mask_classes(), palette=palette)
     echo(f"training {cfg.arch} width {cfg.width} on one batch of {cfg.batch_size} patches "
          f"for {args.steps} steps ({cfg.loss} loss, lr {cfg.lr:g})")
     result = overfit_one_batch(slices, cfg, device, args.steps)

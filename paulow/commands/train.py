@@ -10,6 +10,7 @@ from typing import Sequence
 from .. import distributed
 from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
 from ..errors import UsageError
+from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
 from ..config import TrainConfig
 from ..device import pick_device
 from ..training_run import run_training, test_line
@@ -39,11 +40,25 @@ def names_from_file(mask_dir: Path, classes: int) -> list[str]:
 
 
 def _config(ws: Workspace, args, device: str) -> TrainConfig:
-    """The run's settings from the options, with class names from `classes.txt` when not given."""
+    """The run's settings from the options, with the palette (`--palette`, else `palette.txt` beside the
+    masks) and class names (`--class-names`, else `classes.txt`, else the palette's) when not given."""
     cfg = config_from_args(args, device)
+    palette = find_palette(ws.train_masks, cfg.mask_classes(), getattr(args, "palette", None))
+    cfg.palette = palette.as_list() if palette else None
     if cfg.classes >= 2 and not cfg.class_names:
-        cfg.class_names = names_from_file(ws.train_masks, cfg.classes)
+        cfg.class_names = names_from_file(ws.train_masks, cfg.classes) or palette_names(palette, cfg.classes)
     return cfg
+
+
+def run_palette(cfg: TrainConfig, ws: Workspace, args) -> Palette | None:
+    """The run's palette (its colours are in the settings, so a resumed run keeps them), named after
+    its file for messages."""
+    if not cfg.palette:
+        return None
+    given = getattr(args, "palette", None)
+    path = Path(given) if given else ws.train_masks / PALETTE_FILE
+    return from_colours(cfg.palette, cfg.mask_classes(), f"the palette '{path}'" if path.is_file()
+                        else "the run's palette")
 
 
 def run(args, echo=print) -> Path | None:
@@ -71,7 +86,7 @@ def run(args, echo=print) -> Path | None:
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
     slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       refused=refused))
+                                                       refused=refused, palette=run_palette(cfg, ws, args)))
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
@@ -114,7 +129,7 @@ def _follow(ws: Workspace, args, device: str) -> None:
         resumed["cfg"].device = device
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       refused=[]))
+                                                       refused=[], palette=run_palette(cfg, ws, args)))
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):
         run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
