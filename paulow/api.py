@@ -38,27 +38,31 @@ def _tensorboard(folder: str | Path | None) -> Path | None:
 
 @dataclass
 class Prediction:
-    """One slice's result: probabilities (K, H, W) float32 and the mask (H, W) uint8."""
+    """One slice's result: probabilities (K, H, W) float32 and the mask (H, W) uint8 (objects under
+    `min_size` px removed for binary and boundary models)."""
 
     probabilities: np.ndarray
     mask: np.ndarray
     threshold: float = 0.5
     image: np.ndarray | None = field(default=None, repr=False)  # the raw (C, H, W) input
     boundary: bool = False  # from a `boundary_target` model: the mask is its objects
+    min_size: int = 0  # px: the model's smallest object (tuned in training) unless told otherwise
 
-    def labels(self, split_touching: bool = False, min_size: int = 0) -> np.ndarray:
+    def labels(self, split_touching: bool = False, min_size: int | None = None) -> np.ndarray:
         """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked;
-        a boundary model's by the seeded watershed of its interiors (`split_touching` unused)."""
+        a boundary model's by the seeded watershed of its interiors (`split_touching` unused).
+        Objects under `min_size` px (default: the prediction's) are removed."""
         from .postprocess import label_instances
 
+        small = self.min_size if min_size is None else min_size
         if self.boundary:
             from .boundaries import instances_from_boundaries
+            from .object_size import remove_small
 
-            return label_instances(instances_from_boundaries(self.probabilities), min_size=min_size) \
-                if min_size else instances_from_boundaries(self.probabilities)
-        return label_instances(self.mask, split_touching=split_touching, min_size=min_size)
+            return remove_small(instances_from_boundaries(self.probabilities), small)
+        return label_instances(self.mask, split_touching=split_touching, min_size=small)
 
-    def objects(self, split_touching: bool = False, min_size: int = 0,
+    def objects(self, split_touching: bool = False, min_size: int | None = None,
                 pixel_size: float | None = None, unit: str | None = None) -> list[dict]:
         """One row per object: label, area, centroid, bounding box, mean intensity of the input."""
         from .postprocess import object_table
@@ -161,22 +165,23 @@ class Model:
 
     def predict(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                 overlap: float | None = None, tta: bool = False, device: str | None = None,
-                batch_size: int = 8) -> Prediction:
+                batch_size: int = 8, min_size: int | None = None) -> Prediction:
         """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference.
 
         The image is normalised as in training (percentiles stored in the model); `threshold`
         (default: the model's, tuned on validation images), `tile` (default: from the model and the
-        device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged).
+        device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged),
+        `min_size` (px: objects smaller are removed; default the model's, tuned in training).
         """
         preds = self.predict_stack(image, threshold=threshold, tile=tile, overlap=overlap, tta=tta,
-                                   device=device, batch_size=batch_size)
+                                   device=device, batch_size=batch_size, min_size=min_size)
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
 
     def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
-                      batch_size: int = 8) -> list[Prediction]:
+                      batch_size: int = 8, min_size: int | None = None) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
         from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
@@ -187,11 +192,16 @@ class Model:
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
                               device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
         from .boundaries import foreground, is_boundary_model
+        from .object_size import choose_min_size, mask_without_small
 
-        if is_boundary_model(self.meta):
-            return [Prediction(p.astype(np.float32, copy=False), foreground(to_mask(p, cut)), cut, page, True)
-                    for p, page in zip(probs, stack)]
-        return [Prediction(p.astype(np.float32, copy=False), to_mask(p, cut), cut, page)
+        boundary = is_boundary_model(self.meta)
+        small = choose_min_size(self.meta, min_size)
+
+        def mask(p: np.ndarray) -> np.ndarray:
+            m = foreground(to_mask(p, cut)) if boundary else to_mask(p, cut)
+            return mask_without_small(m, small) if small and (boundary or self.classes <= 1) else m
+
+        return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small)
                 for p, page in zip(probs, stack)]
 
     def save(self, path: str | Path) -> Path:

@@ -180,6 +180,8 @@ _META_SCHEMA = {
     "overlap": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
                 "a number >= 0"),
     "metrics": (False, lambda v: isinstance(v, dict), "a dictionary"),
+    "min_object_px": (False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                      "a whole number >= 0"),
     "palette": (False, lambda v: v is None or (isinstance(v, list) and all(isinstance(c, list) and len(c) == 3
                                                                           for c in v)), "a list of [R, G, B]"),
 }

@@ -29,6 +29,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 0")
+    return value
+
+
 def _float_where(text: str, ok, what: str) -> float:
     try:
         value = float(text)
@@ -190,6 +201,9 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv "
                                                                   "(K > 1: per class, with a class column)")
     g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
+    g.add_argument("--min-size", type=non_negative_int, metavar="PX",
+                   help="remove objects under PX pixels from masks and labels (default: the model's, tuned on "
+                        "its validation images in training; 0 keeps every object)")
     g.add_argument("--rois", action="store_true",
                    help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)")
     g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")

@@ -145,10 +145,12 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None."""
     from .infer import set_activation
     from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
-    from .train import dice_on_slices, fit_fold, freeze_encoder, output_activation, predict_slices
+    from .train import _tuned_min_size, _tunes_min_size, dice_on_slices, fit_fold, freeze_encoder, \
+        output_activation, predict_slices
 
     as_parent = as_evaluated(cfg, parent_meta or {})
-    before = dice_on_slices(parent, held, as_parent, device)
+    parent_size = int((parent_meta or {}).get("min_object_px") or 0)
+    before = dice_on_slices(parent, held, as_parent, device, min_size=parent_size)
     echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f})")
     net = copy.deepcopy(parent).to(device)
     set_activation(net, {"activation": output_activation(cfg)})  # the loss decides (softmax for K >= 2)
@@ -161,11 +163,14 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     tuned = cfg.tune_threshold and cfg.classes <= 1
     if tuned:
         cfg = replace(cfg, threshold=sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES)[0])
-    after = score_probabilities(probs, truths, cfg.threshold)["dice"]
+    size = (_tuned_min_size(probs, held, tune, cfg.threshold, cfg, 0, echo) if _tunes_min_size(cfg) and held
+            and tune else parent_size)
+    after = score_probabilities(probs, truths, cfg.threshold, size)["dice"]
     echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
          f"{cfg.threshold:.2f}" + (" (tuned on the held-out images)" if tuned else ""))
     scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
-              "parent_threshold": as_parent.threshold, "threshold": cfg.threshold, "threshold_tuned": tuned}
+              "parent_threshold": as_parent.threshold, "threshold": cfg.threshold, "threshold_tuned": tuned,
+              "min_object_px": size}
     return Finetuned(net, result, scores, cfg)
 
 
@@ -178,6 +183,7 @@ def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices:
     new_meta = {**meta, "name": name, "config": asdict(cfg), "activation": output_activation(cfg),
                 "palette": cfg.palette or meta.get("palette"),
                 "threshold": cfg.threshold, "patch": cfg.patch, "overlap": cfg.infer_overlap,
+                "min_object_px": int(done.scores.get("min_object_px", meta.get("min_object_px") or 0)),
                 # the parent's per-class test Dice does not describe the fine-tuned weights
                 "metrics": {**{k: v for k, v in meta.get("metrics", {}).items() if k != "test_dice_per_class"},
                             "test_dice": done.scores["finetuned_dice"],

@@ -14,10 +14,11 @@ import numpy as np
 THRESHOLD_CANDIDATES = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 .. 0.90
 
 
-def page_counts(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def page_counts(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
     """Confusion counts of one page: `(C, 3)` int64 rows of (tp, fp, fn).
 
-    K = 1 (`prob` `(1, H, W)`): one row, foreground = `prob > threshold`, truth non-zero.
+    K = 1 (`prob` `(1, H, W)`): one row, foreground = `prob > threshold` without the objects under
+    `min_size` px (as `use_model.py` writes it), truth non-zero.
     K >= 2: one row per class 0..K-1 from the argmax of `prob` against the class indices of `truth`.
     """
     from .postprocess import to_mask
@@ -25,6 +26,10 @@ def page_counts(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> 
     pred = to_mask(prob, threshold)
     classes = int(prob.shape[0])
     if classes == 1:
+        if min_size > 1:
+            from .object_size import mask_without_small
+
+            pred = mask_without_small(pred, min_size)
         p, t = pred > 0, truth > 0
         return np.array([[np.count_nonzero(p & t), np.count_nonzero(p & ~t), np.count_nonzero(~p & t)]],
                         dtype=np.int64)
@@ -48,10 +53,10 @@ def selection_score(counts: np.ndarray) -> float:
 
 
 def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                        threshold: float = 0.5) -> dict:
+                        threshold: float = 0.5, min_size: int = 0) -> dict:
     """Pooled scores of stored probabilities: `dice` (the selection score) and `dice_c` per class
-    (for K = 1 the single foreground Dice)."""
-    counts = sum((page_counts(p, t, threshold) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
+    (for K = 1 the single foreground Dice, objects under `min_size` px removed)."""
+    counts = sum((page_counts(p, t, threshold, min_size) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
     per_class = dice_from_counts(counts)
     return {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
 

@@ -60,6 +60,7 @@ class FoldResult:
     stopped: str = "epochs"
     threshold: float = 0.5
     test_dice_c: list[float] | None = None  # per class 0..K-1 (K >= 2), the test share's Dice
+    min_size: int = 0  # objects under this many px are removed (tuned on validation, `object_size`)
 
 
 @dataclass
@@ -84,26 +85,27 @@ def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
                           batch_size=max(cfg.batch_size, 4), device=device) for s in slices]
 
 
-def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> dict:
+def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str, min_size: int = 0) -> dict:
     """`score_probabilities` of whole slices at the config's threshold: `dice` (the selection score)
     and `dice_c` (per class for K >= 2)."""
     return score_probabilities(predict_slices(models, slices, cfg, device), [s.mask for s in slices],
-                               cfg.threshold)
+                               cfg.threshold, min_size)
 
 
 def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                      thresholds: Sequence[float]) -> list[float]:
+                      thresholds: Sequence[float], min_size: int = 0) -> list[float]:
     """Pooled selection score (binary Dice, or mean foreground-class Dice) at each threshold."""
     probs = predict_slices(models, slices, cfg, device)
     truths = [s.mask for s in slices]
-    return [score_probabilities(probs, truths, t)["dice"] for t in thresholds]
+    return [score_probabilities(probs, truths, t, min_size)["dice"] for t in thresholds]
 
 
 def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                   threshold: float | None = None) -> float:
-    """Pooled selection score over whole slices (threshold: the config's unless given)."""
+                   threshold: float | None = None, min_size: int = 0) -> float:
+    """Pooled selection score over whole slices (threshold: the config's unless given; binary masks
+    without their objects under `min_size` px, as a model file with that size is used)."""
     return dice_by_threshold(models, slices, cfg, device,
-                             [cfg.threshold if threshold is None else threshold])[0]
+                             [cfg.threshold if threshold is None else threshold], min_size)[0]
 
 
 def between_epoch_slices(val: Sequence[Slice], cfg: TrainConfig, device: str) -> list[Slice]:
@@ -725,7 +727,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                           watch=watch, closing=closing, checks=checks)
         if distributed.is_main():
             with timed(timing, "evaluation"):
-                _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo)
+                _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo, train)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
              f"stopped by {result.stopped})"
              + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
@@ -767,27 +769,62 @@ def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:
 
 
 def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequence[Slice],
-                   cfg: TrainConfig, device: str, report_dir: Path | None, echo: Callable[[str], None]) -> None:
-    """Threshold, final panel and test score of a trained fold: the validation images and the test
-    share are each predicted once, and every score reads the stored probabilities."""
+                   cfg: TrainConfig, device: str, report_dir: Path | None, echo: Callable[[str], None],
+                   train: Sequence[Slice] = ()) -> None:
+    """Threshold, smallest object size, final panel and test score of a trained fold: the validation
+    images and the test share are each predicted once, and every score reads the stored probabilities."""
     k = result.fold
     result.threshold = cfg.threshold
     tune = cfg.tune_threshold and cfg.classes <= 1
-    if tune or report_dir is not None:
+    sizes = _tunes_min_size(cfg) and bool(val) and bool(train)
+    if tune or sizes or report_dir is not None:
         probs = predict_slices(model, val, cfg, device)
         if tune:
             result.threshold, tuned = sweep_thresholds(probs, [s.mask for s in val], THRESHOLD_CANDIDATES)
             echo(f"fold {k + 1}: threshold {result.threshold:.2f} tuned on validation (Dice {tuned:.4f})")
+        if sizes:
+            result.min_size = _tuned_min_size(probs, val, train, result.threshold, cfg, k, echo)
         if report_dir is not None:
             _save_panel(model, val, cfg, device, report_dir / f"fold{k + 1}_final.png", probs[0],
                         result.threshold)
     if test:
         test_probs = predict_slices(model, test, cfg, device)
-        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold)
+        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold, result.min_size)
         result.test_dice = scores["dice"]
         if cfg.classes >= 2:
             result.test_dice_c = scores["dice_c"]
             _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
+
+
+def _tunes_min_size(cfg: TrainConfig) -> bool:
+    """Object masks (binary, or learned boundaries) get a tuned smallest object size."""
+    return cfg.classes <= 1 or bool(cfg.boundary_target)
+
+
+def predicted_objects(prob: np.ndarray, threshold: float, boundary: bool) -> np.ndarray:
+    """Instance labels of one probability map as `use_model.py` makes them: a boundary model's
+    seeded watershed, else the mask's 8-connected components."""
+    from .boundaries import instances_from_boundaries
+    from .postprocess import label_instances, to_mask
+
+    return instances_from_boundaries(prob) if boundary else label_instances(to_mask(prob, threshold))
+
+
+def _tuned_min_size(probs: Sequence[np.ndarray], val: Sequence[Slice], train: Sequence[Slice],
+                    threshold: float, cfg: TrainConfig, k: int, echo: Callable[[str], None]) -> int:
+    """The smallest object size with the best validation object F1 (see `paulow.object_size`)."""
+    from .object_size import object_areas, size_candidates, tune_min_size
+
+    candidates = size_candidates(object_areas([s.instances() for s in train]))
+    if candidates == [0]:
+        return 0
+    boundary = bool(cfg.boundary_target)
+    predicted = [predicted_objects(p, threshold, boundary) for p in probs]
+    size, with_size, without = tune_min_size(predicted, [s.instances() for s in val], candidates)
+    if size:
+        echo(f"fold {k + 1}: objects under {size} px removed (validation object F1 {without:.3f} -> "
+             f"{with_size:.3f})")
+    return size
 
 
 def _echo_classes(scores: dict, cfg: TrainConfig, echo: Callable[[str], None], label: str) -> None:
@@ -849,6 +886,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
         "activation": output_activation(cfg),
         "normalisation": dict(NORMALISATION), "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
+        "min_object_px": best.min_size,
         "seed": cfg.seed,
         "training_files": list(files.values()),
         "split": {"test": [f"{Path(k[0]).name}#{k[1]}" for k in result.test_keys],
@@ -857,7 +895,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                     **({"test_dice_per_class": dict(zip(names, per_class))} if per_class else {}),
                     "folds": [{"fold": f.fold + 1, "val_dice": f.val_dice, "test_dice": f.test_dice,
                                **class_columns("test_dice", f.test_dice_c or [], names),
-                               "threshold": f.threshold,
+                               "threshold": f.threshold, "min_object_px": f.min_size,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),
                                "stopped": f.stopped} for f in result.folds]},
         "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "boundary_target": cfg.boundary_target, "train_seconds": round(result.seconds, 1),

@@ -73,7 +73,7 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
         with timed(timing, "evaluation"):
             models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
             test = [s for s in slices if s.key in set(result.test_keys)]
-            ens_scores = scores_on_slices(models, test, cfg, device)
+            ens_scores = scores_on_slices(models, test, cfg, device, result.folds[result.best_fold].min_size)
     meta = training_meta(cfg, slices, result, in_ch, file_hashes or {}, ens_scores)
     return TrainingRun(cfg, slices, result, meta, timing, start)
 

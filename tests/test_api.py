@@ -40,7 +40,7 @@ def test_train_returns_a_model_with_metadata(model):
 
 def test_predict_shapes_and_types(model):
     image, _ = nuclei_image(size=(64, 64), seed=9)
-    pred = model.predict(image)
+    pred = model.predict(image, min_size=0)
     assert pred.probabilities.shape == (1, 64, 64) and pred.probabilities.dtype == np.float32
     assert pred.mask.shape == (64, 64) and pred.mask.dtype == np.uint8
     assert np.array_equal(pred.mask, (pred.probabilities[0] > model.threshold).astype(np.uint8))
@@ -53,6 +53,20 @@ def test_predict_threshold_override(model):
     image, _ = nuclei_image(size=(64, 64), seed=9)
     assert not model.predict(image, threshold=1.0).mask.any()
     assert model.predict(image, threshold=0.0).mask.all()
+
+
+def test_predict_removes_objects_under_the_models_min_size(model):
+    image, _ = nuclei_image(size=(64, 64), seed=9)
+    assert model.predict(image, threshold=0.0, min_size=4096).mask.all()  # one 4,096 px object stays
+    assert not model.predict(image, threshold=0.0, min_size=4097).mask.any()
+    saved = model.meta.get("min_object_px")
+    model.meta["min_object_px"] = 4097  # the default comes from the model file
+    try:
+        pred = model.predict(image, threshold=0.0)
+        assert pred.min_size == 4097 and not pred.mask.any() and pred.labels().max() == 0
+        assert pred.labels(min_size=0).max() == 0  # the mask it labels has no object left
+    finally:
+        model.meta["min_object_px"] = saved
 
 
 def test_save_load_round_trip(model, tmp_path):

@@ -125,3 +125,24 @@ def test_compile_gives_the_same_masks(workspace_with_model):
     assert np.count_nonzero(plain != compiled) <= 3
     (record,) = [p for p in (ws.use_outputs / "runs").iterdir() if '"compile": true' in p.read_text()]
     assert record.is_file()
+
+
+def test_min_size_removes_small_objects_from_masks_and_labels(workspace_with_model):
+    ws = workspace_with_model
+    meta = load_checkpoint(ws.models / "t.pth").meta
+    assert isinstance(meta["min_object_px"], int) and meta["min_object_px"] >= 0  # tuned in training
+    image, _ = nuclei_image((64, 64), seed=2)
+    _put(ws.use_inputs, "n.tif", image)
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--keep-inputs",
+                      "--save-prob", "--instances", "--min-size", "0")
+    assert done.returncode == 0, done.stderr
+    prob = io.read_image(ws.use_outputs / "n_prob.tif").data[0, 0]
+    kept = io.read_mask(ws.use_outputs / "n_mask.tif")[0]
+    assert np.array_equal(kept > 0, prob > meta["threshold"])  # 0: every object stays
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--keep-inputs",
+                      "--instances", "--min-size", "4097")  # more than the whole 64 x 64 image
+    assert done.returncode == 0, done.stderr
+    assert not io.read_mask(ws.use_outputs / "n_mask_2.tif").any()
+    assert not io.read_mask(ws.use_outputs / "n_labels_2.tif").any()
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--min-size", "-1")
+    assert done.returncode != 0 and "'-1' is not a whole number >= 0" in done.stderr

@@ -56,8 +56,10 @@ def _old_domain_scores(check, parent, done, meta, device, stored: Palette | None
     """Both models' Dice on old-domain images, each as its model file is used."""
     palette = find_palette(check[1], mask_classes(meta, done.cfg.classes), fallback=stored)
     slices = _read_pairs(check[0], check[1], meta, done.cfg.classes, palette=palette)
-    return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device),
-            "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device),
+    return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device,
+                                                min_size=int(meta.get("min_object_px") or 0)),
+            "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device,
+                                                   min_size=int(done.scores.get("min_object_px") or 0)),
             "check_images": len(slices)}
 
 

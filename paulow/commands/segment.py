@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class SegmentOptions:
     rois: bool = False
     save_attention: bool = False
     compile: bool = False
+    min_size: int | None = None  # px; None: the model's (tuned on validation in training)
 
 
 @dataclass
@@ -97,8 +98,11 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             drawn = class_overlay(grey, mask, names) if len(names) >= 2 else outline_overlay(grey, mask)
             result.written.append(io.write_png(path, drawn))
     if opts.instances:
-        labels = ([instances_from_boundaries(p) for p in probs] if boundary else
-                  [label_instances(m, split_touching=opts.split_touching) for m in masks])
+        from ..object_size import remove_small
+
+        small = opts.min_size or 0
+        labels = ([remove_small(instances_from_boundaries(p), small) for p in probs] if boundary else
+                  [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks])
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
                                             np.stack(labels), stack))
         if opts.rois:
@@ -154,6 +158,7 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     """Segment one file (all pages) and write its outputs atomically; raise on a bad file."""
     from .. import io
     from ..boundaries import foreground, is_boundary_model
+    from ..object_size import choose_min_size, mask_without_small
     from ..postprocess import to_mask
 
     read_as = fingerprint(path)  # before reading: a file replaced from here on is never cleared
@@ -164,6 +169,9 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     boundary = is_boundary_model(loaded.meta)
     if boundary:  # a boundary model's mask: its objects, interior and boundary ring together
         masks = [foreground(m) for m in masks]
+    opts = replace(opts, min_size=choose_min_size(loaded.meta, opts.min_size))
+    if opts.min_size and (loaded.classes <= 1 or boundary):  # specks smaller than any object it learnt
+        masks = [mask_without_small(m, opts.min_size) for m in masks]
     result = FileResult(source=path, read_as=read_as)
     out = np.stack(masks)
     mask_out = io.unique_path(out_dir / f"{path.stem}_mask.tif")
@@ -190,7 +198,8 @@ def options_from_args(args, device: str) -> SegmentOptions:
                           instances=args.instances or getattr(args, "rois", False),
                           split_touching=args.split_touching, rois=getattr(args, "rois", False),
                           save_attention=args.save_attention,
-                          compile=bool(getattr(args, "compile", False)))
+                          compile=bool(getattr(args, "compile", False)),
+                          min_size=getattr(args, "min_size", None))
 
 
 def run(args, echo=print) -> int:
