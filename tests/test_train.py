@@ -7,21 +7,21 @@ from _workflow import nuclei_slices
 from paulow.planner import MIN_PATCHES_PER_FOLD, plan_budget
 
 
-def test_floor_is_3000_patches():
-    assert MIN_PATCHES_PER_FOLD == 3000
+def test_floor_is_10000_patches():
+    assert MIN_PATCHES_PER_FOLD == 10000
 
 
 def test_too_many_folds_train_fewer_and_say_how_to_force():
-    # 0.5 s/step of 8 patches, 10 s per validation, 600 s. Per fold (T/K), validations = floor(25 % / 10 s):
-    # K=5: 120 s, 3 val, 90 s grad -> 1,440 patches; K=4: 1,920; K=3: 2,400; K=2: 300 s, 7 val, 230 s
-    # -> 460 steps = 3,680 patches >= 3,000 and 230/300 = 77 % >= 75 %.
-    plan = plan_budget(0.5, 8, 10.0, 20, 600.0, 5, False, "cpu")
-    assert plan.folds == 2
-    assert plan.validations_per_fold == 7
-    assert plan.patches_per_fold == 3680
-    assert plan.gradient_share == pytest.approx(230 / 300)
-    assert plan.val_ratio == pytest.approx(70 / 230)
-    assert "--folds 5" in plan.reason and "2 fold(s)" in plan.line()
+    # 0.1 s/step of 8 patches, 10 s per validation, 600 s. Per fold (T/K), validations = floor(25 % / 10 s):
+    # K=5: 120 s, 3 val, 90 s grad -> 900 steps = 7,200 patches; K=4: 150 s, 3 val, 120 s -> 9,600;
+    # K=3: 200 s, 5 val, 150 s -> 1,500 steps = 12,000 patches >= 10,000 and 150/200 = 75 % >= 75 %.
+    plan = plan_budget(0.1, 8, 10.0, 20, 600.0, 5, False, "cpu")
+    assert plan.folds == 3
+    assert plan.validations_per_fold == 5
+    assert plan.patches_per_fold == 12000
+    assert plan.gradient_share == pytest.approx(150 / 200)
+    assert plan.val_ratio == pytest.approx(50 / 150)
+    assert "--folds 5" in plan.reason and "3 fold(s)" in plan.line()
 
 
 def test_explicit_folds_are_obeyed():
@@ -47,16 +47,16 @@ def test_expensive_validation_leaves_one_split():
 
 
 def test_slow_machine_falls_back_to_one_split_and_says_so():
-    # 2 s/step: one split of 600 s, 10 validations (cap), 500 s -> 250 steps = 2,000 patches < 3,000.
+    # 2 s/step: one split of 600 s, 10 validations (cap), 500 s -> 250 steps = 2,000 patches < 10,000.
     plan = plan_budget(2.0, 8, 10.0, 20, 600.0, 5, False, "cpu")
     assert (plan.folds, plan.patches_per_fold) == (1, 2000)
     assert "even one split" in plan.reason and "--folds 5" in plan.reason
 
 
 def test_gpu_needs_half_the_time_in_steps():
-    # GPU: 50 % floor. K=5 of 120 s: 6 validations of 10 s, 60 s of steps = 600 steps x 16 = 9,600.
-    plan = plan_budget(0.1, 16, 10.0, 20, 600.0, 5, False, "cuda")
-    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 6, 9600)
+    # GPU: 50 % floor. K=5 of 120 s: 6 validations of 10 s, 60 s of steps = 1,200 steps x 16 = 19,200.
+    plan = plan_budget(0.05, 16, 10.0, 20, 600.0, 5, False, "cuda")
+    assert (plan.folds, plan.validations_per_fold, plan.patches_per_fold) == (5, 6, 19200)
 
 
 def test_no_time_limit_keeps_the_requested_folds_capped_by_images():
@@ -87,7 +87,7 @@ def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
     from paulow.train import TrainConfig, plan_run
 
     cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, folds=5, test_fraction=0.0,
-                      time_limit=0.05, device="cpu")  # 3 s cannot hold 5 folds of 3,000 patches
+                      time_limit=0.05, device="cpu")  # 3 s cannot hold 5 folds of 10,000 patches
     plan, step_s = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=False)
     assert step_s > 0 and plan.folds == 1 and "--folds 5" in plan.reason
     plan, _ = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=True)
@@ -108,10 +108,10 @@ def test_cross_validate_reports_where_the_time_went():
 def test_replan_keeps_the_folds_that_still_fit():
     from paulow.planner import replan_folds
 
-    # 4 folds in 600 s: 150 s each, 3 validations of 10 s, 120 s of steps = 300 steps × 8 = 2,400
-    # patches (< 3,000); 3 folds: 200 s each, 5 validations, 150 s of steps (75 %) = 3,000 patches
-    assert replan_folds(0.4, 8, 10.0, 600.0, 4, "cpu") == 3
-    assert replan_folds(0.1, 8, 10.0, 600.0, 4, "cpu") == 4  # never more than the folds left
+    # 4 folds in 600 s: 150 s each, 3 validations of 10 s, 120 s of steps = 1,200 steps × 8 = 9,600
+    # patches (< 10,000); 3 folds: 200 s each, 5 validations, 150 s of steps (75 %) = 12,000 patches
+    assert replan_folds(0.1, 8, 10.0, 600.0, 4, "cpu") == 3
+    assert replan_folds(0.02, 8, 10.0, 600.0, 4, "cpu") == 4  # never more than the folds left
     assert replan_folds(10.0, 8, 10.0, 600.0, 4, "cpu") == 1  # never fewer than one
 
 
