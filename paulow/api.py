@@ -279,7 +279,7 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
-                       tensorboard=board)
+                       epochs_explicit="epochs" in options or config is not None, tensorboard=board)
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
     return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},

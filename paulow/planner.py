@@ -102,6 +102,18 @@ def plan_budget(step_seconds: float, patches_per_step: int,
     return plan
 
 
+EPOCH_HEADROOM = 2.0  # epochs allowed beyond the plan's, for a machine faster than measured
+
+
+def epochs_for_time(epochs: int, per_epoch: int | None, patches_per_fold: int | None) -> int:
+    """The epoch cap of a time-limited run whose epochs were not given: at least the preset's, and
+    room for `EPOCH_HEADROOM` times the patches the plan expects per fold, so the time limit (and
+    early stopping), not an epoch count chosen for some other machine, ends each fold."""
+    if not per_epoch or not patches_per_fold:
+        return epochs
+    return max(epochs, math.ceil(EPOCH_HEADROOM * patches_per_fold / per_epoch))
+
+
 SLOWDOWN_TO_REPLAN = 1.5  # measured seconds per step over the planned ones that trigger a re-plan
 
 

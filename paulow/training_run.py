@@ -41,12 +41,14 @@ class TrainingRun:
 
 
 def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_dir: Path | None = None,
-                 echo: Echo = print, *, folds_explicit: bool = False, resume: dict | None = None,
+                 echo: Echo = print, *, folds_explicit: bool = False, epochs_explicit: bool = True,
+                 resume: dict | None = None,
                  progress=None, file_hashes: dict[str, str] | None = None,
                  tensorboard: Path | None = None) -> TrainingRun:
     """Plan (unless resuming: a resumed run keeps its saved plan), print the plan, cross-validate,
     score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
-    planned run re-plans its folds when the machine gets slower (unless `folds_explicit`);
+    planned run re-plans its folds when the machine gets slower (unless `folds_explicit`); unless
+    `epochs_explicit`, a time-limited run's epoch cap leaves the time limit to end each fold;
     `tensorboard`: a folder for TensorBoard event files. Under torchrun every rank calls this: rank
     0 plans (its plan is broadcast), prints, and scores the ensemble; the others train their share."""
     from .train import new_timing, scores_on_slices, timed, training_meta
@@ -59,9 +61,9 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     step_s = None
     if resume is None:
         with timed(timing, "planning"):
-            step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo))
+            step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit))
             if distributed.active():
-                cfg.folds, cfg.val_share = distributed.broadcast((cfg.folds, cfg.val_share))
+                cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast((cfg.folds, cfg.val_share, cfg.epochs))
     if distributed.is_main():
         print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
@@ -78,14 +80,18 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     return TrainingRun(cfg, slices, result, meta, timing, start)
 
 
-def plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool, echo: Echo = print
-         ) -> float:
+def plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool, echo: Echo = print,
+         epochs_explicit: bool = True) -> float:
     """Plan folds and validation rhythm for the time limit (explicit folds are obeyed), set them in
-    `cfg`, print the plan; return the measured seconds per training step."""
+    `cfg` (and, unless `epochs_explicit`, an epoch cap the time limit reaches first, see
+    `planner.epochs_for_time`), print the plan; return the measured seconds per training step."""
+    from .planner import epochs_for_time
     from .train import plan_run
 
     planned, step_s = plan_run(slices, cfg, device, folds_explicit=folds_explicit)
     cfg.folds, cfg.val_share = planned.folds, planned.val_ratio
+    if cfg.time_limit and not epochs_explicit:
+        cfg.epochs = epochs_for_time(cfg.epochs, cfg.per_epoch, planned.patches_per_fold)
     echo(planned.line())
     return step_s
 

@@ -46,6 +46,14 @@ def test_expensive_validation_leaves_one_split():
     assert plan.gradient_share == pytest.approx(500 / 600)
 
 
+def test_a_time_limited_run_gets_room_for_twice_the_planned_patches():
+    from paulow.planner import epochs_for_time
+
+    assert epochs_for_time(40, 192, 7608) == 80  # ceil(2 x 7,608 / 192) = ceil(79.25)
+    assert epochs_for_time(40, 192, 1000) == 40  # never fewer than the preset's
+    assert epochs_for_time(40, None, 7608) == 40  # whole-pool epochs: left as they are
+
+
 def test_slow_machine_falls_back_to_one_split_and_says_so():
     # 2 s/step: one split of 600 s, 10 validations (cap), 500 s -> 250 steps = 2,000 patches < 10,000.
     plan = plan_budget(2.0, 8, 10.0, 20, 600.0, 5, False, "cpu")

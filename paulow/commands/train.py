@@ -133,7 +133,8 @@ def _follow(ws: Workspace, args, device: str) -> None:
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):
         run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
-                     folds_explicit=getattr(args, "folds", None) is not None)
+                     folds_explicit=getattr(args, "folds", None) is not None,
+                     epochs_explicit=getattr(args, "epochs", None) is not None)
     return None
 
 
@@ -146,6 +147,7 @@ def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, de
 
     run = run_training(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
                        file_hashes=file_hashes, folds_explicit=getattr(args, "folds", None) is not None,
+                       epochs_explicit=getattr(args, "epochs", None) is not None,
                        tensorboard=tensorboard_dir(args, name))
     run.meta["name"] = name
     with timed(run.timing, "checkpoints"):
