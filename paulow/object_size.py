@@ -35,13 +35,10 @@ def size_candidates(areas: np.ndarray) -> list[int]:
 
 def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     """`labels` without the objects under `min_size` px, renumbered 1..N (uint16, uint32 above 65,535)."""
-    from .postprocess import _relabel_sequential, _smallest_label_dtype
+    from .postprocess import _remove_small, _smallest_label_dtype
 
     labels = np.asarray(labels)
-    if min_size <= 1:
-        return labels
-    keep = np.bincount(labels.ravel().astype(np.int64)) >= min_size
-    return _smallest_label_dtype(_relabel_sequential(labels, keep))
+    return labels if min_size <= 1 else _smallest_label_dtype(_remove_small(labels, min_size))
 
 
 def mask_without_small(mask: np.ndarray, min_size: int) -> np.ndarray:
