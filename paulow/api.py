@@ -20,6 +20,7 @@ from .errors import ShapeMismatchError, UsageError
 
 ArrayOrPath = Union[np.ndarray, str, Path]
 Echo = Callable[[str], None]
+OnEpoch = Callable[[dict], None]
 
 
 def _quiet(_: str) -> None:
@@ -251,7 +252,8 @@ def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], devic
 def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPath] | ArrayOrPath, *,
           time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
           preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
-          echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
+          echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
+          **options: Any) -> Model:
     """Train a model from raw images and their masks (arrays or file paths, stacks included).
 
     Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
@@ -267,6 +269,10 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
       the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
     - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines;
       `tensorboard`: a folder for TensorBoard event files (the `tensorboard` extra).
+    - `on_epoch`: called after every epoch with a dict: `fold`, `epoch`, `folds` (the folds the run
+      now plans), `epochs` (each fold's cap), `train_loss`, `val_loss` and `val_dice` (None when the
+      epoch did not validate), `lr`, `patches`, `regime_empty|small|large` (the dynamic loss's
+      patches per regime); e.g. to draw the loss live in a notebook.
     """
     from .config import config_from_options
     from .training_run import run_training
@@ -279,7 +285,8 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
-                       epochs_explicit="epochs" in options or config is not None, tensorboard=board)
+                       epochs_explicit="epochs" in options or config is not None, tensorboard=board,
+                       on_epoch=on_epoch)
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
     return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
@@ -289,7 +296,8 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
 def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
              masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
              device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
-             echo: Echo | None = None, tensorboard: str | Path | None = None, **options: Any) -> Model:
+             echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
+             **options: Any) -> Model:
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
@@ -300,7 +308,8 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
     `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
     values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
-    history, panels and curves; `tensorboard`: a folder for TensorBoard event files.
+    history, panels and curves; `tensorboard`: a folder for TensorBoard event files; `on_epoch`: as
+    for `train` (`folds` is 1).
     """
     from .data import check_channels
     from .finetuning import finetune_config, finetune_network, finetuned_meta, split_for_finetuning, start_member
@@ -320,7 +329,8 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
     watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
              if report or board else None)
-    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch, model.meta)
+    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch, model.meta,
+                            on_epoch)
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
     return Model([done.network], finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")},
                                                 slices), device)

@@ -138,11 +138,13 @@ def as_evaluated(cfg: TrainConfig, meta: Mapping[str, Any]) -> TrainConfig:
 def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], cfg: TrainConfig,
                      device: str, report_dir: Path | None = None,
                      echo: Callable[[str], None] = lambda _: None, watch: Any = None,
-                     parent_meta: Mapping[str, Any] | None = None) -> Finetuned:
+                     parent_meta: Mapping[str, Any] | None = None,
+                     on_epoch: Callable[[dict], None] | None = None) -> Finetuned:
     """Fit a copy of `parent` on `tune` (best weights by Dice on `held`); the parent is not changed.
     The parent is scored on `held` as its file is used (`parent_meta`: threshold, patch, overlap);
     the child's threshold is then re-tuned on `held` (unless `cfg.tune_threshold` is off).
-    `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None."""
+    `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None;
+    `on_epoch`: called after every epoch with its history row plus `folds` (1) and `epochs`."""
     from .infer import set_activation
     from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
     from .train import _tuned_min_size, _tunes_min_size, dice_on_slices, fit_fold, freeze_encoder, \
@@ -157,7 +159,8 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     if cfg.freeze_encoder:
         echo(f"froze {freeze_encoder(net)} encoder tensors")
     deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
-    result = fit_fold(net, tune, held, cfg, device, deadline, 0, report_dir, watch=watch)
+    tell = (lambda row: on_epoch({**row, "folds": 1, "epochs": cfg.epochs})) if on_epoch else None
+    result = fit_fold(net, tune, held, cfg, device, deadline, 0, report_dir, on_epoch=tell, watch=watch)
     net.eval()
     probs, truths = predict_slices(net, held, cfg, device), [s.mask for s in held]
     tuned = cfg.tune_threshold and cfg.classes <= 1

@@ -646,7 +646,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    initial_state: dict | None = None, resume: dict | None = None,
                    progress: "ProgressSaver | None" = None, timing: dict | None = None,
                    spent: float = 0.0, planned_step: float | None = None,
-                   tensorboard: Path | None = None) -> TrainResult:
+                   tensorboard: Path | None = None,
+                   on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train one fresh network per fold, score each on the test share, pick the best fold.
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
@@ -658,6 +659,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     remaining folds are re-planned (fewer folds, each given more time). None: the folds are fixed.
     Each fold's curves are drawn while it trains (`report_dir/curves_fold<k>.png`) and, with
     `tensorboard` (a folder), its scalars written to `tensorboard/fold<k>` (see `FoldWatch`).
+    `on_epoch` is called after every epoch with its history row plus `folds` (the folds the run now
+    plans to train) and `epochs` (each fold's epoch cap).
     Under torchrun every rank calls this with the same split (same seed); rank 0 re-plans and its
     results are the run's (the others hold their shares).
     """
@@ -668,6 +671,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
     budget = {"folds": len(folds), "step": planned_step}
+    tell = (lambda row: on_epoch({**row, "folds": budget["folds"], "epochs": cfg.epochs})) if on_epoch else None
 
     def replanner(k: int, fold_start: float, closing: float) -> Callable[[float, float], float | None] | None:
         if budget["step"] is None or deadline == float("inf"):
@@ -722,7 +726,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         checks = between_epoch_slices(val, cfg, device)
         closing = closing_validations(val, test, checks, lambda s: count_tiles(s, cfg, device))
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          resume=current, snapshot=snapshot, timing=timing,
+                          on_epoch=tell, resume=current, snapshot=snapshot, timing=timing,
                           replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
                           watch=watch, closing=closing, checks=checks)
         if distributed.is_main():

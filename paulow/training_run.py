@@ -44,12 +44,13 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
                  echo: Echo = print, *, folds_explicit: bool = False, epochs_explicit: bool = True,
                  resume: dict | None = None,
                  progress=None, file_hashes: dict[str, str] | None = None,
-                 tensorboard: Path | None = None) -> TrainingRun:
+                 tensorboard: Path | None = None,
+                 on_epoch: Callable[[dict], None] | None = None) -> TrainingRun:
     """Plan (unless resuming: a resumed run keeps its saved plan), print the plan, cross-validate,
     score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
     planned run re-plans its folds when the machine gets slower (unless `folds_explicit`); unless
     `epochs_explicit`, a time-limited run's epoch cap leaves the time limit to end each fold;
-    `tensorboard`: a folder for TensorBoard event files. Under torchrun every rank calls this: rank
+    `tensorboard`: a folder for TensorBoard event files; `on_epoch`: see `cross_validate`. Under torchrun every rank calls this: rank
     0 plans (its plan is broadcast), prints, and scores the ensemble; the others train their share."""
     from .train import new_timing, scores_on_slices, timed, training_meta
 
@@ -68,7 +69,8 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
         print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
                             timing=timing, spent=time.monotonic() - start,
-                            planned_step=None if folds_explicit else step_s, tensorboard=tensorboard)
+                            planned_step=None if folds_explicit else step_s, tensorboard=tensorboard,
+                            on_epoch=on_epoch)
     in_ch = int(slices[0].image.shape[0])
     ens_scores = None
     if cfg.ensemble and result.test_keys and distributed.is_main():

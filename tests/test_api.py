@@ -18,10 +18,14 @@ def _data(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+EPOCH_ROWS: list[dict] = []  # what the module's model reported to `on_epoch` while it trained
+
+
 @pytest.fixture(scope="module")
 def model() -> paulow.Model:
     images, masks = _data(4)
-    return paulow.train(images, masks, time_limit=0, dropout=0.1, rotate=False, **TINY)
+    return paulow.train(images, masks, time_limit=0, dropout=0.1, rotate=False, on_epoch=EPOCH_ROWS.append,
+                        **TINY)
 
 
 def test_import_is_light_and_exposes_the_api():
@@ -36,6 +40,15 @@ def test_train_returns_a_model_with_metadata(model):
     assert model.meta["arch_args"]["width"] == 8 and len(model.networks) == 1
     assert model.meta["arch_args"]["dropout"] == 0.1 and model.meta["config"]["rotate"] is False
     assert model.meta["config"]["folds"] == 1  # an explicit `folds` is obeyed by the planner
+
+
+def test_on_epoch_gets_every_epochs_row(model):
+    assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in EPOCH_ROWS] == [(1, 1, 1, 2), (1, 2, 1, 2)]
+    for r in EPOCH_ROWS:  # every patch trained falls in exactly one regime of the dynamic loss
+        assert r["patches"] > 0 and r["patches"] == r["regime_empty"] + r["regime_small"] + r["regime_large"]
+        assert np.isfinite(r["train_loss"])
+    assert EPOCH_ROWS[-1]["val_dice"] is not None  # the last epoch always validates
+    assert {"val_loss", "lr", "regime_empty", "regime_small", "regime_large"} <= set(EPOCH_ROWS[0])
 
 
 def test_predict_shapes_and_types(model):
@@ -128,8 +141,10 @@ def test_export_writes_torchscript_with_the_same_probabilities(model, tmp_path):
 def test_finetune_keeps_the_parent(model, tmp_path):
     images, masks = _data(3, seed=20)
     before = [p.detach().clone() for p in model.networks[0].parameters()]
+    rows: list[dict] = []
     tuned = paulow.finetune(model, images, masks, time_limit=0, epochs=1, per_epoch=8, batch_size=4,
-                            report_dir=tmp_path)
+                            report_dir=tmp_path, on_epoch=rows.append)
+    assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in rows] == [(1, 1, 1, 1)]
     assert (tmp_path / "curves.png").is_file()  # drawn while it trains, as finetune_model.py does
     assert isinstance(tuned, paulow.Model) and tuned.networks[0] is not model.networks[0]
     assert all(torch.equal(a, b) for a, b in zip(before, model.networks[0].parameters()))
@@ -192,7 +207,9 @@ def test_readme_example_runs(tmp_path, monkeypatch):
         assert old in code, f"README example changed: '{old}' not found"
         code = code.replace(old, new)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert [row[0] for row in namespace["losses"]] == [1, 2]  # on_epoch: one row per epoch (TINY: 2)
     assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
     assert paulow.load_model(tmp_path / "nuclei.pth").threshold == 0.6
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [

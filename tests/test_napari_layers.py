@@ -61,14 +61,16 @@ def test_page_index_of_a_point():
     assert page_index([9.0, 0.0, 0.0], (4, 10, 10)) == 3  # clipped to the last page
 
 
-def test_epoch_lines_become_live_loss_and_dice():
+def test_epoch_rows_become_live_loss_and_dice():
     best = [-1.0]
-    line = "fold 1 epoch 3: loss 0.4123, validation Dice 0.8100, regimes [1, 2, 3], 4 min left"
-    update = jobs._epoch_update(line, epochs=10, folds=1, best=best)
+    row = {"fold": 1, "epoch": 3, "folds": 1, "epochs": 10, "train_loss": 0.41234, "val_dice": 0.81}
+    update = jobs._epoch_update(row, best)
     assert update == jobs.Update("epoch 3/10: loss 0.4123, validation Dice 0.8100 (best 0.8100)", 3, 10)
-    update = jobs._epoch_update("fold 2 epoch 4: loss 0.3, validation Dice -, regimes [], x", 10, 2, best)
-    assert update == jobs.Update("fold 2/2, epoch 4/10: loss 0.3, validation Dice - (best 0.8100)", 14, 20)
-    assert jobs._epoch_update("fold 1: threshold 0.40", 10, 1, best) == jobs.Update("fold 1: threshold 0.40")
+    row = {"fold": 2, "epoch": 4, "folds": 2, "epochs": 10, "train_loss": 0.3, "val_dice": None}
+    update = jobs._epoch_update(row, best)
+    assert update == jobs.Update("fold 2/2, epoch 4/10: loss 0.3000, validation Dice - (best 0.8100)", 14, 20)
+    row = {"fold": 2, "epoch": 5, "folds": 2, "epochs": 10, "train_loss": 0.25, "val_dice": 0.5}
+    assert jobs._epoch_update(row, best).message.endswith("validation Dice 0.5000 (best 0.8100)")
 
 
 def test_jobs_refuse_missing_models_and_existing_outputs(tmp_path):

@@ -4,23 +4,17 @@ The widgets run them with napari's `thread_worker`; the tests can also run them 
 """
 from __future__ import annotations
 
-import logging
 import queue
-import re
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Generator, Iterator
+from typing import Any, Generator
 
 import numpy as np
 
 from ..errors import UsageError
 from .layers import image_pages, label_pages, probability_array
-
-# fit_fold logs one line per epoch; it is the only per-epoch signal the public API gives
-EPOCH_LINE = re.compile(r"fold (\d+) epoch (\d+): loss ([^\s,]+), validation Dice ([^\s,]+)")
 
 
 @dataclass
@@ -83,44 +77,17 @@ def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, 
     return Segmentation(labels, probs, preds[0].threshold)
 
 
-class _EpochLog(logging.Handler):
-    """Hands the training thread's log lines to a queue (other threads' lines are not ours)."""
-
-    def __init__(self, thread: threading.Thread, sink: queue.Queue) -> None:
-        super().__init__(logging.INFO)
-        self.thread, self.sink = thread, sink
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread.ident:
-            self.sink.put(record.getMessage())
-
-
-@contextmanager
-def _listening(thread: threading.Thread, sink: queue.Queue) -> Iterator[None]:
-    logger = logging.getLogger("paulow")
-    handler, level = _EpochLog(thread, sink), logger.level
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def _epoch_update(line: str, epochs: int, folds: int, best: list[float]) -> Update:
-    """A live line from an epoch log line: loss, validation Dice and the best so far."""
-    match = EPOCH_LINE.search(line)
-    if not match:
-        return Update(line)
-    fold, epoch, loss, dice = match.groups()
-    if dice != "-":
+def _epoch_update(row: dict, best: list[float]) -> Update:
+    """A live line from an epoch's row (see `paulow.train`'s `on_epoch`): loss, validation Dice and
+    the best so far; progress counts epochs over the folds the run plans now."""
+    dice, epochs, folds = row["val_dice"], int(row["epochs"]), int(row["folds"])
+    if dice is not None:
         best[0] = max(best[0], float(dice))
-    text = f"epoch {epoch}/{epochs}: loss {loss}, validation Dice {dice}"
+    text = f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, validation Dice "
+    text += "-" if dice is None else f"{dice:.4f}"
     text += f" (best {best[0]:.4f})" if best[0] >= 0 else ""
-    text = f"fold {fold}/{folds}, {text}" if folds > 1 else text
-    return Update(text, (int(fold) - 1) * epochs + int(epoch), folds * epochs)
+    text = f"fold {row['fold']}/{folds}, {text}" if folds > 1 else text
+    return Update(text, (int(row["fold"]) - 1) * epochs + int(row["epoch"]), folds * epochs)
 
 
 def train(images: list, masks: list, out: str | Path, *, base: str | Path | None = None,
@@ -128,25 +95,25 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
           ) -> Generator[Update, None, Path]:
     """Train (or, given `base`, fine-tune) a model on the pairs and save it to `out` (never replaced).
 
-    Each epoch yields its loss and validation Dice. The training runs in its own thread so this
-    generator can pass its log lines on as they come.
+    Each epoch yields its loss and validation Dice, other progress lines as they are. The training
+    runs in its own thread so this generator can pass them on as they come.
     """
     import paulow
 
     out = output_file(out)
     parent = paulow.load_model(model_file(base)) if base else None
     folds = 1 if parent else int(options.get("folds", 5))
-    lines: queue.Queue = queue.Queue()
+    lines: queue.Queue = queue.Queue()  # progress lines (str) and epoch rows (dict); None: finished
     done: dict[str, Any] = {}
 
     def work() -> None:
         try:
             if parent is not None:
                 model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
-                                        echo=lines.put, **options)
+                                        echo=lines.put, on_epoch=lines.put, **options)
             else:
                 model = paulow.train(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
-                                     echo=lines.put, **options)
+                                     echo=lines.put, on_epoch=lines.put, **options)
             done["path"] = model.save(out)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             done["error"] = exc
@@ -156,11 +123,10 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
     thread = threading.Thread(target=work, name="paulow-train", daemon=True)
     best = [-1.0]
     yield Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
-    with _listening(thread, lines):
-        thread.start()
-        while (line := lines.get()) is not None:
-            yield _epoch_update(line, epochs, folds, best)
-        thread.join()
+    thread.start()
+    while (item := lines.get()) is not None:
+        yield _epoch_update(item, best) if isinstance(item, dict) else Update(item)
+    thread.join()
     if "error" in done:
         raise done["error"]
     return done["path"]
