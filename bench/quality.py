@@ -142,7 +142,7 @@ def bench_config(device: str, budget: float, seed: int, preset: str | None = Non
     base = {"folds": 1, "test_fraction": 0.0, "time_limit": budget, "seed": seed, "device": device,
             "ensemble": False, "infer_overlap": 0.5}
     cfg = resolve_config(base, preset, device)
-    return replace(cfg, **(overrides or {}))
+    return replace(cfg, **{"boundary_target": None, **(overrides or {})})  # the published binary target
 
 
 def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: Echo = print):

@@ -119,7 +119,11 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--boundary-target", nargs="?", const=2, type=positive_int, metavar="WIDTH",
                    help="learn 3 classes (background, interior, boundary ring of WIDTH px, default 2) from the "
                         "masks' instances (binary masks: connected components); use_model.py --instances then "
-                        "separates objects by a watershed from the interiors")
+                        "separates objects by a watershed from the interiors. Default for binary masks: on "
+                        "when most object pixels lie more than 2 px inside an object (nuclei, cells), off for "
+                        "thin structures; the plan says which")
+    g.add_argument("--no-boundary-target", action="store_true",
+                   help="a plain binary model (one output), whatever the masks look like")
     g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
                                   "focal_tversky, focal (K > 1: softmax variants)")
     g.add_argument("--loss-args", type=json.loads,

@@ -4,10 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+AUTO = "auto"  # `boundary_target`: settled from the masks when training starts
+
 PRESETS = {
     # The published settings, for a GPU.
     "paper": {"width": 64, "folds": 5, "optimizer": "adam", "lr": 1e-5, "batch_size": 4,
-              "epochs": 100, "per_epoch": None, "time_limit": None, "val_tiles": 96},
+              "epochs": 100, "per_epoch": None, "time_limit": None, "val_tiles": 96,
+              "boundary_target": None},  # the published binary target
     # Fits a 2-core CPU: a 10-image dataset trains to a useful model in minutes.
     "cpu": {"width": 16, "folds": 5, "optimizer": "adamw", "lr": 2e-3, "batch_size": 8,
             "epochs": 40, "per_epoch": 192, "time_limit": 15.0},
@@ -31,7 +34,10 @@ class TrainConfig:
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
     border_weight: list | None = None  # [w0, sigma]: Ronneberger's border weight map on the BCE/CE terms
-    boundary_target: int | None = None  # ring width: learn background / interior / boundary (K = 3)
+    # ring width: learn background / interior / boundary (K = 3). The front ends' default (see
+    # `resolve_config`) is "auto": settled from the masks when training starts, see
+    # `paulow.boundaries.choose_target`; a config built directly is binary unless told.
+    boundary_target: int | str | None = None
     optimizer: str = "adamw"
     epochs: int = 40
     batch_size: int = 8
@@ -85,12 +91,13 @@ class TrainConfig:
 
 
 def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainConfig:
-    """Defaults, then the preset for the device (or the named one), then the user's explicit values."""
+    """Defaults (a binary run's target: "auto"), then the preset for the device (or the named one),
+    then the user's explicit values."""
     name = preset or ("cpu" if device == "cpu" else "gpu")
     if name not in PRESETS:
         from .errors import UsageError
         raise UsageError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    values = {"boundary_target": AUTO, **PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     if values.get("arch") == "vgg16_unet" and overrides.get("depth") is None:
         values["depth"] = 5  # the whole VGG16 configuration D
     known = {f for f in TrainConfig.__dataclass_fields__}
@@ -101,7 +108,7 @@ def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainCon
 # line's negative switches. A value of 0 for `time_limit` / `per_epoch` means "none" (no limit, all).
 NETWORK_OPTIONS = ("norm", "dropout", "batch_norm")
 SWITCHES = {"no_augment": ("augment", False), "no_rotate": ("rotate", False),
-            "no_batch_norm": ("batch_norm", False)}
+            "no_batch_norm": ("batch_norm", False), "no_boundary_target": ("boundary_target", 0)}
 ZERO_MEANS_NONE = ("time_limit", "per_epoch")
 # `class_weights` ("auto" or one number per class, K >= 2) goes into `loss_args`
 LOSS_OPTIONS = ("class_weights",)
@@ -179,7 +186,8 @@ BOUNDARY_CLASS_NAMES = ["background", "interior", "boundary"]
 
 def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
     """Check and normalise `border_weight` ("W0,SIGMA" text or two numbers) and `boundary_target`
-    (a ring width; it makes the run a 3-class background / interior / boundary model)."""
+    (a ring width: it makes the run a 3-class background / interior / boundary model; "auto", the
+    default of a binary run: see `paulow.boundaries.choose_target`; 0 / None: binary)."""
     from .errors import UsageError
     from .weights import parse_border_weight
 
@@ -189,6 +197,10 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
         cfg.border_weight = list(parse_border_weight(",".join(str(float(v)) for v in cfg.border_weight)))
     if not cfg.boundary_target:
         cfg.boundary_target = None
+        return
+    if cfg.boundary_target == AUTO:  # decided from the masks when training starts (K = 1 only)
+        if values.get("classes") not in (None, 1) or cfg.classes > 1:
+            cfg.boundary_target = None
         return
     if isinstance(cfg.boundary_target, bool) or int(cfg.boundary_target) != cfg.boundary_target \
             or cfg.boundary_target < 1:

@@ -32,6 +32,7 @@ FIXED_BY_PARENT = {
     "test_fraction": "uses one split (set the held-out share with --holdout)",
     "ensemble": "adapts one network, the parent's selected member",
     "boundary_target": "keeps the parent's target (its classes are the network's outputs)",
+    "no_boundary_target": "keeps the parent's target (its classes are the network's outputs)",
 }
 
 
@@ -43,7 +44,7 @@ def _parent_values(meta: dict) -> dict:
     values = {"arch": meta.get("arch"), "width": args.get("width"), "depth": args.get("depth"),
               "classes": int(meta.get("classes", 1)), "class_names": meta.get("class_names"),
               "folds": 1, "ensemble": False,
-              "no_batch_norm": args.get("batch_norm") is False, "boundary_target": boundary_width(meta),
+              "no_batch_norm": args.get("batch_norm") is False, "boundary_target": boundary_width(meta), "no_boundary_target": boundary_width(meta) is None,
               **{k: args[k] for k in ("norm", "dropout", "batch_norm") if k in args}}
     return {k: v for k, v in values.items() if v is not None}
 
@@ -67,6 +68,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     not given). An unknown name, a value out of range, or an option that would change the network is
     a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
     held-out images after fitting (`tune_threshold`)."""
+    from .boundaries import boundary_width
     from .config import (ZERO_MEANS_NONE, instance_options, option_names, option_values, palette_option,
                          with_class_weights)
 
@@ -87,6 +89,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
                   depth=int(args_meta.get("depth", base.depth)), classes=int(parent_meta.get("classes", 1)),
                   lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=FINETUNE_DEFAULTS["epochs"],
                   folds=1, ensemble=False, device=device, freeze_encoder=False,
+                  boundary_target=boundary_width(parent_meta),
                   threshold=float(parent_meta.get("threshold", base.threshold)),
                   time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None)
     cfg = replace(cfg, **values)

@@ -54,12 +54,29 @@ def selection_score(counts: np.ndarray) -> float:
 
 
 def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                        threshold: float = 0.5, min_size: int = 0) -> dict:
+                        threshold: float = 0.5, min_size: int = 0, objects: bool = False) -> dict:
     """Pooled scores of stored probabilities: `dice` (the selection score) and `dice_c` per class
-    (for K = 1 the single foreground Dice, objects under `min_size` px removed)."""
+    (for K = 1 the single foreground Dice, objects under `min_size` px removed). `objects` (a
+    boundary model's classes): also `dice_objects`, see `object_dice`."""
     counts = sum((page_counts(p, t, threshold, min_size) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
     per_class = dice_from_counts(counts)
-    return {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
+    scores = {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
+    if objects:
+        scores["dice_objects"] = object_dice(probs, truths, min_size)
+    return scores
+
+
+def object_dice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_size: int = 0) -> float:
+    """Pooled Dice of the object masks of K-class probabilities (every class but background, objects
+    under `min_size` px removed: the mask `use_model.py` writes for a boundary model) against the
+    truths' non-zero pixels."""
+    from .postprocess import to_mask
+
+    counts = np.zeros((1, 3), np.int64)
+    for prob, truth in zip(probs, truths):
+        found = (to_mask(np.asarray(prob)) != 0).astype(np.float32)[None]
+        counts += page_counts(found, np.asarray(truth) != 0, 0.5, min_size)
+    return float(dice_from_counts(counts)[0])
 
 
 def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],

@@ -61,6 +61,7 @@ class FoldResult:
     threshold: float = 0.5
     test_dice_c: list[float] | None = None  # per class 0..K-1 (K >= 2), the test share's Dice
     min_size: int = 0  # objects under this many px are removed (tuned on validation, `object_size`)
+    test_dice_objects: float | None = None  # a boundary model's object masks on the test share
 
 
 @dataclass
@@ -89,7 +90,7 @@ def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: 
     """`score_probabilities` of whole slices at the config's threshold: `dice` (the selection score)
     and `dice_c` (per class for K >= 2)."""
     return score_probabilities(predict_slices(models, slices, cfg, device), [s.mask for s in slices],
-                               cfg.threshold, min_size)
+                               cfg.threshold, min_size, objects=bool(cfg.boundary_target))
 
 
 def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
@@ -664,6 +665,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     Under torchrun every rank calls this with the same split (same seed); rank 0 re-plans and its
     results are the run's (the others hold their shares).
     """
+    if cfg.boundary_target == "auto":  # settled by `training_run.run_training` (it sets the outputs)
+        raise ValueError("boundary_target 'auto' is not settled: call paulow.boundaries.choose_target first")
     timing = timing if timing is not None else new_timing()
     start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent
     in_channels = int(slices[0].image.shape[0])
@@ -793,8 +796,9 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
                         result.threshold)
     if test:
         test_probs = predict_slices(model, test, cfg, device)
-        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold, result.min_size)
-        result.test_dice = scores["dice"]
+        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold, result.min_size,
+                                     objects=bool(cfg.boundary_target))
+        result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
         if cfg.classes >= 2:
             result.test_dice_c = scores["dice_c"]
             _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
@@ -879,9 +883,10 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                                                  "shape": list(s.image.shape[1:]),
                                                  "sha256": file_hashes.get(str(s.source), "")})
         entry["pages"] += 1
-    test_dice, per_class = best.test_dice, best.test_dice_c
+    test_dice, per_class, objects = best.test_dice, best.test_dice_c, best.test_dice_objects
     if cfg.ensemble:
         test_dice = ensemble_scores["dice"] if ensemble_scores else None
+        objects = ensemble_scores.get("dice_objects") if ensemble_scores else None
         per_class = ensemble_scores["dice_c"] if ensemble_scores and cfg.classes >= 2 else None
     names = cfg.names()
     return {
@@ -897,7 +902,10 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
                   "folds": [{"fold": f.fold + 1, "val": f.val_files} for f in result.folds]},
         "metrics": {"test_dice": test_dice, "best_fold": best.fold + 1,
                     **({"test_dice_per_class": dict(zip(names, per_class))} if per_class else {}),
+                    **({"test_dice_objects": objects} if objects is not None else {}),
                     "folds": [{"fold": f.fold + 1, "val_dice": f.val_dice, "test_dice": f.test_dice,
+                               **({"test_dice_objects": f.test_dice_objects}
+                                  if f.test_dice_objects is not None else {}),
                                **class_columns("test_dice", f.test_dice_c or [], names),
                                "threshold": f.threshold, "min_object_px": f.min_size,
                                "best_epoch": f.best_epoch, "epochs_run": len(f.history),

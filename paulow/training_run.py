@@ -55,6 +55,9 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     from .train import new_timing, scores_on_slices, timed, training_meta
 
     start, timing = time.monotonic(), new_timing()
+    from .boundaries import choose_target
+
+    choose_target(slices, cfg, echo)  # before the plan: a boundary target has 3 outputs
     if cfg.boundary_target:
         from .boundaries import with_boundary_targets
 
@@ -178,13 +181,17 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
 
 def test_line(meta: dict) -> str:
     """The closing summary: selected fold and test Dice (K >= 2: the mean over the foreground
-    classes, then each class by name)."""
+    classes, then each class by name; a boundary model: its object masks' Dice, then each class)."""
     metrics = meta["metrics"]
     td, per_class = metrics["test_dice"], metrics.get("test_dice_per_class")
     if td is None:
         return f"selected fold {metrics['best_fold']}; test Dice n/a (too few images for a test share)"
     if not per_class:
         return f"selected fold {metrics['best_fold']}; test Dice {td:.4f}"
+    if metrics.get("test_dice_objects") is not None:  # a boundary model: its product is the object mask
+        return (f"selected fold {metrics['best_fold']}; test Dice {metrics['test_dice_objects']:.4f} (object "
+                f"masks, as use_model.py writes them; per class: "
+                + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:]) + ")")
     return (f"selected fold {metrics['best_fold']}; test Dice {td:.4f} (mean over foreground classes; "
             + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:]) + ")")
 

@@ -73,10 +73,70 @@ def test_watershed_separates_two_touching_objects():
     assert set(np.unique(instances_from_boundaries(prob))) == {0, 1}
 
 
+def _slice(mask: np.ndarray) -> Slice:
+    return Slice(np.zeros((1, *mask.shape), np.float32), mask.astype(np.uint8), Path("a"), 0)
+
+
+def _square_and_line() -> tuple[np.ndarray, np.ndarray]:
+    square = np.zeros((30, 30), np.uint8)
+    square[5:25, 5:25] = 1  # 20 x 20: a 2 px ring leaves its 16 x 16 centre, 256 of 400 px
+    line = np.zeros((30, 30), np.uint8)
+    line[10:13, 0:30] = 1  # 3 px wide: every pixel is within 2 px of the background
+    return square, line
+
+
+def test_interior_share_counted_by_hand():
+    from paulow.boundaries import interior_share
+
+    square, line = _square_and_line()
+    assert interior_share([_slice(square)]) == pytest.approx(256 / 400)
+    assert interior_share([_slice(line)]) == 0.0
+    assert interior_share([_slice(square), _slice(line)]) == pytest.approx(256 / 490)
+    assert interior_share([_slice(np.zeros((8, 8)))]) == 0.0  # no objects at all
+    # labelled squares touching along a line: the 1 px ring runs along it too (see the target above)
+    labelled = Slice(np.zeros((1, 7, 11), np.float32), (_two_touching_squares() > 0).astype(np.uint8),
+                     Path("a"), 0, labels=_two_touching_squares())
+    assert interior_share([labelled], 1) == pytest.approx(21 / 50)
+
+
+def test_auto_target_learns_boundaries_of_objects_with_an_inside_only():
+    from paulow.boundaries import choose_target
+
+    square, line = _square_and_line()
+    said: list[str] = []
+    cfg = config_from_options({})
+    assert cfg.boundary_target == "auto" and cfg.classes == 1 and cfg.mask_classes() == 1
+    choose_target([_slice(square)], cfg, said.append)
+    assert (cfg.boundary_target, cfg.classes, cfg.class_names) == (2, 3, ["background", "interior", "boundary"])
+    assert said[0].startswith("target: background / interior / boundary (64% of the object pixels")
+    assert "--no-boundary-target" in said[0]
+    cfg, said = config_from_options({}), []
+    choose_target([_slice(line), _slice(square)], cfg, said.append)  # 256 of 490 px: still over half
+    assert cfg.boundary_target == 2
+    cfg, said = config_from_options({}), []
+    choose_target([_slice(line)], cfg, said.append)
+    assert (cfg.boundary_target, cfg.classes) == (None, 1)
+    assert said == ["target: binary (0% of the object pixels lie more than 2 px inside an object: thin or "
+                    "small objects; --boundary-target learns boundaries anyway)"]
+    choose_target([_slice(square)], cfg, said.append)  # settled once: a second call changes nothing
+    assert cfg.boundary_target is None and len(said) == 1
+    named = config_from_options({"class_names": ["nucleus"]})  # a binary model named: stays one
+    choose_target([_slice(square)], named, said.append)
+    assert (named.boundary_target, named.classes) == (None, 1) and len(said) == 1
+    fixed = config_from_options({"boundary_target": 1})
+    choose_target([_slice(line)], fixed, said.append)  # an explicit width is obeyed
+    assert fixed.boundary_target == 1 and fixed.classes == 3
+
+
 def test_boundary_target_options():
     cfg = config_from_options({"boundary_target": 2})
     assert (cfg.classes, cfg.mask_classes(), cfg.class_names) == (3, 1, ["background", "interior", "boundary"])
-    assert config_from_options({}).boundary_target is None
+    assert config_from_options({}).boundary_target == "auto"
+    assert config_from_options({"no_boundary_target": True}).boundary_target is None
+    assert config_from_options({"boundary_target": 0}).boundary_target is None
+    assert config_from_options({"classes": 3}).boundary_target is None  # K classes: no auto target
+    assert config_from_options({}, preset="paper").boundary_target is None  # the published binary target
+    assert config_from_options({"classes": 1}).boundary_target == "auto"
     with pytest.raises(UsageError, match="leave out --classes 2"):
         config_from_options({"boundary_target": 2, "classes": 2})
     with pytest.raises(UsageError, match="ring width"):
@@ -134,7 +194,12 @@ def test_finetuning_cannot_change_the_boundary_target():
     assert finetune_config(meta, {"boundary_target": 2}, "cpu").boundary_target == 2
     with pytest.raises(UsageError, match="--boundary-target 3: fine-tuning keeps the parent's target"):
         finetune_config(meta, {"boundary_target": 3}, "cpu")
+    with pytest.raises(UsageError, match="--no-boundary-target True: fine-tuning keeps the parent's target"):
+        finetune_config(meta, {"no_boundary_target": True}, "cpu")
     plain = {"arch": "paulow_attention_unet", "arch_args": {"width": 8}, "classes": 1, "config": {}}
+    # a binary parent stays binary, even one saved before the automatic target (no key in its config)
+    assert finetune_config(plain, {}, "cpu").boundary_target is None
+    assert finetune_config(plain, {"no_boundary_target": True}, "cpu").boundary_target is None
     with pytest.raises(UsageError, match="--boundary-target 2"):
         finetune_config(plain, {"boundary_target": 2}, "cpu")
     assert finetune_config(plain, {"border_weight": "default"}, "cpu").border_weight == [10.0, 5.0]

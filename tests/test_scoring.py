@@ -44,3 +44,24 @@ def test_sweep_picks_best_threshold_nearest_half_on_ties():
     assert (t, dice) == (0.3, 1.0)
     t, dice = sweep_thresholds([prob], [np.array([[0, 1]])], (0.2, 0.4, 0.6))
     assert (t, dice) == (0.4, 1.0)
+
+
+def test_object_dice_of_a_boundary_model_merges_interior_and_boundary():
+    from paulow.training_run import test_line
+
+    # argmax [[1, 2, 0, 0], [0, 0, 0, 2]] against the 3-class truth [[2, 1, 0, 0], [1, 0, 0, 0]]: the
+    # object masks share 2 px, (1, 3) is false, (1, 0) missed: Dice 4 / 6
+    prob = np.zeros((3, 2, 4), dtype=np.float32)
+    for (r, c), k in np.ndenumerate(np.array([[1, 2, 0, 0], [0, 0, 0, 2]])):
+        prob[k, r, c] = 1.0
+    truth = np.array([[2, 1, 0, 0], [1, 0, 0, 0]], dtype=np.uint8)
+    scores = score_probabilities([prob], [truth], objects=True)
+    assert scores["dice_objects"] == pytest.approx(4 / 6)
+    assert scores["dice_c"][1] == 0.0 and scores["dice_c"][2] == 0.0  # no class right pixel by pixel
+    assert "dice_objects" not in score_probabilities([prob], [truth])
+    # objects under min_size px go, as use_model.py removes them: the 1 px object at (1, 3)
+    assert score_probabilities([prob], [truth], min_size=2, objects=True)["dice_objects"] == pytest.approx(4 / 5)
+    meta = {"metrics": {"test_dice": 0.0, "best_fold": 1, "test_dice_objects": 4 / 6,
+                        "test_dice_per_class": {"background": 0.5, "interior": 0.0, "boundary": 0.0}}}
+    assert test_line(meta) == ("selected fold 1; test Dice 0.6667 (object masks, as use_model.py writes them; "
+                               "per class: interior 0.0000, boundary 0.0000)")

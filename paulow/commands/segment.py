@@ -225,6 +225,11 @@ def run(args, echo=print) -> int:
     distributed.on_main(lambda: require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs))
     model_path = distributed.on_main(lambda: choose_model(ws.models, args.model, args.yes))
     loaded = distributed.main_first(lambda: load_checkpoint(model_path, device))
+    from ..boundaries import is_boundary_model
+
+    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)):
+        echo("this model learnt object boundaries: add --instances for labelled objects (touching ones "
+             "separated) beside the masks")
     images = distributed.on_main(lambda: load_images(ws.use_inputs))
     unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)] if main else []
     for r in unusable:
