@@ -262,8 +262,13 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
 
     - `time_limit`: minutes for the whole run (0 or None: the epochs decide).
     - `classes`: 1 = binary (masks: 0 / non-zero); K > 1: masks hold 0..K-1.
+    - `boundary_target` (an option): "auto" by default for `classes=1`: objects with an inside (at
+      least half their pixels more than 2 px from an edge) are learnt as background / interior /
+      boundary, so `Prediction.labels()` separates touching ones; thin or small objects keep the
+      binary target. A width in px forces it, 0 turns it off (`model.meta["boundary_target"]` says).
     - `config`: a `paulow.config.TrainConfig` to start from instead of the device's preset;
-      `time_limit`, `classes` and `options` are applied over it.
+      `time_limit`, `classes` and `options` are applied over it (its `boundary_target` too: None
+      is binary).
     - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
       `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
       the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
@@ -280,6 +285,8 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     board = _tensorboard(tensorboard)
     given = {**(asdict(config) if config is not None else {}), **options,
              "classes": classes, "time_limit": time_limit or 0}
+    if config is not None and given.get("boundary_target") is None:
+        given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
     cfg = config_from_options(given, preset, device)
     slices = make_slices(images, masks, cfg.mask_classes(), palette=cfg.palette)
     report = Path(report_dir) if report_dir else None

@@ -737,7 +737,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                 _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo, train)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
              f"stopped by {result.stopped})"
-             + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else ""))
+             + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else "")
+             + (f" (object masks {result.test_dice_objects:.4f})" if result.test_dice_objects is not None else ""))
         results.append(result)
         if progress is not None:
             with timed(timing, "checkpoints"):

@@ -42,6 +42,22 @@ def test_train_returns_a_model_with_metadata(model):
     assert model.meta["config"]["folds"] == 1  # an explicit `folds` is obeyed by the planner
 
 
+def test_boundary_target_is_settled_from_the_masks():
+    from paulow.config import TrainConfig
+
+    pairs = [nuclei_image(size=(64, 64), n=3, radius_range=(10, 14), seed=i) for i in range(2)]
+    images, masks, tiny, said = [p[0] for p in pairs], [p[1] for p in pairs], {**TINY, "epochs": 1}, []
+    auto = paulow.train(images, masks, time_limit=0, echo=said.append, **tiny)  # round objects, 10-14 px
+    assert auto.meta["boundary_target"] == 2 and auto.meta["classes"] == 3
+    assert any(line.startswith("target: background / interior / boundary") for line in said)
+    pred = auto.predict(images[0], min_size=0)
+    assert pred.probabilities.shape == (3, 64, 64) and set(np.unique(pred.mask)) <= {0, 1}
+    plain = paulow.train(images, masks, time_limit=0, boundary_target=0, **tiny)
+    assert plain.meta["classes"] == 1 and plain.meta["boundary_target"] is None
+    direct = paulow.train(images, masks, time_limit=None, config=TrainConfig(**tiny))  # None: binary
+    assert direct.meta["classes"] == 1 and direct.meta["boundary_target"] is None
+
+
 def test_on_epoch_gets_every_epochs_row(model):
     assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in EPOCH_ROWS] == [(1, 1, 1, 2), (1, 2, 1, 2)]
     for r in EPOCH_ROWS:  # every patch trained falls in exactly one regime of the dynamic loss
