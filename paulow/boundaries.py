@@ -20,7 +20,7 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 DEFAULT_WIDTH = 2
 # `boundary_target="auto"` learns boundaries when at least this share of the masks' object pixels is
 # interior (more than DEFAULT_WIDTH px from an edge): nuclei, cells and the ISBI cell bodies hold
-# 80-90 %, the 3-5 px filaments under 1 %, for which a ring would swallow the objects whole.
+# 80-90 %, the 2-5 px filaments 0 % (`bench/target_choice.py`): a ring would swallow them whole.
 AUTO_INTERIOR_SHARE = 0.5
 
 

@@ -665,7 +665,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     Under torchrun every rank calls this with the same split (same seed); rank 0 re-plans and its
     results are the run's (the others hold their shares).
     """
-    if cfg.boundary_target == "auto":  # settled by `training_run.run_training` (it sets the outputs)
+    from .config import AUTO
+
+    if cfg.boundary_target == AUTO:  # settled by `training_run.run_training` (it sets the outputs)
         raise ValueError("boundary_target 'auto' is not settled: call paulow.boundaries.choose_target first")
     timing = timing if timing is not None else new_timing()
     start = time.monotonic() - (resume["seconds"] if resume else 0.0) - spent

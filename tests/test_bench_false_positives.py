@@ -22,3 +22,16 @@ def test_false_objects_and_outline_errors_are_counted_by_hand():
     assert got == {"fp": 7, "fp_in_false_objects": 4, "fp_near_truth": 3, "fn": 4, "true": 16}
     assert false_positives.false_positive_anatomy(pred, truth, near=4)["fp_near_truth"] == 3 + 1
     assert false_positives.false_positive_anatomy(pred, truth, near=5)["fp_near_truth"] == 3 + 4
+
+
+def test_target_choice_counts_the_interior_by_hand():
+    sys.path.insert(0, str(BENCH))
+    import target_choice
+
+    square = np.zeros((30, 30), np.uint8)
+    square[5:25, 5:25] = 255  # a 2 px ring leaves its 16 x 16 centre: 256 of 400 px
+    line = np.zeros((30, 30), np.uint8)
+    line[10:13, :] = 1  # 3 px wide: no pixel more than 2 px inside
+    assert target_choice.choice([square]) == {"interior_share": 0.64, "target": "boundary"}
+    assert target_choice.choice([line]) == {"interior_share": 0.0, "target": "binary"}
+    assert target_choice.choice([square, line, line]) == {"interior_share": round(256 / 580, 4), "target": "binary"}
