@@ -10,6 +10,9 @@ Splits (see `../shared/data/README.md`; the README's result tables depend on the
   last 6 (42, 44, 45, 46, 47, 49) test.
 - `drosophila_vnc_sstem` (multi-class, not in the default `DATASETS`): `images/00..19.tif`,
   `masks/00..19.png` with class indices 0..4 (`CLASS_NAMES`), 00-15 train, 16-19 test.
+- `vnc_mitochondria` (binary, not in the default `DATASETS`): the same files and split, the mask
+  being class 2 (mitochondria) of `drosophila_vnc_sstem`: EM mitochondria of 1024 x 1024, a binary
+  set that no default was chosen on (`BINARY_VIEWS`).
 
 Each split is a list of `paulow.data.Slice` normalised like training does (`NORMALISATION`), masks
 binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
@@ -18,7 +21,7 @@ page's first channel as read (file dtype), for baselines that work on raw intens
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,7 +39,9 @@ DEFAULT_ROOT = REPO.parent / "shared" / "data"
 DATASETS = ("isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei")
 # multi-class datasets: their class names, class 0 first (K = the number of names)
 CLASS_NAMES = {"drosophila_vnc_sstem": ("intracellular", "membrane", "mitochondria", "synapse", "glia")}
-ALL_DATASETS = DATASETS + tuple(CLASS_NAMES)
+# binary views of a multi-class dataset: name -> (dataset, the class that is foreground)
+BINARY_VIEWS = {"vnc_mitochondria": ("drosophila_vnc_sstem", 2)}
+ALL_DATASETS = DATASETS + tuple(CLASS_NAMES) + tuple(BINARY_VIEWS)
 
 
 def classes_of(name: str) -> int:
@@ -87,9 +92,9 @@ SPLITS: dict[str, Callable[[Path], Split]] = {
 
 def dataset_folder(name: str, root: Path | None = None) -> Path:
     """`root / name`, checked: raises `UsageError` for an unknown name, `EmptyFolderError` if absent."""
-    if name not in SPLITS:
+    if name not in SPLITS and name not in BINARY_VIEWS:
         raise UsageError(f"unknown dataset '{name}': choose from {', '.join(ALL_DATASETS)}")
-    folder = Path(root or DEFAULT_ROOT) / name
+    folder = Path(root or DEFAULT_ROOT) / BINARY_VIEWS.get(name, (name,))[0]
     if not folder.is_dir():
         raise EmptyFolderError(f"no dataset folder '{folder}': the benchmarks need ../shared/data "
                                "beside the repository (or pass its location as root / --data-root)")
@@ -99,17 +104,30 @@ def dataset_folder(name: str, root: Path | None = None) -> Path:
 def split_items(name: str, root: Path | None = None) -> Split:
     """The (train, test) files and pages of a dataset, without reading any pixel."""
     folder = dataset_folder(name, root)
-    return SPLITS[name](folder)
+    return SPLITS[BINARY_VIEWS.get(name, (name,))[0]](folder)
 
 
 def load_dataset(name: str, root: Path | None = None) -> tuple[list[Slice], list[Slice]]:
     """(train_slices, test_slices) of a benchmark dataset, in split order."""
     train, test = split_items(name, root)
+    if name in BINARY_VIEWS:
+        parent, foreground = BINARY_VIEWS[name]
+        return (_binary_view(_load(train, classes_of(parent)), foreground),
+                _binary_view(_load(test, classes_of(parent)), foreground))
     return _load(train, classes_of(name)), _load(test, classes_of(name))
 
 
 def _load(items: Sequence[Item], classes: int = 1) -> list[Slice]:
     return [s for item in items for s in _item_slices(item, classes)]
+
+
+def _binary_view(slices: Sequence[Slice], foreground: int) -> list[Slice]:
+    """The slices with 0/1 masks: class `foreground` against every other class."""
+    out = []
+    for s in slices:
+        mask = (s.mask == foreground).astype(np.uint8)
+        out.append(replace(s, mask=mask, info={**s.info, "foreground_fraction": foreground_fraction(mask)}))
+    return out
 
 
 def _item_slices(item: Item, classes: int = 1) -> list[Slice]:

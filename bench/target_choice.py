@@ -23,7 +23,8 @@ from user_path import SYNTHETIC, real_split, synthetic_split  # noqa: E402
 from paulow.boundaries import AUTO_INTERIOR_SHARE, DEFAULT_WIDTH, interior_share  # noqa: E402
 from paulow.data import Slice  # noqa: E402
 
-BINARY = ["isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei", "synthetic_large", "synthetic_small"]
+BINARY = ["isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei", "vnc_mitochondria", "synthetic_large",
+          "synthetic_small"]
 
 
 def choice(masks: list[np.ndarray]) -> dict:

@@ -380,7 +380,24 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None, default_root: Path | None = None) -> int:
-    """Entry point of `paulow` and the scripts. Returns the exit code."""
+    """Entry point of `paulow` and the scripts. Returns the exit code (a torchrun rank leaves the
+    process group and exits with it, see `distributed.exit_process`)."""
+    code = None
+    try:
+        code = _run(argv, default_root)
+        return code
+    finally:
+        if "torch.distributed" in sys.modules:  # never imports torch for commands that did not
+            from . import distributed
+
+            was_distributed = distributed.active()
+            distributed.shutdown()
+            if was_distributed and code is not None:
+                distributed.exit_process(code)
+
+
+def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
+    """`main` without the process-group teardown."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(default_root or Path.cwd())
     try:
@@ -400,11 +417,6 @@ def main(argv: Sequence[str] | None = None, default_root: Path | None = None) ->
     except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
-    finally:
-        if "torch.distributed" in sys.modules:  # never imports torch for commands that did not
-            from . import distributed
-
-            distributed.shutdown()
 
 
 def os_error_line(exc: OSError) -> str:

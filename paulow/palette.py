@@ -233,13 +233,15 @@ def colour_mask_error(mask: np.ndarray, mask_path: str | Path, classes: int) -> 
 def read_class_mask(path: str | Path, classes: int, palette: Palette | None = None) -> np.ndarray:
     """A mask as `(pages, H, W)` integers for a `classes`-class task.
 
-    K < 2: `io.read_mask` (unchanged). K >= 2: a one-channel mask (or one whose channels are all equal)
+    K < 2: `io.read_mask`, a JPEG or grey-edged mask binarised at half its maximum
+    (`grey_edges.clean_binary_mask`). K >= 2: a one-channel mask (or one whose channels are all equal)
     holds class indices; a colour mask is mapped through `palette` (palette PNGs by their colours),
     and without one it is an error naming the file and the fix."""
     from . import io
+    from .grey_edges import clean_binary_mask
 
     if classes < 2:
-        return io.read_mask(path)
+        return clean_binary_mask(io.read_mask(path), path)
     stack = io.read_mask_stack(path, palette_indices=palette is None)
     data = stack.data
     if palette is not None and data.shape[1] >= 3:

@@ -156,6 +156,28 @@ def test_vnc_split_and_class_indices_are_kept() -> None:
     assert set(np.unique(page.mask)) == {0, 1, 2, 3, 4} and page.mask.shape == (1024, 1024)
 
 
+
+def test_binary_view_keeps_one_class_as_foreground() -> None:
+    from paulow.data import Slice
+
+    page = Slice(np.zeros((1, 2, 3), np.float32), np.array([[0, 2, 2], [1, 4, 2]], np.uint8), Path("00.tif"), 0,
+                 {"foreground_fraction": 5 / 6})
+    (view,) = bench_datasets._binary_view([page], 2)
+    assert view.mask.tolist() == [[0, 1, 1], [0, 0, 1]] and view.mask.dtype == np.uint8
+    assert view.info["foreground_fraction"] == pytest.approx(0.5) and view.source == page.source
+    assert bench_datasets.classes_of("vnc_mitochondria") == 1
+
+
+@pytest.mark.shared_data
+@requires_data
+def test_vnc_mitochondria_is_the_vnc_split_with_mitochondria_masks() -> None:
+    train, test = bench_datasets.split_items("vnc_mitochondria")
+    assert (train, test) == bench_datasets.split_items("drosophila_vnc_sstem")
+    (item,) = test[:1]
+    (page,) = bench_datasets._binary_view(bench_datasets._item_slices(item, 5), 2)
+    classes = bench_datasets._item_slices(item, 5)[0].mask
+    assert np.array_equal(page.mask, (classes == 2).astype(np.uint8)) and 0 < page.mask.mean() < 0.2
+
 def test_multiclass_rows_score_each_class_and_get_their_own_table() -> None:
     import argparse
 

@@ -99,3 +99,19 @@ def test_two_gloo_processes_agree_on_decisions(tmp_path):
         assert result["first"] == f"own {r}" and result["calls"] == [r]
         # every rank raises rank 0's error; rank 0 prints it, the others only exit with it
         assert result["error"] == ["a model 'x.pth' exists already", r == 1]
+
+
+def test_exit_process_flushes_output_and_logs_then_exits_with_the_code(tmp_path):
+    script = textwrap.dedent(f"""
+        import logging, sys
+        from paulow import distributed
+        logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)
+        logging.getLogger("paulow").info("logged line")
+        sys.stdout.write("buffered line")  # no newline, no flush: exit_process must flush it
+        distributed.exit_process(3)
+        print("never reached")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (3, "buffered line")
+    assert "logged line" in (tmp_path / "run.log").read_text()
