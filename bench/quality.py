@@ -48,6 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from machine import cpu_model
 from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset, slice_names
 
 from paulow.data import Slice
@@ -336,17 +337,6 @@ def row_config(spec: RowSpec, args: argparse.Namespace, device: str, dataset: st
 
 
 # ---------------------------------------------------------------- machine and results file
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def machine_info(device: str) -> dict:
     """CPU model, cores, torch version and threads, device (with the GPU's name on CUDA)."""
     import torch

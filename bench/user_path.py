@@ -26,7 +26,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from machine import machine_line
 from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset
 
 from paulow import io
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.terminate()
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"command": "python bench/user_path.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "machine": machine_line(),
                "busy_processes": args.busy, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                "date": time.strftime("%Y-%m-%d"), "results": results}
     path = args.out / "user_path.json"
