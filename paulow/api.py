@@ -60,7 +60,7 @@ class Prediction:
             from .boundaries import instances_from_boundaries
             from .object_size import remove_small
 
-            return remove_small(instances_from_boundaries(self.probabilities), small)
+            return remove_small(instances_from_boundaries(self.probabilities, threshold=self.threshold), small)
         return label_instances(self.mask, split_touching=split_touching, min_size=small)
 
     def objects(self, split_touching: bool = False, min_size: int | None = None,
@@ -155,7 +155,8 @@ class Model:
 
     @property
     def threshold(self) -> float:
-        """Probability threshold of a binary model (tuned on validation images in training)."""
+        """Probability threshold of a binary model, or on a boundary model's object probability
+        1 - P(background) (tuned on validation images in training)."""
         return float(self.meta.get("threshold", 0.5))
 
     @threshold.setter
@@ -192,14 +193,14 @@ class Model:
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
                               device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
-        from .boundaries import foreground, is_boundary_model
+        from .boundaries import is_boundary_model, object_mask
         from .object_size import choose_min_size, mask_without_small
 
         boundary = is_boundary_model(self.meta)
         small = choose_min_size(self.meta, min_size)
 
         def mask(p: np.ndarray) -> np.ndarray:
-            m = foreground(to_mask(p, cut)) if boundary else to_mask(p, cut)
+            m = object_mask(p, cut) if boundary else to_mask(p, cut)
             return mask_without_small(m, small) if small and (boundary or self.classes <= 1) else m
 
         return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small)

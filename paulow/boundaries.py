@@ -1,7 +1,8 @@
 """Learned boundaries (`--boundary-target WIDTH`): instances become a 3-class target, background (0) /
 interior (1) / boundary ring (2), the network learns it with the softmax (K = 3) path, and instances
-come back from a seeded watershed: the interior components are the seeds, foreground is every pixel
-not predicted as background, and the flood climbs the boundary probability.
+come back from a seeded watershed: the interior components are the seeds, the objects are the pixels
+whose object probability 1 - P(background) is above the model's threshold (tuned on the validation
+images in training, as a binary model's), and the flood climbs the boundary probability.
 
 The ring is the object's pixels whose (2 WIDTH + 1)-square neighbourhood holds another label or
 background, so it is WIDTH px thick inside the object's edge and along every line where two
@@ -95,23 +96,45 @@ def is_boundary_model(meta: dict) -> bool:
     return boundary_width(meta) is not None
 
 
-def foreground(class_map: np.ndarray) -> np.ndarray:
-    """A boundary model's `(H, W)` class map as a 0/1 object mask (interior or boundary)."""
-    return (np.asarray(class_map) != BACKGROUND).astype(np.uint8)
+def mask_rule(meta: dict) -> str:
+    """How a model file's probabilities become its mask, in words (export metadata, documentation)."""
+    threshold = float(meta.get("threshold", 0.5))
+    if is_boundary_model(meta):
+        return (f"objects where 1 - P(background) > {threshold:.2f} (channels: background, interior, "
+                "boundary; the boundary channel splits touching objects)")
+    if int(meta.get("classes", 1)) <= 1:
+        return f"foreground where the probability > {threshold:.2f}"
+    return "the most probable class of each pixel"
 
 
-def instances_from_boundaries(prob: np.ndarray, min_seed: int = 1) -> np.ndarray:
-    """Instance labels (uint16, uint32 above 65,535) from `(3, H, W)` probabilities: seeds are the
-    8-connected interior components (argmax = interior) of at least `min_seed` px."""
+def object_probability(prob: np.ndarray) -> np.ndarray:
+    """`(1, H, W)` float32 probability of "object" (interior or boundary) from a boundary model's
+    `(3, H, W)` probabilities: 1 - P(background), what its threshold is tuned and applied on."""
+    return (1.0 - np.asarray(prob[BACKGROUND], dtype=np.float32))[None]
+
+
+def object_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """A boundary model's `(H, W)` uint8 0/1 object mask: object probability above `threshold`."""
+    from .postprocess import to_mask
+
+    return to_mask(object_probability(prob), threshold)
+
+
+def instances_from_boundaries(prob: np.ndarray, min_seed: int = 1, threshold: float = 0.5) -> np.ndarray:
+    """Instance labels (uint16, uint32 above 65,535) from `(3, H, W)` probabilities: the objects of
+    `object_mask(prob, threshold)`, split by a watershed on the boundary probability whose seeds are
+    the 8-connected interior components (argmax = interior, inside the objects) of at least
+    `min_seed` px. An object without a seed stays one object."""
     from scipy import ndimage
 
     from .postprocess import EIGHT_CONNECTED, _smallest_label_dtype, seeded_watershed, to_mask
 
-    classes = to_mask(np.asarray(prob))
-    seeds, _ = ndimage.label(classes == INTERIOR, structure=EIGHT_CONNECTED)
+    prob = np.asarray(prob)
+    objects = object_mask(prob, threshold).astype(bool)
+    seeds, _ = ndimage.label((to_mask(prob) == INTERIOR) & objects, structure=EIGHT_CONNECTED)
     if min_seed > 1:
         small = np.bincount(seeds.ravel()) < min_seed
         small[0] = False
         seeds[small[seeds]] = 0
-    labels = seeded_watershed(np.asarray(prob[BOUNDARY], dtype=np.float32), seeds, classes != BACKGROUND)
+    labels = seeded_watershed(np.asarray(prob[BOUNDARY], dtype=np.float32), seeds, objects)
     return _smallest_label_dtype(labels)

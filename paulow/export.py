@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .boundaries import mask_rule
 from .errors import UsageError
 
 FORMATS = ("bioimageio", "onnx", "torchscript")
@@ -83,7 +84,7 @@ def export_meta(loaded, net_step: int) -> dict:
             "in_channels": loaded.in_channels, "classes": loaded.classes,
             "activation": meta.get("activation", "sigmoid"), "size_step": net_step,
             "normalisation": meta.get("normalisation", {}), "threshold": meta.get("threshold", 0.5),
-            "class_names": meta.get("class_names"), "arch": meta.get("arch")}
+            "mask": mask_rule(meta), "class_names": meta.get("class_names"), "arch": meta.get("arch")}
 
 
 def export_model(model_path: Path, fmt: str, out_dir: Path | None = None) -> list[Path]:
@@ -185,8 +186,8 @@ def _documentation(loaded, model_path: Path) -> str:
     meta = loaded.meta
     return (f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}), trained on "
             f"{len(meta.get('training_files', {}) or [])} image file(s). Input: raw image, normalised per channel "
-            f"to the 1st-99.8th percentiles. Output: probabilities; threshold "
-            f"{meta.get('threshold', 0.5)} for the mask.\n\nTraining data summary: "
+            f"to the 1st-99.8th percentiles. Output: probabilities; the mask: {mask_rule(meta)}."
+            f"\n\nTraining data summary: "
             f"{json.dumps(meta.get('dataset_summary', {}), default=str)[:2000]}\n")
 
 

@@ -149,9 +149,9 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None;
     `on_epoch`: called after every epoch with its history row plus `folds` (1) and `epochs`."""
     from .infer import set_activation
-    from .scoring import THRESHOLD_CANDIDATES, score_probabilities, sweep_thresholds
+    from .scoring import score_probabilities
     from .train import _tuned_min_size, _tunes_min_size, dice_on_slices, fit_fold, freeze_encoder, \
-        output_activation, predict_slices
+        output_activation, predict_slices, tune_on_probabilities
 
     as_parent = as_evaluated(cfg, parent_meta or {})
     parent_size = int((parent_meta or {}).get("min_object_px") or 0)
@@ -166,9 +166,10 @@ def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], 
     result = fit_fold(net, tune, held, cfg, device, deadline, 0, report_dir, on_epoch=tell, watch=watch)
     net.eval()
     probs, truths = predict_slices(net, held, cfg, device), [s.mask for s in held]
-    tuned = cfg.tune_threshold and cfg.classes <= 1
+    boundary = bool(cfg.boundary_target)  # its threshold is on the object probability
+    tuned = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(held)
     if tuned:
-        cfg = replace(cfg, threshold=sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES)[0])
+        cfg = replace(cfg, threshold=tune_on_probabilities(probs, truths, boundary)[0])
     size = (_tuned_min_size(probs, held, tune, cfg.threshold, cfg, 0, echo) if _tunes_min_size(cfg) and held
             and tune else parent_size)
     after = score_probabilities(probs, truths, cfg.threshold, size)["dice"]

@@ -57,25 +57,26 @@ def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray
                         threshold: float = 0.5, min_size: int = 0, objects: bool = False) -> dict:
     """Pooled scores of stored probabilities: `dice` (the selection score) and `dice_c` per class
     (for K = 1 the single foreground Dice, objects under `min_size` px removed). `objects` (a
-    boundary model's classes): also `dice_objects`, see `object_dice`."""
+    boundary model's classes): also `dice_objects`, see `object_dice` (`threshold` is then the
+    object threshold; the classes' own scores use the argmax)."""
     counts = sum((page_counts(p, t, threshold, min_size) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
     per_class = dice_from_counts(counts)
     scores = {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
     if objects:
-        scores["dice_objects"] = object_dice(probs, truths, min_size)
+        scores["dice_objects"] = object_dice(probs, truths, min_size, threshold)
     return scores
 
 
-def object_dice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_size: int = 0) -> float:
-    """Pooled Dice of the object masks of K-class probabilities (every class but background, objects
-    under `min_size` px removed: the mask `use_model.py` writes for a boundary model) against the
-    truths' non-zero pixels."""
-    from .postprocess import to_mask
+def object_dice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_size: int = 0,
+                threshold: float = 0.5) -> float:
+    """Pooled Dice of a boundary model's object masks (`boundaries.object_mask` at `threshold`,
+    objects under `min_size` px removed: the mask `use_model.py` writes) against the truths'
+    non-zero pixels."""
+    from .boundaries import object_probability
 
     counts = np.zeros((1, 3), np.int64)
     for prob, truth in zip(probs, truths):
-        found = (to_mask(np.asarray(prob)) != 0).astype(np.float32)[None]
-        counts += page_counts(found, np.asarray(truth) != 0, 0.5, min_size)
+        counts += page_counts(object_probability(prob), np.asarray(truth) != 0, threshold, min_size)
     return float(dice_from_counts(counts)[0])
 
 
@@ -90,6 +91,16 @@ def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
     scores = [score_probabilities(probs, truths, t)["dice"] for t in candidates]
     best = max(range(len(scores)), key=lambda i: (round(scores[i], 4), -abs(candidates[i] - 0.5)))
     return float(candidates[best]), scores[best]
+
+
+def sweep_object_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                            candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> tuple[float, float]:
+    """A boundary model's threshold on its object probability 1 - P(background), with the best
+    pooled Dice of its object masks against the truths' non-zero pixels (ties: nearest 0.5)."""
+    from .boundaries import object_probability
+
+    return sweep_thresholds([object_probability(p) for p in probs], [np.asarray(t) != 0 for t in truths],
+                            candidates)
 
 
 def class_columns(prefix: str, values: Sequence[float], names: Sequence[str]) -> dict[str, float]:

@@ -21,7 +21,8 @@ from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-expo
 from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
-from .scoring import THRESHOLD_CANDIDATES, class_columns, score_probabilities, sweep_thresholds
+from .scoring import (THRESHOLD_CANDIDATES, class_columns, score_probabilities, sweep_object_thresholds,
+                      sweep_thresholds)
 from .watch import FoldWatch
 
 log = logging.getLogger("paulow")
@@ -120,9 +121,10 @@ def between_epoch_slices(val: Sequence[Slice], cfg: TrainConfig, device: str) ->
 
 
 def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> tuple[float, float]:
-    """The probability threshold with the best validation Dice (ties: the one nearest 0.5)."""
+    """The probability threshold with the best validation Dice (ties: the one nearest 0.5); a
+    boundary model's on its object probability."""
     probs = predict_slices(models, slices, cfg, device)
-    return sweep_thresholds(probs, [s.mask for s in slices], THRESHOLD_CANDIDATES)
+    return tune_on_probabilities(probs, [s.mask for s in slices], bool(cfg.boundary_target))
 
 
 # ---------------------------------------------------------------- one fold
@@ -785,13 +787,15 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
     images and the test share are each predicted once, and every score reads the stored probabilities."""
     k = result.fold
     result.threshold = cfg.threshold
-    tune = cfg.tune_threshold and cfg.classes <= 1
+    boundary = bool(cfg.boundary_target)
+    tune = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(val)
     sizes = _tunes_min_size(cfg) and bool(val) and bool(train)
     if tune or sizes or report_dir is not None:
         probs = predict_slices(model, val, cfg, device)
         if tune:
-            result.threshold, tuned = sweep_thresholds(probs, [s.mask for s in val], THRESHOLD_CANDIDATES)
-            echo(f"fold {k + 1}: threshold {result.threshold:.2f} tuned on validation (Dice {tuned:.4f})")
+            result.threshold, tuned = tune_on_probabilities(probs, [s.mask for s in val], boundary)
+            echo(f"fold {k + 1}: {'object ' if boundary else ''}threshold {result.threshold:.2f} tuned on "
+                 f"validation ({'object ' if boundary else ''}Dice {tuned:.4f})")
         if sizes:
             result.min_size = _tuned_min_size(probs, val, train, result.threshold, cfg, k, echo)
         if report_dir is not None:
@@ -807,6 +811,15 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
             _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
 
 
+def tune_on_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                          boundary: bool) -> tuple[float, float]:
+    """The threshold with the best pooled Dice on stored probabilities, and that Dice: a binary
+    model's on its probability, a boundary model's on its object probability 1 - P(background)."""
+    if boundary:
+        return sweep_object_thresholds(probs, truths, THRESHOLD_CANDIDATES)
+    return sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES)
+
+
 def _tunes_min_size(cfg: TrainConfig) -> bool:
     """Object masks (binary, or learned boundaries) get a tuned smallest object size."""
     return cfg.classes <= 1 or bool(cfg.boundary_target)
@@ -818,7 +831,8 @@ def predicted_objects(prob: np.ndarray, threshold: float, boundary: bool) -> np.
     from .boundaries import instances_from_boundaries
     from .postprocess import label_instances, to_mask
 
-    return instances_from_boundaries(prob) if boundary else label_instances(to_mask(prob, threshold))
+    return (instances_from_boundaries(prob, threshold=threshold) if boundary
+            else label_instances(to_mask(prob, threshold)))
 
 
 def _tuned_min_size(probs: Sequence[np.ndarray], val: Sequence[Slice], train: Sequence[Slice],

@@ -52,6 +52,13 @@ def test_boundary_target_is_settled_from_the_masks():
     assert any(line.startswith("target: background / interior / boundary") for line in said)
     pred = auto.predict(images[0], min_size=0)
     assert pred.probabilities.shape == (3, 64, 64) and set(np.unique(pred.mask)) <= {0, 1}
+    # its threshold is tuned on the validation image, on the object probability 1 - P(background)
+    assert any(line.startswith("fold 1: object threshold") for line in said)
+    assert auto.threshold == auto.meta["metrics"]["folds"][0]["threshold"] == pred.threshold
+    assert np.array_equal(pred.mask, 1.0 - pred.probabilities[0] > auto.threshold)
+    strict = auto.predict(images[0], min_size=0, threshold=0.95)  # a user's threshold is obeyed
+    assert np.array_equal(strict.mask, 1.0 - strict.probabilities[0] > 0.95)
+    assert np.array_equal(strict.labels() > 0, strict.mask > 0)
     plain = paulow.train(images, masks, time_limit=0, boundary_target=0, **tiny)
     assert plain.meta["classes"] == 1 and plain.meta["boundary_target"] is None
     direct = paulow.train(images, masks, time_limit=None, config=TrainConfig(**tiny))  # None: binary

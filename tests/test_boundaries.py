@@ -63,9 +63,8 @@ def test_watershed_separates_two_touching_objects():
     assert np.all(labels[2:8, 2:8] == labels[4, 4]) and np.all(labels[2:8, 8:14] == labels[4, 10])
     assert labels[4, 4] != labels[4, 10]
     from paulow.api import Prediction  # the API's predictions of a boundary model give the same objects
-    from paulow.boundaries import foreground
-    from paulow.postprocess import to_mask
-    pred = Prediction(prob, foreground(to_mask(prob)), boundary=True)
+    from paulow.boundaries import object_mask
+    pred = Prediction(prob, object_mask(prob), boundary=True)
     assert np.array_equal(pred.labels(), labels) and len(pred.objects()) == 2
     assert pred.labels(min_size=40).max() == 0  # each object has 36 px
     # foreground with no interior at all stays one object
@@ -83,6 +82,45 @@ def _square_and_line() -> tuple[np.ndarray, np.ndarray]:
     line = np.zeros((30, 30), np.uint8)
     line[10:13, 0:30] = 1  # 3 px wide: every pixel is within 2 px of the background
     return square, line
+
+
+def test_object_mask_thresholds_one_minus_background_and_labels_follow_it():
+    from paulow.boundaries import object_mask, object_probability
+
+    # columns: P(background) 0.9, 0.6, 0.4 (argmax background: interior 0.35, boundary 0.25), 0.1, 0.05
+    prob = np.array([[[0.9, 0.6, 0.4, 0.1, 0.05]], [[0.05, 0.3, 0.35, 0.8, 0.9]], [[0.05, 0.1, 0.25, 0.1, 0.05]]],
+                    dtype=np.float32)
+    assert object_probability(prob).shape == (1, 1, 5)
+    assert np.allclose(object_probability(prob)[0, 0], [0.1, 0.4, 0.6, 0.9, 0.95])
+    assert object_mask(prob).tolist() == [[0, 0, 1, 1, 1]]  # more likely object than background
+    assert object_mask(prob, 0.3).tolist() == [[0, 1, 1, 1, 1]]
+    assert object_mask(prob, 0.92).tolist() == [[0, 0, 0, 0, 1]]
+    # the instances are the thresholded objects; a seed outside them is dropped
+    assert instances_from_boundaries(prob).tolist() == [[0, 0, 1, 1, 1]]
+    assert instances_from_boundaries(prob, threshold=0.92).tolist() == [[0, 0, 0, 0, 1]]
+    assert instances_from_boundaries(prob, threshold=0.3).tolist() == [[0, 1, 1, 1, 1]]
+
+
+def test_mask_rule_says_how_each_kind_of_model_makes_its_mask():
+    from paulow.boundaries import mask_rule
+
+    assert mask_rule({"classes": 1, "threshold": 0.85}) == "foreground where the probability > 0.85"
+    assert mask_rule({"classes": 4}) == "the most probable class of each pixel"
+    assert mask_rule({"classes": 3, "boundary_target": 2, "threshold": 0.7}).startswith(
+        "objects where 1 - P(background) > 0.70 (channels: background, interior, boundary")
+
+
+def test_object_threshold_is_tuned_on_the_object_probability():
+    from paulow.scoring import object_dice, sweep_object_thresholds
+
+    prob = np.zeros((3, 1, 4), np.float32)
+    prob[0, 0] = [0.9, 0.7, 0.2, 0.1]  # object probability 0.1, 0.3, 0.8, 0.9
+    prob[1, 0] = 1.0 - prob[0, 0]
+    truth = np.array([[0, 0, 1, 2]], np.uint8)  # the 3-class target: interior and boundary are objects
+    t, dice = sweep_object_thresholds([prob], [truth], (0.2, 0.5, 0.85))
+    assert (t, dice) == (0.5, 1.0)  # 0.2 takes (0, 1) too, 0.85 misses (0, 2)
+    assert object_dice([prob], [truth], threshold=0.2) == pytest.approx(4 / 5)
+    assert object_dice([prob], [truth], threshold=0.85) == pytest.approx(2 / 3)
 
 
 def test_interior_share_counted_by_hand():

@@ -28,6 +28,7 @@ def test_export_matches_pytorch(trained, tmp_path, capsys, fmt, suffix):
     info = json.loads((tmp_path / "out" / f"t{suffix}.json").read_text())
     loaded = load_checkpoint(model)
     assert info["threshold"] == loaded.meta["threshold"] and info["normalisation"]["high"] == 99.8
+    assert info["mask"] == f"foreground where the probability > {loaded.meta['threshold']:.2f}"
     step = info["size_step"]
     x = _image(2, 3 * step, 5 * step)  # not the size the graph was traced at
     expected = probability_net(loaded)(torch.from_numpy(x)).detach().numpy()

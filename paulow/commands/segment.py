@@ -101,7 +101,8 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
         from ..object_size import remove_small
 
         small = opts.min_size or 0
-        labels = ([remove_small(instances_from_boundaries(p), small) for p in probs] if boundary else
+        cut = choose_threshold(meta, opts.threshold)
+        labels = ([remove_small(instances_from_boundaries(p, threshold=cut), small) for p in probs] if boundary else
                   [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks])
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
                                             np.stack(labels), stack))
@@ -157,7 +158,7 @@ def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: 
 def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> FileResult:
     """Segment one file (all pages) and write its outputs atomically; raise on a bad file."""
     from .. import io
-    from ..boundaries import foreground, is_boundary_model
+    from ..boundaries import is_boundary_model, object_mask
     from ..object_size import choose_min_size, mask_without_small
     from ..postprocess import to_mask
 
@@ -165,10 +166,8 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     stack = io.read_image(path)
     probs = predict_stack(loaded, stack.data, opts, path.name)
     threshold = choose_threshold(loaded.meta, opts.threshold)
-    masks = [to_mask(p, threshold) for p in probs]
-    boundary = is_boundary_model(loaded.meta)
-    if boundary:  # a boundary model's mask: its objects, interior and boundary ring together
-        masks = [foreground(m) for m in masks]
+    boundary = is_boundary_model(loaded.meta)  # its mask: the objects, interior and boundary ring together
+    masks = [object_mask(p, threshold) if boundary else to_mask(p, threshold) for p in probs]
     opts = replace(opts, min_size=choose_min_size(loaded.meta, opts.min_size))
     if opts.min_size and (loaded.classes <= 1 or boundary):  # specks smaller than any object it learnt
         masks = [mask_without_small(m, opts.min_size) for m in masks]
