@@ -119,6 +119,10 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     colours = from_colours(palette, classes, "palette") if palette and classes >= 2 else None
     slices = []
     for i, (image, mask) in enumerate(zip(images, masks)):
+        if isinstance(image, (str, Path)) and isinstance(mask, (str, Path)):
+            from .volumes import check_mask_geometry
+
+            check_mask_geometry(image, mask)
         stack, target, source = _as_stack(image), _as_masks(mask, classes, colours), _name(image, i)
         if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "

@@ -114,9 +114,11 @@ def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None, c
     and left out, as long as some pair can be read."""
     from . import io
     from .palette import read_class_mask
+    from .volumes import check_mask_geometry
 
     loaded, bad = [], []
     for image_path, mask_path in pairs:
+        check_mask_geometry(image_path, mask_path)
         try:
             loaded.append((io.read_image(image_path), read_class_mask(mask_path, classes, palette), mask_path))
         except UnreadableImageError as exc:

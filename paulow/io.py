@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -53,6 +54,7 @@ class ImageStack:
     axes: str
     resolution: tuple[float, float] | None = None
     unit: str | None = None
+    geometry: Any = None  # a `paulow.volumes.VolumeGeometry` for NIfTI and DICOM inputs
 
     @property
     def pixel_size(self) -> float | None:
@@ -90,9 +92,14 @@ def _visible_files(folder: str | Path) -> list[Path]:
 def list_images(folder: str | Path) -> list[Path]:
     """Supported images directly in `folder`, natural-sorted; hidden and system files ignored.
 
+    NIfTI files (`.nii`, `.nii.gz`) and DICOM series (a sub-folder of `.dcm` slices) are one input each.
     Returns an empty list for an empty folder; raises `EmptyFolderError` if it does not exist.
     """
-    return [p for p in _visible_files(folder) if p.suffix.lower() in SUPPORTED_EXTENSIONS]
+    from .volumes import is_dicom_series, is_nifti
+
+    files = [p for p in _visible_files(folder) if p.suffix.lower() in SUPPORTED_EXTENSIONS or is_nifti(p)]
+    series = [p for p in Path(folder).iterdir() if not p.name.startswith(".") and is_dicom_series(p)]
+    return sorted(files + series, key=natural_sort_key)
 
 
 def list_unusable(folder: str | Path) -> list[tuple[Path, str]]:
@@ -127,7 +134,9 @@ def vendor_files_note(folder: str | Path) -> str:
 
 def list_other_files(folder: str | Path) -> list[Path]:
     """Visible files in `folder` that `list_images` skips (unsupported types), for messages."""
-    return [p for p in _visible_files(folder) if p.suffix.lower() not in SUPPORTED_EXTENSIONS]
+    from .volumes import is_nifti
+
+    return [p for p in _visible_files(folder) if p.suffix.lower() not in SUPPORTED_EXTENSIONS and not is_nifti(p)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +187,12 @@ def has_alpha(stack: ImageStack) -> bool:
 
 
 def _read(path: Path, palette_indices: bool) -> ImageStack:
+    from .volumes import is_volume, read_volume
+
+    if is_volume(path):
+        stack = read_volume(path)
+        stack.data = _native_dtype(stack.data, path)
+        return stack
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
         raise _unreadable(path, f"unsupported file type '{path.suffix}' (supported: "
@@ -482,7 +497,7 @@ _GLUED_NUMBER = re.compile(r"^([a-z]*)(\d+)([a-z]*)$")
 def _stem(path: Path) -> str:
     """File name without its extension (and without `.ome` for OME-TIFF)."""
     stem = path.stem
-    return stem[:-4] if stem.lower().endswith(".ome") else stem
+    return stem[:-4] if stem.lower().endswith((".ome", ".nii")) else stem
 
 
 def _strip_glued_words(token: str) -> str:
@@ -619,7 +634,7 @@ def atomic_write_path(final_path: str | Path) -> Iterator[Path]:
 
 def _split_name(path: Path) -> tuple[str, str]:
     name = path.name
-    for ext in (".ome.tif", ".ome.tiff"):
+    for ext in (".ome.tif", ".ome.tiff", ".nii.gz"):
         if name.lower().endswith(ext):
             return name[: -len(ext)], name[-len(ext):]
     return path.stem, path.suffix

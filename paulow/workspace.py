@@ -186,6 +186,10 @@ def fingerprint(path: Path) -> Fingerprint:
     """Fingerprint a file; take it *before* reading the file, so a later change is always noticed."""
     from .checkpoint import sha256_file
 
+    if Path(path).is_dir():  # a DICOM series: its files' hashes (it is never cleared, see clear_inputs)
+        from .volumes import folder_fingerprint
+
+        return Fingerprint(*folder_fingerprint(Path(path)))
     st = os.stat(path)
     return Fingerprint(st.st_size, st.st_mtime_ns, sha256_file(path))
 

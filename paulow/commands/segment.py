@@ -174,7 +174,12 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     result = FileResult(source=path, read_as=read_as)
     out = np.stack(masks)
     mask_out = io.unique_path(out_dir / f"{path.stem}_mask.tif")
-    if loaded.classes <= 1 or boundary:
+    if stack.geometry is not None:  # NIfTI / DICOM in: a NIfTI mask on the input's grid
+        from ..volumes import write_volume_mask
+
+        binary = loaded.classes <= 1 or boundary
+        mask_path = write_volume_mask(out_dir, stack, io.binary_to_uint8(out) if binary else out, "_mask")
+    elif loaded.classes <= 1 or boundary:
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
                                   resolution=stack.resolution, unit=stack.unit)
     else:  # class indices with a colour lookup table (Fiji)

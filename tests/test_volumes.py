@@ -1,0 +1,158 @@
+"""NIfTI and DICOM series in and out: geometry kept, slice order from positions, bad series and
+masks on another grid refused in one line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from paulow import io
+from paulow.errors import ShapeMismatchError, UnreadableImageError
+from paulow.volumes import check_mask_geometry, read_volume, volume_stem, write_nifti
+
+
+def _affine(spacing=(0.8, 0.7, 2.5), origin=(10.0, -20.0, 5.0)) -> np.ndarray:
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = origin
+    affine[:2, :2] = np.array([[0.0, -spacing[1]], [spacing[0], 0.0]])  # rotated in-plane
+    return affine
+
+
+def write_nii(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+    return path
+
+
+def write_series(folder: Path, volume: np.ndarray, spacing=(0.5, 0.6), step=2.0, names=None,
+                 intercept=-1024, skip=()) -> list[Path]:
+    """A CT-like series: slice s of `volume` (s, rows, columns) at z = 100 + s * step."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    series = generate_uid()
+    paths = []
+    for s, plane in enumerate(volume):
+        if s in skip:
+            continue
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID, ds.Modality = series, "CT"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [-30.0, -40.0, 100.0 + s * step]
+        ds.PixelSpacing = list(spacing)
+        ds.Rows, ds.Columns = plane.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
+        ds.PixelData = (plane - intercept).astype(np.uint16).tobytes()
+        name = names[s] if names else f"slice{s:03d}.dcm"
+        ds.save_as(folder / name, enforce_file_format=True)
+        paths.append(folder / name)
+    return paths
+
+
+def test_nifti_round_trip_keeps_values_spacing_and_affine(tmp_path):
+    volume = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3)  # (i, j, k)
+    path = write_nii(tmp_path / "case1.nii.gz", volume, _affine())
+    stack = io.read_image(path)
+    assert stack.data.shape == (3, 1, 5, 4)  # (pages k, C, rows j, columns i)
+    assert stack.data[2, 0, 4, 1] == volume[1, 4, 2]
+    assert stack.geometry.spacing == pytest.approx((0.8, 0.7, 2.5))
+    assert stack.pixel_size == pytest.approx(0.8) and stack.unit == "mm"
+    out = write_nifti(tmp_path / "out.nii.gz", stack.data[:, 0], stack.geometry)
+    back = nib.load(str(out))
+    np.testing.assert_array_equal(np.asarray(back.dataobj), volume)
+    np.testing.assert_allclose(back.affine, _affine())
+    assert nib.aff2axcodes(back.affine) == nib.aff2axcodes(_affine())
+    assert back.header.get_zooms() == pytest.approx((0.8, 0.7, 2.5))
+
+
+def test_nifti_listed_paired_and_named(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    write_nii(images / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), _affine())
+    write_nii(images / "case2.nii", np.zeros((4, 4, 2), np.float32), _affine())
+    write_nii(masks / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8), _affine())
+    write_nii(masks / "case2_mask.nii", np.zeros((4, 4, 2), np.uint8), _affine())
+    listed = io.list_images(images)
+    assert [p.name for p in listed] == ["case1.nii.gz", "case2.nii"]
+    assert io.list_other_files(images) == []
+    pairs = io.pair_images_masks(listed, io.list_images(masks))
+    assert [(i.name, m.name) for i, m in pairs] == [("case1.nii.gz", "case1_mask.nii.gz"),
+                                                   ("case2.nii", "case2_mask.nii")]
+    assert volume_stem(images / "case1.nii.gz") == "case1"
+    (tmp_path / "x_mask.nii.gz").touch()
+    assert io.unique_path(tmp_path / "x_mask.nii.gz").name == "x_mask_2.nii.gz"
+
+
+def test_nifti_label_mask_reads_as_integer_pages(tmp_path):
+    labels = np.zeros((6, 5, 2), np.float32)
+    labels[1:3, 1:3, 1] = 2.0
+    path = write_nii(tmp_path / "m.nii.gz", labels, _affine())
+    mask = io.read_mask(path)
+    assert mask.shape == (2, 5, 6) and mask.dtype.kind in "iu"
+    assert mask[1, 1, 1] == 2 and int(mask.sum()) == 8
+
+
+def test_mask_with_another_affine_refused_in_one_line(tmp_path):
+    image = write_nii(tmp_path / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), _affine())
+    shifted = write_nii(tmp_path / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8),
+                        _affine(origin=(12.0, -20.0, 5.0)))
+    with pytest.raises(ShapeMismatchError) as info:
+        check_mask_geometry(image, shifted)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == (f"mask '{shifted}' has another affine (position/orientation/spacing) than its image "
+                       "'case1.nii.gz' (differs by up to 2 mm) - save the mask on the image's grid (same "
+                       "shape and affine, e.g. from the same viewer session) and train again")
+    wrong_shape = write_nii(tmp_path / "other.nii.gz", np.zeros((4, 4, 3), np.uint8), _affine())
+    with pytest.raises(ShapeMismatchError, match=r"is \(4, 4, 3\) voxels but its image 'case1.nii.gz' is \(4, 4, 2\)"):
+        check_mask_geometry(image, wrong_shape)
+    check_mask_geometry(image, image)  # the same grid passes
+
+
+def test_dicom_series_sorted_by_position_not_name(tmp_path):
+    volume = (np.arange(4)[:, None, None] * 100 + np.arange(6 * 5).reshape(6, 5) - 1000).astype(np.int16)
+    names = ["z.dcm", "a.dcm", "m.dcm", "b.dcm"]  # name order: a, b, m, z = slices 1, 3, 2, 0
+    write_series(tmp_path / "ct1", volume, names=names)
+    assert io.list_images(tmp_path) == [tmp_path / "ct1"]
+    stack = io.read_image(tmp_path / "ct1")
+    assert stack.data.shape == (4, 1, 6, 5) and stack.data.dtype == np.int16
+    np.testing.assert_array_equal(stack.data[:, 0], volume)  # HU: rescale intercept applied
+    assert stack.geometry.spacing == pytest.approx((0.6, 0.5, 2.0))  # columns, rows, slices
+    assert stack.pixel_size == pytest.approx(0.6)
+    # LPS (-30, -40, 100) is RAS (30, 40, 100); i runs to patient left, i.e. -x in RAS
+    np.testing.assert_allclose(stack.geometry.affine[:3, 3], [30.0, 40.0, 100.0])
+    assert nib.aff2axcodes(stack.geometry.affine) == ("L", "P", "S")
+    out = write_nifti(tmp_path / "ct1_mask.nii.gz", (stack.data[:, 0] > 0).astype(np.uint8), stack.geometry)
+    back = nib.load(str(out))
+    np.testing.assert_array_equal(np.asarray(back.dataobj), (volume > 0).transpose(2, 1, 0))
+    check_mask_geometry(tmp_path / "ct1", out)
+
+
+def test_dicom_series_with_missing_slice_refused(tmp_path):
+    write_series(tmp_path / "gap", np.zeros((5, 4, 4), np.int16), skip={2})
+    with pytest.raises(UnreadableImageError) as info:
+        read_volume(tmp_path / "gap")
+    assert str(info.value) == (f"cannot read '{tmp_path / 'gap'}': slices 'slice001.dcm' and 'slice003.dcm' "
+                               "are 4 mm apart where the others are 2 mm (a missing or misplaced slice). "
+                               "Export the complete series again.")
+
+
+def test_dicom_series_with_mixed_sizes_refused(tmp_path):
+    write_series(tmp_path / "mixed", np.zeros((2, 4, 4), np.int16))
+    write_series(tmp_path / "other", np.zeros((1, 5, 4), np.int16), names=["odd.dcm"])
+    (tmp_path / "other" / "odd.dcm").rename(tmp_path / "mixed" / "odd.dcm")
+    with pytest.raises(UnreadableImageError, match="holds 2 series"):
+        io.read_image(tmp_path / "mixed")
