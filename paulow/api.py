@@ -293,7 +293,9 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     if config is not None and given.get("boundary_target") is None:
         given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
     cfg = config_from_options(given, preset, device)
-    slices = make_slices(images, masks, cfg.mask_classes(), palette=cfg.palette)
+    from .intensity import normalisation_spec
+
+    slices = make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette)
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,

@@ -113,6 +113,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
                    help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
                         "masks) or one number per class")
+    g.add_argument("--window", metavar="LOW,HIGH|PRESET",
+                   help="fixed intensity window instead of percentiles: LOW..HIGH -> 0..1, clipped (CT: Hounsfield "
+                        "units, e.g. -160,240) or a preset: ct-soft-tissue, ct-abdomen, ct-liver, ct-brain, ct-lung, "
+                        "ct-bone; recorded in the model, so segmenting applies the same")
     g.add_argument("--border-weight", nargs="?", const="default", metavar="W0,SIGMA",
                    help="weigh the BCE/CE loss terms by Ronneberger's border weight map (class balance + "
                         "W0 exp(-(d1+d2)^2/2 SIGMA^2)), so gaps between touching objects count; bare flag: 10,5")
@@ -205,6 +209,9 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv "
                                                                   "(K > 1: per class, with a class column)")
     g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
+    g.add_argument("--per-page", action="store_true",
+                   help="with --instances on a stack or volume: label objects per section (page) instead of "
+                        "linking them through z into 3-D objects")
     g.add_argument("--min-size", type=non_negative_int, metavar="PX",
                    help="remove objects under PX pixels from masks and labels (default: the model's, tuned on "
                         "its validation images in training; 0 keeps every object)")

@@ -33,6 +33,7 @@ class TrainConfig:
     palette: list | None = None  # [[R, G, B], ...] per class: colour masks -> class indices (K >= 2)
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
+    window: list | None = None  # [low, high]: a fixed intensity window (CT: HU) instead of percentiles
     border_weight: list | None = None  # [w0, sigma]: Ronneberger's border weight map on the BCE/CE terms
     # ring width: learn background / interior / boundary (K = 3). The front ends' default (see
     # `resolve_config`) is "auto": settled from the masks when training starts, see
@@ -226,6 +227,8 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
     """The one mapping from user options (command line, config file, API keywords) to a config:
     defaults, then the preset for the device (or `preset`), then every option given (None = not
     given). Unknown names and values out of range are a `UsageError` naming them."""
+    from .intensity import window_option
+
     values = option_values(options)
     weights = values.pop("class_weights", None)
     cfg = resolve_config({k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)},
@@ -235,6 +238,7 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
             setattr(cfg, name, None)
     cfg.device = device
     instance_options(cfg, values)
+    window_option(cfg)
     palette_option(cfg)
     cfg = with_class_weights(cfg, weights)
     cfg.names()  # a class-name count that does not match the classes is an error before training

@@ -70,6 +70,10 @@ def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
 
 def normalise_with(image: np.ndarray, spec: dict) -> np.ndarray:
     """Apply the normalisation recorded in a model file to a (C, H, W) slice."""
+    if spec.get("method") == "window":  # a fixed window (e.g. CT Hounsfield units), see paulow.intensity
+        from .intensity import apply_window
+
+        return apply_window(image, float(spec["low"]), float(spec["high"]))
     if spec.get("method") == "scale255":  # the original PAULow: ToTensor on 8-bit RGB
         return (np.nan_to_num(image.astype(np.float32)) / 255.0).astype(np.float32)
     return normalise(image, float(spec.get("low", 1.0)), float(spec.get("high", 99.8)))

@@ -143,6 +143,12 @@ def export_bioimageio(model_path: Path, out_dir: Path | None = None) -> Path:
     loaded = load_checkpoint(model_path, device="cpu")
     net = probability_net(loaded)
     norm = loaded.meta.get("normalisation", {})
+    if norm.get("method") == "window":
+        from .errors import UsageError
+
+        raise UsageError(f"'{model_path}' was trained with a fixed intensity window (--window), which this "
+                         "bioimage.io package cannot describe yet - export it as onnx or torchscript (their JSON "
+                         "records the window)")
     low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
     step = net.size_step
     side = max(64, 4 * step)

@@ -254,3 +254,45 @@ def write_dataset(folder_images: str | Path, folder_masks: str | Path, kind: str
         write_tiff(image_path, image)
         write_mask(mask_path, mask if kind in INDEX_MASKS else binary_to_uint8(mask))
     return targets
+
+
+Ellipsoid = tuple[tuple[float, float, float], tuple[float, float, float]]  # centre (z, y, x), radii (z, y, x)
+
+
+def ellipsoid_labels(shape: tuple[int, int, int], ellipsoids: list[Ellipsoid]) -> np.ndarray:
+    """(Z, H, W) int32 labels: voxel centres inside ellipsoid i (in voxels) get i + 1; where two
+    overlap the voxel goes to the nearer centre (in radius units), so touching objects share a face."""
+    grid = np.indices(shape, dtype=np.float64)
+    best = np.full(shape, np.inf)
+    labels = np.zeros(shape, dtype=np.int32)
+    for index, (centre, radii) in enumerate(ellipsoids, start=1):
+        distance = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii))
+        take = (distance <= 1.0) & (distance < best)
+        labels[take], best[take] = index, distance[take]
+    return labels
+
+
+def ellipsoid_volume(shape: tuple[int, int, int] = (12, 64, 64), n: int = 4, seed: int = 0,
+                     radii: tuple[float, float] = (5.0, 9.0), z_radius: float = 3.5,
+                     bit_depth: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A (Z, H, W) image of `n` separate ellipsoids (in-plane radii drawn from `radii` px, `z_radius`
+    sections) and their exact (Z, H, W) int32 labels 1..n. Centres are drawn until no two are closer
+    than the sum of their radii plus 2 px (raises `UsageError` when they do not fit)."""
+    rng = np.random.default_rng(seed)
+    chosen: list[Ellipsoid] = []
+    for _ in range(2000):
+        if len(chosen) == n:
+            break
+        r = (z_radius, *rng.uniform(*radii, size=2))
+        centre = (rng.uniform(z_radius, shape[0] - 1 - z_radius), rng.uniform(r[1], shape[1] - 1 - r[1]),
+                  rng.uniform(r[2], shape[2] - 1 - r[2]))
+        if all(np.hypot(centre[1] - c[1], centre[2] - c[2]) > max(r[1:]) + max(q[1:]) + 2 or
+               abs(centre[0] - c[0]) > r[0] + q[0] + 1 for c, q in chosen):
+            chosen.append((centre, r))
+    if len(chosen) < n:
+        raise UsageError(f"{n} ellipsoids do not fit in a volume of {shape}: ask for fewer or a larger volume")
+    labels = ellipsoid_labels(shape, chosen)
+    background, signal = _LEVELS[bit_depth]
+    image = background + signal * ndimage.gaussian_filter((labels > 0).astype(np.float64), 1.0)
+    image = image + rng.normal(0, 0.05 * signal, size=shape)
+    return np.clip(image, 0, np.iinfo(_DTYPES[bit_depth]).max).astype(_DTYPES[bit_depth]), labels

@@ -18,8 +18,9 @@ import numpy as np
 
 from . import distributed
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
-from .data import NORMALISATION, Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
+from .data import Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
+from .intensity import normalisation_spec
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
 from .scoring import (THRESHOLD_CANDIDATES, class_columns, score_probabilities, sweep_object_thresholds,
                       sweep_thresholds)
@@ -910,7 +911,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
         "classes": cfg.classes, "class_names": cfg.names(), "palette": cfg.palette,
         "activation": output_activation(cfg),
-        "normalisation": dict(NORMALISATION), "patch": cfg.patch,
+        "normalisation": normalisation_spec(cfg), "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "min_object_px": best.min_size,
         "seed": cfg.seed,

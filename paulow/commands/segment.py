@@ -31,6 +31,7 @@ class SegmentOptions:
     save_prob: bool = False
     overlay: bool = False
     instances: bool = False
+    per_page: bool = False  # --instances on a stack: labels per section instead of linked through z
     split_touching: bool = False
     rois: bool = False
     save_attention: bool = False
@@ -84,7 +85,9 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
 
     from ..boundaries import instances_from_boundaries, is_boundary_model
 
-    stem = stack.path.stem
+    from ..volumes import volume_stem
+
+    stem = volume_stem(stack.path)  # case1.nii.gz -> case1
     boundary = is_boundary_model(meta)  # masks are already its objects (interior + boundary)
     names = class_names(meta, 1 if boundary else probs[0].shape[0])
     if opts.save_prob:
@@ -104,12 +107,21 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
         cut = choose_threshold(meta, opts.threshold)
         labels = ([remove_small(instances_from_boundaries(p, threshold=cut), small) for p in probs] if boundary else
                   [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks])
+        from ..stitch import links_through_z, stitch_sections, volume_rows
+
+        through_z = links_through_z(stack, opts.per_page) and len(names) < 2  # K >= 2: per-page class rows
+        labels = list(stitch_sections(np.stack(labels))) if through_z else labels
         result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
                                             np.stack(labels), stack))
         if opts.rois:
             from ..rois import write_roi_zip
 
             result.written.append(write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip")))
+        if through_z:  # one row per 3-D object: volume, z-extent, centroid in 3-D
+            rows, summary = volume_rows(stack, np.stack(labels), masks)
+            result.objects += rows
+            result.summary.append(summary)
+            return
         for page, lab in enumerate(labels):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
             summary = {"file": stack.path.name, "page": page, "objects": len(rows),
@@ -126,6 +138,10 @@ def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
     """uint16 label images (ImageJ); above 65,535 objects float32, which ImageJ also reads exactly."""
     from .. import io
 
+    if stack.geometry is not None:  # NIfTI / DICOM in: NIfTI labels on the input's grid
+        from ..volumes import write_volume_mask
+
+        return write_volume_mask(path.parent, stack, labels, "_labels")
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
         return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit)
     log.warning("'%s' has more than 65,535 objects: labels written as float32", stack.path.name)
@@ -200,6 +216,7 @@ def options_from_args(args, device: str) -> SegmentOptions:
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay,
                           instances=args.instances or getattr(args, "rois", False),
+                          per_page=bool(getattr(args, "per_page", False)),
                           split_touching=args.split_touching, rois=getattr(args, "rois", False),
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),

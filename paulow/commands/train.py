@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
 from ..config import TrainConfig
 from ..device import pick_device
+from ..intensity import normalisation_spec
 from ..training_run import run_training, test_line
 from ..workspace import Workspace
 from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
@@ -86,7 +87,7 @@ def run(args, echo=print) -> Path | None:
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
     slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       refused=refused, palette=run_palette(cfg, ws, args)))
+                                                       normalisation_spec(cfg), refused=refused, palette=run_palette(cfg, ws, args)))
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
@@ -129,7 +130,7 @@ def _follow(ws: Workspace, args, device: str) -> None:
         resumed["cfg"].device = device
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       refused=[], palette=run_palette(cfg, ws, args)))
+                                                       normalisation_spec(cfg), refused=[], palette=run_palette(cfg, ws, args)))
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):
         run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
