@@ -2,69 +2,19 @@
 masks on another grid refused in one line."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
+from _volumes import affine, write_nii, write_series
 
 from paulow import io
 from paulow.errors import ShapeMismatchError, UnreadableImageError
 from paulow.volumes import check_mask_geometry, read_volume, volume_stem, write_nifti
 
 
-def _affine(spacing=(0.8, 0.7, 2.5), origin=(10.0, -20.0, 5.0)) -> np.ndarray:
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = origin
-    affine[:2, :2] = np.array([[0.0, -spacing[1]], [spacing[0], 0.0]])  # rotated in-plane
-    return affine
-
-
-def write_nii(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_xyzt_units("mm")
-    nib.save(image, str(path))
-    return path
-
-
-def write_series(folder: Path, volume: np.ndarray, spacing=(0.5, 0.6), step=2.0, names=None,
-                 intercept=-1024, skip=()) -> list[Path]:
-    """A CT-like series: slice s of `volume` (s, rows, columns) at z = 100 + s * step."""
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    series = generate_uid()
-    paths = []
-    for s, plane in enumerate(volume):
-        if s in skip:
-            continue
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID, ds.Modality = series, "CT"
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-30.0, -40.0, 100.0 + s * step]
-        ds.PixelSpacing = list(spacing)
-        ds.Rows, ds.Columns = plane.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
-        ds.PixelData = (plane - intercept).astype(np.uint16).tobytes()
-        name = names[s] if names else f"slice{s:03d}.dcm"
-        ds.save_as(folder / name, enforce_file_format=True)
-        paths.append(folder / name)
-    return paths
-
-
 def test_nifti_round_trip_keeps_values_spacing_and_affine(tmp_path):
     volume = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3)  # (i, j, k)
-    path = write_nii(tmp_path / "case1.nii.gz", volume, _affine())
+    path = write_nii(tmp_path / "case1.nii.gz", volume, affine())
     stack = io.read_image(path)
     assert stack.data.shape == (3, 1, 5, 4)  # (pages k, C, rows j, columns i)
     assert stack.data[2, 0, 4, 1] == volume[1, 4, 2]
@@ -73,18 +23,18 @@ def test_nifti_round_trip_keeps_values_spacing_and_affine(tmp_path):
     out = write_nifti(tmp_path / "out.nii.gz", stack.data[:, 0], stack.geometry)
     back = nib.load(str(out))
     np.testing.assert_array_equal(np.asarray(back.dataobj), volume)
-    np.testing.assert_allclose(back.affine, _affine())
-    assert nib.aff2axcodes(back.affine) == nib.aff2axcodes(_affine())
+    np.testing.assert_allclose(back.affine, affine())
+    assert nib.aff2axcodes(back.affine) == nib.aff2axcodes(affine())
     assert back.header.get_zooms() == pytest.approx((0.8, 0.7, 2.5))
 
 
 def test_nifti_listed_paired_and_named(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
-    write_nii(images / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), _affine())
-    write_nii(images / "case2.nii", np.zeros((4, 4, 2), np.float32), _affine())
-    write_nii(masks / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8), _affine())
-    write_nii(masks / "case2_mask.nii", np.zeros((4, 4, 2), np.uint8), _affine())
+    write_nii(images / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), affine())
+    write_nii(images / "case2.nii", np.zeros((4, 4, 2), np.float32), affine())
+    write_nii(masks / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8), affine())
+    write_nii(masks / "case2_mask.nii", np.zeros((4, 4, 2), np.uint8), affine())
     listed = io.list_images(images)
     assert [p.name for p in listed] == ["case1.nii.gz", "case2.nii"]
     assert io.list_other_files(images) == []
@@ -99,16 +49,16 @@ def test_nifti_listed_paired_and_named(tmp_path):
 def test_nifti_label_mask_reads_as_integer_pages(tmp_path):
     labels = np.zeros((6, 5, 2), np.float32)
     labels[1:3, 1:3, 1] = 2.0
-    path = write_nii(tmp_path / "m.nii.gz", labels, _affine())
+    path = write_nii(tmp_path / "m.nii.gz", labels, affine())
     mask = io.read_mask(path)
     assert mask.shape == (2, 5, 6) and mask.dtype.kind in "iu"
     assert mask[1, 1, 1] == 2 and int(mask.sum()) == 8
 
 
-def test_mask_with_another_affine_refused_in_one_line(tmp_path):
-    image = write_nii(tmp_path / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), _affine())
+def test_mask_with_anotheraffine_refused_in_one_line(tmp_path):
+    image = write_nii(tmp_path / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), affine())
     shifted = write_nii(tmp_path / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8),
-                        _affine(origin=(12.0, -20.0, 5.0)))
+                        affine(origin=(12.0, -20.0, 5.0)))
     with pytest.raises(ShapeMismatchError) as info:
         check_mask_geometry(image, shifted)
     message = str(info.value)
@@ -116,7 +66,7 @@ def test_mask_with_another_affine_refused_in_one_line(tmp_path):
     assert message == (f"mask '{shifted}' has another affine (position/orientation/spacing) than its image "
                        "'case1.nii.gz' (differs by up to 2 mm) - save the mask on the image's grid (same "
                        "shape and affine, e.g. from the same viewer session) and train again")
-    wrong_shape = write_nii(tmp_path / "other.nii.gz", np.zeros((4, 4, 3), np.uint8), _affine())
+    wrong_shape = write_nii(tmp_path / "other.nii.gz", np.zeros((4, 4, 3), np.uint8), affine())
     with pytest.raises(ShapeMismatchError, match=r"is \(4, 4, 3\) voxels but its image 'case1.nii.gz' is \(4, 4, 2\)"):
         check_mask_geometry(image, wrong_shape)
     check_mask_geometry(image, image)  # the same grid passes

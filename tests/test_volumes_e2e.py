@@ -1,0 +1,75 @@
+"""Volumes end to end: a NIfTI CT-like volume through train -> segment -> evaluate (API, with a HU
+window), and a NIfTI volume and a DICOM series through use_model.py --instances."""
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+from _volumes import affine, write_nii, write_series
+from _workflow import files, run_script
+
+import paulow
+from paulow.synthetic import ellipsoid_volume
+
+TINY = {"width": 4, "depth": 2, "patch": 32, "overlap": 16, "epochs": 2, "per_epoch": 8, "batch_size": 4,
+        "folds": 1, "test_fraction": 0.0, "panel_every": 1000, "boundary_target": 0}
+
+
+def _ct(seed: int = 0, shape=(6, 48, 48)) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, H, W) int16 HU volume (objects ~ +80 HU on -100 HU) and its labels."""
+    image, labels = ellipsoid_volume(shape, n=3, seed=seed, radii=(6.0, 9.0), z_radius=2.5)
+    return (image.astype(np.int16) - 120).astype(np.int16), labels
+
+
+@pytest.mark.slow
+def test_nifti_volume_trains_segments_and_evaluates_through_the_api(tmp_path):
+    hu, labels = _ct()
+    image = write_nii(tmp_path / "case1.nii.gz", hu.transpose(2, 1, 0), affine())
+    mask = write_nii(tmp_path / "case1_mask.nii.gz", (labels > 0).astype(np.uint8).transpose(2, 1, 0), affine())
+    model = paulow.train([image], [mask], time_limit=0, window="ct-soft-tissue", **TINY)
+    assert model.meta["normalisation"] == {"method": "window", "low": -160.0, "high": 240.0}
+    saved = paulow.load_model(model.save(tmp_path / "ct.pth"))
+    assert saved.meta["normalisation"] == model.meta["normalisation"]
+    preds = saved.predict_stack(image)
+    assert len(preds) == 6 and preds[0].mask.shape == (48, 48)
+    scores = [paulow.evaluate(p, (labels[z] > 0).astype(np.uint8)) for z, p in enumerate(preds)]
+    assert all(0.0 <= s["dice"] <= 1.0 for s in scores)
+    # the command's writer puts the mask on the input's grid
+    from paulow.checkpoint import load_checkpoint
+    from paulow.commands.segment import SegmentOptions, segment_file
+
+    result = segment_file(load_checkpoint(tmp_path / "ct.pth"), image, tmp_path / "out", SegmentOptions())
+    assert [p.name for p in result.written] == ["case1_mask.nii.gz"]
+    written = nib.load(str(result.written[0]))
+    np.testing.assert_allclose(written.affine, affine())
+    np.testing.assert_array_equal(np.asarray(written.dataobj).transpose(2, 1, 0) > 0,
+                                  np.stack([p.mask for p in preds]) > 0)
+
+
+@pytest.mark.slow
+def test_use_model_writes_nifti_outputs_and_3d_objects_for_nifti_and_dicom(workspace_with_model):
+    ws = workspace_with_model
+    image, labels = ellipsoid_volume((5, 48, 48), n=3, seed=2, radii=(6.0, 8.0), z_radius=2.0)
+    write_nii(ws.use_inputs / "vol.nii.gz", image.transpose(2, 1, 0).astype(np.uint8), affine())
+    write_series(ws.use_inputs / "series1", image.astype(np.int16), intercept=0)
+    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--instances")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = set(files(ws.use_outputs))
+    assert {"vol_mask.nii.gz", "vol_labels.nii.gz", "series1_mask.nii.gz", "series1_labels.nii.gz",
+            "objects.csv", "summary.csv"} <= out
+    nifti = nib.load(str(ws.use_outputs / "vol_labels.nii.gz"))
+    np.testing.assert_allclose(nifti.affine, affine())
+    assert nifti.shape == (48, 48, 5)
+    dicom = nib.load(str(ws.use_outputs / "series1_mask.nii.gz"))
+    assert dicom.header.get_zooms() == pytest.approx((0.6, 0.5, 2.0)) and dicom.shape == (48, 48, 5)
+    with open(ws.use_outputs / "objects.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    vol_rows = [r for r in rows if r["file"] == "vol.nii.gz"]
+    assert len(vol_rows) == int(np.asarray(nifti.dataobj).max())  # one row per 3-D object
+    assert all(r["volume_unit"] == "mm^3" for r in rows)
+    first = vol_rows[0]
+    assert float(first["volume"]) == pytest.approx(int(first["voxels"]) * 0.8 * 0.7 * 2.5)
+    # the NIfTI file was cleared after its outputs were verified; the DICOM folder is kept
+    assert files(ws.use_inputs) == ["series1"]
