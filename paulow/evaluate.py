@@ -112,10 +112,11 @@ def files_of(path: Path, predictions: bool = False) -> list[Path]:
     """
     from . import io
     from .errors import EmptyFolderError
+    from .volumes import volume_stem
 
     files = io.list_images(path) if path.is_dir() else [path] if path.is_file() else []
     if predictions and path.is_dir():
-        masks = [f for f in files if f.stem.lower().endswith("_mask")]
+        masks = [f for f in files if volume_stem(f).lower().endswith("_mask")]  # x_mask.nii.gz too
         files = masks or files
     if not files:
         raise EmptyFolderError(f"no masks or images at '{path}': check the path")

@@ -106,3 +106,26 @@ def test_dicom_series_with_mixed_sizes_refused(tmp_path):
     (tmp_path / "other" / "odd.dcm").rename(tmp_path / "mixed" / "odd.dcm")
     with pytest.raises(UnreadableImageError, match="holds 2 series"):
         io.read_image(tmp_path / "mixed")
+
+
+def test_napari_reader_opens_volumes_with_their_spacing(tmp_path):
+    from paulow.napari.reader import get_reader
+
+    write_nii(tmp_path / "vol.nii.gz", np.zeros((4, 5, 3), np.float32), affine())
+    write_nii(tmp_path / "vol_labels.nii.gz", np.ones((4, 5, 3), np.uint16), affine())
+    write_series(tmp_path / "ct1", np.zeros((2, 6, 5), np.int16))
+    assert get_reader(str(tmp_path / "x.tif")) is None
+    (data, meta, kind), = get_reader(str(tmp_path / "vol.nii.gz"))(str(tmp_path / "vol.nii.gz"))
+    assert data.shape == (3, 5, 4) and kind == "image" and meta["scale"] == pytest.approx((2.5, 0.7, 0.8))
+    (_, meta, kind), = get_reader(str(tmp_path / "vol_labels.nii.gz"))(str(tmp_path / "vol_labels.nii.gz"))
+    assert kind == "labels" and meta["name"] == "vol_labels"
+    (data, meta, _), = get_reader(str(tmp_path / "ct1"))(str(tmp_path / "ct1"))
+    assert data.shape == (2, 6, 5) and meta["scale"] == pytest.approx((2.0, 0.5, 0.6))
+
+
+def test_evaluate_finds_nifti_predictions_in_an_output_folder(tmp_path):
+    from paulow.evaluate import files_of
+
+    for name in ("vol_mask.nii.gz", "vol_labels.nii.gz"):
+        write_nii(tmp_path / name, np.zeros((4, 4, 2), np.uint8), affine())
+    assert [p.name for p in files_of(tmp_path, predictions=True)] == ["vol_mask.nii.gz"]

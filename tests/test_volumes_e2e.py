@@ -51,7 +51,7 @@ def test_nifti_volume_trains_segments_and_evaluates_through_the_api(tmp_path):
 @pytest.mark.slow
 def test_use_model_writes_nifti_outputs_and_3d_objects_for_nifti_and_dicom(workspace_with_model):
     ws = workspace_with_model
-    image, labels = ellipsoid_volume((5, 48, 48), n=3, seed=2, radii=(6.0, 8.0), z_radius=2.0)
+    image, _ = ellipsoid_volume((5, 48, 48), n=3, seed=2, radii=(6.0, 8.0), z_radius=2.0)
     write_nii(ws.use_inputs / "vol.nii.gz", image.transpose(2, 1, 0).astype(np.uint8), affine())
     write_series(ws.use_inputs / "series1", image.astype(np.int16), intercept=0)
     done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--instances")
