@@ -295,7 +295,10 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     cfg = config_from_options(given, preset, device)
     from .intensity import normalisation_spec
 
-    slices = make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette)
+    from .context import add_context
+
+    slices = add_context(make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette),
+                         cfg.context)
     report = Path(report_dir) if report_dir else None
     say = echo or _quiet
     run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
@@ -332,7 +335,10 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     device = device or model.device
     cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
                                        "freeze_encoder": freeze_encoder}, device)
-    slices = make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette)
+    from .context import add_context, model_context
+
+    slices = add_context(make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette),
+                         model_context(model.meta))
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
         from .boundaries import with_boundary_targets
 

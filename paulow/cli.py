@@ -113,6 +113,10 @@ def _training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
                    help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
                         "masks) or one number per class")
+    g.add_argument("--context", type=non_negative_int, metavar="N",
+                   help="2.5-D: feed sections z-N..z+N of each stack as input channels (mirrored at the first and "
+                        "last section); recorded in the model, which then segments stacks only (not measured yet: "
+                        "see docs/volumes.md)")
     g.add_argument("--window", metavar="LOW,HIGH|PRESET",
                    help="fixed intensity window instead of percentiles: LOW..HIGH -> 0..1, clipped (CT: Hounsfield "
                         "units, e.g. -160,240) or a preset: ct-soft-tissue, ct-abdomen, ct-liver, ct-brain, ct-lung, "

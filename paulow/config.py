@@ -33,6 +33,7 @@ class TrainConfig:
     palette: list | None = None  # [[R, G, B], ...] per class: colour masks -> class indices (K >= 2)
     loss: str = "dynamic"
     loss_args: dict = field(default_factory=dict)
+    context: int = 0  # 2.5-D: sections z-N..z+N of a stack as input channels (paulow.context)
     window: list | None = None  # [low, high]: a fixed intensity window (CT: HU) instead of percentiles
     border_weight: list | None = None  # [w0, sigma]: Ronneberger's border weight map on the BCE/CE terms
     # ring width: learn background / interior / boundary (K = 3). The front ends' default (see

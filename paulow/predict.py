@@ -42,14 +42,19 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
                   tta: bool = False, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
+    from .context import for_model, model_context
     from .data import normalise_with
     from .infer import predict_slice, set_activation, suggest_tile
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
-    data = match_channels(data, int(meta["in_channels"]), name)
+    data = match_channels(data, int(meta["in_channels"]) // (2 * model_context(meta) + 1), name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     spec = meta.get("normalisation", {})
+    if model_context(meta):  # 2.5-D: every section with its neighbours as channels
+        wide = for_model(np.stack([normalise_with(page, spec) for page in data]), meta, name)
+        return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
+                              tta=tta) for page in wide]
     return [predict_slice(models, normalise_with(page, spec), tile=tile, overlap=overlap,
                           batch_size=batch_size, device=device, tta=tta)
             for page in data]

@@ -911,7 +911,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
         "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
         "classes": cfg.classes, "class_names": cfg.names(), "palette": cfg.palette,
         "activation": output_activation(cfg),
-        "normalisation": normalisation_spec(cfg), "patch": cfg.patch,
+        "normalisation": normalisation_spec(cfg), "context": cfg.context, "patch": cfg.patch,
         "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "min_object_px": best.min_size,
         "seed": cfg.seed,

@@ -1,5 +1,5 @@
 """Volumes end to end: a NIfTI CT-like volume through train -> segment -> evaluate (API, with a HU
-window), and a NIfTI volume and a DICOM series through use_model.py --instances."""
+window and 2.5-D context), and a NIfTI volume and a DICOM series through use_model.py --instances."""
 from __future__ import annotations
 
 import csv
@@ -28,14 +28,17 @@ def test_nifti_volume_trains_segments_and_evaluates_through_the_api(tmp_path):
     hu, labels = _ct()
     image = write_nii(tmp_path / "case1.nii.gz", hu.transpose(2, 1, 0), affine())
     mask = write_nii(tmp_path / "case1_mask.nii.gz", (labels > 0).astype(np.uint8).transpose(2, 1, 0), affine())
-    model = paulow.train([image], [mask], time_limit=0, window="ct-soft-tissue", **TINY)
+    model = paulow.train([image], [mask], time_limit=0, window="ct-soft-tissue", context=1, **TINY)
     assert model.meta["normalisation"] == {"method": "window", "low": -160.0, "high": 240.0}
+    assert model.meta["context"] == 1 and model.in_channels == 3  # sections z-1, z, z+1
     saved = paulow.load_model(model.save(tmp_path / "ct.pth"))
     assert saved.meta["normalisation"] == model.meta["normalisation"]
     preds = saved.predict_stack(image)
     assert len(preds) == 6 and preds[0].mask.shape == (48, 48)
     scores = [paulow.evaluate(p, (labels[z] > 0).astype(np.uint8)) for z, p in enumerate(preds)]
     assert all(0.0 <= s["dice"] <= 1.0 for s in scores)
+    with pytest.raises(paulow.errors.ModelError, match="trained with --context 1"):
+        saved.predict(hu[0])
     # the command's writer puts the mask on the input's grid
     from paulow.checkpoint import load_checkpoint
     from paulow.commands.segment import SegmentOptions, segment_file

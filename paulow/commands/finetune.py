@@ -49,6 +49,9 @@ def _read_pairs(images, masks, meta: dict, classes: int, refused: list | None = 
     width = boundary_width(meta)
     slices = load_pairs(images, masks, mask_classes(meta, classes), meta.get("normalisation"), refused=refused,
                         palette=palette)
+    from ..context import add_context, model_context
+
+    slices = add_context(slices, model_context(meta))
     return with_boundary_targets(slices, width) if width else slices
 
 

@@ -14,6 +14,7 @@ from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette
 from ..config import TrainConfig
 from ..device import pick_device
 from ..intensity import normalisation_spec
+from ..context import add_context
 from ..training_run import run_training, test_line
 from ..workspace import Workspace
 from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
@@ -62,6 +63,14 @@ def run_palette(cfg: TrainConfig, ws: Workspace, args) -> Palette | None:
                         else "the run's palette")
 
 
+def _training_slices(ws: Workspace, cfg: TrainConfig, args, refused: list) -> list[Slice]:
+    """The training pairs as the network sees them: normalised as `cfg` says (percentiles or --window),
+    with --context's neighbouring sections as channels."""
+    slices = load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(), normalisation_spec(cfg),
+                        refused=refused, palette=run_palette(cfg, ws, args))
+    return add_context(slices, cfg.context)
+
+
 def run(args, echo=print) -> Path | None:
     """The whole train command; returns the saved model path (None on torchrun's other ranks).
 
@@ -86,8 +95,7 @@ def run(args, echo=print) -> Path | None:
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
-    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       normalisation_spec(cfg), refused=refused, palette=run_palette(cfg, ws, args)))
+    slices = distributed.main_first(lambda: _training_slices(ws, cfg, args, refused))
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
@@ -129,8 +137,7 @@ def _follow(ws: Workspace, args, device: str) -> None:
     if resumed:
         resumed["cfg"].device = device
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
-    slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
-                                                       normalisation_spec(cfg), refused=[], palette=run_palette(cfg, ws, args)))
+    slices = distributed.main_first(lambda: _training_slices(ws, cfg, args, []))
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):
         run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
