@@ -26,6 +26,12 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     if not hasattr(model, "keep_attention"):
         log.warning("model '%s' has no attention gates: nothing to save", loaded.meta.get("arch"))
         return []
+    from .context import model_context
+
+    if model_context(loaded.meta):  # its input is a page with its neighbours, not one page
+        log.warning("model '%s' was trained with --context: attention maps are not written for it",
+                    loaded.meta.get("name") or loaded.meta.get("arch"))
+        return []
     h, w = page.shape[-2:]
     if h * w > MAX_PIXELS:
         log.warning("slice of %dx%d is too large for attention maps (one forward pass): skipped", h, w)
