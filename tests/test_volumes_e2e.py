@@ -3,6 +3,7 @@ window and 2.5-D context), and a NIfTI volume and a DICOM series through use_mod
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ from _volumes import affine, write_nii, write_series
 from _workflow import files, run_script
 
 import paulow
+import paulow.volumes
 from paulow.synthetic import ellipsoid_volume
 
 TINY = {"width": 4, "depth": 2, "patch": 32, "overlap": 16, "epochs": 2, "per_epoch": 8, "batch_size": 4,
@@ -24,31 +26,49 @@ def _ct(seed: int = 0, shape=(6, 48, 48)) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_nifti_volume_trains_segments_and_evaluates_through_the_api(tmp_path):
-    hu, labels = _ct()
+def test_nifti_and_dicom_volumes_train_segment_and_evaluate(tmp_path, capsys):
+    from paulow.checkpoint import load_checkpoint
+    from paulow.cli import main
+    from paulow.commands.segment import SegmentOptions, segment_file
+
+    (hu, labels), (hu2, labels2) = _ct(0), _ct(1)
+    truth = tmp_path / "truth"
+    truth.mkdir()
     image = write_nii(tmp_path / "case1.nii.gz", hu.transpose(2, 1, 0), affine())
-    mask = write_nii(tmp_path / "case1_mask.nii.gz", (labels > 0).astype(np.uint8).transpose(2, 1, 0), affine())
-    model = paulow.train([image], [mask], time_limit=0, window="ct-soft-tissue", context=1, **TINY)
+    mask = write_nii(truth / "case1_mask.nii.gz", (labels > 0).astype(np.uint8).transpose(2, 1, 0), affine())
+    write_series(tmp_path / "series1", hu2, intercept=-1024)
+    series_grid = paulow.volumes.geometry_of_file(tmp_path / "series1")
+    series_mask = paulow.volumes.write_nifti(truth / "series1_mask.nii.gz", (labels2 > 0).astype(np.uint8),
+                                             series_grid)
+    model = paulow.train([image, tmp_path / "series1"], [mask, series_mask], time_limit=0, window="ct-soft-tissue",
+                         context=1, **TINY)
     assert model.meta["normalisation"] == {"method": "window", "low": -160.0, "high": 240.0}
     assert model.meta["context"] == 1 and model.in_channels == 3  # sections z-1, z, z+1
     saved = paulow.load_model(model.save(tmp_path / "ct.pth"))
     assert saved.meta["normalisation"] == model.meta["normalisation"]
     preds = saved.predict_stack(image)
     assert len(preds) == 6 and preds[0].mask.shape == (48, 48)
-    scores = [paulow.evaluate(p, (labels[z] > 0).astype(np.uint8)) for z, p in enumerate(preds)]
-    assert all(0.0 <= s["dice"] <= 1.0 for s in scores)
     with pytest.raises(paulow.errors.ModelError, match="trained with --context 1"):
         saved.predict(hu[0])
-    # the command's writer puts the mask on the input's grid
-    from paulow.checkpoint import load_checkpoint
-    from paulow.commands.segment import SegmentOptions, segment_file
-
-    result = segment_file(load_checkpoint(tmp_path / "ct.pth"), image, tmp_path / "out", SegmentOptions())
-    assert [p.name for p in result.written] == ["case1_mask.nii.gz"]
-    written = nib.load(str(result.written[0]))
+    # the command's writer puts each mask on its input's grid
+    out = tmp_path / "out"
+    loaded = load_checkpoint(tmp_path / "ct.pth")
+    for source in (image, tmp_path / "series1"):
+        segment_file(loaded, source, out, SegmentOptions())
+    written = nib.load(str(out / "case1_mask.nii.gz"))
     np.testing.assert_allclose(written.affine, affine())
-    np.testing.assert_array_equal(np.asarray(written.dataobj).transpose(2, 1, 0) > 0,
-                                  np.stack([p.mask for p in preds]) > 0)
+    predicted = np.asarray(written.dataobj).transpose(2, 1, 0) > 0
+    np.testing.assert_array_equal(predicted, np.stack([p.mask for p in preds]) > 0)
+    from_series = nib.load(str(out / "series1_mask.nii.gz"))
+    np.testing.assert_allclose(from_series.affine, series_grid.affine)
+    # paulow evaluate pairs the NIfTI predictions with the NIfTI truths: pooled Dice by hand
+    predicted2 = np.asarray(from_series.dataobj).transpose(2, 1, 0) > 0
+    pred_all = np.concatenate([predicted, predicted2])
+    truth_all = np.concatenate([labels, labels2]) > 0
+    dice = 2 * np.sum(pred_all & truth_all) / (pred_all.sum() + truth_all.sum())
+    assert main(["evaluate", "--pred", str(out), "--truth", str(truth), "--out", str(tmp_path / "scores")]) == 0
+    saved_scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())[str(out)]
+    assert saved_scores["pooled"]["dice"] == pytest.approx(dice)
 
 
 @pytest.mark.slow
