@@ -193,8 +193,8 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     if stack.geometry is not None:  # NIfTI / DICOM in: a NIfTI mask on the input's grid
         from ..volumes import write_volume_mask
 
-        binary = loaded.classes <= 1 or boundary
-        mask_path = write_volume_mask(out_dir, stack, io.binary_to_uint8(out) if binary else out, "_mask")
+        binary = loaded.classes <= 1 or boundary  # 0/1 (a label volume), class indices for K >= 2
+        mask_path = write_volume_mask(out_dir, stack, (out != 0) if binary else out, "_mask")
     elif loaded.classes <= 1 or boundary:
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
                                   resolution=stack.resolution, unit=stack.unit)
