@@ -35,3 +35,14 @@ def test_every_page_in_the_mkdocs_nav_exists():
     pages = re.findall(r":\s*([\w-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M)
     assert "index.md" in pages and "reference.md" in pages
     assert [page for page in pages if not (ROOT / "docs" / page).is_file()] == []
+
+
+def test_readme_python_block_is_valid_python_using_the_public_api():
+    text = README.read_text(encoding="utf-8")
+    code = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    compile(code, "README.md", "exec")
+    import paulow
+
+    used = set(re.findall(r"\bpaulow\.(\w+)\(", code))
+    assert used == {"train", "evaluate", "load_model", "finetune"}
+    assert used <= set(paulow.__all__)
