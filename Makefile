@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
+# `make docs` builds the site (CI runs it), `make lint` runs ruff and mypy.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast docs lint bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +15,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -r requirements.txt pytest
 	$(PY) -m pip install --quiet --no-deps -e .
-	# the optional front ends' extras, so their tests run too (the core install stays lean)
-	$(PY) -m pip install --quiet -e ".[export,tensorboard,napari]"
+	# the optional front ends' extras, so their tests run too (the core install stays lean),
+	# and the contributors' tools: docs (mkdocs) and dev (ruff, mypy, pre-commit)
+	$(PY) -m pip install --quiet -e ".[export,tensorboard,napari,docs,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,5 +31,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy paulow
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -151,7 +151,7 @@ def _training_options(p: argparse.ArgumentParser) -> None:
                    help="no 90-degree turns (for structures with a preferred direction); flips stay")
     g.add_argument("--seed", type=int)
     g.add_argument("--time-limit", type=float, metavar="MINUTES",
-                   help="hard wall-clock budget for the whole run (0 = none; CPU default 15)")
+                   help="wall-clock budget for the whole run, a target (0 = none; CPU default 15)")
     g.add_argument("--patience", type=int, help="epochs without a better validation Dice before stopping")
     g.add_argument("--val-tiles", type=int, metavar="N",
                    help="validate between epochs on a fixed, stratified subset of N inference tiles when the "

@@ -218,20 +218,20 @@ def test_evaluate_takes_a_prediction_and_multiclass():
     assert scores["dice_2"] == pytest.approx(2 / 3) and scores["pa_2"] == 0.5 and scores["accuracy"] == 0.75
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
-    """The README's "Python API" block, with tiny settings (each substitution must still apply)."""
+def test_docs_python_api_example_runs(tmp_path, monkeypatch):
+    """The example of docs/python-api.md, with tiny settings (each substitution must still apply)."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    code = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    text = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
     tiny = ", ".join(f"{k}={v!r}" for k, v in TINY.items())
     for old, new in (("(128, 128)", "(64, 64)"), ("time_limit=2", f"time_limit=0, {tiny}"),
                      ("time_limit=1)", "time_limit=0, epochs=1, per_epoch=8, batch_size=4)")):
-        assert old in code, f"README example changed: '{old}' not found"
+        assert old in code, f"docs/python-api.md example changed: '{old}' not found"
         code = code.replace(old, new)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/python-api.md", "exec"), namespace)
     assert [row[0] for row in namespace["losses"]] == [1, 2]  # on_epoch: one row per epoch (TINY: 2)
     assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
     assert paulow.load_model(tmp_path / "nuclei.pth").threshold == 0.6
