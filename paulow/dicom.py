@@ -43,10 +43,15 @@ def _floats(header, name: str, count: int, path: Path) -> np.ndarray:
     return np.asarray([float(v) for v in value])
 
 
-def _frame(header) -> tuple:
-    """What every slice of one series shares: orientation, pixel spacing, rows, columns."""
-    return (tuple(np.round(np.asarray([float(v) for v in header.ImageOrientationPatient]), 4)),
-            tuple(round(float(v), 4) for v in header.PixelSpacing), int(header.Rows), int(header.Columns))
+def _same_frame(header, first) -> bool:
+    """Whether a slice shares the first one's size, pixel spacing and orientation (within rounding)."""
+    def numbers(h, name: str) -> np.ndarray:
+        return np.asarray([float(v) for v in getattr(h, name)])
+
+    return ((int(header.Rows), int(header.Columns)) == (int(first.Rows), int(first.Columns))
+            and np.allclose(numbers(header, "PixelSpacing"), numbers(first, "PixelSpacing"), rtol=1e-3)
+            and np.allclose(numbers(header, "ImageOrientationPatient"), numbers(first, "ImageOrientationPatient"),
+                            atol=1e-3))
 
 
 def _sorted_slices(folder: Path, pixels: bool) -> list[_Slice]:
@@ -64,7 +69,8 @@ def _sorted_slices(folder: Path, pixels: bool) -> list[_Slice]:
     normal = np.cross(orientation[:3], orientation[3:])
     for header, path in headers[1:]:
         _floats(header, "ImageOrientationPatient", 6, path)
-        if _frame(header) != _frame(first):
+        _floats(header, "PixelSpacing", 2, path)
+        if not _same_frame(header, first):
             raise _unreadable(folder, f"slice '{path.name}' differs from '{first_path.name}' in size, pixel "
                                       "spacing or orientation", "Keep only the slices of one series in the folder.")
     slices = [_Slice(p, h, float(_floats(h, "ImagePositionPatient", 3, p) @ normal)) for h, p in headers]

@@ -129,3 +129,17 @@ def test_evaluate_finds_nifti_predictions_in_an_output_folder(tmp_path):
     for name in ("vol_mask.nii.gz", "vol_labels.nii.gz"):
         write_nii(tmp_path / name, np.zeros((4, 4, 2), np.uint8), affine())
     assert [p.name for p in files_of(tmp_path, predictions=True)] == ["vol_mask.nii.gz"]
+
+
+def test_dicom_slice_with_another_orientation_refused(tmp_path):
+    import pydicom
+
+    paths = write_series(tmp_path / "tilted", np.zeros((3, 4, 4), np.int16))
+    ds = pydicom.dcmread(paths[1])
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, 1]
+    ds.save_as(paths[1])
+    with pytest.raises(UnreadableImageError) as info:
+        io.read_image(tmp_path / "tilted")
+    assert str(info.value) == (f"cannot read '{tmp_path / 'tilted'}': slice 'slice001.dcm' differs from "
+                               "'slice000.dcm' in size, pixel spacing or orientation. Keep only the slices of "
+                               "one series in the folder.")
