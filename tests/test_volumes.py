@@ -143,3 +143,20 @@ def test_dicom_slice_with_another_orientation_refused(tmp_path):
     assert str(info.value) == (f"cannot read '{tmp_path / 'tilted'}': slice 'slice001.dcm' differs from "
                                "'slice000.dcm' in size, pixel spacing or orientation. Keep only the slices of "
                                "one series in the folder.")
+
+
+def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path):
+    from paulow.data import load_pairs
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    volume = np.zeros((8, 6, 3), np.int16)
+    volume[2:5, 1:4, 1] = 100
+    write_nii(images / "case1.nii.gz", volume, affine())
+    write_nii(masks / "case1_mask.nii.gz", (volume > 0).astype(np.uint8), affine())
+    slices = load_pairs(images, masks)
+    assert [(s.page, s.image.shape, int(s.mask.sum())) for s in slices] == [(0, (1, 6, 8), 0), (1, (1, 6, 8), 9),
+                                                                            (2, (1, 6, 8), 0)]
+    write_nii(masks / "case1_mask.nii.gz", (volume > 0).astype(np.uint8), affine(spacing=(0.8, 0.7, 3.0)))
+    with pytest.raises(ShapeMismatchError, match="case1_mask.nii.gz' has another affine"):
+        load_pairs(images, masks)
