@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ _GAP_TOLERANCE = 0.1  # a step may differ from the median step by 10 % (scanners
 @dataclass
 class _Slice:
     path: Path
-    header: object
+    header: Any  # a pydicom Dataset
     position: float  # along the slice normal, mm
 
 

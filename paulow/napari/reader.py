@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def get_reader(path: str | list[str]):
@@ -24,7 +25,7 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     name = volume_stem(stack.path)
     labels = stack.data.dtype.kind in "iu" and name.lower().endswith(("_mask", "_labels"))
     data = stack.data[:, 0] if stack.data.shape[1] == 1 else stack.data.transpose(1, 0, 2, 3)
-    meta = {"name": name, "scale": (k, j, i), "metadata": {"affine": stack.geometry.affine.tolist(),
+    meta: dict[str, Any] = {"name": name, "scale": (k, j, i), "metadata": {"affine": stack.geometry.affine.tolist(),
                                                             "unit": stack.unit}}
     if data.ndim == 4:
         meta["channel_axis"] = 0
