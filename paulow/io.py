@@ -124,7 +124,12 @@ VENDOR_FORMATS = (".czi", ".nd2", ".lif", ".oib", ".oif", ".ims", ".vsi", ".dv",
 def vendor_files_note(folder: str | Path) -> str:
     """'' or one sentence naming the microscope-vendor files in `folder` that cannot be read and
     what to do with them."""
-    found = [p.name for p in list_other_files(folder) if p.suffix.lower() in VENDOR_FORMATS]
+    other = list_other_files(folder)
+    slices = [p.name for p in other if p.suffix.lower() == ".dcm"]
+    if slices:  # loose DICOM slices: a series is read from a folder of its own
+        return (f"{len(slices)} DICOM slice(s) ({', '.join(slices[:3])}{', ...' if len(slices) > 3 else ''}) lie "
+                "loose in the folder - put each series' .dcm files in a sub-folder of their own (e.g. series1/)")
+    found = [p.name for p in other if p.suffix.lower() in VENDOR_FORMATS]
     if not found:
         return ""
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")

@@ -160,3 +160,15 @@ def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path
     write_nii(masks / "case1_mask.nii.gz", (volume > 0).astype(np.uint8), affine(spacing=(0.8, 0.7, 3.0)))
     with pytest.raises(ShapeMismatchError, match="case1_mask.nii.gz' has another affine"):
         load_pairs(images, masks)
+
+
+def test_loose_dicom_slices_are_named_with_the_fix(tmp_path):
+    from paulow.data import load_images
+    from paulow.errors import EmptyFolderError
+
+    write_series(tmp_path, np.zeros((4, 4, 4), np.int16))
+    with pytest.raises(EmptyFolderError) as info:
+        load_images(tmp_path)
+    assert str(info.value) == (f"no images in '{tmp_path}': 4 DICOM slice(s) (slice000.dcm, slice001.dcm, "
+                               "slice002.dcm, ...) lie loose in the folder - put each series' .dcm files in a "
+                               "sub-folder of their own (e.g. series1/)")
