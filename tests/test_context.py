@@ -67,3 +67,26 @@ def test_prediction_path_feeds_mirrored_neighbours_and_refuses_a_2d_image():
     assert str(info.value) == ("'array1' is a single 2-D image but the model was trained with --context 1 "
                                "(sections z-1..z+1 of a stack as channels): segment a stack or volume of at "
                                "least 2 sections, or use a model trained without --context")
+
+
+def test_train_command_slices_carry_the_window_and_the_context(tmp_path):
+    from argparse import Namespace
+
+    from _volumes import affine, write_nii
+
+    from paulow.cli import build_parser
+    from paulow.commands.common import config_from_args
+    from paulow.commands.train import _training_slices
+    from paulow.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    hu = np.stack([np.full((4, 6), v, np.int16) for v in (-1000, 40, 240)], axis=-1)  # (i, j, k): 3 sections
+    write_nii(ws.train_images / "ct.nii.gz", hu, affine())
+    write_nii(ws.train_masks / "ct_mask.nii.gz", (hu > 0).astype(np.uint8), affine())
+    args = build_parser(tmp_path).parse_args(["train", "--window", "ct-soft-tissue", "--context", "1"])
+    cfg = config_from_args(args, "cpu")
+    assert (cfg.window, cfg.context) == ([-160.0, 240.0], 1)
+    slices = _training_slices(ws, cfg, Namespace(palette=None), [])
+    # section values after the window: 0, 0.5, 1; channels z-1, z, z+1, mirrored at both ends
+    assert [s.image[:, 0, 0].tolist() for s in slices] == [[0.5, 0.0, 0.5], [0.0, 0.5, 1.0], [0.5, 1.0, 0.5]]
