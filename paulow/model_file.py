@@ -20,7 +20,7 @@ from .errors import ModelError
 
 FIX = "the file is damaged or was not written by PAULow; retrain it or re-download it"
 MAX_DEPTH = 32  # nesting of dictionaries and lists
-MAX_NODES = 2_000_000  # values in the whole metadata (a training run's lists stay far below)
+MAX_NODES = 500_000  # values in the whole metadata (a 10,000-page training run's lists stay far below)
 
 Check = Callable[[Any], "str | None"]  # None when the value is fine, else what it must be
 
@@ -164,13 +164,13 @@ class ModelMeta:
         """The record of `meta`, or a `ModelMetaError` naming `path` and the first bad field."""
         if not isinstance(meta, dict):
             raise ModelMetaError(f"model file '{path}': no 'meta' dictionary - {FIX}")
-        _check_plain(meta, path)
         for key, (required, check) in SCHEMA.items():
             if key not in meta:
                 if required:
                     raise _bad(path, key, "is missing")
                 continue
             _field(path, key, meta[key], check)
+        _check_plain(meta, path)
         _check_nested(meta, path)
         boundary = meta.get("boundary_target") or meta.get("config", {}).get("boundary_target")
         return cls(arch=meta["arch"], in_channels=meta["in_channels"], classes=meta.get("classes", 1),
@@ -190,8 +190,11 @@ def _bad(path: Path | str, key: str, problem: str) -> ModelMetaError:
 def _field(path: Path | str, key: str, value: Any, check: Check) -> None:
     must = check(value)
     if must is not None:
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        if isinstance(value, (dict, list)):  # never repr a container: it may be nested 10^4 deep
+            shown = f"a {type(value).__name__} of {len(value)} item(s)"
+        else:
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise _bad(path, key, f"{shown} is not {must}")
 
 
@@ -221,32 +224,36 @@ def _check_nested(meta: dict, path: Path | str) -> None:
         _field(path, "config.boundary_target", width, whole(1, limits.MAX_BOUNDARY))
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = {str, int, float, bool, type(None)}
 _CONV_WEIGHT = re.compile(r"(^|\.)(conv\d*|final|residual)\.weight$")  # the convolutions' kernels
 
 
 def _check_plain(meta: dict, path: Path | str) -> None:
     """Only JSON values (text keys), at most MAX_DEPTH deep and MAX_NODES in all; walked with a
     stack so a deeply nested forgery cannot exhaust Python's recursion."""
-    stack: list[tuple[str, Any, int]] = [(str(k), v, 1) for k, v in meta.items() if isinstance(k, str)]
-    if len(stack) != len(meta):
-        raise _bad(path, "meta", "has a key that is not a text")
+    stack: list[tuple[str, Any, int]] = [("meta", meta, 0)]
     seen = 0
     while stack:
-        where, value, depth = stack.pop()
-        seen += 1
-        if seen > MAX_NODES:
-            raise _bad(path, where.split(".")[0], f"holds more than {MAX_NODES} values")
+        where, container, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise _bad(path, where.split(".")[0], f"is nested more than {MAX_DEPTH} levels deep")
-        if isinstance(value, dict):
-            if not all(isinstance(k, str) for k in value):
+            raise _bad(path, where.split(".")[1] if "." in where else where,
+                       f"is nested more than {MAX_DEPTH} levels deep")
+        seen += len(container)
+        if seen > MAX_NODES:
+            raise _bad(path, where.split(".")[1] if "." in where else where, f"holds more than {MAX_NODES} values")
+        if isinstance(container, dict):
+            if not all(type(k) is str for k in container):
                 raise _bad(path, where, "has a key that is not a text")
-            stack.extend((f"{where}.{k}", v, depth + 1) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((where, v, depth + 1) for v in value)
-        elif not isinstance(value, _SCALARS):
-            raise _bad(path, where, f"holds a {type(value).__name__}, not a plain JSON value")
+            items = [(f"{where}.{k}", v) for k, v in container.items()]
+        else:
+            items = [(where, v) for v in container]
+        for name, value in items:
+            if type(value) in _SCALAR_TYPES:
+                continue
+            if isinstance(value, (dict, list)):
+                stack.append((name, value, depth + 1))
+            else:
+                raise _bad(path, name.removeprefix("meta."), f"holds a {type(value).__name__}, not a plain JSON value")
 
 
 def check_legacy_state_dict(state_dict: Mapping[str, Any], path: Path | str) -> None:
