@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import limits
 from .errors import ModelError
@@ -160,7 +161,7 @@ class ModelMeta:
     meta: dict
 
     @classmethod
-    def parse(cls, meta: Any, path: Path | str) -> "ModelMeta":
+    def parse(cls, meta: Any, path: Path | str) -> ModelMeta:
         """The record of `meta`, or a `ModelMetaError` naming `path` and the first bad field."""
         if not isinstance(meta, dict):
             raise ModelMetaError(f"model file '{path}': no 'meta' dictionary - {FIX}")
@@ -216,12 +217,27 @@ def _check_nested(meta: dict, path: Path | str) -> None:
         if key in meta.get("metrics", {}):
             _field(path, f"metrics.{key}", meta["metrics"][key], check)
     per_class = meta.get("metrics", {}).get("test_dice_per_class")
-    if per_class is not None:
-        if not isinstance(per_class, dict) or any(score(v) for v in per_class.values()):
-            raise _bad(path, "metrics.test_dice_per_class", "is not a dictionary of class name: Dice (0 to 1 or null)")
+    if per_class is not None and (not isinstance(per_class, dict) or any(score(v) for v in per_class.values())):
+        raise _bad(path, "metrics.test_dice_per_class", "is not a dictionary of class name: Dice (0 to 1 or null)")
     width = meta.get("config", {}).get("boundary_target")
     if width is not None and width != 0:
         _field(path, "config.boundary_target", width, whole(1, limits.MAX_BOUNDARY))
+    _check_config(meta.get("config", {}), path)
+
+
+# settings of `config` that fine-tuning reuses to size its work (others, e.g. a seed, are only recorded)
+_CONFIG_CHECKED = ("patch", "depth", "width", "classes", "batch_size", "overlap", "threshold", "loss_args")
+
+
+def _check_config(config: dict, path: Path | str) -> None:
+    """The training settings fine-tuning starts from, through the command line's range checks."""
+    from .errors import UsageError
+    from .options_check import check_values
+
+    try:
+        check_values({k: config[k] for k in _CONFIG_CHECKED if k in config})
+    except UsageError as exc:
+        raise _bad(path, "config", str(exc).split(" - fix")[0]) from None
 
 
 _SCALAR_TYPES = {str, int, float, bool, type(None)}

@@ -26,7 +26,7 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
     except OSError as exc:
         raise UsageError(f"{what} '{path}' cannot be read ({exc.strerror or exc}): {fix}") from None
     try:
-        if data.startswith(codecs.BOM_UTF32_LE) or data.startswith(codecs.BOM_UTF32_BE):
+        if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00
             return data.decode("utf-32")
         if data.startswith(_UTF16_BOMS):
             return data.decode("utf-16")

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from test_hardening import untrained_model
 
 from paulow.checkpoint import describe, load_checkpoint
 from paulow.errors import ModelError
 from paulow.model_file import ModelMeta, ModelMetaError
-
-from test_hardening import untrained_model
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +77,8 @@ def test_each_forged_field_is_one_line_naming_file_and_field(good, tmp_path, cas
     ("arch_args", {"in_channels": 1, "classes": 1, "width": 8, "depth": 40}, "'arch_args.depth': 40"),
     ("arch_args", {"in_channels": 1, "classes": 1, "width": 1024, "depth": 8}, "exceed 4096"),
     ("class_names", ["a", "b", "c"], "3 names for 1 classes"),
+    ("config", {"patch": 10**6, "seed": -1}, "'config': --patch 1000000 is out of range: give a whole number from 1 "
+                                             "to 8192 - the file"),
 ])
 def test_nested_fields_are_checked(good, tmp_path, where, value, words):
     path = tmp_path / "bad.pth"

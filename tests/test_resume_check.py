@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
+from _workflow import nuclei_slices
+from test_resume import CFG, _interrupted_state
 
 from paulow import resume as resume_file
 from paulow.resume_check import ResumeStateError, check_against_config
 from paulow.train import cross_validate
-from test_resume import CFG, _interrupted_state
-from _workflow import nuclei_slices
 
 
 @pytest.fixture(scope="module")
