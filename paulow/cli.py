@@ -297,7 +297,7 @@ def load_config(path: Path) -> dict:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands of levels deep
             raise UsageError(f"config file '{path}' is not valid JSON ({exc}): fix the file") from None
     else:
         data = load_yaml(text, path, "check --config")

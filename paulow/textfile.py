@@ -93,6 +93,8 @@ def load_yaml(text: str, path: str | Path, fix: str) -> Any:
             raise UsageError(f"config file '{path}' expands to more than {limits.MAX_YAML_NODES} values "
                              f"through its aliases (&name/*name): write the values out - {fix}")
         return loader.construct_document(node)
+    except RecursionError:
+        raise UsageError(f"config file '{path}' is nested too deeply to read: write it flat - {fix}") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:200]
         raise UsageError(f"config file '{path}' is not valid YAML ({first}): fix the file - {fix}") from None

@@ -96,6 +96,14 @@ def test_billion_laughs_is_refused_quickly(tmp_path, capsys):
     assert "expands to more than 100000 values through its aliases" in line
 
 
+@pytest.mark.parametrize("name, text, words", [("c.yaml", "a: " + "[" * 5000, "is nested too deeply to read"),
+                                               ("c.json", "[" * 100_000, "is not valid JSON")])
+def test_deeply_nested_config_is_one_line(tmp_path, capsys, name, text, words):
+    cfg = tmp_path / name
+    cfg.write_text(text, encoding="utf-8")
+    assert words in _one_error(capsys, ["train", "--root", str(tmp_path), "--config", str(cfg)])
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
 def test_config_with_a_bom_is_decoded(tmp_path, encoding):
     cfg = tmp_path / "c.yaml"
