@@ -3,20 +3,34 @@ error line naming the field, never a crash mid-training and never silently accep
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 from _workflow import nuclei_slices
-from test_resume import CFG, _interrupted_state
+from test_resume import CFG, Stop
 
 from paulow import resume as resume_file
 from paulow.resume_check import ResumeStateError, check_against_config
-from paulow.train import cross_validate
+from paulow.train import ProgressSaver, cross_validate
 
 
 @pytest.fixture(scope="module")
 def state() -> dict:
-    return _interrupted_state(stop_after=7)  # fold 1 finished, fold 2 after epoch 2
+    """Fold 1 finished, fold 2 after epoch 1 (2 epochs a fold: states after epoch 1, fold 1, then
+    fold 2's epoch 1)."""
+    saved: list[dict] = []
+
+    def write(state: dict) -> None:
+        saved.append(state)
+        if len(saved) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        cross_validate(nuclei_slices(), replace(CFG, epochs=2), "cpu", echo=lambda _: None,
+                       progress=ProgressSaver(write, every=0))
+    assert len(saved[-1]["folds"]) == 1 and saved[-1]["current"]["epoch"] == 1
+    return saved[-1]
 
 
 def _save(tmp_path, state: dict, payload: dict | None = None) -> object:
@@ -120,4 +134,4 @@ def test_missing_and_extra_tensors_are_refused(state):
 def test_a_good_state_passes_both_checks(state, tmp_path):
     payload = resume_file.load_state(_save(tmp_path, state))
     check_against_config(payload["state"], CFG, in_channels=1)  # raises nothing
-    assert payload["state"]["current"]["epoch"] == 2
+    assert payload["state"]["current"]["epoch"] == 1
