@@ -160,54 +160,16 @@ def _legacy_meta(state_dict: dict) -> dict:
             "legacy": True}
 
 
-def _is_int(value: Any, low: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_fraction(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
-
-
-# key: (required, check, what it must be); every reader of a model file relies on these
-_META_SCHEMA = {
-    "arch": (True, lambda v: isinstance(v, str) and bool(v), "a network name"),
-    "in_channels": (True, _is_int, "a whole number >= 1"),
-    "arch_args": (False, lambda v: isinstance(v, dict), "a dictionary"),
-    "classes": (False, _is_int, "a whole number >= 1"),
-    "normalisation": (False, lambda v: isinstance(v, dict), "a dictionary"),
-    "threshold": (False, _is_fraction, "a number from 0 to 1"),
-    "patch": (False, _is_int, "a whole number >= 1"),
-    "overlap": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                "a number >= 0"),
-    "metrics": (False, lambda v: isinstance(v, dict), "a dictionary"),
-    "min_object_px": (False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                      "a whole number >= 0"),
-    "palette": (False, lambda v: v is None or (isinstance(v, list) and all(isinstance(c, list) and len(c) == 3
-                                                                          for c in v)), "a list of [R, G, B]"),
-}
-
-
 def validate_meta(payload: dict, path: Path) -> dict:
-    """The metadata of a PAULow model file, checked against the schema every reader relies on;
-    a ModelError naming the file and the bad field otherwise."""
-    def bad(problem: str) -> ModelError:
-        return ModelError(f"model file '{path}' has malformed metadata ({problem}): it is damaged or was not "
-                          "written by PAULow; retrain it or re-download it")
+    """The metadata of a PAULow model file, checked deeply against the one schema
+    (`paulow.model_file.ModelMeta`); a ModelError naming the file and the bad field otherwise."""
+    from .model_file import FIX, ModelMeta
 
-    meta = payload.get("meta")
-    if not isinstance(meta, dict):
-        raise bad("no 'meta' dictionary")
-    for key, (required, check, what) in _META_SCHEMA.items():
-        if key not in meta:
-            if required:
-                raise bad(f"'{key}' is missing")
-            continue
-        if not check(meta[key]):
-            raise bad(f"'{key}' is {meta[key]!r}, not {what}")
+    record = ModelMeta.parse(payload.get("meta"), path)
     sds = payload.get("state_dicts")
     if not isinstance(sds, list) or not sds or not all(isinstance(sd, dict) for sd in sds):
-        raise bad("'state_dicts' must be a non-empty list of network weights")
-    return dict(meta)
+        raise ModelError(f"model file '{path}': field 'state_dicts': not a non-empty list of network weights - {FIX}")
+    return record.meta
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
@@ -222,6 +184,9 @@ def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
         set_activation(models, meta)  # softmax for the files that say so (K >= 2), however they are used
         return LoadedModel(models=models, meta=meta, path=path)
     if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values()):
+        from .model_file import check_legacy_state_dict
+
+        check_legacy_state_dict(payload, path)
         try:
             meta = _legacy_meta(payload)
         except (KeyError, ValueError) as exc:

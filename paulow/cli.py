@@ -302,15 +302,16 @@ def load_config(path: Path) -> dict:
     """Options from a YAML or JSON file (keys as on the command line, '-' or '_')."""
     if not path.is_file():
         raise UsageError(f"config file '{path}' not found: check --config")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".json":
+    from .textfile import load_yaml, read_text
+
+    text = read_text(path, "config file", "check --config")
+    if path.suffix.lower() == ".json":
+        try:
             data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - yaml and json raise different types
-        raise UsageError(f"config file '{path}' is not valid YAML/JSON ({exc}): fix the file") from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands of levels deep
+            raise UsageError(f"config file '{path}' is not valid JSON ({exc}): fix the file") from None
+    else:
+        data = load_yaml(text, path, "check --config")
     if not isinstance(data, dict):
         raise UsageError(f"config file '{path}' must hold a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
@@ -413,6 +414,10 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
     parser = build_parser(default_root or Path.cwd())
     try:
         args = _apply_config(parser, argv)
+        from .options_check import check_namespace
+
+        check_namespace(args, ALIASES.get(args.command, args.command), getattr(args, "config_file_values", None),
+                        getattr(args, "config", None))
         _setup_logging(getattr(args, "verbose", False))
         return _dispatch(args)
     except InterruptedRun as exc:

@@ -155,7 +155,9 @@ def option_values(options: Mapping[str, Any], what: str = "training") -> dict[st
         from .errors import UsageError
         raise UsageError(f"unknown {what} option(s): {', '.join(unknown)}: choose from "
                          f"{', '.join(sorted(option_names()))}")
-    values = {k: v for k, v in options.items() if v is not None}
+    from .options_check import check_values
+
+    values = check_values({k: v for k, v in options.items() if v is not None})
     for name, (ok, must) in _VALUE_RULES.items():
         if name in values and not _passes(ok, values[name]):
             from .errors import UsageError

@@ -194,7 +194,10 @@ def class_names_beside(mask_dir: Path) -> list[str]:
     path = Path(mask_dir) / CLASS_NAMES_FILE
     if not path.is_file():
         return []
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from .textfile import read_text
+
+    text = read_text(path, "class names file", "save it as UTF-8 text, one name per line")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _mask_warnings(loaded: list[tuple], classes: int) -> None:

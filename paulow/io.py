@@ -216,6 +216,10 @@ def _read(path: Path, palette_indices: bool) -> ImageStack:
                           "Crop or downsample it (e.g. in Fiji), or use a machine with more memory.") from None
     except Exception as exc:  # every decoder failure is a user-fixable file problem
         raise _unreadable(path, str(exc) or type(exc).__name__) from exc
+    if not isinstance(stack.data, np.ndarray) or stack.data.dtype.kind not in "biufc":
+        # a damaged header can make a decoder hand back raw bytes (a memoryview) or untyped values
+        raise _unreadable(path, f"its pixels decode as {type(stack.data).__name__} "
+                                f"{getattr(stack.data, 'dtype', '')}, not numbers")
     stack.data = _native_dtype(stack.data, path)
     return stack
 
@@ -232,16 +236,29 @@ def decode_limit() -> int:
     return 8 << 30
 
 
-def check_declared_size(path: Path, shape: Sequence[int], dtype, count: int = 1) -> None:
+# float32 copies of one page that a run holds besides the decoded file: the normalised image and
+# the probability map (training: the normalised slice and its float target)
+FLOAT32_COPIES = 2
+
+
+def check_declared_size(path: Path, shape: Sequence[int], dtype, count: int = 1,
+                        page_values: int | None = None) -> None:
     """Refuse a file whose header declares more pixels than fit in memory, before decoding it
-    (a 16 KB file can declare 200000 x 200000 pixels)."""
-    needed = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize * count
-    limit = decode_limit()
+    (a 16 KB file can declare 200000 x 200000 pixels). Counted: the decoded file (`count` arrays of
+    `shape`) plus `FLOAT32_COPIES` float32 copies of one page (`page_values` values; default: the
+    whole `shape`)."""
+    decoded = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize * count
+    page_values = math.prod(int(n) for n in shape) if page_values is None else page_values
+    copies = page_values * 4 * FLOAT32_COPIES
+    needed, limit = decoded + copies, decode_limit()
     if needed > limit:
         dims = " x ".join(str(int(n)) for n in shape)
-        raise _unreadable(path, f"its header declares {dims} pixels ({needed / 2**30:.1f} GiB decoded), more "
-                                f"than the {limit / 2**30:.1f} GiB of memory available for one image",
-                          "Crop or downsample it (e.g. in Fiji); if the file is small it is probably corrupt.")
+        raise _unreadable(path, f"its header declares {dims} pixels: reading and segmenting it needs "
+                                f"{needed / 2**30:.1f} GiB ({decoded / 2**30:.1f} GiB decoded + "
+                                f"{copies / 2**30:.1f} GiB of float32 working copies), more than the "
+                                f"{limit / 2**30:.1f} GiB of memory available for one image",
+                          "Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small "
+                          "it is probably corrupt.")
 
 
 def _native_dtype(data: np.ndarray, path: Path) -> np.ndarray:
@@ -279,9 +296,15 @@ def _tifffile_errors() -> Iterator[_ErrorLog]:
 
 
 def _read_tiff(path: Path) -> ImageStack:
-    with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-        data, axes, skipped = _read_series(tif, path)
-        resolution, unit = _tiff_resolution(tif)
+    from .tiff_guard import TiffBoundError, count_pages
+
+    try:
+        count_pages(path)  # a looping or endless page chain would hang tifffile
+        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+            data, axes, skipped = _read_series(tif, path)
+            resolution, unit = _tiff_resolution(tif)
+    except TiffBoundError as exc:
+        raise _unreadable(path, str(exc), exc.fix) from None
     if errors.messages:
         raise _unreadable(path, f"the file looks truncated or corrupt ({errors.messages[0]})")
     if skipped:
@@ -297,7 +320,11 @@ def _read_series(tif: tifffile.TiffFile, path: Path) -> tuple[np.ndarray, str, l
         raise _unreadable(path, "the file holds no image")
     first = tif.series[0]
     same = [s for s in tif.series[1:] if s.shape == first.shape and s.axes == first.axes]
-    check_declared_size(path, first.shape, first.dtype, 1 + len(same))
+    from .tiff_guard import check_series_pages
+
+    check_series_pages((1 + len(same), *first.shape), "R" + first.axes)
+    page_values = math.prod(int(n) for n, a in zip(first.shape, first.axes) if a in "YXCS")
+    check_declared_size(path, first.shape, first.dtype, 1 + len(same), page_values)
     arrays, skipped = [first.asarray()], []
     for index, series in enumerate(tif.series[1:], start=1):
         if series.shape == first.shape and series.axes == first.axes:

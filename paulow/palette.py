@@ -73,7 +73,9 @@ def read_palette(path: str | Path, classes: int | None = None) -> Palette:
     colours: list[Colour] = []
     names: list[str] = []
     lines: dict[Colour, int] = {}
-    for number, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    from .textfile import read_text
+
+    for number, text in enumerate(read_text(path, "palette file", "check --palette").splitlines(), start=1):
         try:
             parsed = _parse_line(text)
         except ValueError:

@@ -50,6 +50,9 @@ def load_state(path: Path) -> dict:
                          "run without --resume") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"'{path}' is not a PAULow resume file: start a new run without --resume")
+    from .resume_check import check_payload
+
+    check_payload(payload, path)
     return payload
 
 

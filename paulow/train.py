@@ -677,6 +677,10 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     in_channels = int(slices[0].image.shape[0])
     rest, test, folds = plan_splits(slices, cfg)
     deadline = start + cfg.time_limit * 60 if cfg.time_limit else float("inf")
+    if resume:
+        from .resume_check import check_against_config
+
+        check_against_config(resume, cfg, in_channels)  # a damaged state is one line, not a crash
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
     budget = {"folds": len(folds), "step": planned_step}
     tell = (lambda row: on_epoch({**row, "folds": budget["folds"], "epochs": cfg.epochs})) if on_epoch else None

@@ -34,7 +34,8 @@ def model_table(paths: list[Path]) -> str:
         try:
             row = describe(path)
         except ModelError as exc:
-            row = {"name": path.stem, "date": "", "network": f"unreadable ({str(exc)[:40]}...)"}
+            reason = str(exc).replace(f"model file '{path}': ", "").split(" - ")[0]
+            row = {"name": path.stem, "date": "", "network": f"unreadable ({reason[:80]})"}
         rows.append({"#": i, **row})
     columns = ["#", "name", "date", "network", "channels", "classes", "test_dice"]
     return format_table(rows, columns + (["class_dice"] if any("class_dice" in r for r in rows) else []))
