@@ -22,6 +22,7 @@ MAX_PER_EPOCH = 100_000_000
 MAX_FOLDS = 100
 MAX_MIN_SIZE = 2**31 - 1
 MAX_BOUNDARY = 1000  # boundary ring width in pixels
+MAX_CONTEXT = 16  # --context N: neighbouring sections on each side fed as channels (2N + 1 channels per image channel)
 MAX_MINUTES = 525_600.0  # a year: --time-limit and --minutes
 
 # Decoders (paulow.tiff_guard): a file declaring more pages, or taking longer to index, is refused.

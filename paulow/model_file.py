@@ -95,10 +95,14 @@ def class_names(value: Any) -> str | None:
 def normalisation(value: Any) -> str | None:
     if not isinstance(value, dict):
         return "a dictionary such as {'method': 'percentile', 'low': 1.0, 'high': 99.8}"
-    if value.get("method", "percentile") not in ("percentile", "scale255"):
-        return "method 'percentile' or 'scale255'"
-    pct = number(0.0, 100.0)
+    method = value.get("method", "percentile")
+    if method not in ("percentile", "scale255", "window"):
+        return "method 'percentile', 'scale255' or 'window'"
     low, high = value.get("low", 1.0), value.get("high", 99.8)
+    if method == "window":  # an intensity window in the image's own units (CT: Hounsfield units)
+        finite = number(-1e12, 1e12)
+        return None if not (finite(low) or finite(high)) and low < high else "window 'low' < 'high', finite numbers"
+    pct = number(0.0, 100.0)
     if pct(low) or pct(high) or not low < high:
         return "percentiles 'low' < 'high', numbers from 0 to 100"
     return None
@@ -125,6 +129,7 @@ SCHEMA: dict[str, tuple[bool, Check]] = {
     "palette": (False, palette),
     "activation": (False, text(choices=("sigmoid", "softmax"))),
     "normalisation": (False, normalisation),
+    "context": (False, whole(0, limits.MAX_CONTEXT)),
     "patch": (False, SIZE),
     "overlap": (False, number(0.0, 1.0, high_open=True)),
     "threshold": (False, number(0.0, 1.0)),

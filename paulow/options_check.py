@@ -30,6 +30,7 @@ RULES: dict[str, Rule] = {
     "val_tiles": (True, 0, 1_000_000, False, False, " (0 = whole images)"),
     "min_size": (True, 0, limits.MAX_MIN_SIZE, False, False, " (0 keeps every object)"),
     "steps": (True, 1, 10_000_000, False, False, ""),
+    "context": (True, 0, limits.MAX_CONTEXT, False, False, " sections on each side"),
     "test_fraction": (False, 0.0, 1.0, False, True, ""),
     "holdout": (False, 0.0, 1.0, True, True, ""),
     "threshold": (False, 0.0, 1.0, True, True, ""),
