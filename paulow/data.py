@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import ShapeMismatchError, UnreadableImageError
+from .splits import kfold, split_test  # noqa: F401  (re-exported: the splits live in `paulow.splits`)
 
 if TYPE_CHECKING:
     from .palette import Palette
@@ -272,44 +273,6 @@ def load_images(image_dir: Path) -> list[Path]:
     if note:
         logging.getLogger("paulow").warning("skipped %s", note)
     return images
-
-
-# ---------------------------------------------------------------- splits
-def _groups(slices: Sequence[Slice]) -> list[tuple[str, int]]:
-    return list(dict.fromkeys(s.key for s in slices))
-
-
-def split_test(slices: Sequence[Slice], fraction: float, seed: int) -> tuple[list[Slice], list[Slice]]:
-    """Hold out a share of the slices (whole pages, at least one when possible) as the test set."""
-    keys = _groups(slices)
-    if fraction <= 0 or len(keys) < 3:
-        return list(slices), []
-    rng = np.random.default_rng(seed)
-    n_test = max(1, round(fraction * len(keys)))
-    test_keys = {keys[i] for i in rng.permutation(len(keys))[:n_test]}
-    return [s for s in slices if s.key not in test_keys], [s for s in slices if s.key in test_keys]
-
-
-def kfold(slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
-          ) -> list[tuple[list[Slice], list[Slice]]]:
-    """K folds over pages (k == 1: one train/validation split). Returns (train, val) per fold."""
-    keys = _groups(slices)
-    if len(keys) < 2:
-        log.warning("only one image: it is used for training AND validation, so validation Dice is "
-                    "optimistic — add more annotated images")
-        return [(list(slices), list(slices))]
-    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
-    if k <= 1:
-        n_val = max(1, round(val_fraction * len(keys)))
-        parts = [order[:n_val]]
-    else:
-        k = min(k, len(keys))
-        parts = [order[i::k] for i in range(k)]
-    folds = []
-    for part in parts:
-        held = set(part)
-        folds.append(([s for s in slices if s.key not in held], [s for s in slices if s.key in held]))
-    return folds
 
 
 # ---------------------------------------------------------------- patches
