@@ -109,7 +109,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
     from .palette import from_colours
 
-    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, instance_source, normalise_with
+    from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = [images], [masks]
@@ -125,7 +125,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
                                      f"is {target.shape} (pages, H, W): they must match")
         for page, (raw, m) in enumerate(zip(stack, target)):
             labels = instance_source(m, classes)
-            m = binarise_mask(m, classes)
+            m = class_target(m, classes, source.name, page)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
             slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
     return slices

@@ -85,6 +85,15 @@ def binarise_mask(mask: np.ndarray, classes: int = 1) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
+def class_target(mask: np.ndarray, classes: int, name: str, page: int) -> np.ndarray:
+    """`binarise_mask` of one page; values outside 0..K-1 are a `ShapeMismatchError` naming the mask."""
+    try:
+        return binarise_mask(mask, classes)
+    except ValueError as exc:
+        raise ShapeMismatchError(f"mask '{name}' page {page} has {exc} for a {classes}-class task — fix "
+                                 "the mask or --classes") from None
+
+
 def instance_source(mask: np.ndarray, classes: int = 1) -> np.ndarray | None:
     """A binary task's mask page when it holds instance labels (several non-zero values), else None
     (its connected components are the instances; class indices are not instances)."""
@@ -239,11 +248,7 @@ def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dic
     slices = []
     for page in range(stack.data.shape[0]):
         raw = stack.data[page]
-        try:
-            target = binarise_mask(mask[page], classes)
-        except ValueError as exc:
-            raise ShapeMismatchError(f"mask '{mask_path.name}' page {page} has {exc} for a "
-                                     f"{classes}-class task — fix the mask or --classes") from None
+        target = class_target(mask[page], classes, mask_path.name, page)
         info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
                 "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
                 "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
