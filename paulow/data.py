@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import ShapeMismatchError, UnreadableImageError
-from .splits import kfold, split_test  # noqa: F401  (re-exported: the splits live in `paulow.splits`)
+from .splits import kfold, split_test  # re-exported: the splits live in `paulow.splits`
 
 if TYPE_CHECKING:
     from .palette import Palette

@@ -69,7 +69,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     rate, at most 20 epochs, then every option given (a mapping of option names to values; None =
     not given). An unknown name, a value out of range, or an option that would change the network is
     a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
-    held-out images after fitting (`tune_threshold`)."""
+    validation images after fitting (`tune_threshold`)."""
     from .boundaries import boundary_width
     from .config import (ZERO_MEANS_NONE, instance_options, option_names, option_values, palette_option,
                          with_class_weights)
@@ -133,7 +133,7 @@ def split_for_finetuning(slices: Sequence[Slice], holdout: float, seed: int, whe
     if len({s.key for s in slices}) < 2:
         raise UsageError("fine-tuning needs at least two images (one to tune on, one to validate on): "
                          f"add images to {where}")
-    rest, held = split_test(slices, holdout, seed)
+    rest, held = split_test(slices, holdout, seed, keep=2)  # one to tune on, one to validate on
     (tune, val), = kfold(rest, 1, seed, val_fraction=holdout)
     return tune, val, held
 

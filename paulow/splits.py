@@ -54,24 +54,27 @@ def _block(sequence: list[Key], n: int, seed: int) -> list[Key]:
     return sequence[start:start + n]
 
 
-def held_out(slices: Sequence[Slice], fraction: float, seed: int) -> set[Key]:
+def held_out(slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1) -> set[Key]:
     """The keys of a held-out share: `max(1, round(fraction * files))` whole files drawn with the
-    seed, or one contiguous block of `max(1, round(fraction * pages))` pages (never all of them)."""
+    seed, or one contiguous block of `max(1, round(fraction * pages))` pages; at least `keep` files
+    (or pages) stay on the other side."""
     files = _files(slices)
     if splits_by_file(files, parts_for(fraction)):
-        n = min(max(1, round(fraction * len(files))), len(files) - 1)
+        n = min(max(1, round(fraction * len(files))), len(files) - keep)
         return {k for name in _file_order(files, seed)[:n] for k in files[name]}
     sequence = [k for keys in files.values() for k in keys]
-    n = min(max(1, round(fraction * len(sequence))), len(sequence) - 1)
+    n = min(max(1, round(fraction * len(sequence))), len(sequence) - keep)
     return set(_block(sequence, n, seed))
 
 
-def split_test(slices: Sequence[Slice], fraction: float, seed: int) -> tuple[list[Slice], list[Slice]]:
+def split_test(slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1
+               ) -> tuple[list[Slice], list[Slice]]:
     """Hold out a share of the slices (whole pages, at least one when there are 3 or more) as the
-    test set, by file or in one contiguous page block (see the module docstring)."""
+    test set, by file or in one contiguous page block (see the module docstring); at least `keep`
+    files (or pages) are left for training."""
     if fraction <= 0 or len({s.key for s in slices}) < 3:
         return list(slices), []
-    held = held_out(slices, fraction, seed)
+    held = held_out(slices, fraction, seed, keep)
     return [s for s in slices if s.key not in held], [s for s in slices if s.key in held]
 
 

@@ -756,7 +756,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
     best = select_fold(results)
     if test and not cfg.ensemble and distributed.is_main():  # an ensemble is scored as one model, by the run
         with timed(timing, "evaluation"):
-            score_test(results[best], test, cfg, in_channels, device, echo)
+            model = build_network(cfg, in_channels, device, cfg.seed)
+            model.load_state_dict(results[best].state_dict)
+            score_test(model.eval(), results[best], test, cfg, device, echo)
     return TrainResult(folds=results, best_fold=best, test_keys=[s.key for s in test],
                        seconds=time.monotonic() - start)
 
@@ -767,13 +769,10 @@ def select_fold(results: Sequence[FoldResult]) -> int:
     return int(np.argmax([r.val_dice for r in results]))
 
 
-def score_test(result: FoldResult, test: Sequence[Slice], cfg: TrainConfig, in_channels: int, device: str,
+def score_test(model, result: FoldResult, test: Sequence[Slice], cfg: TrainConfig, device: str,
                echo: Callable[[str], None]) -> None:
-    """Score the selected fold's model once on the test share, at its tuned threshold and smallest
+    """Score the selected fold's `model` once on the test share, at its tuned threshold and smallest
     object size, and store the scores on `result` (`test_dice`, per class, object masks)."""
-    model = build_network(cfg, in_channels, device, cfg.seed)
-    model.load_state_dict(result.state_dict)
-    model.eval()
     scores = score_probabilities(predict_slices(model, test, cfg, device), [s.mask for s in test],
                                  result.threshold, result.min_size, objects=bool(cfg.boundary_target))
     result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")

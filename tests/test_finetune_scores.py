@@ -16,15 +16,16 @@ CFG = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoc
                   device="cpu", augment=False, time_limit=None, panel_every=1000)
 
 
-@pytest.mark.parametrize("images, counts", [
-    (2, (1, 1, 0)),   # too few to hold out: one to tune, one to validate
-    (3, (1, 1, 1)),   # round(0.75) -> 1 held out, then 1 of the 2 left validates
-    (4, (2, 1, 1)),
-    (8, (4, 2, 2)),   # round(2.0) held out; round(1.5) of the 6 left validate
-    (12, (7, 2, 3)),  # round(3.0) held out; round(2.25) of the 9 left validate
+@pytest.mark.parametrize("images, holdout, counts", [
+    (2, 0.25, (1, 1, 0)),   # too few to hold out: one to tune, one to validate
+    (3, 0.25, (1, 1, 1)),   # round(0.75) -> 1 held out, then 1 of the 2 left validates
+    (4, 0.25, (2, 1, 1)),
+    (8, 0.25, (4, 2, 2)),   # round(2.0) held out; round(1.5) of the 6 left validate
+    (12, 0.25, (7, 2, 3)),  # round(3.0) held out; round(2.25) of the 9 left validate
+    (3, 0.5, (1, 1, 1)),    # round(1.5) -> 2 would leave one image: 1 held out, 2 left
 ])
-def test_split_counts(images, counts):
-    tune, val, held = split_for_finetuning(nuclei_slices(images, 8), 0.25, 0, "here")
+def test_split_counts(images, holdout, counts):
+    tune, val, held = split_for_finetuning(nuclei_slices(images, 8), holdout, 0, "here")
     assert (len(tune), len(val), len(held)) == counts
     keys = [{s.key for s in part} for part in (tune, val, held)]
     assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])

@@ -27,7 +27,7 @@ def _slices() -> list[Slice]:
 
 
 def _marker(model) -> int:
-    return int(round(float(next(iter(model.state_dict().values())).flatten()[0])))
+    return round(float(next(iter(model.state_dict().values())).flatten()[0]))
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_one_stack_of_30_pages_holds_out_a_contiguous_test_block_chosen_by_the_s
 
 
 def test_one_stack_cut_into_five_contiguous_validation_blocks():
-    rest, test = split_test(_stacks(30), 0.1, seed=7)  # test pages 21-23; 27 pages left
+    rest, _ = split_test(_stacks(30), 0.1, seed=7)  # test pages 21-23; 27 pages left
     folds = kfold(rest, 5, seed=7)
     # 27 pages in 5 blocks of 6, 6, 5, 5, 5 along the page order (the test block skipped)
     assert [_pages(val) for _, val in folds] == [
