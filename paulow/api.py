@@ -312,8 +312,9 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     A share (`holdout`) of the images is held out and a share of the rest validates (it chooses the
     epoch, threshold and smallest object size); the parent's Dice on the held-out images (at its own
     threshold) and the new model's (at the threshold chosen on validation, unless `threshold` is
-    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.finetuning.score_note`). `options`: the training options that do not change the network
-    (`threshold`, `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
+    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.finetuning.score_note`).
+    `options`: the training options that do not change the network (`threshold`,
+    `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
     `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
     `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
     values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's

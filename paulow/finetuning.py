@@ -186,7 +186,8 @@ def finetune_network(parent: Any, tune: Sequence[Slice], val: Sequence[Slice], c
                                              int((parent_meta or {}).get("min_object_px") or 0))
     after = _dice(net, scored, cfg, device, size)
     echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
-         f"{cfg.threshold:.2f}" + (f" (tuned on {len(val)} validation image(s))" if tuned else "") + f", {note}")
+         f"{cfg.threshold:.2f}" + (f" (tuned on {len(val)} validation image(s))" if tuned else "")
+         + f", {note}")
     scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
               "validation_images": len(val), "scored_on": "held_out" if held else "validation",
               "optimistic": len(held) < FEW_HELD_OUT,
@@ -202,12 +203,14 @@ def _dice(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, si
 
 
 def _parent_dice(parent: Any, scored: Sequence[Slice], cfg: TrainConfig, device: str,
-                 parent_meta: Mapping[str, Any], echo: Callable[[str], None], note: str) -> tuple[float, float]:
+                 parent_meta: Mapping[str, Any], echo: Callable[[str], None], note: str
+                 ) -> tuple[float, float]:
     """The parent's Dice on the scored images at its own threshold and smallest object size, and
     that threshold."""
     as_parent = as_evaluated(cfg, parent_meta)
     before = _dice(parent, scored, as_parent, device, int(parent_meta.get("min_object_px") or 0))
-    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f}), {note}")
+    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f}), "
+         f"{note}")
     return before, as_parent.threshold
 
 

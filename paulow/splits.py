@@ -101,7 +101,8 @@ def kfold(slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
         return [(list(slices), list(slices))]
     parts = ([held_out(slices, val_fraction, seed)] if k <= 1
              else [set(p) for p in fold_parts(slices, min(k, len(keys)), seed)])
-    return [([s for s in slices if s.key not in part], [s for s in slices if s.key in part]) for part in parts]
+    return [([s for s in slices if s.key not in part], [s for s in slices if s.key in part])
+            for part in parts]
 
 
 def _how(files: dict[str, list[Key]], parts: int) -> str:

@@ -787,8 +787,9 @@ def score_test(model, result: FoldResult, test: Sequence[Slice], cfg: TrainConfi
 def closing_validations(val: Sequence[Slice], test: Sequence[Slice], checks: Sequence[Slice] | None = None,
                         tiles: Callable[[Slice], int] | None = None) -> float:
     """The cost of what follows a fold in between-epoch validations: `_evaluate_fold` predicts the
-    whole validation images, and after the last fold `score_test` predicts the `test` share once. Measured in pixels while the validations score `val`
-    itself; against a tile subset (`checks`, see `between_epoch_slices`), in inference `tiles`."""
+    whole validation images, and after the last fold `score_test` predicts the `test` share once.
+    Measured in pixels while the validations score `val` itself; against a tile subset (`checks`,
+    see `between_epoch_slices`), in inference `tiles`."""
     if checks is None or tiles is None or "crop" not in (checks[0].info if checks else {}):
         val_pixels = sum(s.image[0].size for s in val)
         return (val_pixels + sum(s.image[0].size for s in test)) / max(val_pixels, 1)
