@@ -109,7 +109,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
     from .palette import from_colours
 
-    from .data import NORMALISATION, Slice, binarise_mask, foreground_fraction, instance_source, normalise_with
+    from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = [images], [masks]
@@ -129,7 +129,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
                                      f"is {target.shape} (pages, H, W): they must match")
         for page, (raw, m) in enumerate(zip(stack, target)):
             labels = instance_source(m, classes)
-            m = binarise_mask(m, classes)
+            m = class_target(m, classes, source.name, page)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
             slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
     return slices
@@ -318,10 +318,12 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
-    A share (`holdout`) of the images is held out; the parent's Dice on it (at its own threshold) and
-    the new model's (at a threshold re-tuned there, unless `threshold` is given) are in
-    `new.meta["metrics"]["finetune"]`. `options`: the training options that do not change the network
-    (`threshold`, `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
+    A share (`holdout`) of the images is held out and a share of the rest validates (it chooses the
+    epoch, threshold and smallest object size); the parent's Dice on the held-out images (at its own
+    threshold) and the new model's (at the threshold chosen on validation, unless `threshold` is
+    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.finetuning.score_note`).
+    `options`: the training options that do not change the network (`threshold`,
+    `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
     `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
     `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
     values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
@@ -344,13 +346,13 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
 
         slices = with_boundary_targets(slices, cfg.boundary_target)
     check_channels(slices, model.in_channels, "the model being fine-tuned")
-    tune, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
+    tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
     watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
              if report or board else None)
-    done = finetune_network(parent, tune, held, cfg, device, report, echo or _quiet, watch, model.meta,
-                            on_epoch)
+    done = finetune_network(parent, tune, val, cfg, device, report, echo or _quiet, watch, model.meta,
+                            on_epoch, held)
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
     return Model([done.network], finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")},
                                                 slices), device)

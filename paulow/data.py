@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import ShapeMismatchError, UnreadableImageError
+from .splits import kfold, split_test  # re-exported: the splits live in `paulow.splits`
 
 if TYPE_CHECKING:
     from .palette import Palette
@@ -86,6 +87,15 @@ def binarise_mask(mask: np.ndarray, classes: int = 1) -> np.ndarray:
     if mask.max(initial=0) >= classes or mask.min(initial=0) < 0:
         raise ValueError(f"values outside 0..{classes - 1}")
     return mask.astype(np.uint8)
+
+
+def class_target(mask: np.ndarray, classes: int, name: str, page: int) -> np.ndarray:
+    """`binarise_mask` of one page; values outside 0..K-1 are a `ShapeMismatchError` naming the mask."""
+    try:
+        return binarise_mask(mask, classes)
+    except ValueError as exc:
+        raise ShapeMismatchError(f"mask '{name}' page {page} has {exc} for a {classes}-class task — fix "
+                                 "the mask or --classes") from None
 
 
 def instance_source(mask: np.ndarray, classes: int = 1) -> np.ndarray | None:
@@ -247,11 +257,7 @@ def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dic
     slices = []
     for page in range(stack.data.shape[0]):
         raw = stack.data[page]
-        try:
-            target = binarise_mask(mask[page], classes)
-        except ValueError as exc:
-            raise ShapeMismatchError(f"mask '{mask_path.name}' page {page} has {exc} for a "
-                                     f"{classes}-class task — fix the mask or --classes") from None
+        target = class_target(mask[page], classes, mask_path.name, page)
         info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
                 "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
                 "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
@@ -281,44 +287,6 @@ def load_images(image_dir: Path) -> list[Path]:
     if note:
         logging.getLogger("paulow").warning("skipped %s", note)
     return images
-
-
-# ---------------------------------------------------------------- splits
-def _groups(slices: Sequence[Slice]) -> list[tuple[str, int]]:
-    return list(dict.fromkeys(s.key for s in slices))
-
-
-def split_test(slices: Sequence[Slice], fraction: float, seed: int) -> tuple[list[Slice], list[Slice]]:
-    """Hold out a share of the slices (whole pages, at least one when possible) as the test set."""
-    keys = _groups(slices)
-    if fraction <= 0 or len(keys) < 3:
-        return list(slices), []
-    rng = np.random.default_rng(seed)
-    n_test = max(1, round(fraction * len(keys)))
-    test_keys = {keys[i] for i in rng.permutation(len(keys))[:n_test]}
-    return [s for s in slices if s.key not in test_keys], [s for s in slices if s.key in test_keys]
-
-
-def kfold(slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
-          ) -> list[tuple[list[Slice], list[Slice]]]:
-    """K folds over pages (k == 1: one train/validation split). Returns (train, val) per fold."""
-    keys = _groups(slices)
-    if len(keys) < 2:
-        log.warning("only one image: it is used for training AND validation, so validation Dice is "
-                    "optimistic — add more annotated images")
-        return [(list(slices), list(slices))]
-    order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
-    if k <= 1:
-        n_val = max(1, round(val_fraction * len(keys)))
-        parts = [order[:n_val]]
-    else:
-        k = min(k, len(keys))
-        parts = [order[i::k] for i in range(k)]
-    folds = []
-    for part in parts:
-        held = set(part)
-        folds.append(([s for s in slices if s.key not in held], [s for s in slices if s.key in held]))
-    return folds
 
 
 # ---------------------------------------------------------------- patches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,6 +13,8 @@ from .data import Slice
 from .errors import UsageError
 
 FINETUNE_DEFAULTS = {"lr_factor": 0.1, "epochs": 20, "time_limit_cpu": 5.0, "holdout": 0.25}
+# Held-out images under this count give a score to read with care (flagged `optimistic`).
+FEW_HELD_OUT = 3
 
 # What fine-tuning cannot change, and why. It continues the parent's network from its weights, so an
 # option that would build another network, start from other weights, or split the data another way
@@ -67,7 +69,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     rate, at most 20 epochs, then every option given (a mapping of option names to values; None =
     not given). An unknown name, a value out of range, or an option that would change the network is
     a `UsageError` naming it, before any work. Without `threshold`, the threshold is re-tuned on the
-    held-out images after fitting (`tune_threshold`)."""
+    validation images after fitting (`tune_threshold`)."""
     from .boundaries import boundary_width
     from .config import (ZERO_MEANS_NONE, instance_options, option_names, option_values, palette_option,
                          with_class_weights)
@@ -109,25 +111,40 @@ def start_member(models: list, meta: dict):
 
 @dataclass
 class Finetuned:
-    """A fine-tuned network, its fit history, the held-out scores of parent and child, and the
-    child's settings (its threshold re-tuned on the held-out images unless one was given)."""
+    """A fine-tuned network, its fit history, the scores of parent and child on the held-out images
+    (the validation images when none could be held out), the child's settings (its threshold re-tuned
+    on the validation images unless one was given) and the held-out slices' `file#page` names."""
 
     network: Any
     result: Any  # paulow.train.FoldResult
     scores: dict
     cfg: TrainConfig
+    held_out: list[str] = field(default_factory=list)
 
 
 def split_for_finetuning(slices: Sequence[Slice], holdout: float, seed: int, where: str
-                         ) -> tuple[list[Slice], list[Slice]]:
-    """(tune, held out) by image; a `UsageError` naming `where` when there are fewer than two images."""
-    from .data import kfold
+                         ) -> tuple[list[Slice], list[Slice], list[Slice]]:
+    """(tune, validation, held out): a `holdout` share held out (none under 3 images), then a
+    `holdout` share of the rest for validation (see `paulow.splits`); a `UsageError` naming `where`
+    when there are fewer than two images. Validation chooses the epoch, threshold and smallest object
+    size; the held-out images choose nothing and give the reported score."""
+    from .splits import kfold, split_test
 
-    (tune, held), = kfold(list(slices), 1, seed, val_fraction=holdout)
-    if tune is held or len({s.key for s in slices}) < 2:
-        raise UsageError("fine-tuning needs at least two images (one to tune on, one held out): "
+    if len({s.key for s in slices}) < 2:
+        raise UsageError("fine-tuning needs at least two images (one to tune on, one to validate on): "
                          f"add images to {where}")
-    return tune, held
+    rest, held = split_test(slices, holdout, seed, keep=2)  # one to tune on, one to validate on
+    (tune, val), = kfold(rest, 1, seed, val_fraction=holdout)
+    return tune, val, held
+
+
+def score_note(held: int) -> str:
+    """What the reported Dice is measured on, and how far to trust it."""
+    if not held:
+        return ("on the validation images (too few images to hold any out): optimistic, as they chose the "
+                "epoch, threshold and smallest object size")
+    note = f"on {held} held-out image(s) that chose nothing"
+    return note + (f"; fewer than {FEW_HELD_OUT}: treat it as optimistic" if held < FEW_HELD_OUT else "")
 
 
 def as_evaluated(cfg: TrainConfig, meta: Mapping[str, Any]) -> TrainConfig:
@@ -138,47 +155,80 @@ def as_evaluated(cfg: TrainConfig, meta: Mapping[str, Any]) -> TrainConfig:
                    threshold=float(meta.get("threshold", cfg.threshold)))
 
 
-def finetune_network(parent: Any, tune: Sequence[Slice], held: Sequence[Slice], cfg: TrainConfig,
+def finetune_network(parent: Any, tune: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig,
                      device: str, report_dir: Path | None = None,
                      echo: Callable[[str], None] = lambda _: None, watch: Any = None,
                      parent_meta: Mapping[str, Any] | None = None,
-                     on_epoch: Callable[[dict], None] | None = None) -> Finetuned:
-    """Fit a copy of `parent` on `tune` (best weights by Dice on `held`); the parent is not changed.
-    The parent is scored on `held` as its file is used (`parent_meta`: threshold, patch, overlap);
-    the child's threshold is then re-tuned on `held` (unless `cfg.tune_threshold` is off).
+                     on_epoch: Callable[[dict], None] | None = None,
+                     held: Sequence[Slice] = ()) -> Finetuned:
+    """Fit a copy of `parent` on `tune`; the parent is not changed. The validation images `val`
+    choose the epoch (best Dice), the child's threshold (unless `cfg.tune_threshold` is off) and its
+    smallest object size; parent and child are then scored on the `held` images, which chose
+    nothing (on `val` when `held` is empty: an optimistic score, and the scores say so). The parent
+    is scored as its file is used (`parent_meta`: threshold, patch, overlap, smallest object).
     `watch`: a `paulow.watch.FoldWatch` (curves drawn while it trains, TensorBoard) or None;
     `on_epoch`: called after every epoch with its history row plus `folds` (1) and `epochs`."""
     from .infer import set_activation
-    from .scoring import score_probabilities
-    from .train import _tuned_min_size, _tunes_min_size, dice_on_slices, fit_fold, freeze_encoder, \
-        output_activation, predict_slices, tune_on_probabilities
+    from .train import fit_fold, freeze_encoder, output_activation
 
-    as_parent = as_evaluated(cfg, parent_meta or {})
-    parent_size = int((parent_meta or {}).get("min_object_px") or 0)
-    before = dice_on_slices(parent, held, as_parent, device, min_size=parent_size)
-    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f})")
+    scored = held or val
+    note = score_note(len(held))
+    before, parent_threshold = _parent_dice(parent, scored, cfg, device, parent_meta or {}, echo, note)
     net = copy.deepcopy(parent).to(device)
     set_activation(net, {"activation": output_activation(cfg)})  # the loss decides (softmax for K >= 2)
     if cfg.freeze_encoder:
         echo(f"froze {freeze_encoder(net)} encoder tensors")
     deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
     tell = (lambda row: on_epoch({**row, "folds": 1, "epochs": cfg.epochs})) if on_epoch else None
-    result = fit_fold(net, tune, held, cfg, device, deadline, 0, report_dir, on_epoch=tell, watch=watch)
+    result = fit_fold(net, tune, val, cfg, device, deadline, 0, report_dir, on_epoch=tell, watch=watch)
     net.eval()
-    probs, truths = predict_slices(net, held, cfg, device), [s.mask for s in held]
+    cfg, tuned, size = _choose_on_validation(net, tune, val, cfg, device, echo,
+                                             int((parent_meta or {}).get("min_object_px") or 0))
+    after = _dice(net, scored, cfg, device, size)
+    echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
+         f"{cfg.threshold:.2f}" + (f" (tuned on {len(val)} validation image(s))" if tuned else "")
+         + f", {note}")
+    scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
+              "validation_images": len(val), "scored_on": "held_out" if held else "validation",
+              "optimistic": len(held) < FEW_HELD_OUT,
+              "parent_threshold": parent_threshold,
+              "threshold": cfg.threshold, "threshold_tuned": tuned, "min_object_px": size}
+    return Finetuned(net, result, scores, cfg, sorted({f"{s.source.name}#{s.page}" for s in held}))
+
+
+def _dice(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, size: int) -> float:
+    from .train import dice_on_slices
+
+    return dice_on_slices(model, slices, cfg, device, min_size=size)
+
+
+def _parent_dice(parent: Any, scored: Sequence[Slice], cfg: TrainConfig, device: str,
+                 parent_meta: Mapping[str, Any], echo: Callable[[str], None], note: str
+                 ) -> tuple[float, float]:
+    """The parent's Dice on the scored images at its own threshold and smallest object size, and
+    that threshold."""
+    as_parent = as_evaluated(cfg, parent_meta)
+    before = _dice(parent, scored, as_parent, device, int(parent_meta.get("min_object_px") or 0))
+    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f}), "
+         f"{note}")
+    return before, as_parent.threshold
+
+
+def _choose_on_validation(net: Any, tune: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig,
+                          device: str, echo: Callable[[str], None], parent_size: int
+                          ) -> tuple[TrainConfig, bool, int]:
+    """The child's threshold (re-tuned unless given) and smallest object size, both chosen on the
+    validation images: (settings with that threshold, whether it was tuned, size)."""
+    from .train import _tuned_min_size, _tunes_min_size, predict_slices, tune_on_probabilities
+
+    probs, truths = predict_slices(net, val, cfg, device), [s.mask for s in val]
     boundary = bool(cfg.boundary_target)  # its threshold is on the object probability
-    tuned = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(held)
+    tuned = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(val)
     if tuned:
         cfg = replace(cfg, threshold=tune_on_probabilities(probs, truths, boundary)[0])
-    size = (_tuned_min_size(probs, held, tune, cfg.threshold, cfg, 0, echo) if _tunes_min_size(cfg) and held
+    size = (_tuned_min_size(probs, val, tune, cfg.threshold, cfg, 0, echo) if _tunes_min_size(cfg) and val
             and tune else parent_size)
-    after = score_probabilities(probs, truths, cfg.threshold, size)["dice"]
-    echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
-         f"{cfg.threshold:.2f}" + (" (tuned on the held-out images)" if tuned else ""))
-    scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
-              "parent_threshold": as_parent.threshold, "threshold": cfg.threshold, "threshold_tuned": tuned,
-              "min_object_px": size}
-    return Finetuned(net, result, scores, cfg)
+    return cfg, tuned, size
 
 
 def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices: Sequence[Slice]) -> dict:
@@ -197,7 +247,8 @@ def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices:
                             "finetune": done.scores},
                 "parent": parent,
                 "finetune": {"files": sorted({s.source.name for s in slices}),
-                             "tune": done.result.train_files, "held_out": done.result.val_files,
+                             "tune": done.result.train_files, "validation": done.result.val_files,
+                             "held_out": done.held_out,
                              "settings": asdict(cfg), "scores": done.scores,
                              "stopped": done.result.stopped, "best_epoch": done.result.best_epoch},
                 "ensemble": False}

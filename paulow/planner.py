@@ -33,6 +33,7 @@ class Plan:
     val_ratio: float  # validation seconds per training second (the `ValidationPacer` share)
     reason: str
     validation: str = ""  # what the folds validate on between epochs (see `validation_subset.describe`)
+    split: str = ""  # how the test share and the folds were split (see `splits.describe`)
 
     def line(self) -> str:
         """One line for the console: folds, rhythm, what is validated and the reason."""
@@ -43,6 +44,8 @@ class Plan:
             parts.append(f"{self.gradient_share:.0%} of the time in gradient steps")
         if self.validation:
             parts.append(self.validation)
+        if self.split:
+            parts.append(self.split)
         return ", ".join(parts) + f" — {self.reason}"
 
 

@@ -614,6 +614,7 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
     most `cfg.val_tiles`, see `between_epoch_slices`); the closing steps predict whole images.
     The plan's `validation` names what the folds validate on. Returns (plan, seconds per step)."""
     from .infer import suggest_tile
+    from .splits import describe as describe_splits
     from .validation_subset import checked_tiles, describe
 
     in_channels = int(slices[0].image.shape[0])
@@ -632,15 +633,17 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
     test_seconds = float(len(test) * image_tiles * tile_seconds)
     plan = plan_budget(step_seconds, cfg.batch_size * _ranks(), val_seconds, len(rest), limit, cfg.folds,
                        folds_explicit, device,
-                       closing_seconds=lambda k: float(whole_tiles(k) * tile_seconds) + test_seconds)
+                       closing_seconds=lambda k: float(whole_tiles(k) * tile_seconds) + test_seconds / k)
     plan.validation = describe([val for _, val in kfold(rest, plan.folds, cfg.seed)],
                                suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles)
+    plan.split = describe_splits(slices, rest, test, plan.folds, cfg.test_fraction)
     return plan, step_seconds
 
 
 # ---------------------------------------------------------------- cross-validation
 def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
-    """(rest, test) then K (train, val) folds over `rest` — all by page, never by patch."""
+    """(rest, test) then K (train, val) folds over `rest`: by file, or in contiguous page blocks when
+    there are too few files (see `paulow.splits`), never by patch."""
     rest, test = split_test(slices, cfg.test_fraction, cfg.seed)
     return rest, test, kfold(rest, cfg.folds, cfg.seed)
 
@@ -652,7 +655,8 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                    spent: float = 0.0, planned_step: float | None = None,
                    tensorboard: Path | None = None,
                    on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train one fresh network per fold, score each on the test share, pick the best fold.
+    """Train one fresh network per fold, pick the fold with the best validation Dice, and score that
+    fold's model once on the test share (an ensemble is scored by `training_run.run_training`).
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
     that state back as `resume` goes on from there: finished folds are kept, the fold in progress
@@ -736,18 +740,17 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
                           f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
                           tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
         checks = between_epoch_slices(val, cfg, device)
-        closing = closing_validations(val, test, checks, lambda s: count_tiles(s, cfg, device))
+        scored_after = test if k == budget["folds"] - 1 else ()  # the test share is scored once, at the end
+        closing = closing_validations(val, scored_after, checks, lambda s: count_tiles(s, cfg, device))
         result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
                           on_epoch=tell, resume=current, snapshot=snapshot, timing=timing,
                           replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
                           watch=watch, closing=closing, checks=checks)
         if distributed.is_main():
             with timed(timing, "evaluation"):
-                _evaluate_fold(model, result, val, test, cfg, device, report_dir, echo, train)
+                _evaluate_fold(model, result, val, cfg, device, report_dir, echo, train)
         echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
-             f"stopped by {result.stopped})"
-             + (f", test Dice {result.test_dice:.4f}" if result.test_dice is not None else "")
-             + (f" (object masks {result.test_dice_objects:.4f})" if result.test_dice_objects is not None else ""))
+             f"stopped by {result.stopped})")
         results.append(result)
         if progress is not None:
             with timed(timing, "checkpoints"):
@@ -755,16 +758,43 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         if distributed.decide(time.monotonic() > deadline) and k + 1 < len(folds):
             echo(f"time limit reached: {len(folds) - k - 1} fold(s) not trained")
             break
-    score = [(r.test_dice if r.test_dice is not None else r.val_dice) for r in results]
-    return TrainResult(folds=results, best_fold=int(np.argmax(score)),
-                       test_keys=[s.key for s in test], seconds=time.monotonic() - start)
+    best = select_fold(results)
+    if test and not cfg.ensemble and distributed.is_main():  # an ensemble is scored as one model, by the run
+        with timed(timing, "evaluation"):
+            model = build_network(cfg, in_channels, device, cfg.seed)
+            model.load_state_dict(results[best].state_dict)
+            score_test(model.eval(), results[best], test, cfg, device, echo)
+    return TrainResult(folds=results, best_fold=best, test_keys=[s.key for s in test],
+                       seconds=time.monotonic() - start)
+
+
+def select_fold(results: Sequence[FoldResult]) -> int:
+    """The index of the fold with the best validation Dice (the first on a tie): the test share
+    plays no part in the choice."""
+    return int(np.argmax([r.val_dice for r in results]))
+
+
+def score_test(model, result: FoldResult, test: Sequence[Slice], cfg: TrainConfig, device: str,
+               echo: Callable[[str], None]) -> None:
+    """Score the selected fold's `model` once on the test share, at its tuned threshold and smallest
+    object size, and store the scores on `result` (`test_dice`, per class, object masks)."""
+    scores = score_probabilities(predict_slices(model, test, cfg, device), [s.mask for s in test],
+                                 result.threshold, result.min_size, objects=bool(cfg.boundary_target))
+    result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
+    echo(f"selected fold {result.fold + 1} (best validation Dice {result.val_dice:.4f}); test Dice "
+         f"{result.test_dice:.4f} on {len(test)} test slice(s), scored once by the selected model"
+         + (f" (object masks {result.test_dice_objects:.4f})" if result.test_dice_objects is not None else ""))
+    if cfg.classes >= 2:
+        result.test_dice_c = scores["dice_c"]
+        _echo_classes(scores, cfg, echo, f"fold {result.fold + 1} test")
 
 
 def closing_validations(val: Sequence[Slice], test: Sequence[Slice], checks: Sequence[Slice] | None = None,
                         tiles: Callable[[Slice], int] | None = None) -> float:
-    """The cost of `_evaluate_fold` in between-epoch validations: it predicts the whole validation
-    images and the test share once each. Measured in pixels while the validations score `val`
-    itself; against a tile subset (`checks`, see `between_epoch_slices`), in inference `tiles`."""
+    """The cost of what follows a fold in between-epoch validations: `_evaluate_fold` predicts the
+    whole validation images, and after the last fold `score_test` predicts the `test` share once.
+    Measured in pixels while the validations score `val` itself; against a tile subset (`checks`,
+    see `between_epoch_slices`), in inference `tiles`."""
     if checks is None or tiles is None or "crop" not in (checks[0].info if checks else {}):
         val_pixels = sum(s.image[0].size for s in val)
         return (val_pixels + sum(s.image[0].size for s in test)) / max(val_pixels, 1)
@@ -785,11 +815,11 @@ def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:
         torch.set_num_threads(threads)
 
 
-def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequence[Slice],
-                   cfg: TrainConfig, device: str, report_dir: Path | None, echo: Callable[[str], None],
-                   train: Sequence[Slice] = ()) -> None:
-    """Threshold, smallest object size, final panel and test score of a trained fold: the validation
-    images and the test share are each predicted once, and every score reads the stored probabilities."""
+def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], cfg: TrainConfig, device: str,
+                   report_dir: Path | None, echo: Callable[[str], None], train: Sequence[Slice] = ()) -> None:
+    """Threshold, smallest object size and final panel of a trained fold, all on its validation
+    images (predicted once; every score reads the stored probabilities). The test share is scored
+    later, once, by the selected fold only (`score_test`)."""
     k = result.fold
     result.threshold = cfg.threshold
     boundary = bool(cfg.boundary_target)
@@ -806,14 +836,6 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], test: Sequen
         if report_dir is not None:
             _save_panel(model, val, cfg, device, report_dir / f"fold{k + 1}_final.png", probs[0],
                         result.threshold)
-    if test:
-        test_probs = predict_slices(model, test, cfg, device)
-        scores = score_probabilities(test_probs, [s.mask for s in test], result.threshold, result.min_size,
-                                     objects=bool(cfg.boundary_target))
-        result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
-        if cfg.classes >= 2:
-            result.test_dice_c = scores["dice_c"]
-            _echo_classes(scores, cfg, echo, f"fold {k + 1} test")
 
 
 def tune_on_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],

@@ -201,8 +201,10 @@ def test_boundary_model_through_the_scripts(tmp_path):
     assert "image1_mask.tif" in out and "image1_labels.tif" in out and "objects.csv" in out
     mask = tifffile.imread(ws.use_outputs / "image1_mask.tif")
     labels = tifffile.imread(ws.use_outputs / "image1_labels.tif")
-    assert set(np.unique(mask)) <= {0, 255}  # a binary object mask, not the 3 classes
+    assert set(np.unique(mask)) == {0, 255}  # a binary object mask with objects in it, not the 3 classes
     assert np.array_equal(labels > 0, mask > 0)
+    rows = (ws.use_outputs / "objects.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(np.unique(labels)) - 1 >= 1  # one row per object, and there are objects
 
 
 def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tmp_path):

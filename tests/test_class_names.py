@@ -12,7 +12,7 @@ from paulow.commands.common import config_from_args
 from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.errors import UsageError
-from paulow.train import FoldResult, _evaluate_fold
+from paulow.train import FoldResult, score_test
 
 
 def test_class_names_from_the_command_line_reach_the_config():
@@ -50,9 +50,11 @@ def test_per_class_dice_line_by_hand():
     result = FoldResult(fold=0, state_dict={}, val_dice=0.0, best_epoch=1, history=[], train_files=[],
                         val_files=[])
     page = Slice(image, mask, Path("a.tif"), 0)
-    _evaluate_fold(model, result, [page], [page], cfg, "cpu", None, lines.append)
+    score_test(model, result, [page], cfg, "cpu", lines.append)
     assert result.test_dice == pytest.approx((1 + 8 / 12) / 2)
-    assert "membrane 1.0000" in lines[0] and f"mito {8 / 12:.4f}" in lines[0]
+    # background: truth rows 12-31 (20), predicted rows 16-31 (16): Dice 2 x 16 / 36
+    assert lines[1] == (f"fold 1 test: per-class Dice bg {32 / 36:.4f}, membrane 1.0000, mito {8 / 12:.4f}; mean over "
+                        f"foreground classes {(1 + 8 / 12) / 2:.4f}")
 
 
 def test_auto_class_weights_are_inverse_frequencies_by_hand():

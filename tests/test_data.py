@@ -149,8 +149,11 @@ def test_all_background_masks_warn(folders, caplog):
     _write(img, "image1.tif", np.ones((4, 4), np.uint8))
     _write(msk, "mask1.tif", np.zeros((4, 4), np.uint8))
     with caplog.at_level(logging.WARNING, logger="paulow"):
-        load_pairs(img, msk)
-    assert "every mask is empty" in caplog.text
+        (s,) = load_pairs(img, msk)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "every mask is empty (all background): the model can only learn to predict background "
+                    "— check TRAINING_MASKS")]
+    assert s.mask.dtype == np.uint8 and s.mask.shape == (4, 4) and not s.mask.any()  # loaded, not refused
 
 
 def test_class_masks_are_kept_as_indices_and_checked(folders):

@@ -50,8 +50,11 @@ def test_export_never_overwrites_and_refuses_unknown_models(trained, tmp_path, c
     model = tmp_path / "t.pth"
     shutil.copy(trained["model"], model)
     assert main(["export", str(model), "--format", "torchscript"]) == 0
+    first = {name: (tmp_path / name).read_bytes() for name in ("t.torchscript.pt", "t.torchscript.pt.json")}
     assert main(["export", str(model), "--format", "torchscript"]) == 0
-    assert (tmp_path / "t_2.torchscript.pt").is_file() or (tmp_path / "t.torchscript_2.pt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.pth", "t.torchscript.pt", "t.torchscript.pt.json", "t.torchscript_2.pt", "t.torchscript_2.pt.json"]
+    assert all((tmp_path / name).read_bytes() == data for name, data in first.items())  # untouched
     assert main(["export", str(tmp_path / "missing.pth")]) == 2
     assert "not found" in capsys.readouterr().err
 

@@ -94,8 +94,8 @@ def test_cli_options_are_honoured_and_recorded(workspace_with_model):
 
 
 def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
-    """The parent at its own tuned threshold, the child at a threshold re-tuned on the held-out share;
-    both printed Dice equal `paulow evaluate --model` on the held-out files."""
+    """The parent at its own tuned threshold, the child at a threshold re-tuned on the validation
+    share; both printed Dice equal `paulow evaluate --model` on the held-out files."""
     from paulow.api import load_model
     from paulow.cli import main
     from paulow.io import read_mask
@@ -127,10 +127,12 @@ def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
     assert f"held-out Dice of the parent model: {scores['parent_dice']:.4f}" in done.stdout
     assert f"held-out Dice of the fine-tuned model: {scores['finetuned_dice']:.4f}" in done.stdout
     assert scores["parent_threshold"] == 0.2 and scores["threshold_tuned"] is True
-    # the child's threshold is the best one on its held-out probabilities
+    # the child's threshold is the best one on its validation probabilities (not the held-out ones)
+    validation = sorted({key.split("#")[0] for key in meta["finetune"]["validation"]})
+    assert len(validation) == 1 and not set(validation) & set(held)
     child = load_model(ws.models / "t_finetuned.pth")
-    probs = [child.predict(images / n).probabilities for n in held]
-    truths = [read_mask(truth / n.replace("image", "mask"))[0] for n in held]
+    probs = [child.predict(ws.finetune_images / n).probabilities for n in validation]
+    truths = [read_mask(ws.finetune_masks / n.replace("image", "mask"))[0] for n in validation]
     assert meta["threshold"] == sweep_thresholds(probs, truths)[0]
 
 

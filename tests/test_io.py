@@ -437,8 +437,11 @@ def test_atomic_write_removes_temporary_on_error(tmp_path):
 
 
 def test_atomic_write_creates_the_folder(tmp_path):
-    path = io.write_mask(tmp_path / "new" / "m.tif", np.zeros((2, 2), np.uint8))
-    assert path.is_file()
+    mask = np.array([[0, 1], [1, 0]], np.uint8)
+    path = io.write_mask(tmp_path / "new" / "m.tif", mask)
+    assert path == tmp_path / "new" / "m.tif"
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["m.tif"]  # no temporary file left
+    np.testing.assert_array_equal(io.read_mask(path), mask[None])
 
 
 def test_unique_path(tmp_path):

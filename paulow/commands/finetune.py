@@ -1,6 +1,7 @@
 """`finetune_model.py` / `paulow finetune`: adapt a saved model to new images, show whether it helped.
 
-The new images are split by image into a fine-tune share and a held-out share. The held-out Dice of
+The new images are split by image into a fine-tune share, a validation share (it chooses the epoch,
+threshold and smallest object size) and a held-out share that chooses nothing. The held-out Dice of
 the parent and of the fine-tuned model, on the same held-out images, is printed and recorded. An
 ensemble file is fine-tuned from its best member (the one its training selected).
 """
@@ -95,7 +96,7 @@ def run(args, echo=print) -> Path:
 
     set_activation(loaded.models, meta)  # the parent's held-out Dice: softmax only for models that say so
     holdout = args.holdout if args.holdout is not None else FINETUNE_DEFAULTS["holdout"]
-    tune, held = split_for_finetuning(slices, holdout, cfg.seed, f"'{ws.finetune_images}'")
+    tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, f"'{ws.finetune_images}'")
     inputs = sorted({s.source for s in slices} | {ws.finetune_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
     parent = start_member(loaded.models, loaded.meta)
@@ -105,13 +106,14 @@ def run(args, echo=print) -> Path:
         report_dir = unique_dir(ws.models / f"{out_path.stem}_report")
         handler = add_file_log(report_dir / "finetune.log")
         try:
-            echo(f"fine-tuning '{parent_path.name}' on {len(tune)} slice(s), {len(held)} held out; "
+            echo(f"fine-tuning '{parent_path.name}' on {len(tune)} slice(s), {len(val)} to validate, "
+                 f"{len(held)} held out; "
                  f"lr {cfg.lr:g}, up to {cfg.epochs} epochs"
                  + (f", {cfg.time_limit:g} min" if cfg.time_limit else "")
                  + (", encoder frozen" if cfg.freeze_encoder else ""))
             watch = FoldWatch(report_dir / "curves.png", f"fine-tuning {parent_path.stem}",
                               tensorboard_dir(args, out_path.stem))
-            done = finetune_network(parent, tune, held, cfg, device, report_dir, echo, watch, meta)
+            done = finetune_network(parent, tune, val, cfg, device, report_dir, echo, watch, meta, held=held)
             if args.check:
                 done.scores.update(_old_domain_scores(args.check, parent, done, meta, device, stored))
                 echo(f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
