@@ -71,6 +71,21 @@ class Prediction:
         return object_table(self.labels(split_touching, min_size), self.image,
                             pixel_size=pixel_size, unit=unit)
 
+    def geojson(self, path: str | Path | None = None, *, split_touching: bool = False,
+                min_size: int | None = None, object_type: str = "detection", class_name: str = "foreground",
+                pixel_size: float | None = None, unit: str | None = None) -> dict:
+        """The objects as a QuPath-ready GeoJSON FeatureCollection (polygons on pixel edges, the
+        `objects()` columns as measurements), also written to `path` when given."""
+        from .geojson import feature_collection, page_features, write_geojson
+        from .postprocess import object_table
+
+        labels = self.labels(split_touching, min_size)
+        rows = object_table(labels, self.image, pixel_size=pixel_size, unit=unit)
+        features = page_features(labels, rows, object_type=object_type, class_name=class_name)
+        if path is not None:
+            write_geojson(path, features)
+        return feature_collection(features)
+
 
 def _as_stack(image: ArrayOrPath) -> np.ndarray:
     """A raw (pages, C, H, W) stack from a path, an (H, W) or a (C, H, W) array."""

@@ -33,6 +33,7 @@ class SegmentOptions:
     instances: bool = False
     split_touching: bool = False
     rois: bool = False
+    geojson: bool = False  # X_objects.geojson for QuPath (implies instances)
     save_attention: bool = False
     compile: bool = False
     min_size: int | None = None  # px; None: the model's (tuned on validation in training)
@@ -70,11 +71,12 @@ def _write_prob(path: Path, probs: list[np.ndarray], names: list[str], stack) ->
 
     if len(names) < 2:
         prob = np.stack([p[0] for p in probs]).astype(np.float32)
-        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit)
+        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit,
+                             calibration=stack.calibration)
     prob = np.stack(probs).astype(np.float32)
     return io.write_tiff(path, prob if len(probs) > 1 else prob[0], axes="ZCYX" if len(probs) > 1 else "CYX",
                          resolution=stack.resolution, unit=stack.unit,
-                         imagej_extra={"Labels": names * len(probs)})
+                         imagej_extra={"Labels": names * len(probs)}, calibration=stack.calibration)
 
 
 def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult,
@@ -110,6 +112,7 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             from ..rois import write_roi_zip
 
             result.written.append(write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip")))
+        features: list[dict] = []
         for page, lab in enumerate(labels):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
             summary = {"file": stack.path.name, "page": page, "objects": len(rows),
@@ -120,16 +123,36 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
                                 for c, n in enumerate(names) if c})
             result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
             result.summary.append(summary)
+            if opts.geojson:
+                features += _features(lab, rows, names, meta, page if len(labels) > 1 else None)
+        if opts.geojson:
+            from ..geojson import write_geojson
+
+            result.written.append(write_geojson(io.unique_path(out_dir / f"{stem}_objects.geojson"), features))
+
+
+def _features(labels: np.ndarray, rows: list[dict], names: list[str], meta: dict, page: int | None) -> list[dict]:
+    """QuPath detections of one page, each classified by its class name in the mask's colour."""
+    from ..geojson import page_features
+    from ..io import class_lut
+
+    lut = class_lut(max(len(names), 2), meta.get("palette") if len(names) >= 2 else None)
+    colours = {name: lut[:, max(index, 1)].tolist() for index, name in enumerate(names)}
+    return page_features(labels, rows, class_name=names[-1], colours=colours, page=page)
 
 
 def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
-    """uint16 label images (ImageJ); above 65,535 objects float32, which ImageJ also reads exactly."""
+    """uint16 label images (ImageJ) with a distinct-colour lookup table (labels 1-255, shown over
+    0..255); above 65,535 objects float32, which ImageJ also reads exactly."""
     from .. import io
+    from ..label_lut import label_display
 
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
-        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit)
+        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit,
+                             calibration=stack.calibration, imagej_extra=label_display())
     log.warning("'%s' has more than 65,535 objects: labels written as float32", stack.path.name)
-    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit)
+    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit,
+                         calibration=stack.calibration)
 
 
 def _display(page: np.ndarray) -> np.ndarray:
@@ -176,10 +199,11 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
     mask_out = io.unique_path(out_dir / f"{path.stem}_mask.tif")
     if loaded.classes <= 1 or boundary:
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
-                                  resolution=stack.resolution, unit=stack.unit)
+                                  resolution=stack.resolution, unit=stack.unit, calibration=stack.calibration)
     else:  # class indices with a colour lookup table (Fiji)
         mask_path = io.write_label_tiff(mask_out, out, loaded.classes, resolution=stack.resolution,
-                                        unit=stack.unit, colours=loaded.meta.get("palette"))
+                                        unit=stack.unit, colours=loaded.meta.get("palette"),
+                                        calibration=stack.calibration)
     result.written.append(mask_path)
     _write_extras(stack, probs, masks, out_dir, opts, result, loaded.meta)
     if opts.save_attention:
@@ -194,8 +218,9 @@ def options_from_args(args, device: str) -> SegmentOptions:
     return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay,
-                          instances=args.instances or getattr(args, "rois", False),
+                          instances=args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False),
                           split_touching=args.split_touching, rois=getattr(args, "rois", False),
+                          geojson=getattr(args, "geojson", False),
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),
                           min_size=getattr(args, "min_size", None))
@@ -226,7 +251,8 @@ def run(args, echo=print) -> int:
     loaded = distributed.main_first(lambda: load_checkpoint(model_path, device))
     from ..boundaries import is_boundary_model
 
-    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)):
+    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)
+                                               or getattr(args, "geojson", False)):
         echo("this model learnt object boundaries: add --instances for labelled objects (touching ones "
              "separated) beside the masks")
     images = distributed.on_main(lambda: load_images(ws.use_inputs))
