@@ -132,17 +132,21 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
     spec = normalisation or NORMALISATION
     colours = from_colours(palette, classes, "palette") if palette and classes >= 2 else None
-    slices = []
+    slices, pairs = [], []
     for i, (image, mask) in enumerate(zip(images, masks)):
         stack, target, source = _as_stack(image), _as_masks(mask, classes, colours), _name(image, i)
         if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
                                      f"is {target.shape} (pages, H, W): they must match")
+        pairs.append((Path(mask).name if isinstance(mask, (str, Path)) else f"mask {i + 1}", target, stack))
         for page, (raw, m) in enumerate(zip(stack, target)):
             labels = instance_source(m, classes)
             m = binarise_mask(m, classes)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
             slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
+    from .swapped import check_masks_not_images
+
+    check_masks_not_images(pairs, "the masks given", classes)
     return slices
 
 
