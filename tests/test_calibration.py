@@ -110,3 +110,20 @@ def test_non_ascii_unit_in_an_imagej_description_is_dropped(tmp_path):
     with pytest.warns(MetadataWarning, match=r"'u.tif': unit 'µs' cannot be written in an ImageJ TIFF"):
         io.write_mask(tmp_path / "u.tif", np.zeros((8, 8), np.uint8), resolution=(2.0, 2.0), unit="µs")
     assert io.read_image(tmp_path / "u.tif").unit is None
+
+
+def test_geojson_option_writes_one_qupath_detection_per_object_and_page(tmp_path):
+    import json
+
+    from shapely.geometry import shape
+
+    tifffile.imwrite(tmp_path / "movie.tif", _tzyx(), imagej=True, metadata={"axes": "TZYX"})
+    written = _segment(tmp_path, "movie.tif", instances=True, geojson=True)
+    assert [p.name for p in written] == ["movie_mask.tif", "movie_labels.tif", "movie_objects.geojson"]
+    labels = tifffile.imread(written[1]).reshape(6, 32, 32)
+    features = json.loads(written[2].read_text(encoding="utf-8"))["features"]
+    assert [f["geometry"]["plane"]["z"] for f in features] == list(range(6))  # one object per page
+    for page, feature in enumerate(features):
+        assert shape(feature["geometry"]).area == np.count_nonzero(labels[page]) == 144
+        assert feature["properties"]["classification"]["name"] == "foreground"
+        assert feature["properties"]["measurements"]["area_px"] == 144
