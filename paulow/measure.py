@@ -40,17 +40,27 @@ def add_measurements(rows: list[dict[str, Any]], labels: np.ndarray,
                      unit: str | None = None) -> list[dict[str, Any]]:
     """`object_table` rows with the columns of the module's note appended (same order of rows)."""
     shapes = shape_columns(labels)
-    size_y, size_x = ((pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size) \
-        if pixel_size is not None else (None, None)
+    sizes = _sizes(pixel_size)
     for row in rows:
         row.update(shapes[row["label"]])
         if "mean_intensity" in row:
             row["integrated_intensity"] = row["mean_intensity"] * row["area_px"]
-        if size_y is None:
+        if sizes is None:
             continue
-        row["centroid_y_cal"] = (row["centroid_y"] + 0.5) * float(size_y)
-        row["centroid_x_cal"] = (row["centroid_x"] + 0.5) * float(size_x)
+        size_y, size_x = sizes
+        row["centroid_y_cal"] = (row["centroid_y"] + 0.5) * size_y
+        row["centroid_x_cal"] = (row["centroid_x"] + 0.5) * size_x
         if size_y == size_x:
-            row.update({cal: row[px] * float(size_x) for px, cal in _LENGTHS})
+            row.update({cal: row[px] * size_x for px, cal in _LENGTHS})
         row["length_unit"] = unit
     return rows
+
+
+def _sizes(pixel_size: float | tuple[float, float] | None) -> tuple[float, float] | None:
+    """(y, x) pixel size from one side or a (y, x) pair."""
+    if pixel_size is None:
+        return None
+    if isinstance(pixel_size, (int, float, np.number)):
+        return float(pixel_size), float(pixel_size)
+    size_y, size_x = pixel_size  # a (y, x) pair
+    return float(size_y), float(size_x)

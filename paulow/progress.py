@@ -17,7 +17,8 @@ class EpochBar:
     shrink as the run re-plans); it chains to the user's callback and closes with `close()`."""
 
     def __init__(self, desc: str, then: Callable[[dict], None] | None = None) -> None:
-        self.desc, self.then, self.bar = desc, then, None
+        self.desc, self.then = desc, then
+        self.bar: Any = None  # a tqdm.auto bar, made at the first epoch (its total is known then)
 
     def __call__(self, row: dict) -> None:
         from tqdm.auto import tqdm
