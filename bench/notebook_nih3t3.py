@@ -2,7 +2,7 @@
 `Model.predict` on a list of whole 1024 x 1344 images and `paulow.evaluate(pred, truth)` against
 their 0/255 masks (docs/notebooks.md quotes this script's output).
 
-    python bench/notebook_nih3t3.py [--minutes 1] [--root ../shared/data]
+    python bench/notebook_nih3t3.py [--minutes 3] [--root ../shared/data]
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import paulow  # noqa: E402
-from paulow.io import list_images, pair_images_masks, read_image, read_mask  # noqa: E402
-from datasets import DEFAULT_ROOT  # noqa: E402
-from machine import machine_line  # noqa: E402
+from datasets import DEFAULT_ROOT
+from machine import machine_line
 
+import paulow
+from paulow.io import list_images, pair_images_masks, read_image, read_mask
 
 
 def run(root: Path, minutes: float, train_n: int = 6, test_n: int = 2, crop: int = 512) -> dict:

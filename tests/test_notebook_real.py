@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from paulow.api import Model, evaluate
 from paulow.io import read_image, read_mask
-
-from conftest import SHARED_DATA
 
 NIH = SHARED_DATA / "nih3t3_nuclei"
 pytestmark = [pytest.mark.shared_data,
