@@ -127,3 +127,29 @@ def test_geojson_option_writes_one_qupath_detection_per_object_and_page(tmp_path
         assert shape(feature["geometry"]).area == np.count_nonzero(labels[page]) == 144
         assert feature["properties"]["classification"]["name"] == "foreground"
         assert feature["properties"]["measurements"]["area_px"] == 144
+
+
+def test_predict_command_in_process_keeps_a_tzyx_hyperstack(tmp_path):
+    """The whole command (workspace, run record, clearing) on a TZYX hyperstack with calibration."""
+    from paulow.checkpoint import save_checkpoint
+    from paulow.cli import main
+    from paulow.models import build_model
+    from paulow.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    args = {"in_channels": 1, "classes": 1, "width": 4, "depth": 2}
+    save_checkpoint(ws.models / "tiny.pth", [build_model("unet", **args).state_dict()],
+                    {"arch": "unet", "arch_args": args, "in_channels": 1, "classes": 1, "threshold": 0.5,
+                     "patch": 32, "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0}})
+    tifffile.imwrite(ws.use_inputs / "movie.tif", _tzyx(), imagej=True, resolution=(4.0, 4.0),
+                     metadata={"axes": "TZYX", "spacing": 2.0, "finterval": 0.5, "unit": "micron"})
+    assert main(["predict", "--root", str(tmp_path), "--model", "tiny", "--yes", "--save-prob",
+                 "--instances", "--geojson"]) == 0
+    for name in ("movie_mask.tif", "movie_prob.tif", "movie_labels.tif"):
+        with tifffile.TiffFile(ws.use_outputs / name) as tif:
+            assert tif.series[0].axes == "TZYX" and tif.series[0].shape == (2, 3, 32, 32), name
+            meta = tif.imagej_metadata
+            assert (meta["spacing"], meta["finterval"], meta["unit"]) == (2.0, 0.5, "micron"), name
+            assert tif.pages.first.resolution == (4.0, 4.0), name
+    assert (ws.use_outputs / "movie_objects.geojson").is_file() and not (ws.use_inputs / "movie.tif").exists()
