@@ -20,13 +20,18 @@ class EpochBar:
         self.desc, self.then = desc, then
         self.bar: Any = None  # a tqdm.auto bar, made at the first epoch (its total is known then)
 
-    def __call__(self, row: dict) -> None:
+    def open(self) -> EpochBar:
+        """Start the bar (and its clock) before the run's first epoch; its total comes with it."""
         from tqdm.auto import tqdm
 
+        self.bar = tqdm(total=None, desc=self.desc, unit="epoch", disable=False)
+        return self
+
+    def __call__(self, row: dict) -> None:
         total = int(row.get("folds") or 1) * int(row.get("epochs") or 1)
         done = (int(row.get("fold", 1)) - 1) * int(row.get("epochs") or 1) + int(row.get("epoch", 0))
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit="epoch", disable=False)
+            self.open()
         self.bar.total = total
         self.bar.n = min(done, total)
         if row.get("val_dice") is not None:
@@ -46,5 +51,5 @@ def progress(verbose: bool, echo: Callable[[str], None] | None, on_epoch: Callab
     and a bar follows the epochs; without, only the caller's own `echo` and `on_epoch` are called."""
     if not verbose:
         return echo or (lambda _: None), on_epoch, None
-    bar = EpochBar(desc, on_epoch)
+    bar = EpochBar(desc, on_epoch).open()
     return echo or _write, bar, bar
