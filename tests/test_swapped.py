@@ -78,3 +78,16 @@ def test_api_refuses_images_given_as_masks():
     images = [nuclei_image((64, 64), seed=i)[0] for i in range(2)]
     with pytest.raises(MasksLookLikeImagesError, match=r"^2 of 2 mask\(s\) in the masks given"):
         make_slices(images, images)
+
+
+def test_jpeg_images_as_masks_are_not_binarised_into_passing(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "i").mkdir()
+    (tmp_path / "m").mkdir()
+    for i in range(2):
+        image, mask = nuclei_image((96, 96), seed=i)
+        tifffile.imwrite(tmp_path / "i" / f"a{i}.tif", (mask > 0).astype(np.uint8) * 255)
+        Image.fromarray(image).save(tmp_path / "m" / f"a{i}.jpg", quality=90)  # raw photos as masks
+    with pytest.raises(MasksLookLikeImagesError, match=r"^2 of 2 mask\(s\) in .* \('a0.jpg': \d+ values"):
+        load_pairs(tmp_path / "i", tmp_path / "m")
