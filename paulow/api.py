@@ -1,6 +1,6 @@
 """The public Python API: train, predict, save, load, fine-tune and evaluate from arrays or files.
 
-No prompts, no drop folders, no printing unless an `echo` callable is given::
+No prompts, no drop folders; progress (lines and a `tqdm.auto` bar) unless `verbose=False`::
 
     import paulow
     model = paulow.train(images, masks, time_limit=10)
@@ -17,14 +17,11 @@ import numpy as np
 
 from .config import TrainConfig
 from .errors import ShapeMismatchError, UsageError
+from .progress import progress
 
 ArrayOrPath = Union[np.ndarray, str, Path]
 Echo = Callable[[str], None]
 OnEpoch = Callable[[dict], None]
-
-
-def _quiet(_: str) -> None:
-    """The default `echo`: say nothing."""
 
 
 def _tensorboard(folder: str | Path | None) -> Path | None:
@@ -48,6 +45,7 @@ class Prediction:
     image: np.ndarray | None = field(default=None, repr=False)  # the raw (C, H, W) input
     boundary: bool = False  # from a `boundary_target` model: the mask is its objects
     min_size: int = 0  # px: the model's smallest object (tuned in training) unless told otherwise
+    boundary_width: int | None = None  # a boundary model's ring width (px): `evaluate` scores its classes
 
     def labels(self, split_touching: bool = False, min_size: int | None = None) -> np.ndarray:
         """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked;
@@ -71,20 +69,37 @@ class Prediction:
         return object_table(self.labels(split_touching, min_size), self.image,
                             pixel_size=pixel_size, unit=unit)
 
+    def geojson(self, path: str | Path | None = None, *, split_touching: bool = False,
+                min_size: int | None = None, object_type: str = "detection", class_name: str = "foreground",
+                pixel_size: float | None = None, unit: str | None = None) -> dict:
+        """The objects as a QuPath-ready GeoJSON FeatureCollection (polygons on pixel edges, the
+        `objects()` columns as measurements), also written to `path` when given."""
+        from .geojson import feature_collection, page_features, write_geojson
+        from .postprocess import object_table
 
-def _as_stack(image: ArrayOrPath) -> np.ndarray:
-    """A raw (pages, C, H, W) stack from a path, an (H, W) or a (C, H, W) array."""
+        labels = self.labels(split_touching, min_size)
+        rows = object_table(labels, self.image, pixel_size=pixel_size, unit=unit)
+        features = page_features(labels, rows, object_type=object_type, class_name=class_name)
+        if path is not None:
+            write_geojson(path, features)
+        return feature_collection(features)
+
+
+def _as_stack(image: ArrayOrPath, axes: str | None = None) -> np.ndarray:
+    """A raw (pages, C, H, W) stack from a path or an array read as `axes` (`paulow.array_axes`)."""
+    return _stack_and_name(image, axes)[0]
+
+
+def _stack_and_name(image: ArrayOrPath, axes: str | None = None, index: int = 0) -> tuple[np.ndarray, str]:
+    """The stack and the name its messages use: the file, or "array<i> read as <axes>"."""
     if isinstance(image, (str, Path)):
         from .io import read_image
 
-        return read_image(Path(image)).data
-    array = np.asarray(image)
-    if array.ndim == 2:
-        return array[None, None]
-    if array.ndim == 3:
-        return array[None]
-    raise ShapeMismatchError(f"an image must be (H, W) or (C, H, W), not {array.shape}: pass one "
-                             "slice at a time (or a file path)")
+        return read_image(Path(image)).data, Path(image).name
+    from .array_axes import as_pages_channels
+
+    stack, used = as_pages_channels(np.asarray(image), axes)
+    return stack, f"{_name(image, index)} read as {used}" + ("" if axes else " (pass axes= if not)")
 
 
 def _as_masks(mask: ArrayOrPath, classes: int = 1, palette=None) -> np.ndarray:
@@ -117,7 +132,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
     spec = normalisation or NORMALISATION
     colours = from_colours(palette, classes, "palette") if palette and classes >= 2 else None
-    slices = []
+    slices, pairs = [], []
     for i, (image, mask) in enumerate(zip(images, masks)):
         if isinstance(image, (str, Path)) and isinstance(mask, (str, Path)):
             from .volumes import check_mask_geometry
@@ -127,11 +142,15 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
         if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
             raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
                                      f"is {target.shape} (pages, H, W): they must match")
+        pairs.append((Path(mask).name if isinstance(mask, (str, Path)) else f"mask {i + 1}", target, stack))
         for page, (raw, m) in enumerate(zip(stack, target)):
             labels = instance_source(m, classes)
             m = class_target(m, classes, source.name, page)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
             slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
+    from .swapped import check_masks_not_images
+
+    check_masks_not_images(pairs, "the masks given", classes)
     return slices
 
 
@@ -169,35 +188,44 @@ class Model:
             raise UsageError(f"threshold {value} is outside 0..1")
         self.meta["threshold"] = float(value)
 
-    def predict(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
-                overlap: float | None = None, tta: bool = False, device: str | None = None,
-                batch_size: int = 8, min_size: int | None = None) -> Prediction:
-        """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference.
+    def predict(self, image: ArrayOrPath | Sequence[ArrayOrPath], *, threshold: float | None = None,
+                tile: int | None = None, overlap: float | None = None, tta: bool = False,
+                device: str | None = None, batch_size: int = 8, min_size: int | None = None,
+                axes: str | None = None, verbose: bool = True) -> Prediction | list[Prediction]:
+        """Segment one raw image (or a one-page file) with tiled inference; a list of images gives
+        a list of `Prediction`s (with a `tqdm.auto` bar unless `verbose=False`).
 
-        The image is normalised as in training (percentiles stored in the model); `threshold`
-        (default: the model's, tuned on validation images), `tile` (default: from the model and the
-        device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged),
-        `min_size` (px: objects smaller are removed; default the model's, tuned in training).
+        An array is (H, W), (C, H, W), or channels-last (H, W, 3|4) RGB(A); `axes` names another
+        layout ("YXC", "CYX", ...). The image is normalised as in training (percentiles stored in
+        the model); `threshold` (default: the model's, tuned on validation images), `tile` (default:
+        from the model and the device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips
+        and turns averaged), `min_size` (px: objects smaller are removed; default the model's).
         """
-        preds = self.predict_stack(image, threshold=threshold, tile=tile, overlap=overlap, tta=tta,
-                                   device=device, batch_size=batch_size, min_size=min_size)
+        options = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
+                   "batch_size": batch_size, "min_size": min_size, "axes": axes}
+        if isinstance(image, (list, tuple)):
+            from tqdm.auto import tqdm
+
+            return [self.predict(item, **options, verbose=False)
+                    for item in tqdm(image, desc="segmenting", unit="image", disable=not verbose)]
+        preds = self.predict_stack(image, **options)
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
 
     def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
-                      batch_size: int = 8, min_size: int | None = None) -> list[Prediction]:
-        """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
+                      batch_size: int = 8, min_size: int | None = None, axes: str | None = None) -> list[Prediction]:
+        """One `Prediction` per page of a file, or of a (pages, C, H, W) array, or of an array read as
+        `axes` (e.g. "ZYX", "TZCYX"); options as `predict`."""
         from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
-        stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
-        stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
+        stack, name = _stack_and_name(image, axes)
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
-                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
-        from .boundaries import is_boundary_model, object_mask
+                              device=device or self.device, batch_size=batch_size, name=name)
+        from .boundaries import boundary_width, is_boundary_model, object_mask
         from .object_size import choose_min_size, mask_without_small
 
         boundary = is_boundary_model(self.meta)
@@ -207,7 +235,8 @@ class Model:
             m = object_mask(p, cut) if boundary else to_mask(p, cut)
             return mask_without_small(m, small) if small and (boundary or self.classes <= 1) else m
 
-        return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small)
+        return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small,
+                           boundary_width(self.meta))
                 for p, page in zip(probs, stack)]
 
     def save(self, path: str | Path) -> Path:
@@ -258,7 +287,7 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
           time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
           preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
           echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
-          **options: Any) -> Model:
+          verbose: bool = True, **options: Any) -> Model:
     """Train a model from raw images and their masks (arrays or file paths, stacks included).
 
     Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
@@ -283,6 +312,8 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
       now plans), `epochs` (each fold's cap), `train_loss`, `val_loss` and `val_dice` (None when the
       epoch did not validate), `lr`, `patches`, `regime_empty|small|large` (the dynamic loss's
       patches per regime); e.g. to draw the loss live in a notebook.
+    - `verbose` (default): the run's lines and a bar of epochs (`tqdm.auto`: a widget in Jupyter);
+      False: silent (only `echo` and `on_epoch` are called).
     """
     from .config import config_from_options
     from .training_run import run_training
@@ -300,10 +331,14 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     slices = add_context(make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette),
                          cfg.context)
     report = Path(report_dir) if report_dir else None
-    say = echo or _quiet
-    run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
-                       epochs_explicit="epochs" in options or config is not None, tensorboard=board,
-                       on_epoch=on_epoch)
+    say, on_epoch, bar = progress(verbose, echo, on_epoch, "training")
+    try:
+        run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
+                           epochs_explicit="epochs" in options or config is not None, tensorboard=board,
+                           on_epoch=on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
     return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
@@ -314,7 +349,7 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
              masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
              device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
              echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
-             **options: Any) -> Model:
+             verbose: bool = True, **options: Any) -> Model:
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
@@ -328,7 +363,7 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
     values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
     history, panels and curves; `tensorboard`: a folder for TensorBoard event files; `on_epoch`: as
-    for `train` (`folds` is 1).
+    for `train` (`folds` is 1); `verbose`: as for `train`.
     """
     from .data import check_channels
     from .finetuning import finetune_config, finetune_network, finetuned_meta, split_for_finetuning, start_member
@@ -351,8 +386,12 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
     watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
              if report or board else None)
-    done = finetune_network(parent, tune, val, cfg, device, report, echo or _quiet, watch, model.meta,
-                            on_epoch, held)
+    say, on_epoch, bar = progress(verbose, echo, on_epoch, "fine-tuning")
+    try:
+        done = finetune_network(parent, tune, val, cfg, device, report, say, watch, model.meta, on_epoch, held)
+    finally:
+        if bar is not None:
+            bar.close()
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
     return Model([done.network], finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")},
                                                 slices), device)
@@ -360,21 +399,18 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
 
 def evaluate(pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int | None = None,
              iou: float = 0.5) -> dict[str, float]:
-    """Scores of a prediction against a ground-truth mask.
+    """Scores of a prediction of any model against a ground-truth mask (`paulow.prediction_scores`).
 
-    Binary: pixel scores (dice, iou, precision, recall, accuracy, miou, mpa) and object scores
-    prefixed `object_` (matched one-to-one at IoU >= `iou`). `classes` > 1: per-class scores.
+    Binary and boundary models: any truth whose non-zero pixels are the objects (0/1, 0/255,
+    instance labels); pixel scores (dice, iou, precision, recall, accuracy, miou, mpa) of the mask
+    (a boundary model's object mask: its "object Dice") and object scores prefixed `object_`
+    (instances matched one-to-one at IoU >= `iou`); a boundary model adds `class_mean_dice` and
+    `class_dice_<background|interior|boundary>`. `classes` > 1 (default: a class model's K):
+    class-index truth, per-class scores.
     """
-    from .metrics import multiclass_scores, object_scores, pixel_scores
+    from .prediction_scores import score_prediction
 
-    mask = pred.mask if isinstance(pred, Prediction) else np.asarray(pred)
-    truth = np.asarray(truth)
-    if classes is None:
-        classes = pred.probabilities.shape[0] if isinstance(pred, Prediction) else 1
-    if classes > 1:
-        return multiclass_scores(mask, truth, classes)
-    objects = object_scores(mask != 0, truth != 0, iou)
-    return {**pixel_scores(mask, truth), **{f"object_{k}": v for k, v in objects.items()}}
+    return score_prediction(pred, truth, classes, iou)
 
 
 __all__ = ["Model", "Prediction", "TrainConfig", "train", "finetune", "load_model", "evaluate", "make_slices"]

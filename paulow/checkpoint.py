@@ -215,6 +215,12 @@ def describe(path: Path) -> dict:
         per_class = meta.get("metrics", {}).get("test_dice_per_class")
         if per_class:  # K >= 2: test_dice is the foreground-class mean; each foreground class beside it
             row["class_dice"] = ", ".join(f"{n} {d:.3f}" for n, d in list(per_class.items())[1:] if d is not None)
+        objects = meta.get("metrics", {}).get("test_dice_objects")
+        if isinstance(objects, (int, float)):  # a boundary model: its masks are its objects' Dice
+            means = row["test_dice"]
+            row["test_dice"] = objects
+            row["class_dice"] = f"class mean {means:.3f}" + (f" ({row['class_dice']})" if "class_dice" in row else "") \
+                if isinstance(means, (int, float)) else row.get("class_dice", "")
     else:
         row.update(date="", network="original PAULow (bare state dict)", channels="?", classes=1,
                    test_dice=None, members=1)

@@ -221,6 +221,9 @@ def _add_predict(sub, root: Path) -> None:
                         "its validation images in training; 0 keeps every object)")
     g.add_argument("--rois", action="store_true",
                    help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)")
+    g.add_argument("--geojson", action="store_true",
+                   help="X_objects.geojson, one QuPath detection per object with its class and measurements "
+                        "(implies --instances)")
     g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")
 
 

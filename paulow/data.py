@@ -243,6 +243,9 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
     loaded = _read_all(io.pair_images_masks(images, masks), refused, classes, palette)
     _check_shapes(loaded)
     check_class_values(loaded, classes)
+    from .swapped import check_masks_not_images
+
+    check_masks_not_images([(m.name, mask, stack.data) for stack, mask, m in loaded], f"'{mask_dir}'", classes)
     _mask_warnings(loaded, classes)
     spec = normalisation or NORMALISATION
     return [s for item in loaded for s in _to_slices(*item, classes=classes, spec=spec)]

@@ -173,7 +173,8 @@ def finetune_network(parent: Any, tune: Sequence[Slice], val: Sequence[Slice], c
 
     scored = held or val
     note = score_note(len(held))
-    before, parent_threshold = _parent_dice(parent, scored, cfg, device, parent_meta or {}, echo, note)
+    parent_scores, parent_threshold = _parent_scores(parent, scored, cfg, device, parent_meta or {}, echo, note)
+    before = parent_scores["dice"]
     net = copy.deepcopy(parent).to(device)
     set_activation(net, {"activation": output_activation(cfg)})  # the loss decides (softmax for K >= 2)
     if cfg.freeze_encoder:
@@ -184,8 +185,10 @@ def finetune_network(parent: Any, tune: Sequence[Slice], val: Sequence[Slice], c
     net.eval()
     cfg, tuned, size = _choose_on_validation(net, tune, val, cfg, device, echo,
                                              int((parent_meta or {}).get("min_object_px") or 0))
-    after = _dice(net, scored, cfg, device, size)
-    echo(f"held-out Dice of the fine-tuned model: {after:.4f} ({after - before:+.4f}) at threshold "
+    child_scores = _scores(net, scored, cfg, device, size)
+    after = child_scores["dice"]
+    gain = child_scores.get("dice_objects", after) - parent_scores.get("dice_objects", before)
+    echo(f"held-out {_dice_text(child_scores, 'fine-tuned model', gain)} at threshold "
          f"{cfg.threshold:.2f}" + (f" (tuned on {len(val)} validation image(s))" if tuned else "")
          + f", {note}")
     scores = {"parent_dice": before, "finetuned_dice": after, "held_out_images": len(held),
@@ -193,25 +196,32 @@ def finetune_network(parent: Any, tune: Sequence[Slice], val: Sequence[Slice], c
               "optimistic": len(held) < FEW_HELD_OUT,
               "parent_threshold": parent_threshold,
               "threshold": cfg.threshold, "threshold_tuned": tuned, "min_object_px": size}
+    if cfg.boundary_target:  # the Dice of the masks use_model.py writes, the class means beside it
+        scores.update(parent_object_dice=parent_scores["dice_objects"],
+                      finetuned_object_dice=child_scores["dice_objects"])
     return Finetuned(net, result, scores, cfg, sorted({f"{s.source.name}#{s.page}" for s in held}))
 
 
-def _dice(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, size: int) -> float:
-    from .train import dice_on_slices
+def _scores(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, size: int) -> dict:
+    """Pooled scores over whole slices at the config's threshold and smallest object size (a
+    boundary model's `dice_objects` too: the Dice of its object masks)."""
+    from .scoring import score_probabilities
+    from .train import predict_slices
 
-    return dice_on_slices(model, slices, cfg, device, min_size=size)
+    probs = predict_slices(model, slices, cfg, device)
+    return score_probabilities(probs, [s.mask for s in slices], cfg.threshold, size,
+                               objects=bool(cfg.boundary_target))
 
 
-def _parent_dice(parent: Any, scored: Sequence[Slice], cfg: TrainConfig, device: str,
-                 parent_meta: Mapping[str, Any], echo: Callable[[str], None], note: str
-                 ) -> tuple[float, float]:
-    """The parent's Dice on the scored images at its own threshold and smallest object size, and
+def _parent_scores(parent: Any, scored: Sequence[Slice], cfg: TrainConfig, device: str,
+                   parent_meta: Mapping[str, Any], echo: Callable[[str], None], note: str
+                   ) -> tuple[dict, float]:
+    """The parent's scores on the scored images at its own threshold and smallest object size, and
     that threshold."""
     as_parent = as_evaluated(cfg, parent_meta)
-    before = _dice(parent, scored, as_parent, device, int(parent_meta.get("min_object_px") or 0))
-    echo(f"held-out Dice of the parent model: {before:.4f} (at its threshold {as_parent.threshold:.2f}), "
-         f"{note}")
-    return before, as_parent.threshold
+    scores = _scores(parent, scored, as_parent, device, int(parent_meta.get("min_object_px") or 0))
+    echo(f"held-out {_dice_text(scores, 'parent model')} (at its threshold {as_parent.threshold:.2f}), {note}")
+    return scores, as_parent.threshold
 
 
 def _choose_on_validation(net: Any, tune: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig,
@@ -231,6 +241,16 @@ def _choose_on_validation(net: Any, tune: Sequence[Slice], val: Sequence[Slice],
     return cfg, tuned, size
 
 
+def _dice_text(scores: dict, who: str, gain: float | None = None) -> str:
+    """'Dice of the <who>: 0.9123 (+0.0100)', or a boundary model's 'object Dice of the <who>: 0.8612
+    (+0.0100; class mean Dice 0.4301)': the Dice of the masks it writes, its class means beside."""
+    notes = [f"{gain:+.4f}"] if gain is not None else []
+    if "dice_objects" in scores:
+        notes.append(f"class mean Dice {scores['dice']:.4f}")
+        return f"object Dice of the {who}: {scores['dice_objects']:.4f}" + (f" ({'; '.join(notes)})")
+    return f"Dice of the {who}: {scores['dice']:.4f}" + (f" ({notes[0]})" if notes else "")
+
+
 def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices: Sequence[Slice]) -> dict:
     """The parent's metadata with the fine-tuning's settings (threshold included), data, scores and
     the parent's identity (`parent`: its file name and SHA-256, as known)."""
@@ -242,8 +262,11 @@ def finetuned_meta(meta: dict, name: str, done: Finetuned, parent: dict, slices:
                 "threshold": cfg.threshold, "patch": cfg.patch, "overlap": cfg.infer_overlap,
                 "min_object_px": int(done.scores.get("min_object_px", meta.get("min_object_px") or 0)),
                 # the parent's per-class test Dice does not describe the fine-tuned weights
-                "metrics": {**{k: v for k, v in meta.get("metrics", {}).items() if k != "test_dice_per_class"},
+                "metrics": {**{k: v for k, v in meta.get("metrics", {}).items()
+                               if k not in ("test_dice_per_class", "test_dice_objects")},
                             "test_dice": done.scores["finetuned_dice"],
+                            **({"test_dice_objects": done.scores["finetuned_object_dice"]}
+                               if "finetuned_object_dice" in done.scores else {}),
                             "finetune": done.scores},
                 "parent": parent,
                 "finetune": {"files": sorted({s.source.name for s in slices}),

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from paulow.calibration import Calibration, expand_pages, imagej_metadata, ome_metadata, read_calibration, \
+    safe_calibration
 from paulow.errors import EmptyFolderError, PairingError, UnreadableImageError
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -55,13 +57,15 @@ class ImageStack:
     resolution: tuple[float, float] | None = None
     unit: str | None = None
     geometry: Any = None  # a `paulow.volumes.VolumeGeometry` for NIfTI and DICOM inputs
+    calibration: Calibration | None = None  # page layout (T, Z), z-spacing, frame interval, OME
 
     @property
     def pixel_size(self) -> float | None:
         """Pixel width in `unit` (1 / x resolution), or None when the file has no resolution."""
         if self.resolution is None or not self.resolution[0]:
             return None
-        return 1.0 / self.resolution[0]
+        size = 1.0 / self.resolution[0]
+        return size if math.isfinite(size) and size > 0 else None  # NaN/inf sizes: uncalibrated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +307,7 @@ def _read_tiff(path: Path) -> ImageStack:
         with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
             data, axes, skipped = _read_series(tif, path)
             resolution, unit = _tiff_resolution(tif)
+            calibration = read_calibration(tif, axes, data.shape)
     except TiffBoundError as exc:
         raise _unreadable(path, str(exc), exc.fix) from None
     if errors.messages:
@@ -310,7 +315,7 @@ def _read_tiff(path: Path) -> ImageStack:
     if skipped:
         warnings.warn(f"'{path}': ignored {', '.join(skipped)}; only images shaped like the "
                       f"first are read", stacklevel=4)
-    return ImageStack(_to_pages_channels(data, axes), path, axes, resolution, unit)
+    return ImageStack(_to_pages_channels(data, axes), path, axes, resolution, unit, calibration=calibration)
 
 
 def _read_series(tif: tifffile.TiffFile, path: Path) -> tuple[np.ndarray, str, list[str]]:
@@ -699,19 +704,25 @@ def _is_imagej_compatible(axes: str, dtype: np.dtype) -> bool:
 
 def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
                resolution: tuple[float, float] | None = None, unit: str | None = None,
-               compression: str | None = None, imagej_extra: dict | None = None) -> Path:
+               compression: str | None = None, imagej_extra: dict | None = None,
+               calibration: Calibration | None = None) -> Path:
     """Write `array` atomically as a TIFF: ImageJ format when ImageJ can hold it (uint8, uint16,
     float32 with axes in TZCYXS order), else a plain TIFF with the axes in its metadata.
     `imagej_extra` adds ImageJ metadata (e.g. `{"LUTs": [...]}`) when the file is ImageJ format.
 
     `axes` defaults to YX, ZYX, ZCYX, TZCYX for 2-5 dimensions; `resolution` is pixels per
-    `unit` (x, y). Returns `path`.
+    `unit` (x, y). `calibration` (an input's, see `paulow.calibration`) restores its page axes
+    (T, Z) on a page-first ("Z...") array and writes its z-spacing and frame interval, as OME
+    metadata for an OME input. Returns `path`.
     """
     array = np.asarray(array)
     unit = _normalise_unit(unit)  # ImageJ's spelling; its description must stay ASCII
     axes = axes or _default_axes(array.ndim)
     if len(axes) != array.ndim:
         raise ValueError(f"axes '{axes}' do not match an array of shape {array.shape}")
+    ome = bool(calibration and calibration.ome)
+    resolution, unit, calibration = safe_calibration(path, resolution, unit, calibration, ome)
+    array, axes = expand_pages(array, axes, calibration)
     options: dict = {"compression": compression}
     if resolution is not None:
         options["resolution"] = (float(resolution[0]), float(resolution[1]))
@@ -719,12 +730,14 @@ def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
     metadata: dict = {"axes": axes}
     if unit is not None:
         metadata["unit"] = unit
-    imagej = _is_imagej_compatible(axes, array.dtype)
-    if imagej and imagej_extra:
-        metadata.update(imagej_extra)
+    imagej = _is_imagej_compatible(axes, array.dtype) and not ome
+    if imagej:
+        metadata.update({**imagej_metadata(calibration), **(imagej_extra or {})})
+    elif ome and calibration is not None:
+        metadata = ome_metadata(axes, resolution, unit, calibration)
     photometric = "rgb" if "S" in axes and array.shape[axes.index("S")] in (3, 4) else "minisblack"
     with atomic_write_path(path) as temporary:
-        tifffile.imwrite(temporary, array, imagej=imagej, metadata=metadata,
+        tifffile.imwrite(temporary, array, imagej=imagej, ome=ome or None, metadata=metadata,
                          photometric=photometric, **options)
     return Path(path)
 
@@ -735,7 +748,8 @@ def binary_to_uint8(mask: np.ndarray) -> np.ndarray:
 
 
 def write_mask(path: str | Path, mask: np.ndarray, resolution: tuple[float, float] | None = None,
-               unit: str | None = None) -> Path:
+               unit: str | None = None, calibration: Calibration | None = None,
+               imagej_extra: dict | None = None) -> Path:
     """Write a `(pages, H, W)` or `(H, W)` uint8/uint16 mask, values as given, as an ImageJ TIFF:
     one page as YX, several as a ZYX stack in page order. Use `binary_to_uint8` for 0/255."""
     mask = np.asarray(mask)
@@ -747,7 +761,7 @@ def write_mask(path: str | Path, mask: np.ndarray, resolution: tuple[float, floa
     if mask.ndim not in (2, 3):
         raise ValueError(f"write_mask needs (pages, H, W) or (H, W), got shape {mask.shape}")
     return write_tiff(path, mask, axes="YX" if mask.ndim == 2 else "ZYX",
-                      resolution=resolution, unit=unit)
+                      resolution=resolution, unit=unit, calibration=calibration, imagej_extra=imagej_extra)
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -786,7 +800,8 @@ def class_lut(classes: int, colours: Sequence[Sequence[int]] | None = None) -> n
 
 def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
                      resolution: tuple[float, float] | None = None,
-                     unit: str | None = None, colours: Sequence[Sequence[int]] | None = None) -> Path:
+                     unit: str | None = None, colours: Sequence[Sequence[int]] | None = None,
+                     calibration: Calibration | None = None) -> Path:
     """Write a class-index mask `(pages, H, W)` or `(H, W)` uint8 (values 0..classes-1) as an ImageJ
     TIFF carrying a lookup table with a distinct colour per class (`colours`, a model's palette, when
     given), so Fiji shows it in colour."""
@@ -799,4 +814,4 @@ def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
         raise ValueError(f"write_label_tiff needs (pages, H, W) or (H, W), got shape {labels.shape}")
     return write_tiff(path, labels, axes="YX" if labels.ndim == 2 else "ZYX", resolution=resolution,
                       unit=unit, imagej_extra={"LUTs": [class_lut(classes, colours)], "min": 0.0,
-                                               "max": 255.0})
+                                               "max": 255.0}, calibration=calibration)

@@ -243,7 +243,10 @@ def read_class_mask(path: str | Path, classes: int, palette: Palette | None = No
     from .grey_edges import clean_binary_mask
 
     if classes < 2:
-        return clean_binary_mask(io.read_mask(path), path)
+        from .swapped import image_like
+
+        raw = io.read_mask(path)  # an image (e.g. a JPEG photo) stays raw for the swapped-folders check
+        return raw if image_like(raw) else clean_binary_mask(raw, path)
     stack = io.read_mask_stack(path, palette_indices=palette is None)
     data = stack.data
     if palette is not None and data.shape[1] >= 3:

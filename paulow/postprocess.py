@@ -139,7 +139,7 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None,
     Keys: label, area_px, centroid_y, centroid_x, bbox_min_row, bbox_min_col, bbox_max_row,
     bbox_max_col (max exclusive); with `pixel_size` (the side of a pixel in `unit`, or (y, x)):
     area and area_unit ("unit^2"); with `image` ((H, W) or (C, H, W), raw values): mean_intensity,
-    and mean_intensity_c<i> per channel when C > 1.
+    and mean_intensity_c<i> per channel when C > 1; then the shape columns of `paulow.measure`.
     """
     from scipy import ndimage
 
@@ -150,7 +150,9 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None,
     for index, box in enumerate(ndimage.find_objects(_as_label_input(labels)), start=1):
         if box is not None:
             rows.append(_object_row(labels, index, box, channels, scale, unit))
-    return rows
+    from .measure import add_measurements
+
+    return add_measurements(rows, labels, pixel_size, unit)
 
 
 def _object_row(labels: np.ndarray, label: int, box: tuple[slice, slice],

@@ -1,4 +1,4 @@
-"""ImageJ ROI sets: one polygon per labelled object, in a zip Fiji's ROI Manager opens."""
+"""ImageJ ROI sets: one traced polygon per labelled object, in a zip Fiji's ROI Manager opens."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,17 +8,12 @@ import numpy as np
 
 
 def object_polygons(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(label, (n, 2) x/y vertices of the object's outer boundary) per object, in label order.
-    The polygon runs through the outer pixels' corners' centres (OpenCV's outer contour)."""
-    import cv2
+    """(label, (n, 2) integer x/y vertices) per object, in label order. The polygon follows the
+    object's pixel edges (as Fiji's wand traces it), so the area Fiji measures is the object's
+    pixel count; holes and separate parts are joined by zero-width cuts (`paulow.outlines`)."""
+    from .outlines import object_geometries, single_ring
 
-    polygons = []
-    for label in np.unique(labels[labels > 0]):
-        region = (labels == label).astype(np.uint8)
-        contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        outer = max(contours, key=cv2.contourArea)  # a split object keeps its largest part
-        polygons.append((int(label), outer[:, 0, :].astype(np.float32)))
-    return polygons
+    return [(label, single_ring(geometry).astype(np.int32)) for label, geometry in object_geometries(labels)]
 
 
 def page_rois(labels: np.ndarray, page: int | None = None, names: Sequence[str] | None = None) -> list:
@@ -32,7 +27,7 @@ def page_rois(labels: np.ndarray, page: int | None = None, names: Sequence[str] 
         name = names[i] if names else f"object-{label}"
         name = name if page is None else f"{page + 1:04d}-{name}"
         roi = ImagejRoi.frompoints(points, name=name, position=page)  # stored 1-based
-        roi.roitype = ROI_TYPE.POLYGON
+        roi.roitype = ROI_TYPE.TRACED  # integer vertices on pixel corners, like the wand's
         rois.append(roi)
     return rois
 

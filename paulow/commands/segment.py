@@ -34,6 +34,7 @@ class SegmentOptions:
     per_page: bool = False  # --instances on a stack: labels per section instead of linked through z
     split_touching: bool = False
     rois: bool = False
+    geojson: bool = False  # X_objects.geojson for QuPath (implies instances)
     save_attention: bool = False
     compile: bool = False
     min_size: int | None = None  # px; None: the model's (tuned on validation in training)
@@ -71,11 +72,12 @@ def _write_prob(path: Path, probs: list[np.ndarray], names: list[str], stack) ->
 
     if len(names) < 2:
         prob = np.stack([p[0] for p in probs]).astype(np.float32)
-        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit)
+        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit,
+                             calibration=stack.calibration)
     prob = np.stack(probs).astype(np.float32)
     return io.write_tiff(path, prob if len(probs) > 1 else prob[0], axes="ZCYX" if len(probs) > 1 else "CYX",
                          resolution=stack.resolution, unit=stack.unit,
-                         imagej_extra={"Labels": names * len(probs)})
+                         imagej_extra={"Labels": names * len(probs)}, calibration=stack.calibration)
 
 
 def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult,
@@ -121,8 +123,8 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
             rows, summary = volume_rows(stack, np.stack(labels), masks)
             result.objects += rows
             result.summary.append(summary)
-            return
-        for page, lab in enumerate(labels):
+        features: list[dict] = []
+        for page, lab in enumerate(labels if opts.geojson or not through_z else []):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
             summary = {"file": stack.path.name, "page": page, "objects": len(rows),
                        "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size}
@@ -130,22 +132,43 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
                 rows = object_classes(rows, lab, masks[page], names)
                 summary.update({f"objects_{n.replace(' ', '_')}": sum(r["class_index"] == c for r in rows)
                                 for c, n in enumerate(names) if c})
-            result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
-            result.summary.append(summary)
+            if not through_z:  # (a 3-D object's rows are above; its GeoJSON outlines stay per page)
+                result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
+                result.summary.append(summary)
+            if opts.geojson:
+                features += _features(lab, rows, names, meta, page if len(labels) > 1 else None)
+        if opts.geojson:
+            from ..geojson import write_geojson
+
+            result.written.append(write_geojson(io.unique_path(out_dir / f"{stem}_objects.geojson"), features))
+
+
+def _features(labels: np.ndarray, rows: list[dict], names: list[str], meta: dict, page: int | None) -> list[dict]:
+    """QuPath detections of one page, each classified by its class name in the mask's colour."""
+    from ..geojson import page_features
+    from ..io import class_lut
+
+    lut = class_lut(max(len(names), 2), meta.get("palette") if len(names) >= 2 else None)
+    colours = {name: lut[:, max(index, 1)].tolist() for index, name in enumerate(names)}
+    return page_features(labels, rows, class_name=names[-1], colours=colours, page=page)
 
 
 def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
-    """uint16 label images (ImageJ); above 65,535 objects float32, which ImageJ also reads exactly."""
+    """uint16 label images (ImageJ) with a distinct-colour lookup table (labels 1-255, shown over
+    0..255); above 65,535 objects float32, which ImageJ also reads exactly."""
     from .. import io
+    from ..label_lut import label_display
 
     if stack.geometry is not None:  # NIfTI / DICOM in: NIfTI labels on the input's grid
         from ..volumes import write_volume_mask
 
         return write_volume_mask(path.parent, stack, labels, "_labels")
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
-        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit)
+        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit,
+                             calibration=stack.calibration, imagej_extra=label_display())
     log.warning("'%s' has more than 65,535 objects: labels written as float32", stack.path.name)
-    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit)
+    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit,
+                         calibration=stack.calibration)
 
 
 def _display(page: np.ndarray) -> np.ndarray:
@@ -197,10 +220,11 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
         mask_path = write_volume_mask(out_dir, stack, (out != 0) if binary else out, "_mask")
     elif loaded.classes <= 1 or boundary:
         mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
-                                  resolution=stack.resolution, unit=stack.unit)
+                                  resolution=stack.resolution, unit=stack.unit, calibration=stack.calibration)
     else:  # class indices with a colour lookup table (Fiji)
         mask_path = io.write_label_tiff(mask_out, out, loaded.classes, resolution=stack.resolution,
-                                        unit=stack.unit, colours=loaded.meta.get("palette"))
+                                        unit=stack.unit, colours=loaded.meta.get("palette"),
+                                        calibration=stack.calibration)
     result.written.append(mask_path)
     _write_extras(stack, probs, masks, out_dir, opts, result, loaded.meta)
     if opts.save_attention:
@@ -215,9 +239,10 @@ def options_from_args(args, device: str) -> SegmentOptions:
     return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay,
-                          instances=args.instances or getattr(args, "rois", False),
+                          instances=args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False),
                           per_page=bool(getattr(args, "per_page", False)),
                           split_touching=args.split_touching, rois=getattr(args, "rois", False),
+                          geojson=getattr(args, "geojson", False),
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),
                           min_size=getattr(args, "min_size", None))
@@ -248,7 +273,8 @@ def run(args, echo=print) -> int:
     loaded = distributed.main_first(lambda: load_checkpoint(model_path, device))
     from ..boundaries import is_boundary_model
 
-    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)):
+    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)
+                                               or getattr(args, "geojson", False)):
         echo("this model learnt object boundaries: add --instances for labelled objects (touching ones "
              "separated) beside the masks")
     images = distributed.on_main(lambda: load_images(ws.use_inputs))
