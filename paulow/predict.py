@@ -40,16 +40,19 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
 
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image") -> list[np.ndarray]:
-    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
+                  tta: bool = False, name: str = "image", runtime: str = "auto") -> list[np.ndarray]:
+    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack. `runtime`:
+    "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnxruntime"."""
     from .data import normalise_with
     from .infer import predict_slice, set_activation, suggest_tile
+    from .ort_runtime import choose_runtime, with_runtime
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
     data = match_channels(data, int(meta["in_channels"]), name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     spec = meta.get("normalisation", {})
+    models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))
     return [predict_slice(models, normalise_with(page, spec), tile=tile, overlap=overlap,
                           batch_size=batch_size, device=device, tta=tta)
             for page in data]

@@ -36,6 +36,7 @@ class SegmentOptions:
     save_attention: bool = False
     compile: bool = False
     min_size: int | None = None  # px; None: the model's (tuned on validation in training)
+    runtime: str = "auto"  # "auto": ONNX Runtime on the CPU when installed (paulow.ort_runtime)
 
 
 @dataclass
@@ -51,7 +52,8 @@ class FileResult:
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
     return predict_pages(loaded.models, loaded.meta, data, tile=opts.tile, overlap=opts.overlap,
-                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name)
+                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name,
+                         runtime=opts.runtime)
 
 
 def class_names(meta: dict, classes: int) -> list[str]:
@@ -198,7 +200,8 @@ def options_from_args(args, device: str) -> SegmentOptions:
                           split_touching=args.split_touching, rois=getattr(args, "rois", False),
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),
-                          min_size=getattr(args, "min_size", None))
+                          min_size=getattr(args, "min_size", None),
+                          runtime=getattr(args, "runtime", "auto"))
 
 
 def run(args, echo=print) -> int:
