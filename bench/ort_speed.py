@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=16, help="network width (16: the CPU preset)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=3, help="test images timed")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a model file to time instead of training one (saved there when absent)")
     parser.add_argument("--json", dest="json_out", default=None)
     return parser.parse_args(argv)
 
@@ -59,8 +61,13 @@ def mask_of(model: paulow.Model, probs: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     train, test = load_dataset(args.dataset, args.data_root)
-    model = paulow.train([s.info["raw"] for s in train], [s.mask for s in train], time_limit=args.train_minutes,
-                         width=args.width, seed=0)
+    if args.model is not None and args.model.is_file():
+        model = paulow.load_model(args.model)
+    else:
+        model = paulow.train([s.info["raw"] for s in train], [s.mask for s in train],
+                             time_limit=args.train_minutes, width=args.width, seed=0)
+        if args.model is not None:
+            model.save(args.model)
     raws = [s.info["raw"] for s in test[:args.images]]
     start = time.perf_counter()
     with_runtime(model.networks, "onnxruntime", suggest_tile(int(model.meta.get("patch", 128)), "cpu"),
@@ -78,16 +85,25 @@ def main(argv: list[str] | None = None) -> dict:
                 else:
                     fast = probs
         a, b = mask_of(model, reference), mask_of(model, fast)
+        # control: PyTorch against itself with one thread instead of all (another summation order)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            control = mask_of(model, timed(model, raw, "torch")[1])
+        finally:
+            torch.set_num_threads(threads)
         both = int((a & b).sum())
         row = {"image": index, "pixels": int(raw.size),
                "torch_s": statistics.median(times["torch"]), "onnxruntime_s": statistics.median(times["onnxruntime"]),
                "max_prob_diff": float(np.abs(reference - fast).max()), "mask_pixels_differing": int((a != b).sum()),
-               "mask_dice": 2 * both / max(int(a.sum() + b.sum()), 1), "foreground": float(a.mean())}
+               "mask_dice": 2 * both / max(int(a.sum() + b.sum()), 1),
+               "torch_1_thread_mask_pixels_differing": int((a != control).sum()), "foreground": float(a.mean())}
         row["speedup"] = row["torch_s"] / row["onnxruntime_s"]
         rows.append(row)
         print(f"image {index}: torch {row['torch_s']:.2f} s, ONNX Runtime {row['onnxruntime_s']:.2f} s "
               f"({row['speedup']:.2f}x), masks differ in {row['mask_pixels_differing']} px "
-              f"(Dice {row['mask_dice']:.5f}), max |dp| {row['max_prob_diff']:.2e}")
+              f"(Dice {row['mask_dice']:.5f}), max |dp| {row['max_prob_diff']:.2e}; PyTorch on 1 thread "
+              f"differs from PyTorch on {torch.get_num_threads()} in {row['torch_1_thread_mask_pixels_differing']} px")
     pixels = sum(r["pixels"] for r in rows)
     summary = {"machine": machine_line(), "date": time.strftime("%Y-%m-%d"), "dataset": args.dataset,
                "width": args.width, "threads": torch.get_num_threads(), "export_s": export_s,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .errors import ModelError, UsageError
 
 log = logging.getLogger("paulow")
 
@@ -30,13 +31,17 @@ _SESSIONS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, int], OrtNe
 class OrtNetwork(nn.Module):
     """A network's logits computed by an onnxruntime session (CPU, float32, fixed tile size)."""
 
-    def __init__(self, session, activation: str, input_name: str) -> None:
+    def __init__(self, session, activation: str, input_name: str, tile: int) -> None:
         super().__init__()
         self.session = session
+        self.tile = tile
         self.input_name = input_name
         self.paulow_activation = activation  # read by paulow.infer.activation_of
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        if tuple(tiles.shape[2:]) != (self.tile, self.tile):
+            raise ModelError(f"this ONNX Runtime session was exported for {self.tile} px tiles, got "
+                             f"{tuple(tiles.shape[2:])} - predict with the tile size it was made for")
         inputs = np.ascontiguousarray(tiles.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: inputs})[0])
 
@@ -105,7 +110,10 @@ def _export(member: nn.Module, tile: int, channels: int) -> OrtNetwork:
     example = torch.zeros(1, channels, tile, tile)
     buffer = io.BytesIO()
     try:
-        with torch.no_grad():
+        # the tracer's notes on Python-level shape checks (fixed here: one tile size per session)
+        # are for developers, not for someone segmenting images
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(member, (example,), buffer, input_names=["tiles"], output_names=["logits"],
                               opset_version=OPSET, dynamo=False,
                               dynamic_axes={"tiles": {0: "batch"}, "logits": {0: "batch"}})
@@ -116,4 +124,4 @@ def _export(member: nn.Module, tile: int, channels: int) -> OrtNetwork:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    return OrtNetwork(session, activation_of(member), "tiles")
+    return OrtNetwork(session, activation_of(member), "tiles", tile)

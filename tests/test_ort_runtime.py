@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from paulow import ort_runtime
-from paulow.errors import UsageError
+from paulow.errors import ModelError, UsageError
 from paulow.infer import predict_slice, set_activation
 from paulow.models import build_model
 from paulow.ort_runtime import OrtNetwork, choose_runtime, with_runtime
@@ -67,6 +67,8 @@ def test_sessions_are_cached_until_the_weights_change():
     net = _net()
     first = with_runtime(net, "onnxruntime", 32, 1)[0]
     assert with_runtime(net, "onnxruntime", 32, 1)[0] is first
+    with pytest.raises(ModelError, match="exported for 32 px tiles"):
+        first(torch.zeros(1, 1, 64, 64))
     assert with_runtime(net, "onnxruntime", 64, 1)[0] is not first  # another tile size: another export
     with torch.no_grad():
         next(net.parameters()).add_(1.0)  # a training step would do the same
