@@ -40,9 +40,9 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
 
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image", runtime: str = "auto") -> list[np.ndarray]:
+                  tta: bool = False, name: str = "image", runtime: str = "torch") -> list[np.ndarray]:
     """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack. `runtime`:
-    "auto" (ONNX Runtime on the CPU when installed, else PyTorch), "torch" or "onnxruntime"."""
+    "torch" (default) or "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime)."""
     from .data import normalise_with
     from .infer import predict_slice, set_activation, suggest_tile
     from .ort_runtime import choose_runtime, with_runtime

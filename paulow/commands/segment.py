@@ -36,7 +36,7 @@ class SegmentOptions:
     save_attention: bool = False
     compile: bool = False
     min_size: int | None = None  # px; None: the model's (tuned on validation in training)
-    runtime: str = "auto"  # "auto": ONNX Runtime on the CPU when installed (paulow.ort_runtime)
+    runtime: str = "torch"  # or "onnxruntime" (paulow.ort_runtime)
 
 
 @dataclass
@@ -201,7 +201,7 @@ def options_from_args(args, device: str) -> SegmentOptions:
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),
                           min_size=getattr(args, "min_size", None),
-                          runtime=getattr(args, "runtime", "auto"))
+                          runtime=getattr(args, "runtime", "torch"))
 
 
 def run(args, echo=print) -> int:
