@@ -205,6 +205,9 @@ def _add_predict(sub, root: Path) -> None:
     g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the network (20-60 s to start; for GPUs: no gain measured on a 2-core CPU)")
+    g.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs the network: torch (default) or onnxruntime (CPU only, export extra: "
+                        "about 1.5x faster on a 2-core CPU; masks differ in ~0.01%% of pixels, see docs/speed.md)")
     g = p.add_argument_group("outputs")
     g.add_argument("--save-prob", action="store_true", help="also write probability maps (float32 TIFF; K > 1 classes: "
                                                                 "one channel per class, labelled by class name)")

@@ -40,17 +40,20 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
 
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image") -> list[np.ndarray]:
-    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
+                  tta: bool = False, name: str = "image", runtime: str = "torch") -> list[np.ndarray]:
+    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack. `runtime`:
+    "torch" (default) or "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime)."""
     from .context import for_model, model_context
     from .data import normalise_with
     from .infer import predict_slice, set_activation, suggest_tile
+    from .ort_runtime import choose_runtime, with_runtime
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
     data = match_channels(data, int(meta["in_channels"]) // (2 * model_context(meta) + 1), name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     spec = meta.get("normalisation", {})
+    models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))
     if model_context(meta):  # 2.5-D: every section with its neighbours as channels
         wide = for_model(np.stack([normalise_with(page, spec) for page in data]), meta, name)
         return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device,

@@ -38,6 +38,7 @@ class SegmentOptions:
     save_attention: bool = False
     compile: bool = False
     min_size: int | None = None  # px; None: the model's (tuned on validation in training)
+    runtime: str = "torch"  # or "onnxruntime" (paulow.ort_runtime)
 
 
 @dataclass
@@ -53,7 +54,8 @@ class FileResult:
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
     return predict_pages(loaded.models, loaded.meta, data, tile=opts.tile, overlap=opts.overlap,
-                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name)
+                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name,
+                         runtime=opts.runtime)
 
 
 def class_names(meta: dict, classes: int) -> list[str]:
@@ -245,7 +247,8 @@ def options_from_args(args, device: str) -> SegmentOptions:
                           geojson=getattr(args, "geojson", False),
                           save_attention=args.save_attention,
                           compile=bool(getattr(args, "compile", False)),
-                          min_size=getattr(args, "min_size", None))
+                          min_size=getattr(args, "min_size", None),
+                          runtime=getattr(args, "runtime", "torch"))
 
 
 def run(args, echo=print) -> int:
