@@ -343,6 +343,7 @@ def _setup_logging(verbose: bool) -> None:
     for h in logger.handlers:
         if getattr(h, "_paulow_console", False):
             h.setLevel(logging.INFO if verbose else logging.WARNING)
+            h.stream = sys.stderr  # type: ignore[attr-defined]  # this call's stream (in-process reruns)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 

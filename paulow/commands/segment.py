@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import distributed
+from .. import distributed, run_records
 from ..errors import ModelError, PaulowError
 from ..io import list_unusable
 from ..predict import choose_threshold, match_channels, predict_pages  # noqa: F401 (re-exported)
@@ -46,6 +46,7 @@ class FileResult:
     summary: list[dict] = field(default_factory=list)
     error: str | None = None
     read_as: Fingerprint | None = None  # the input as it was read, so clearing can tell a changed file
+    written_sha256: list[str] = field(default_factory=list)  # of `written`, for the run record
 
 
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
@@ -219,6 +220,7 @@ def run(args, echo=print) -> int:
     main = distributed.is_main()
     echo = echo if main else quiet
     distributed.main_first(lambda: ws.require(ws.use_inputs))
+    distributed.on_main(lambda: run_records.require_runs_folder(ws.use_outputs))
     if main:
         ws.use_outputs.mkdir(parents=True, exist_ok=True)
     distributed.on_main(lambda: require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs))
@@ -267,44 +269,37 @@ def run(args, echo=print) -> int:
         if not main:
             return 0
         tables = _write_tables(results, ws.use_outputs, opts)
-        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True))
-        return _finish(results, tables, args, echo)
+        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False))
+        code = _finish(results, tables, args, echo)
+        # finished only once the inputs are cleared: a run killed while clearing is still resumable
+        _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True)
+        ok = [r for r in results if r.error is None]
+        run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
+                           [w.name for r in ok for w in r.written])
+        return code
 
 
-def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, list[Path]]:
+def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, run_records.Earlier]:
     """Outputs of runs that were killed before finishing, with the same model and options, by the
-    SHA-256 of the input that made them (only when every one of them is still there)."""
-    import json
-
-    found: dict[str, list[Path]] = {}
+    SHA-256 of the input that made them (see `paulow.run_records`)."""
     if opts.instances:  # their object tables died with the run: segment again
-        return found
-    for path in sorted((out_dir / "runs").glob("segment_*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("finished") or record.get("model", {}).get("sha256") != model_sha \
-                or record.get("segment_options") != _options_record(opts):
-            continue
-        for entry in record.get("files", []):
-            outputs = [out_dir / name for name in entry.get("outputs", [])]
-            if entry.get("input_sha256") and outputs and all(o.is_file() for o in outputs):
-                found[entry["input_sha256"]] = outputs
-    return found
+        return {}
+    return run_records.unfinished_outputs(out_dir, model_sha, _options_record(opts))
 
 
-def _reuse(path: Path, earlier: dict[str, list[Path]], out_dir: Path, echo) -> FileResult | None:
-    """The outputs a killed run already wrote for exactly this input, instead of segmenting it again."""
+def _reuse(path: Path, earlier: dict[str, run_records.Earlier], out_dir: Path, echo) -> FileResult | None:
+    """The outputs a killed run already wrote for exactly this input, instead of segmenting it again
+    (only while each is still the file, with the content, that run recorded)."""
     if not earlier:
         return None
     read_as = fingerprint(path)
-    outputs = earlier.get(read_as.sha256)
-    if outputs is None:
+    found = earlier.get(read_as.sha256)
+    if found is None or not run_records.still_there(found):
         return None
-    echo(f"{path.name}: kept {', '.join(o.name for o in outputs)} from an interrupted run (same input, model "
-         "and options)")
-    return FileResult(source=path, written=list(outputs), read_as=read_as)
+    echo(f"{path.name}: kept {', '.join(o.name for o in found.outputs)} from an interrupted run (same input, "
+         "model and options)")
+    return FileResult(source=path, written=list(found.outputs), read_as=read_as,
+                      written_sha256=list(found.sha256))
 
 
 def _options_record(opts: SegmentOptions) -> dict:
@@ -344,9 +339,19 @@ def _write_run_record(results: list[FileResult], path: Path, model_path: Path, m
         "threshold": threshold, "device": opts.device, "options": effective_options(args),
         "segment_options": _options_record(opts),
         "files": [{"input": r.source.name, "input_sha256": r.read_as.sha256 if r.read_as else None,
-                   "outputs": [w.name for w in r.written], "error": r.error} for r in results],
+                   "outputs": [w.name for w in r.written], "outputs_sha256": _output_hashes(r),
+                   "error": r.error} for r in results],
     }
     return write_json(path, record)
+
+
+def _output_hashes(result: FileResult) -> list[str]:
+    """SHA-256 of a result's outputs (hashed once, when first recorded)."""
+    from ..checkpoint import sha256_file
+
+    if len(result.written_sha256) != len(result.written):
+        result.written_sha256 = [sha256_file(w) for w in result.written]
+    return result.written_sha256
 
 
 def _write_tables(results: list[FileResult], out_dir: Path, opts: SegmentOptions) -> list[Path]:

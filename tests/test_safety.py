@@ -1,0 +1,162 @@
+# ruff: noqa: F811 (the quick_ws fixture is imported)
+"""Issue 29 part A: run records that cannot clear the wrong input, a lock that survives tampering,
+SIGTERM like Ctrl-C, one bad entry refused alone, full disks and leftover torchrun variables."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from _workflow import files
+from test_hardening import quick_ws, untrained_model  # noqa: F401 (quick_ws: a fixture)
+
+from paulow import cli
+from paulow.workspace import Workspace
+
+
+class Killed(BaseException):
+    """As if the run were SIGKILLed at this point."""
+
+
+def _image(path: Path, size: int, seed: int = 0) -> Path:
+    from paulow.synthetic import nuclei_image
+
+    tifffile.imwrite(path, nuclei_image((size, size), seed=seed)[0])
+    return path
+
+
+def _predict(ws: Workspace, *extra: str) -> int:
+    return cli.main(["predict", "--root", str(ws.root), "--model", "t", "--yes", *extra])
+
+
+def _records(ws: Workspace) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((ws.use_outputs / "runs").iterdir())]
+
+
+# ---------------------------------------------------------------- run records
+def test_a_stale_record_never_keeps_another_images_mask(quick_ws, monkeypatch, capsys):
+    """Finding 1: X segmented and killed before finishing; rerun; Y under the same name; X again."""
+    from paulow.commands import segment
+
+    ws = quick_ws
+    x = _image(ws.use_inputs / "image_001.tif", 40).read_bytes()
+    real_finish = segment._finish
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(segment, "_finish", killed)
+    with pytest.raises(Killed):
+        _predict(ws)
+    x_mask = (ws.use_outputs / "image_001_mask.tif").read_bytes()
+    monkeypatch.setattr(segment, "_finish", real_finish)
+    assert _predict(ws) == 0  # keeps X's mask, clears X, settles the killed run's record
+    assert "image_001.tif: kept image_001_mask.tif from an interrupted run" in capsys.readouterr().out
+    killed_record, finished_record = sorted((ws.use_outputs / "runs").iterdir())
+    assert json.loads(killed_record.read_text())["files"][0]["settled_by"] == finished_record.name
+    (ws.use_outputs / "image_001_mask.tif").unlink()  # the user moves the masks away
+    _image(ws.use_inputs / "image_001.tif", 48)  # Y, another image of the same name
+    assert _predict(ws) == 0
+    y_mask = (ws.use_outputs / "image_001_mask.tif").read_bytes()
+    (ws.use_inputs / "image_001.tif").write_bytes(x)  # X again
+    assert _predict(ws) == 0
+    out = capsys.readouterr().out
+    assert "from an interrupted run" not in out
+    assert (ws.use_outputs / "image_001_mask.tif").read_bytes() == y_mask  # Y's mask untouched
+    assert (ws.use_outputs / "image_001_mask_2.tif").read_bytes() == x_mask  # X segmented again
+    assert [r["finished"] is not None for r in _records(ws)] == [False, True, True, True]
+
+
+def test_a_forged_record_naming_a_file_outside_the_outputs_keeps_nothing(quick_ws, capsys):
+    """Finding 2: an unfinished record whose output is `../../outside.txt` with its real hash."""
+    from paulow.checkpoint import sha256_file
+
+    ws = quick_ws
+    _image(ws.use_inputs / "a.tif", 40)
+    assert _predict(ws, "--keep-inputs") == 0
+    (record,) = (ws.use_outputs / "runs").iterdir()
+    outside = ws.root / "outside.txt"
+    outside.write_text("someone else's file")
+    data = json.loads(record.read_text())
+    data["finished"] = None
+    data["files"][0]["outputs"] = ["../../outside.txt"]
+    data["files"][0]["outputs_sha256"] = [sha256_file(outside)]
+    record.write_text(json.dumps(data))
+    (ws.use_outputs / "a_mask.tif").unlink()
+    assert _predict(ws) == 0
+    assert "from an interrupted run" not in capsys.readouterr().out
+    assert files(ws.use_outputs) == ["a_mask.tif", "runs"]  # segmented again
+    assert files(ws.use_inputs) == [] and outside.read_text() == "someone else's file"
+
+
+def test_a_record_whose_output_changed_is_not_reused(quick_ws, capsys):
+    ws = quick_ws
+    _image(ws.use_inputs / "a.tif", 40)
+    assert _predict(ws, "--keep-inputs") == 0
+    (record,) = (ws.use_outputs / "runs").iterdir()
+    data = json.loads(record.read_text())
+    data["finished"] = None
+    record.write_text(json.dumps(data))
+    mask = ws.use_outputs / "a_mask.tif"
+    tifffile.imwrite(mask, np.full((40, 40), 255, np.uint8))  # another mask under the recorded name
+    assert _predict(ws) == 0
+    assert "from an interrupted run" not in capsys.readouterr().out
+    assert files(ws.use_outputs) == ["a_mask.tif", "a_mask_2.tif", "runs"]
+    assert tifffile.imread(mask).min() == 255
+
+
+@pytest.mark.parametrize("text", ["null", "[]", '"x"', '{"files": 5}', '{"files": [5]}',
+                                  '{"files": [{"outputs": 3}]}', '{"model": "m"}', "{not json", "\xff\xfe"])
+def test_foreign_json_in_runs_is_skipped_with_one_warning(quick_ws, capsys, text):
+    ws = quick_ws
+    (ws.use_outputs / "runs").mkdir()
+    bad = ws.use_outputs / "runs" / "segment_foreign.json"
+    bad.write_bytes(text.encode("latin-1"))
+    _image(ws.use_inputs / "a.tif", 40)
+    assert _predict(ws) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    why = {"{not json": "JSONDecodeError", "\xff\xfe": "UnicodeDecodeError"}.get(text, "not a PAULow run record")
+    assert [line for line in err.splitlines() if "segment_foreign.json" in line] == [
+        f"WARNING: skipped '{bad}' ({why}): runs/ holds PAULow's run records; move that file away"]
+    assert files(ws.use_outputs) == ["a_mask.tif", "runs"] and files(ws.use_inputs) == []
+    assert bad.read_bytes() == text.encode("latin-1")  # not ours: left as it was
+
+
+def test_runs_being_a_file_is_one_line_before_any_work(quick_ws, capsys):
+    ws = quick_ws
+    (ws.use_outputs / "runs").write_text("notes")
+    _image(ws.use_inputs / "a.tif", 40)
+    assert _predict(ws) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [(f"error: '{ws.use_outputs / 'runs'}' is not a folder: move it away "
+                                         "(PAULow keeps its run records in a folder of that name)")]
+    assert files(ws.use_inputs) == ["a.tif"] and files(ws.use_outputs) == ["runs"]
+
+
+def test_a_run_killed_while_clearing_is_resumed_without_duplicates(quick_ws, monkeypatch, capsys):
+    ws = quick_ws
+    for i in range(3):
+        _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
+    real_unlink, calls = Path.unlink, []
+
+    def unlink_then_killed(self, *args, **kwargs):
+        if self.parent == ws.use_inputs:
+            calls.append(self)
+            if len(calls) == 2:
+                raise Killed  # SIGKILL after the first input was deleted
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink_then_killed)
+    with pytest.raises(Killed):
+        _predict(ws)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert files(ws.use_inputs) == ["in1.tif", "in2.tif"]
+    assert _records(ws)[0]["finished"] is None  # not finished before the inputs were cleared
+    assert _predict(ws) == 0
+    out = capsys.readouterr().out
+    assert "in1.tif: kept in1_mask.tif from an interrupted run" in out
+    assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "in2_mask.tif", "runs"]
+    assert files(ws.use_inputs) == []
