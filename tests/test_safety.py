@@ -160,3 +160,77 @@ def test_a_run_killed_while_clearing_is_resumed_without_duplicates(quick_ws, mon
     assert "in1.tif: kept in1_mask.tif from an interrupted run" in out
     assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "in2_mask.tif", "runs"]
     assert files(ws.use_inputs) == []
+
+
+# ---------------------------------------------------------------- the lock
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(quick_ws, capsys):
+    from paulow.workspace import LOCK_NAME
+
+    ws = quick_ws
+    victim = ws.root / "notes.txt"
+    victim.write_text("x" * 2048)
+    (ws.root / LOCK_NAME).symlink_to(victim)
+    _image(ws.use_inputs / "a.tif", 40)
+    assert _predict(ws) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [(f"error: '{ws.root / LOCK_NAME}' is a symbolic link: delete that link "
+                                         "(PAULow writes its lock file there and never follows links)")]
+    assert victim.read_text() == "x" * 2048 and files(ws.use_inputs) == ["a.tif"]
+
+
+def test_a_lock_file_hard_linked_to_another_file_is_refused(tmp_path):
+    from paulow.errors import UsageError
+    from paulow.workspace import LOCK_NAME
+
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep me")
+    (tmp_path / LOCK_NAME).hardlink_to(victim)
+    with pytest.raises(UsageError, match="is not PAULow's lock file"):
+        with Workspace(tmp_path).lock():
+            pass
+    assert victim.read_text() == "keep me"
+    with Workspace(tmp_path / "sub").lock():  # the folder lock was released on the refusal
+        with pytest.raises(UsageError, match="another PAULow run"):
+            with Workspace(tmp_path / "sub").lock():
+                pass
+
+
+def _tamper(root: str, stop_at: float) -> None:
+    """Delete or replace `.paulow.lock` over and over, as a careless user or a sync tool might."""
+    import os
+    import time
+
+    from paulow.workspace import LOCK_NAME
+
+    path, n = Path(root) / LOCK_NAME, 0
+    while time.time() < stop_at:
+        n += 1
+        try:
+            if n % 2:
+                path.unlink()
+            else:
+                tmp = Path(root) / f"other{n}"
+                tmp.write_text("999999999")
+                os.replace(tmp, path)
+        except OSError:
+            pass
+        time.sleep(0.0005)
+
+
+def test_deleting_or_replacing_the_lock_file_never_admits_a_second_holder(tmp_path):
+    import multiprocessing as mp
+    import time
+
+    from test_hardening import _contend
+
+    ctx = mp.get_context("fork")
+    holders, most = ctx.Value("i", 0), ctx.Value("i", 0)
+    stop_at = time.time() + 2.0
+    procs = [ctx.Process(target=_contend, args=(str(tmp_path), holders, most, stop_at)) for _ in range(8)]
+    procs.append(ctx.Process(target=_tamper, args=(str(tmp_path), stop_at)))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 9
+    assert most.value == 1  # held, and never by two at once
