@@ -234,3 +234,27 @@ def test_deleting_or_replacing_the_lock_file_never_admits_a_second_holder(tmp_pa
         p.join(30)
     assert [p.exitcode for p in procs] == [0] * 9
     assert most.value == 1  # held, and never by two at once
+
+
+# ---------------------------------------------------------------- --resume names
+@pytest.mark.parametrize("name", ["../../../escaped", "sub/dir/m", "..", 5])
+def test_resume_refuses_a_model_name_with_folders_or_dots(tmp_path, capsys, name):
+    from paulow import resume as resume_file
+    from paulow.synthetic import write_dataset
+    from paulow.workspace import fingerprints
+
+    ws = Workspace(tmp_path / "ws")
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, n=2, size=(32, 32), seed=1)
+    hashes = resume_file.input_hashes(fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]),
+                                      ws.root)
+    state = ws.models / "old_report" / resume_file.RESUME_FILE
+    resume_file.save_state(state, name, {"width": 4}, hashes, {"seconds": 1.0, "folds": [], "current": None})
+    code = cli.main(["train", "--root", str(ws.root), "--resume", "old", "--yes"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: the resume file '{state}' names no valid model (")
+    assert err.strip().endswith("): start a new run without --resume")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]  # nothing written beside the workspace
+    assert sorted(p.name for p in ws.models.iterdir()) == ["old_report"]
+    assert len(files(ws.train_images)) == 2

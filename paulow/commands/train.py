@@ -191,11 +191,24 @@ def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrit
     from .. import resume as resume_file
 
     resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
-    name = resumed["payload"]["name"]
+    name = _valid_resumed_name(resumed["payload"].get("name"), resumed["report_dir"] / resume_file.RESUME_FILE)
     if (ws.models / f"{name}.pth").exists() and not overwrite:
         raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
                          "add --overwrite to replace it")
     return name
+
+
+def _valid_resumed_name(name, state: Path) -> str:
+    """The model name a resume file carries, checked like `--name` (no folders, no `..`)."""
+    from .common import check_new_name
+
+    try:
+        if not isinstance(name, str):
+            raise ValueError("it is not text")
+        return check_new_name(name, state.parent, overwrite=True)
+    except ValueError as exc:
+        raise UsageError(f"the resume file '{state}' names no valid model ({exc}): start a new run "
+                         "without --resume") from None
 
 
 def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
