@@ -383,9 +383,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None, default_root: Path | None = None) -> int:
     """Entry point of `paulow` and the scripts. Returns the exit code (a torchrun rank leaves the
     process group and exits with it, see `distributed.exit_process`)."""
+    from .stopping import handled
+
     code = None
     try:
-        code = _run(argv, default_root)
+        with handled():  # SIGTERM/SIGHUP stop the run like Ctrl-C; `| head -1` does not abort it
+            code = _run(argv, default_root)
         return code
     finally:
         if "torch.distributed" in sys.modules:  # never imports torch for commands that did not
@@ -412,9 +415,12 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
         if not getattr(exc, "reported_by_main", False):  # under torchrun rank 0 reports it once
             print(f"error{_rank_note()}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was deleted; the input folders are as they were", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (paulow.stopping)
+        from .stopping import exit_code, how
+
+        print(f"\ninterrupted ({how(exc)}): nothing was deleted; the input folders are as they were",
+              file=sys.stderr)
+        return exit_code(exc)
     except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2

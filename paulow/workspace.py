@@ -203,7 +203,7 @@ def _release_lock(path: Path, held: tuple[int, int]) -> None:
     folder, fd = held
     try:
         if _same_file(fd, path):
-            path.unlink()
+            path.unlink(missing_ok=True)  # someone may delete it at the same moment
     finally:
         os.close(fd)
         if folder >= 0:
@@ -275,13 +275,17 @@ def clear_inputs(expected: Mapping[Path, Fingerprint]) -> Cleared:
                 done.failed.append((path, exc.strerror or type(exc).__name__))
                 continue
             done.removed.append(path)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (see paulow.stopping)
+        from .stopping import exit_code, how
+
         gone = [p for p, _ in todo if p in done.removed or (p not in done.changed and not p.exists())]
         shown = ", ".join(p.name for p in gone[:10]) + (" ..." if len(gone) > 10 else "")
-        raise InterruptedRun(
-            f"stopped while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were deleted"
-            + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
-            + (" in '" + str(todo[0][0].parent) + "'" if todo else "")) from None
+        stop = InterruptedRun(
+            f"stopped ({how(exc)}) while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were "
+            "deleted" + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
+            + (" in '" + str(todo[0][0].parent) + "'" if todo else ""))
+        stop.exit_code = exit_code(exc)
+        raise stop from None
     return done
 
 

@@ -185,14 +185,13 @@ def test_a_lock_file_hard_linked_to_another_file_is_refused(tmp_path):
     victim = tmp_path / "notes.txt"
     victim.write_text("keep me")
     (tmp_path / LOCK_NAME).hardlink_to(victim)
-    with pytest.raises(UsageError, match="is not PAULow's lock file"):
-        with Workspace(tmp_path).lock():
-            pass
+    with pytest.raises(UsageError, match="is not PAULow's lock file"), Workspace(tmp_path).lock():
+        pass
     assert victim.read_text() == "keep me"
-    with Workspace(tmp_path / "sub").lock():  # the folder lock was released on the refusal
-        with pytest.raises(UsageError, match="another PAULow run"):
-            with Workspace(tmp_path / "sub").lock():
-                pass
+    (tmp_path / LOCK_NAME).unlink()
+    with Workspace(tmp_path).lock():  # the folder lock was released on the refusal
+        with pytest.raises(UsageError, match="another PAULow run"), Workspace(tmp_path).lock():
+            pass
 
 
 def _tamper(root: str, stop_at: float) -> None:
@@ -258,3 +257,149 @@ def test_resume_refuses_a_model_name_with_folders_or_dots(tmp_path, capsys, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]  # nothing written beside the workspace
     assert sorted(p.name for p in ws.models.iterdir()) == ["old_report"]
     assert len(files(ws.train_images)) == 2
+
+
+# ---------------------------------------------------------------- SIGTERM like Ctrl-C
+def _sigterm() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_while_reading_stops_and_keeps_every_input(quick_ws, monkeypatch, capsys):
+    from paulow import io
+
+    ws = quick_ws
+    _image(ws.use_inputs / "a.tif", 40)
+    real = io.read_image
+
+    def read_then_term(path, *args, **kwargs):
+        _sigterm()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "read_image", read_then_term)
+    assert _predict(ws) == 143
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("interrupted (SIGTERM): nothing was deleted; the input folders are "
+                                            "as they were")
+    assert files(ws.use_inputs) == ["a.tif"] and files(ws.use_outputs) == []
+    assert not (ws.root / ".paulow.lock").exists()
+    import signal
+
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is the caller's again
+
+
+def test_sigterm_while_writing_masks_keeps_inputs_and_no_partial_file(quick_ws, monkeypatch, capsys):
+    from paulow import io
+
+    ws = quick_ws
+    for i in range(2):
+        _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
+    real = io.tifffile.imwrite
+
+    def write_then_term(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        if "in1_mask" in str(path):
+            _sigterm()  # the mask's temporary is written, not yet renamed
+
+    monkeypatch.setattr(io.tifffile, "imwrite", write_then_term)
+    assert _predict(ws) == 143
+    monkeypatch.setattr(io.tifffile, "imwrite", real)
+    assert files(ws.use_inputs) == ["in0.tif", "in1.tif"]
+    assert sorted(p.name for p in ws.use_outputs.iterdir()) == ["in0_mask.tif", "runs"]  # no temporary
+    assert _predict(ws) == 0  # the rerun keeps in0's mask and writes in1's
+    assert "in0.tif: kept in0_mask.tif from an interrupted run" in capsys.readouterr().out
+    assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "runs"] and files(ws.use_inputs) == []
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_while_clearing_says_what_was_deleted_and_kept(quick_ws, monkeypatch, capsys, signame):
+    import os
+    import signal
+
+    ws = quick_ws
+    for i in range(4):
+        _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
+    real_unlink, calls = Path.unlink, []
+
+    def unlink_then_signal(self, *args, **kwargs):
+        real_unlink(self, *args, **kwargs)
+        if self.parent == ws.use_inputs:
+            calls.append(self)
+            if len(calls) == 2:
+                os.kill(os.getpid(), getattr(signal, signame))
+
+    monkeypatch.setattr(Path, "unlink", unlink_then_signal)
+    code = _predict(ws)
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    err = capsys.readouterr().err
+    assert code == 128 + getattr(signal, signame)
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: stopped ({signame}) while clearing the inputs: 2 of 4 input file(s) were deleted "
+        f"(in0.tif, in1.tif); the other 2 are kept in '{ws.use_inputs}'")
+    assert files(ws.use_inputs) == ["in2.tif", "in3.tif"]
+    assert _predict(ws) == 0  # the rerun keeps the masks of the two kept inputs: no *_mask_2.tif
+    assert files(ws.use_outputs) == [f"in{i}_mask.tif" for i in range(4)] + ["runs"]
+
+
+def test_sigterm_during_an_epoch_keeps_inputs_and_the_resume_state(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    import torch
+    from _workflow import TINY_TRAIN
+
+    from paulow.synthetic import write_dataset
+
+    train = importlib.import_module("paulow.train")
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=2, size=(64, 64), seed=1)
+    state = ws.models / "m_report" / "resume_state.pth"
+    real_init, real_step = train.ProgressSaver.__init__, torch.optim.AdamW.step
+
+    def every_epoch(self, write, every=10.0):
+        real_init(self, write, 0.0)
+
+    def step_then_term(self, *args, **kwargs):
+        if state.exists():  # an epoch is saved: stop in the next one
+            _sigterm()
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.ProgressSaver, "__init__", every_epoch)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_term)
+    code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "3", "--optimizer", "adamw",
+                     *TINY_TRAIN])
+    out, err = capsys.readouterr()
+    assert code == 143, err
+    assert "training stopped; nothing was deleted. To go on where it stopped: train_model.py --resume m" in out
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err
+    assert state.is_file() and not (ws.models / "m.pth").exists()
+    assert len(files(ws.train_images)) == 2 and len(files(ws.train_masks)) == 2
+
+
+def test_a_background_run_with_sigint_ignored_stops_on_sigterm(quick_ws):
+    """A job started with SIGINT ignored (`cmd &` in a script): SIGTERM stops it, exit 143."""
+    import signal
+    import subprocess
+    import sys
+
+    from _workflow import REPO
+
+    ws = quick_ws
+    untrained_model(ws.models / "u.pth")  # two models: the run asks which one, and waits there
+    _image(ws.use_inputs / "a.tif", 40)
+    proc = subprocess.Popen([sys.executable, "-u", str(REPO / "use_model.py"), "--root", str(ws.root)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    seen = ""
+    while "Which model" not in seen:  # the prompt has no newline: read it character by character
+        char = proc.stdout.read(1)
+        assert char, proc.stderr.read()
+        seen += char
+    proc.send_signal(signal.SIGINT)  # ignored, as in a background job
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM): nothing was deleted" in err and "Traceback" not in err
+    assert files(ws.use_inputs) == ["a.tif"]
