@@ -445,7 +445,10 @@ def _rank_note() -> str:
     """` (rank N)` on torchrun's ranks other than 0, else nothing."""
     from . import distributed
 
-    return f" (rank {distributed.rank()})" if not distributed.is_main() else ""
+    try:
+        return f" (rank {distributed.rank()})" if not distributed.is_main() else ""
+    except PaulowError:  # the torchrun variables themselves are the error
+        return ""
 
 
 def script_main(command: str, script_file: str) -> Callable[[], None]:

@@ -403,3 +403,47 @@ def test_a_background_run_with_sigint_ignored_stops_on_sigterm(quick_ws):
     assert proc.returncode == 143, err
     assert "interrupted (SIGTERM): nothing was deleted" in err and "Traceback" not in err
     assert files(ws.use_inputs) == ["a.tif"]
+
+
+# ---------------------------------------------------------------- leftover torchrun variables
+_UNSET = "unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT (left over from an earlier torchrun?)"
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"WORLD_SIZE": "abc", "RANK": "0"}, "the environment sets WORLD_SIZE='abc' RANK='0', which are not whole numbers"),
+    ({"RANK": "1"}, "the environment sets RANK='1' without WORLD_SIZE"),
+    ({"WORLD_SIZE": "2"}, "the environment sets WORLD_SIZE='2' without RANK"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "the environment sets WORLD_SIZE='2' RANK='2' (RANK must be 0 to WORLD_SIZE - 1)"),
+])
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_leftover_torchrun_variables_are_one_line_naming_them(tmp_path, monkeypatch, capsys, env, says, command):
+    Workspace(tmp_path).setup()
+    for key in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    extra = ["--name", "m"] if command == "train" else []
+    assert cli.main([command, "--root", str(tmp_path), "--yes", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {says}: {_UNSET}, or start the run with torchrun"]
+    assert not list((tmp_path / "Use_Model" / "saved_models").iterdir())
+
+
+def test_world_size_without_peers_gives_up_after_the_rendezvous_timeout(tmp_path, monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    Workspace(tmp_path).setup()
+    for key, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                       "PAULOW_DDP_RENDEZVOUS_TIMEOUT": "2"}.items():
+        monkeypatch.setenv(key, value)
+    start = time.monotonic()
+    assert cli.main(["train", "--root", str(tmp_path), "--yes", "--name", "m"]) == 2
+    assert time.monotonic() - start < 30
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: the other torchrun process(es) did not join at 127.0.0.1:{port} within 2 s "
+                           "(PAULOW_DDP_RENDEZVOUS_TIMEOUT; WORLD_SIZE=2, RANK=0; ")
+    assert line.endswith(f"): start all of them with torchrun, or {_UNSET}")
