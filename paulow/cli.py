@@ -429,10 +429,12 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
 def os_error_line(exc: OSError) -> str:
     """One line for an operating-system error: what happened, where, and the fix."""
     import errno
+    import re
 
     where = exc.filename or "an output file"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"disk full at '{where}': free some space and run again (the inputs were kept)"
+    short_write = exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc))  # numpy's tofile
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or short_write:
+        return f"{where}: disk full - free some space and rerun (the inputs were kept)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"permission denied at '{where}': make that folder writable (or run with "
                 "--keep-inputs if only the input folder is read-only); the inputs were kept")

@@ -447,3 +447,54 @@ def test_world_size_without_peers_gives_up_after_the_rendezvous_timeout(tmp_path
     assert line.startswith(f"error: the other torchrun process(es) did not join at 127.0.0.1:{port} within 2 s "
                            "(PAULOW_DDP_RENDEZVOUS_TIMEOUT; WORLD_SIZE=2, RANK=0; ")
     assert line.endswith(f"): start all of them with torchrun, or {_UNSET}")
+
+
+# ---------------------------------------------------------------- a full disk
+def test_disk_full_while_saving_the_resume_state_is_one_line(tmp_path, monkeypatch, capsys):
+    import importlib
+    import shutil
+    from collections import namedtuple
+
+    import torch
+    from _workflow import TINY_TRAIN
+
+    from paulow.synthetic import write_dataset
+
+    train = importlib.import_module("paulow.train")
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=2, size=(40, 40), seed=1)
+    real_save, real_init = torch.save, train.ProgressSaver.__init__
+
+    def full_for_states(obj, f, *args, **kwargs):
+        if "resume_state" in str(f):
+            raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4736 vs 4632")
+        return real_save(obj, f, *args, **kwargs)
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full_for_states)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 0))
+    monkeypatch.setattr(train.ProgressSaver, "__init__", lambda self, write, every=10.0: real_init(self, write, 0.0))
+    code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "2", *TINY_TRAIN])
+    err = capsys.readouterr().err
+    state = ws.models / "m_report" / "resume_state.pth"
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"error: {state}: disk full - free some space and rerun (the inputs were kept)"
+    assert len(files(ws.train_images)) == 2 and not (ws.models / "m.pth").exists()
+
+
+def test_a_short_tiff_write_is_a_full_disk(quick_ws, monkeypatch, capsys):
+    from paulow import io
+
+    ws = quick_ws
+    _image(ws.use_inputs / "a.tif", 40)
+
+    def short(*args, **kwargs):
+        raise OSError("16384 requested and 7856 written")
+
+    monkeypatch.setattr(io.tifffile, "imwrite", short)
+    assert _predict(ws) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (f"error: {ws.use_outputs / 'a_mask.tif'}: disk full - free some space "
+                                            "and rerun (the inputs were kept)")
+    assert files(ws.use_inputs) == ["a.tif"]
