@@ -498,3 +498,60 @@ def test_a_short_tiff_write_is_a_full_disk(quick_ws, monkeypatch, capsys):
     assert err.strip().splitlines()[-1] == (f"error: {ws.use_outputs / 'a_mask.tif'}: disk full - free some space "
                                             "and rerun (the inputs were kept)")
     assert files(ws.use_inputs) == ["a.tif"]
+
+
+# ---------------------------------------------------------------- one bad entry refused alone
+def test_a_240_byte_input_name_is_refused_alone(quick_ws, capsys):
+    ws = quick_ws
+    long_name = "n" * 236 + ".tif"
+    _image(ws.use_inputs / long_name, 40)
+    _image(ws.use_inputs / "a.tif", 40, seed=1)
+    assert _predict(ws) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {long_name}: the name is too long for its output names (240 bytes; file names may have 255) "
+        "- rename it shorter"]
+    assert files(ws.use_inputs) == [long_name]  # kept; a.tif segmented and cleared
+    assert files(ws.use_outputs) == ["a_mask.tif", "runs"]
+    assert not [p for p in ws.use_outputs.iterdir() if p.name.startswith(".")]
+
+
+def test_an_input_removed_mid_run_is_refused_alone(quick_ws, monkeypatch, capsys):
+    from paulow.commands import segment
+
+    ws = quick_ws
+    for name in ("a.tif", "b.tif", "c.tif"):
+        _image(ws.use_inputs / name, 40)
+    real = segment.fingerprint
+
+    def removed_first(path):
+        if path.name == "b.tif":
+            path.unlink()  # the user moves it away while a.tif is being segmented
+        return real(path)
+
+    monkeypatch.setattr(segment, "fingerprint", removed_first)
+    assert _predict(ws) == 1
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: b.tif: it was removed while the run went on - put it back and rerun to segment it"]
+    assert files(ws.use_outputs) == ["a_mask.tif", "c_mask.tif", "runs"] and files(ws.use_inputs) == []
+    assert "1 file(s) failed and were kept in INPUT_IMAGES:" in out
+
+
+def test_a_closed_stdout_does_not_abort_the_run(quick_ws):
+    """`use_model.py ... | head -1`: the reader goes away, the run finishes and clears its inputs."""
+    import subprocess
+    import sys
+
+    from _workflow import REPO
+
+    ws = quick_ws
+    for i in range(2):
+        _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
+    proc = subprocess.Popen([sys.executable, str(REPO / "use_model.py"), "--root", str(ws.root), "--model", "t",
+                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc.stdout.close()  # as `head -1` does after its line (here before any: every write hits a broken pipe)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "runs"] and files(ws.use_inputs) == []

@@ -259,9 +259,10 @@ def run(args, echo=print) -> int:
             try:
                 results.append(_reuse(path, earlier, ws.use_outputs, echo)
                                or segment_file(loaded, path, ws.use_outputs, opts))
-            except PaulowError as exc:
-                file_error(path, str(exc))
-                results.append(FileResult(source=path, error=str(exc)))
+            except (PaulowError, OSError) as exc:
+                why = str(exc) if isinstance(exc, PaulowError) else _refused_alone(path, exc)
+                file_error(path, why)
+                results.append(FileResult(source=path, error=why))
             if main:  # after every file: a killed run's masks stay known (see _unfinished_outputs)
                 _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
         if distributed.active():
@@ -277,6 +278,19 @@ def run(args, echo=print) -> int:
         run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
                            [w.name for r in ok for w in r.written])
         return code
+
+
+def _refused_alone(path: Path, exc: OSError) -> str:
+    """Why one file failed for a reason of its own (a name too long for its outputs, the file removed
+    mid-run); anything else (a full disk, a read-only folder) re-raised, to stop the run."""
+    import errno
+
+    if exc.errno == errno.ENAMETOOLONG:
+        return (f"the name is too long for its output names ({len(path.name.encode())} bytes; file names may "
+                "have 255) - rename it shorter")
+    if exc.errno == errno.ENOENT and not path.exists():
+        return "it was removed while the run went on - put it back and rerun to segment it"
+    raise exc
 
 
 def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, run_records.Earlier]:
