@@ -555,3 +555,28 @@ def test_a_closed_stdout_does_not_abort_the_run(quick_ws):
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
     assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "runs"] and files(ws.use_inputs) == []
+
+
+def test_a_training_pair_added_while_inputs_are_fingerprinted_is_refused_alone(tmp_path, monkeypatch, capsys):
+    from _workflow import TINY_TRAIN
+
+    from paulow.commands import train as train_command
+    from paulow.synthetic import write_dataset
+
+    ws = Workspace(tmp_path)
+    ws.setup()
+    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(40, 40), seed=1)
+    late = sorted(ws.train_images.iterdir())[-1]
+    real = train_command.read_fingerprints
+
+    def without_the_last(*folders):
+        return {p: fp for p, fp in real(*folders).items() if p != late}  # it arrived just after this
+
+    monkeypatch.setattr(train_command, "read_fingerprints", without_the_last)
+    code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", *TINY_TRAIN])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {late.name}: it was added while the run was starting - it is kept for the next run"]
+    assert (ws.models / "m.pth").is_file()
+    assert files(ws.train_images) == [late.name] and len(files(ws.train_masks)) == 1  # its pair kept

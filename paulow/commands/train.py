@@ -87,6 +87,7 @@ def run(args, echo=print) -> Path | None:
     refused: list = []
     slices = distributed.main_first(lambda: load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(),
                                                        refused=refused, palette=run_palette(cfg, ws, args)))
+    slices = _fingerprinted(slices, read_as, ws, refused)
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
@@ -118,6 +119,20 @@ def run(args, echo=print) -> Path | None:
         echo(test_line(meta))
         consume_inputs(read_as, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _fingerprinted(slices: Sequence[Slice], read_as: dict, ws: Workspace, refused: list) -> list[Slice]:
+    """The pairs whose files were fingerprinted before reading; a pair added in between is refused
+    (kept for the next run), since clearing could not tell whether it changed after it was read."""
+    def pair(s: Slice) -> set[Path]:
+        return {s.source, ws.train_masks / s.info["mask_file"]}
+
+    late = sorted({f for s in slices for f in pair(s) if f not in read_as})
+    refused += [(f, "it was added while the run was starting - it is kept for the next run") for f in late]
+    kept = [s for s in slices if not pair(s) & set(late)]
+    if slices and not kept:
+        raise UsageError("every training pair was added while the run was starting: run again")
+    return kept
 
 
 def _follow(ws: Workspace, args, device: str) -> None:
