@@ -580,3 +580,28 @@ def test_a_training_pair_added_while_inputs_are_fingerprinted_is_refused_alone(t
         f"error: {late.name}: it was added while the run was starting - it is kept for the next run"]
     assert (ws.models / "m.pth").is_file()
     assert files(ws.train_images) == [late.name] and len(files(ws.train_masks)) == 1  # its pair kept
+
+
+# ---------------------------------------------------------------- the rerun after SIGKILL
+def test_a_rerun_after_sigkill_mid_segmentation_finishes_without_duplicates(quick_ws):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _workflow import REPO
+
+    ws = quick_ws
+    for i in range(6):
+        _image(ws.use_inputs / f"in{i}.tif", 256, seed=i)
+    cmd = [sys.executable, str(REPO / "use_model.py"), "--root", str(ws.root), "--model", "t", "--yes"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (ws.use_outputs / "in0_mask.tif").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-way: the first mask is written, the others are not
+    proc.wait(timeout=30)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert files(ws.use_outputs) == [f"in{i}_mask.tif" for i in range(6)] + ["runs"]  # no *_mask_2.tif
+    assert files(ws.use_inputs) == [] and not (ws.root / ".paulow.lock").exists()

@@ -1,8 +1,10 @@
 """`use_model.py` / `paulow predict`: segment every image in INPUT_IMAGES with a saved model."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -256,9 +258,12 @@ def run(args, echo=print) -> int:
         earlier = distributed.on_main(lambda: _unfinished_outputs(ws.use_outputs, model_sha, opts))
         mine = distributed.shard(images, key=lambda p: p.stem)  # same stem, same rank: no name races
         for path in tqdm(mine, desc="segmenting", unit="file", disable=None if main else True):
+            note = (lambda pending: _write_run_record(results + [pending], record, model_path, model_sha, loaded,
+                                                      opts, args, started, False)) if main else None
             try:
-                results.append(_reuse(path, earlier, ws.use_outputs, echo)
-                               or segment_file(loaded, path, ws.use_outputs, opts))
+                with _recording(path, ws.use_outputs, note):
+                    results.append(_reuse(path, earlier, ws.use_outputs, echo)
+                                   or segment_file(loaded, path, ws.use_outputs, opts))
             except (PaulowError, OSError) as exc:
                 why = str(exc) if isinstance(exc, PaulowError) else _refused_alone(path, exc)
                 file_error(path, why)
@@ -278,6 +283,29 @@ def run(args, echo=print) -> int:
         run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
                            [w.name for r in ok for w in r.written])
         return code
+
+
+@contextlib.contextmanager
+def _recording(path: Path, out_dir: Path, note) -> Iterator[None]:
+    """While one file is segmented: before each of its outputs is renamed into place, `note` gets the
+    file's result so far (outputs with their SHA-256), to be written into the run record. A SIGKILL
+    just after the rename then leaves the output recorded, and the rerun keeps it (no `X_mask_2.tif`)."""
+    from .. import io
+    from ..checkpoint import sha256_file
+
+    if note is None:
+        yield
+        return
+    pending = FileResult(source=path, read_as=fingerprint(path))  # before segment_file reads it
+
+    def hook(temporary: Path, final: Path) -> None:
+        if final.parent == out_dir:
+            pending.written.append(final)
+            pending.written_sha256.append(sha256_file(temporary))
+            note(pending)
+
+    with io.before_replace(hook):
+        yield
 
 
 def _refused_alone(path: Path, exc: OSError) -> str:
