@@ -12,6 +12,7 @@ lets a record decide which input is cleared, a record is trusted only this far:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -144,3 +145,37 @@ def settle(out_dir: Path, finished: Path, inputs: Iterable[str], outputs: Iterab
             write_json(path, record)
             changed.append(path)
     return changed
+
+
+def output_hashes(result: Any) -> list[str]:
+    """SHA-256 of a result's outputs (`written`), hashed once and kept in `written_sha256`."""
+    from .checkpoint import sha256_file
+
+    if len(result.written_sha256) != len(result.written):
+        result.written_sha256 = [sha256_file(w) for w in result.written]
+    return result.written_sha256
+
+
+@contextlib.contextmanager
+def recording(pending: Any, out_dir: Path, note: Any) -> Iterator[None]:
+    """While one input is segmented: before each of its outputs is renamed into place, `note(pending)`
+    gets its result so far (outputs with their SHA-256) to write into the run record. A SIGKILL just
+    after the rename then leaves the output recorded, and the rerun keeps it (no `X_mask_2.tif`).
+    `pending` is an empty result for the input; its fingerprint is taken here, before it is read."""
+    from . import io
+    from .checkpoint import sha256_file
+    from .workspace import fingerprint
+
+    if note is None:
+        yield
+        return
+    pending.read_as = fingerprint(pending.source)
+
+    def hook(temporary: Path, final: Path) -> None:
+        if final.parent == out_dir:
+            pending.written.append(final)
+            pending.written_sha256.append(sha256_file(temporary))
+            note(pending)
+
+    with io.before_replace(hook):
+        yield

@@ -605,3 +605,26 @@ def test_a_rerun_after_sigkill_mid_segmentation_finishes_without_duplicates(quic
     assert done.returncode == 0, done.stderr
     assert files(ws.use_outputs) == [f"in{i}_mask.tif" for i in range(6)] + ["runs"]  # no *_mask_2.tif
     assert files(ws.use_inputs) == [] and not (ws.root / ".paulow.lock").exists()
+
+
+def test_a_kill_right_after_a_mask_is_renamed_into_place_leaves_it_recorded(quick_ws, monkeypatch, capsys):
+    import os
+
+    ws = quick_ws
+    for i in range(2):
+        _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
+    real = os.replace
+
+    def replace_then_killed(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        if Path(dst).name == "in0_mask.tif":
+            raise Killed  # SIGKILL between the rename and anything after it
+
+    monkeypatch.setattr(os, "replace", replace_then_killed)
+    with pytest.raises(Killed):
+        _predict(ws)
+    monkeypatch.setattr(os, "replace", real)
+    assert files(ws.use_outputs) == ["in0_mask.tif", "runs"]
+    assert _predict(ws) == 0
+    assert "in0.tif: kept in0_mask.tif from an interrupted run" in capsys.readouterr().out
+    assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "runs"] and files(ws.use_inputs) == []

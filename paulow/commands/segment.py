@@ -1,10 +1,8 @@
 """`use_model.py` / `paulow predict`: segment every image in INPUT_IMAGES with a saved model."""
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -261,7 +259,7 @@ def run(args, echo=print) -> int:
             note = (lambda pending: _write_run_record(results + [pending], record, model_path, model_sha, loaded,
                                                       opts, args, started, False)) if main else None
             try:
-                with _recording(path, ws.use_outputs, note):
+                with run_records.recording(FileResult(source=path), ws.use_outputs, note):
                     results.append(_reuse(path, earlier, ws.use_outputs, echo)
                                    or segment_file(loaded, path, ws.use_outputs, opts))
             except (PaulowError, OSError) as exc:
@@ -283,29 +281,6 @@ def run(args, echo=print) -> int:
         run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
                            [w.name for r in ok for w in r.written])
         return code
-
-
-@contextlib.contextmanager
-def _recording(path: Path, out_dir: Path, note) -> Iterator[None]:
-    """While one file is segmented: before each of its outputs is renamed into place, `note` gets the
-    file's result so far (outputs with their SHA-256), to be written into the run record. A SIGKILL
-    just after the rename then leaves the output recorded, and the rerun keeps it (no `X_mask_2.tif`)."""
-    from .. import io
-    from ..checkpoint import sha256_file
-
-    if note is None:
-        yield
-        return
-    pending = FileResult(source=path, read_as=fingerprint(path))  # before segment_file reads it
-
-    def hook(temporary: Path, final: Path) -> None:
-        if final.parent == out_dir:
-            pending.written.append(final)
-            pending.written_sha256.append(sha256_file(temporary))
-            note(pending)
-
-    with io.before_replace(hook):
-        yield
 
 
 def _refused_alone(path: Path, exc: OSError) -> str:
@@ -381,19 +356,10 @@ def _write_run_record(results: list[FileResult], path: Path, model_path: Path, m
         "threshold": threshold, "device": opts.device, "options": effective_options(args),
         "segment_options": _options_record(opts),
         "files": [{"input": r.source.name, "input_sha256": r.read_as.sha256 if r.read_as else None,
-                   "outputs": [w.name for w in r.written], "outputs_sha256": _output_hashes(r),
+                   "outputs": [w.name for w in r.written], "outputs_sha256": run_records.output_hashes(r),
                    "error": r.error} for r in results],
     }
     return write_json(path, record)
-
-
-def _output_hashes(result: FileResult) -> list[str]:
-    """SHA-256 of a result's outputs (hashed once, when first recorded)."""
-    from ..checkpoint import sha256_file
-
-    if len(result.written_sha256) != len(result.written):
-        result.written_sha256 = [sha256_file(w) for w in result.written]
-    return result.written_sha256
 
 
 def _write_tables(results: list[FileResult], out_dir: Path, opts: SegmentOptions) -> list[Path]:
