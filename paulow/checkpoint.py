@@ -108,8 +108,8 @@ def torch_save(payload: Any, tmp: Path, final: Path) -> None:
 
     try:
         torch.save(payload, tmp)
-    except RuntimeError as exc:
-        if "writ" not in str(exc):
+    except RuntimeError as exc:  # "...failed writing file..." or, on a full disk, "unexpected pos N vs M"
+        if "writ" not in str(exc) and "unexpected pos" not in str(exc):
             raise
         full = shutil.disk_usage(final.parent).free < (64 << 20)
         raise OSError(errno.ENOSPC if full else errno.EIO,

@@ -361,6 +361,7 @@ def _setup_logging(verbose: bool) -> None:
     for h in logger.handlers:
         if getattr(h, "_paulow_console", False):
             h.setLevel(logging.INFO if verbose else logging.WARNING)
+            h.stream = sys.stderr  # type: ignore[attr-defined]  # this call's stream (in-process reruns)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
@@ -400,9 +401,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None, default_root: Path | None = None) -> int:
     """Entry point of `paulow` and the scripts. Returns the exit code (a torchrun rank leaves the
     process group and exits with it, see `distributed.exit_process`)."""
+    from .stopping import handled
+
     code = None
     try:
-        code = _run(argv, default_root)
+        with handled():  # SIGTERM/SIGHUP stop the run like Ctrl-C; `| head -1` does not abort it
+            code = _run(argv, default_root)
         return code
     finally:
         if "torch.distributed" in sys.modules:  # never imports torch for commands that did not
@@ -433,9 +437,12 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
         if not getattr(exc, "reported_by_main", False):  # under torchrun rank 0 reports it once
             print(f"error{_rank_note()}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("\ninterrupted: nothing was deleted; the input folders are as they were", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (paulow.stopping)
+        from .stopping import exit_code, how
+
+        print(f"\ninterrupted ({how(exc)}): nothing was deleted; the input folders are as they were",
+              file=sys.stderr)
+        return exit_code(exc)
     except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
@@ -444,10 +451,12 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
 def os_error_line(exc: OSError) -> str:
     """One line for an operating-system error: what happened, where, and the fix."""
     import errno
+    import re
 
     where = exc.filename or "an output file"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"disk full at '{where}': free some space and run again (the inputs were kept)"
+    short_write = exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc))  # numpy's tofile
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or short_write:
+        return f"{where}: disk full - free some space and rerun (the inputs were kept)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"permission denied at '{where}': make that folder writable (or run with "
                 "--keep-inputs if only the input folder is read-only); the inputs were kept")
@@ -460,7 +469,10 @@ def _rank_note() -> str:
     """` (rank N)` on torchrun's ranks other than 0, else nothing."""
     from . import distributed
 
-    return f" (rank {distributed.rank()})" if not distributed.is_main() else ""
+    try:
+        return f" (rank {distributed.rank()})" if not distributed.is_main() else ""
+    except PaulowError:  # the torchrun variables themselves are the error
+        return ""
 
 
 def script_main(command: str, script_file: str) -> Callable[[], None]:

@@ -18,13 +18,41 @@ TIMEOUT_ENV = "PAULOW_DDP_TIMEOUT"
 DEFAULT_TIMEOUT = 1800.0
 
 
+RENDEZVOUS_ENV = "PAULOW_DDP_RENDEZVOUS_TIMEOUT"
+DEFAULT_RENDEZVOUS = 60.0
+_UNSET = "unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT (left over from an earlier torchrun?)"
+
+
+def environment() -> tuple[int, int]:
+    """(WORLD_SIZE, RANK) that torchrun set, (1, 0) without it; a `UsageError` naming the variables
+    for values torchrun never sets (not whole numbers, one without the other, RANK out of range)."""
+    from .errors import UsageError
+
+    given = {k: os.environ[k] for k in ("WORLD_SIZE", "RANK") if k in os.environ}
+    if not given:
+        return 1, 0
+    shown = " ".join(f"{k}={v!r}" for k, v in given.items())
+    if len(given) == 1:
+        raise UsageError(f"the environment sets {shown} without {'RANK' if 'WORLD_SIZE' in given else 'WORLD_SIZE'}: "
+                         f"{_UNSET}, or start the run with torchrun")
+    try:
+        size, index = int(given["WORLD_SIZE"]), int(given["RANK"])
+    except ValueError:
+        raise UsageError(f"the environment sets {shown}, which are not whole numbers: {_UNSET}, or start "
+                         "the run with torchrun") from None
+    if size < 1 or not 0 <= index < size:
+        raise UsageError(f"the environment sets {shown} (RANK must be 0 to WORLD_SIZE - 1): {_UNSET}, or "
+                         "start the run with torchrun")
+    return size, index
+
+
 def world_size() -> int:
     """Processes in the run (1 without torchrun)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return environment()[0]
 
 
 def rank() -> int:
@@ -33,7 +61,7 @@ def rank() -> int:
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
-    return int(os.environ.get("RANK", "0"))
+    return environment()[1]
 
 
 def is_main() -> bool:
@@ -73,8 +101,38 @@ def init(device: str, timeout: float | None = None) -> bool:
         import torch
 
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
+    store = _rendezvous()
+    dist.init_process_group(backend=backend, store=store, rank=rank(), world_size=world_size(),
+                            timeout=datetime.timedelta(seconds=timeout))
+    store.set_timeout(datetime.timedelta(seconds=timeout))
     return True
+
+
+def _rendezvous():
+    """torchrun's store (env://), waiting at most `$PAULOW_DDP_RENDEZVOUS_TIMEOUT` seconds (60) for the
+    other processes, so leftover variables without peers give one line instead of a 30-minute wait."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from .errors import UsageError
+
+    try:
+        wait = float(os.environ.get(RENDEZVOUS_ENV, DEFAULT_RENDEZVOUS))
+    except ValueError:
+        wait = float("nan")
+    if not 0 < wait < float("inf"):
+        raise UsageError(f"{RENDEZVOUS_ENV}={os.environ.get(RENDEZVOUS_ENV)!r} is not a number of seconds > 0: "
+                         "fix or unset it")
+    size, index = environment()
+    try:
+        store, _, _ = next(dist.rendezvous("env://", index, size, timeout=datetime.timedelta(seconds=wait)))
+    except (RuntimeError, ValueError, OSError) as exc:  # DistNetworkError/DistStoreError are RuntimeErrors
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise UsageError(f"the other torchrun process(es) did not join at {where} within {wait:g} s "
+                         f"({RENDEZVOUS_ENV}; WORLD_SIZE={size}, RANK={index}; {type(exc).__name__}): start all "
+                         f"of them with torchrun, or {_UNSET}") from None
+    return store
 
 
 def shutdown() -> None:

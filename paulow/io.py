@@ -649,6 +649,21 @@ def pair_images_masks(image_paths: Sequence[str | Path],
 # Writing
 # ---------------------------------------------------------------------------------------------
 
+_BEFORE_REPLACE: list = []  # hooks (temporary, final) run just before a temporary becomes its final file
+
+
+@contextlib.contextmanager
+def before_replace(hook) -> Iterator[None]:
+    """Call `hook(temporary, final_path)` for every `atomic_write_path` write in the block, after the
+    temporary is complete and before it is renamed (the segment command records each output's
+    SHA-256 there, so a kill right after the rename still leaves the output known)."""
+    _BEFORE_REPLACE.append(hook)
+    try:
+        yield
+    finally:
+        _BEFORE_REPLACE.remove(hook)
+
+
 @contextlib.contextmanager
 def atomic_write_path(final_path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside `final_path`; on success it replaces `final_path`,
@@ -659,6 +674,8 @@ def atomic_write_path(final_path: str | Path) -> Iterator[Path]:
     temporary = final_path.with_name(f".{final_path.name}.{token}.tmp{final_path.suffix}")
     try:
         yield temporary
+        for hook in list(_BEFORE_REPLACE):
+            hook(temporary, final_path)
         os.replace(temporary, final_path)
     except OSError as exc:  # name the file the user knows (a full disk rarely says where)
         if exc.filename in (None, str(temporary), temporary):

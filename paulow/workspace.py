@@ -86,18 +86,19 @@ class Workspace:
     def lock(self) -> Iterator[Path]:
         """Hold the workspace for one run so two runs never consume the same inputs.
 
-        The kernel decides (`flock` on the open lock file, held for the run and released by the
-        kernel when the process dies), so a file left by a killed run is harmless. The file holds
-        the holder's pid for messages only.
+        The kernel decides: `flock` on a descriptor of the workspace folder itself, held for the run
+        and released by the kernel when the process dies. Deleting or replacing `.paulow.lock`
+        cannot admit a second run; that file only holds the holder's pid for messages (opened
+        without following links, so a link planted there is refused and its target untouched).
         """
         path = self.root / LOCK_NAME
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = _take_lock(path)
+        held = _take_lock(path)
         try:
             clean_stale_temporaries(self.output_folders())
             yield path
         finally:
-            _release_lock(path, fd)
+            _release_lock(path, held)
 
 
 # `.NAME.<pid>-<8 hex>.tmp[.ext]`, written by `paulow.io.atomic_write_path`
@@ -133,44 +134,80 @@ def clean_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
     except FileNotFoundError:
         return False
 
 
-def _take_lock(path: Path) -> int:
-    """Open and `flock` the lock file; return the descriptor to keep open for the run."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise UsageError(f"another PAULow run (pid {holder}) is using this workspace: wait for it "
-                             "to finish") from None
-        if _same_file(fd, path):
-            break
-        os.close(fd)  # the previous holder removed this file as we opened it: lock the new one
+def _holder(path: Path) -> str:
+    """The pid written in the lock file (for the message only), without following links or blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return "unknown"
+    try:
+        return os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
+    finally:
+        os.close(fd)
+
+
+def _take_lock(path: Path) -> tuple[int, int]:
+    """`flock` the workspace folder, then write our pid into the lock file; return both descriptors."""
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
+        raise UsageError(f"another PAULow run (pid {_holder(path)}) is using this workspace: wait for it "
+                         "to finish") from None
+    try:
+        return folder, _write_pid(path)
+    except BaseException:
+        os.close(folder)
+        raise
+
+
+def _write_pid(path: Path) -> int:
+    """Open the lock file (never through a link, never a shared or special file) and write our pid."""
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise UsageError(f"'{path}' is a symbolic link: delete that link (PAULow writes its lock file "
+                         "there and never follows links)") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise UsageError(f"'{path}' is not PAULow's lock file (a special file or a hard link to another "
+                         "file): delete it") from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
     except OSError as exc:  # a full disk: no lock file stays behind, and the message says where
-        _release_lock(path, fd)
+        _release_lock(path, (-1, fd))
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
-        _release_lock(path, fd)
+        _release_lock(path, (-1, fd))
         raise
     return fd
 
 
-def _release_lock(path: Path, fd: int) -> None:
-    """Remove the lock file while still holding it (only if it is still ours), then unlock."""
+def _release_lock(path: Path, held: tuple[int, int]) -> None:
+    """Remove the lock file (only if it is still ours), then unlock the folder."""
+    folder, fd = held
     try:
         if _same_file(fd, path):
-            path.unlink()
+            path.unlink(missing_ok=True)  # someone may delete it at the same moment
     finally:
         os.close(fd)
+        if folder >= 0:
+            os.close(folder)
 
 
 @dataclass(frozen=True)
@@ -242,13 +279,17 @@ def clear_inputs(expected: Mapping[Path, Fingerprint]) -> Cleared:
                 done.failed.append((path, exc.strerror or type(exc).__name__))
                 continue
             done.removed.append(path)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (see paulow.stopping)
+        from .stopping import exit_code, how
+
         gone = [p for p, _ in todo if p in done.removed or (p not in done.changed and not p.exists())]
         shown = ", ".join(p.name for p in gone[:10]) + (" ..." if len(gone) > 10 else "")
-        raise InterruptedRun(
-            f"stopped while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were deleted"
-            + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
-            + (" in '" + str(todo[0][0].parent) + "'" if todo else "")) from None
+        stop = InterruptedRun(
+            f"stopped ({how(exc)}) while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were "
+            "deleted" + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
+            + (" in '" + str(todo[0][0].parent) + "'" if todo else ""))
+        stop.exit_code = exit_code(exc)
+        raise stop from None
     return done
 
 

@@ -30,6 +30,7 @@ def test_finetune_refuses_torchrun(tmp_path, monkeypatch, capsys):
     from paulow.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")  # torchrun sets both (one alone is refused: tests/test_safety.py)
     assert main(["finetune", "--root", str(tmp_path)]) == 2
     assert "start it without torchrun" in capsys.readouterr().err
 

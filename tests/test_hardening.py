@@ -213,8 +213,8 @@ def test_disk_full_while_locking_leaves_no_lock_file(tmp_path, monkeypatch, caps
     code = cli.main(["predict", "--root", str(tmp_path), "--yes"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines() == [f"error: disk full at '{tmp_path / LOCK_NAME}': free some space and run "
-                                        "again (the inputs were kept)"]
+    assert err.strip().splitlines() == [f"error: {tmp_path / LOCK_NAME}: disk full - free some space and rerun "
+                                        "(the inputs were kept)"]
     assert not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "Use_Model" / "INPUT_IMAGES" / "a.tif").exists()
 
@@ -245,7 +245,7 @@ def test_disk_full_while_writing_a_mask_keeps_inputs_and_leaves_no_partial_file(
     err = capsys.readouterr().err
     monkeypatch.setattr("paulow.io.tifffile.imwrite", real)
     assert code == 2 and "Traceback" not in err
-    assert f"error: disk full at '{ws.use_outputs / 'in0_mask.tif'}'" in err
+    assert f"error: {ws.use_outputs / 'in0_mask.tif'}: disk full - free some space and rerun" in err
     assert files(ws.use_inputs) == ["in0.tif", "in1.tif"]  # nothing cleared
     leftovers = [p.name for p in ws.use_outputs.rglob("*") if p.is_file() and not p.suffix == ".json"]
     assert leftovers == []  # no partial mask, no hidden temporary
@@ -274,7 +274,7 @@ def test_disk_full_while_saving_the_model_keeps_training_inputs(tmp_path, monkey
     code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", *TINY_TRAIN])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert f"error: disk full at '{ws.models / 'm.pth'}'" in err
+    assert f"error: {ws.models / 'm.pth'}: disk full - free some space and rerun" in err
     assert len(files(ws.train_images)) == 2 and len(files(ws.train_masks)) == 2
     assert not any(p.name.startswith(".m.pth") for p in ws.models.iterdir())
     assert not (ws.models / "m.pth").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import distributed
+from .. import distributed, run_records
 from ..errors import ModelError, PaulowError
 from ..io import list_unusable
 from ..predict import choose_threshold, match_channels, predict_pages  # noqa: F401 (re-exported)
@@ -49,6 +49,7 @@ class FileResult:
     summary: list[dict] = field(default_factory=list)
     error: str | None = None
     read_as: Fingerprint | None = None  # the input as it was read, so clearing can tell a changed file
+    written_sha256: list[str] = field(default_factory=list)  # of `written`, for the run record
 
 
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
@@ -269,6 +270,7 @@ def run(args, echo=print) -> int:
     main = distributed.is_main()
     echo = echo if main else quiet
     distributed.main_first(lambda: ws.require(ws.use_inputs))
+    distributed.on_main(lambda: run_records.require_runs_folder(ws.use_outputs))
     if main:
         ws.use_outputs.mkdir(parents=True, exist_ok=True)
     distributed.on_main(lambda: require_writable(ws, ws.use_outputs, [ws.use_inputs], args.keep_inputs))
@@ -305,12 +307,16 @@ def run(args, echo=print) -> int:
         earlier = distributed.on_main(lambda: _unfinished_outputs(ws.use_outputs, model_sha, opts))
         mine = distributed.shard(images, key=lambda p: p.stem)  # same stem, same rank: no name races
         for path in tqdm(mine, desc="segmenting", unit="file", disable=None if main else True):
+            note = (lambda pending: _write_run_record(results + [pending], record, model_path, model_sha, loaded,
+                                                      opts, args, started, False)) if main else None
             try:
-                results.append(_reuse(path, earlier, ws.use_outputs, echo)
-                               or segment_file(loaded, path, ws.use_outputs, opts))
-            except PaulowError as exc:
-                file_error(path, str(exc))
-                results.append(FileResult(source=path, error=str(exc)))
+                with run_records.recording(FileResult(source=path), ws.use_outputs, note):
+                    results.append(_reuse(path, earlier, ws.use_outputs, echo)
+                                   or segment_file(loaded, path, ws.use_outputs, opts))
+            except (PaulowError, OSError) as exc:
+                why = str(exc) if isinstance(exc, PaulowError) else _refused_alone(path, exc)
+                file_error(path, why)
+                results.append(FileResult(source=path, error=why))
             if main:  # after every file: a killed run's masks stay known (see _unfinished_outputs)
                 _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
         if distributed.active():
@@ -318,44 +324,50 @@ def run(args, echo=print) -> int:
         if not main:
             return 0
         tables = _write_tables(results, ws.use_outputs, opts)
-        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True))
-        return _finish(results, tables, args, echo)
+        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False))
+        code = _finish(results, tables, args, echo)
+        # finished only once the inputs are cleared: a run killed while clearing is still resumable
+        _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True)
+        ok = [r for r in results if r.error is None]
+        run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
+                           [w.name for r in ok for w in r.written])
+        return code
 
 
-def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, list[Path]]:
+def _refused_alone(path: Path, exc: OSError) -> str:
+    """Why one file failed for a reason of its own (a name too long for its outputs, the file removed
+    mid-run); anything else (a full disk, a read-only folder) re-raised, to stop the run."""
+    import errno
+
+    if exc.errno == errno.ENAMETOOLONG:
+        return (f"the name is too long for its output names ({len(path.name.encode())} bytes; file names may "
+                "have 255) - rename it shorter")
+    if exc.errno == errno.ENOENT and not path.exists():
+        return "it was removed while the run went on - put it back and rerun to segment it"
+    raise exc
+
+
+def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, run_records.Earlier]:
     """Outputs of runs that were killed before finishing, with the same model and options, by the
-    SHA-256 of the input that made them (only when every one of them is still there)."""
-    import json
-
-    found: dict[str, list[Path]] = {}
+    SHA-256 of the input that made them (see `paulow.run_records`)."""
     if opts.instances:  # their object tables died with the run: segment again
-        return found
-    for path in sorted((out_dir / "runs").glob("segment_*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("finished") or record.get("model", {}).get("sha256") != model_sha \
-                or record.get("segment_options") != _options_record(opts):
-            continue
-        for entry in record.get("files", []):
-            outputs = [out_dir / name for name in entry.get("outputs", [])]
-            if entry.get("input_sha256") and outputs and all(o.is_file() for o in outputs):
-                found[entry["input_sha256"]] = outputs
-    return found
+        return {}
+    return run_records.unfinished_outputs(out_dir, model_sha, _options_record(opts))
 
 
-def _reuse(path: Path, earlier: dict[str, list[Path]], out_dir: Path, echo) -> FileResult | None:
-    """The outputs a killed run already wrote for exactly this input, instead of segmenting it again."""
+def _reuse(path: Path, earlier: dict[str, run_records.Earlier], out_dir: Path, echo) -> FileResult | None:
+    """The outputs a killed run already wrote for exactly this input, instead of segmenting it again
+    (only while each is still the file, with the content, that run recorded)."""
     if not earlier:
         return None
     read_as = fingerprint(path)
-    outputs = earlier.get(read_as.sha256)
-    if outputs is None:
+    found = earlier.get(read_as.sha256)
+    if found is None or not run_records.still_there(found):
         return None
-    echo(f"{path.name}: kept {', '.join(o.name for o in outputs)} from an interrupted run (same input, model "
-         "and options)")
-    return FileResult(source=path, written=list(outputs), read_as=read_as)
+    echo(f"{path.name}: kept {', '.join(o.name for o in found.outputs)} from an interrupted run (same input, "
+         "model and options)")
+    return FileResult(source=path, written=list(found.outputs), read_as=read_as,
+                      written_sha256=list(found.sha256))
 
 
 def _options_record(opts: SegmentOptions) -> dict:
@@ -395,7 +407,8 @@ def _write_run_record(results: list[FileResult], path: Path, model_path: Path, m
         "threshold": threshold, "device": opts.device, "options": effective_options(args),
         "segment_options": _options_record(opts),
         "files": [{"input": r.source.name, "input_sha256": r.read_as.sha256 if r.read_as else None,
-                   "outputs": [w.name for w in r.written], "error": r.error} for r in results],
+                   "outputs": [w.name for w in r.written], "outputs_sha256": run_records.output_hashes(r),
+                   "error": r.error} for r in results],
     }
     return write_json(path, record)
 

@@ -96,6 +96,7 @@ def run(args, echo=print) -> Path | None:
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
     slices = distributed.main_first(lambda: _training_slices(ws, cfg, args, refused))
+    slices = _fingerprinted(slices, read_as, ws, refused)
     report_refused(refused, args, "Train_Model", echo)
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
@@ -127,6 +128,20 @@ def run(args, echo=print) -> Path | None:
         echo(test_line(meta))
         consume_inputs(read_as, args.keep_inputs, "Train_Model", echo)
     return path
+
+
+def _fingerprinted(slices: Sequence[Slice], read_as: dict, ws: Workspace, refused: list) -> list[Slice]:
+    """The pairs whose files were fingerprinted before reading; a pair added in between is refused
+    (kept for the next run), since clearing could not tell whether it changed after it was read."""
+    def pair(s: Slice) -> set[Path]:
+        return {s.source, ws.train_masks / s.info["mask_file"]}
+
+    late = sorted({f for s in slices for f in pair(s) if f not in read_as})
+    refused += [(f, "it was added while the run was starting - it is kept for the next run") for f in late]
+    kept = [s for s in slices if not pair(s) & set(late)]
+    if slices and not kept:
+        raise UsageError("every training pair was added while the run was starting: run again")
+    return kept
 
 
 def _follow(ws: Workspace, args, device: str) -> None:
@@ -199,11 +214,24 @@ def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrit
     from .. import resume as resume_file
 
     resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
-    name = resumed["payload"]["name"]
+    name = _valid_resumed_name(resumed["payload"].get("name"), resumed["report_dir"] / resume_file.RESUME_FILE)
     if (ws.models / f"{name}.pth").exists() and not overwrite:
         raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
                          "add --overwrite to replace it")
     return name
+
+
+def _valid_resumed_name(name, state: Path) -> str:
+    """The model name a resume file carries, checked like `--name` (no folders, no `..`)."""
+    from .common import check_new_name
+
+    try:
+        if not isinstance(name, str):
+            raise ValueError("it is not text")
+        return check_new_name(name, state.parent, overwrite=True)
+    except ValueError as exc:
+        raise UsageError(f"the resume file '{state}' names no valid model ({exc}): start a new run "
+                         "without --resume") from None
 
 
 def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
