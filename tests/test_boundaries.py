@@ -177,7 +177,7 @@ def test_boundary_target_options():
     assert config_from_options({"classes": 1}).boundary_target == "auto"
     with pytest.raises(UsageError, match="leave out --classes 2"):
         config_from_options({"boundary_target": 2, "classes": 2})
-    with pytest.raises(UsageError, match="ring width"):
+    with pytest.raises(UsageError, match="--boundary-target 1.5 is out of range: give a whole number from 1 to 1000"):
         config_from_options({"boundary_target": 1.5})
 
 
