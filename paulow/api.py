@@ -185,14 +185,21 @@ class Model:
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
                       batch_size: int = 8, min_size: int | None = None) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
+        from .multi_file import PreparedImage
         from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
-        stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
-        stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
+        prepared = image if isinstance(image, PreparedImage) else None  # read + normalised already
+        if prepared is not None:
+            stack = prepared.data
+        else:
+            stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
+            stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
         cut = choose_threshold(self.meta, threshold)
-        probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
-                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
+        probs = predict_pages(self.networks, self.meta, prepared.pages if prepared else stack, tile=tile,
+                              overlap=overlap, tta=tta, device=device or self.device, batch_size=batch_size,
+                              name=str(prepared.path if prepared else _name(image, 0)),
+                              normalised=prepared is not None)
         from .boundaries import is_boundary_model, object_mask
         from .object_size import choose_min_size, mask_without_small
 
@@ -205,6 +212,21 @@ class Model:
 
         return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small)
                 for p, page in zip(probs, stack)]
+
+    def predict_files(self, paths: Sequence[str | Path], **options: Any):
+        """Yield `(path, predict_stack(path, **options))` for each file in order; the next file is
+        read and normalised in a background thread while the network works (`paulow.multi_file`)."""
+        from .multi_file import predict_files
+
+        return predict_files(self, paths, **options)
+
+    def segment_files(self, paths: Sequence[str | Path], out_dir: str | Path, **options: Any) -> list[Path]:
+        """Write `<stem>_mask.tif` into `out_dir` for each file (free names, nothing overwritten), the
+        next file read and the previous mask written in background threads; the written paths in
+        input order. Options as `predict_stack`."""
+        from .multi_file import segment_files
+
+        return segment_files(self, paths, out_dir, **options)
 
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model

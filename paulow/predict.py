@@ -3,6 +3,7 @@ tiled inference, the threshold choice. No files, no prompts."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,18 +39,27 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
     return float(override) if override is not None else float(meta.get("threshold", 0.5))
 
 
+def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterator[np.ndarray]:
+    """The pages of a raw (pages, C, H, W) stack as the model's float32 (C, H, W) inputs, one at a
+    time (channels fitted, normalised as in training)."""
+    from .data import normalise_with
+
+    data = match_channels(data, int(meta["in_channels"]), name)
+    spec = meta.get("normalisation", {})
+    return (normalise_with(page, spec) for page in data)
+
+
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image") -> list[np.ndarray]:
-    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
-    from .data import normalise_with
+                  tta: bool = False, name: str = "image", normalised: bool = False) -> list[np.ndarray]:
+    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack (or of pages
+    already through `normalise_pages` when `normalised`)."""
     from .infer import predict_slice, set_activation, suggest_tile
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
-    data = match_channels(data, int(meta["in_channels"]), name)
+    pages = data if normalised else normalise_pages(meta, data, name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
-    spec = meta.get("normalisation", {})
-    return [predict_slice(models, normalise_with(page, spec), tile=tile, overlap=overlap,
+    return [predict_slice(models, page, tile=tile, overlap=overlap,
                           batch_size=batch_size, device=device, tta=tta)
-            for page in data]
+            for page in pages]
