@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from test_infer_engine import image, reference_probs, small_unet
+
 from paulow.infer import predict_slice
 
 pytestmark = [pytest.mark.cuda,

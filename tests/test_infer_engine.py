@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from paulow.infer import (TTA_TRANSFORMS, gaussian_window_1d, predict_slice, predict_stack,
-                          tile_starts)
+from paulow.infer import (
+    TTA_TRANSFORMS,
+    gaussian_window_1d,
+    predict_slice,
+    predict_stack,
+    tile_starts,
+)
 from paulow.postprocess import to_mask
 
 CPU = torch.device("cpu")
