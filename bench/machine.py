@@ -3,19 +3,8 @@ between sessions, so every result file names the CPU model."""
 from __future__ import annotations
 
 import os
-import platform
-from pathlib import Path
 
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from paulow.device import cpu_model
 
 
 def machine_line() -> str:
