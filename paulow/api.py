@@ -228,6 +228,21 @@ class Model:
 
         return segment_files(self, paths, out_dir, **options)
 
+    def choose_settings(self, work_mpix: float, largest_side: int, *, device: str | None = None,
+                        overlap: float | None = None, tta: bool = False, tile: int | None = None,
+                        batch_size: int | None = None):
+        """Tile and batch size (and `torch.compile` for long runs) measured on the device for
+        `work_mpix` megapixels of images up to `largest_side` px (`paulow.device_probe`; cached per
+        device and network); `tile`/`batch_size` given are kept. Returns the `Choice` (its
+        `reason` says why); compiled networks replace the model's when compiling pays off."""
+        from .device_probe import probe
+
+        overlap = overlap if overlap is not None else float(self.meta.get("overlap", 0.5))
+        choice, self.networks = probe(self.networks, self.meta, device or self.device, work_mpix,
+                                      overlap=overlap, largest_side=largest_side, tta=tta, tile=tile,
+                                      batch_size=batch_size)
+        return choice
+
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
         takes the file's name (`nuclei.pth`: "nuclei"), as `train_model.py` names its models."""

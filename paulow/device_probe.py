@@ -282,3 +282,28 @@ def _device_name(device) -> str:
     from .device import cpu_model
 
     return f"{cpu_model()} x{torch.get_num_threads()} threads"
+
+
+PROBE_ON_CPU = False  # see docs/gpu.md: bench/device_probe.py on the 2-core CPU
+
+
+def tune_options(opts, models: list, meta: dict, images: list, given_batch: int | None, echo) -> tuple:
+    """`opts` (a `SegmentOptions`) with the probe's tile and batch size for segmenting `images` on
+    `opts.device` (CUDA; the CPU only when `PROBE_ON_CPU`), and the networks to run; the console
+    line says what was chosen and why. `--tile` and `given_batch` (`--batch-size`) are kept."""
+    from dataclasses import replace
+
+    import torch
+
+    if not images or (torch.device(opts.device).type != "cuda" and not PROBE_ON_CPU):
+        return opts, models
+    from .io import read_image
+
+    first = read_image(images[0]).data  # the work: the first file's pixels times the file count
+    work_mpix = first.shape[0] * first.shape[2] * first.shape[3] * len(images) / 1e6
+    overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
+    choice, models = probe(models, meta, opts.device, work_mpix, overlap=overlap,
+                           largest_side=max(first.shape[2:]), tta=opts.tta, tile=opts.tile,
+                           batch_size=given_batch, allow_compile=not opts.compile)
+    echo(f"device settings: {choice.reason}")
+    return replace(opts, tile=choice.tile, batch_size=choice.batch_size), models

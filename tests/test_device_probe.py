@@ -179,3 +179,39 @@ def test_the_real_timer_times_a_tiny_network_on_the_cpu():
     net = build_model("paulow_attention_unet", in_channels=1, classes=1, width=4, depth=2)
     seconds = dp.TileTimer([net], 1, torch.device("cpu"))(32, 2)
     assert 0 < seconds < 5
+
+
+def _options(**kw):
+    from paulow.commands.segment import SegmentOptions
+
+    return SegmentOptions(device="cpu", **kw)
+
+
+def _one_image(folder):
+    import numpy as np
+
+    from paulow import io
+
+    folder.mkdir()
+    return [io.write_tiff(folder / "a.tif", np.zeros((2, 300, 200), dtype=np.uint8))]
+
+
+def test_segment_options_are_left_alone_on_the_cpu_by_default(tmp_path):
+    said = []
+    opts = _options(tile=None)
+    tuned, members = dp.tune_options(opts, ["net"], _meta(), _one_image(tmp_path / "in"), None, said.append)
+    assert tuned is opts and members == ["net"] and said == []
+
+
+def test_segment_options_take_the_probe_choice_and_say_why(tmp_path, monkeypatch, candidates):
+    monkeypatch.setattr(dp, "PROBE_ON_CPU", True)
+    monkeypatch.setenv("PAULOW_CACHE_DIR", str(tmp_path / "cache"))
+    timer = FakeTimer()
+    monkeypatch.setattr(dp, "TileTimer", lambda *args: timer)
+    monkeypatch.setattr(dp, "PROBE_MIN_S", 0.0)  # 2 x 300 x 200 px is a short run
+    said = []
+    tuned, _ = dp.tune_options(_options(), ["net"], _meta(), _one_image(tmp_path / "in"), None, said.append)
+    assert (tuned.tile, tuned.batch_size) == (256, 4)
+    assert said[0].startswith("device settings: tile 256, batch 4: 2.62 MPix/s, the fastest measured")
+    tuned, _ = dp.tune_options(_options(), ["net"], _meta(), _one_image(tmp_path / "in2"), 8, said.append)
+    assert (tuned.tile, tuned.batch_size) == (128, 8)  # --batch-size kept; 256/8 ran out of memory

@@ -198,7 +198,7 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=N
 
 
 def options_from_args(args, device: str) -> SegmentOptions:
-    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size or 8,
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay,
                           instances=args.instances or getattr(args, "rois", False),
@@ -242,6 +242,9 @@ def run(args, echo=print) -> int:
     for r in unusable:
         file_error(r.source, r.error)
     opts = options_from_args(args, device)
+    from ..device_probe import tune_options
+
+    opts, loaded.models = tune_options(opts, loaded.models, loaded.meta, images, args.batch_size, echo)
     if opts.compile:
         from ..infer import compile_for_inference
 
