@@ -265,9 +265,10 @@ def _measure(timer: TileTimer, meta: dict, device, work_mpix: float, overlap: fl
     tiles = [int(tile)] if tile else candidate_tiles(int(meta.get("patch", 128)), device.type, largest_side)
     batches = [int(batch_size)] if batch_size else list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
     batch = int(batch_size or DEFAULT_BATCH)  # first the defaults: the estimate that sets the budget
+    started = time.monotonic()
     rate = pixels_per_tile(tiles[0], overlap) * batch / timer(tiles[0], batch) / 1e6
     run_s = work_mpix / rate
-    budget = min(PROBE_SHARE * run_s, PROBE_MAX_S)
+    budget = min(PROBE_SHARE * run_s, PROBE_MAX_S) - (time.monotonic() - started)
     if budget < PROBE_MIN_S:
         return Choice(tiles[0], batch, rate, reason=f"the run is short (about {run_s:.0f} s): tile "
                       f"{tiles[0]}, batch {batch} without probing", complete=False)
