@@ -60,8 +60,9 @@ class BackgroundWriter:
 
     def _raise_failed(self) -> None:
         for future in self._futures:
-            if future.done() and future.exception() is not None:
-                raise future.exception()
+            error = future.exception() if future.done() else None
+            if error is not None:
+                raise error
         self._futures = [f for f in self._futures if not f.done()]
 
     def __enter__(self) -> BackgroundWriter:

@@ -74,7 +74,7 @@ def search(measure: Measure, tiles: Sequence[int], batches: Sequence[int], overl
            clock: Callable[[], float] = time.monotonic) -> Choice:
     """The fastest (tile, batch) by the rules of the module doc; `measure` may raise out of memory."""
     is_oom = is_oom or _is_out_of_memory
-    started, tried = clock(), []
+    started, tried = clock(), []  # type: float, list
     out_of_time = lambda: bool(tried) and clock() - started >= budget_s  # noqa: E731
     best: Best | None = None
     for tile in tiles:
@@ -125,12 +125,13 @@ def decide_compile(choice: Choice, work_mpix: float, overlap: float,
         choice.reason += (f"; not compiled: the run takes about {run_s:.0f} s, compiling pays off "
                           f"from {COMPILE_MIN_RUN_S:.0f} s")
         return choice
-    if choice.compiled_mpix_per_s is None:
+    if choice.compiled_mpix_per_s is None and time_compiled is not None:
         compile_s, seconds = time_compiled(choice.tile, choice.batch_size)
         choice.compiled_mpix_per_s = pixels_per_tile(choice.tile, overlap) * choice.batch_size / seconds / 1e6
         choice.reason += f"; compiling took {compile_s:.0f} s"
-    choice.compile = choice.compiled_mpix_per_s >= choice.mpix_per_s * GAIN
-    choice.reason += (f"; compiled {choice.compiled_mpix_per_s:.2f} MPix/s: "
+    compiled = choice.compiled_mpix_per_s or 0.0
+    choice.compile = compiled >= choice.mpix_per_s * GAIN
+    choice.reason += (f"; compiled {compiled:.2f} MPix/s: "
                       + ("compiled" if choice.compile else "not compiled (not faster)"))
     return choice
 
@@ -194,6 +195,7 @@ class TileTimer:
     weighting) on random tiles on `device`; `compiled` does the same with `torch.compile`."""
 
     MIN_S, MIN_CALLS = 0.2, 2
+    SLOW_S = 1.0  # a warm-up call this long is the measurement
 
     def __init__(self, members: list, in_channels: int, device, tta: bool = False) -> None:
         self.members, self.in_channels, self.device, self.tta = members, in_channels, device, tta
@@ -209,7 +211,11 @@ class TileTimer:
         with _prepared(members, self.device), torch.inference_mode():
             runner = _TileRunner(members, gaussian_window_1d(tile), self.device, batch, transforms)
             tiles = torch.rand((batch, self.in_channels, tile, tile), device=self.device)
+            started = self._now()
             runner._forward(tiles)  # warm-up (and cuDNN's algorithm search)
+            warm_up = self._now() - started
+            if warm_up >= self.SLOW_S:  # a slow device: one call says enough, more would cost seconds
+                return warm_up
             calls, started = 0, self._now()
             while calls < self.MIN_CALLS or self._now() - started < self.MIN_S:
                 runner._forward(tiles)
@@ -268,10 +274,14 @@ def _measure(timer: TileTimer, meta: dict, device, work_mpix: float, overlap: fl
     started = time.monotonic()
     rate = pixels_per_tile(tiles[0], overlap) * batch / timer(tiles[0], batch) / 1e6
     run_s = work_mpix / rate
-    budget = min(PROBE_SHARE * run_s, PROBE_MAX_S) - (time.monotonic() - started)
+    spent = time.monotonic() - started
+    budget = min(PROBE_SHARE * run_s, PROBE_MAX_S) - spent
     if budget < PROBE_MIN_S:
-        return Choice(tiles[0], batch, rate, reason=f"the run is short (about {run_s:.0f} s): tile "
-                      f"{tiles[0]}, batch {batch} without probing", complete=False)
+        why = (f"the run is short (about {run_s:.0f} s)" if PROBE_SHARE * run_s < PROBE_MIN_S
+               else f"timing one batch took {spent:.1f} s of the probe's "
+                    f"{min(PROBE_SHARE * run_s, PROBE_MAX_S):.0f} s")
+        return Choice(tiles[0], batch, rate, reason=f"{why}: tile {tiles[0]}, batch {batch} without probing",
+                      complete=False)
     return search(timer, tiles, batches, overlap, budget)
 
 

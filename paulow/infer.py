@@ -332,6 +332,7 @@ def _accumulate(runner: _TileRunner, image: torch.Tensor, ys: list[int], xs: lis
                                         device=image.device)
                 _add_tiles(total, probs.to(image.device), batch[offset:offset + len(probs)], tile)
             bar.update(len(batch))
+    assert total is not None  # there is always at least one tile
     return total
 
 

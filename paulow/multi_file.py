@@ -68,10 +68,10 @@ def _write(written: list[Path], target: Path, prepared: PreparedImage, predictio
     from . import io
 
     masks = np.stack([p.mask for p in predictions])
-    where = {"resolution": prepared.resolution, "unit": prepared.unit}
+    resolution, unit = prepared.resolution, prepared.unit
     path = io.unique_path(target)
     if model.classes <= 1 or predictions[0].boundary:
-        written.append(io.write_mask(path, io.binary_to_uint8(masks), **where))
+        written.append(io.write_mask(path, io.binary_to_uint8(masks), resolution=resolution, unit=unit))
     else:
-        written.append(io.write_label_tiff(path, masks, model.classes, colours=model.meta.get("palette"),
-                                           **where))
+        written.append(io.write_label_tiff(path, masks, model.classes, resolution=resolution, unit=unit,
+                                           colours=model.meta.get("palette")))
