@@ -308,9 +308,9 @@ def tune_options(opts, models: list, meta: dict, images: list, given_batch: int 
 
     if not images or (torch.device(opts.device).type != "cuda" and not PROBE_ON_CPU):
         return opts, models
-    from .io import read_image
-
-    first = read_image(images[0]).data  # the work: the first file's pixels times the file count
+    first = _first_readable(images)  # the work: the first file's pixels times the file count
+    if first is None:  # nothing readable: each file's error is reported by the run itself
+        return opts, models
     work_mpix = first.shape[0] * first.shape[2] * first.shape[3] * len(images) / 1e6
     overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
     choice, models = probe(models, meta, opts.device, work_mpix, overlap=overlap,
@@ -318,3 +318,16 @@ def tune_options(opts, models: list, meta: dict, images: list, given_batch: int 
                            batch_size=given_batch, allow_compile=not opts.compile)
     echo(f"device settings: {choice.reason}")
     return replace(opts, tile=choice.tile, batch_size=choice.batch_size), models
+
+
+def _first_readable(images: list):
+    """The raw (pages, C, H, W) data of the first image that reads, else None."""
+    from .errors import PaulowError
+    from .io import read_image
+
+    for path in images:
+        try:
+            return read_image(path).data
+        except PaulowError:
+            continue
+    return None

@@ -208,10 +208,20 @@ def test_segment_options_take_the_probe_choice_and_say_why(tmp_path, monkeypatch
     monkeypatch.setenv("PAULOW_CACHE_DIR", str(tmp_path / "cache"))
     timer = FakeTimer()
     monkeypatch.setattr(dp, "TileTimer", lambda *args: timer)
-    monkeypatch.setattr(dp, "PROBE_MIN_S", 0.0)  # 2 x 300 x 200 px is a short run
+    monkeypatch.setattr(dp, "PROBE_SHARE", 1000.0)  # 2 x 300 x 200 px is a short run: probe anyway
     said = []
     tuned, _ = dp.tune_options(_options(), ["net"], _meta(), _one_image(tmp_path / "in"), None, said.append)
     assert (tuned.tile, tuned.batch_size) == (256, 4)
     assert said[0].startswith("device settings: tile 256, batch 4: 2.62 MPix/s, the fastest measured")
     tuned, _ = dp.tune_options(_options(), ["net"], _meta(), _one_image(tmp_path / "in2"), 8, said.append)
     assert (tuned.tile, tuned.batch_size) == (128, 8)  # --batch-size kept; 256/8 ran out of memory
+
+
+def test_an_unreadable_first_image_does_not_stop_the_run(tmp_path, monkeypatch, candidates):
+    monkeypatch.setattr(dp, "PROBE_ON_CPU", True)
+    monkeypatch.setenv("PAULOW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(dp, "TileTimer", lambda *args: FakeTimer())
+    (tmp_path / "bad.tif").write_bytes(b"not a tiff")
+    said = []
+    tuned, _ = dp.tune_options(_options(), ["net"], _meta(), [tmp_path / "bad.tif"], None, said.append)
+    assert tuned == _options() and said == []
