@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--files", type=int, default=4, help="files for the background I/O run (0: skip)")
     parser.add_argument("--skip-probe", action="store_true")
+    parser.add_argument("--pointwise", action="store_true",
+                        help="a 1x1 convolution instead of the U-Net: the engine's own cost, not the network's")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None)
     return parser.parse_args(argv)
@@ -55,10 +57,12 @@ def old_infer(base: str):
     return module
 
 
-def network(width: int, device: torch.device):
+def network(width: int, device: torch.device, pointwise: bool = False):
     from paulow.models import build_model
 
     torch.manual_seed(0)
+    if pointwise:
+        return torch.nn.Conv2d(1, 1, 1).to(device).eval()
     return build_model("paulow_attention_unet", in_channels=1, classes=1, width=width, depth=4).to(device).eval()
 
 
@@ -76,7 +80,7 @@ def engine_rows(args, device, before) -> list[dict]:
     image = np.random.default_rng(0).normal(size=(1, args.size, args.size)).astype(np.float32)
     rows = []
     for width in args.widths:
-        net = network(width, device)
+        net = network(width, device, args.pointwise)
         options = {"tile": args.tile, "overlap": 0.5, "batch_size": 8, "device": device}
         old, new = before.predict_slice(net, image, **options), infer.predict_slice(net, image, **options)
         times = {"before": [], "after": []}
@@ -84,10 +88,10 @@ def engine_rows(args, device, before) -> list[dict]:
             times["before"].append(seconds(lambda: before.predict_slice(net, image, **options)))
             times["after"].append(seconds(lambda: infer.predict_slice(net, image, **options)))
         b, a = float(np.median(times["before"])), float(np.median(times["after"]))
-        rows.append({"width": width, "size": args.size, "tile": args.tile, "before_s": b, "after_s": a,
+        rows.append({"width": 0 if args.pointwise else width, "size": args.size, "tile": args.tile, "before_s": b, "after_s": a,
                      "speed_ratio": b / a, "max_abs_diff": float(np.abs(old - new).max()),
                      "masks_equal": bool(((old > 0.5) == (new > 0.5)).all())})
-        print(f"engine width {width}, {args.size}^2, tile {args.tile}: before {b:.2f} s, after {a:.2f} s, "
+        print(f"engine {'1x1 conv' if args.pointwise else f'width {width}'}, {args.size}^2, tile {args.tile}: before {b:.2f} s, after {a:.2f} s, "
               f"ratio {b / a:.3f}; max |diff| {rows[-1]['max_abs_diff']:.2e}, masks equal {rows[-1]['masks_equal']}")
     return rows
 

@@ -10,7 +10,7 @@ batch that fitted is kept (the back-off), and no larger tile is tried once the s
 not fit. The probe stops after `PROBE_SHARE` of the estimated run time (within `PROBE_MIN_S` and
 `PROBE_MAX_S`; at least one candidate is timed).
 
-`torch.compile` is timed only when the plain run is estimated to take `COMPILE_MIN_RUN_S` or more,
+`torch.compile` is timed (on CUDA only) when the plain run is estimated to take `COMPILE_MIN_RUN_S` or more,
 so compiling (20-60 s) costs at most a few per cent of it; it is used when it is `GAIN` faster.
 
 Answers are cached per device name, network (arch and arguments, members) and overlap in
@@ -256,6 +256,8 @@ def probe(members: list, meta: dict, device, work_mpix: float, *, overlap: float
         choice.reason = f"cached for this device and network ({cache_dir() / CACHE_NAME}): {choice.reason}"
     else:
         choice = _measure(timer, meta, device, work_mpix, overlap, largest_side, tile, batch_size)
+    # compiling took 225 s on the 2-core CPU and never paid off there (docs/gpu.md): GPUs only
+    allow_compile = allow_compile and device.type == "cuda"
     choice = decide_compile(choice, work_mpix, overlap, timer.compiled if allow_compile else None)
     if tile is None and batch_size is None and choice.complete:
         store(key, choice)
