@@ -325,7 +325,7 @@ def _accumulate(runner: _TileRunner, image: torch.Tensor, ys: list[int], xs: lis
     with tqdm(total=len(positions), unit="tile", disable=not progress, leave=False) as bar:
         for first in range(0, len(positions), batch_size):
             batch = positions[first:first + batch_size]
-            tiles = torch.stack([image[:, y:y + tile, x:x + tile] for y, x in batch])
+            tiles = _cut_tiles(image, batch, tile)
             for offset, probs in runner(tiles):
                 if total is None:
                     total = torch.zeros((probs.shape[1],) + tuple(image.shape[1:]), dtype=torch.float32,
@@ -336,10 +336,19 @@ def _accumulate(runner: _TileRunner, image: torch.Tensor, ys: list[int], xs: lis
     return total
 
 
+def _cut_tiles(image: torch.Tensor, positions: list[tuple[int, int]], tile: int) -> torch.Tensor:
+    """The tiles at `positions` as one (n, C, tile, tile) batch on the image's device."""
+    if image.device.type == "cpu":  # NumPy's strided copies beat torch.stack's ~10x on the CPU
+        array = image.numpy()
+        return torch.from_numpy(np.stack([array[:, y:y + tile, x:x + tile] for y, x in positions]))
+    return torch.stack([image[:, y:y + tile, x:x + tile] for y, x in positions])
+
+
 def _add_tiles(total: torch.Tensor, probs: torch.Tensor, positions: list[tuple[int, int]],
                tile: int) -> None:
-    for (y, x), tile_probs in zip(positions, probs):
-        total[:, y:y + tile, x:x + tile] += tile_probs
+    sums, parts = (total.numpy(), probs.numpy()) if total.device.type == "cpu" else (total, probs)
+    for (y, x), tile_probs in zip(positions, parts):  # on the CPU NumPy's strided adds are ~10x faster
+        sums[:, y:y + tile, x:x + tile] += tile_probs
 
 
 def _divide_by_weights(total: torch.Tensor, ys: list[int], xs: list[int], window: np.ndarray) -> None:
