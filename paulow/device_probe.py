@@ -64,7 +64,7 @@ def candidate_tiles(patch: int, device_type: str, largest_side: int) -> list[int
     none much larger than the images (the smallest is always kept)."""
     base = max(32, math.ceil(patch / 32) * 32)
     tiles = [base, 2 * base, 4 * base] if device_type == "cuda" else [max(256, base), max(384, base), max(512, base)]
-    tiles = sorted(set(t for t in tiles if t <= 1024))
+    tiles = sorted({t for t in tiles if t <= 1024})
     fitting = [t for t in tiles if t <= max(largest_side, 32) + 31]
     return fitting or tiles[:1]
 
@@ -75,7 +75,7 @@ def search(measure: Measure, tiles: Sequence[int], batches: Sequence[int], overl
     """The fastest (tile, batch) by the rules of the module doc; `measure` may raise out of memory."""
     is_oom = is_oom or _is_out_of_memory
     started, tried = clock(), []  # type: float, list
-    out_of_time = lambda: bool(tried) and clock() - started >= budget_s  # noqa: E731
+    out_of_time = lambda: bool(tried) and clock() - started >= budget_s
     best: Best | None = None
     for tile in tiles:
         if out_of_time():

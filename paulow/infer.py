@@ -12,7 +12,8 @@ How a slice is predicted:
   the outer product of two 1-D sums: the only image-sized buffer is the `(K, H, W)` float32 output.
 - The device engine: the padded slice is copied to the network's device once, tiles are cut there
   `batch_size` at a time, and their weighted probabilities are summed into a `(K, H, W)` tensor on
-  the device; the slice comes back to the host once, after the division. Where the slice does not fit
+  the device (on the CPU through NumPy views of the tensors: cheaper there); the slice comes back
+  to the host once, after the division. Where the slice does not fit
   in half the free device memory, tiles are cut and summed on the host instead (same results).
   On CUDA: bf16 autocast and channels_last; after an out-of-memory error the batch is halved (down
   to 1) and the work already accumulated is kept. On CPU: float32. Always under
