@@ -3,8 +3,11 @@ between sessions, so every result file names the CPU model."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-from paulow.device import cpu_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from paulow.device import cpu_model  # noqa: E402
 
 
 def machine_line() -> str:
