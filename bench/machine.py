@@ -3,19 +3,11 @@ between sessions, so every result file names the CPU model."""
 from __future__ import annotations
 
 import os
-import platform
+import sys
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from paulow.device import cpu_model  # noqa: E402
 
 
 def machine_line() -> str:

@@ -217,14 +217,20 @@ class Model:
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
                       batch_size: int = 8, min_size: int | None = None, axes: str | None = None) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array, or of an array read as
-        `axes` (e.g. "ZYX", "TZCYX"); options as `predict`."""
+        `axes` (e.g. "ZYX", "TZCYX"), or of an image `predict_files` read ahead; options as `predict`."""
+        from .multi_file import PreparedImage
         from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
-        stack, name = _stack_and_name(image, axes)
+        prepared = image if isinstance(image, PreparedImage) else None  # read + normalised already
+        if prepared is not None:
+            stack, name = prepared.data, str(prepared.path)
+        else:
+            stack, name = _stack_and_name(image, axes)
         cut = choose_threshold(self.meta, threshold)
-        probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
-                              device=device or self.device, batch_size=batch_size, name=name)
+        probs = predict_pages(self.networks, self.meta, prepared.pages if prepared else stack, tile=tile,
+                              overlap=overlap, tta=tta, device=device or self.device, batch_size=batch_size,
+                              name=name, normalised=prepared is not None)
         from .boundaries import boundary_width, is_boundary_model, object_mask
         from .object_size import choose_min_size, mask_without_small
 
@@ -238,6 +244,36 @@ class Model:
         return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small,
                            boundary_width(self.meta))
                 for p, page in zip(probs, stack)]
+
+    def predict_files(self, paths: Sequence[str | Path], **options: Any):
+        """Yield `(path, predict_stack(path, **options))` for each file in order; the next file is
+        read and normalised in a background thread while the network works (`paulow.multi_file`)."""
+        from .multi_file import predict_files
+
+        return predict_files(self, paths, **options)
+
+    def segment_files(self, paths: Sequence[str | Path], out_dir: str | Path, **options: Any) -> list[Path]:
+        """Write `<stem>_mask.tif` into `out_dir` for each file (free names, nothing overwritten), the
+        next file read and the previous mask written in background threads; the written paths in
+        input order. Options as `predict_stack`."""
+        from .multi_file import segment_files
+
+        return segment_files(self, paths, out_dir, **options)
+
+    def choose_settings(self, work_mpix: float, largest_side: int, *, device: str | None = None,
+                        overlap: float | None = None, tta: bool = False, tile: int | None = None,
+                        batch_size: int | None = None):
+        """Tile and batch size (and `torch.compile` for long runs) measured on the device for
+        `work_mpix` megapixels of images up to `largest_side` px (`paulow.device_probe`; cached per
+        device and network); `tile`/`batch_size` given are kept. Returns the `Choice` (its
+        `reason` says why); compiled networks replace the model's when compiling pays off."""
+        from .device_probe import probe
+
+        overlap = overlap if overlap is not None else float(self.meta.get("overlap", 0.5))
+        choice, self.networks = probe(self.networks, self.meta, device or self.device, work_mpix,
+                                      overlap=overlap, largest_side=largest_side, tta=tta, tile=tile,
+                                      batch_size=batch_size)
+        return choice
 
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model

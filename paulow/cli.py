@@ -200,7 +200,8 @@ def _add_predict(sub, root: Path) -> None:
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=positive_int, help="tile size (default: from the model)")
     g.add_argument("--overlap", type=tile_overlap, help="tile overlap fraction (default 0.5)")
-    g.add_argument("--batch-size", type=positive_int, default=8, help="tiles per batch")
+    g.add_argument("--batch-size", type=positive_int,
+                   help="tiles per batch (default: measured on a GPU, see docs/gpu.md; 8 on a CPU)")
     g.add_argument("--threshold", type=probability, help="probability threshold (default: from the model; a boundary model's is on 1 - P(background))")
     g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
     g.add_argument("--compile", action="store_true",

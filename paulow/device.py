@@ -107,3 +107,17 @@ def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
     threads = max(1, cores - max(1, round(busy)))
     log.info("other processes keep %.1f of %d cores busy: %d thread(s)", busy, cores, threads)
     return threads
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (else platform.processor())."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

@@ -3,6 +3,7 @@ tiled inference, the threshold choice. No files, no prompts."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,26 +39,34 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
     return float(override) if override is not None else float(meta.get("threshold", 0.5))
 
 
-def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
-                  overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image", runtime: str = "torch") -> list[np.ndarray]:
-    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack. `runtime`:
-    "torch" (default) or "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime)."""
+def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterator[np.ndarray]:
+    """The pages of a raw (pages, C, H, W) stack as the model's float32 (C, H, W) inputs, one at a
+    time (channels fitted, normalised as in training; a `--context` model's pages with their
+    neighbouring sections as channels)."""
     from .context import for_model, model_context
     from .data import normalise_with
+
+    data = match_channels(data, int(meta["in_channels"]) // (2 * model_context(meta) + 1), name)
+    spec = meta.get("normalisation", {})
+    if model_context(meta):  # 2.5-D: every section with its neighbours as channels
+        return iter(for_model(np.stack([normalise_with(page, spec) for page in data]), meta, name))
+    return (normalise_with(page, spec) for page in data)
+
+
+def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
+                  overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
+                  tta: bool = False, name: str = "image", runtime: str = "torch",
+                  normalised: bool = False) -> list[np.ndarray]:
+    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack (or of pages
+    already through `normalise_pages` when `normalised`). `runtime`: "torch" (default) or
+    "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime)."""
     from .infer import predict_slice, set_activation, suggest_tile
     from .ort_runtime import choose_runtime, with_runtime
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
-    data = match_channels(data, int(meta["in_channels"]) // (2 * model_context(meta) + 1), name)
+    pages = data if normalised else normalise_pages(meta, data, name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
-    spec = meta.get("normalisation", {})
     models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))
-    if model_context(meta):  # 2.5-D: every section with its neighbours as channels
-        wide = for_model(np.stack([normalise_with(page, spec) for page in data]), meta, name)
-        return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-                              tta=tta) for page in wide]
-    return [predict_slice(models, normalise_with(page, spec), tile=tile, overlap=overlap,
-                          batch_size=batch_size, device=device, tta=tta)
-            for page in data]
+    return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device, tta=tta)
+            for page in pages]

@@ -197,15 +197,22 @@ def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: 
             result.written.append(io.write_tiff(raw, amap.astype(np.float32)))
 
 
-def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> FileResult:
-    """Segment one file (all pages) and write its outputs atomically; raise on a bad file."""
+def read_input(path: Path) -> tuple:
+    """(fingerprint, stack) of an input; the fingerprint first: a file replaced from here on is never cleared."""
+    from .. import io
+
+    return fingerprint(path), io.read_image(path)
+
+
+def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=None) -> FileResult:
+    """Segment one file (all pages) and write its outputs atomically; raise on a bad file. `read`:
+    a future of `read_input(path)` started in the background (`paulow.background.read_ahead`)."""
     from .. import io
     from ..boundaries import is_boundary_model, object_mask
     from ..object_size import choose_min_size, mask_without_small
     from ..postprocess import to_mask
 
-    read_as = fingerprint(path)  # before reading: a file replaced from here on is never cleared
-    stack = io.read_image(path)
+    read_as, stack = read.result() if read is not None else read_input(path)
     probs = predict_stack(loaded, stack.data, opts, path.name)
     threshold = choose_threshold(loaded.meta, opts.threshold)
     boundary = is_boundary_model(loaded.meta)  # its mask: the objects, interior and boundary ring together
@@ -239,7 +246,7 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions) -> Fil
 
 
 def options_from_args(args, device: str) -> SegmentOptions:
-    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size or 8,
                           threshold=args.threshold, tta=args.tta, device=device,
                           save_prob=args.save_prob, overlay=args.overlay,
                           instances=args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False),
@@ -260,6 +267,7 @@ def run(args, echo=print) -> int:
     the run record and clears the inputs, once every rank's outputs are in and verified."""
     from tqdm.auto import tqdm
 
+    from ..background import read_ahead
     from ..checkpoint import load_checkpoint
     from ..data import load_images
     from ..device import pick_device
@@ -287,6 +295,9 @@ def run(args, echo=print) -> int:
     for r in unusable:
         file_error(r.source, r.error)
     opts = options_from_args(args, device)
+    from ..device_probe import tune_options
+
+    opts, loaded.models = tune_options(opts, loaded.models, loaded.meta, images, args.batch_size, echo)
     if opts.compile:
         from ..infer import compile_for_inference
 
@@ -306,13 +317,14 @@ def run(args, echo=print) -> int:
         # rank 0 reads the killed runs' records before anyone writes (the others get its answer)
         earlier = distributed.on_main(lambda: _unfinished_outputs(ws.use_outputs, model_sha, opts))
         mine = distributed.shard(images, key=lambda p: p.stem)  # same stem, same rank: no name races
-        for path in tqdm(mine, desc="segmenting", unit="file", disable=None if main else True):
+        reads = read_ahead(mine, read_input)  # the next file is read while this one is predicted
+        for path, read in tqdm(reads, total=len(mine), desc="segmenting", unit="file", disable=None if main else True):
             note = (lambda pending: _write_run_record(results + [pending], record, model_path, model_sha, loaded,
                                                       opts, args, started, False)) if main else None
             try:
                 with run_records.recording(FileResult(source=path), ws.use_outputs, note):
                     results.append(_reuse(path, earlier, ws.use_outputs, echo)
-                                   or segment_file(loaded, path, ws.use_outputs, opts))
+                                   or segment_file(loaded, path, ws.use_outputs, opts, read))
             except (PaulowError, OSError) as exc:
                 why = str(exc) if isinstance(exc, PaulowError) else _refused_alone(path, exc)
                 file_error(path, why)
