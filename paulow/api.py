@@ -214,11 +214,13 @@ class Model:
         self.meta["name"] = Path(path).stem
         return save_checkpoint(Path(path), [n.state_dict() for n in self.networks], self.meta)
 
-    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None) -> list[Path]:
+    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None,
+               example: ArrayOrPath | None = None) -> list[Path]:
         """Write the model for other tools (`paulow.export`): `bioimageio` (a validated model package
         zip for Fiji/deepImageJ, ilastik, QuPath), `onnx` or `torchscript` (each with a JSON of the
         normalisation and threshold). Files go to `out`, named `name` (default: the model's name);
-        nothing there is overwritten. Returns the written paths."""
+        nothing there is overwritten. `example` (a raw image or its path, e.g. a training image)
+        gives the package its cover and test tensors. Returns the written paths."""
         import tempfile
 
         from .checkpoint import save_checkpoint
@@ -228,7 +230,7 @@ class Model:
         with tempfile.TemporaryDirectory() as tmp:
             saved = save_checkpoint(Path(tmp) / f"{stem}.pth", [n.state_dict() for n in self.networks],
                                     {**self.meta, "name": stem})
-            return export_model(saved, format, Path(out))
+            return export_model(saved, format, Path(out), example)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
