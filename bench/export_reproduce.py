@@ -39,7 +39,9 @@ def with_halo(package: Path, halo: int, folder: Path) -> Path:
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename == "rdf.yaml":
-                data = re.sub(rb"halo: \d+", b"halo: %d" % halo, data)
+                # the spec's halo is at least 1: no halo is no `halo` key
+                data = re.sub(rb"halo: \d+", b"halo: %d" % halo, data) if halo else \
+                    re.sub(rb"\n *halo: \d+", b"", data)
             dst.writestr(item, data)
     return target
 

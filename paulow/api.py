@@ -21,6 +21,7 @@ from .errors import ShapeMismatchError, UsageError
 ArrayOrPath = Union[np.ndarray, str, Path]
 Echo = Callable[[str], None]
 OnEpoch = Callable[[dict], None]
+OnTile = Callable[[int, int, int], None]
 
 
 def _quiet(_: str) -> None:
@@ -62,6 +63,20 @@ class Prediction:
 
             return remove_small(instances_from_boundaries(self.probabilities, threshold=self.threshold), small)
         return label_instances(self.mask, split_touching=split_touching, min_size=small)
+
+    def rethreshold(self, threshold: float | None = None, min_size: int | None = None) -> Prediction:
+        """The same probabilities with another threshold and/or smallest object size (px): a new
+        `Prediction` at once, without running the network again (defaults: this one's)."""
+        from dataclasses import replace
+
+        from .remask import mask_from
+
+        cut = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= cut <= 1.0:
+            raise UsageError(f"threshold {threshold} is outside 0..1")
+        small = self.min_size if min_size is None else int(min_size)
+        return replace(self, mask=mask_from(self.probabilities, cut, self.boundary, small), threshold=cut,
+                       min_size=small)
 
     def objects(self, split_touching: bool = False, min_size: int | None = None,
                 pixel_size: float | None = None, unit: str | None = None) -> list[dict]:
@@ -167,44 +182,43 @@ class Model:
 
     def predict(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                 overlap: float | None = None, tta: bool = False, device: str | None = None,
-                batch_size: int = 8, min_size: int | None = None) -> Prediction:
+                batch_size: int = 8, min_size: int | None = None, on_tile: OnTile | None = None) -> Prediction:
         """Segment one raw (H, W) or (C, H, W) image (or a one-page file) with tiled inference.
 
         The image is normalised as in training (percentiles stored in the model); `threshold`
         (default: the model's, tuned on validation images), `tile` (default: from the model and the
         device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips and turns averaged),
-        `min_size` (px: objects smaller are removed; default the model's, tuned in training).
+        `min_size` (px: objects smaller are removed; default the model's, tuned in training),
+        `on_tile(page, done, total)` after each batch of tiles (raise `paulow.errors.Cancelled` in it
+        to stop).
         """
         preds = self.predict_stack(image, threshold=threshold, tile=tile, overlap=overlap, tta=tta,
-                                   device=device, batch_size=batch_size, min_size=min_size)
+                                   device=device, batch_size=batch_size, min_size=min_size, on_tile=on_tile)
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
 
     def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
-                      batch_size: int = 8, min_size: int | None = None) -> list[Prediction]:
+                      batch_size: int = 8, min_size: int | None = None,
+                      on_tile: OnTile | None = None) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array (options as `predict`)."""
-        from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
         stack = np.asarray(image) if not isinstance(image, (str, Path)) else None
         stack = stack if stack is not None and stack.ndim == 4 else _as_stack(image)
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, stack, tile=tile, overlap=overlap, tta=tta,
-                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)))
-        from .boundaries import is_boundary_model, object_mask
-        from .object_size import choose_min_size, mask_without_small
+                              device=device or self.device, batch_size=batch_size, name=str(_name(image, 0)),
+                              on_tile=on_tile)
+        from .boundaries import is_boundary_model
+        from .object_size import choose_min_size
+        from .remask import mask_from
 
         boundary = is_boundary_model(self.meta)
         small = choose_min_size(self.meta, min_size)
-
-        def mask(p: np.ndarray) -> np.ndarray:
-            m = object_mask(p, cut) if boundary else to_mask(p, cut)
-            return mask_without_small(m, small) if small and (boundary or self.classes <= 1) else m
-
-        return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small)
-                for p, page in zip(probs, stack)]
+        return [Prediction(p.astype(np.float32, copy=False), mask_from(p, cut, boundary, small), cut, page,
+                           boundary, small) for p, page in zip(probs, stack)]
 
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
@@ -239,6 +253,21 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
 
     loaded = load_checkpoint(Path(path), device)
     return Model(loaded.models, {**loaded.meta, "name": loaded.meta.get("name") or Path(path).stem}, device)
+
+
+def list_models(folder: str | Path) -> list[dict]:
+    """One row per readable model file in `folder` (e.g. `Use_Model/saved_models`), newest first: name,
+    path, classes, target, tile, threshold, smallest object and scores (`paulow.model_catalog`)."""
+    from .model_catalog import list_models as rows
+
+    return rows(folder)
+
+
+def model_summary(path: str | Path) -> dict:
+    """The `list_models` row of one model file (reads its metadata only)."""
+    from .model_catalog import model_summary as row
+
+    return row(path)
 
 
 def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:

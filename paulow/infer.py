@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -121,8 +121,12 @@ def gaussian_window_1d(tile: int) -> np.ndarray:
 
 def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap: float = 0.5,
                   batch_size: int = 8, device: torch.device | str | None = None,
-                  tta: bool = False, progress: bool = False) -> np.ndarray:
+                  tta: bool = False, progress: bool = False,
+                  on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Probabilities `float32 (K, H, W)` for one normalised `float32 (C, H, W)` slice.
+
+    `on_tile(done, total)` is called after each batch of tiles (a progress bar; raising from it, e.g.
+    `paulow.errors.Cancelled`, stops the prediction).
 
     Probabilities are the softmax over channels for networks marked "softmax" (`set_activation`,
     multi-class models), element-wise sigmoid otherwise.
@@ -142,7 +146,7 @@ def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap
     window = gaussian_window_1d(tile)
     with _prepared(members, device), torch.inference_mode():
         runner = _TileRunner(members, window, device, batch_size, TTA_TRANSFORMS if tta else ((0, False),))
-        total = _accumulate(runner, padded, ys, xs, tile, progress)
+        total = _accumulate(runner, padded, ys, xs, tile, progress, on_tile)
     _divide_by_weights(total, ys, xs, window)
     if crop is None:
         return total
@@ -298,7 +302,7 @@ def _is_out_of_memory(err: BaseException) -> bool:
 
 
 def _accumulate(runner: _TileRunner, image: np.ndarray, ys: list[int], xs: list[int], tile: int,
-                progress: bool) -> np.ndarray:
+                progress: bool, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Sum of window-weighted tile probabilities over the padded image, `(K, H, W)` float32."""
     from tqdm import tqdm
 
@@ -318,6 +322,8 @@ def _accumulate(runner: _TileRunner, image: np.ndarray, ys: list[int], xs: list[
                     total = np.zeros((probs.shape[1],) + image.shape[1:], dtype=np.float32)
                 _add_tiles(total, probs, batch[offset:offset + len(probs)], tile)
             bar.update(len(batch))
+            if on_tile is not None:
+                on_tile(first + len(batch), len(positions))
     return total
 
 

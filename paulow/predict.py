@@ -3,6 +3,8 @@ tiled inference, the threshold choice. No files, no prompts."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,8 +42,10 @@ def choose_threshold(meta: dict, override: float | None = None) -> float:
 
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image") -> list[np.ndarray]:
-    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack."""
+                  tta: bool = False, name: str = "image",
+                  on_tile: Callable[[int, int, int], None] | None = None) -> list[np.ndarray]:
+    """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack;
+    `on_tile(page, done, total)` after each batch of tiles (page counts from 0)."""
     from .data import normalise_with
     from .infer import predict_slice, set_activation, suggest_tile
 
@@ -51,5 +55,6 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     spec = meta.get("normalisation", {})
     return [predict_slice(models, normalise_with(page, spec), tile=tile, overlap=overlap,
-                          batch_size=batch_size, device=device, tta=tta)
-            for page in data]
+                          batch_size=batch_size, device=device, tta=tta,
+                          on_tile=None if on_tile is None else partial(on_tile, index))
+            for index, page in enumerate(data)]
