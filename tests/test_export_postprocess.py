@@ -79,6 +79,6 @@ def test_a_newer_parameter_file_is_refused_with_the_fix():
         attachment.mask_from_probabilities(np.zeros((1, 4, 4), np.float32), params)
 
 
-def test_declared_tile_is_the_toolkits_default_and_halo_a_quarter_of_it():
+def test_declared_tile_is_the_toolkits_default_and_no_halo():
     assert package_tile({"patch": 64}) == 256 and package_tile({"patch": 300}) == 320
-    assert package_halo(256, 16) == 64 and package_halo(320, 16) == 80 and package_halo(32, 16) == 16
+    assert package_halo(256, 16) == 0 and package_halo(320, 16) == 0
