@@ -22,6 +22,7 @@ from .progress import progress
 ArrayOrPath = Union[np.ndarray, str, Path]
 Echo = Callable[[str], None]
 OnEpoch = Callable[[dict], None]
+OnTile = Callable[[int, int, int], None]
 
 
 def _tensorboard(folder: str | Path | None) -> Path | None:
@@ -60,6 +61,20 @@ class Prediction:
 
             return remove_small(instances_from_boundaries(self.probabilities, threshold=self.threshold), small)
         return label_instances(self.mask, split_touching=split_touching, min_size=small)
+
+    def rethreshold(self, threshold: float | None = None, min_size: int | None = None) -> Prediction:
+        """The same probabilities with another threshold and/or smallest object size (px): a new
+        `Prediction` at once, without running the network again (defaults: this one's)."""
+        from dataclasses import replace
+
+        from .remask import mask_from
+
+        cut = self.threshold if threshold is None else float(threshold)
+        if not 0.0 <= cut <= 1.0:
+            raise UsageError(f"threshold {threshold} is outside 0..1")
+        small = self.min_size if min_size is None else int(min_size)
+        return replace(self, mask=mask_from(self.probabilities, cut, self.boundary, small), threshold=cut,
+                       min_size=small)
 
     def objects(self, split_touching: bool = False, min_size: int | None = None,
                 pixel_size: float | None = None, unit: str | None = None) -> list[dict]:
@@ -191,7 +206,8 @@ class Model:
     def predict(self, image: ArrayOrPath | Sequence[ArrayOrPath], *, threshold: float | None = None,
                 tile: int | None = None, overlap: float | None = None, tta: bool = False,
                 device: str | None = None, batch_size: int = 8, min_size: int | None = None,
-                axes: str | None = None, verbose: bool = True) -> Prediction | list[Prediction]:
+                axes: str | None = None, verbose: bool = True,
+                on_tile: OnTile | None = None) -> Prediction | list[Prediction]:
         """Segment one raw image (or a one-page file) with tiled inference; a list of images gives
         a list of `Prediction`s (with a `tqdm.auto` bar unless `verbose=False`).
 
@@ -199,10 +215,12 @@ class Model:
         layout ("YXC", "CYX", ...). The image is normalised as in training (percentiles stored in
         the model); `threshold` (default: the model's, tuned on validation images), `tile` (default:
         from the model and the device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips
-        and turns averaged), `min_size` (px: objects smaller are removed; default the model's).
+        and turns averaged), `min_size` (px: objects smaller are removed; default the model's),
+        `on_tile(page, done, total)` after each batch of tiles (raise `paulow.errors.Cancelled` in it
+        to stop).
         """
         options = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
-                   "batch_size": batch_size, "min_size": min_size, "axes": axes}
+                   "batch_size": batch_size, "min_size": min_size, "axes": axes, "on_tile": on_tile}
         if isinstance(image, (list, tuple)):
             from tqdm.auto import tqdm
 
@@ -215,11 +233,11 @@ class Model:
 
     def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
                       overlap: float | None = None, tta: bool = False, device: str | None = None,
-                      batch_size: int = 8, min_size: int | None = None, axes: str | None = None) -> list[Prediction]:
+                      batch_size: int = 8, min_size: int | None = None, axes: str | None = None,
+                      on_tile: OnTile | None = None) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array, or of an array read as
         `axes` (e.g. "ZYX", "TZCYX"), or of an image `predict_files` read ahead; options as `predict`."""
         from .multi_file import PreparedImage
-        from .postprocess import to_mask
         from .predict import choose_threshold, predict_pages
 
         prepared = image if isinstance(image, PreparedImage) else None  # read + normalised already
@@ -230,19 +248,15 @@ class Model:
         cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(self.networks, self.meta, prepared.pages if prepared else stack, tile=tile,
                               overlap=overlap, tta=tta, device=device or self.device, batch_size=batch_size,
-                              name=name, normalised=prepared is not None)
-        from .boundaries import boundary_width, is_boundary_model, object_mask
-        from .object_size import choose_min_size, mask_without_small
+                              name=name, normalised=prepared is not None, on_tile=on_tile)
+        from .boundaries import boundary_width, is_boundary_model
+        from .object_size import choose_min_size
+        from .remask import mask_from
 
         boundary = is_boundary_model(self.meta)
         small = choose_min_size(self.meta, min_size)
-
-        def mask(p: np.ndarray) -> np.ndarray:
-            m = object_mask(p, cut) if boundary else to_mask(p, cut)
-            return mask_without_small(m, small) if small and (boundary or self.classes <= 1) else m
-
-        return [Prediction(p.astype(np.float32, copy=False), mask(p), cut, page, boundary, small,
-                           boundary_width(self.meta))
+        return [Prediction(p.astype(np.float32, copy=False), mask_from(p, cut, boundary, small), cut, page,
+                           boundary, small, boundary_width(self.meta))
                 for p, page in zip(probs, stack)]
 
     def predict_files(self, paths: Sequence[str | Path], **options: Any):
@@ -283,11 +297,13 @@ class Model:
         self.meta["name"] = Path(path).stem
         return save_checkpoint(Path(path), [n.state_dict() for n in self.networks], self.meta)
 
-    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None) -> list[Path]:
+    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None,
+               example: ArrayOrPath | None = None) -> list[Path]:
         """Write the model for other tools (`paulow.export`): `bioimageio` (a validated model package
         zip for Fiji/deepImageJ, ilastik, QuPath), `onnx` or `torchscript` (each with a JSON of the
         normalisation and threshold). Files go to `out`, named `name` (default: the model's name);
-        nothing there is overwritten. Returns the written paths."""
+        nothing there is overwritten. `example` (a raw image or its path, e.g. a training image)
+        gives the package its cover and test tensors. Returns the written paths."""
         import tempfile
 
         from .checkpoint import save_checkpoint
@@ -297,7 +313,7 @@ class Model:
         with tempfile.TemporaryDirectory() as tmp:
             saved = save_checkpoint(Path(tmp) / f"{stem}.pth", [n.state_dict() for n in self.networks],
                                     {**self.meta, "name": stem})
-            return export_model(saved, format, Path(out))
+            return export_model(saved, format, Path(out), example)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Model:
@@ -306,6 +322,21 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
 
     loaded = load_checkpoint(Path(path), device)
     return Model(loaded.models, {**loaded.meta, "name": loaded.meta.get("name") or Path(path).stem}, device)
+
+
+def list_models(folder: str | Path) -> list[dict]:
+    """One row per readable model file in `folder` (e.g. `Use_Model/saved_models`), newest first: name,
+    path, classes, target, tile, threshold, smallest object and scores (`paulow.model_catalog`)."""
+    from .model_catalog import list_models as rows
+
+    return rows(folder)
+
+
+def model_summary(path: str | Path) -> dict:
+    """The `list_models` row of one model file (reads its metadata only)."""
+    from .model_catalog import model_summary as row
+
+    return row(path)
 
 
 def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:

@@ -225,3 +225,19 @@ def describe(path: Path) -> dict:
         row.update(date="", network="original PAULow (bare state dict)", channels="?", classes=1,
                    test_dice=None, members=1)
     return row
+
+
+def read_meta(path: Path) -> dict:
+    """A model file's metadata without building its networks (an original PAULow state dict: the
+    metadata inferred from its tensor shapes); `ModelError` for anything else."""
+    path = Path(path)
+    payload = _read(path)
+    if isinstance(payload, dict) and payload.get("format") == "paulow":
+        return validate_meta(payload, path)
+    if isinstance(payload, dict) and payload and all(hasattr(v, "shape") for v in payload.values()):
+        try:
+            return _legacy_meta(payload)
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"'{path}' is a bare state dict of an unknown network ({exc}): "
+                             "only PAULow files and the original PAULow AttentionUNet load") from None
+    raise ModelError(f"'{path}' is not a PAULow model file: retrain it with train_model.py")

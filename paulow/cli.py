@@ -272,6 +272,8 @@ def _add_export(sub, root: Path) -> None:
     p.add_argument("model", help="model file (a path, or a name in Use_Model/saved_models)")
     p.add_argument("--format", choices=("bioimageio", "onnx", "torchscript"), default="bioimageio")
     p.add_argument("--out", type=Path, help="folder for the exported files (default: beside the model)")
+    p.add_argument("--example", type=Path, help="a raw image (e.g. a training image) for the bioimage.io "
+                                                "package's cover and test tensors (default: a synthetic one)")
 
 
 def _add_tools(sub, root: Path) -> None:

@@ -39,3 +39,8 @@ class InterruptedRun(PaulowError):
     """The user pressed Ctrl-C; nothing was deleted."""
 
     exit_code = 130
+
+
+class Cancelled(PaulowError):
+    """The user cancelled a prediction or a training run (a front end's cancel button); nothing was
+    written."""

@@ -10,9 +10,9 @@ An ensemble exports as the mean of its members' probabilities.
 from __future__ import annotations
 
 import json
-import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,9 +87,10 @@ def export_meta(loaded, net_step: int) -> dict:
             "mask": mask_rule(meta), "class_names": meta.get("class_names"), "arch": meta.get("arch")}
 
 
-def export_model(model_path: Path, fmt: str, out_dir: Path | None = None) -> list[Path]:
+def export_model(model_path: Path, fmt: str, out_dir: Path | None = None, example: Any = None) -> list[Path]:
     """Write `<name>.onnx` or `<name>.torchscript.pt` and its metadata `<that name>.json` beside the
-    model (or in `out_dir`); an existing file is never overwritten (`_2`, `_3`, ...)."""
+    model (or in `out_dir`); an existing file is never overwritten (`_2`, `_3`, ...). `example` (a raw
+    image path or array) gives a bioimage.io package its cover and test tensors."""
     from .checkpoint import load_checkpoint
     from .io import unique_path
 
@@ -97,7 +98,7 @@ def export_model(model_path: Path, fmt: str, out_dir: Path | None = None) -> lis
         raise UsageError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     model_path = Path(model_path)
     if fmt == "bioimageio":
-        package = export_bioimageio(model_path, out_dir)
+        package = export_bioimageio(model_path, out_dir, example)
         validate_bioimageio(package)
         return [package]
     loaded = load_checkpoint(model_path, device="cpu")
@@ -113,68 +114,25 @@ def export_model(model_path: Path, fmt: str, out_dir: Path | None = None) -> lis
 
 
 # ---------------------------------------------------------------- bioimage.io
-def _normalised_like_bioimageio(image: torch.Tensor, low: float, high: float, eps: float = 1e-6) -> torch.Tensor:
-    """`scale_range` of the bioimage.io spec: per sample and channel over y, x."""
-    flat = image.flatten(2).double()
-    lo = torch.quantile(flat, low / 100, dim=2)[..., None, None]
-    hi = torch.quantile(flat, high / 100, dim=2)[..., None, None]
-    return ((image.double() - lo) / (hi - lo + eps)).float()
-
-
-def _cover(image: torch.Tensor, probs: torch.Tensor, path: Path) -> None:
-    from .report import sample_panel
-
-    sample_panel(image[0].numpy(), None, probs[0, -1].numpy(), path, title="input | probability")
-
-
-def export_bioimageio(model_path: Path, out_dir: Path | None = None) -> Path:
-    """A bioimage.io model package (zip, format 0.5) with TorchScript and ONNX weights, the percentile
-    normalisation as preprocessing (`scale_range` 1 / 99.8 per channel), probabilities as output,
-    test tensors, a cover, documentation and the licence."""
-    import tempfile
-
-    import numpy as np
-    import yaml
-
+def export_bioimageio(model_path: Path, out_dir: Path | None = None, example: Any = None) -> Path:
+    """A bioimage.io model package (zip, format 0.5) that reproduces `use_model.py`: TorchScript and
+    ONNX weights, one declared tile and halo, the normalisation as preprocessing, the threshold as
+    `binarize`, the rest of the post-processing as an attachment, cover and test tensors from
+    `example` (a raw image path or array; see `paulow.bioimageio_package`)."""
+    from .bioimageio_package import write_package
     from .checkpoint import load_checkpoint
     from .io import unique_path
 
     model_path = Path(model_path)
     loaded = load_checkpoint(model_path, device="cpu")
-    net = probability_net(loaded)
-    norm = loaded.meta.get("normalisation", {})
-    if norm.get("method") == "window":
+    if loaded.meta.get("normalisation", {}).get("method") == "window":
         from .errors import UsageError
 
         raise UsageError(f"'{model_path}' was trained with a fixed intensity window (--window), which this "
                          "bioimage.io package cannot describe yet - export it as onnx or torchscript (their JSON "
                          "records the window)")
-    low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
-    step = net.size_step
-    side = max(64, 4 * step)
-    raw = torch.rand(1, loaded.in_channels, side, side, generator=torch.Generator().manual_seed(1)) * 200 + 20
-    with torch.no_grad():
-        probs = net(_normalised_like_bioimageio(raw, low, high))
     out_dir = Path(out_dir) if out_dir else model_path.parent
-    target = unique_path(out_dir / f"{model_path.stem}.bioimageio.zip")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        export_torchscript(loaded, folder / "weights.torchscript.pt")
-        export_onnx(loaded, folder / "weights.onnx")
-        np.save(folder / "test_input.npy", raw.numpy())
-        np.save(folder / "test_output.npy", probs.numpy())
-        _cover(raw, probs, folder / "cover.png")
-        (folder / "README.md").write_text(_documentation(loaded, model_path))
-        (folder / "LICENSE").write_text("MIT License - the weights were trained with PAULow by its user.\n")
-        rdf = _rdf(loaded, model_path.stem, step, low, high, probs.shape[1])
-        (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # the package is the folder zipped with rdf.yaml at its root (bioimageio.spec's own packager
-        # fails with some pydantic versions); `validate_bioimageio` checks the result
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(folder.iterdir()):
-                archive.write(path, path.name)
-    return target
+    return write_package(loaded, model_path, unique_path(out_dir / f"{model_path.stem}.bioimageio.zip"), example)
 
 
 def validate_bioimageio(package: Path) -> None:
@@ -186,44 +144,3 @@ def validate_bioimageio(package: Path) -> None:
     descr = load_description(package, perform_io_checks=True)
     if not hasattr(descr, "weights"):
         raise ModelError(f"'{package}' is not a valid bioimage.io model: {descr.validation_summary.format()}")
-
-
-def _documentation(loaded, model_path: Path) -> str:
-    meta = loaded.meta
-    return (f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}), trained on "
-            f"{len(meta.get('training_files', {}) or [])} image file(s). Input: raw image, normalised per channel "
-            f"to the 1st-99.8th percentiles. Output: probabilities; the mask: {mask_rule(meta)}."
-            f"\n\nTraining data summary: "
-            f"{json.dumps(meta.get('dataset_summary', {}), default=str)[:2000]}\n")
-
-
-def _rdf(loaded, name: str, step: int, low: float, high: float, out_channels: int) -> dict:
-    import torch as _torch
-
-    classes = loaded.meta.get("class_names") or (["foreground"] if out_channels == 1 else
-                                                  [f"class{i}" for i in range(out_channels)])
-    space = [{"type": "space", "id": axis, "size": {"min": step * 4, "step": step}} for axis in ("y", "x")]
-    return {
-        "format_version": "0.5.4", "type": "model", "name": f"PAULow {name}"[:128],
-        "description": "Attention U-Net trained with PAULow's threshold-based dynamic loss.",
-        "authors": [{"name": "PAULow user"}], "license": "MIT", "documentation": "README.md",
-        "covers": ["cover.png"], "tags": ["segmentation", "paulow", "attention-unet"],
-        "cite": [{"text": "PAULow: patch-based attention U-Net with a threshold-based dynamic loss",
-                  "url": "https://github.com/NTUMMIO/PAULow"}],
-        "inputs": [{"id": "raw", "axes": [{"type": "batch"},
-                                          {"type": "channel",
-                                           "channel_names": [f"c{i}" for i in range(loaded.in_channels)]},
-                                          *space],
-                    "test_tensor": {"source": "test_input.npy"}, "data": {"type": "float32"},
-                    "preprocessing": [{"id": "scale_range",
-                                       "kwargs": {"axes": ["y", "x"], "min_percentile": low,
-                                                  "max_percentile": high}}]}],
-        "outputs": [{"id": "probabilities",
-                     "axes": [{"type": "batch"}, {"type": "channel", "channel_names": list(classes)},
-                              *[{"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis}}
-                                for axis in ("y", "x")]],
-                     "test_tensor": {"source": "test_output.npy"}, "data": {"type": "float32"}}],
-        "weights": {"torchscript": {"source": "weights.torchscript.pt",
-                                    "pytorch_version": _torch.__version__.split("+")[0]},
-                    "onnx": {"source": "weights.onnx", "opset_version": OPSET}},
-    }

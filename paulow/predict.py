@@ -3,7 +3,8 @@ tiled inference, the threshold choice. No files, no prompts."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -56,10 +57,12 @@ def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterat
 def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
                   tta: bool = False, name: str = "image", runtime: str = "torch",
-                  normalised: bool = False) -> list[np.ndarray]:
+                  normalised: bool = False,
+                  on_tile: Callable[[int, int, int], None] | None = None) -> list[np.ndarray]:
     """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack (or of pages
     already through `normalise_pages` when `normalised`). `runtime`: "torch" (default) or
-    "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime)."""
+    "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime); `on_tile(page, done,
+    total)` after each batch of tiles (page counts from 0)."""
     from .infer import predict_slice, set_activation, suggest_tile
     from .ort_runtime import choose_runtime, with_runtime
 
@@ -68,5 +71,6 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))
-    return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device, tta=tta)
-            for page in pages]
+    return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
+                          on_tile=None if on_tile is None else partial(on_tile, index))
+            for index, page in enumerate(pages)]

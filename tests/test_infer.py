@@ -272,7 +272,7 @@ def test_devices_and_tile_suggestion():
     assert not net.training
     assert suggest_tile(128, "cpu") == 256
     assert suggest_tile(300, "cpu") == 320
-    assert suggest_tile(100, "cuda") == 128
+    assert suggest_tile(100, "cuda") == 256  # the same tile on every device: outputs depend on it
 
 
 @pytest.mark.parametrize("name", ["paulow_attention_unet", "attention_unet", "unet"])

@@ -102,9 +102,11 @@ def test_segment_adds_instance_labels_and_probabilities(viewer, qtbot, tiny_mode
     assert isinstance(labels, Labels) and labels.data.shape == (64, 64)
     assert np.array_equal(labels.data, expected.labels())
     probs = viewer.layers["cells probability"]
-    assert isinstance(probs, Image)
-    np.testing.assert_allclose(probs.data, expected.probabilities[0], atol=1e-6)
-    assert widget._progress.value == widget._progress.max == 2
+    assert isinstance(probs, Image) and probs.data.shape == (64, 64)  # one channel: the foreground
+    foreground = 1 - expected.probabilities[0] if expected.boundary else expected.probabilities[0]
+    np.testing.assert_allclose(probs.data, foreground, atol=1e-6)
+    assert probs.blending == "translucent" and probs.opacity == 0.5 and probs.colormap.name == "viridis"
+    assert widget._progress.value == widget._progress.max == 1  # one tile (64 px padded to the tile)
 
 
 def test_segment_a_stack_gives_a_mask_per_page(viewer, qtbot, tiny_model):

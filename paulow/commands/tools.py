@@ -134,7 +134,7 @@ def run_check_overfit(args, echo=print) -> int:
 
 
 def run_export(args, echo=print) -> int:
-    """`paulow export MODEL --format onnx|torchscript [--out DIR]`."""
+    """`paulow export MODEL --format bioimageio|onnx|torchscript [--out DIR] [--example IMAGE]`."""
     from ..export import export_model
     from ..workspace import Workspace
 
@@ -142,6 +142,6 @@ def run_export(args, echo=print) -> int:
     if not model.is_file():
         named = Workspace(Path(args.root)).models / (model.name if model.suffix == ".pth" else f"{model.name}.pth")
         model = named if named.is_file() else model
-    for path in export_model(model, args.format, args.out):
+    for path in export_model(model, args.format, args.out, getattr(args, "example", None)):
         echo(f"wrote {path}")
     return 0

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Generator
+from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import Cancelled, UsageError
 from .layers import image_pages, label_pages, probability_array
 
 
@@ -28,9 +29,34 @@ class Update:
 
 @dataclass
 class Segmentation:
+    """A segmented layer: its labels, the probability layer's data (or None) and the kept predictions
+    (`paulow.Prediction`, one per page) that `relabel` re-thresholds without the network."""
+
     labels: np.ndarray
     probabilities: np.ndarray | None
     threshold: float
+    predictions: list = field(default_factory=list)
+    shape: tuple[int, ...] = ()
+    instances: bool = False
+    split_touching: bool = False
+
+    @property
+    def min_size(self) -> int:
+        return int(self.predictions[0].min_size) if self.predictions else 0
+
+
+@dataclass
+class Trained:
+    """A saved model and, for a fine-tuned one, how it and its parent score on the held-out pixels."""
+
+    path: Path
+    finetuned_dice: float | None = None
+    parent_dice: float | None = None
+
+    @property
+    def worse_than_parent(self) -> bool:
+        return (self.finetuned_dice is not None and self.parent_dice is not None
+                and self.finetuned_dice < self.parent_dice)
 
 
 def _given(path: str | Path | None) -> Path | None:
@@ -56,25 +82,74 @@ def output_file(path: str | Path | None) -> Path:
     return chosen
 
 
+def _threaded(work: Callable[[Callable[[Any], None]], Any], *, tick: float | None = None
+              ) -> Generator[Any, None, Any]:
+    """Run `work(put)` in its own thread and yield what it `put`s as it comes (None every `tick`
+    seconds when nothing came); return its result or raise its error in the caller's thread."""
+    items: queue.Queue = queue.Queue()
+    done: dict[str, Any] = {}
+    end = object()
+
+    def run() -> None:
+        try:
+            done["result"] = work(items.put)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            done["error"] = exc
+        finally:
+            items.put(end)
+
+    thread = threading.Thread(target=run, name="paulow-job", daemon=True)
+    thread.start()
+    while True:
+        try:
+            item = items.get(timeout=tick)
+        except queue.Empty:
+            item = None
+        if item is end:
+            break
+        yield item
+    thread.join()
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
+
+
+def _stop_if(cancel: threading.Event | None, what: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{what} cancelled: nothing was added or saved")
+
+
 def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, split_touching: bool = False,
-            probabilities: bool = False, threshold: float | None = None
+            probabilities: bool = False, threshold: float | None = None, cancel: threading.Event | None = None
             ) -> Generator[Update, None, Segmentation]:
-    """Segment every page of an image layer's data with a saved model."""
+    """Segment every page of an image layer's data with a saved model; progress per batch of tiles,
+    stopped (`Cancelled`) at the next batch once `cancel` is set."""
     import paulow
 
     path = model_file(path)
     yield Update(f"loading {path.name}", 0, 1)
     model = paulow.load_model(path)
     pages, shape = image_pages(data, rgb, model.in_channels)
-    total = len(pages) + 1
-    yield Update(f"segmenting {len(pages)} page(s)", 1, total)
-    preds = []
-    for i, page in enumerate(pages):
-        preds.append(model.predict(page, threshold=threshold))
-        yield Update(f"page {i + 1}/{len(pages)} done", i + 2, total)
+
+    def on_tile(page: int, done: int, total: int, put: Callable[[Any], None]) -> None:
+        _stop_if(cancel, "segmentation")
+        put(Update(f"page {page + 1}/{len(pages)}: {done}/{total} tiles", page * total + done, len(pages) * total))
+
+    def work(put: Callable[[Any], None]) -> list:
+        return model.predict_stack(pages, threshold=threshold, on_tile=lambda *a: on_tile(*a, put))
+
+    preds = yield from _threaded(work)
     labels = label_pages(preds, instances, split_touching).reshape(shape)
     probs = probability_array(preds, tuple(shape)) if probabilities else None
-    return Segmentation(labels, probs, preds[0].threshold)
+    return Segmentation(labels, probs, preds[0].threshold, preds, tuple(shape), instances, split_touching)
+
+
+def relabel(result: Segmentation, threshold: float, min_size: int) -> Segmentation:
+    """The same segmentation at another threshold and smallest object size, from the kept
+    probabilities (no network): what the Segment widget's sliders show at once."""
+    preds = [p.rethreshold(threshold, min_size) for p in result.predictions]
+    labels = label_pages(preds, result.instances, result.split_touching).reshape(result.shape)
+    return replace(result, labels=labels, threshold=float(threshold), predictions=preds)
 
 
 def _epoch_update(row: dict, best: list[float]) -> Update:
@@ -90,46 +165,67 @@ def _epoch_update(row: dict, best: list[float]) -> Update:
     return Update(text, (int(row["fold"]) - 1) * epochs + int(row["epoch"]), folds * epochs)
 
 
+def _progress(update: Update, started: float, seconds: float) -> Update:
+    """Time-based progress when the run has a time limit (seconds elapsed of the limit), else the
+    epoch count the update carries."""
+    import time
+
+    if seconds <= 0:
+        return update
+    elapsed = min(int(time.monotonic() - started), int(seconds))
+    return Update(update.message, elapsed, int(seconds))
+
+
 def train(images: list, masks: list, out: str | Path, *, base: str | Path | None = None,
-          time_limit: float = 5.0, epochs: int = 40, classes: int = 1, **options: Any
-          ) -> Generator[Update, None, Path]:
+          time_limit: float = 5.0, epochs: int = 40, classes: int = 1, cancel: threading.Event | None = None,
+          **options: Any) -> Generator[Update, None, Trained]:
     """Train (or, given `base`, fine-tune) a model on the pairs and save it to `out` (never replaced).
 
-    Each epoch yields its loss and validation Dice, other progress lines as they are. The training
-    runs in its own thread so this generator can pass them on as they come.
+    Each epoch yields its loss and validation Dice, other progress lines as they are; with a time
+    limit the progress is the time spent of it (updated every second). Once `cancel` is set the run
+    stops at its next epoch or progress line (`Cancelled`) and nothing is saved. A fine-tuned model
+    reports its and its parent's Dice on the held-out pixels (`Trained`).
     """
+    import time
+
     import paulow
 
     out = output_file(out)
     parent = paulow.load_model(model_file(base)) if base else None
     folds = 1 if parent else int(options.get("folds", 5))
-    lines: queue.Queue = queue.Queue()  # progress lines (str) and epoch rows (dict); None: finished
-    done: dict[str, Any] = {}
 
-    def work() -> None:
-        try:
-            if parent is not None:
-                model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
-                                        echo=lines.put, on_epoch=lines.put, **options)
-            else:
-                model = paulow.train(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
-                                     echo=lines.put, on_epoch=lines.put, **options)
-            done["path"] = model.save(out)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
-            done["error"] = exc
-        finally:
-            lines.put(None)
+    def checked(put: Callable[[Any], None]) -> Callable[[Any], None]:
+        def relay(item: Any) -> None:
+            _stop_if(cancel, "training")
+            put(item)
+        return relay
 
-    thread = threading.Thread(target=work, name="paulow-train", daemon=True)
-    best = [-1.0]
-    yield Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
-    thread.start()
-    while (item := lines.get()) is not None:
-        yield _epoch_update(item, best) if isinstance(item, dict) else Update(item)
-    thread.join()
-    if "error" in done:
-        raise done["error"]
-    return done["path"]
+    def work(put: Callable[[Any], None]) -> Trained:
+        relay = checked(put)
+        if parent is not None:
+            model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
+                                    echo=relay, on_epoch=relay, **options)
+        else:
+            model = paulow.train(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
+                                 echo=relay, on_epoch=relay, **options)
+        _stop_if(cancel, "training")
+        scores = (model.meta.get("metrics") or {}).get("finetune") or {}
+        return Trained(model.save(out), scores.get("finetuned_dice"), scores.get("parent_dice"))
+
+    best, seconds, started = [-1.0], 60.0 * float(time_limit or 0), time.monotonic()
+    last = Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
+    yield _progress(last, started, seconds)
+    runner = _threaded(work, tick=1.0)
+    try:
+        while True:
+            item = next(runner)
+            if item is not None:
+                last = _epoch_update(item, best) if isinstance(item, dict) else Update(item, last.done, last.total)
+            yield _progress(last, started, seconds)
+    except StopIteration as finished:
+        result: Trained = finished.value
+    yield Update(f"saved {result.path.name}", 1, 1)
+    return result
 
 
 def attention(path: str | Path, page: np.ndarray) -> list[np.ndarray]:

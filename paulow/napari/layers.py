@@ -43,8 +43,12 @@ def label_pages(predictions: Sequence, instances: bool, split_touching: bool = F
 
 
 def probability_array(predictions: Sequence, shape: tuple[int, ...]) -> np.ndarray:
-    """Foreground probabilities in the labels' shape; one leading class axis for class maps."""
+    """Foreground probabilities in the labels' shape: P for a binary model, the object probability
+    1 - P(background) for a boundary model (what its threshold cuts); one leading class axis for
+    class maps."""
     probs = np.stack([p.probabilities for p in predictions])  # (pages, K, H, W)
+    if getattr(predictions[0], "boundary", False):
+        return (1.0 - probs[:, 0]).reshape(shape)
     if probs.shape[1] == 1:
         return probs[:, 0].reshape(shape)
     return np.moveaxis(probs, 1, 0).reshape(probs.shape[1], *shape)
@@ -83,3 +87,11 @@ def page_index(data_point: Sequence[float], shape: Sequence[int]) -> int:
         return 0
     coords = [min(max(int(round(c)), 0), n - 1) for c, n in zip(list(data_point)[:lead], shape[:lead])]
     return int(np.ravel_multi_index(coords, tuple(shape[:lead])))
+
+
+def summary_line(row: dict) -> str:
+    """One line for a picker: `name: target, classes, tile, threshold, scores`."""
+    names = f" ({', '.join(row['class_names'])})" if row["class_names"] else ""
+    scores = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in row["scores"].items()) or "no scores"
+    return (f"{row['name']}: {row['target']}, {row['classes']} class(es){names}; tile {row['tile']} px, "
+            f"threshold {row['threshold']:.2f}, smallest object {row['min_object_px']} px; {scores}")

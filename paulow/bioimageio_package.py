@@ -1,0 +1,271 @@
+"""A bioimage.io model package (format 0.5) that reproduces `use_model.py`.
+
+What makes a consumer's result match the toolkit's (docs/export.md has the measurements):
+- The network's output depends on the tile it sees (GroupNorm statistics are per tile), so the
+  input declares one fixed tile: the toolkit's default tile for the model (`package_tile`).
+- No halo (`package_halo`, measured): bioimage.io tools predict whole tiles side by side; halos of
+  32 and 64 px agreed less with the toolkit's Gaussian-blended overlapping tiles than none.
+- The percentile normalisation is the `scale_range` preprocessing (whole image, per channel).
+- The threshold is a `binarize` post-processing of a second output, `foreground` (the foreground
+  probability, 1 - P(background) for boundary models); the rest (smallest object, seeded watershed)
+  is the attachment `paulow_postprocess.py` with its parameters in `postprocess.json`.
+- Cover and test tensors come from a real image (`example`), never from noise.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import attachment_postprocess
+from .boundaries import is_boundary_model, mask_rule
+
+# measured (bench/export_reproduce.py, docs/export.md): halos of 32 and 64 px agreed less with the
+# toolkit's blended tiles than no halo, and without one an image of one tile is reproduced exactly
+PACKAGE_HALO = 0
+
+
+def package_tile(meta: dict) -> int:
+    """The tile the package declares: the toolkit's default tile for this model (CPU and GPU alike)."""
+    from .infer import suggest_tile
+
+    return suggest_tile(int(meta.get("patch", 128)), "cpu")
+
+
+def package_halo(tile: int, step: int) -> int:
+    """Pixels dropped on each side of a tile by blockwise prediction: `PACKAGE_HALO` (0: none), at
+    most a quarter of the tile, a multiple of `step`."""
+    return min(PACKAGE_HALO, tile // 4) // step * step
+
+
+def postprocess_params(meta: dict) -> dict:
+    """`postprocess.json`: what `paulow_postprocess.py` needs to turn probabilities into masks."""
+    if is_boundary_model(meta):
+        rule = "boundary"
+    elif int(meta.get("classes", 1)) <= 1:
+        rule = "binary"
+    else:
+        rule = "classes"
+    return {"format": "paulow-postprocess", "version": attachment_postprocess.VERSION, "rule": rule,
+            "threshold": float(meta.get("threshold", 0.5)), "min_object_px": int(meta.get("min_object_px") or 0),
+            "description": mask_rule(meta), "class_names": meta.get("class_names")}
+
+
+class PackageNet(nn.Module):
+    """The probability network plus, for binary and boundary models, the foreground probability
+    (`P` for K = 1, `1 - P(background)` for boundary models) as a second output."""
+
+    def __init__(self, net: nn.Module, rule: str) -> None:
+        super().__init__()
+        self.net, self.rule = net, rule
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        probs = self.net(x)
+        if self.rule == "classes":  # the mask is the argmax: no foreground output
+            return (probs,)
+        return probs, (1.0 - probs[:, :1] if self.rule == "boundary" else probs[:, :1])
+
+
+def scale_range(image: np.ndarray, low: float, high: float, eps: float = 1e-6) -> np.ndarray:
+    """bioimage.io's `scale_range` preprocessing of one raw (C, H, W) image, per channel over y, x."""
+    flat = image.reshape(image.shape[0], -1).astype(np.float64)
+    lo = np.quantile(flat, low / 100, axis=1)[:, None, None]
+    hi = np.quantile(flat, high / 100, axis=1)[:, None, None]
+    return ((image - lo) / (hi - lo + eps)).astype(np.float32)
+
+
+def example_image(example: Any, in_channels: int) -> tuple[np.ndarray, str]:
+    """The first page of `example` (a path or an (H, W) / (C, H, W) array) as raw (C, H, W), and
+    where it came from; without one, a synthetic nuclei image (seed 0), said so in the package."""
+    from .predict import match_channels
+
+    if example is None:
+        from .synthetic import nuclei_image
+
+        image = nuclei_image((512, 512), seed=0)[0][None]
+        return np.repeat(image, in_channels, axis=0), "a synthetic nuclei image (no example image was given)"
+    if isinstance(example, (str, Path)):
+        from .io import read_image
+
+        page, source = read_image(Path(example)).data[0], Path(example).name
+    else:
+        array = np.asarray(example)
+        page, source = (array[None] if array.ndim == 2 else array), "an example array"
+    return match_channels(page[None], in_channels, str(source))[0], source
+
+
+def _window(mask: np.ndarray, tile: int) -> tuple[slice, slice]:
+    """The `tile` x `tile` window (on a tile / 4 grid) holding the most foreground of `mask`."""
+    height, width = mask.shape
+    stride = max(tile // 4, 1)
+    best, at = -1, (0, 0)
+    for y in range(0, max(height - tile, 0) + 1, stride):
+        for x in range(0, max(width - tile, 0) + 1, stride):
+            count = int(np.count_nonzero(mask[y:y + tile, x:x + tile]))
+            if count > best:
+                best, at = count, (y, x)
+    return slice(at[0], at[0] + tile), slice(at[1], at[1] + tile)
+
+
+def _padded(image: np.ndarray, tile: int) -> np.ndarray:
+    """Reflect-pad (C, H, W) up to `tile` on each short side (as the toolkit does)."""
+    pads = [(0, 0)] + [((tile - n) // 2, tile - n - (tile - n) // 2) if n < tile else (0, 0)
+                       for n in image.shape[1:]]
+    return np.pad(image, pads, mode="reflect") if any(p != (0, 0) for p in pads) else image
+
+
+def _cover(image: np.ndarray, mask: np.ndarray, path: Path) -> Path:
+    """`image | image with the mask overlaid` (red), at most 512 px high, as PNG."""
+    from .io import write_png
+    from .report import display_image
+
+    window = _window(mask, min(512, *mask.shape))
+    shown = display_image(image[:, window[0], window[1]])
+    rgb = np.repeat(shown[..., None], 3, axis=2) if shown.ndim == 2 else shown
+    overlay = rgb.copy()
+    objects = mask[window] > 0
+    overlay[objects] = 0.55 * overlay[objects] + 0.45 * np.array([1.0, 0.1, 0.1])
+    gap = np.ones((rgb.shape[0], 4, 3), dtype=np.float32)
+    return write_png(path, (np.concatenate([rgb, gap, overlay], axis=1) * 255).round().astype(np.uint8))
+
+
+def _trace(package_net: PackageNet, example: torch.Tensor, folder: Path) -> None:
+    names = ["probabilities", "foreground"][:2 if package_net.rule != "classes" else 1]
+    with torch.no_grad():
+        torch.jit.trace(package_net, example, check_trace=False).save(str(folder / "weights.torchscript.pt"))
+        torch.onnx.export(package_net, (example,), str(folder / "weights.onnx"), input_names=["raw"],
+                          output_names=names, opset_version=18, dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in ["raw", *names]})
+
+
+def write_package(loaded, model_path: Path, target: Path, example: Any = None) -> Path:
+    """Write the package zip for a loaded model file at `target` (a free path)."""
+    from .export import probability_net
+    from .predict import predict_pages
+
+    meta, params = loaded.meta, postprocess_params(loaded.meta)
+    net = probability_net(loaded)
+    tile, norm = package_tile(meta), meta.get("normalisation", {})
+    halo = package_halo(tile, net.size_step)
+    raw, source = example_image(example, loaded.in_channels)
+    probs = predict_pages(loaded.models, meta, raw[None], tile=tile, device="cpu")[0]
+    mask = attachment_postprocess.mask_from_probabilities(probs, params)
+    window = _window(mask, tile)
+    crop = _padded(raw[:, window[0], window[1]].astype(np.float32), tile)[None]
+    low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
+    package_net = PackageNet(net, params["rule"]).eval()
+    with torch.no_grad():
+        outputs = package_net(torch.from_numpy(scale_range(crop[0], low, high)[None]))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        _trace(package_net, torch.from_numpy(crop), folder)
+        np.save(folder / "test_input.npy", crop)
+        np.save(folder / "test_output.npy", outputs[0].numpy())
+        binary = params["rule"] != "classes"
+        if binary:
+            np.save(folder / "test_foreground.npy", (outputs[1] > params["threshold"]).float().numpy())
+        _cover(raw, mask, folder / "cover.png")
+        shutil.copy(attachment_postprocess.__file__, folder / "paulow_postprocess.py")
+        (folder / "postprocess.json").write_text(json.dumps(params, indent=2) + "\n")
+        (folder / "README.md").write_text(_documentation(meta, model_path, tile, halo, source, params))
+        (folder / "LICENSE").write_text("MIT License - the weights were trained with PAULow by its user.\n")
+        rdf = _rdf(loaded, model_path.stem, tile, halo, (low, high), probs.shape[0], params if binary else None)
+        import yaml
+
+        (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # rdf.yaml at the zip's root (bioimageio.spec's own packager fails with some pydantic versions);
+        # `paulow.export.validate_bioimageio` checks the result
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.iterdir()):
+                archive.write(path, path.name)
+    return target
+
+
+def _documentation(meta: dict, model_path: Path, tile: int, halo: int, source: str, params: dict) -> str:
+    return (f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}). Input: a raw image, normalised per "
+            f"channel to its 1st-99.8th percentiles (`scale_range`).\n\n"
+            f"## Tiling\nThe network's output depends on the tile it sees, so the input is one fixed tile of "
+            f"{tile} x {tile} px. Predict larger images blockwise (declared halo: {halo} px), as bioimageio.core "
+            "does; PAULow itself blends overlapping tiles, so masks of larger images differ somewhat (see "
+            "PAULow's docs/export.md). Images smaller than "
+            f"{tile} px on a side: reflect-pad them to {tile} px first.\n\n"
+            f"## Outputs\n- `probabilities`: per class ({', '.join(_class_names(meta, None))}).\n"
+            f"- `foreground` (binary and boundary models): the mask, {params['description']} "
+            "(`binarize` post-processing).\n\n"
+            "## Post-processing as `use_model.py`\n`paulow_postprocess.py` (numpy, scipy, scikit-image; no "
+            "PAULow) with `postprocess.json` turns `probabilities` into the mask (smallest objects of "
+            f"{params['min_object_px']} px removed) and instance labels (seeded watershed for boundary models); "
+            "see its docstring.\n\n"
+            f"Cover and test tensors: {source}.\n")
+
+
+def _class_names(meta: dict, count: int | None) -> list[str]:
+    names = meta.get("class_names")
+    if names:
+        return [str(n) for n in names]
+    if is_boundary_model(meta):
+        return ["background", "interior", "boundary"]
+    count = count or int(meta.get("classes", 1))
+    return ["foreground"] if count == 1 else [f"class{i}" for i in range(count)]
+
+
+def _output(name: str, channels: list[str], halo: int, test: str, post: list | None = None) -> dict:
+    space = [{"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis},
+              **({"halo": halo} if halo else {})} for axis in ("y", "x")]  # the spec's halo is >= 1
+    out = {"id": name, "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels}, *space],
+           "test_tensor": {"source": test}, "data": {"type": "float32"}}
+    if post:
+        out["postprocessing"] = post
+    return out
+
+
+def _rdf(loaded, name: str, tile: int, halo: int, percentiles: tuple[float, float], out_channels: int,
+         params: dict | None) -> dict:
+    outputs = [_output("probabilities", _class_names(loaded.meta, out_channels), halo, "test_output.npy")]
+    if params is not None:
+        outputs.append(_output("foreground", ["foreground"], halo, "test_foreground.npy",
+                               [{"id": "binarize", "kwargs": {"threshold": params["threshold"]}}]))
+    channels = [f"c{i}" for i in range(loaded.in_channels)]
+    return {
+        "format_version": "0.5.4", "type": "model", "name": f"PAULow {name}"[:128],
+        "description": "Attention U-Net trained with PAULow's threshold-based dynamic loss.",
+        "authors": [{"name": "PAULow user"}], "license": "MIT", "documentation": "README.md",
+        "covers": ["cover.png"], "tags": ["segmentation", "paulow", "attention-unet"],
+        "cite": [{"text": "PAULow: patch-based attention U-Net with a threshold-based dynamic loss",
+                  "url": "https://github.com/NTUMMIO/PAULow"}],
+        "attachments": [{"source": "paulow_postprocess.py"}, {"source": "postprocess.json"}],
+        "inputs": [{"id": "raw", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels},
+                                          *[{"type": "space", "id": a, "size": tile} for a in ("y", "x")]],
+                    "test_tensor": {"source": "test_input.npy"}, "data": {"type": "float32"},
+                    "preprocessing": [{"id": "scale_range",
+                                       "kwargs": {"axes": ["y", "x"], "min_percentile": percentiles[0],
+                                                  "max_percentile": percentiles[1]}}]}],
+        "outputs": outputs,
+        "weights": {"torchscript": {"source": "weights.torchscript.pt",
+                                    "pytorch_version": torch.__version__.split("+")[0]},
+                    "onnx": {"source": "weights.onnx", "opset_version": 18}},
+        "config": {"paulow": {"tile": tile, "halo": halo, "postprocess": params or postprocess_params(loaded.meta)}},
+    }
+
+
+def predict_blockwise(package: str | Path, image: np.ndarray, weight_format: str = "torchscript"
+                      ) -> dict[str, np.ndarray]:
+    """Run `package` on one raw (C, H, W) image with bioimageio.core's blockwise prediction (the
+    declared tile and halo, the declared pre- and post-processing), as a consumer would: each
+    output as (channels, H, W)."""
+    from bioimageio.core import create_prediction_pipeline, load_description
+    from bioimageio.core.digest_spec import create_sample_for_model
+
+    descr = load_description(package, perform_io_checks=False)
+    pipeline = create_prediction_pipeline(descr, weight_format=weight_format)
+    sample = create_sample_for_model(descr, inputs={"raw": np.asarray(image, dtype=np.float32)[None]})
+    result = pipeline.predict_sample_with_blocking(sample)
+    return {str(name): np.asarray(tensor.data)[0] for name, tensor in result.members.items()}
