@@ -171,7 +171,7 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
         Path(spec.work).mkdir(parents=True, exist_ok=True)
         zarr.open_array(Path(spec.work) / "local.zarr", mode="a", shape=(spec.pages, spec.height, spec.width),
                         chunks=(1, spec.chunk, spec.chunk), dtype="uint32", fill_value=0, zarr_format=2)
-    levels = omezarr.level_shapes(spec.height, spec.width)
+    levels = omezarr.level_shapes(spec.height, spec.width, spec.chunk)
     pyramid = _pyramid_jobs(spec, levels, instances)
     total = len(jobs) * (2 if instances else 1) + sum(len(level) for level in pyramid)
     with tqdm(total=total, unit="chunk", desc=Path(spec.input).name, disable=not progress) as bar:

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 
 NGFF_VERSION = "0.4"
-MIN_LEVEL_PX = 256  # stop the pyramid once both sides are at most this
 
 
-def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
-    """(H, W) of every pyramid level: halved (rounded up) until both sides are <= MIN_LEVEL_PX."""
+def level_shapes(height: int, width: int, chunk: int) -> list[tuple[int, int]]:
+    """(H, W) of every pyramid level: halved (rounded up) until one chunk holds the whole level."""
     shapes = [(height, width)]
-    while max(shapes[-1]) > MIN_LEVEL_PX:
+    while max(shapes[-1]) > chunk:
         h, w = shapes[-1]
         shapes.append(((h + 1) // 2, (w + 1) // 2))
     return shapes
@@ -47,7 +46,7 @@ def create_outputs(path: Path, pages: int, height: int, width: int, chunk: int, 
     import zarr
 
     root = zarr.open_group(path, mode="a", zarr_format=2)
-    shapes = level_shapes(height, width)
+    shapes = level_shapes(height, width, chunk)
     z = ("z",) if pages > 1 else ()
     lead = "c" + "".join(z)
     for n, (h, w) in enumerate(shapes):
