@@ -7,9 +7,9 @@ import contextlib
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -78,7 +78,13 @@ def _save_marker(path: Path, arrays: dict) -> None:
 
 def chunk_probabilities(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> tuple[np.ndarray, tuple]:
     """Blended probabilities `(K, h, w)` of one chunk core, and the core's slices."""
-    from .chunking import AxisPlan, ChunkGrid, normalise_fixed, predict_core, read_region
+    from .chunking import (
+        AxisPlan,
+        ChunkGrid,
+        normalise_fixed,
+        predict_core,
+        read_region,
+    )
     from .predict import match_channels
 
     networks, _meta = models

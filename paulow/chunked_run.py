@@ -13,8 +13,9 @@ import datetime as _dt
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -238,4 +239,4 @@ def _finish_outputs(spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: 
     return [str(p) for p in written]
 
 
-__all__ = ["predict_file", "output_stem", "default_chunk", "FORMATS"]
+__all__ = ["FORMATS", "default_chunk", "output_stem", "predict_file"]

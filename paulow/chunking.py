@@ -118,8 +118,14 @@ def predict_core(members: list, region: np.ndarray, ys: list[int], xs: list[int]
     """Blended probabilities `(K, h, w)` of a core from its normalised padded region."""
     import torch
 
-    from .infer import (TTA_TRANSFORMS, _accumulate, _divide_by_weights, _prepared, _TileRunner,
-                        gaussian_window_1d)
+    from .infer import (
+        TTA_TRANSFORMS,
+        _accumulate,
+        _divide_by_weights,
+        _prepared,
+        _TileRunner,
+        gaussian_window_1d,
+    )
 
     device = torch.device(device)
     window = gaussian_window_1d(tile)

@@ -4,7 +4,9 @@ a `distributed.Client` passed in, or "sync" (in this thread, no dask: debugging)
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
 
 log = logging.getLogger("paulow")
 RETRIES = 2  # a task lost with its worker runs again elsewhere
@@ -67,8 +69,8 @@ class TaskRunner:
             item.close()
         self._own = []
 
-    def __enter__(self) -> "TaskRunner":
+    def __enter__(self) -> TaskRunner:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -102,7 +102,7 @@ def _open_tiff(path: Path) -> LazyImage:
         opened = zarr.open(store, mode="r")
     except UnreadableImageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds for a bad file
+    except Exception as exc:
         raise UnreadableImageError(f"{path}: not a readable TIFF ({exc}) - check the file") from exc
     if isinstance(opened, zarr.Group):  # a pyramid: level 0 is full resolution
         keys = sorted(opened.array_keys(), key=int)
@@ -116,7 +116,7 @@ def _open_zarr(path: Path) -> LazyImage:
     try:
         group = zarr.open_group(path, mode="r")
         attrs = dict(group.attrs)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise UnreadableImageError(f"{path}: not a readable zarr group ({exc}) - give an OME-Zarr image") from exc
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not multiscales:

@@ -33,7 +33,7 @@ class ChunkObjects:
                 "bottom": self.bottom, "left": self.left, "right": self.right}
 
     @classmethod
-    def from_arrays(cls, data) -> "ChunkObjects":
+    def from_arrays(cls, data) -> ChunkObjects:
         return cls(int(data["count"]), data["areas"], data["top"], data["bottom"], data["left"], data["right"])
 
 

@@ -1,8 +1,9 @@
 """Tiled (Big)TIFF from a chunked array, one band of rows at a time (memory: one band)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -8,7 +8,6 @@ from scipy import ndimage
 from torch import nn
 
 from paulow.chunking import AxisPlan, ChunkGrid, predict_in_chunks
-from paulow.data import normalise
 from paulow.errors import UsageError
 from paulow.infer import predict_slice
 from paulow.stitch import global_mapping, local_components, relabel
