@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-
 log = logging.getLogger("paulow")
 RETRIES = 2  # a task lost with its worker runs again elsewhere
 
