@@ -76,7 +76,8 @@ def _save_marker(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
-def chunk_probabilities(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> tuple[np.ndarray, tuple]:
+def chunk_probabilities(spec: RunSpec, models: tuple, page: int, iy: int,
+                        ix: int) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Blended probabilities `(K, h, w)` of one chunk core, and the core's slices."""
     from .chunking import (
         AxisPlan,

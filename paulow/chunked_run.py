@@ -113,7 +113,7 @@ def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = N
     work = out_dir / f".{stem}.paulow-work"
     output = out_dir / f"{stem}.ome.zarr" if fmt == "ome-zarr" else work / "output.ome.zarr"
     record_path = out_dir / f"{stem}.paulow-run.json"
-    settings = {"input": str(path.resolve()), "input_shape": list(image.shape), "input_dtype": str(image.dtype),
+    settings: dict[str, Any] = {"input": str(path.resolve()), "input_shape": list(image.shape), "input_dtype": str(image.dtype),
                 "model_sha256": model_digest(model.networks), "chunk": chunk, "tile": tile,
                 "overlap": float(overlap if overlap is not None else meta.get("overlap", 0.5)),
                 "threshold": choose_threshold(meta, threshold), "min_size": choose_min_size(meta, min_size),
@@ -126,7 +126,7 @@ def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = N
     spec = RunSpec(str(path), str(output), str(work), image.height, image.width, image.pages, chunk, tile,
                    settings["overlap"], batch_size, tta, device, settings["threshold"], settings["min_size"],
                    int(meta["in_channels"]), mode, tuple(tuple(s) if s is not None else None for s, _ in stats))
-    record = {"settings": settings, "started": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "complete": False,
+    record: dict[str, Any] = {"settings": settings, "started": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "complete": False,
               "chunking": {"core_px": chunk, "halo_px": f"up to {tile - 1} (the tiles touching a core)",
                            "grid": list(ChunkGrid(image.height, image.width, chunk).shape), "pages": image.pages},
               "normalisation": [{"page": p, "low_high": s, "from": how} for p, (s, how) in enumerate(stats)],

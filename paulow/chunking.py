@@ -156,4 +156,5 @@ def predict_in_chunks(models, image: np.ndarray, *, tile: int, overlap: float, c
         if out is None:
             out = np.empty((probs.shape[0],) + image.shape[1:], dtype=np.float32)
         out[:, core[0], core[1]] = probs
+    assert out is not None  # a grid has at least one chunk
     return out

@@ -89,7 +89,8 @@ def _open_tiff(path: Path) -> LazyImage:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, page = series.axes, series.pages[0]
+            page: Any = series.pages[0]
+            axes = series.axes
             untiled_big = (not page.is_tiled and page.rowsperstrip >= page.imagelength
                            and page.nbytes > UNTILED_LIMIT_BYTES)
         if untiled_big:
@@ -114,8 +115,8 @@ def _open_zarr(path: Path) -> LazyImage:
     import zarr
 
     try:
-        group = zarr.open_group(path, mode="r")
-        attrs = dict(group.attrs)
+        group: Any = zarr.open_group(path, mode="r")
+        attrs: dict[str, Any] = dict(group.attrs)
     except Exception as exc:
         raise UnreadableImageError(f"{path}: not a readable zarr group ({exc}) - give an OME-Zarr image") from exc
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")

@@ -78,7 +78,7 @@ def arrays(path: Path) -> dict[str, Any]:
     """The level-0 arrays by role: "probability", "mask", "objects" (when written)."""
     import zarr
 
-    root = zarr.open_group(path, mode="r+")
+    root: Any = zarr.open_group(path, mode="r+")
     found = {"probability": root["0"], "mask": root["labels/mask/0"]}
     if "objects" in root["labels"]:
         found["objects"] = root["labels/objects/0"]
@@ -89,7 +89,7 @@ def level_arrays(path: Path, role: str) -> list[Any]:
     """Every pyramid level of one role's array, finest first."""
     import zarr
 
-    root = zarr.open_group(path, mode="r+")
+    root: Any = zarr.open_group(path, mode="r+")
     group = root if role == "probability" else root[f"labels/{role}"]
     count = len(group.attrs["multiscales"][0]["datasets"])
     return [group[str(n)] for n in range(count)]
