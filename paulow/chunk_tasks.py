@@ -139,6 +139,7 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
     import zarr
 
     from . import omezarr
+    from .chunk_objects import object_parts
     from .chunking import ChunkGrid
     from .stitch import relabel
 
@@ -156,7 +157,8 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
     key = spec.page_key(page)
     omezarr.write_block(out["objects"], key, *core, objects)
     omezarr.write_block(out["mask"], key, *core, (objects > 0).astype(np.uint8))
-    _save_marker(done, {})
+    raw = _lazy(spec.input).read(page, *core)
+    _save_marker(done, object_parts(objects, raw, core[0].start, core[1].start))  # this chunk's share of each object
 
 
 def pyramid_chunk(spec: RunSpec, role: str, level: int, page: int, ys: slice, xs: slice) -> None:

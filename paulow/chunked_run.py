@@ -144,6 +144,8 @@ def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = N
         if own:
             runner.close()
     record["outputs"] = _finish_outputs(spec, fmt, out_dir, stem, record.get("objects"))
+    if record.get("objects") is not None:
+        record["outputs"].append(str(_write_objects_csv(spec, out_dir / f"{stem}_objects.csv", record["objects"])))
     record.update(complete=True, finished=f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
     _write_json(record_path, record)
     shutil.rmtree(work, ignore_errors=True)
@@ -209,6 +211,22 @@ def _stitch_page(spec: RunSpec, grid: ChunkGrid, page: int) -> tuple[dict, int]:
     tmp.replace(folder / f"{page}.npy")
     places = {index: (offsets[index], chunks[index].count) for index in chunks}
     return places, int(mapping.max(initial=0))
+
+
+def _write_objects_csv(spec: RunSpec, path: Path, counts: list[int]) -> Path:
+    """One row per object (a `page` column for stacks), merged from the chunks' parts."""
+    from .chunk_objects import merge_parts
+    from .io import unique_path
+    from .report import write_csv
+
+    grid, rows = ChunkGrid(spec.height, spec.width, spec.chunk), []
+    for page, count in enumerate(counts):
+        parts = []
+        for iy, ix in grid.indices():
+            with np.load(marker(spec, "label", page, iy, ix)) as data:
+                parts.append({key: data[key] for key in data.files})
+        rows += merge_parts(parts, count, page if spec.pages > 1 else None)
+    return write_csv(unique_path(path), rows)
 
 
 def _pyramid_jobs(spec: RunSpec, levels: list[tuple[int, int]], instances: bool) -> list[list[tuple]]:

@@ -71,6 +71,20 @@ def test_ome_zarr_output_equals_model_predict(tiled_tiff: Path, tmp_path: Path):
     assert [group[f"labels/objects/{d['path']}"].shape for d in levels] == [(150, 170), (75, 85), (38, 43)]
     assert np.array_equal(group["labels/objects/1"][:], objects[::2, ::2])
     assert record["complete"] and record["chunking"]["grid"] == [4, 4]
+    import csv
+
+    with open(tmp_path / "out" / "scan_objects.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    box = ("bbox_min_row", "bbox_min_col", "bbox_max_row", "bbox_max_col")
+    wanted = {tuple(row[k] for k in box): row for row in expected.objects()}
+    assert len(rows) == 6 and {tuple(int(row[k]) for k in box) for row in rows} == set(wanted)
+    for row in rows:  # each object's chunk parts (objects over up to four chunks) sum to the whole
+        whole = wanted[tuple(int(row[k]) for k in box)]
+        y0, x0, y1, x1 = (int(row[k]) for k in box)
+        assert int(row["area_px"]) == whole["area_px"] == np.count_nonzero(objects == int(row["label"]))
+        assert np.count_nonzero(objects[y0:y1, x0:x1] == int(row["label"])) == whole["area_px"]
+        for key in ("centroid_y", "centroid_x", "mean_intensity"):
+            assert float(row[key]) == pytest.approx(whole[key], rel=1e-9)
     assert record["normalisation"][0]["from"] == "whole page"
     assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())  # work folder removed
 
@@ -80,7 +94,9 @@ def test_tiff_output_and_a_stack(tmp_path: Path):
     tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     model = blob_model()
     record = run(model, tmp_path / "stack.tif", tmp_path / "out")
-    assert [Path(p).name for p in record["outputs"]] == ["stack_mask.tif", "stack_labels.tif"]
+    assert [Path(p).name for p in record["outputs"]] == ["stack_mask.tif", "stack_labels.tif", "stack_objects.csv"]
+    header = (tmp_path / "out" / "stack_objects.csv").read_text().splitlines()[0]
+    assert header.startswith("page,label,area_px,centroid_y,centroid_x,bbox_min_row")
     mask = tifffile.imread(tmp_path / "out" / "stack_mask.tif")
     expected = model.predict_stack(stack[:, None], tile=32)
     assert mask.shape == (2, 150, 170) and mask.dtype == np.uint8
