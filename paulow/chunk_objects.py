@@ -38,16 +38,16 @@ def merge_parts(parts: list[dict[str, np.ndarray]], count: int, page: int | None
     ids = np.concatenate([p["ids"] for p in parts])
     channels = parts[0]["sum_i"].shape[1]
     total = {key: np.zeros(count + 1) for key in ("area", "sum_y", "sum_x")}
-    for key in total:
-        np.add.at(total[key], ids, np.concatenate([p[key] for p in parts]))
+    for key, values in total.items():
+        np.add.at(values, ids, np.concatenate([p[key] for p in parts]))
     sum_i = np.zeros((count + 1, channels))
     np.add.at(sum_i, ids, np.concatenate([p["sum_i"] for p in parts]))
     low = {key: np.full(count + 1, np.iinfo(np.int64).max) for key in ("min_y", "min_x")}
     high = {key: np.zeros(count + 1, dtype=np.int64) for key in ("max_y", "max_x")}
-    for key in low:
-        np.minimum.at(low[key], ids, np.concatenate([p[key] for p in parts]))
-    for key in high:
-        np.maximum.at(high[key], ids, np.concatenate([p[key] for p in parts]))
+    for key, values in low.items():
+        np.minimum.at(values, ids, np.concatenate([p[key] for p in parts]))
+    for key, values in high.items():
+        np.maximum.at(values, ids, np.concatenate([p[key] for p in parts]))
     rows = []
     for label in range(1, count + 1):
         area = total["area"][label]
