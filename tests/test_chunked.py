@@ -127,3 +127,21 @@ def test_empty_chunks_stay_empty_and_cost_no_table():
     offsets, mapping = global_mapping({(0, 0): local_components(np.zeros((8, 8)))[1],
                                        (0, 1): local_components(np.zeros((8, 8)))[1]})
     assert offsets == {(0, 0): 0, (0, 1): 0} and mapping.size == 0
+
+
+def test_object_rows_merged_from_chunk_parts_equal_the_whole_image_table():
+    from paulow.chunk_objects import merge_parts, object_parts
+    from paulow.postprocess import object_table
+
+    labels = chunked_labels(touching_objects(), 10)
+    image = np.random.default_rng(1).integers(0, 1000, (2, 30, 30)).astype(np.uint16)
+    grid = ChunkGrid(30, 30, 10)
+    parts = [object_parts(labels[grid.core(*i)], image[(slice(None), *grid.core(*i))],
+                          grid.core(*i)[0].start, grid.core(*i)[1].start) for i in grid.indices()]
+    rows = merge_parts(parts, int(labels.max()))
+    expected = object_table(labels, image)
+    assert [r["label"] for r in rows] == [r["label"] for r in expected] == list(range(1, 9))
+    for got, want in zip(rows, expected):
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-12), key
