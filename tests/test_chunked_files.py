@@ -111,7 +111,8 @@ def test_ome_zarr_input_and_napari_opens_the_labels(tiled_tiff: Path, tmp_path: 
     source = Path(first["outputs"][0])  # an OME-Zarr image (the probability) as input
     record = run(blob_model(), source, tmp_path / "b")
     assert record["settings"]["format"] == "ome-zarr"  # default for zarr inputs
-    from napari_ome_zarr import napari_get_reader
+    reader = pytest.importorskip("napari_ome_zarr", reason="napari-ome-zarr comes with the napari extra")
+    napari_get_reader = reader.napari_get_reader
 
     root = str(tmp_path / "b" / "scan.ome.zarr")
     layers = napari_get_reader(root)(root)
