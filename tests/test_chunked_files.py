@@ -200,3 +200,15 @@ def test_large_pages_take_statistics_from_a_fixed_sample(tiled_tiff: Path, tmp_p
     sample = np.concatenate([image[y:y + 32, x:x + 32].ravel() for y in starts(150) for x in starts(170)])
     assert entry["low_high"][0] == pytest.approx(list(np.percentile(sample.astype(np.float32), [1.0, 99.8])))
     assert json.loads((tmp_path / "out" / "scan.paulow-run.json").read_text())["complete"]
+
+
+def test_multi_class_model_writes_class_indices_and_no_objects(tiled_tiff: Path, tmp_path: Path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+    model = Model([net], {**META, "classes": 3, "activation": "softmax"})
+    record = run(model, tiled_tiff, tmp_path / "out", format="ome-zarr")
+    group = zarr.open_group(tmp_path / "out" / "scan.ome.zarr", mode="r")
+    expected = model.predict(blob_image(), tile=32)
+    assert np.array_equal(group["labels/mask/0"][:], expected.mask) and expected.mask.max() == 2
+    assert group["0"].shape == (3, 150, 170) and "objects" not in group["labels"]
+    assert record["objects"] is None and group["labels"].attrs["labels"] == ["mask"]
