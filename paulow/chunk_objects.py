@@ -9,26 +9,34 @@ from typing import Any
 import numpy as np
 
 
-def object_parts(objects: np.ndarray, image: np.ndarray, y0: int, x0: int) -> dict[str, np.ndarray]:
-    """What a chunk core holds of each object: `objects` (h, w) global labels, `image` (C, h, w) raw
-    values, (y0, x0) the core's position in the page."""
+def object_parts(labels: np.ndarray, image: np.ndarray, y0: int, x0: int,
+                 table: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """What a chunk core holds of each object. `labels` (h, w): global labels, or with `table` the
+    chunk's compact local labels 0..n-1 and `table` their global labels (0: dropped); `image`
+    (C, h, w) raw values; (y0, x0) the core's position in the page."""
     from scipy import ndimage
 
-    ids, inverse = np.unique(objects, return_inverse=True)
-    inverse = inverse.reshape(objects.shape)
-    n, flat = len(ids), inverse.ravel()
-    keep = ids > 0
-    yy, xx = np.indices(objects.shape)
-    boxes = [box for box, k in zip(ndimage.find_objects(inverse + 1), keep) if k]
-    return {"ids": ids[keep].astype(np.int64),
-            "area": np.bincount(flat, minlength=n)[keep].astype(np.int64),
-            "sum_y": np.bincount(flat, (yy + y0).ravel(), n)[keep],
-            "sum_x": np.bincount(flat, (xx + x0).ravel(), n)[keep],
-            "sum_i": np.stack([np.bincount(flat, c.ravel().astype(np.float64), n)[keep] for c in image], axis=1),
-            "min_y": np.array([b[0].start + y0 for b in boxes], dtype=np.int64),
-            "min_x": np.array([b[1].start + x0 for b in boxes], dtype=np.int64),
-            "max_y": np.array([b[0].stop + y0 for b in boxes], dtype=np.int64),
-            "max_x": np.array([b[1].stop + x0 for b in boxes], dtype=np.int64)}
+    if table is None:
+        table, inverse = np.unique(labels, return_inverse=True)
+        if table[0] != 0:  # keep index 0 for the background
+            table, inverse = np.concatenate([[0], table]), inverse + 1
+        labels = inverse.reshape(labels.shape)
+    n, flat = len(table), labels.ravel()
+    boxes = ndimage.find_objects(labels, max_label=n - 1)
+    keep = (np.asarray(table[1:]) > 0) & np.array([b is not None for b in boxes], dtype=bool)
+    kept = [b for b, k in zip(boxes, keep) if k]
+    yy, xx = np.indices(labels.shape)
+
+    def sums(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(flat, None if weights is None else weights.ravel(), n)[1:][keep]
+
+    return {"ids": np.asarray(table[1:])[keep].astype(np.int64), "area": sums(None).astype(np.int64),
+            "sum_y": sums(yy + y0), "sum_x": sums(xx + x0),
+            "sum_i": np.stack([sums(c.astype(np.float64)) for c in image], axis=1),
+            "min_y": np.array([b[0].start + y0 for b in kept], dtype=np.int64),
+            "min_x": np.array([b[1].start + x0 for b in kept], dtype=np.int64),
+            "max_y": np.array([b[0].stop + y0 for b in kept], dtype=np.int64),
+            "max_x": np.array([b[1].stop + x0 for b in kept], dtype=np.int64)}
 
 
 def merge_parts(parts: list[dict[str, np.ndarray]], count: int, page: int | None = None) -> list[dict[str, Any]]:

@@ -141,24 +141,25 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
     from . import omezarr
     from .chunk_objects import object_parts
     from .chunking import ChunkGrid
-    from .stitch import relabel
 
     done = marker(spec, "label", page, iy, ix)
     if done.exists():
         return
     core = ChunkGrid(spec.height, spec.width, spec.chunk).core(iy, ix)
+    local = np.zeros((core[0].stop - core[0].start, core[1].stop - core[1].start), dtype=np.uint32)
+    table = np.zeros(count + 1, dtype=np.uint32)
     if count:
         mapping = np.load(Path(spec.work) / "mapping" / f"{page}.npy", mmap_mode="r")
-        local = zarr.open_array(Path(spec.work) / "local.zarr", mode="r")
-        objects = relabel(np.asarray(local[(page,) + core]), 0, count, np.asarray(mapping[offset:offset + count]))
-    else:
-        objects = np.zeros((core[0].stop - core[0].start, core[1].stop - core[1].start), dtype=np.uint32)
+        local = np.asarray(zarr.open_array(Path(spec.work) / "local.zarr", mode="r")[(page,) + core])
+        table[1:] = mapping[offset:offset + count]
+    objects = table[local]
     out = omezarr.arrays(Path(spec.output))
     key = spec.page_key(page)
     omezarr.write_block(out["objects"], key, *core, objects)
     omezarr.write_block(out["mask"], key, *core, (objects > 0).astype(np.uint8))
     raw = _lazy(spec.input).read(page, *core)
-    _save_marker(done, object_parts(objects, raw, core[0].start, core[1].start))  # this chunk's share of each object
+    # this chunk's share of each object, from its compact local labels (no sort of the chunk)
+    _save_marker(done, object_parts(local, raw, core[0].start, core[1].start, table))
 
 
 def pyramid_chunk(spec: RunSpec, role: str, level: int, page: int, ys: slice, xs: slice) -> None:
