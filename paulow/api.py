@@ -289,6 +289,32 @@ class Model:
                                       batch_size=batch_size)
         return choice
 
+    def predict_file(self, path: str | Path, out: str | Path, *, chunk: int | None = None,
+                     format: str | None = None, scheduler: Any = None, threshold: float | None = None,
+                     min_size: int | None = None, tile: int | None = None, overlap: float | None = None,
+                     tta: bool = False, device: str | None = None, batch_size: int = 8,
+                     progress: bool = False, echo: Echo | None = None) -> dict:
+        """Segment a file of any size chunk by chunk into the folder `out`; the input is never changed.
+
+        Reads TIFF/OME-TIFF (tiled ones lazily), OME-Zarr and the other image formats; writes
+        `NAME.ome.zarr` (probability image, `labels/mask`, `labels/objects`, with pyramids) or, with
+        `format="tiff"`, `NAME_mask.tif` / `NAME_labels.tif` (default: OME-Zarr for zarr inputs and
+        images over 1 GiB). `chunk`: chunk core side in px (default: from the memory available).
+        `scheduler`: None (a dask `LocalCluster` for the run), a scheduler address, a
+        `distributed.Client`, or "sync" (no dask). A run stopped part-way and started again with the
+        same arguments finishes only the missing chunks. Returns the run record (also written as
+        `NAME.paulow-run.json`): outputs, chunking, normalisation statistics, model SHA-256, workers.
+        Objects are 8-connected components across chunks (touching objects are not split).
+        """
+        from .chunked_run import predict_file
+        from .dask_runner import TaskRunner
+
+        device = device or self.device
+        with TaskRunner(scheduler, device) as runner:
+            return predict_file(self, Path(path), Path(out), chunk=chunk, fmt=format, runner=runner,
+                                threshold=threshold, min_size=min_size, tile=tile, overlap=overlap,
+                                batch_size=batch_size, tta=tta, device=device, progress=progress, echo=echo)
+
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
         takes the file's name (`nuclei.pth`: "nuclei"), as `train_model.py` names its models."""

@@ -196,7 +196,8 @@ def _add_predict(sub, root: Path) -> None:
                        help="segment Use_Model/INPUT_IMAGES with a saved model")
     _root(p, root)
     _common_run(p)
-    p.add_argument("--model", help="model file name in Use_Model/saved_models (with or without .pth)")
+    p.add_argument("--model", help="model file name in Use_Model/saved_models (with or without .pth); "
+                                   "with --input also a .pth path")
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=positive_int, help="tile size (default: from the model)")
     g.add_argument("--overlap", type=tile_overlap, help="tile overlap fraction (default 0.5)")
@@ -229,6 +230,17 @@ def _add_predict(sub, root: Path) -> None:
                    help="X_objects.geojson, one QuPath detection per object with its class and measurements "
                         "(implies --instances)")
     g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")
+    g = p.add_argument_group("any files, any size (chunked; see docs/large-images.md)")
+    g.add_argument("--input", type=Path, nargs="+", metavar="PATH",
+                   help="files or folders (TIFF/OME-TIFF, OME-Zarr, PNG, ...) to segment in place of the "
+                        "drop folder; they are never cleared")
+    g.add_argument("--output", type=Path, metavar="DIR", help="folder for the outputs of --input")
+    g.add_argument("--chunk", type=positive_int, metavar="PX",
+                   help="chunk core size (default: from the memory available)")
+    g.add_argument("--format", choices=("ome-zarr", "tiff"),
+                   help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running dask scheduler (tcp://host:8786) instead of a local cluster for the run")
 
 
 def _add_finetune(sub, root: Path) -> None:
@@ -382,6 +394,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .commands.setup import run
     elif command == "train":
         from .commands.train import run
+    elif command == "predict" and getattr(args, "input", None):
+        from .commands.predict_files import run
     elif command == "predict":
         from .commands.segment import run
     elif command == "finetune":
