@@ -72,4 +72,4 @@ def _one(model, path: Path, args, runner, device: str, echo) -> dict:
 
     return predict_file(model, path, Path(args.output), chunk=args.chunk, fmt=args.format, runner=runner,
                         threshold=args.threshold, min_size=args.min_size, tile=args.tile, overlap=args.overlap,
-                        batch_size=args.batch_size, tta=args.tta, device=device, progress=True, echo=echo)
+                        batch_size=args.batch_size or 8, tta=args.tta, device=device, progress=True, echo=echo)
