@@ -179,7 +179,7 @@ def test_finetune_keeps_the_parent(model, tmp_path):
 def test_bad_inputs_are_user_errors(model):
     with pytest.raises(UsageError, match="unknown training option"):
         paulow.train(*_data(2), time_limit=0, widht=8)
-    with pytest.raises(UsageError, match="threshold 1.5 is not a number between 0 and 1"):
+    with pytest.raises(UsageError, match="--threshold 1.5 is out of range: give a number above 0 below 1"):
         paulow.train(*_data(2), time_limit=0, **{**TINY, "threshold": 1.5})
     with pytest.raises(ShapeMismatchError):
         paulow.train([np.zeros((64, 64))], [np.zeros((32, 32))], time_limit=0, **TINY)
