@@ -124,6 +124,7 @@ def predict_core(members: list, region: np.ndarray, ys: list[int], xs: list[int]
         _divide_by_weights,
         _prepared,
         _TileRunner,
+        _to_accumulator_device,
         gaussian_window_1d,
     )
 
@@ -131,9 +132,9 @@ def predict_core(members: list, region: np.ndarray, ys: list[int], xs: list[int]
     window = gaussian_window_1d(tile)
     with _prepared(members, device), torch.inference_mode():
         runner = _TileRunner(members, window, device, batch_size, TTA_TRANSFORMS if tta else ((0, False),))
-        total = _accumulate(runner, region, ys, xs, tile, False)
-    _divide_by_weights(total, ys, xs, window)
-    return np.ascontiguousarray(total[:, inner[0], inner[1]])
+        total = _accumulate(runner, _to_accumulator_device(region, device), ys, xs, tile, False)
+        _divide_by_weights(total, ys, xs, window)
+    return np.ascontiguousarray(total[:, inner[0], inner[1]].cpu().numpy())
 
 
 def predict_in_chunks(models, image: np.ndarray, *, tile: int, overlap: float, chunk: int,
