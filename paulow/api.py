@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union, cast
 
 import numpy as np
 
@@ -379,7 +379,7 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
         from .boundaries import with_boundary_targets
 
-        slices = with_boundary_targets(slices, cfg.boundary_target)
+        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # a saved model's width
     check_channels(slices, model.in_channels, "the model being fine-tuned")
     tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)
