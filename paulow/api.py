@@ -118,7 +118,8 @@ def _name(item: ArrayOrPath, index: int) -> Path:
     return Path(item) if isinstance(item, (str, Path)) else Path(f"array{index + 1}")
 
 
-def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
+def make_slices(images: ArrayOrPath | Sequence[ArrayOrPath], masks: ArrayOrPath | Sequence[ArrayOrPath],
+                classes: int = 1,
                 normalisation: dict | None = None, palette: list | None = None) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths; K >= 2 colour
     mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
@@ -127,7 +128,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
-        images, masks = [images], [masks]
+        images, masks = cast("list[ArrayOrPath]", [images]), cast("list[ArrayOrPath]", [masks])
     if len(images) != len(masks):
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
     spec = normalisation or NORMALISATION
@@ -201,14 +202,14 @@ class Model:
         from the model and the device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips
         and turns averaged), `min_size` (px: objects smaller are removed; default the model's).
         """
-        options = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
+        options: dict[str, Any] = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
                    "batch_size": batch_size, "min_size": min_size, "axes": axes}
         if isinstance(image, (list, tuple)):
             from tqdm.auto import tqdm
 
-            return [self.predict(item, **options, verbose=False)
+            return [cast(Prediction, self.predict(item, **options, verbose=False))  # one image each
                     for item in tqdm(image, desc="segmenting", unit="image", disable=not verbose)]
-        preds = self.predict_stack(image, **options)
+        preds = self.predict_stack(cast(ArrayOrPath, image), **options)  # not a list or tuple here
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
