@@ -202,8 +202,8 @@ class Model:
         from the model and the device), `overlap` (tile overlap fraction, default 0.5), `tta` (flips
         and turns averaged), `min_size` (px: objects smaller are removed; default the model's).
         """
-        options: dict[str, Any] = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
-                   "batch_size": batch_size, "min_size": min_size, "axes": axes}
+        options: dict[str, Any] = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta,
+                                   "device": device, "batch_size": batch_size, "min_size": min_size, "axes": axes}
         if isinstance(image, (list, tuple)):
             from tqdm.auto import tqdm
 
