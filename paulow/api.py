@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union, cast
 
 import numpy as np
 
@@ -133,7 +133,8 @@ def _name(item: ArrayOrPath, index: int) -> Path:
     return Path(item) if isinstance(item, (str, Path)) else Path(f"array{index + 1}")
 
 
-def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], classes: int = 1,
+def make_slices(images: ArrayOrPath | Sequence[ArrayOrPath], masks: ArrayOrPath | Sequence[ArrayOrPath],
+                classes: int = 1,
                 normalisation: dict | None = None, palette: list | None = None) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths; K >= 2 colour
     mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
@@ -142,7 +143,7 @@ def make_slices(images: Sequence[ArrayOrPath], masks: Sequence[ArrayOrPath], cla
     from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
-        images, masks = [images], [masks]
+        images, masks = cast("list[ArrayOrPath]", [images]), cast("list[ArrayOrPath]", [masks])
     if len(images) != len(masks):
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
     spec = normalisation or NORMALISATION
@@ -219,14 +220,15 @@ class Model:
         `on_tile(page, done, total)` after each batch of tiles (raise `paulow.errors.Cancelled` in it
         to stop).
         """
-        options = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta, "device": device,
-                   "batch_size": batch_size, "min_size": min_size, "axes": axes, "on_tile": on_tile}
+        options: dict[str, Any] = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta,
+                                   "device": device, "batch_size": batch_size, "min_size": min_size, "axes": axes,
+                                   "on_tile": on_tile}
         if isinstance(image, (list, tuple)):
             from tqdm.auto import tqdm
 
-            return [self.predict(item, **options, verbose=False)
+            return [cast(Prediction, self.predict(item, **options, verbose=False))  # one image each
                     for item in tqdm(image, desc="segmenting", unit="image", disable=not verbose)]
-        preds = self.predict_stack(image, **options)
+        preds = self.predict_stack(cast(ArrayOrPath, image), **options)  # not a list or tuple here
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
@@ -472,7 +474,7 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
         from .boundaries import with_boundary_targets
 
-        slices = with_boundary_targets(slices, cfg.boundary_target)
+        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # a saved model's width
     check_channels(slices, model.in_channels, "the model being fine-tuned")
     tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)

@@ -204,7 +204,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
 def describe(path: Path) -> dict:
     """One row for the model table: name, date, network, channels, classes, test Dice."""
     payload = _read(Path(path))
-    row = {"name": Path(path).stem}
+    row: dict[str, Any] = {"name": Path(path).stem}
     if isinstance(payload, dict) and payload.get("format") == "paulow":
         meta = validate_meta(payload, Path(path))
         row.update(date=str(meta.get("date", ""))[:16].replace("T", " "),

@@ -390,6 +390,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .device import choose_wait_policy
 
         choose_wait_policy()  # before the command imports torch
+    run: Callable[..., object]  # commands return an exit code or the model they wrote
     if command == "setup":
         from .commands.setup import run
     elif command == "train":

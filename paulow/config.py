@@ -195,10 +195,11 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
     from .errors import UsageError
     from .weights import parse_border_weight
 
-    if isinstance(cfg.border_weight, str):
-        cfg.border_weight = list(parse_border_weight(cfg.border_weight))
-    elif cfg.border_weight is not None:
-        cfg.border_weight = list(parse_border_weight(",".join(str(float(v)) for v in cfg.border_weight)))
+    if cfg.border_weight is not None:
+        text = (cfg.border_weight if isinstance(cfg.border_weight, str)
+                else ",".join(str(float(v)) for v in cfg.border_weight))
+        parsed = parse_border_weight(text)
+        cfg.border_weight = list(parsed) if parsed is not None else None
     if not cfg.boundary_target:
         cfg.boundary_target = None
         return

@@ -225,7 +225,7 @@ def _from_main(fn: Callable[[], T]) -> tuple[bool, Any]:
     return ok, value
 
 
-def on_main(fn: Callable[[], T]) -> T | None:
+def on_main(fn: Callable[[], T]) -> T:
     """`fn()` run by rank 0 alone (a prompt, the workspace lock), its result broadcast to every
     rank; a user error it raises is raised on every rank, so all exit alike instead of waiting."""
     return _from_main(fn)[1]

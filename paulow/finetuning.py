@@ -89,7 +89,7 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
     args_meta = parent_meta.get("arch_args", {})
     cfg = replace(base, arch=parent_meta["arch"], width=int(args_meta.get("width", base.width)),
                   depth=int(args_meta.get("depth", base.depth)), classes=int(parent_meta.get("classes", 1)),
-                  lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=FINETUNE_DEFAULTS["epochs"],
+                  lr=base.lr * FINETUNE_DEFAULTS["lr_factor"], epochs=int(FINETUNE_DEFAULTS["epochs"]),
                   folds=1, ensemble=False, device=device, freeze_encoder=False,
                   boundary_target=boundary_width(parent_meta),
                   threshold=float(parent_meta.get("threshold", base.threshold)),
@@ -206,10 +206,10 @@ def _scores(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, 
     """Pooled scores over whole slices at the config's threshold and smallest object size (a
     boundary model's `dice_objects` too: the Dice of its object masks)."""
     from .scoring import score_probabilities
-    from .train import predict_slices
+    from .train import masks_of, predict_slices
 
     probs = predict_slices(model, slices, cfg, device)
-    return score_probabilities(probs, [s.mask for s in slices], cfg.threshold, size,
+    return score_probabilities(probs, masks_of(slices), cfg.threshold, size,
                                objects=bool(cfg.boundary_target))
 
 
@@ -229,9 +229,9 @@ def _choose_on_validation(net: Any, tune: Sequence[Slice], val: Sequence[Slice],
                           ) -> tuple[TrainConfig, bool, int]:
     """The child's threshold (re-tuned unless given) and smallest object size, both chosen on the
     validation images: (settings with that threshold, whether it was tuned, size)."""
-    from .train import _tuned_min_size, _tunes_min_size, predict_slices, tune_on_probabilities
+    from .train import _tuned_min_size, _tunes_min_size, masks_of, predict_slices, tune_on_probabilities
 
-    probs, truths = predict_slices(net, val, cfg, device), [s.mask for s in val]
+    probs, truths = predict_slices(net, val, cfg, device), masks_of(val)
     boundary = bool(cfg.boundary_target)  # its threshold is on the object probability
     tuned = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(val)
     if tuned:

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tifffile
@@ -377,9 +377,9 @@ def _normalise_unit(unit: str | None) -> str | None:
 def _tiff_resolution(tif: tifffile.TiffFile) -> tuple[tuple[float, float] | None, str | None]:
     """(x, y) pixels per unit and the unit, from the tags, ImageJ metadata or OME metadata."""
     page = tif.pages.first
-    resolution = None
+    resolution: tuple[float, float] | None = None
     if "XResolution" in page.tags and "YResolution" in page.tags:
-        resolution = tuple(float(v) for v in page.resolution)
+        resolution = cast("tuple[float, float]", tuple(float(v) for v in page.resolution))
     unit = _RESUNIT_NAMES.get(int(page.resolutionunit))
     if tif.is_imagej and tif.imagej_metadata and "unit" in tif.imagej_metadata:
         unit = tif.imagej_metadata["unit"]
@@ -580,7 +580,8 @@ def _pair_by_name(images: list[Path],
     """Pairs by key, and the files whose key is shared by several images or masks but that no
     identical stem resolved."""
     image_groups, mask_groups = _group_by_key(images), _group_by_key(masks)
-    pairs, unresolved = [], []
+    pairs: list[tuple[Path, Path]] = []
+    unresolved: list[Path] = []
     for key, group in image_groups.items():
         candidates = mask_groups.get(key, [])
         if len(group) == 1 and len(candidates) == 1:

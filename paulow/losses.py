@@ -24,7 +24,7 @@ losses ignore it, so in the dynamic loss only the BCE/CE terms are weighted.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -346,7 +346,8 @@ class DynamicLoss(SampleLoss):
         _check_shapes(logits, target)
         regimes = self.regime(logits)
         self.last_regimes = regimes.detach()
-        values = {name: loss.per_sample(logits, target, weight) for name, loss in self.components.items()}
+        values = {name: cast(SampleLoss, loss).per_sample(logits, target, weight)
+                  for name, loss in self.components.items()}
         chosen = self.multiclass_regimes if is_multiclass(logits) else self.regimes
         by_regime = [self._regime_loss(terms, values) for terms in chosen]
         return torch.where(regimes == 0, by_regime[0],
@@ -354,7 +355,7 @@ class DynamicLoss(SampleLoss):
 
     def _regime_loss(self, terms: tuple[str, ...], values: dict[str, torch.Tensor]) -> torch.Tensor:
         weight = min(1.0, self.max_loss / len(terms))
-        return weight * sum(values[name] for name in terms)
+        return weight * cast(torch.Tensor, sum(values[name] for name in terms))
 
 
 def _as_names(terms: str | Sequence[str]) -> tuple[str, ...]:

@@ -19,8 +19,8 @@ AREA_PERCENTILE = 5
 
 def object_areas(labels: Sequence[np.ndarray]) -> np.ndarray:
     """Areas (px) of every object of the (H, W) instance label images (0 = background)."""
-    areas = [np.bincount(np.asarray(lab).ravel().astype(np.int64))[1:] for lab in labels]
-    areas = np.concatenate(areas) if areas else np.zeros(0, dtype=np.int64)
+    per_image = [np.bincount(np.asarray(lab).ravel().astype(np.int64))[1:] for lab in labels]
+    areas = np.concatenate(per_image) if per_image else np.zeros(0, dtype=np.int64)
     return areas[areas > 0]
 
 

@@ -113,7 +113,8 @@ def _export(member: nn.Module, tile: int, channels: int) -> OrtNetwork:
         # are for developers, not for someone segmenting images
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(member, (example,), buffer, input_names=["tiles"], output_names=["logits"],
+            torch.onnx.export(member, (example,), buffer,  # type: ignore[arg-type]  # a BytesIO works; stubs say path only
+                              input_names=["tiles"], output_names=["logits"],
                               opset_version=OPSET, dynamo=False,
                               dynamic_axes={"tiles": {0: "batch"}, "logits": {0: "batch"}})
     finally:

@@ -92,6 +92,7 @@ def plan_budget(step_seconds: float, patches_per_step: int,
         return make(cap, f"--folds {folds_requested} given")
     for k in range(cap, 0, -1):
         plan = make(k, "")
+        assert plan.gradient_share is not None and plan.patches_per_fold is not None  # make() fills both
         if plan.gradient_share >= min_share and plan.patches_per_fold >= MIN_PATCHES_PER_FOLD:
             plan.reason = (f"{k} fold(s) fit the time limit" if k == cap else
                            f"{folds_requested} folds do not fit the time limit (each needs "

@@ -11,7 +11,7 @@ Choices:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -193,7 +193,8 @@ def _channels(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | 
 def _pixel_area(pixel_size: PixelSize | None) -> float | None:
     if pixel_size is None:
         return None
-    size_y, size_x = (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size
+    size_y, size_x = cast("tuple[float, float]",
+                          (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size)
     if not (size_y > 0 and size_x > 0):
         raise UsageError(f"the pixel size must be positive, got {pixel_size!r}")
     return float(size_y) * float(size_x)
@@ -266,7 +267,8 @@ def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: 
     rgb = tinted.round().astype(np.uint8)
     edge = _outline(mask, 1)
     rgb[edge] = colours[mask[edge]]
-    return _with_legend(rgb, [(str(n), tuple(int(v) for v in colours[c])) for c, n in enumerate(names) if c])
+    return _with_legend(rgb, [(str(n), cast("tuple[int, int, int]", tuple(int(v) for v in colours[c])))
+                              for c, n in enumerate(names) if c])
 
 
 def _with_legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:

@@ -287,7 +287,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------- dataset summary
-def _stats(values: Sequence[float]) -> dict[str, float] | None:
+def _stats(values: Sequence[float | None]) -> dict[str, float] | None:
     """Mean, min and max of the finite values (None when there is none)."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not finite:

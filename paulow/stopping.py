@@ -63,7 +63,7 @@ def handled() -> Iterator[None]:
             signal.signal(s, _stop)
     stdout = sys.stdout
     if _is_pipe(stdout):
-        sys.stdout = PipeSafe(stdout)  # type: ignore[assignment]
+        sys.stdout = PipeSafe(stdout)
     try:
         yield
     finally:

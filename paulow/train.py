@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypedDict, cast
 
 import numpy as np
 
@@ -27,6 +27,17 @@ from .scoring import (THRESHOLD_CANDIDATES, class_columns, score_probabilities, 
 from .watch import FoldWatch
 
 log = logging.getLogger("paulow")
+
+
+class _Budget(TypedDict):
+    folds: int  # the folds the run now plans to train (a re-plan lowers it)
+    step: float | None  # seconds per step the plan assumed; None: the folds are fixed
+
+
+def masks_of(slices: Sequence[Slice]) -> list[np.ndarray]:
+    """The masks of labelled slices (training, validation and test slices always carry one)."""
+    return [cast(np.ndarray, s.mask) for s in slices]
+
 
 # where a run's time goes (seconds, summed with `timed`; see `timing.json` in the report)
 TIMING_KEYS = ("gradient_steps", "validation", "evaluation", "data_loading", "checkpoints", "planning")
@@ -91,7 +102,7 @@ def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
 def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str, min_size: int = 0) -> dict:
     """`score_probabilities` of whole slices at the config's threshold: `dice` (the selection score)
     and `dice_c` (per class for K >= 2)."""
-    return score_probabilities(predict_slices(models, slices, cfg, device), [s.mask for s in slices],
+    return score_probabilities(predict_slices(models, slices, cfg, device), masks_of(slices),
                                cfg.threshold, min_size, objects=bool(cfg.boundary_target))
 
 
@@ -99,7 +110,7 @@ def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device:
                       thresholds: Sequence[float], min_size: int = 0) -> list[float]:
     """Pooled selection score (binary Dice, or mean foreground-class Dice) at each threshold."""
     probs = predict_slices(models, slices, cfg, device)
-    truths = [s.mask for s in slices]
+    truths = masks_of(slices)
     return [score_probabilities(probs, truths, t, min_size)["dice"] for t in thresholds]
 
 
@@ -125,7 +136,7 @@ def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
     """The probability threshold with the best validation Dice (ties: the one nearest 0.5); a
     boundary model's on its object probability."""
     probs = predict_slices(models, slices, cfg, device)
-    return tune_on_probabilities(probs, [s.mask for s in slices], bool(cfg.boundary_target))
+    return tune_on_probabilities(probs, masks_of(slices), bool(cfg.boundary_target))
 
 
 # ---------------------------------------------------------------- one fold
@@ -138,8 +149,8 @@ def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
     if cfg.classes < 2:
         args.pop("class_weights")
         return args
-    counts = sum(np.bincount(s.mask.ravel().astype(np.int64), minlength=cfg.classes)[:cfg.classes]
-                 for s in train).astype(np.float64)
+    counts = sum((np.bincount(m.ravel().astype(np.int64), minlength=cfg.classes)[:cfg.classes]
+                  for m in masks_of(train)), np.zeros(cfg.classes, dtype=np.int64)).astype(np.float64)
     inverse = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
     args["class_weights"] = (inverse * np.count_nonzero(counts) / max(inverse.sum(), 1e-12)).tolist()
     log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in args["class_weights"]))
@@ -160,16 +171,16 @@ def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
     torch.manual_seed(seed)
     model = build_model(cfg.arch, **cfg.arch_args(in_channels))
     if cfg.encoder_weights:
-        from .models import load_vgg16_encoder
+        from .models import VGG16UNet, load_vgg16_encoder
 
         if cfg.arch != "vgg16_unet":
             from .errors import UsageError
             raise UsageError("--encoder-weights is for --arch vgg16_unet (a VGG16 state dict)")
-        load_vgg16_encoder(model, cfg.encoder_weights)
+        load_vgg16_encoder(cast("VGG16UNet", model), cfg.encoder_weights)
     model = model.to(device)
-    model.paulow_activation = output_activation(cfg)  # read by infer.predict_slice
+    model.paulow_activation = output_activation(cfg)  # type: ignore[assignment]  # a str attribute, read by infer.predict_slice
     if device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     return model
 
 
@@ -265,7 +276,8 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
     sampler = distributed.sampler(dataset, cfg.seed)
     share = len(sampler) if sampler is not None else len(dataset)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        dataset,  # type: ignore[arg-type]  # map-style (__len__, __getitem__), not a torch Dataset subclass
+        batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
         drop_last=share > cfg.batch_size, num_workers=cfg.workers, pin_memory=device.startswith("cuda"),
         persistent_workers=cfg.workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed))
@@ -382,13 +394,14 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     net = distributed.wrap(model, device)  # trains; `model` (same parameters) validates on rank 0
     opt, sched = make_optimizer(model, cfg)
     loss_fn = build_loss(cfg.loss, **loss_options(cfg, train)).to(device)
-    clock = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
+    clock: dict[str, Any] = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
              "stop_at": deadline, "timing": timing}
     pacer = ValidationPacer(cfg.val_share)
     checks = list(checks) if checks is not None else between_epoch_slices(val, cfg, device)
     shown = _panel_index(checks)
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    history, stopped, since_best, first_epoch = [], "epochs", 0, 1
+    history: list[dict] = []
+    stopped, since_best, first_epoch = "epochs", 0, 1
     if resume is not None:
         first_epoch, since_best = _restore_fold(resume, model, opt, clock, pacer, best, history)
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -502,8 +515,8 @@ def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer:
     start = time.monotonic()
     model.eval()
     probs = predict_slices(model, val, cfg, device)
-    scores = score_probabilities(probs, [s.mask for s in val], cfg.threshold)
-    loss = loss_from_probabilities(loss_fn, probs, [one_hot(s.mask, cfg.classes) for s in val])
+    scores = score_probabilities(probs, masks_of(val), cfg.threshold)
+    loss = loss_from_probabilities(loss_fn, probs, [one_hot(m, cfg.classes) for m in masks_of(val)])
     pacer.record(train_seconds, time.monotonic() - start)
     return scores, loss, probs
 
@@ -592,7 +605,8 @@ def time_inference(cfg: TrainConfig, in_channels: int, device: str) -> float:
     tile, batch = suggest_tile(cfg.patch, device), max(cfg.batch_size, 4)
     step = max(1, round(tile * (1 - cfg.infer_overlap)))
     image = np.random.default_rng(0).random((in_channels, tile, tile + step * (batch - 1)), dtype=np.float32)
-    options = {"tile": tile, "overlap": cfg.infer_overlap, "batch_size": batch, "device": device}
+    options: dict[str, Any] = {"tile": tile, "overlap": cfg.infer_overlap, "batch_size": batch,
+                               "device": device}
     predict_slice(model, image[:, :, :tile], **options)  # warm-up
     start = time.perf_counter()
     predict_slice(model, image, **options)
@@ -686,7 +700,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
 
         check_against_config(resume, cfg, in_channels)  # a damaged state is one line, not a crash
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
-    budget = {"folds": len(folds), "step": planned_step}
+    budget: _Budget = {"folds": len(folds), "step": planned_step}
     tell = (lambda row: on_epoch({**row, "folds": budget["folds"], "epochs": cfg.epochs})) if on_epoch else None
 
     def replanner(k: int, fold_start: float, closing: float) -> Callable[[float, float], float | None] | None:
@@ -694,7 +708,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             return None
 
         def replan(step_seconds: float, val_seconds: float) -> float | None:
-            if step_seconds < SLOWDOWN_TO_REPLAN * budget["step"]:
+            step_before = budget["step"]
+            assert step_before is not None  # replanner() gives no replan without a planned step
+            if step_seconds < SLOWDOWN_TO_REPLAN * step_before:
                 return None
             _fewer_threads_when_busy(device, echo)
             if budget["folds"] - k <= 1:
@@ -778,7 +794,7 @@ def score_test(model, result: FoldResult, test: Sequence[Slice], cfg: TrainConfi
                echo: Callable[[str], None]) -> None:
     """Score the selected fold's `model` once on the test share, at its tuned threshold and smallest
     object size, and store the scores on `result` (`test_dice`, per class, object masks)."""
-    scores = score_probabilities(predict_slices(model, test, cfg, device), [s.mask for s in test],
+    scores = score_probabilities(predict_slices(model, test, cfg, device), masks_of(test),
                                  result.threshold, result.min_size, objects=bool(cfg.boundary_target))
     result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
     echo(f"selected fold {result.fold + 1} (best validation Dice {result.val_dice:.4f}); test Dice "
@@ -828,7 +844,7 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], cfg: TrainCo
     if tune or sizes or report_dir is not None:
         probs = predict_slices(model, val, cfg, device)
         if tune:
-            result.threshold, tuned = tune_on_probabilities(probs, [s.mask for s in val], boundary)
+            result.threshold, tuned = tune_on_probabilities(probs, masks_of(val), boundary)
             echo(f"fold {k + 1}: {'object ' if boundary else ''}threshold {result.threshold:.2f} tuned on "
                  f"validation ({'object ' if boundary else ''}Dice {tuned:.4f})")
         if sizes:
@@ -921,7 +937,7 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     For K >= 2, `test_dice` is the mean Dice over the foreground classes and `test_dice_per_class`
     maps each class name (background first) to its test Dice."""
     best = result.folds[result.best_fold]
-    files = {}
+    files: dict[str, dict[str, Any]] = {}
     for s in slices:
         entry = files.setdefault(s.source.name, {"name": s.source.name, "pages": 0,
                                                  "shape": list(s.image.shape[1:]),

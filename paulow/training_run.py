@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from . import distributed
 from .config import TrainConfig
@@ -61,7 +61,7 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     if cfg.boundary_target:
         from .boundaries import with_boundary_targets
 
-        slices = with_boundary_targets(slices, cfg.boundary_target)
+        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # choose_target settled 'auto'
     step_s = None
     if resume is None:
         with timed(timing, "planning"):
@@ -137,8 +137,8 @@ def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=prin
              f"(+{pool - grid} random crops), {per_epoch} patches/epoch; validation {len(val)} slice(s)")
     step_s = time_steps(cfg, in_ch, device) if step_s is None else step_s
     pool_train = count_patches(folds[0][0], cfg) * (1 + cfg.random_fraction)
-    per_epoch = min(pool_train, cfg.per_epoch) if cfg.per_epoch else pool_train
-    estimate = step_s * per_epoch / cfg.batch_size * cfg.epochs * len(folds)
+    train_per_epoch = min(pool_train, cfg.per_epoch) if cfg.per_epoch else pool_train
+    estimate = step_s * train_per_epoch / cfg.batch_size * cfg.epochs * len(folds)
     limit = cfg.time_limit * 60 if cfg.time_limit else None
     shown = min(estimate, limit) if limit else estimate
     echo(f"estimated training time: {_fmt(shown)} ({step_s:.2f} s per batch of {cfg.batch_size} measured; "

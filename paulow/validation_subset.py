@@ -23,7 +23,7 @@ Threshold tuning, the final scores, the test score and panels keep using whole i
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def crop_slice(s: Slice, y: int, x: int, tile: int) -> Slice:
     instance labels cut alike; `info` gets the crop's `shape`, `foreground_fraction`, `snr` (affine
     normalisation keeps it) and `crop` [y, x, h, w]; its min/max stay those of the whole slice."""
     image = np.ascontiguousarray(s.image[:, y:y + tile, x:x + tile])
-    mask = np.ascontiguousarray(s.mask[y:y + tile, x:x + tile])
+    mask = np.ascontiguousarray(cast(np.ndarray, s.mask)[y:y + tile, x:x + tile])  # validation: labelled
     labels = None if s.labels is None else np.ascontiguousarray(s.labels[y:y + tile, x:x + tile])
     h, w = mask.shape
     info = {**s.info, "shape": [h, w], "foreground_fraction": foreground_fraction(mask), "crop": [y, x, h, w]}
@@ -86,7 +86,7 @@ def validation_subset(val: Sequence[Slice], tile: int, overlap: float, cap: int,
     candidates = [(i, y, x) for i, s in enumerate(val) for y, x in tile_positions(s.image.shape, tile, overlap)]
     if cap <= 0 or len(candidates) <= cap:
         return list(val)
-    masks = [val[i].mask[y:y + tile, x:x + tile] for i, y, x in candidates]
+    masks = [cast(np.ndarray, val[i].mask)[y:y + tile, x:x + tile] for i, y, x in candidates]
     strata = [stratum(foreground_fraction(m), dense) for m in masks]
     chosen = _class_crops(masks, classes, cap) if classes >= 2 else []
     sizes = [strata.count(k) for k in range(len(STRATA))]

@@ -293,6 +293,7 @@ def run(args, echo=print) -> int:
     images = distributed.on_main(lambda: load_images(ws.use_inputs))
     unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)] if main else []
     for r in unusable:
+        assert r.error is not None  # set just above
         file_error(r.source, r.error)
     opts = options_from_args(args, device)
     from ..device_probe import tune_options

@@ -86,10 +86,15 @@ def run(args, echo=print) -> Path | None:
     distributed.init(device)
     distributed.main_first(lambda: ws.require(ws.train_images, ws.train_masks))
     if not distributed.is_main():
-        return _follow(ws, args, device)
+        _follow(ws, args, device)
+        return None
     ws.models.mkdir(parents=True, exist_ok=True)
-    distributed.on_main(lambda: (require_writable(ws, ws.models, [ws.train_images, ws.train_masks],
-                                                  args.keep_inputs), _settle(ws, echo)))
+
+    def prepare() -> None:
+        require_writable(ws, ws.models, [ws.train_images, ws.train_masks], args.keep_inputs)
+        _settle(ws, echo)
+
+    distributed.on_main(prepare)
     resumed = distributed.on_main(lambda: _stopped_run(ws, args, device, echo)) \
         if getattr(args, "resume", None) else None
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))

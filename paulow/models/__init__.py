@@ -59,7 +59,7 @@ def build_model(name: str = "paulow_attention_unet", in_channels: int = 1, class
     except TypeError as error:
         raise UsageError(f"model {name!r} does not take these options: {error}") from None
     # NHWC weights spare oneDNN a weight reorder per convolution (the input is made NHWC in forward).
-    return model.to(memory_format=torch.channels_last)
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
 
 
 def model_args(model: nn.Module) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 Attention U-Net (Oktay et al. 2018, BatchNorm, as in the common liver-segmentation implementations)."""
 from __future__ import annotations
 
+from typing import cast
+
 from torch import nn
 
 from .base import SegmentationNet, Stage, level_channels
@@ -21,7 +23,8 @@ class _ListUNet(SegmentationNet):
         return list(self.encoders)
 
     def decoder_stages(self) -> list[Stage]:
-        gates = list(self.gates) if self.gates is not None else [None] * len(self.ups)
+        gates = (cast("list[AttentionGate | None]", list(self.gates)) if self.gates is not None
+                 else [None] * len(self.ups))
         return [Stage(up, gate, block, None)
                 for up, gate, block in zip(self.ups, gates, self.decoders)]
 

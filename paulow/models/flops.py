@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ def _macs_hook(total: list[float], transposed: bool):
         # Conv2d: each output element takes weight[0].numel() multiply-adds; a transposed
         # convolution spreads each input element over weight[0].numel() outputs.
         elements = inputs[0].numel() if transposed else output.numel()
-        total[0] += elements * module.weight[0].numel()
+        total[0] += elements * cast(torch.Tensor, module.weight)[0].numel()
 
     return hook
 
@@ -72,7 +72,8 @@ def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, 
         raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
     device = torch.device(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    conv = nn.Conv2d(channels, channels, 3, padding=1).to(device, memory_format=memory_format)
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(  # type: ignore[call-overload]  # torch's stubs omit memory_format
+        device, memory_format=memory_format)
     x = torch.randn(batch, channels, size, size, device=device).contiguous(
         memory_format=memory_format)
     backward = direction == "fwd_bwd"

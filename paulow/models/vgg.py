@@ -9,7 +9,7 @@ key and shape by shape).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import torch
 from torch import nn
@@ -64,7 +64,8 @@ class VGG16UNet(SegmentationNet):
 
 
 def _encoder_layers(model: VGG16UNet) -> list[nn.Module]:
-    return [m for block in model.encoders for m in block if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    return [m for block in model.encoders for m in cast(nn.Sequential, block)
+            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
 
 
 def _vgg_groups(state_dict: Mapping[str, Any]) -> list[dict[str, torch.Tensor]]:
