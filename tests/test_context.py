@@ -64,7 +64,7 @@ def test_prediction_path_feeds_mirrored_neighbours_and_refuses_a_2d_image():
     assert probs == pytest.approx(expected, abs=1e-5)
     with pytest.raises(ModelError) as info:
         model.predict(np.zeros((16, 16), np.uint8))
-    assert str(info.value) == ("'array1' is a single 2-D image but the model was trained with --context 1 "
+    assert str(info.value) == ("'array1 read as YX (pass axes= if not)' is a single 2-D image but the model was trained with --context 1 "
                                "(sections z-1..z+1 of a stack as channels): segment a stack or volume of at "
                                "least 2 sections, or use a model trained without --context")
 

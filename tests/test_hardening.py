@@ -115,8 +115,8 @@ def test_use_model_keeps_an_input_replaced_after_it_was_read(quick_ws, monkeypat
         tifffile.imwrite(ws.use_inputs / f"in{i:03d}.tif", nuclei_image((40, 40), seed=i)[0])
     real = segment.segment_file
 
-    def then_replace(loaded, path, out_dir, opts):
-        result = real(loaded, path, out_dir, opts)
+    def then_replace(loaded, path, out_dir, opts, read=None):
+        result = real(loaded, path, out_dir, opts, read)
         if path.name == "in000.tif":  # new pixels arrive after this file's mask was written
             _replace_atomically(path, np.full((40, 40), 7, np.uint8))
         return result
@@ -334,11 +334,11 @@ def test_a_killed_use_run_is_recorded_so_the_rerun_makes_no_second_mask(quick_ws
     class Killed(BaseException):
         pass
 
-    def killed_on_second(loaded, path, out_dir, opts):
+    def killed_on_second(loaded, path, out_dir, opts, read=None):
         if path.name == "in1.tif":
             (out_dir / f".in1_mask.tif.{_dead_pid()}-0123abcd.tmp.tif").write_bytes(b"half")
             raise Killed  # as if SIGKILLed while writing in1's mask
-        return real(loaded, path, out_dir, opts)
+        return real(loaded, path, out_dir, opts, read)
 
     monkeypatch.setattr(segment, "segment_file", killed_on_second)
     with pytest.raises(Killed):
