@@ -11,6 +11,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypedDict, cast
 
@@ -457,8 +458,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             break
         if snapshot is not None and epoch < cfg.epochs:
             with timed(timing, "checkpoints"):
-                snapshot(lambda epoch=epoch, best=best, since_best=since_best:
-                         fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
+                snapshot(partial(fold_state, fold, epoch, model, opt, clock, pacer, best, history, since_best))
     model.load_state_dict(best["state"])
     if watch is not None:
         with timed(timing, "evaluation"):
