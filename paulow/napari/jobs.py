@@ -136,7 +136,8 @@ def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, 
         put(Update(f"page {page + 1}/{len(pages)}: {done}/{total} tiles", page * total + done, len(pages) * total))
 
     def work(put: Callable[[Any], None]) -> list:
-        return model.predict_stack(pages, threshold=threshold, on_tile=lambda page, done, total: on_tile(page, done, total, put))
+        return model.predict_stack(pages, threshold=threshold,
+                                   on_tile=lambda page, done, total: on_tile(page, done, total, put))
 
     preds = yield from _threaded(work)
     labels = label_pages(preds, instances, split_touching).reshape(shape)
