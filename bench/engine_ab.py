@@ -85,8 +85,8 @@ def engine_rows(args, device, before) -> list[dict]:
         old, new = before.predict_slice(net, image, **options), infer.predict_slice(net, image, **options)
         times = {"before": [], "after": []}
         for _ in range(args.repeats):
-            times["before"].append(seconds(lambda: before.predict_slice(net, image, **options)))
-            times["after"].append(seconds(lambda: infer.predict_slice(net, image, **options)))
+            times["before"].append(seconds(lambda net=net, options=options: before.predict_slice(net, image, **options)))
+            times["after"].append(seconds(lambda net=net, options=options: infer.predict_slice(net, image, **options)))
         b, a = float(np.median(times["before"])), float(np.median(times["after"]))
         rows.append({"width": 0 if args.pointwise else width, "size": args.size, "tile": args.tile, "before_s": b, "after_s": a,
                      "speed_ratio": b / a, "max_abs_diff": float(np.abs(old - new).max()),
@@ -113,14 +113,14 @@ def files_row(args, device) -> dict:
         for repeat in range(args.repeats):
             out_seq, out_bg = folder / f"seq{repeat}", folder / f"bg{repeat}"
 
-            def sequential() -> None:
+            def sequential(out_seq: Path = out_seq) -> None:
                 for path in paths:
                     preds = model.predict_stack(path, tile=args.tile)
                     io.write_mask(io.unique_path(out_seq / f"{path.stem}_mask.tif"),
                                   io.binary_to_uint8(np.stack([p.mask for p in preds])))
 
             times["sequential"].append(seconds(sequential))
-            times["background"].append(seconds(lambda: model.segment_files(paths, out_bg, tile=args.tile)))
+            times["background"].append(seconds(lambda out_bg=out_bg: model.segment_files(paths, out_bg, tile=args.tile)))
             same = all((io.read_mask(out_seq / p.name) == io.read_mask(out_bg / p.name)).all()
                        for p in sorted(out_seq.iterdir()))
     s, b = float(np.median(times["sequential"])), float(np.median(times["background"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union, cast
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .errors import ShapeMismatchError, UsageError
 from .progress import progress
 
-ArrayOrPath = Union[np.ndarray, str, Path]
+ArrayOrPath = np.ndarray | str | Path
 Echo = Callable[[str], None]
 OnEpoch = Callable[[dict], None]
 OnTile = Callable[[int, int, int], None]

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -256,15 +256,17 @@ def _rdf(loaded, name: str, tile: int, halo: int, percentiles: tuple[float, floa
     }
 
 
-def predict_blockwise(package: str | Path, image: np.ndarray, weight_format: str = "torchscript"
+def predict_blockwise(package: str | Path, image: np.ndarray,
+                      weight_format: Literal["onnx", "pytorch_state_dict", "torchscript"] = "torchscript"
                       ) -> dict[str, np.ndarray]:
     """Run `package` on one raw (C, H, W) image with bioimageio.core's blockwise prediction (the
     declared tile and halo, the declared pre- and post-processing), as a consumer would: each
     output as (channels, H, W)."""
     from bioimageio.core import create_prediction_pipeline, load_description
     from bioimageio.core.digest_spec import create_sample_for_model
+    from bioimageio.spec.model import AnyModelDescr
 
-    descr = load_description(package, perform_io_checks=False)
+    descr = cast(AnyModelDescr, load_description(package, perform_io_checks=False))  # a model package
     pipeline = create_prediction_pipeline(descr, weight_format=weight_format)
     sample = create_sample_for_model(descr, inputs={"raw": np.asarray(image, dtype=np.float32)[None]})
     result = pipeline.predict_sample_with_blocking(sample)

@@ -52,10 +52,10 @@ def merge_parts(parts: list[dict[str, np.ndarray]], count: int, page: int | None
     np.add.at(sum_i, ids, np.concatenate([p["sum_i"] for p in parts]))
     low = {key: np.full(count + 1, np.iinfo(np.int64).max) for key in ("min_y", "min_x")}
     high = {key: np.zeros(count + 1, dtype=np.int64) for key in ("max_y", "max_x")}
-    for key, values in low.items():
-        np.minimum.at(values, ids, np.concatenate([p[key] for p in parts]))
-    for key, values in high.items():
-        np.maximum.at(values, ids, np.concatenate([p[key] for p in parts]))
+    for key, extremes in low.items():
+        np.minimum.at(extremes, ids, np.concatenate([p[key] for p in parts]))
+    for key, extremes in high.items():
+        np.maximum.at(extremes, ids, np.concatenate([p[key] for p in parts]))
     rows = []
     for label in range(1, count + 1):
         area = total["area"][label]

@@ -5,7 +5,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence, cast
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class Slice:
         """Instance labels: the mask file's own, else 8-connected components of the foreground."""
         from .weights import instance_labels
 
-        return self.labels if self.labels is not None else instance_labels(self.mask != 0)
+        return self.labels if self.labels is not None else instance_labels(cast(np.ndarray, self.mask) != 0)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -157,7 +157,7 @@ def _check_shapes(loaded: list[tuple]) -> None:
     if problems:
         raise ShapeMismatchError("; ".join(problems) + " — give each image a mask of the same size "
                                  "and page count")
-    channels = {}
+    channels: dict[int, list[str]] = {}
     for stack, _, _ in loaded:
         channels.setdefault(stack.data.shape[1], []).append(stack.path.name)
     if len(channels) > 1:
@@ -248,7 +248,8 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
     check_masks_not_images([(m.name, mask, stack.data) for stack, mask, m in loaded], f"'{mask_dir}'", classes)
     _mask_warnings(loaded, classes)
     spec = normalisation or NORMALISATION
-    return [s for item in loaded for s in _to_slices(*item, classes=classes, spec=spec)]
+    return [s for stack, mask, mask_path in loaded
+            for s in _to_slices(stack, mask, mask_path, classes=classes, spec=spec)]
 
 
 def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dict) -> list[Slice]:
@@ -309,7 +310,7 @@ def pad_to(image: np.ndarray, mask: np.ndarray, patch: int) -> tuple[np.ndarray,
     ph, pw = max(0, patch - h), max(0, patch - w)
     if not (ph or pw):
         return image, mask
-    mode = "reflect" if ph < h and pw < w else "symmetric"
+    mode: Literal["reflect", "symmetric"] = "reflect" if ph < h and pw < w else "symmetric"
     image = np.pad(image, ((0, 0), (0, ph), (0, pw)), mode=mode)
     mask = np.pad(mask, ((0, ph), (0, pw)), mode="constant")
     return image, mask
@@ -363,7 +364,7 @@ class PatchDataset:
                  classes: int = 1, seed: int = 0, per_epoch: int | None = None,
                  border_weight: Sequence[float] | None = None) -> None:
         self.patch, self.classes, self.augment, self.seed = patch, classes, augment, seed
-        self.items = [pad_to(s.image, s.mask, patch) for s in slices]
+        self.items = [pad_to(s.image, cast(np.ndarray, s.mask), patch) for s in slices]
         self.weights = None
         if border_weight is not None:
             from .weights import border_weight_map

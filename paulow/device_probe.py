@@ -75,7 +75,10 @@ def search(measure: Measure, tiles: Sequence[int], batches: Sequence[int], overl
     """The fastest (tile, batch) by the rules of the module doc; `measure` may raise out of memory."""
     is_oom = is_oom or _is_out_of_memory
     started, tried = clock(), []  # type: float, list
-    out_of_time = lambda: bool(tried) and clock() - started >= budget_s
+
+    def out_of_time() -> bool:
+        return bool(tried) and clock() - started >= budget_s
+
     best: Best | None = None
     for tile in tiles:
         if out_of_time():

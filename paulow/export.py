@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -32,15 +32,15 @@ class ProbabilityNet(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(getattr(m, "_orig_mod", m) for m in members)
         self.softmax = softmax
-        self.size_step = 2 ** (int(self.members[0].depth) - 1)
+        self.size_step = 2 ** (int(cast(Any, self.members[0]).depth) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
+        total: torch.Tensor | None = None
         for member in self.members:
-            logits = member._run(x)
+            logits = cast(Any, member)._run(x)
             probs = torch.softmax(logits, dim=1) if self.softmax else torch.sigmoid(logits)
             total = probs if total is None else total + probs
-        return total / len(self.members)
+        return cast(torch.Tensor, total) / len(self.members)
 
 
 def probability_net(loaded) -> ProbabilityNet:
@@ -48,7 +48,7 @@ def probability_net(loaded) -> ProbabilityNet:
     softmax = loaded.meta.get("activation") == "softmax"
     net = ProbabilityNet([m.to("cpu").eval() for m in loaded.models], softmax).eval()
     for member in net.members:
-        member.to(memory_format=torch.contiguous_format)
+        member.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # torch stub lacks memory_format
     return net
 
 

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
     device = torch.device(device)
     model.to(device).eval()
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stub lacks memory_format
     return model
 
 
@@ -66,7 +67,7 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     compiles once. On the 2-core development CPU it gained nothing (bench/infer_speed.py --compile);
     it is meant for GPUs. If compiling fails on a machine, prediction goes on with the plain network
     (with a warning)."""
-    return torch.compile(model, dynamic=False)
+    return cast(nn.Module, torch.compile(model, dynamic=False))
 
 
 ACTIVATION_ATTR = "paulow_activation"
@@ -191,7 +192,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32, copy=False)
 
 
-def _pad_to_tile(image: np.ndarray, tile: int) -> tuple[np.ndarray, tuple[slice, slice] | None]:
+def _pad_to_tile(image: np.ndarray, tile: int) -> tuple[np.ndarray, tuple[slice, ...] | None]:
     """Reflect-pad (centred) the axes shorter than `tile`; return the image and the crop back."""
     pads = [(0, 0)]
     for length in image.shape[1:]:
@@ -264,7 +265,7 @@ class _TileRunner:
             for transform in self.transforms:
                 probs = self._member_probs(member, tiles, transform)
                 total = probs if total is None else total.add_(probs)
-        return total[:count].mul_(self.window / (len(self.members) * len(self.transforms)))
+        return cast(torch.Tensor, total)[:count].mul_(self.window / (len(self.members) * len(self.transforms)))
 
     def _member_probs(self, member: nn.Module, tiles: torch.Tensor,
                       transform: tuple[int, bool]) -> torch.Tensor:
@@ -279,7 +280,7 @@ class _TileRunner:
                 raise
             log.warning("compiling the network failed on this machine (%s); predicting without "
                         "compiling", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-            original = member._orig_mod
+            original = cast(nn.Module, member._orig_mod)
             self.members = [original if m is member else m for m in self.members]
             member = original
             with self._autocast():

@@ -209,10 +209,7 @@ def _read(path: Path, palette_indices: bool) -> ImageStack:
     if not path.is_file():
         raise _unreadable(path, "file not found", "Check the path and that the file was not moved.")
     try:
-        if suffix in TIFF_EXTENSIONS:
-            stack = _read_tiff(path)
-        else:
-            stack = _read_raster(path, palette_indices)
+        stack = _read_tiff(path) if suffix in TIFF_EXTENSIONS else _read_raster(path, palette_indices)
     except UnreadableImageError:
         raise
     except MemoryError:

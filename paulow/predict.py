@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterat
     return (normalise_with(page, spec) for page in data)
 
 
-def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None = None,
+def predict_pages(models: Any, meta: dict, data: np.ndarray | list[np.ndarray], *, tile: int | None = None,
                   overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
                   tta: bool = False, name: str = "image", runtime: str = "torch",
                   normalised: bool = False,
@@ -67,7 +67,8 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray, *, tile: int | None
     from .ort_runtime import choose_runtime, with_runtime
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)
-    pages = data if normalised else normalise_pages(meta, data, name)
+    # `normalised`: data is a list of pages `paulow.multi_file` read and normalised already
+    pages = data if normalised else normalise_pages(meta, cast(np.ndarray, data), name)
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))

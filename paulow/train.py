@@ -11,6 +11,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypedDict, cast
 
@@ -457,7 +458,7 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             break
         if snapshot is not None and epoch < cfg.epochs:
             with timed(timing, "checkpoints"):
-                snapshot(lambda: fold_state(fold, epoch, model, opt, clock, pacer, best, history, since_best))
+                snapshot(partial(fold_state, fold, epoch, model, opt, clock, pacer, best, history, since_best))
     model.load_state_dict(best["state"])
     if watch is not None:
         with timed(timing, "evaluation"):
@@ -750,7 +751,7 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
              + (f"; going on after epoch {current['epoch']}" if current else ""))
         snapshot = None
         if progress is not None:
-            def snapshot(make_fold_state, done=list(results)):
+            def snapshot(make_fold_state, done=tuple(results)):
                 progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
         watch = FoldWatch(report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
                           f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",

@@ -32,7 +32,7 @@ def test_the_next_item_loads_while_the_caller_works_on_the_current_one():
             second_loading.set()
         return i
 
-    for item, future in read_ahead([0, 1], load):
+    for item, _future in read_ahead([0, 1], load):
         if item == 0:  # item 1 is loaded in the background before item 0's work ends
             assert second_loading.wait(timeout=10)
 
@@ -44,7 +44,7 @@ def test_a_load_error_is_raised_for_its_item_only():
         return i
 
     outcomes = []
-    for item, future in read_ahead([0, 1, 2], load):
+    for _item, future in read_ahead([0, 1, 2], load):
         try:
             outcomes.append(future.result())
         except UnreadableImageError as err:
@@ -95,7 +95,7 @@ def test_predict_files_equals_predict_stack_file_by_file_in_the_given_order(tmp_
     options = {"tile": 32, "batch_size": 4}
     got = list(model.predict_files(paths, **options))
     assert [path for path, _ in got] == paths
-    for (path, preds), expected in zip(got, [model.predict_stack(p, **options) for p in paths]):
+    for (_path, preds), expected in zip(got, [model.predict_stack(p, **options) for p in paths]):
         assert len(preds) == len(expected)
         for a, b in zip(preds, expected):
             np.testing.assert_array_equal(a.probabilities, b.probabilities)

@@ -196,7 +196,10 @@ def test_large_pages_take_statistics_from_a_fixed_sample(tiled_tiff: Path, tmp_p
     entry = record["normalisation"][0]
     assert entry["from"] == "8x8 blocks of 32 px"
     image = blob_image()
-    starts = lambda n: sorted({round(i * (n - 32) / 7) for i in range(8)})
+
+    def starts(n: int) -> list[int]:
+        return sorted({round(i * (n - 32) / 7) for i in range(8)})
+
     sample = np.concatenate([image[y:y + 32, x:x + 32].ravel() for y in starts(150) for x in starts(170)])
     assert entry["low_high"][0] == pytest.approx(list(np.percentile(sample.astype(np.float32), [1.0, 99.8])))
     assert json.loads((tmp_path / "out" / "scan.paulow-run.json").read_text())["complete"]

@@ -136,7 +136,8 @@ def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, 
         put(Update(f"page {page + 1}/{len(pages)}: {done}/{total} tiles", page * total + done, len(pages) * total))
 
     def work(put: Callable[[Any], None]) -> list:
-        return model.predict_stack(pages, threshold=threshold, on_tile=lambda *a: on_tile(*a, put))
+        return model.predict_stack(pages, threshold=threshold,
+                                   on_tile=lambda page, done, total: on_tile(page, done, total, put))
 
     preds = yield from _threaded(work)
     labels = label_pages(preds, instances, split_touching).reshape(shape)
@@ -189,6 +190,7 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
     import time
 
     import paulow
+    from paulow.api import train as train_model  # what `paulow.train` resolves to (mypy sees the submodule)
 
     out = output_file(out)
     parent = paulow.load_model(model_file(base)) if base else None
@@ -206,8 +208,8 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
             model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
                                     echo=relay, on_epoch=relay, **options)
         else:
-            model = paulow.train(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
-                                 echo=relay, on_epoch=relay, **options)
+            model = train_model(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
+                                echo=relay, on_epoch=relay, **options)
         _stop_if(cancel, "training")
         scores = (model.meta.get("metrics") or {}).get("finetune") or {}
         return Trained(model.save(out), scores.get("finetuned_dice"), scores.get("parent_dice"))

@@ -7,15 +7,16 @@ running one.
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import napari
 import numpy as np
 
 import paulow.api
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label,
                               ProgressBar, PushButton, SpinBox)
-from napari.layers import Image, Labels
+from napari.layers import Image, Labels, Layer
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from psygnal import Signal
@@ -28,18 +29,23 @@ log = logging.getLogger("paulow")
 INSTANCES, MASK = "instances (one label per object)", "mask (class per pixel)"
 
 
+def _path(edit: FileEdit) -> Path | None:
+    """A single-file FileEdit's value (only the multi-file mode gives a tuple)."""
+    return cast("Path | None", edit.value)
+
+
 class _LayerWidget(Container):
     """Shared parts: layer pickers that follow the viewer, a progress bar, a status line, the worker."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
-        self.worker = None
+        self.worker: Any = None  # the running napari thread worker
         self._progress = ProgressBar(value=0, max=1, label="progress")
         self._status = Label(value="", label="status")
         self._status.native.setWordWrap(True)  # errors name the file and the fix: long lines
 
-    def _layer_picker(self, kind: type, label: str) -> ComboBox:
+    def _layer_picker(self, kind: type[Layer], label: str) -> ComboBox:
         picker = ComboBox(label=label, choices=lambda _: [(layer.name, layer) for layer in self._viewer.layers
                                                           if isinstance(layer, kind)])
         for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
@@ -111,9 +117,9 @@ class SegmentWidget(_LayerWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.result: jobs.Segmentation | None = None
-        self._labels: Labels | None = None
+        self._labels_layer: Labels | None = None
         self._image = self._layer_picker(Image, "image")
-        self._model = FileEdit(label="model file", mode="r", filter="*.pth")
+        self._model = FileEdit(label="model file", mode=FileDialogMode.EXISTING_FILE, filter="*.pth")
         self._models = ComboBox(label="saved models", choices=self._model_choices)
         self._models.changed.connect(self._picked)
         self._info = Label(value="", label="model")
@@ -138,7 +144,7 @@ class SegmentWidget(_LayerWidget):
 
     # ------------------------------------------------------------ the model picker
     def _folder(self) -> Path | None:
-        chosen = jobs._given(self._model.value)
+        chosen = jobs._given(_path(self._model))
         if chosen is None:
             return None
         return chosen if chosen.is_dir() else chosen.parent
@@ -148,7 +154,7 @@ class SegmentWidget(_LayerWidget):
         return [] if folder is None else [(summary_line(row), row["path"]) for row in paulow.api.list_models(folder)]
 
     def _model_changed(self, _=None) -> None:
-        chosen = jobs._given(self._model.value)
+        chosen = jobs._given(_path(self._model))
         with self._models.changed.blocked():  # listing the folder must not change the chosen file
             self._models.reset_choices()
             if chosen in self._models.choices:
@@ -160,7 +166,7 @@ class SegmentWidget(_LayerWidget):
             self._info.value = f"error: {exc}"
 
     def _picked(self, path: Path | None) -> None:
-        if path is not None and jobs._given(self._model.value) != Path(path):
+        if path is not None and jobs._given(_path(self._model)) != Path(path):
             self._model.value = path
 
     def _model_saved(self, path: Path, make_current: bool) -> None:
@@ -190,8 +196,8 @@ class SegmentWidget(_LayerWidget):
     def _add(self, source, path: Path, result: jobs.Segmentation) -> None:
         kind = "instances" if result.instances else "mask"
         self.result = result
-        self._labels = self._viewer.add_labels(result.labels, name=f"{source.name} {kind}",
-                                               **self._place(source, result.labels.ndim))
+        self._labels_layer = self._viewer.add_labels(result.labels, name=f"{source.name} {kind}",
+                                                     **self._place(source, result.labels.ndim))
         if result.probabilities is not None:
             place = self._place(source, result.labels.ndim)
             extra = result.probabilities.ndim - result.labels.ndim  # a class axis first, for class maps
@@ -211,10 +217,10 @@ class SegmentWidget(_LayerWidget):
 
     def _relabel(self, _=None) -> None:
         """Re-threshold and re-filter the kept probabilities into the same labels layer, at once."""
-        if self.result is None or self._labels not in self._viewer.layers:
+        if self.result is None or self._labels_layer is None or self._labels_layer not in self._viewer.layers:
             return
         self.result = jobs.relabel(self.result, self._threshold.value, self._min_size.value)
-        self._labels.data = self.result.labels
+        self._labels_layer.data = self.result.labels
         self._say(self._done_line("re-thresholded", self.result))
 
 
@@ -228,7 +234,7 @@ class TrainWidget(_LayerWidget):
         self._labels_in = self._layer_picker(Labels, "labels")
         self._classes = CheckBox(text="labels are classes (else any label is foreground)", value=False)
         self._finetune = CheckBox(text="fine-tune a saved model", value=False)
-        self._parent_in = FileEdit(label="model to fine-tune", mode="r", filter="*.pth", visible=False)
+        self._parent_in = FileEdit(label="model to fine-tune", mode=FileDialogMode.EXISTING_FILE, filter="*.pth", visible=False)
         self._finetune.changed.connect(lambda on: setattr(self._parent_in, "visible", on))
         self._minutes = FloatSpinBox(label="time limit (min, 0: epochs)", value=5.0, min=0.0, max=1440.0,
                                      step=0.5)
@@ -238,7 +244,7 @@ class TrainWidget(_LayerWidget):
         self._tiles = SpinBox(label="tiles per side", value=2, min=1, max=8,
                               tooltip="each image is cut into tiles x tiles pieces so some can be held out "
                                       "for validation")
-        self._out = FileEdit(label="save model as", mode="w", filter="*.pth")
+        self._out = FileEdit(label="save model as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pth")
         self._run = PushButton(text="Train")
         self._run.changed.connect(self.run)
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -254,8 +260,8 @@ class TrainWidget(_LayerWidget):
             return self._say("error: choose an image layer and a labels layer drawn on it")
         try:
             images, masks = training_pairs(image.data, labels.data, bool(image.rgb), self._tiles.value)
-            base = jobs.model_file(self._parent_in.value) if self._finetune.value else None
-            out = jobs.output_file(self._out.value)
+            base = jobs.model_file(_path(self._parent_in)) if self._finetune.value else None
+            out = jobs.output_file(_path(self._out))
         except PaulowError as exc:
             return self._say(f"error: {exc}")
         if not any(m.any() for m in masks):
@@ -298,7 +304,7 @@ class AttentionWidget(_LayerWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self._image = self._layer_picker(Image, "image")
-        self._model = FileEdit(label="model file", mode="r", filter="*.pth")
+        self._model = FileEdit(label="model file", mode=FileDialogMode.EXISTING_FILE, filter="*.pth")
         self._run = PushButton(text="Show attention maps")
         self._run.changed.connect(self.run)
         self.extend([self._image, self._model, self._run, self._progress, self._status])
