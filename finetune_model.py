@@ -2,6 +2,7 @@
 
 Run `python finetune_model.py --help` for every option. The logic lives in the `paulow` package.
 """
+
 from paulow.cli import script_main
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Helpers shared by the benchmarks: device choice, thread count, table and JSON output."""
+
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # The benches measure what users get: libgomp's default wait policy. On a quiet 2-core machine it is
 # the faster one (width 16 trained at 40 patches/s against 32 with PASSIVE); when other processes
@@ -28,8 +30,10 @@ def describe(device: torch.device) -> str:
     """A one-line description of the device the numbers were measured on."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (bf16 autocast, channels_last)"
-    return (f"cpu, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
-            f"{os.environ.get('OMP_WAIT_POLICY', 'default')} (fp32, channels_last)")
+    return (
+        f"cpu, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY', 'default')} (fp32, channels_last)"
+    )
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> None:

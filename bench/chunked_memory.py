@@ -12,6 +12,7 @@ overhead, not a real network's speed. The overhead ratio compares the two paths 
 and model in the same run: chunked MPix/s / whole-image MPix/s. Sizes above `--whole-max` skip the
 whole-image path (its float32 maps alone take 12 bytes per pixel per channel: 12 GiB at 32k).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,14 @@ def tiny_model(overlap: float):
     with torch.no_grad():
         net.weight.fill_(8 / 9)
         net.bias.fill_(-4.0)
-    meta = {"in_channels": 1, "classes": 1, "patch": 256, "threshold": 0.5, "overlap": overlap,
-            "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8}}
+    meta = {
+        "in_channels": 1,
+        "classes": 1,
+        "patch": 256,
+        "threshold": 0.5,
+        "overlap": overlap,
+        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
+    }
     return Model([net], meta)
 
 
@@ -78,18 +85,29 @@ def write_inputs(size: int, folder: Path, formats: list[str]) -> dict[str, Path]
                     tile[: part.shape[0], : part.shape[1]] = part
                     yield tile
 
-        tifffile.imwrite(paths["tiff"], tiles(), shape=(size, size), dtype=np.uint16, tile=(TILE, TILE),
-                         bigtiff=True, compression="zlib")
+        tifffile.imwrite(
+            paths["tiff"],
+            tiles(),
+            shape=(size, size),
+            dtype=np.uint16,
+            tile=(TILE, TILE),
+            bigtiff=True,
+            compression="zlib",
+        )
     if "ome-zarr" in formats:
         paths["ome-zarr"] = folder / f"synthetic_{size}.ome.zarr"
         group = zarr.open_group(paths["ome-zarr"], mode="w", zarr_format=2)
         array = group.create_array("0", shape=(size, size), chunks=(TILE, TILE), dtype="uint16")
         for ty in range(n):
             for tx in range(n):
-                array[ty * TILE:(ty + 1) * TILE, tx * TILE:(tx + 1) * TILE] = synthetic_tile(size, ty, tx)
-        group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y", "type": "space"},
-                                                                {"name": "x", "type": "space"}],
-                                       "datasets": [{"path": "0"}]}]
+                array[ty * TILE : (ty + 1) * TILE, tx * TILE : (tx + 1) * TILE] = synthetic_tile(size, ty, tx)
+        group.attrs["multiscales"] = [
+            {
+                "version": "0.4",
+                "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                "datasets": [{"path": "0"}],
+            }
+        ]
     return paths
 
 
@@ -138,16 +156,24 @@ def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: fl
         row.update(failed=stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {proc.returncode}")
         return row
     result = json.loads(stdout.strip().splitlines()[-1])
-    row.update(seconds=round(result["seconds"], 1), objects=result["objects"], chunk=result["chunk"],
-               mpix_per_s=round(size * size / 1e6 / result["seconds"], 2))
+    row.update(
+        seconds=round(result["seconds"], 1),
+        objects=result["objects"],
+        chunk=result["chunk"],
+        mpix_per_s=round(size * size / 1e6 / result["seconds"], 2),
+    )
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192, 16384, 32768])
     parser.add_argument("--formats", nargs="+", default=["tiff", "ome-zarr"], choices=["tiff", "ome-zarr"])
-    parser.add_argument("--whole-max", type=int, default=8192, help="largest size run through the whole-image path")
+    parser.add_argument(
+        "--whole-max", type=int, default=8192, help="largest size run through the whole-image path"
+    )
     parser.add_argument("--chunk", type=int, default=0, help="chunk core px (default 0: the engine's choice)")
     parser.add_argument("--json")
     parser.add_argument("--keep", type=Path, help="folder for the inputs/outputs (default: a temporary one)")
@@ -165,19 +191,35 @@ def main() -> None:
         for size in args.sizes:
             inputs = write_inputs(size, Path(tmp), args.formats)
             for fmt, path in inputs.items():
-                rows.append(measure("chunked", path, Path(tmp) / f"out_{fmt}_{size}", args.chunk, size, args.overlap))
+                rows.append(
+                    measure("chunked", path, Path(tmp) / f"out_{fmt}_{size}", args.chunk, size, args.overlap)
+                )
                 print(json.dumps(rows[-1]), flush=True)
             if size <= args.whole_max and "tiff" in inputs:
-                rows.append(measure("whole", inputs["tiff"], Path(tmp) / f"whole_{size}", args.chunk, size, args.overlap))
+                rows.append(
+                    measure(
+                        "whole", inputs["tiff"], Path(tmp) / f"whole_{size}", args.chunk, size, args.overlap
+                    )
+                )
                 print(json.dumps(rows[-1]), flush=True)
-                chunked = next(r for r in rows if r["size"] == size and r["mode"] == "chunked"
-                               and r["input"].endswith(".tif"))
+                chunked = next(
+                    r
+                    for r in rows
+                    if r["size"] == size and r["mode"] == "chunked" and r["input"].endswith(".tif")
+                )
                 if "mpix_per_s" in chunked and "mpix_per_s" in rows[-1]:
                     print(f"overhead ratio at {size}: {chunked['mpix_per_s'] / rows[-1]['mpix_per_s']:.2f}")
             for path in inputs.values():
                 subprocess.run(["rm", "-rf", str(path)], check=False)
-    payload = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-               "overlap": args.overlap, "machine": machine_line(), "load_average": list(__import__("os").getloadavg()), "chunk": args.chunk, "rows": rows}
+    payload = {
+        "command": " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "overlap": args.overlap,
+        "machine": machine_line(),
+        "load_average": list(__import__("os").getloadavg()),
+        "chunk": args.chunk,
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
 

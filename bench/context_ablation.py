@@ -16,6 +16,7 @@ by more than the spread between seeds.
 
 Not measured yet (2026-12-06): the shared 2-core CPU could not give it the 10-minute runs it needs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,21 +27,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
+from datasets import CLASS_NAMES, REPO, classes_of
 from machine import machine_line
 from user_path import class_args, real_split, run_script
-from datasets import CLASS_NAMES, REPO, classes_of
 
 from paulow import io
 
 DEFAULT_DATASETS = ("isbi2012_em_cells", "drosophila_vnc_sstem")
 
 
-def write_stack(pages: Sequence[tuple[np.ndarray, np.ndarray]], image: Path, mask: Path | None, classes: int) -> None:
+def write_stack(
+    pages: Sequence[tuple[np.ndarray, np.ndarray]], image: Path, mask: Path | None, classes: int
+) -> None:
     """The pages as one ZYX image stack and (if `mask`) one mask stack: 0/255, class indices for K > 1."""
     io.write_tiff(image, np.stack([p[0] for p in pages]), axes="ZYX")
     if mask is not None:
@@ -48,8 +50,15 @@ def write_stack(pages: Sequence[tuple[np.ndarray, np.ndarray]], image: Path, mas
         io.write_mask(mask, masks if classes > 1 else io.binary_to_uint8(masks))
 
 
-def one_run(name: str, context: int, seed: int, time_limit: float, root: Path | None, work: Path,
-            pages_limit: int | None) -> dict:
+def one_run(
+    name: str,
+    context: int,
+    seed: int,
+    time_limit: float,
+    root: Path | None,
+    work: Path,
+    pages_limit: int | None,
+) -> dict:
     """Train with `--context N` (N = 0: plain 2-D) and seed `seed`, segment the test stack, score it."""
     from paulow.evaluate import score_pages
 
@@ -58,13 +67,29 @@ def one_run(name: str, context: int, seed: int, time_limit: float, root: Path | 
         train, test = train[:pages_limit], test[:pages_limit]
     classes = classes_of(name)
     ws = work / f"{name}_c{context}_s{seed}"
-    subprocess.run([sys.executable, str(REPO / "directory_setup.py"), "--root", str(ws)], check=True,
-                   capture_output=True)
-    write_stack(train, ws / "Train_Model" / "TRAINING_IMAGES" / "train.tif",
-                ws / "Train_Model" / "TRAINING_MASKS" / "train_mask.tif", classes)
+    subprocess.run(
+        [sys.executable, str(REPO / "directory_setup.py"), "--root", str(ws)], check=True, capture_output=True
+    )
+    write_stack(
+        train,
+        ws / "Train_Model" / "TRAINING_IMAGES" / "train.tif",
+        ws / "Train_Model" / "TRAINING_MASKS" / "train_mask.tif",
+        classes,
+    )
     write_stack(test, ws / "Use_Model" / "INPUT_IMAGES" / "test.tif", None, classes)
-    command = ["--root", str(ws), "--yes", "--name", "bench", "--time-limit", f"{time_limit:g}", "--seed", str(seed),
-               *(["--context", str(context)] if context else []), *class_args(name)]
+    command = [
+        "--root",
+        str(ws),
+        "--yes",
+        "--name",
+        "bench",
+        "--time-limit",
+        f"{time_limit:g}",
+        "--seed",
+        str(seed),
+        *(["--context", str(context)] if context else []),
+        *class_args(name),
+    ]
     train_seconds, trained = run_script("train_model.py", command)
     if trained.returncode != 0:
         raise RuntimeError(f"train_model.py failed on {name} (context {context}): {trained.stderr[-2000:]}")
@@ -74,11 +99,20 @@ def one_run(name: str, context: int, seed: int, time_limit: float, root: Path | 
     predicted = io.read_mask(ws / "Use_Model" / "OUTPUT_MASKS" / "test_mask.tif")
     pages = [("test", z, predicted[z], truth) for z, (_, truth) in enumerate(test)]
     pooled = score_pages(pages, name, classes).pooled
-    return {"dataset": name, "context": context, "seed": seed, "classes": classes,
-            "dice": pooled.get("dice", pooled.get("mean_dice")), "pooled": pooled,
-            "train_pages": len(train), "test_pages": len(test), "time_limit_s": time_limit * 60,
-            "train_wall_s": round(train_seconds, 1), "segment_wall_s": round(use_seconds, 1),
-            "train_command": "train_model.py " + shlex.join(command[2:])}
+    return {
+        "dataset": name,
+        "context": context,
+        "seed": seed,
+        "classes": classes,
+        "dice": pooled.get("dice", pooled.get("mean_dice")),
+        "pooled": pooled,
+        "train_pages": len(train),
+        "test_pages": len(test),
+        "time_limit_s": time_limit * 60,
+        "train_wall_s": round(train_seconds, 1),
+        "segment_wall_s": round(use_seconds, 1),
+        "train_command": "train_model.py " + shlex.join(command[2:]),
+    }
 
 
 def summarise(runs: Sequence[dict]) -> list[dict]:
@@ -92,44 +126,78 @@ def summarise(runs: Sequence[dict]) -> list[dict]:
         means = {n: statistics.fmean(d) for n, d in by_context.items()}
         best = max(means, key=means.get)
         for n, dice in sorted(by_context.items()):
-            rows.append({"dataset": name, "context": n, "seeds": len(dice), "mean_dice": means[n],
-                         "spread": max(dice) - min(dice), "gain_over_2d": means[n] - means.get(0, float("nan")),
-                         "best": n == best})
+            rows.append(
+                {
+                    "dataset": name,
+                    "context": n,
+                    "seeds": len(dice),
+                    "mean_dice": means[n],
+                    "spread": max(dice) - min(dice),
+                    "gain_over_2d": means[n] - means.get(0, float("nan")),
+                    "best": n == best,
+                }
+            )
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),
-                        choices=["isbi2012_em_cells", *CLASS_NAMES, "vnc_mitochondria"])
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DEFAULT_DATASETS),
+        choices=["isbi2012_em_cells", *CLASS_NAMES, "vnc_mitochondria"],
+    )
     parser.add_argument("--contexts", nargs="+", type=int, default=[0, 1, 2], help="N values; 0 = plain 2-D")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--time-limit", type=float, default=10.0, help="minutes per training run")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "context_ablation")
-    parser.add_argument("--pages", type=int, default=None,
-                        help="only the first N train and test pages (a smoke run of the bench, not a result)")
+    parser.add_argument(
+        "--pages",
+        type=int,
+        default=None,
+        help="only the first N train and test pages (a smoke run of the bench, not a result)",
+    )
     args = parser.parse_args(argv)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             for seed in args.seeds:
                 for context in args.contexts:
-                    row = one_run(name, context, seed, args.time_limit, args.data_root, args.work or Path(tmp),
-                                  args.pages)
+                    row = one_run(
+                        name,
+                        context,
+                        seed,
+                        args.time_limit,
+                        args.data_root,
+                        args.work or Path(tmp),
+                        args.pages,
+                    )
                     runs.append(row)
-                    print(f"{name} context {context} seed {seed}: test Dice {row['dice']:.4f} "
-                          f"(training {row['train_wall_s']:.0f} s)", flush=True)
+                    print(
+                        f"{name} context {context} seed {seed}: test Dice {row['dice']:.4f} "
+                        f"(training {row['train_wall_s']:.0f} s)",
+                        flush=True,
+                    )
     summary = summarise(runs)
     for row in summary:
-        print(f"{row['dataset']} context {row['context']}: mean Dice {row['mean_dice']:.4f} over {row['seeds']} "
-              f"seed(s), spread {row['spread']:.4f}, vs 2-D {row['gain_over_2d']:+.4f}" + (" (best)" if row["best"]
-                                                                                            else ""))
+        print(
+            f"{row['dataset']} context {row['context']}: mean Dice {row['mean_dice']:.4f} over {row['seeds']} "
+            f"seed(s), spread {row['spread']:.4f}, vs 2-D {row['gain_over_2d']:+.4f}"
+            + (" (best)" if row["best"] else "")
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python bench/context_ablation.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-               "machine": machine_line(), "date": time.strftime("%Y-%m-%d"), "smoke": bool(args.pages),
-               "summary": summary, "runs": runs}
+    payload = {
+        "command": "python bench/context_ablation.py "
+        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d"),
+        "smoke": bool(args.pages),
+        "summary": summary,
+        "runs": runs,
+    }
     path = args.out / ("context_ablation_smoke.json" if args.pages else "context_ablation.json")
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     print(f"wrote {path}")

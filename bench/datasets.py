@@ -18,12 +18,13 @@ Each split is a list of `paulow.data.Slice` normalised like training does (`NORM
 binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
 page's first channel as read (file dtype), for baselines that work on raw intensities.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -31,8 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from paulow import io  # noqa: E402
-from paulow.data import (NORMALISATION, Slice, binarise_mask, foreground_fraction,  # noqa: E402
-                         normalise, snr)
+from paulow.data import NORMALISATION, Slice, binarise_mask, foreground_fraction, normalise, snr  # noqa: E402
 from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UsageError  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data"
@@ -65,20 +65,25 @@ def _isbi(folder: Path) -> Split:
     image, mask = folder / "train-volume.tif", folder / "train-labels.tif"
     for path in (image, mask):
         if not path.is_file():
-            raise EmptyFolderError(f"'{path}' is missing: restore the ISBI 2012 stacks "
-                                   f"(see {folder.parent / 'README.md'})")
+            raise EmptyFolderError(
+                f"'{path}' is missing: restore the ISBI 2012 stacks (see {folder.parent / 'README.md'})"
+            )
     return [Item(image, mask, tuple(range(0, 20)))], [Item(image, mask, tuple(range(20, 30)))]
 
 
 def _first_n(n_train: int, n_total: int) -> Callable[[Path], Split]:
     """Split image/mask pairs of `images/` + `masks/` in natural order: the first `n_train` train."""
+
     def split(folder: Path) -> Split:
         pairs = io.pair_images_masks(io.list_images(folder / "images"), io.list_images(folder / "masks"))
         if len(pairs) != n_total:
-            raise PairingError(f"'{folder}' has {len(pairs)} image/mask pairs, the benchmark split "
-                               f"expects {n_total}: restore the dataset (see {folder.parent / 'README.md'})")
+            raise PairingError(
+                f"'{folder}' has {len(pairs)} image/mask pairs, the benchmark split "
+                f"expects {n_total}: restore the dataset (see {folder.parent / 'README.md'})"
+            )
         items = [Item(image, mask) for image, mask in pairs]
         return items[:n_train], items[n_train:]
+
     return split
 
 
@@ -96,8 +101,10 @@ def dataset_folder(name: str, root: Path | None = None) -> Path:
         raise UsageError(f"unknown dataset '{name}': choose from {', '.join(ALL_DATASETS)}")
     folder = Path(root or DEFAULT_ROOT) / BINARY_VIEWS.get(name, (name,))[0]
     if not folder.is_dir():
-        raise EmptyFolderError(f"no dataset folder '{folder}': the benchmarks need ../shared/data "
-                               "beside the repository (or pass its location as root / --data-root)")
+        raise EmptyFolderError(
+            f"no dataset folder '{folder}': the benchmarks need ../shared/data "
+            "beside the repository (or pass its location as root / --data-root)"
+        )
     return folder
 
 
@@ -112,8 +119,10 @@ def load_dataset(name: str, root: Path | None = None) -> tuple[list[Slice], list
     train, test = split_items(name, root)
     if name in BINARY_VIEWS:
         parent, foreground = BINARY_VIEWS[name]
-        return (_binary_view(_load(train, classes_of(parent)), foreground),
-                _binary_view(_load(test, classes_of(parent)), foreground))
+        return (
+            _binary_view(_load(train, classes_of(parent)), foreground),
+            _binary_view(_load(test, classes_of(parent)), foreground),
+        )
     return _load(train, classes_of(name)), _load(test, classes_of(name))
 
 
@@ -133,21 +142,32 @@ def _binary_view(slices: Sequence[Slice], foreground: int) -> list[Slice]:
 def _item_slices(item: Item, classes: int = 1) -> list[Slice]:
     stack, mask = io.read_image(item.image), io.read_mask(item.mask)
     if mask.shape != (stack.data.shape[0], *stack.data.shape[2:]):
-        raise ShapeMismatchError(f"'{item.image.name}' has shape {stack.data.shape} (pages, C, H, W) but "
-                                 f"its mask '{item.mask.name}' has {mask.shape}: restore the dataset")
+        raise ShapeMismatchError(
+            f"'{item.image.name}' has shape {stack.data.shape} (pages, C, H, W) but "
+            f"its mask '{item.mask.name}' has {mask.shape}: restore the dataset"
+        )
     pages = item.pages if item.pages is not None else range(stack.data.shape[0])
     return [_page_slice(stack, mask[page], item.mask, page, classes) for page in pages]
 
 
-def _page_slice(stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int, classes: int = 1) -> Slice:
+def _page_slice(
+    stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int, classes: int = 1
+) -> Slice:
     raw = stack.data[page]
     target = binarise_mask(mask, classes)
-    info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
-            "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
-            "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
-            "foreground_fraction": foreground_fraction(target),
-            "snr": snr(raw[0].astype(np.float64), target), "mask_file": mask_path.name,
-            "raw": raw[0]}
+    info = {
+        "file": stack.path.name,
+        "page": page,
+        "shape": list(raw.shape[1:]),
+        "channels": int(raw.shape[0]),
+        "dtype": str(raw.dtype),
+        "min": float(np.nanmin(raw)),
+        "max": float(np.nanmax(raw)),
+        "foreground_fraction": foreground_fraction(target),
+        "snr": snr(raw[0].astype(np.float64), target),
+        "mask_file": mask_path.name,
+        "raw": raw[0],
+    }
     image = normalise(raw, NORMALISATION["low"], NORMALISATION["high"])
     return Slice(image, target, stack.path, page, info)
 

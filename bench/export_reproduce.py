@@ -9,6 +9,7 @@ For one model and one whole image:
   (the package's rdf.yaml rewritten per halo) against the toolkit's default mask: Dice of the masks
   and the largest probability difference; with `--truth`, each against the truth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def with_halo(package: Path, halo: int, folder: Path) -> Path:
             data = src.read(item.filename)
             if item.filename == "rdf.yaml":
                 # the spec's halo is at least 1: no halo is no `halo` key
-                data = re.sub(rb"halo: \d+", b"halo: %d" % halo, data) if halo else \
-                    re.sub(rb"\n *halo: \d+", b"", data)
+                data = (
+                    re.sub(rb"halo: \d+", b"halo: %d" % halo, data)
+                    if halo
+                    else re.sub(rb"\n *halo: \d+", b"", data)
+                )
             dst.writestr(item, data)
     return target
 
@@ -59,8 +63,13 @@ def measure(args: argparse.Namespace) -> dict:
     rows = {"tile": tile, "foreground_fraction": float(reference.mask.mean()), "tiles": [], "halos": []}
     for size in args.tiles:
         pred = model.predict(raw, tile=size)
-        rows["tiles"].append({"tile": size, "dice_vs_default_tile": dice(pred.mask, reference.mask),
-                              "dice_vs_truth": None if truth is None else dice(pred.mask, truth)})
+        rows["tiles"].append(
+            {
+                "tile": size,
+                "dice_vs_default_tile": dice(pred.mask, reference.mask),
+                "dice_vs_truth": None if truth is None else dice(pred.mask, truth),
+            }
+        )
         print(rows["tiles"][-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         package = model.export("bioimageio", tmp, example=args.image)[0]
@@ -68,10 +77,15 @@ def measure(args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             out = predict_blockwise(with_halo(package, halo, Path(tmp)), raw)
             mask = out["foreground"][0] if "foreground" in out else np.argmax(out["probabilities"], axis=0)
-            rows["halos"].append({"halo": halo, "dice_vs_toolkit": dice(mask, reference.mask),
-                                  "max_prob_diff": float(np.abs(out["probabilities"] - reference.probabilities).max()),
-                                  "dice_vs_truth": None if truth is None else dice(mask, truth),
-                                  "seconds": round(time.perf_counter() - start, 1)})
+            rows["halos"].append(
+                {
+                    "halo": halo,
+                    "dice_vs_toolkit": dice(mask, reference.mask),
+                    "max_prob_diff": float(np.abs(out["probabilities"] - reference.probabilities).max()),
+                    "dice_vs_truth": None if truth is None else dice(mask, truth),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
             print(rows["halos"][-1], flush=True)
     if truth is not None:
         rows["toolkit_dice_vs_truth"] = dice(reference.mask, truth)
@@ -87,8 +101,12 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--out")
     args = parser.parse_args()
-    result = {"command": " ".join(sys.argv), "machine": machine_line(),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **measure(args)}
+    result = {
+        "command": " ".join(sys.argv),
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **measure(args),
+    }
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

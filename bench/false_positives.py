@@ -10,17 +10,17 @@ foreground ("false objects": debris, unannotated cells), the share within `--nea
 foreground ("outlines"), and the false negatives. Outline errors call for sharper boundaries; false
 objects for more training, or annotations of what should be ignored.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
-
 from datasets import load_dataset
 
 from paulow import io
@@ -37,9 +37,13 @@ def false_positive_anatomy(pred: np.ndarray, truth: np.ndarray, near: int = 3) -
     in_false_objects = false_pos & ~touching[labels]
     side = 2 * near + 1
     around = cv2.dilate(truth.astype(np.uint8), np.ones((side, side), np.uint8)) > 0
-    return {"fp": int(false_pos.sum()), "fp_in_false_objects": int(in_false_objects.sum()),
-            "fp_near_truth": int((false_pos & around).sum()), "fn": int((truth & ~pred).sum()),
-            "true": int(truth.sum())}
+    return {
+        "fp": int(false_pos.sum()),
+        "fp_in_false_objects": int(in_false_objects.sum()),
+        "fp_near_truth": int((false_pos & around).sum()),
+        "fn": int((truth & ~pred).sum()),
+        "true": int(truth.sum()),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,14 +63,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     pooled = {key: sum(r[key] for r in rows) for key in rows[0] if key != "page"}
     for row in [*rows, {"page": "pooled", **pooled}]:
         fp = max(row["fp"], 1)
-        print(f"{row['page']:>8}: false positives {row['fp']:>8} px, {row['fp_in_false_objects'] / fp:6.1%} in false "
-              f"objects, {row['fp_near_truth'] / fp:6.1%} within {args.near} px of the truth; "
-              f"false negatives {row['fn']:>7} px of {row['true']}")
+        print(
+            f"{row['page']:>8}: false positives {row['fp']:>8} px, {row['fp_in_false_objects'] / fp:6.1%} in false "
+            f"objects, {row['fp_near_truth'] / fp:6.1%} within {args.near} px of the truth; "
+            f"false negatives {row['fn']:>7} px of {row['true']}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"command": "python bench/false_positives.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                                        "dataset": args.dataset, "near": args.near, "pages": rows,
-                                        "pooled": pooled}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "command": "python bench/false_positives.py "
+                    + " ".join(sys.argv[1:] if argv is None else argv),
+                    "dataset": args.dataset,
+                    "near": args.near,
+                    "pages": rows,
+                    "pooled": pooled,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ explanation of the filaments' Dice ceiling (no network involved):
 
     python bench/filament_labels.py [--data-root ../shared/data] [--json OUT]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def recentre_on_ridge(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, 
         ys, xs = np.nonzero(labels[box] == k)
         ys, xs = ys + box[0].start, xs + box[1].start
         step = minor_axis_step(ys, xs)
-        shifted = {s: (np.clip(ys + s * step[0], 0, h - 1), np.clip(xs + s * step[1], 0, w - 1))
-                   for s in (-1, 0, 1)}
+        shifted = {
+            s: (np.clip(ys + s * step[0], 0, h - 1), np.clip(xs + s * step[1], 0, w - 1)) for s in (-1, 0, 1)
+        }
         best = max(shifted, key=lambda s: smooth[shifted[s]].mean())
         moved += best != 0
         out[shifted[best]] = True
@@ -72,18 +74,34 @@ def main(argv: list[str] | None = None) -> None:
         inter += int(np.count_nonzero(recentred & mask))
         total += int(recentred.sum() + mask.sum())
         moved_all, fibres_all = moved_all + moved, fibres_all + fibres
-        rows.append({"image": i, "width_px": float(mask.sum() / skeletonize(mask).sum()),
-                     "dice_shift_1px": dice(np.roll(mask, 1, 0), mask),
-                     "dice_recentred": dice(recentred, mask), "fibres": fibres, "moved": moved})
+        rows.append(
+            {
+                "image": i,
+                "width_px": float(mask.sum() / skeletonize(mask).sum()),
+                "dice_shift_1px": dice(np.roll(mask, 1, 0), mask),
+                "dice_recentred": dice(recentred, mask),
+                "fibres": fibres,
+                "moved": moved,
+            }
+        )
         r = rows[-1]
-        print(f"image{i}: width {r['width_px']:.2f} px, Dice after a 1-px shift {r['dice_shift_1px']:.3f}, "
-              f"re-centred on the ridge {r['dice_recentred']:.3f} ({moved} of {fibres} fibres moved)")
+        print(
+            f"image{i}: width {r['width_px']:.2f} px, Dice after a 1-px shift {r['dice_shift_1px']:.3f}, "
+            f"re-centred on the ridge {r['dice_recentred']:.3f} ({moved} of {fibres} fibres moved)"
+        )
     pooled = 2 * inter / total
-    print(f"all 14: re-centred annotation against the original, pooled Dice {pooled:.3f}; "
-          f"{moved_all} of {fibres_all} fibres moved")
+    print(
+        f"all 14: re-centred annotation against the original, pooled Dice {pooled:.3f}; "
+        f"{moved_all} of {fibres_all} fibres moved"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "pooled_dice_recentred": pooled,
-                                         "moved": moved_all, "fibres": fibres_all}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, "pooled_dice_recentred": pooled, "moved": moved_all, "fibres": fibres_all},
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

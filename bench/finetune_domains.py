@@ -17,41 +17,58 @@ nuclei images, against a model trained from scratch on the same few images with 
 Reported: pooled Dice, IoU and object F1 on the `nih3t3_nuclei` test split (6 images) for all three,
 and on the `paulow_filaments` test split (4 images) to show what fine-tuning forgot.
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from datasets import REPO, load_dataset, slice_names
-from quality import (bench_config, command_line, describe_machine, fmt_minutes, fmt_score, guarded_run,
-                     machine_info, predict_masks, score_test_pages, train_network)
+from quality import (
+    bench_config,
+    command_line,
+    describe_machine,
+    fmt_minutes,
+    fmt_score,
+    guarded_run,
+    machine_info,
+    predict_masks,
+    score_test_pages,
+    train_network,
+)
 
+from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.errors import UsageError
-from paulow.config import TrainConfig
 
 PARENT_DATA, TARGET_DATA = "paulow_filaments", "nih3t3_nuclei"
 RESULTS_NAME = "finetune_domains"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--budget", type=float, default=10.0, help="parent training minutes (default 10)")
-    parser.add_argument("--finetune-budget", type=float, default=5.0,
-                        help="minutes for fine-tuning, and for training from scratch (default 5)")
+    parser.add_argument(
+        "--finetune-budget",
+        type=float,
+        default=5.0,
+        help="minutes for fine-tuning, and for training from scratch (default 5)",
+    )
     parser.add_argument("--few", type=int, default=3, help="nih3t3 train images used (default 3)")
     parser.add_argument("--width", type=int, default=None, help="network width (default: the preset's)")
     parser.add_argument("--patch", type=int, default=None, help="patch and tile side (default 128)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="default: ../shared/data beside the repo")
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help="default: ../shared/data beside the repo"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / RESULTS_NAME)
     return parser.parse_args(argv)
 
@@ -60,34 +77,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def parent_config(args: argparse.Namespace, device: str) -> TrainConfig:
     """The method's settings for the parent (same construction as bench/quality.py's rows)."""
     fields = {k: v for k, v in (("width", args.width), ("patch", args.patch)) if v is not None}
-    fields.update(arch="paulow_attention_unet", loss="dynamic",
-                  overlap=fields.get("patch", TrainConfig.patch) // 2)
+    fields.update(
+        arch="paulow_attention_unet", loss="dynamic", overlap=fields.get("patch", TrainConfig.patch) // 2
+    )
     return bench_config(device, args.budget, args.seed, overrides=fields)
 
 
 def parent_meta(cfg: TrainConfig, in_channels: int) -> dict:
     """The parts of a model file's metadata that `finetune_config` reads."""
-    return {"config": asdict(cfg), "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels),
-            "classes": cfg.classes}
+    return {
+        "config": asdict(cfg),
+        "arch": cfg.arch,
+        "arch_args": cfg.arch_args(in_channels),
+        "classes": cfg.classes,
+    }
 
 
 def finetune_settings(parent: TrainConfig, in_channels: int, minutes: float, device: str) -> TrainConfig:
     """`paulow finetune`'s settings for this parent, with a `minutes` budget."""
     from paulow.finetuning import finetune_config
 
-    return finetune_config(parent_meta(parent, in_channels), {"time_limit": minutes, "seed": parent.seed},
-                           device)
+    return finetune_config(
+        parent_meta(parent, in_channels), {"time_limit": minutes, "seed": parent.seed}, device
+    )
 
 
 def few_split(slices: Sequence[Slice], few: int, seed: int) -> tuple[list[Slice], list[Slice]]:
     """The first `few` slices, split into (tune, held out) as `paulow finetune` does."""
-    from paulow.finetuning import FINETUNE_DEFAULTS
     from paulow.data import kfold
+    from paulow.finetuning import FINETUNE_DEFAULTS
 
     if not 2 <= few <= len(slices):
-        raise UsageError(f"--few {few}: fine-tuning needs 2 to {len(slices)} images (one or more to "
-                         "tune on, one to select the weights)")
-    (tune, held), = kfold(list(slices[:few]), 1, seed, val_fraction=FINETUNE_DEFAULTS["holdout"])
+        raise UsageError(
+            f"--few {few}: fine-tuning needs 2 to {len(slices)} images (one or more to "
+            "tune on, one to select the weights)"
+        )
+    ((tune, held),) = kfold(list(slices[:few]), 1, seed, val_fraction=FINETUNE_DEFAULTS["holdout"])
     return tune, held
 
 
@@ -125,14 +150,24 @@ def load_domains(args: argparse.Namespace) -> Domains:
     return Domains(fil_train, fil_test, tune, held, nih_test)
 
 
-def scored_row(name: str, trained_on: str, model, fold, seconds: float, cfg: TrainConfig,
-               data: Domains, device: str) -> dict:
+def scored_row(
+    name: str, trained_on: str, model, fold, seconds: float, cfg: TrainConfig, data: Domains, device: str
+) -> dict:
     """One table row: how the model was trained and its scores on both test splits."""
-    return {"model": name, "trained_on": trained_on, "budget_min": cfg.time_limit, "lr": cfg.lr,
-            "epochs_run": len(fold.history), "best_epoch": fold.best_epoch, "stopped": fold.stopped,
-            "val_dice": fold.val_dice, "train_seconds": seconds, "config": asdict(cfg),
-            "nih3t3": scores_on(model, data.target_test, cfg, device),
-            "filaments": scores_on(model, data.parent_test, cfg, device)}
+    return {
+        "model": name,
+        "trained_on": trained_on,
+        "budget_min": cfg.time_limit,
+        "lr": cfg.lr,
+        "epochs_run": len(fold.history),
+        "best_epoch": fold.best_epoch,
+        "stopped": fold.stopped,
+        "val_dice": fold.val_dice,
+        "train_seconds": seconds,
+        "config": asdict(cfg),
+        "nih3t3": scores_on(model, data.target_test, cfg, device),
+        "filaments": scores_on(model, data.parent_test, cfg, device),
+    }
 
 
 def _echo(message: str) -> None:
@@ -151,8 +186,11 @@ def parent_stage(data: Domains, cfg: TrainConfig, device: str):
 def finetune_stage(parent, parent_cfg: TrainConfig, data: Domains, minutes: float, device: str) -> dict:
     """(b) Fine-tune a copy of the parent as `paulow finetune` does; return its row."""
     cfg = finetune_settings(parent_cfg, 1, minutes, device)
-    print(f"(b) fine-tune on {', '.join(slice_names(data.tune))} (weights chosen on "
-          f"{', '.join(slice_names(data.held))}), lr {cfg.lr:g}, {cfg.time_limit:g} min", flush=True)
+    print(
+        f"(b) fine-tune on {', '.join(slice_names(data.tune))} (weights chosen on "
+        f"{', '.join(slice_names(data.held))}), lr {cfg.lr:g}, {cfg.time_limit:g} min",
+        flush=True,
+    )
     tuned, fold, seconds = fit_within(copy.deepcopy(parent), data.tune, data.held, cfg, device)
     source = f"parent + {len(data.tune)} {TARGET_DATA} images (+ {len(data.held)} to select)"
     return scored_row("fine-tuned", source, tuned, fold, seconds, cfg, data, device)
@@ -176,32 +214,49 @@ def run(args: argparse.Namespace) -> dict:
 
     device = pick_device(args.device or "auto")
     data = load_domains(args)
-    results = {"command": command_line(), "machine": machine_info(device),
-               "tune": slice_names(data.tune), "held_out": slice_names(data.held), "rows": []}
+    results = {
+        "command": command_line(),
+        "machine": machine_info(device),
+        "tune": slice_names(data.tune),
+        "held_out": slice_names(data.held),
+        "rows": [],
+    }
     print(f"machine: {describe_machine(results['machine'])}\ncommand: {results['command']}", flush=True)
     cfg = parent_config(args, device)
     parent, row = parent_stage(data, cfg, device)
-    results["rows"] += [row, finetune_stage(parent, cfg, data, args.finetune_budget, device),
-                        scratch_stage(cfg, data, args.finetune_budget, device)]
+    results["rows"] += [
+        row,
+        finetune_stage(parent, cfg, data, args.finetune_budget, device),
+        scratch_stage(cfg, data, args.finetune_budget, device),
+    ]
     return results
 
 
 # ---------------------------------------------------------------- output
 def markdown(results: dict) -> str:
     """Machine, command, which images, and the table."""
-    lines = ["## Fine-tuning from filaments to nuclei", "",
-             f"- Machine: {describe_machine(results['machine'])}",
-             f"- Command: `{results['command']}`",
-             f"- Fine-tuning images ({TARGET_DATA} train split): tuned on {', '.join(results['tune'])}; "
-             f"weights selected on {', '.join(results['held_out'])}",
-             "",
-             "| model | trained on | budget | epochs run | nih3t3 test Dice | IoU | object F1 | "
-             "filaments test Dice | train time |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "## Fine-tuning from filaments to nuclei",
+        "",
+        f"- Machine: {describe_machine(results['machine'])}",
+        f"- Command: `{results['command']}`",
+        f"- Fine-tuning images ({TARGET_DATA} train split): tuned on {', '.join(results['tune'])}; "
+        f"weights selected on {', '.join(results['held_out'])}",
+        "",
+        "| model | trained on | budget | epochs run | nih3t3 test Dice | IoU | object F1 | "
+        "filaments test Dice | train time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results["rows"]:
-        cells = [r["model"], r["trained_on"], f"{r['budget_min']:g} min", str(r["epochs_run"]),
-                 *(fmt_score(r["nih3t3"][k]) for k in ("test_dice", "test_iou", "test_object_f1")),
-                 fmt_score(r["filaments"]["test_dice"]), fmt_minutes(r["train_seconds"])]
+        cells = [
+            r["model"],
+            r["trained_on"],
+            f"{r['budget_min']:g} min",
+            str(r["epochs_run"]),
+            *(fmt_score(r["nih3t3"][k]) for k in ("test_dice", "test_iou", "test_object_f1")),
+            fmt_score(r["filaments"]["test_dice"]),
+            fmt_minutes(r["train_seconds"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ the pipeline is allocated and filled as in a real run; `--memory-full` runs the 
 (8000^2, width 16, 2 CPU cores: 1.26 GiB and 13 min full, against 1.08-1.12 GiB replayed: allocator
 fragmentation over thousands of forward passes adds about 0.15 GiB).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,21 +31,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import describe, pick_device, print_table, write_json
-
 import numpy as np
 import torch
+from _common import describe, pick_device, print_table, write_json
 
 from paulow.infer import compile_for_inference, predict_slice, suggest_tile, tile_starts
 from paulow.models import build_model, conv3x3_gflops, count_conv_flops
 from paulow.models.flops import time_calls
 
-COLUMNS = [("width", "width", "d"), ("compiled", "compiled", ""), ("tile", "tile", "d"),
-           ("overlap", "overlap", ".2f"),
-           ("size", "image", "d"), ("tiles", "tiles", "d"), ("seconds", "s", ".1f"),
-           ("mpix_per_s", "MPix/s", ".3f"), ("gflop_per_tile", "GFLOP/tile", ".2f"),
-           ("useful_gflops", "useful GFLOP/s", ".1f"), ("conv3x3_gflops", "3x3 conv GFLOP/s", ".1f"),
-           ("efficiency", "efficiency", ".2f")]
+COLUMNS = [
+    ("width", "width", "d"),
+    ("compiled", "compiled", ""),
+    ("tile", "tile", "d"),
+    ("overlap", "overlap", ".2f"),
+    ("size", "image", "d"),
+    ("tiles", "tiles", "d"),
+    ("seconds", "s", ".1f"),
+    ("mpix_per_s", "MPix/s", ".3f"),
+    ("gflop_per_tile", "GFLOP/tile", ".2f"),
+    ("useful_gflops", "useful GFLOP/s", ".1f"),
+    ("conv3x3_gflops", "3x3 conv GFLOP/s", ".1f"),
+    ("efficiency", "efficiency", ".2f"),
+]
 MODEL = "paulow_attention_unet"
 REAL_BATCHES = 3  # memory run: batches that go through the network before logits are replayed
 
@@ -52,24 +60,43 @@ REAL_BATCHES = 3  # memory run: batches that go through the network before logit
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 32, 16])
-    parser.add_argument("--tile", type=int, nargs="+", default=None,
-                        help="tile sizes (default: paulow.infer.suggest_tile(128, device))")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=None,
+        help="tile sizes (default: paulow.infer.suggest_tile(128, device))",
+    )
     parser.add_argument("--overlaps", type=float, nargs="+", default=[0.0, 0.5])
     parser.add_argument("--size", type=int, default=1024, help="side of the square test image")
     parser.add_argument("--batch", type=int, default=8, help="tiles per batch")
-    parser.add_argument("--min-seconds", type=float, default=3.0,
-                        help="repeat each timed image until this long; the mean is reported")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=3.0,
+        help="repeat each timed image until this long; the mean is reported",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: every core); 1 can be faster on a busy machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: every core); 1 can be faster on a busy machine",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory run")
     parser.add_argument("--memory-size", type=int, default=8000)
     parser.add_argument("--memory-width", type=int, default=16)
-    parser.add_argument("--memory-full", action="store_true",
-                        help="run the network on every tile of the memory run (slow on CPU)")
+    parser.add_argument(
+        "--memory-full",
+        action="store_true",
+        help="run the network on every tile of the memory run (slow on CPU)",
+    )
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--compile", action="store_true",
-                        help="also measure each row with the network compiled (use_model.py --compile)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also measure each row with the network compiled (use_model.py --compile)",
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="also write results here")
     return parser.parse_args(argv)
 
@@ -95,12 +122,24 @@ def image_size(width: int, args: argparse.Namespace, device: torch.device) -> in
 
 def warm_up(model: torch.nn.Module, tile: int, batch: int, device: torch.device) -> None:
     """One forward of `batch` tiles, so the timed run does not pay one-time kernel setup."""
-    predict_slice(model, np.zeros((1, tile, tile * batch), np.float32), tile=tile, overlap=0,
-                  batch_size=batch, device=device)
+    predict_slice(
+        model,
+        np.zeros((1, tile, tile * batch), np.float32),
+        tile=tile,
+        overlap=0,
+        batch_size=batch,
+        device=device,
+    )
 
 
-def measure(width: int, tile: int, overlap: float, args: argparse.Namespace,
-            device: torch.device, compiled: bool = False) -> dict[str, Any]:
+def measure(
+    width: int,
+    tile: int,
+    overlap: float,
+    args: argparse.Namespace,
+    device: torch.device,
+    compiled: bool = False,
+) -> dict[str, Any]:
     """One row: mean time of predict_slice on a test image (repeated for at least
     `--min-seconds`); the 3x3-conv reference is the mean of runs just before and just after, as
     other processes on the machine change the speed. `compiled`: the network goes through
@@ -117,19 +156,34 @@ def measure(width: int, tile: int, overlap: float, args: argparse.Namespace,
     compile_s = time.perf_counter() - warm_start if compiled else None
     before = reference_gflops(device)
     seconds, calls = time_calls(
-        lambda: predict_slice(model, image, tile=tile, overlap=overlap, batch_size=args.batch,
-                              device=device),
-        device, args.min_seconds, warmup=0, min_calls=1)
+        lambda: predict_slice(model, image, tile=tile, overlap=overlap, batch_size=args.batch, device=device),
+        device,
+        args.min_seconds,
+        warmup=0,
+        min_calls=1,
+    )
     seconds /= calls
     after = reference_gflops(device)
     reference = (before + after) / 2
     useful = flops * tiles / seconds / 1e9
-    return {"width": width, "compiled": "yes" if compiled else "no", "compile_s": compile_s,
-            "tile": tile, "overlap": overlap, "size": size, "tiles": tiles,
-            "seconds": seconds, "runs": calls, "mpix_per_s": size * size / seconds / 1e6,
-            "gflop_per_tile": flops / 1e9, "useful_gflops": useful,
-            "conv3x3_gflops": reference, "conv3x3_gflops_before": before,
-            "conv3x3_gflops_after": after, "efficiency": useful / reference}
+    return {
+        "width": width,
+        "compiled": "yes" if compiled else "no",
+        "compile_s": compile_s,
+        "tile": tile,
+        "overlap": overlap,
+        "size": size,
+        "tiles": tiles,
+        "seconds": seconds,
+        "runs": calls,
+        "mpix_per_s": size * size / seconds / 1e6,
+        "gflop_per_tile": flops / 1e9,
+        "useful_gflops": useful,
+        "conv3x3_gflops": reference,
+        "conv3x3_gflops_before": before,
+        "conv3x3_gflops_after": after,
+        "efficiency": useful / reference,
+    }
 
 
 def reference_gflops(device: torch.device) -> float:
@@ -174,10 +228,21 @@ def memory_child(args: argparse.Namespace) -> None:
     mask = to_mask(probs)
     seconds = time.perf_counter() - start
     peak_kib = peak_rss_kib()
-    print(json.dumps({"size": size, "width": args.memory_width, "tile": tile, "overlap": 0.5,
-                      "tiles": tiles_run(size, tile, 0.5), "full": args.memory_full,
-                      "seconds": seconds, "foreground": float(mask.mean()),
-                      "peak_rss_gib": peak_kib / 2 ** 20}))
+    print(
+        json.dumps(
+            {
+                "size": size,
+                "width": args.memory_width,
+                "tile": tile,
+                "overlap": 0.5,
+                "tiles": tiles_run(size, tile, 0.5),
+                "full": args.memory_full,
+                "seconds": seconds,
+                "foreground": float(mask.mean()),
+                "peak_rss_gib": peak_kib / 2**20,
+            }
+        )
+    )
 
 
 def peak_rss_kib() -> int:
@@ -194,9 +259,17 @@ def peak_rss_kib() -> int:
 
 def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
     """Run `memory_child` in a fresh interpreter and return what it printed."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child",
-               "--memory-size", str(args.memory_size), "--memory-width", str(args.memory_width),
-               "--batch", str(args.batch)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-child",
+        "--memory-size",
+        str(args.memory_size),
+        "--memory-width",
+        str(args.memory_width),
+        "--batch",
+        str(args.batch),
+    ]
     command += ["--device", args.device] if args.device else []
     command += ["--tile", str(args.tile[0])] if args.tile else []
     command += ["--memory-full"] if args.memory_full else []
@@ -213,25 +286,43 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     tiles = args.tile or [suggest_tile(128, device)]
-    print(f"inference speed, {MODEL}, one input channel, batch {args.batch}, {args.size}^2 image "
-          f"(widths >= 64 on CPU: {args.size // 2}^2), on {describe(device)}")
+    print(
+        f"inference speed, {MODEL}, one input channel, batch {args.batch}, {args.size}^2 image "
+        f"(widths >= 64 on CPU: {args.size // 2}^2), on {describe(device)}"
+    )
     print(f"load average at start: {os.getloadavg()[0]:.1f} (cpu count {os.cpu_count()})")
     start = time.perf_counter()
-    rows = [measure(width, tile, overlap, args, device, compiled)
-            for width in args.widths for tile in tiles for overlap in args.overlaps
-            for compiled in ((False, True) if args.compile else (False,))]
+    rows = [
+        measure(width, tile, overlap, args, device, compiled)
+        for width in args.widths
+        for tile in tiles
+        for overlap in args.overlaps
+        for compiled in ((False, True) if args.compile else (False,))
+    ]
     print_table(rows, COLUMNS)
     memory = None if args.skip_memory else measure_memory(args)
     if memory:
-        replay = "network on every tile" if memory["full"] else \
-            f"network on the first {REAL_BATCHES} batches, logits replayed after"
-        print(f"peak memory, {memory['size']}^2 uint16 image, width {memory['width']}, tile "
-              f"{memory['tile']}, overlap 0.5, normalise + predict + threshold ({replay}): "
-              f"{memory['peak_rss_gib']:.2f} GiB in {memory['seconds']:.0f} s")
-    print(f"total {time.perf_counter() - start:.0f} s; load average at end: "
-          f"{os.getloadavg()[0]:.1f}")
-    write_json(args.json_out, {"benchmark": "infer_speed", "device": describe(device),
-                               "batch": args.batch, "rows": rows, "memory": memory})
+        replay = (
+            "network on every tile"
+            if memory["full"]
+            else f"network on the first {REAL_BATCHES} batches, logits replayed after"
+        )
+        print(
+            f"peak memory, {memory['size']}^2 uint16 image, width {memory['width']}, tile "
+            f"{memory['tile']}, overlap 0.5, normalise + predict + threshold ({replay}): "
+            f"{memory['peak_rss_gib']:.2f} GiB in {memory['seconds']:.0f} s"
+        )
+    print(f"total {time.perf_counter() - start:.0f} s; load average at end: {os.getloadavg()[0]:.1f}")
+    write_json(
+        args.json_out,
+        {
+            "benchmark": "infer_speed",
+            "device": describe(device),
+            "batch": args.batch,
+            "rows": rows,
+            "memory": memory,
+        },
+    )
 
 
 if __name__ == "__main__":

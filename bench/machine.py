@@ -1,5 +1,6 @@
 """What machine a benchmark ran on: the 2-core hosts differ by up to 2.8x in convolution speed
 between sessions, so every result file names the CPU model."""
+
 from __future__ import annotations
 
 import os

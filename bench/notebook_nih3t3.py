@@ -4,6 +4,7 @@ their 0/255 masks (docs/notebooks.md quotes this script's output).
 
     python bench/notebook_nih3t3.py [--minutes 3] [--root ../shared/data]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,18 @@ def run(root: Path, minutes: float, train_n: int = 6, test_n: int = 2, crop: int
     masks = [read_mask(mask)[0] for _, mask in pairs]  # (H, W) 0/255
     y, x = (images[0].shape[0] - crop) // 2, (images[0].shape[1] - crop) // 2
     cut = (slice(y, y + crop), slice(x, x + crop))
-    model = paulow.train([i[cut] for i in images[:train_n]], [m[cut] for m in masks[:train_n]],
-                         time_limit=minutes, boundary_target=2, width=8, folds=1, test_fraction=0.0,
-                         patch=128, seed=0, verbose=False)
+    model = paulow.train(
+        [i[cut] for i in images[:train_n]],
+        [m[cut] for m in masks[:train_n]],
+        time_limit=minutes,
+        boundary_target=2,
+        width=8,
+        folds=1,
+        test_fraction=0.0,
+        patch=128,
+        seed=0,
+        verbose=False,
+    )
     preds = model.predict(images[-test_n:], verbose=False)  # a list in, a list out
     scores = [paulow.evaluate(p, t) for p, t in zip(preds, masks[-test_n:])]  # 0/255 truth
     return {"model": repr(model), "images": names[-test_n:], "scores": scores}
@@ -47,9 +57,11 @@ def main() -> None:
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M} {machine_line()}")
     print(out["model"])
     for name, s in zip(out["images"], out["scores"]):
-        print(f"{name}: object Dice {s['dice']:.3f}, object F1 {s['object_f1']:.3f}, class mean Dice "
-              f"{s['class_mean_dice']:.3f} (interior {s['class_dice_interior']:.3f}, boundary "
-              f"{s['class_dice_boundary']:.3f})")
+        print(
+            f"{name}: object Dice {s['dice']:.3f}, object F1 {s['object_f1']:.3f}, class mean Dice "
+            f"{s['class_mean_dice']:.3f} (interior {s['class_dice_interior']:.3f}, boundary "
+            f"{s['class_dice_boundary']:.3f})"
+        )
 
 
 if __name__ == "__main__":

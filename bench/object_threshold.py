@@ -13,16 +13,16 @@ Pixel and object scores are `paulow.evaluate.score_pages`' (objects: the mask's 
 as `use_model.py` writes them without `--instances`). The model must come from a run that never saw
 the test split (e.g. `bench/user_path.py --work DIR` keeps it in `DIR/<dataset>/Use_Model/saved_models`).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from datasets import ALL_DATASETS  # noqa: E402
 from machine import machine_line  # noqa: E402
 from user_path import SYNTHETIC, real_split, synthetic_split  # noqa: E402
@@ -36,8 +36,11 @@ def object_masks(prob: np.ndarray, threshold: float, min_size: int) -> dict[str,
     from paulow.object_size import mask_without_small
     from paulow.postprocess import to_mask
 
-    masks = {"tuned": object_mask(prob, threshold), "half": object_mask(prob, 0.5),
-             "argmax": (to_mask(prob) != 0).astype(np.uint8)}
+    masks = {
+        "tuned": object_mask(prob, threshold),
+        "half": object_mask(prob, 0.5),
+        "argmax": (to_mask(prob) != 0).astype(np.uint8),
+    }
     return {k: mask_without_small(m, min_size) if min_size else m for k, m in masks.items()}
 
 
@@ -57,10 +60,25 @@ def compare(model_path: Path, dataset: str, root: Path | None) -> dict:
         prob = model.predict(image, min_size=0).probabilities
         for rule, mask in object_masks(prob, model.threshold, small).items():
             pages[rule].append((f"test{i + 1}", 0, mask, truth))
-    keys = ("dice", "precision", "recall", "object_precision", "object_recall", "object_f1", "n_pred", "n_true")
+    keys = (
+        "dice",
+        "precision",
+        "recall",
+        "object_precision",
+        "object_recall",
+        "object_f1",
+        "n_pred",
+        "n_true",
+    )
     scores = {rule: {k: score_pages(p, dataset).pooled[k] for k in keys} for rule, p in pages.items()}
-    return {"model": str(model_path), "dataset": dataset, "threshold": model.threshold, "min_object_px": small,
-            "test_pages": len(test), "scores": scores}
+    return {
+        "model": str(model_path),
+        "dataset": dataset,
+        "threshold": model.threshold,
+        "min_object_px": small,
+        "test_pages": len(test),
+        "scores": scores,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,11 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: print only)")
     args = parser.parse_args(argv)
-    result = {"command": "python bench/object_threshold.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "machine": machine_line(), **compare(args.model, args.dataset, args.data_root)}
+    result = {
+        "command": "python bench/object_threshold.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_line(),
+        **compare(args.model, args.dataset, args.data_root),
+    }
     for rule, s in result["scores"].items():
-        print(f"{rule:7s} Dice {s['dice']:.4f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
-              f"object F1 {s['object_f1']:.3f}")
+        print(
+            f"{rule:7s} Dice {s['dice']:.4f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
+            f"object F1 {s['object_f1']:.3f}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -11,6 +11,7 @@ ONNX Runtime, and how far the two agree: the largest probability difference, the
 differs and the Dice between the two masks (the toolkit adopts ONNX Runtime on the CPU only above
 1.3x with equal masks).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
-from datasets import load_dataset
-from machine import machine_line
-
 import numpy as np
 import torch
+from datasets import load_dataset
+from machine import machine_line
 
 import paulow
 from paulow.infer import suggest_tile
@@ -38,8 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=16, help="network width (16: the CPU preset)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=3, help="test images timed")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a model file to time instead of training one (saved there when absent)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a model file to time instead of training one (saved there when absent)",
+    )
     parser.add_argument("--json", dest="json_out", default=None)
     return parser.parse_args(argv)
 
@@ -64,14 +68,23 @@ def main(argv: list[str] | None = None) -> dict:
     if args.model is not None and args.model.is_file():
         model = paulow.load_model(args.model)
     else:
-        model = paulow.train([s.info["raw"] for s in train], [s.mask for s in train],
-                             time_limit=args.train_minutes, width=args.width, seed=0)
+        model = paulow.train(
+            [s.info["raw"] for s in train],
+            [s.mask for s in train],
+            time_limit=args.train_minutes,
+            width=args.width,
+            seed=0,
+        )
         if args.model is not None:
             model.save(args.model)
-    raws = [s.info["raw"] for s in test[:args.images]]
+    raws = [s.info["raw"] for s in test[: args.images]]
     start = time.perf_counter()
-    with_runtime(model.networks, "onnxruntime", suggest_tile(int(model.meta.get("patch", 128)), "cpu"),
-                 model.in_channels)
+    with_runtime(
+        model.networks,
+        "onnxruntime",
+        suggest_tile(int(model.meta.get("patch", 128)), "cpu"),
+        model.in_channels,
+    )
     export_s = time.perf_counter() - start
     rows = []
     for index, raw in enumerate(raws):
@@ -93,25 +106,42 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             torch.set_num_threads(threads)
         both = int((a & b).sum())
-        row = {"image": index, "pixels": int(raw.size),
-               "torch_s": statistics.median(times["torch"]), "onnxruntime_s": statistics.median(times["onnxruntime"]),
-               "max_prob_diff": float(np.abs(reference - fast).max()), "mask_pixels_differing": int((a != b).sum()),
-               "mask_dice": 2 * both / max(int(a.sum() + b.sum()), 1),
-               "torch_1_thread_mask_pixels_differing": int((a != control).sum()), "foreground": float(a.mean())}
+        row = {
+            "image": index,
+            "pixels": int(raw.size),
+            "torch_s": statistics.median(times["torch"]),
+            "onnxruntime_s": statistics.median(times["onnxruntime"]),
+            "max_prob_diff": float(np.abs(reference - fast).max()),
+            "mask_pixels_differing": int((a != b).sum()),
+            "mask_dice": 2 * both / max(int(a.sum() + b.sum()), 1),
+            "torch_1_thread_mask_pixels_differing": int((a != control).sum()),
+            "foreground": float(a.mean()),
+        }
         row["speedup"] = row["torch_s"] / row["onnxruntime_s"]
         rows.append(row)
-        print(f"image {index}: torch {row['torch_s']:.2f} s, ONNX Runtime {row['onnxruntime_s']:.2f} s "
-              f"({row['speedup']:.2f}x), masks differ in {row['mask_pixels_differing']} px "
-              f"(Dice {row['mask_dice']:.5f}), max |dp| {row['max_prob_diff']:.2e}; PyTorch on 1 thread "
-              f"differs from PyTorch on {torch.get_num_threads()} in {row['torch_1_thread_mask_pixels_differing']} px")
+        print(
+            f"image {index}: torch {row['torch_s']:.2f} s, ONNX Runtime {row['onnxruntime_s']:.2f} s "
+            f"({row['speedup']:.2f}x), masks differ in {row['mask_pixels_differing']} px "
+            f"(Dice {row['mask_dice']:.5f}), max |dp| {row['max_prob_diff']:.2e}; PyTorch on 1 thread "
+            f"differs from PyTorch on {torch.get_num_threads()} in {row['torch_1_thread_mask_pixels_differing']} px"
+        )
     pixels = sum(r["pixels"] for r in rows)
-    summary = {"machine": machine_line(), "date": time.strftime("%Y-%m-%d"), "dataset": args.dataset,
-               "width": args.width, "threads": torch.get_num_threads(), "export_s": export_s,
-               "torch_mpix_s": pixels / 1e6 / sum(r["torch_s"] for r in rows),
-               "onnxruntime_mpix_s": pixels / 1e6 / sum(r["onnxruntime_s"] for r in rows), "rows": rows}
+    summary = {
+        "machine": machine_line(),
+        "date": time.strftime("%Y-%m-%d"),
+        "dataset": args.dataset,
+        "width": args.width,
+        "threads": torch.get_num_threads(),
+        "export_s": export_s,
+        "torch_mpix_s": pixels / 1e6 / sum(r["torch_s"] for r in rows),
+        "onnxruntime_mpix_s": pixels / 1e6 / sum(r["onnxruntime_s"] for r in rows),
+        "rows": rows,
+    }
     summary["speedup"] = summary["onnxruntime_mpix_s"] / summary["torch_mpix_s"]
-    print(f"{machine_line()}: torch {summary['torch_mpix_s']:.3f} MPix/s, ONNX Runtime "
-          f"{summary['onnxruntime_mpix_s']:.3f} MPix/s ({summary['speedup']:.2f}x); export {export_s:.1f} s once")
+    print(
+        f"{machine_line()}: torch {summary['torch_mpix_s']:.3f} MPix/s, ONNX Runtime "
+        f"{summary['onnxruntime_mpix_s']:.3f} MPix/s ({summary['speedup']:.2f}x); export {export_s:.1f} s once"
+    )
     if args.json_out:
         import json
 

@@ -9,6 +9,7 @@ Dice first came within 0.01, 0.02 and 0.05 of the fold's best, and the best itse
 (`paulow.planner.MIN_PATCHES_PER_FOLD`) should be at least what a fold needs to come within a few
 hundredths of its best; a fold given fewer patches is not worth training as a separate fold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,18 +54,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{report}: no history.csv", file=sys.stderr)
             continue
         for fold, curve in sorted(learning_curve(history).items()):
-            row = {"report": str(report), "fold": fold, "patches_trained": curve[-1][0] if curve else 0,
-                   "best_val_dice": max(d for _, d in curve),
-                   **{f"patches_within_{m:g}": patches_to_reach(curve, m) for m in MARGINS},
-                   "curve": curve}
+            row = {
+                "report": str(report),
+                "fold": fold,
+                "patches_trained": curve[-1][0] if curve else 0,
+                "best_val_dice": max(d for _, d in curve),
+                **{f"patches_within_{m:g}": patches_to_reach(curve, m) for m in MARGINS},
+                "curve": curve,
+            }
             rows.append(row)
-            print(f"{report.parent.parent.parent.name} fold {fold}: best {row['best_val_dice']:.4f} after "
-                  f"{row['patches_trained']:,} patches; within " +
-                  ", ".join(f"{m:g}: {row[f'patches_within_{m:g}']:,}" for m in MARGINS))
+            print(
+                f"{report.parent.parent.parent.name} fold {fold}: best {row['best_val_dice']:.4f} after "
+                f"{row['patches_trained']:,} patches; within "
+                + ", ".join(f"{m:g}: {row[f'patches_within_{m:g}']:,}" for m in MARGINS)
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"command": "python bench/patch_floor.py " + " ".join(sys.argv[1:]),
-                                        "rows": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {"command": "python bench/patch_floor.py " + " ".join(sys.argv[1:]), "rows": rows}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -32,6 +32,7 @@ Dice and IoU pool pixel counts over the test pages, object F1 pools matches (IoU
 (`paulow.metrics.thin_structure_scores`). The JSON and Markdown in `--out` are rewritten after every row, so
 `--resume` continues an interrupted run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,24 +43,35 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
-
-from machine import cpu_model
 from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset, slice_names
+from machine import cpu_model
 
+from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.errors import PaulowError, UsageError
-from paulow.config import TrainConfig
 
 Echo = Callable[[str], None]
 RESULTS_NAME = "quality"
 # Settings that must match for --resume to add rows to an existing results file.
-SETTING_KEYS = ("budget", "width", "patch", "overlap", "epochs", "seed", "device", "preset",
-                "otsu_input", "extra", "extra_name")
+SETTING_KEYS = (
+    "budget",
+    "width",
+    "patch",
+    "overlap",
+    "epochs",
+    "seed",
+    "device",
+    "preset",
+    "otsu_input",
+    "extra",
+    "extra_name",
+)
 
 
 @dataclass(frozen=True)
@@ -74,12 +86,18 @@ class RowSpec:
 ROWS = (
     RowSpec("otsu", "Otsu threshold (global)"),
     RowSpec("unet_bce", "U-Net (batch norm) + BCE", {"arch": "unet", "loss": "bce"}),
-    RowSpec("unet_nobn_bce", "U-Net (no batch norm, as published) + BCE",
-            {"arch": "unet", "arch_extra": {"batch_norm": False}, "loss": "bce"}),
+    RowSpec(
+        "unet_nobn_bce",
+        "U-Net (no batch norm, as published) + BCE",
+        {"arch": "unet", "arch_extra": {"batch_norm": False}, "loss": "bce"},
+    ),
     RowSpec("att_bce", "Attention U-Net + BCE", {"arch": "attention_unet", "loss": "bce"}),
     RowSpec("paulow_bce", "PAULow attention U-Net + BCE", {"arch": "paulow_attention_unet", "loss": "bce"}),
-    RowSpec("paulow_dynamic", "PAULow attention U-Net + dynamic loss (the method)",
-            {"arch": "paulow_attention_unet", "loss": "dynamic"}),
+    RowSpec(
+        "paulow_dynamic",
+        "PAULow attention U-Net + dynamic loss (the method)",
+        {"arch": "paulow_attention_unet", "loss": "dynamic"},
+    ),
     RowSpec("unet_ce_dice", "U-Net (batch norm) + CE + Dice", {"arch": "unet", "loss": "ce_dice"}),
     RowSpec("att_ce_dice", "Attention U-Net + CE + Dice", {"arch": "attention_unet", "loss": "ce_dice"}),
 )
@@ -132,16 +150,24 @@ def otsu_input(s: Slice, kind: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- networks
-def bench_config(device: str, budget: float, seed: int, preset: str | None = None,
-                 overrides: dict | None = None) -> TrainConfig:
+def bench_config(
+    device: str, budget: float, seed: int, preset: str | None = None, overrides: dict | None = None
+) -> TrainConfig:
     """The device preset's settings, one train/validation split, no test share, a time budget.
 
     `overrides` are TrainConfig fields applied last (a None value is kept, e.g. per_epoch=None).
     """
     from paulow.config import resolve_config
 
-    base = {"folds": 1, "test_fraction": 0.0, "time_limit": budget, "seed": seed, "device": device,
-            "ensemble": False, "infer_overlap": 0.5}
+    base = {
+        "folds": 1,
+        "test_fraction": 0.0,
+        "time_limit": budget,
+        "seed": seed,
+        "device": device,
+        "ensemble": False,
+        "infer_overlap": 0.5,
+    }
     cfg = resolve_config(base, preset, device)
     return replace(cfg, **{"boundary_target": None, **(overrides or {})})  # the published binary target
 
@@ -156,22 +182,34 @@ def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: E
     return model.eval(), result
 
 
-def predict_masks(model, slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                  threshold: float | None = None) -> list[np.ndarray]:
+def predict_masks(
+    model, slices: Sequence[Slice], cfg: TrainConfig, device: str, threshold: float | None = None
+) -> list[np.ndarray]:
     """0/1 masks of whole slices: the default sliding window of `use_model.py`, then the threshold
     (the one tuned on validation when given, else the config's)."""
     from paulow.infer import predict_slice, suggest_tile
     from paulow.postprocess import to_mask
 
     threshold = cfg.threshold if threshold is None else threshold
-    return [to_mask(predict_slice(model, s.image, tile=suggest_tile(cfg.patch, device),
-                                  overlap=cfg.infer_overlap,
-                                  batch_size=max(cfg.batch_size, 4), device=device), threshold)
-            for s in slices]
+    return [
+        to_mask(
+            predict_slice(
+                model,
+                s.image,
+                tile=suggest_tile(cfg.patch, device),
+                overlap=cfg.infer_overlap,
+                batch_size=max(cfg.batch_size, 4),
+                device=device,
+            ),
+            threshold,
+        )
+        for s in slices
+    ]
 
 
-def score_test_pages(slices: Sequence[Slice], preds: Sequence[np.ndarray],
-                     names: Sequence[str] | None = None) -> dict:
+def score_test_pages(
+    slices: Sequence[Slice], preds: Sequence[np.ndarray], names: Sequence[str] | None = None
+) -> dict:
     """Pooled test Dice, IoU and object F1, plus every pooled score and the per-page rows. With class
     `names` (K >= 2): Dice and IoU are the means over the foreground classes, `test_dice_per_class` /
     `test_iou_per_class` map each class name to its pooled score, and there is no object F1."""
@@ -181,13 +219,24 @@ def score_test_pages(slices: Sequence[Slice], preds: Sequence[np.ndarray],
     scored = score_pages(((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds)), classes=classes)
     pooled = scored.pooled
     if classes > 1:
-        return {"test_dice": pooled["mean_dice"], "test_iou": pooled["mean_iou"], "test_object_f1": None,
-                "test_miou": pooled["miou"], "test_mpa": pooled["mpa"],
-                "test_dice_per_class": {n: pooled[f"dice_{c}"] for c, n in enumerate(names)},
-                "test_iou_per_class": {n: pooled[f"iou_{c}"] for c, n in enumerate(names)},
-                "test_pooled": pooled, "test_pages": scored.rows}
-    return {"test_dice": pooled["dice"], "test_iou": pooled["iou"],
-            "test_object_f1": pooled["object_f1"], "test_pooled": pooled, "test_pages": scored.rows}
+        return {
+            "test_dice": pooled["mean_dice"],
+            "test_iou": pooled["mean_iou"],
+            "test_object_f1": None,
+            "test_miou": pooled["miou"],
+            "test_mpa": pooled["mpa"],
+            "test_dice_per_class": {n: pooled[f"dice_{c}"] for c, n in enumerate(names)},
+            "test_iou_per_class": {n: pooled[f"iou_{c}"] for c, n in enumerate(names)},
+            "test_pooled": pooled,
+            "test_pages": scored.rows,
+        }
+    return {
+        "test_dice": pooled["dice"],
+        "test_iou": pooled["iou"],
+        "test_object_f1": pooled["object_f1"],
+        "test_pooled": pooled,
+        "test_pages": scored.rows,
+    }
 
 
 def otsu_row(train: Sequence[Slice], test: Sequence[Slice], kind: str) -> dict:
@@ -196,24 +245,43 @@ def otsu_row(train: Sequence[Slice], test: Sequence[Slice], kind: str) -> dict:
     fit = fit_otsu([otsu_input(s, kind) for s in train], [s.mask for s in train])
     seconds = time.monotonic() - start
     preds = [apply_otsu(fit, otsu_input(s, kind)) for s in test]
-    return {"threshold": fit.threshold, "polarity": "brighter" if fit.bright else "darker",
-            "train_dice": fit.train_dice, "otsu_input": kind, "train_seconds": seconds,
-            "budget_min": None, "epochs_run": None, **score_test_pages(test, preds)}
+    return {
+        "threshold": fit.threshold,
+        "polarity": "brighter" if fit.bright else "darker",
+        "train_dice": fit.train_dice,
+        "otsu_input": kind,
+        "train_seconds": seconds,
+        "budget_min": None,
+        "epochs_run": None,
+        **score_test_pages(test, preds),
+    }
 
 
-def network_row(train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig, device: str,
-                echo: Echo) -> dict:
+def network_row(
+    train: Sequence[Slice], test: Sequence[Slice], cfg: TrainConfig, device: str, echo: Echo
+) -> dict:
     """Train one configuration under its budget and score it on the test pages."""
     model, result = train_network(train, cfg, device, echo)
     best = result.folds[result.best_fold]
     start = time.monotonic()
     preds = predict_masks(model, test, cfg, device, best.threshold)
     names = cfg.names() if cfg.classes > 1 else None
-    return {"arch": cfg.arch, "loss": cfg.loss, "budget_min": cfg.time_limit, "threshold": best.threshold,
-            "epochs_run": len(best.history), "best_epoch": best.best_epoch, "stopped": best.stopped,
-            "val_dice": best.val_dice, "train_seconds": result.seconds,
-            "predict_seconds": time.monotonic() - start, "train_split": best.train_files,
-            "val_split": best.val_files, "config": asdict(cfg), **score_test_pages(test, preds, names)}
+    return {
+        "arch": cfg.arch,
+        "loss": cfg.loss,
+        "budget_min": cfg.time_limit,
+        "threshold": best.threshold,
+        "epochs_run": len(best.history),
+        "best_epoch": best.best_epoch,
+        "stopped": best.stopped,
+        "val_dice": best.val_dice,
+        "train_seconds": result.seconds,
+        "predict_seconds": time.monotonic() - start,
+        "train_split": best.train_files,
+        "val_split": best.val_files,
+        "config": asdict(cfg),
+        **score_test_pages(test, preds, names),
+    }
 
 
 # ---------------------------------------------------------------- --extra
@@ -240,8 +308,10 @@ def parse_overrides(text: str) -> dict:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in TrainConfig.__dataclass_fields__ or key == "loss_args":
-            raise UsageError(f"--extra '{part}': use key=value with a TrainConfig field, e.g. "
-                             "arch=paulow_attention_unet,loss=dynamic,width=24")
+            raise UsageError(
+                f"--extra '{part}': use key=value with a TrainConfig field, e.g. "
+                "arch=paulow_attention_unet,loss=dynamic,width=24"
+            )
         out[key] = _convert(key, value.strip(), getattr(defaults, key))
     if not out:
         raise UsageError("--extra is empty: give key=value pairs, e.g. loss=dynamic,width=24")
@@ -261,14 +331,22 @@ def _names(values: Sequence[str] | None) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                        help="datasets (space or comma separated; default: the three binary ones; "
-                             "drosophila_vnc_sstem: 5 classes, scored per class)")
-    parser.add_argument("--rows", nargs="+", default=None,
-                        help=f"rows: {', '.join(r.name for r in ROWS)}, extra "
-                             "(default: all; extra if --extra is given)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        help="datasets (space or comma separated; default: the three binary ones; "
+        "drosophila_vnc_sstem: 5 classes, scored per class)",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        help=f"rows: {', '.join(r.name for r in ROWS)}, extra (default: all; extra if --extra is given)",
+    )
     parser.add_argument("--budget", type=float, default=10.0, help="training minutes per model (default 10)")
     parser.add_argument("--width", type=int, default=None, help="network width (default: the preset's)")
     parser.add_argument("--patch", type=int, default=None, help="patch and tile side (default 128)")
@@ -278,16 +356,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--otsu-input", choices=("normalised", "raw"), default="normalised")
-    parser.add_argument("--extra", default=None,
-                        help="an extra row: TrainConfig key=value pairs, comma separated")
+    parser.add_argument(
+        "--extra", default=None, help="an extra row: TrainConfig key=value pairs, comma separated"
+    )
     parser.add_argument("--extra-name", default=None, help="the extra row's label in the table")
-    parser.add_argument("--extra-loss-args", type=json.loads, default=None,
-                        help='loss settings of the extra row as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'')
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="default: ../shared/data beside the repo")
+    parser.add_argument(
+        "--extra-loss-args",
+        type=json.loads,
+        default=None,
+        help='loss settings of the extra row as JSON, e.g. \'{"alpha": 0.3, "beta": 0.7}\'',
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help="default: ../shared/data beside the repo"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the rows already in --out and run only the missing ones")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the rows already in --out and run only the missing ones"
+    )
     return parser.parse_args(argv)
 
 
@@ -324,11 +409,21 @@ def rows_for(dataset: str, specs: Sequence[RowSpec], explicit: bool) -> list[Row
     return [s for s in specs if not (multi and s.name == "otsu")]
 
 
-def row_config(spec: RowSpec, args: argparse.Namespace, device: str, dataset: str | None = None) -> TrainConfig:
+def row_config(
+    spec: RowSpec, args: argparse.Namespace, device: str, dataset: str | None = None
+) -> TrainConfig:
     """The TrainConfig of one network row: preset, CLI sizes, the dataset's classes, then the row's
     own fields."""
-    fields = {k: v for k, v in (("width", args.width), ("patch", args.patch), ("epochs", args.epochs),
-                                ("overlap", args.overlap)) if v is not None}
+    fields = {
+        k: v
+        for k, v in (
+            ("width", args.width),
+            ("patch", args.patch),
+            ("epochs", args.epochs),
+            ("overlap", args.overlap),
+        )
+        if v is not None
+    }
     if dataset in CLASS_NAMES:
         fields.update(classes=len(CLASS_NAMES[dataset]), class_names=list(CLASS_NAMES[dataset]))
     fields.update(spec.overrides)
@@ -341,9 +436,15 @@ def machine_info(device: str) -> dict:
     """CPU model, cores, torch version and threads, device (with the GPU's name on CUDA)."""
     import torch
 
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": device, "python": platform.python_version(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "python": platform.python_version(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+    }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -351,9 +452,15 @@ def machine_info(device: str) -> dict:
 
 def describe_machine(info: dict) -> str:
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
-    policy = f", OMP_WAIT_POLICY={info['omp_wait_policy']}" if info.get("omp_wait_policy", "default") != "default" else ""
-    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['threads']} threads"
-            f"{policy}), device {info['device']}{gpu}")
+    policy = (
+        f", OMP_WAIT_POLICY={info['omp_wait_policy']}"
+        if info.get("omp_wait_policy", "default") != "default"
+        else ""
+    )
+    return (
+        f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['threads']} threads"
+        f"{policy}), device {info['device']}{gpu}"
+    )
 
 
 def command_line() -> str:
@@ -361,9 +468,19 @@ def command_line() -> str:
 
 
 def settings_of(args: argparse.Namespace, device: str) -> dict:
-    return {"budget": args.budget, "width": args.width, "patch": args.patch, "overlap": args.overlap,
-            "epochs": args.epochs, "seed": args.seed, "device": device, "preset": args.preset,
-            "otsu_input": args.otsu_input, "extra": args.extra, "extra_name": args.extra_name}
+    return {
+        "budget": args.budget,
+        "width": args.width,
+        "patch": args.patch,
+        "overlap": args.overlap,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "device": device,
+        "preset": args.preset,
+        "otsu_input": args.otsu_input,
+        "extra": args.extra,
+        "extra_name": args.extra_name,
+    }
 
 
 def start_results(path: Path, settings: dict, resume: bool) -> dict:
@@ -373,15 +490,17 @@ def start_results(path: Path, settings: dict, resume: bool) -> dict:
     if not path.exists():
         return {"settings": settings, "runs": [], "rows": []}
     if not resume:
-        raise UsageError(f"'{path}' already holds results: add --resume to continue that run, or "
-                         "give another --out")
+        raise UsageError(
+            f"'{path}' already holds results: add --resume to continue that run, or give another --out"
+        )
     results = json.loads(path.read_text())
     old = results.get("settings", {})
     changed = [k for k in SETTING_KEYS if old.get(k) != settings.get(k)]
     if changed:
         was = ", ".join(f"{k}={old.get(k)!r} (now {settings.get(k)!r})" for k in changed)
-        raise UsageError(f"'{path}' was made with other settings: {was} - use the same options to "
-                         "resume, or another --out")
+        raise UsageError(
+            f"'{path}' was made with other settings: {was} - use the same options to resume, or another --out"
+        )
     return results
 
 
@@ -407,16 +526,23 @@ def _row_order(row: dict) -> tuple[int, int]:
 def markdown_table(rows: Sequence[dict]) -> str:
     """dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 within 1 px | clDice |
     train time (the last two are "-" for rows scored before they existed)."""
-    lines = ["| dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 ≤ 1 px | clDice "
-             "| train time |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| dataset | method | budget | epochs run | test Dice | IoU | object F1 | F1 ≤ 1 px | clDice "
+        "| train time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in sorted((r for r in rows if not r.get("test_dice_per_class")), key=_row_order):
         budget = "-" if r.get("budget_min") is None else f"{r['budget_min']:g} min"
         epochs = "-" if r.get("epochs_run") is None else str(r["epochs_run"])
-        cells = [r["dataset"], r["method"], budget, epochs,
-                 *(fmt_score(r[k]) for k in ("test_dice", "test_iou", "test_object_f1")),
-                 *(fmt_score(r.get("test_pooled", {}).get(k)) for k in ("tolerant_f1", "cldice")),
-                 fmt_minutes(r["train_seconds"])]
+        cells = [
+            r["dataset"],
+            r["method"],
+            budget,
+            epochs,
+            *(fmt_score(r[k]) for k in ("test_dice", "test_iou", "test_object_f1")),
+            *(fmt_score(r.get("test_pooled", {}).get(k)) for k in ("tolerant_f1", "cldice")),
+            fmt_minutes(r["train_seconds"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -425,17 +551,33 @@ def class_table(rows: Sequence[dict]) -> str:
     """Multi-class rows, one table per dataset: method | budget | epochs run | mean Dice over the
     foreground classes | mIoU | Dice of each class | train time."""
     tables = []
-    for dataset in dict.fromkeys(r["dataset"] for r in sorted(rows, key=_row_order) if r.get("test_dice_per_class")):
-        mine = [r for r in sorted(rows, key=_row_order) if r["dataset"] == dataset and r.get("test_dice_per_class")]
+    for dataset in dict.fromkeys(
+        r["dataset"] for r in sorted(rows, key=_row_order) if r.get("test_dice_per_class")
+    ):
+        mine = [
+            r
+            for r in sorted(rows, key=_row_order)
+            if r["dataset"] == dataset and r.get("test_dice_per_class")
+        ]
         names = list(mine[0]["test_dice_per_class"])
-        lines = [f"{dataset} (Dice per class; the mean leaves out class 0, {names[0]})", "",
-                 "| method | budget | epochs run | mean Dice (foreground) | mIoU | "
-                 + " | ".join(names) + " | train time |",
-                 "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: |"]
+        lines = [
+            f"{dataset} (Dice per class; the mean leaves out class 0, {names[0]})",
+            "",
+            "| method | budget | epochs run | mean Dice (foreground) | mIoU | "
+            + " | ".join(names)
+            + " | train time |",
+            "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: |",
+        ]
         for r in mine:
-            cells = [r["method"], f"{r['budget_min']:g} min", str(r["epochs_run"]), fmt_score(r["test_dice"]),
-                     fmt_score(r.get("test_miou")), *(fmt_score(r["test_dice_per_class"][n]) for n in names),
-                     fmt_minutes(r["train_seconds"])]
+            cells = [
+                r["method"],
+                f"{r['budget_min']:g} min",
+                str(r["epochs_run"]),
+                fmt_score(r["test_dice"]),
+                fmt_score(r.get("test_miou")),
+                *(fmt_score(r["test_dice_per_class"][n]) for n in names),
+                fmt_minutes(r["train_seconds"]),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
@@ -447,24 +589,30 @@ def settings_note(rows: Sequence[dict]) -> str:
     cfg = next((r["config"] for r in rows if r.get("config")), None)
     if cfg:
         per_epoch = f"{cfg['per_epoch']} patches an epoch" if cfg["per_epoch"] else "all patches each epoch"
-        notes.append(f"Networks: width {cfg['width']}, depth {cfg['depth']}, patch {cfg['patch']} (grid "
-                     f"overlap {cfg['overlap']}), {per_epoch}, batch {cfg['batch_size']}, {cfg['optimizer']} "
-                     f"lr {cfg['lr']:g}, at most {cfg['epochs']} epochs, patience {cfg['patience']}, seed "
-                     f"{cfg['seed']}; one train/validation split of the train pages (validation Dice "
-                     f"selects the weights); test pages predicted whole (default tile, overlap "
-                     f"{cfg['infer_overlap']:g}), threshold tuned on the validation pages.")
+        notes.append(
+            f"Networks: width {cfg['width']}, depth {cfg['depth']}, patch {cfg['patch']} (grid "
+            f"overlap {cfg['overlap']}), {per_epoch}, batch {cfg['batch_size']}, {cfg['optimizer']} "
+            f"lr {cfg['lr']:g}, at most {cfg['epochs']} epochs, patience {cfg['patience']}, seed "
+            f"{cfg['seed']}; one train/validation split of the train pages (validation Dice "
+            f"selects the weights); test pages predicted whole (default tile, overlap "
+            f"{cfg['infer_overlap']:g}), threshold tuned on the validation pages."
+        )
     otsu = next((r for r in rows if r["row"] == "otsu"), None)
     if otsu:
-        notes.append(f"Otsu: one threshold on the pooled train pixels of the {otsu['otsu_input']} "
-                     "images, polarity chosen by train Dice.")
+        notes.append(
+            f"Otsu: one threshold on the pooled train pixels of the {otsu['otsu_input']} "
+            "images, polarity chosen by train Dice."
+        )
     for r in rows:
         if r["row"] == "extra":
             fields = ", ".join(f"{k}={v}" for k, v in r["overrides"].items())
             notes.append(f"The extra row ({r['dataset']}, {r['method']}) sets {fields}.")
-    notes.append("Dice and IoU pool pixel counts over the test pages; object F1 matches 8-connected "
-                 "components at IoU > 0.5, pooled over the test pages. For thin structures: F1 ≤ 1 px "
-                 "counts a pixel as found when it lies within 1 px of the other mask (relaxed "
-                 "precision/recall), clDice compares each mask's skeleton with the other mask.")
+    notes.append(
+        "Dice and IoU pool pixel counts over the test pages; object F1 matches 8-connected "
+        "components at IoU > 0.5, pooled over the test pages. For thin structures: F1 ≤ 1 px "
+        "counts a pixel as found when it lies within 1 px of the other mask (relaxed "
+        "precision/recall), clDice compares each mask's skeleton with the other mask."
+    )
     return " ".join(notes)
 
 
@@ -504,19 +652,32 @@ def show_training_log() -> None:
     logger.setLevel(logging.INFO)
 
 
-def run_row(spec: RowSpec, dataset: str, train: Sequence[Slice], test: Sequence[Slice],
-            args: argparse.Namespace, device: str) -> dict:
+def run_row(
+    spec: RowSpec,
+    dataset: str,
+    train: Sequence[Slice],
+    test: Sequence[Slice],
+    args: argparse.Namespace,
+    device: str,
+) -> dict:
     """One table row as a plain dict."""
-    head = {"dataset": dataset, "row": spec.name, "method": spec.label, "overrides": spec.overrides,
-            "train_pages": slice_names(train), "test_page_names": slice_names(test)}
+    head = {
+        "dataset": dataset,
+        "row": spec.name,
+        "method": spec.label,
+        "overrides": spec.overrides,
+        "train_pages": slice_names(train),
+        "test_page_names": slice_names(test),
+    }
     if spec.name == "otsu":
         return {**head, **otsu_row(train, test, args.otsu_input)}
     cfg = row_config(spec, args, device, dataset)
     return {**head, **network_row(train, test, cfg, device, lambda m: print(f"  {m}", flush=True))}
 
 
-def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: argparse.Namespace,
-                device: str) -> None:
+def run_dataset(
+    dataset: str, specs: Sequence[RowSpec], results: dict, args: argparse.Namespace, device: str
+) -> None:
     """Every missing row of one dataset, saving the results after each."""
     specs = rows_for(dataset, specs, bool(_names(args.rows)))
     todo = [s for s in specs if not has_row(results, dataset, s.name)]
@@ -532,11 +693,17 @@ def run_dataset(dataset: str, specs: Sequence[RowSpec], results: dict, args: arg
         results["rows"].append(row)
         save_results(args.out, results)
         per_class = row.get("test_dice_per_class")
-        detail = (", ".join(f"{n} {d:.4f}" for n, d in per_class.items()) if per_class
-                  else f"object F1 {row['test_object_f1']:.4f}")
-        print(f"{dataset} / {spec.name}: test Dice {row['test_dice']:.4f}, IoU {row['test_iou']:.4f}"
-              f"{' (means over foreground classes)' if per_class else ''}, {detail} "
-              f"({fmt_minutes(row['train_seconds'])} training)", flush=True)
+        detail = (
+            ", ".join(f"{n} {d:.4f}" for n, d in per_class.items())
+            if per_class
+            else f"object F1 {row['test_object_f1']:.4f}"
+        )
+        print(
+            f"{dataset} / {spec.name}: test Dice {row['test_dice']:.4f}, IoU {row['test_iou']:.4f}"
+            f"{' (means over foreground classes)' if per_class else ''}, {detail} "
+            f"({fmt_minutes(row['train_seconds'])} training)",
+            flush=True,
+        )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -546,11 +713,18 @@ def run(args: argparse.Namespace) -> dict:
     specs, datasets = selected_rows(args), selected_datasets(args)
     device = pick_device(args.device or "auto")
     results = start_results(args.out / f"{RESULTS_NAME}.json", settings_of(args, device), args.resume)
-    if all(has_row(results, d, s.name) for d in datasets for s in rows_for(d, specs, bool(_names(args.rows)))):
+    if all(
+        has_row(results, d, s.name) for d in datasets for s in rows_for(d, specs, bool(_names(args.rows)))
+    ):
         print("every row asked for is already in the results: nothing to run")
         return results
-    results["runs"].append({"command": command_line(), "machine": machine_info(device),
-                            "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    results["runs"].append(
+        {
+            "command": command_line(),
+            "machine": machine_info(device),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
     print(f"machine: {describe_machine(results['runs'][-1]['machine'])}")
     print(f"command: {results['runs'][-1]['command']}", flush=True)
     for dataset in datasets:

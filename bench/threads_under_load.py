@@ -6,6 +6,7 @@ Each configuration runs in its own process (the wait policy is read when OpenMP 
 configurations interleaved round by round so that a change in the machine's load hits them alike.
 The numbers behind `paulow.device.cpu_threads` (fewer threads when other processes use the cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,12 @@ def main() -> None:
     try:
         for r in range(args.rounds):
             for policy, threads in CONFIGS:
-                row = {"round": r + 1, "policy": policy, **probe(policy, threads, args.width, args.steps),
-                       "load_1min": round(os.getloadavg()[0], 2)}
+                row = {
+                    "round": r + 1,
+                    "policy": policy,
+                    **probe(policy, threads, args.width, args.steps),
+                    "load_1min": round(os.getloadavg()[0], 2),
+                }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
@@ -69,11 +74,24 @@ def main() -> None:
             p.terminate()
     summary = {}
     for policy, threads in CONFIGS:
-        got = sorted(r["patches_s"] for r in rows if r["policy"] == policy and r["threads"] == (threads or os.cpu_count()))
-        summary[f"{policy}, {threads or 'all'} thread(s)"] = {"min": round(got[0], 2), "median": round(got[len(got) // 2], 2),
-                                                              "max": round(got[-1], 2)}
-    result = {"command": " ".join(["python", *sys.argv]), "busy_processes": args.busy, "cores": os.cpu_count(),
-              "width": args.width, "rows": rows, "patches_per_second": summary}
+        got = sorted(
+            r["patches_s"]
+            for r in rows
+            if r["policy"] == policy and r["threads"] == (threads or os.cpu_count())
+        )
+        summary[f"{policy}, {threads or 'all'} thread(s)"] = {
+            "min": round(got[0], 2),
+            "median": round(got[len(got) // 2], 2),
+            "max": round(got[-1], 2),
+        }
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "busy_processes": args.busy,
+        "cores": os.cpu_count(),
+        "width": args.width,
+        "rows": rows,
+        "patches_per_second": summary,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(summary, indent=1))

@@ -20,6 +20,7 @@ many large images, the shape of the data the default plan under-trained on.
 
 This is the mode for README numbers; `bench/quality.py` (one split, its own settings) is for ablations.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,34 +32,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
-from machine import machine_line
 from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset
+from machine import machine_line
 
 from paulow import io
 from paulow.data import Slice
 
-SYNTHETIC = {"synthetic_large": {"n_train": 27, "n_test": 6, "size": (768, 1024)},
-             "synthetic_small": {"n_train": 6, "n_test": 2, "size": (96, 96)}}  # the test suite's
+SYNTHETIC = {
+    "synthetic_large": {"n_train": 27, "n_test": 6, "size": (768, 1024)},
+    "synthetic_small": {"n_train": 6, "n_test": 2, "size": (96, 96)},
+}  # the test suite's
 
 
-def synthetic_split(name: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+def synthetic_split(
+    name: str,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
     """(train, test) lists of (raw image, 0/1 mask) made by `paulow.synthetic`, seeded."""
     from paulow.synthetic import nuclei_image
 
     spec = SYNTHETIC[name]
     pages = [nuclei_image(spec["size"], seed=1000 + i) for i in range(spec["n_train"] + spec["n_test"])]
-    return pages[:spec["n_train"]], pages[spec["n_train"]:]
+    return pages[: spec["n_train"]], pages[spec["n_train"] :]
 
 
 def real_split(name: str, root: Path | None) -> tuple[list, list]:
     """(train, test) lists of (raw first channel, 0/1 mask) of a `../shared/data` dataset."""
+
     def pages(slices: Sequence[Slice]) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(s.info["raw"], s.mask) for s in slices]
+
     train, test = load_dataset(name, root)
     return pages(train), pages(test)
 
@@ -70,7 +76,9 @@ def write_pages(pages, images: Path, masks: Path | None, prefix: str, classes: i
     for i, (image, mask) in enumerate(pages, start=1):
         io.write_tiff(images / f"{prefix}{i}.tif", image)
         if masks is not None:
-            io.write_mask(masks / f"mask{i}.tif", mask.astype(np.uint8) if classes > 1 else io.binary_to_uint8(mask))
+            io.write_mask(
+                masks / f"mask{i}.tif", mask.astype(np.uint8) if classes > 1 else io.binary_to_uint8(mask)
+            )
         stems.append(f"{prefix}{i}")
     return stems
 
@@ -98,12 +106,21 @@ def predicted_pages(out: Path, stems: Sequence[str], test: Sequence) -> list[tup
     pages = []
     for stem, (_, truth) in zip(stems, test):
         labels = out / f"{stem}_labels.tif"
-        pages.append((stem, 0, io.read_mask(labels if labels.is_file() else out / f"{stem}_mask.tif")[0], truth))
+        pages.append(
+            (stem, 0, io.read_mask(labels if labels.is_file() else out / f"{stem}_mask.tif")[0], truth)
+        )
     return pages
 
 
-def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root: Path | None,
-                  work: Path, pages_limit: int | None = None, use_args: Sequence[str] = ()) -> dict:
+def bench_dataset(
+    name: str,
+    time_limit: float,
+    train_args: Sequence[str],
+    root: Path | None,
+    work: Path,
+    pages_limit: int | None = None,
+    use_args: Sequence[str] = (),
+) -> dict:
     """Train and segment through the scripts; return the scores and times. `pages_limit`: use only
     the first N train and test pages (smoke runs of the bench itself, not numbers)."""
     from paulow.evaluate import class_rows, score_pages
@@ -113,13 +130,24 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
         train, test = train[:pages_limit], test[:pages_limit]
     classes = classes_of(name)
     ws = work / name
-    subprocess.run([sys.executable, str(REPO / "directory_setup.py"), "--root", str(ws)], check=True,
-                   capture_output=True)
-    write_pages(train, ws / "Train_Model" / "TRAINING_IMAGES", ws / "Train_Model" / "TRAINING_MASKS", "image",
-                classes)
+    subprocess.run(
+        [sys.executable, str(REPO / "directory_setup.py"), "--root", str(ws)], check=True, capture_output=True
+    )
+    write_pages(
+        train, ws / "Train_Model" / "TRAINING_IMAGES", ws / "Train_Model" / "TRAINING_MASKS", "image", classes
+    )
     stems = write_pages(test, ws / "Use_Model" / "INPUT_IMAGES", None, "test")
-    command = ["--root", str(ws), "--yes", "--name", "bench", "--time-limit", f"{time_limit:g}",
-               *class_args(name), *train_args]
+    command = [
+        "--root",
+        str(ws),
+        "--yes",
+        "--name",
+        "bench",
+        "--time-limit",
+        f"{time_limit:g}",
+        *class_args(name),
+        *train_args,
+    ]
     train_seconds, trained = run_script("train_model.py", command)
     if trained.returncode != 0:
         raise RuntimeError(f"train_model.py failed on {name}: {trained.stderr[-2000:]}")
@@ -131,15 +159,24 @@ def bench_dataset(name: str, time_limit: float, train_args: Sequence[str], root:
     scored = score_pages(predicted_pages(out, stems, test), name, classes)
     timing = ws / "Use_Model" / "saved_models" / "bench_report" / "timing.json"
     per_class = class_rows(scored.pooled, CLASS_NAMES[name]) if classes > 1 else None
-    return {"dataset": name, "classes": classes, "per_class": per_class, "train_pages": len(train),
-            "test_pages": len(test),
-            "time_limit_s": time_limit * 60, "train_wall_s": round(train_seconds, 1),
-            "segment_wall_s": round(use_seconds, 1), "pooled": scored.pooled,
-            "timing": json.loads(timing.read_text()) if timing.is_file() else None,
-            "train_command": "train_model.py " + shlex.join(command[2:]),
-            "use_command": "use_model.py " + shlex.join(use_command[2:]),
-            "objects_from": "instance labels" if (out / f"{stems[0]}_labels.tif").is_file() else "mask components",
-            "train_log_tail": trained.stdout[-1500:]}
+    return {
+        "dataset": name,
+        "classes": classes,
+        "per_class": per_class,
+        "train_pages": len(train),
+        "test_pages": len(test),
+        "time_limit_s": time_limit * 60,
+        "train_wall_s": round(train_seconds, 1),
+        "segment_wall_s": round(use_seconds, 1),
+        "pooled": scored.pooled,
+        "timing": json.loads(timing.read_text()) if timing.is_file() else None,
+        "train_command": "train_model.py " + shlex.join(command[2:]),
+        "use_command": "use_model.py " + shlex.join(use_command[2:]),
+        "objects_from": "instance labels"
+        if (out / f"{stems[0]}_labels.tif").is_file()
+        else "mask components",
+        "train_log_tail": trained.stdout[-1500:],
+    }
 
 
 PASSED_ON = ("--train-args", "--use-args")
@@ -156,19 +193,32 @@ def _joined(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                        choices=[*ALL_DATASETS, *SYNTHETIC],
-                        help="default: the binary sets; drosophila_vnc_sstem (5 classes) is scored per class")
-    parser.add_argument("--time-limit", type=float, default=10.0, help="minutes (train_model.py --time-limit)")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        choices=[*ALL_DATASETS, *SYNTHETIC],
+        help="default: the binary sets; drosophila_vnc_sstem (5 classes) is scored per class",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=10.0, help="minutes (train_model.py --time-limit)"
+    )
     parser.add_argument("--train-args", default="", help="more train_model.py options (ablations only)")
-    parser.add_argument("--use-args", default="",
-                        help="more use_model.py options, e.g. \"--instances\" (object F1 from its label images)")
+    parser.add_argument(
+        "--use-args",
+        default="",
+        help='more use_model.py options, e.g. "--instances" (object F1 from its label images)',
+    )
     parser.add_argument("--busy", type=int, default=0, help="spinning background processes beside the run")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--work", type=Path, default=None, help="workspace folder (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "user_path")
-    parser.add_argument("--pages", type=int, default=None,
-                        help="only the first N train and test pages (a smoke run of the bench, not a result)")
+    parser.add_argument(
+        "--pages",
+        type=int,
+        default=None,
+        help="only the first N train and test pages (a smoke run of the bench, not a result)",
+    )
     args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for p in spinners:
@@ -177,23 +227,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.datasets:
-                row = bench_dataset(name, args.time_limit, shlex.split(args.train_args), args.data_root,
-                                    args.work or Path(tmp), args.pages, shlex.split(args.use_args))
+                row = bench_dataset(
+                    name,
+                    args.time_limit,
+                    shlex.split(args.train_args),
+                    args.data_root,
+                    args.work or Path(tmp),
+                    args.pages,
+                    shlex.split(args.use_args),
+                )
                 results.append(row)
                 if row["per_class"]:
-                    print(f"{name}: " + ", ".join(f"{r['class']} Dice {r['dice']:.4f}" for r in row["per_class"]),
-                          flush=True)
-                print(f"{name}: test Dice {row['pooled'].get('dice', row['pooled'].get('mean_dice')):.4f}, object F1 "
-                      f"{row['pooled'].get('object_f1', float('nan')):.4f}, training {row['train_wall_s']:.0f} s "
-                      f"for a {row['time_limit_s']:.0f} s limit", flush=True)
+                    print(
+                        f"{name}: "
+                        + ", ".join(f"{r['class']} Dice {r['dice']:.4f}" for r in row["per_class"]),
+                        flush=True,
+                    )
+                print(
+                    f"{name}: test Dice {row['pooled'].get('dice', row['pooled'].get('mean_dice')):.4f}, object F1 "
+                    f"{row['pooled'].get('object_f1', float('nan')):.4f}, training {row['train_wall_s']:.0f} s "
+                    f"for a {row['time_limit_s']:.0f} s limit",
+                    flush=True,
+                )
     finally:
         for p in spinners:
             p.terminate()
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"command": "python bench/user_path.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-               "machine": machine_line(),
-               "busy_processes": args.busy, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-               "date": time.strftime("%Y-%m-%d"), "results": results}
+    payload = {
+        "command": "python bench/user_path.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_line(),
+        "busy_processes": args.busy,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
     path = args.out / "user_path.json"
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     print(f"wrote {path}")

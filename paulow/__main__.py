@@ -1,4 +1,5 @@
 """`python -m paulow <command>`."""
+
 import sys
 
 from .cli import main

@@ -7,11 +7,13 @@ No prompts, no drop folders; progress (lines and a `tqdm.auto` bar) unless `verb
     pred = model.predict(image)
     labels = pred.labels(split_touching=True)
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -59,7 +61,9 @@ class Prediction:
             from .boundaries import instances_from_boundaries
             from .object_size import remove_small
 
-            return remove_small(instances_from_boundaries(self.probabilities, threshold=self.threshold), small)
+            return remove_small(
+                instances_from_boundaries(self.probabilities, threshold=self.threshold), small
+            )
         return label_instances(self.mask, split_touching=split_touching, min_size=small)
 
     def rethreshold(self, threshold: float | None = None, min_size: int | None = None) -> Prediction:
@@ -73,20 +77,35 @@ class Prediction:
         if not 0.0 <= cut <= 1.0:
             raise UsageError(f"threshold {threshold} is outside 0..1")
         small = self.min_size if min_size is None else int(min_size)
-        return replace(self, mask=mask_from(self.probabilities, cut, self.boundary, small), threshold=cut,
-                       min_size=small)
+        return replace(
+            self, mask=mask_from(self.probabilities, cut, self.boundary, small), threshold=cut, min_size=small
+        )
 
-    def objects(self, split_touching: bool = False, min_size: int | None = None,
-                pixel_size: float | None = None, unit: str | None = None) -> list[dict]:
+    def objects(
+        self,
+        split_touching: bool = False,
+        min_size: int | None = None,
+        pixel_size: float | None = None,
+        unit: str | None = None,
+    ) -> list[dict]:
         """One row per object: label, area, centroid, bounding box, mean intensity of the input."""
         from .postprocess import object_table
 
-        return object_table(self.labels(split_touching, min_size), self.image,
-                            pixel_size=pixel_size, unit=unit)
+        return object_table(
+            self.labels(split_touching, min_size), self.image, pixel_size=pixel_size, unit=unit
+        )
 
-    def geojson(self, path: str | Path | None = None, *, split_touching: bool = False,
-                min_size: int | None = None, object_type: str = "detection", class_name: str = "foreground",
-                pixel_size: float | None = None, unit: str | None = None) -> dict:
+    def geojson(
+        self,
+        path: str | Path | None = None,
+        *,
+        split_touching: bool = False,
+        min_size: int | None = None,
+        object_type: str = "detection",
+        class_name: str = "foreground",
+        pixel_size: float | None = None,
+        unit: str | None = None,
+    ) -> dict:
         """The objects as a QuPath-ready GeoJSON FeatureCollection (polygons on pixel edges, the
         `objects()` columns as measurements), also written to `path` when given."""
         from .geojson import feature_collection, page_features, write_geojson
@@ -133,14 +152,17 @@ def _name(item: ArrayOrPath, index: int) -> Path:
     return Path(item) if isinstance(item, (str, Path)) else Path(f"array{index + 1}")
 
 
-def make_slices(images: ArrayOrPath | Sequence[ArrayOrPath], masks: ArrayOrPath | Sequence[ArrayOrPath],
-                classes: int = 1,
-                normalisation: dict | None = None, palette: list | None = None) -> list:
+def make_slices(
+    images: ArrayOrPath | Sequence[ArrayOrPath],
+    masks: ArrayOrPath | Sequence[ArrayOrPath],
+    classes: int = 1,
+    normalisation: dict | None = None,
+    palette: list | None = None,
+) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths; K >= 2 colour
     mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
-    from .palette import from_colours
-
     from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
+    from .palette import from_colours
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = cast("list[ArrayOrPath]", [images]), cast("list[ArrayOrPath]", [masks])
@@ -156,8 +178,10 @@ def make_slices(images: ArrayOrPath | Sequence[ArrayOrPath], masks: ArrayOrPath 
             check_mask_geometry(image, mask)
         stack, target, source = _as_stack(image), _as_masks(mask, classes, colours), _name(image, i)
         if stack.shape[0] != target.shape[0] or stack.shape[2:] != target.shape[1:]:
-            raise ShapeMismatchError(f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
-                                     f"is {target.shape} (pages, H, W): they must match")
+            raise ShapeMismatchError(
+                f"image {source.name} is {stack.shape} (pages, C, H, W) but its mask "
+                f"is {target.shape} (pages, H, W): they must match"
+            )
         pairs.append((Path(mask).name if isinstance(mask, (str, Path)) else f"mask {i + 1}", target, stack))
         for page, (raw, m) in enumerate(zip(stack, target)):
             labels = instance_source(m, classes)
@@ -179,8 +203,10 @@ class Model:
         self.device = device  # where the networks are; predictions run there unless told otherwise
 
     def __repr__(self) -> str:
-        return (f"Model(arch={self.meta.get('arch')!r}, classes={self.classes}, "
-                f"in_channels={self.in_channels}, members={len(self.networks)}, threshold={self.threshold:.2f})")
+        return (
+            f"Model(arch={self.meta.get('arch')!r}, classes={self.classes}, "
+            f"in_channels={self.in_channels}, members={len(self.networks)}, threshold={self.threshold:.2f})"
+        )
 
     @property
     def classes(self) -> int:
@@ -204,11 +230,21 @@ class Model:
             raise UsageError(f"threshold {value} is outside 0..1")
         self.meta["threshold"] = float(value)
 
-    def predict(self, image: ArrayOrPath | Sequence[ArrayOrPath], *, threshold: float | None = None,
-                tile: int | None = None, overlap: float | None = None, tta: bool = False,
-                device: str | None = None, batch_size: int = 8, min_size: int | None = None,
-                axes: str | None = None, verbose: bool = True,
-                on_tile: OnTile | None = None) -> Prediction | list[Prediction]:
+    def predict(
+        self,
+        image: ArrayOrPath | Sequence[ArrayOrPath],
+        *,
+        threshold: float | None = None,
+        tile: int | None = None,
+        overlap: float | None = None,
+        tta: bool = False,
+        device: str | None = None,
+        batch_size: int = 8,
+        min_size: int | None = None,
+        axes: str | None = None,
+        verbose: bool = True,
+        on_tile: OnTile | None = None,
+    ) -> Prediction | list[Prediction]:
         """Segment one raw image (or a one-page file) with tiled inference; a list of images gives
         a list of `Prediction`s (with a `tqdm.auto` bar unless `verbose=False`).
 
@@ -220,23 +256,43 @@ class Model:
         `on_tile(page, done, total)` after each batch of tiles (raise `paulow.errors.Cancelled` in it
         to stop).
         """
-        options: dict[str, Any] = {"threshold": threshold, "tile": tile, "overlap": overlap, "tta": tta,
-                                   "device": device, "batch_size": batch_size, "min_size": min_size, "axes": axes,
-                                   "on_tile": on_tile}
+        options: dict[str, Any] = {
+            "threshold": threshold,
+            "tile": tile,
+            "overlap": overlap,
+            "tta": tta,
+            "device": device,
+            "batch_size": batch_size,
+            "min_size": min_size,
+            "axes": axes,
+            "on_tile": on_tile,
+        }
         if isinstance(image, (list, tuple)):
             from tqdm.auto import tqdm
 
-            return [cast(Prediction, self.predict(item, **options, verbose=False))  # one image each
-                    for item in tqdm(image, desc="segmenting", unit="image", disable=not verbose)]
+            return [
+                cast(Prediction, self.predict(item, **options, verbose=False))  # one image each
+                for item in tqdm(image, desc="segmenting", unit="image", disable=not verbose)
+            ]
         preds = self.predict_stack(cast(ArrayOrPath, image), **options)  # not a list or tuple here
         if len(preds) != 1:
             raise UsageError(f"the image has {len(preds)} pages: use Model.predict_stack for stacks")
         return preds[0]
 
-    def predict_stack(self, image: ArrayOrPath, *, threshold: float | None = None, tile: int | None = None,
-                      overlap: float | None = None, tta: bool = False, device: str | None = None,
-                      batch_size: int = 8, min_size: int | None = None, axes: str | None = None,
-                      on_tile: OnTile | None = None) -> list[Prediction]:
+    def predict_stack(
+        self,
+        image: ArrayOrPath,
+        *,
+        threshold: float | None = None,
+        tile: int | None = None,
+        overlap: float | None = None,
+        tta: bool = False,
+        device: str | None = None,
+        batch_size: int = 8,
+        min_size: int | None = None,
+        axes: str | None = None,
+        on_tile: OnTile | None = None,
+    ) -> list[Prediction]:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array, or of an array read as
         `axes` (e.g. "ZYX", "TZCYX"), or of an image `predict_files` read ahead; options as `predict`."""
         from .multi_file import PreparedImage
@@ -248,18 +304,37 @@ class Model:
         else:
             stack, name = _stack_and_name(image, axes)
         cut = choose_threshold(self.meta, threshold)
-        probs = predict_pages(self.networks, self.meta, prepared.pages if prepared else stack, tile=tile,
-                              overlap=overlap, tta=tta, device=device or self.device, batch_size=batch_size,
-                              name=name, normalised=prepared is not None, on_tile=on_tile)
+        probs = predict_pages(
+            self.networks,
+            self.meta,
+            prepared.pages if prepared else stack,
+            tile=tile,
+            overlap=overlap,
+            tta=tta,
+            device=device or self.device,
+            batch_size=batch_size,
+            name=name,
+            normalised=prepared is not None,
+            on_tile=on_tile,
+        )
         from .boundaries import boundary_width, is_boundary_model
         from .object_size import choose_min_size
         from .remask import mask_from
 
         boundary = is_boundary_model(self.meta)
         small = choose_min_size(self.meta, min_size)
-        return [Prediction(p.astype(np.float32, copy=False), mask_from(p, cut, boundary, small), cut, page,
-                           boundary, small, boundary_width(self.meta))
-                for p, page in zip(probs, stack)]
+        return [
+            Prediction(
+                p.astype(np.float32, copy=False),
+                mask_from(p, cut, boundary, small),
+                cut,
+                page,
+                boundary,
+                small,
+                boundary_width(self.meta),
+            )
+            for p, page in zip(probs, stack)
+        ]
 
     def predict_files(self, paths: Sequence[str | Path], **options: Any):
         """Yield `(path, predict_stack(path, **options))` for each file in order; the next file is
@@ -276,9 +351,17 @@ class Model:
 
         return segment_files(self, paths, out_dir, **options)
 
-    def choose_settings(self, work_mpix: float, largest_side: int, *, device: str | None = None,
-                        overlap: float | None = None, tta: bool = False, tile: int | None = None,
-                        batch_size: int | None = None):
+    def choose_settings(
+        self,
+        work_mpix: float,
+        largest_side: int,
+        *,
+        device: str | None = None,
+        overlap: float | None = None,
+        tta: bool = False,
+        tile: int | None = None,
+        batch_size: int | None = None,
+    ):
         """Tile and batch size (and `torch.compile` for long runs) measured on the device for
         `work_mpix` megapixels of images up to `largest_side` px (`paulow.device_probe`; cached per
         device and network); `tile`/`batch_size` given are kept. Returns the `Choice` (its
@@ -286,16 +369,37 @@ class Model:
         from .device_probe import probe
 
         overlap = overlap if overlap is not None else float(self.meta.get("overlap", 0.5))
-        choice, self.networks = probe(self.networks, self.meta, device or self.device, work_mpix,
-                                      overlap=overlap, largest_side=largest_side, tta=tta, tile=tile,
-                                      batch_size=batch_size)
+        choice, self.networks = probe(
+            self.networks,
+            self.meta,
+            device or self.device,
+            work_mpix,
+            overlap=overlap,
+            largest_side=largest_side,
+            tta=tta,
+            tile=tile,
+            batch_size=batch_size,
+        )
         return choice
 
-    def predict_file(self, path: str | Path, out: str | Path, *, chunk: int | None = None,
-                     format: str | None = None, scheduler: Any = None, threshold: float | None = None,
-                     min_size: int | None = None, tile: int | None = None, overlap: float | None = None,
-                     tta: bool = False, device: str | None = None, batch_size: int = 8,
-                     progress: bool = False, echo: Echo | None = None) -> dict:
+    def predict_file(
+        self,
+        path: str | Path,
+        out: str | Path,
+        *,
+        chunk: int | None = None,
+        format: str | None = None,
+        scheduler: Any = None,
+        threshold: float | None = None,
+        min_size: int | None = None,
+        tile: int | None = None,
+        overlap: float | None = None,
+        tta: bool = False,
+        device: str | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+        echo: Echo | None = None,
+    ) -> dict:
         """Segment a file of any size chunk by chunk into the folder `out`; the input is never changed.
 
         Reads TIFF/OME-TIFF (tiled ones lazily), OME-Zarr and the other image formats; writes
@@ -313,9 +417,23 @@ class Model:
 
         device = device or self.device
         with TaskRunner(scheduler, device) as runner:
-            return predict_file(self, Path(path), Path(out), chunk=chunk, fmt=format, runner=runner,
-                                threshold=threshold, min_size=min_size, tile=tile, overlap=overlap,
-                                batch_size=batch_size, tta=tta, device=device, progress=progress, echo=echo)
+            return predict_file(
+                self,
+                Path(path),
+                Path(out),
+                chunk=chunk,
+                fmt=format,
+                runner=runner,
+                threshold=threshold,
+                min_size=min_size,
+                tile=tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                tta=tta,
+                device=device,
+                progress=progress,
+                echo=echo,
+            )
 
     def save(self, path: str | Path) -> Path:
         """Write a self-describing `.pth` model file (atomic, verified); return its path. The model
@@ -325,8 +443,13 @@ class Model:
         self.meta["name"] = Path(path).stem
         return save_checkpoint(Path(path), [n.state_dict() for n in self.networks], self.meta)
 
-    def export(self, format: str = "bioimageio", out: str | Path = ".", name: str | None = None,
-               example: ArrayOrPath | None = None) -> list[Path]:
+    def export(
+        self,
+        format: str = "bioimageio",
+        out: str | Path = ".",
+        name: str | None = None,
+        example: ArrayOrPath | None = None,
+    ) -> list[Path]:
         """Write the model for other tools (`paulow.export`): `bioimageio` (a validated model package
         zip for Fiji/deepImageJ, ilastik, QuPath), `onnx` or `torchscript` (each with a JSON of the
         normalisation and threshold). Files go to `out`, named `name` (default: the model's name);
@@ -339,8 +462,11 @@ class Model:
 
         stem = name or self.meta.get("name") or "paulow_model"
         with tempfile.TemporaryDirectory() as tmp:
-            saved = save_checkpoint(Path(tmp) / f"{stem}.pth", [n.state_dict() for n in self.networks],
-                                    {**self.meta, "name": stem})
+            saved = save_checkpoint(
+                Path(tmp) / f"{stem}.pth",
+                [n.state_dict() for n in self.networks],
+                {**self.meta, "name": stem},
+            )
             return export_model(saved, format, Path(out), example)
 
 
@@ -378,11 +504,22 @@ def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], devic
     return nets
 
 
-def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPath] | ArrayOrPath, *,
-          time_limit: float | None = 10, classes: int = 1, config: TrainConfig | None = None,
-          preset: str | None = None, device: str = "cpu", report_dir: str | Path | None = None,
-          echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
-          verbose: bool = True, **options: Any) -> Model:
+def train(
+    images: Sequence[ArrayOrPath] | ArrayOrPath,
+    masks: Sequence[ArrayOrPath] | ArrayOrPath,
+    *,
+    time_limit: float | None = 10,
+    classes: int = 1,
+    config: TrainConfig | None = None,
+    preset: str | None = None,
+    device: str = "cpu",
+    report_dir: str | Path | None = None,
+    echo: Echo | None = None,
+    tensorboard: str | Path | None = None,
+    on_epoch: OnEpoch | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> Model:
     """Train a model from raw images and their masks (arrays or file paths, stacks included).
 
     Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
@@ -414,37 +551,62 @@ def train(images: Sequence[ArrayOrPath] | ArrayOrPath, masks: Sequence[ArrayOrPa
     from .training_run import run_training
 
     board = _tensorboard(tensorboard)
-    given = {**(asdict(config) if config is not None else {}), **options,
-             "classes": classes, "time_limit": time_limit or 0}
+    given = {
+        **(asdict(config) if config is not None else {}),
+        **options,
+        "classes": classes,
+        "time_limit": time_limit or 0,
+    }
     if config is not None and given.get("boundary_target") is None:
         given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
     cfg = config_from_options(given, preset, device)
+    from .context import add_context
     from .intensity import normalisation_spec
 
-    from .context import add_context
-
-    slices = add_context(make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette),
-                         cfg.context)
+    slices = add_context(
+        make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette),
+        cfg.context,
+    )
     report = Path(report_dir) if report_dir else None
     say, on_epoch, bar = progress(verbose, echo, on_epoch, "training")
     try:
-        run = run_training(slices, cfg, device, report, say, folds_explicit="folds" in options or config is not None,
-                           epochs_explicit="epochs" in options or config is not None, tensorboard=board,
-                           on_epoch=on_epoch)
+        run = run_training(
+            slices,
+            cfg,
+            device,
+            report,
+            say,
+            folds_explicit="folds" in options or config is not None,
+            epochs_explicit="epochs" in options or config is not None,
+            tensorboard=board,
+            on_epoch=on_epoch,
+        )
     finally:
         if bar is not None:
             bar.close()
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
-    return Model(_networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"},
-                 device)
+    return Model(
+        _networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"}, device
+    )
 
 
-def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
-             masks: Sequence[ArrayOrPath] | ArrayOrPath, *, time_limit: float | None = 5, holdout: float = 0.25,
-             device: str | None = None, freeze_encoder: bool = False, report_dir: str | Path | None = None,
-             echo: Echo | None = None, tensorboard: str | Path | None = None, on_epoch: OnEpoch | None = None,
-             verbose: bool = True, **options: Any) -> Model:
+def finetune(
+    model: Model,
+    images: Sequence[ArrayOrPath] | ArrayOrPath,
+    masks: Sequence[ArrayOrPath] | ArrayOrPath,
+    *,
+    time_limit: float | None = 5,
+    holdout: float = 0.25,
+    device: str | None = None,
+    freeze_encoder: bool = False,
+    report_dir: str | Path | None = None,
+    echo: Echo | None = None,
+    tensorboard: str | Path | None = None,
+    on_epoch: OnEpoch | None = None,
+    verbose: bool = True,
+    **options: Any,
+) -> Model:
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
     of its learning rate, at most 20 epochs, starting from its selected member.
 
@@ -461,16 +623,25 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     for `train` (`folds` is 1); `verbose`: as for `train`.
     """
     from .data import check_channels
-    from .finetuning import finetune_config, finetune_network, finetuned_meta, split_for_finetuning, start_member
+    from .finetuning import (
+        finetune_config,
+        finetune_network,
+        finetuned_meta,
+        split_for_finetuning,
+        start_member,
+    )
     from .watch import FoldWatch
 
     device = device or model.device
-    cfg = finetune_config(model.meta, {**options, "time_limit": time_limit or 0,
-                                       "freeze_encoder": freeze_encoder}, device)
+    cfg = finetune_config(
+        model.meta, {**options, "time_limit": time_limit or 0, "freeze_encoder": freeze_encoder}, device
+    )
     from .context import add_context, model_context
 
-    slices = add_context(make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette),
-                         model_context(model.meta))
+    slices = add_context(
+        make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette),
+        model_context(model.meta),
+    )
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
         from .boundaries import with_boundary_targets
 
@@ -479,21 +650,30 @@ def finetune(model: Model, images: Sequence[ArrayOrPath] | ArrayOrPath,
     tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
     parent = start_member(model.networks, model.meta)
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
-    watch = (FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
-             if report or board else None)
+    watch = (
+        FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
+        if report or board
+        else None
+    )
     say, on_epoch, bar = progress(verbose, echo, on_epoch, "fine-tuning")
     try:
-        done = finetune_network(parent, tune, val, cfg, device, report, say, watch, model.meta, on_epoch, held)
+        done = finetune_network(
+            parent, tune, val, cfg, device, report, say, watch, model.meta, on_epoch, held
+        )
     finally:
         if bar is not None:
             bar.close()
     name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
-    return Model([done.network], finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")},
-                                                slices), device)
+    return Model(
+        [done.network],
+        finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")}, slices),
+        device,
+    )
 
 
-def evaluate(pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int | None = None,
-             iou: float = 0.5) -> dict[str, float]:
+def evaluate(
+    pred: Prediction | np.ndarray, truth: np.ndarray, *, classes: int | None = None, iou: float = 0.5
+) -> dict[str, float]:
     """Scores of a prediction of any model against a ground-truth mask (`paulow.prediction_scores`).
 
     Binary and boundary models: any truth whose non-zero pixels are the objects (0/1, 0/255,

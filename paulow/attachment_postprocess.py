@@ -20,6 +20,7 @@ Rules (`params["rule"]`):
 - "classes": the most probable class (first on ties); instances are 8-connected components per class.
 Objects (8-connected, or watershed instances) under `params["min_object_px"]` pixels are removed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,10 @@ def _check(probs: np.ndarray, params: dict) -> np.ndarray:
     if probs.ndim != 3:
         raise ValueError(f"probabilities must be (channels, height, width), got shape {probs.shape}")
     if int(params.get("version", VERSION)) > VERSION:
-        raise ValueError(f"postprocess.json is version {params['version']}, this file knows {VERSION}: "
-                         "use the paulow_postprocess.py of the same package")
+        raise ValueError(
+            f"postprocess.json is version {params['version']}, this file knows {VERSION}: "
+            "use the paulow_postprocess.py of the same package"
+        )
     return probs
 
 

@@ -4,6 +4,7 @@ Each gate multiplies a skip connection by a map in [0, 1]: bright where the deco
 detail through, dark where it suppressed it. Maps come deepest gate first (coarse, where the network
 looks) to shallowest (fine, which edges it keeps); each is resized to the slice for viewing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,8 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     import cv2
     import torch
 
-    from .predict import match_channels
     from .data import normalise_with
+    from .predict import match_channels
 
     model = getattr(loaded.models[0], "_orig_mod", loaded.models[0])  # a compiled one: its network
     if not hasattr(model, "keep_attention"):
@@ -29,15 +30,18 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     from .context import model_context
 
     if model_context(loaded.meta):  # its input is a page with its neighbours, not one page
-        log.warning("model '%s' was trained with --context: attention maps are not written for it",
-                    loaded.meta.get("name") or loaded.meta.get("arch"))
+        log.warning(
+            "model '%s' was trained with --context: attention maps are not written for it",
+            loaded.meta.get("name") or loaded.meta.get("arch"),
+        )
         return []
     h, w = page.shape[-2:]
     if h * w > MAX_PIXELS:
         log.warning("slice of %dx%d is too large for attention maps (one forward pass): skipped", h, w)
         return []
-    image = normalise_with(match_channels(page[None], loaded.in_channels, "slice")[0],
-                           loaded.meta.get("normalisation", {}))
+    image = normalise_with(
+        match_channels(page[None], loaded.in_channels, "slice")[0], loaded.meta.get("normalisation", {})
+    )
     model.keep_attention = True
     try:
         with torch.inference_mode():

@@ -8,6 +8,7 @@ write or at the end).
 Memory: one file ahead is held (read and normalised), besides the current one and the one being
 written.
 """
+
 from __future__ import annotations
 
 from collections import deque

@@ -11,6 +11,7 @@ What makes a consumer's result match the toolkit's (docs/export.md has the measu
   is the attachment `paulow_postprocess.py` with its parameters in `postprocess.json`.
 - Cover and test tensors come from a real image (`example`), never from noise.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,15 @@ def postprocess_params(meta: dict) -> dict:
         rule = "binary"
     else:
         rule = "classes"
-    return {"format": "paulow-postprocess", "version": attachment_postprocess.VERSION, "rule": rule,
-            "threshold": float(meta.get("threshold", 0.5)), "min_object_px": int(meta.get("min_object_px") or 0),
-            "description": mask_rule(meta), "class_names": meta.get("class_names")}
+    return {
+        "format": "paulow-postprocess",
+        "version": attachment_postprocess.VERSION,
+        "rule": rule,
+        "threshold": float(meta.get("threshold", 0.5)),
+        "min_object_px": int(meta.get("min_object_px") or 0),
+        "description": mask_rule(meta),
+        "class_names": meta.get("class_names"),
+    }
 
 
 class PackageNet(nn.Module):
@@ -108,7 +115,7 @@ def _window(mask: np.ndarray, tile: int) -> tuple[slice, slice]:
     best, at = -1, (0, 0)
     for y in range(0, max(height - tile, 0) + 1, stride):
         for x in range(0, max(width - tile, 0) + 1, stride):
-            count = int(np.count_nonzero(mask[y:y + tile, x:x + tile]))
+            count = int(np.count_nonzero(mask[y : y + tile, x : x + tile]))
             if count > best:
                 best, at = count, (y, x)
     return slice(at[0], at[0] + tile), slice(at[1], at[1] + tile)
@@ -116,8 +123,9 @@ def _window(mask: np.ndarray, tile: int) -> tuple[slice, slice]:
 
 def _padded(image: np.ndarray, tile: int) -> np.ndarray:
     """Reflect-pad (C, H, W) up to `tile` on each short side (as the toolkit does)."""
-    pads = [(0, 0)] + [((tile - n) // 2, tile - n - (tile - n) // 2) if n < tile else (0, 0)
-                       for n in image.shape[1:]]
+    pads = [(0, 0)] + [
+        ((tile - n) // 2, tile - n - (tile - n) // 2) if n < tile else (0, 0) for n in image.shape[1:]
+    ]
     return np.pad(image, pads, mode="reflect") if any(p != (0, 0) for p in pads) else image
 
 
@@ -137,12 +145,19 @@ def _cover(image: np.ndarray, mask: np.ndarray, path: Path) -> Path:
 
 
 def _trace(package_net: PackageNet, example: torch.Tensor, folder: Path) -> None:
-    names = ["probabilities", "foreground"][:2 if package_net.rule != "classes" else 1]
+    names = ["probabilities", "foreground"][: 2 if package_net.rule != "classes" else 1]
     with torch.no_grad():
         torch.jit.trace(package_net, example, check_trace=False).save(str(folder / "weights.torchscript.pt"))
-        torch.onnx.export(package_net, (example,), str(folder / "weights.onnx"), input_names=["raw"],
-                          output_names=names, opset_version=18, dynamo=False,
-                          dynamic_axes={name: {0: "batch"} for name in ["raw", *names]})
+        torch.onnx.export(
+            package_net,
+            (example,),
+            str(folder / "weights.onnx"),
+            input_names=["raw"],
+            output_names=names,
+            opset_version=18,
+            dynamo=False,
+            dynamic_axes={name: {0: "batch"} for name in ["raw", *names]},
+        )
 
 
 def write_package(loaded, model_path: Path, target: Path, example: Any = None) -> Path:
@@ -176,7 +191,9 @@ def write_package(loaded, model_path: Path, target: Path, example: Any = None) -
         (folder / "postprocess.json").write_text(json.dumps(params, indent=2) + "\n")
         (folder / "README.md").write_text(_documentation(meta, model_path, tile, halo, source, params))
         (folder / "LICENSE").write_text("MIT License - the weights were trained with PAULow by its user.\n")
-        rdf = _rdf(loaded, model_path.stem, tile, halo, (low, high), probs.shape[0], params if binary else None)
+        rdf = _rdf(
+            loaded, model_path.stem, tile, halo, (low, high), probs.shape[0], params if binary else None
+        )
         import yaml
 
         (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf, sort_keys=False))
@@ -190,21 +207,23 @@ def write_package(loaded, model_path: Path, target: Path, example: Any = None) -
 
 
 def _documentation(meta: dict, model_path: Path, tile: int, halo: int, source: str, params: dict) -> str:
-    return (f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}). Input: a raw image, normalised per "
-            f"channel to its 1st-99.8th percentiles (`scale_range`).\n\n"
-            f"## Tiling\nThe network's output depends on the tile it sees, so the input is one fixed tile of "
-            f"{tile} x {tile} px. Predict larger images blockwise (declared halo: {halo} px), as bioimageio.core "
-            "does; PAULow itself blends overlapping tiles, so masks of larger images differ somewhat (see "
-            "PAULow's docs/export.md). Images smaller than "
-            f"{tile} px on a side: reflect-pad them to {tile} px first.\n\n"
-            f"## Outputs\n- `probabilities`: per class ({', '.join(_class_names(meta, None))}).\n"
-            f"- `foreground` (binary and boundary models): the mask, {params['description']} "
-            "(`binarize` post-processing).\n\n"
-            "## Post-processing as `use_model.py`\n`paulow_postprocess.py` (numpy, scipy, scikit-image; no "
-            "PAULow) with `postprocess.json` turns `probabilities` into the mask (smallest objects of "
-            f"{params['min_object_px']} px removed) and instance labels (seeded watershed for boundary models); "
-            "see its docstring.\n\n"
-            f"Cover and test tensors: {source}.\n")
+    return (
+        f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}). Input: a raw image, normalised per "
+        f"channel to its 1st-99.8th percentiles (`scale_range`).\n\n"
+        f"## Tiling\nThe network's output depends on the tile it sees, so the input is one fixed tile of "
+        f"{tile} x {tile} px. Predict larger images blockwise (declared halo: {halo} px), as bioimageio.core "
+        "does; PAULow itself blends overlapping tiles, so masks of larger images differ somewhat (see "
+        "PAULow's docs/export.md). Images smaller than "
+        f"{tile} px on a side: reflect-pad them to {tile} px first.\n\n"
+        f"## Outputs\n- `probabilities`: per class ({', '.join(_class_names(meta, None))}).\n"
+        f"- `foreground` (binary and boundary models): the mask, {params['description']} "
+        "(`binarize` post-processing).\n\n"
+        "## Post-processing as `use_model.py`\n`paulow_postprocess.py` (numpy, scipy, scikit-image; no "
+        "PAULow) with `postprocess.json` turns `probabilities` into the mask (smallest objects of "
+        f"{params['min_object_px']} px removed) and instance labels (seeded watershed for boundary models); "
+        "see its docstring.\n\n"
+        f"Cover and test tensors: {source}.\n"
+    )
 
 
 def _class_names(meta: dict, count: int | None) -> list[str]:
@@ -218,47 +237,105 @@ def _class_names(meta: dict, count: int | None) -> list[str]:
 
 
 def _output(name: str, channels: list[str], halo: int, test: str, post: list | None = None) -> dict:
-    space = [{"type": "space", "id": axis, "size": {"tensor_id": "raw", "axis_id": axis},
-              **({"halo": halo} if halo else {})} for axis in ("y", "x")]  # the spec's halo is >= 1
-    out = {"id": name, "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels}, *space],
-           "test_tensor": {"source": test}, "data": {"type": "float32"}}
+    space = [
+        {
+            "type": "space",
+            "id": axis,
+            "size": {"tensor_id": "raw", "axis_id": axis},
+            **({"halo": halo} if halo else {}),
+        }
+        for axis in ("y", "x")
+    ]  # the spec's halo is >= 1
+    out = {
+        "id": name,
+        "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels}, *space],
+        "test_tensor": {"source": test},
+        "data": {"type": "float32"},
+    }
     if post:
         out["postprocessing"] = post
     return out
 
 
-def _rdf(loaded, name: str, tile: int, halo: int, percentiles: tuple[float, float], out_channels: int,
-         params: dict | None) -> dict:
+def _rdf(
+    loaded,
+    name: str,
+    tile: int,
+    halo: int,
+    percentiles: tuple[float, float],
+    out_channels: int,
+    params: dict | None,
+) -> dict:
     outputs = [_output("probabilities", _class_names(loaded.meta, out_channels), halo, "test_output.npy")]
     if params is not None:
-        outputs.append(_output("foreground", ["foreground"], halo, "test_foreground.npy",
-                               [{"id": "binarize", "kwargs": {"threshold": params["threshold"]}}]))
+        outputs.append(
+            _output(
+                "foreground",
+                ["foreground"],
+                halo,
+                "test_foreground.npy",
+                [{"id": "binarize", "kwargs": {"threshold": params["threshold"]}}],
+            )
+        )
     channels = [f"c{i}" for i in range(loaded.in_channels)]
     return {
-        "format_version": "0.5.4", "type": "model", "name": f"PAULow {name}"[:128],
+        "format_version": "0.5.4",
+        "type": "model",
+        "name": f"PAULow {name}"[:128],
         "description": "Attention U-Net trained with PAULow's threshold-based dynamic loss.",
-        "authors": [{"name": "PAULow user"}], "license": "MIT", "documentation": "README.md",
-        "covers": ["cover.png"], "tags": ["segmentation", "paulow", "attention-unet"],
-        "cite": [{"text": "PAULow: patch-based attention U-Net with a threshold-based dynamic loss",
-                  "url": "https://github.com/NTUMMIO/PAULow"}],
+        "authors": [{"name": "PAULow user"}],
+        "license": "MIT",
+        "documentation": "README.md",
+        "covers": ["cover.png"],
+        "tags": ["segmentation", "paulow", "attention-unet"],
+        "cite": [
+            {
+                "text": "PAULow: patch-based attention U-Net with a threshold-based dynamic loss",
+                "url": "https://github.com/NTUMMIO/PAULow",
+            }
+        ],
         "attachments": [{"source": "paulow_postprocess.py"}, {"source": "postprocess.json"}],
-        "inputs": [{"id": "raw", "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels},
-                                          *[{"type": "space", "id": a, "size": tile} for a in ("y", "x")]],
-                    "test_tensor": {"source": "test_input.npy"}, "data": {"type": "float32"},
-                    "preprocessing": [{"id": "scale_range",
-                                       "kwargs": {"axes": ["y", "x"], "min_percentile": percentiles[0],
-                                                  "max_percentile": percentiles[1]}}]}],
+        "inputs": [
+            {
+                "id": "raw",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": channels},
+                    *[{"type": "space", "id": a, "size": tile} for a in ("y", "x")],
+                ],
+                "test_tensor": {"source": "test_input.npy"},
+                "data": {"type": "float32"},
+                "preprocessing": [
+                    {
+                        "id": "scale_range",
+                        "kwargs": {
+                            "axes": ["y", "x"],
+                            "min_percentile": percentiles[0],
+                            "max_percentile": percentiles[1],
+                        },
+                    }
+                ],
+            }
+        ],
         "outputs": outputs,
-        "weights": {"torchscript": {"source": "weights.torchscript.pt",
-                                    "pytorch_version": torch.__version__.split("+")[0]},
-                    "onnx": {"source": "weights.onnx", "opset_version": 18}},
-        "config": {"paulow": {"tile": tile, "halo": halo, "postprocess": params or postprocess_params(loaded.meta)}},
+        "weights": {
+            "torchscript": {
+                "source": "weights.torchscript.pt",
+                "pytorch_version": torch.__version__.split("+")[0],
+            },
+            "onnx": {"source": "weights.onnx", "opset_version": 18},
+        },
+        "config": {
+            "paulow": {"tile": tile, "halo": halo, "postprocess": params or postprocess_params(loaded.meta)}
+        },
     }
 
 
-def predict_blockwise(package: str | Path, image: np.ndarray,
-                      weight_format: Literal["onnx", "pytorch_state_dict", "torchscript"] = "torchscript"
-                      ) -> dict[str, np.ndarray]:
+def predict_blockwise(
+    package: str | Path,
+    image: np.ndarray,
+    weight_format: Literal["onnx", "pytorch_state_dict", "torchscript"] = "torchscript",
+) -> dict[str, np.ndarray]:
     """Run `package` on one raw (C, H, W) image with bioimageio.core's blockwise prediction (the
     declared tile and halo, the declared pre- and post-processing), as a consumer would: each
     output as (channels, H, W)."""

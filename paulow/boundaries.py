@@ -8,10 +8,11 @@ The ring is the object's pixels whose (2 WIDTH + 1)-square neighbourhood holds a
 background, so it is WIDTH px thick inside the object's edge and along every line where two
 objects touch; the image edge is not a boundary.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 
@@ -74,14 +75,18 @@ def choose_target(slices: Sequence[Slice], cfg, echo=print) -> None:
     if cfg.classes > 1 or named or share < AUTO_INTERIOR_SHARE:
         cfg.boundary_target = None
         if cfg.classes <= 1 and not named:
-            echo(f"target: binary ({share:.0%} of the object pixels lie more than {DEFAULT_WIDTH} px inside "
-                 "an object: thin or small objects; --boundary-target learns boundaries anyway)")
+            echo(
+                f"target: binary ({share:.0%} of the object pixels lie more than {DEFAULT_WIDTH} px inside "
+                "an object: thin or small objects; --boundary-target learns boundaries anyway)"
+            )
         return
     cfg.boundary_target, cfg.classes = DEFAULT_WIDTH, 3
     cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
-    echo(f"target: background / interior / boundary ({share:.0%} of the object pixels lie more than "
-         f"{DEFAULT_WIDTH} px inside an object): masks are written as before, and use_model.py --instances "
-         "separates touching objects (--no-boundary-target: a binary model)")
+    echo(
+        f"target: background / interior / boundary ({share:.0%} of the object pixels lie more than "
+        f"{DEFAULT_WIDTH} px inside an object): masks are written as before, and use_model.py --instances "
+        "separates touching objects (--no-boundary-target: a binary model)"
+    )
 
 
 def boundary_width(meta: dict) -> int | None:
@@ -100,8 +105,10 @@ def mask_rule(meta: dict) -> str:
     """How a model file's probabilities become its mask, in words (export metadata, documentation)."""
     threshold = float(meta.get("threshold", 0.5))
     if is_boundary_model(meta):
-        return (f"objects where 1 - P(background) > {threshold:.2f} (channels: background, interior, "
-                "boundary; the boundary channel splits touching objects)")
+        return (
+            f"objects where 1 - P(background) > {threshold:.2f} (channels: background, interior, "
+            "boundary; the boundary channel splits touching objects)"
+        )
     if int(meta.get("classes", 1)) <= 1:
         return f"foreground where the probability > {threshold:.2f}"
     return "the most probable class of each pixel"

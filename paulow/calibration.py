@@ -6,6 +6,7 @@ Written defensively: a unit the ImageJ description cannot hold (it is ASCII) or 
 infinite, denormal or outside what a TIFF rational holds is dropped with one warning naming the file,
 and the file is still written. Angstrom (Å) is converted to nm (x 0.1), a unit ImageJ knows.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ import numpy as np
 
 _PAGE_AXES = "TZ"  # ImageJ's page axes, in its order
 _ANGSTROM = frozenset({"\u00e5", "angstrom", "angstroms"})  # lower case of Å (U+00C5 and U+212B)
-_RATIONAL_MAX = 2.0 ** 31  # resolutions are written as 32-bit rationals
+_RATIONAL_MAX = 2.0**31  # resolutions are written as 32-bit rationals
 
 
 class MetadataWarning(UserWarning):
@@ -69,8 +70,13 @@ def read_calibration(tif, axes: str, shape: tuple[int, ...]) -> Calibration:
         return Calibration(page_axes, page_shape, spacing, finterval, tunit, ome=True)
     meta = (tif.imagej_metadata or {}) if tif.is_imagej else {}
     tunit = meta.get("tunit")
-    return Calibration(page_axes, page_shape, _number(meta.get("spacing")), _number(meta.get("finterval")),
-                       str(tunit) if tunit is not None else None)
+    return Calibration(
+        page_axes,
+        page_shape,
+        _number(meta.get("spacing")),
+        _number(meta.get("finterval")),
+        str(tunit) if tunit is not None else None,
+    )
 
 
 def _ome_steps(xml: str | None) -> tuple[float | None, float | None, str | None]:
@@ -95,16 +101,25 @@ def expand_pages(array: np.ndarray, axes: str, calibration: Calibration | None) 
 
 
 def _usable(value: float | None) -> bool:
-    return value is not None and math.isfinite(value) and value >= sys.float_info.min \
+    return (
+        value is not None
+        and math.isfinite(value)
+        and value >= sys.float_info.min
         and 1.0 / _RATIONAL_MAX < value < _RATIONAL_MAX
+    )
 
 
 def _ascii(text: str | None) -> bool:
     return text is None or str(text).isascii()
 
 
-def safe_calibration(path: str | Path, resolution: tuple[float, float] | None, unit: str | None,
-                     calibration: Calibration | None, ome: bool = False):
+def safe_calibration(
+    path: str | Path,
+    resolution: tuple[float, float] | None,
+    unit: str | None,
+    calibration: Calibration | None,
+    ome: bool = False,
+):
     """(resolution, unit, calibration) that can be written; what cannot is dropped with one warning."""
     dropped = []
     scale = 1.0
@@ -122,8 +137,11 @@ def safe_calibration(path: str | Path, resolution: tuple[float, float] | None, u
     if calibration is not None:
         calibration = _safe_steps(calibration, scale, ome, dropped)
     if dropped:
-        warnings.warn(f"'{Path(path).name}': {'; '.join(dropped)} (the file is written without it)",
-                      MetadataWarning, stacklevel=3)
+        warnings.warn(
+            f"'{Path(path).name}': {'; '.join(dropped)} (the file is written without it)",
+            MetadataWarning,
+            stacklevel=3,
+        )
     return resolution, unit, calibration
 
 
@@ -150,14 +168,19 @@ def imagej_metadata(calibration: Calibration | None) -> dict:
     return {k: v for k, v in entries.items() if v is not None}
 
 
-def ome_metadata(axes: str, resolution: tuple[float, float] | None, unit: str | None,
-                 calibration: Calibration) -> dict:
+def ome_metadata(
+    axes: str, resolution: tuple[float, float] | None, unit: str | None, calibration: Calibration
+) -> dict:
     """tifffile's OME metadata: axes, physical sizes (µm unless another unit) and time increment."""
     meta: dict = {"axes": axes}
     ome_unit = "µm" if unit in (None, "micron") else unit
     if resolution is not None:
-        meta.update(PhysicalSizeX=1.0 / resolution[0], PhysicalSizeY=1.0 / resolution[1],
-                    PhysicalSizeXUnit=ome_unit, PhysicalSizeYUnit=ome_unit)
+        meta.update(
+            PhysicalSizeX=1.0 / resolution[0],
+            PhysicalSizeY=1.0 / resolution[1],
+            PhysicalSizeXUnit=ome_unit,
+            PhysicalSizeYUnit=ome_unit,
+        )
     if calibration.spacing is not None:
         meta.update(PhysicalSizeZ=calibration.spacing, PhysicalSizeZUnit=ome_unit)
     if calibration.finterval is not None:

@@ -5,12 +5,12 @@ one state dict per model (several for a cross-validation ensemble). Loading uses
 `torch.load(..., weights_only=True)`, so a file from the internet cannot run code, and the network is
 rebuilt from the metadata alone. A bare state dict saved by the original PAULow code also loads.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import logging
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,7 @@ def base_meta() -> dict:
     import torch
 
     from . import __version__
+
     return {
         "format_version": FORMAT_VERSION,
         "paulow_version": __version__,
@@ -88,8 +89,11 @@ def save_checkpoint(path: Path, state_dicts: list[dict], meta: dict) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": "paulow", "meta": plain({**base_meta(), **meta}),
-               "state_dicts": [{k: v.detach().cpu() for k, v in sd.items()} for sd in state_dicts]}
+    payload = {
+        "format": "paulow",
+        "meta": plain({**base_meta(), **meta}),
+        "state_dicts": [{k: v.detach().cpu() for k, v in sd.items()} for sd in state_dicts],
+    }
     with atomic_write_path(path) as tmp:
         torch_save(payload, tmp, path)
         verify = load_checkpoint(tmp)
@@ -112,9 +116,11 @@ def torch_save(payload: Any, tmp: Path, final: Path) -> None:
         if "writ" not in str(exc) and "unexpected pos" not in str(exc):
             raise
         full = shutil.disk_usage(final.parent).free < (64 << 20)
-        raise OSError(errno.ENOSPC if full else errno.EIO,
-                      "No space left on device" if full else f"write failed ({str(exc).splitlines()[0]})",
-                      str(final)) from None
+        raise OSError(
+            errno.ENOSPC if full else errno.EIO,
+            "No space left on device" if full else f"write failed ({str(exc).splitlines()[0]})",
+            str(final),
+        ) from None
 
 
 def _read(path: Path) -> Any:
@@ -133,7 +139,8 @@ def _read(path: Path) -> Any:
             first = text.splitlines()[0] if text else type(exc).__name__
         raise ModelError(
             f"cannot load model file '{path}' safely ({first}): it is corrupt or not a PAULow/PyTorch "
-            "state dict; retrain or re-download it") from None
+            "state dict; retrain or re-download it"
+        ) from None
 
 
 def _build(meta: dict, state_dict: dict, path: Path) -> Any:
@@ -144,8 +151,10 @@ def _build(meta: dict, state_dict: dict, path: Path) -> Any:
         model.load_state_dict(state_dict, strict=True)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"model file '{path}' does not match its architecture ({first}): "
-                         "it was written by an incompatible version; retrain it") from None
+        raise ModelError(
+            f"model file '{path}' does not match its architecture ({first}): "
+            "it was written by an incompatible version; retrain it"
+        ) from None
     return model.eval()
 
 
@@ -154,10 +163,17 @@ def _legacy_meta(state_dict: dict) -> dict:
 
     args = dict(infer_original_args(state_dict))
     arch = args.pop("name")
-    return {"arch": arch, "arch_args": args,
-            "in_channels": int(args.get("in_channels", 3)), "classes": int(args.get("classes", 1)),
-            "normalisation": {"method": "scale255"}, "threshold": 0.5, "patch": 128, "overlap": 0.5,
-            "legacy": True}
+    return {
+        "arch": arch,
+        "arch_args": args,
+        "in_channels": int(args.get("in_channels", 3)),
+        "classes": int(args.get("classes", 1)),
+        "normalisation": {"method": "scale255"},
+        "threshold": 0.5,
+        "patch": 128,
+        "overlap": 0.5,
+        "legacy": True,
+    }
 
 
 def validate_meta(payload: dict, path: Path) -> dict:
@@ -168,7 +184,9 @@ def validate_meta(payload: dict, path: Path) -> dict:
     record = ModelMeta.parse(payload.get("meta"), path)
     sds = payload.get("state_dicts")
     if not isinstance(sds, list) or not sds or not all(isinstance(sd, dict) for sd in sds):
-        raise ModelError(f"model file '{path}': field 'state_dicts': not a non-empty list of network weights - {FIX}")
+        raise ModelError(
+            f"model file '{path}': field 'state_dicts': not a non-empty list of network weights - {FIX}"
+        )
     return record.meta
 
 
@@ -190,11 +208,15 @@ def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
         try:
             meta = _legacy_meta(payload)
         except (KeyError, ValueError) as exc:
-            raise ModelError(f"'{path}' is a bare state dict of an unknown network ({exc}): "
-                             "only PAULow files and the original PAULow AttentionUNet load") from None
-        note = (f"'{path.name}' is a bare state dict from the original PAULow code: no metadata, so "
-                f"the network ({meta['arch_args']}) was inferred from tensor shapes and images are "
-                "scaled by 1/255 as the original did")
+            raise ModelError(
+                f"'{path}' is a bare state dict of an unknown network ({exc}): "
+                "only PAULow files and the original PAULow AttentionUNet load"
+            ) from None
+        note = (
+            f"'{path.name}' is a bare state dict from the original PAULow code: no metadata, so "
+            f"the network ({meta['arch_args']}) was inferred from tensor shapes and images are "
+            "scaled by 1/255 as the original did"
+        )
         log.warning(note)
         model = _build(meta, payload, path).to(device)
         return LoadedModel(models=[model], meta=meta, legacy=True, path=path, warnings=[note])
@@ -207,23 +229,37 @@ def describe(path: Path) -> dict:
     row: dict[str, Any] = {"name": Path(path).stem}
     if isinstance(payload, dict) and payload.get("format") == "paulow":
         meta = validate_meta(payload, Path(path))
-        row.update(date=str(meta.get("date", ""))[:16].replace("T", " "),
-                   network=f"{meta.get('arch')} w{meta.get('arch_args', {}).get('width', '?')}",
-                   channels=meta.get("in_channels"), classes=meta.get("classes", 1),
-                   test_dice=meta.get("metrics", {}).get("test_dice"),
-                   members=len(payload["state_dicts"]))
+        row.update(
+            date=str(meta.get("date", ""))[:16].replace("T", " "),
+            network=f"{meta.get('arch')} w{meta.get('arch_args', {}).get('width', '?')}",
+            channels=meta.get("in_channels"),
+            classes=meta.get("classes", 1),
+            test_dice=meta.get("metrics", {}).get("test_dice"),
+            members=len(payload["state_dicts"]),
+        )
         per_class = meta.get("metrics", {}).get("test_dice_per_class")
         if per_class:  # K >= 2: test_dice is the foreground-class mean; each foreground class beside it
-            row["class_dice"] = ", ".join(f"{n} {d:.3f}" for n, d in list(per_class.items())[1:] if d is not None)
+            row["class_dice"] = ", ".join(
+                f"{n} {d:.3f}" for n, d in list(per_class.items())[1:] if d is not None
+            )
         objects = meta.get("metrics", {}).get("test_dice_objects")
         if isinstance(objects, (int, float)):  # a boundary model: its masks are its objects' Dice
             means = row["test_dice"]
             row["test_dice"] = objects
-            row["class_dice"] = f"class mean {means:.3f}" + (f" ({row['class_dice']})" if "class_dice" in row else "") \
-                if isinstance(means, (int, float)) else row.get("class_dice", "")
+            row["class_dice"] = (
+                f"class mean {means:.3f}" + (f" ({row['class_dice']})" if "class_dice" in row else "")
+                if isinstance(means, (int, float))
+                else row.get("class_dice", "")
+            )
     else:
-        row.update(date="", network="original PAULow (bare state dict)", channels="?", classes=1,
-                   test_dice=None, members=1)
+        row.update(
+            date="",
+            network="original PAULow (bare state dict)",
+            channels="?",
+            classes=1,
+            test_dice=None,
+            members=1,
+        )
     return row
 
 
@@ -238,6 +274,8 @@ def read_meta(path: Path) -> dict:
         try:
             return _legacy_meta(payload)
         except (KeyError, ValueError) as exc:
-            raise ModelError(f"'{path}' is a bare state dict of an unknown network ({exc}): "
-                             "only PAULow files and the original PAULow AttentionUNet load") from None
+            raise ModelError(
+                f"'{path}' is a bare state dict of an unknown network ({exc}): "
+                "only PAULow files and the original PAULow AttentionUNet load"
+            ) from None
     raise ModelError(f"'{path}' is not a PAULow model file: retrain it with train_model.py")

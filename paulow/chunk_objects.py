@@ -2,6 +2,7 @@
 coordinate sums, bounding box, intensity sums); the parts are merged into one row per object with
 the columns of `postprocess.object_table` (label, area_px, centroid_y/x, bbox_min/max_row/col,
 mean_intensity[_c<i>]). Memory: one row per object, not per pixel."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import numpy as np
 
 
-def object_parts(labels: np.ndarray, image: np.ndarray, y0: int, x0: int,
-                 table: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def object_parts(
+    labels: np.ndarray, image: np.ndarray, y0: int, x0: int, table: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """What a chunk core holds of each object. `labels` (h, w): global labels, or with `table` the
     chunk's compact local labels 0..n-1 and `table` their global labels (0: dropped); `image`
     (C, h, w) raw values; (y0, x0) the core's position in the page."""
@@ -30,16 +32,22 @@ def object_parts(labels: np.ndarray, image: np.ndarray, y0: int, x0: int,
     def sums(weights: np.ndarray | None) -> np.ndarray:
         return np.bincount(flat, None if weights is None else weights.ravel(), n)[1:][keep]
 
-    return {"ids": np.asarray(table[1:])[keep].astype(np.int64), "area": sums(None).astype(np.int64),
-            "sum_y": sums(yy + y0), "sum_x": sums(xx + x0),
-            "sum_i": np.stack([sums(c.astype(np.float64)) for c in image], axis=1),
-            "min_y": np.array([b[0].start + y0 for b in kept], dtype=np.int64),
-            "min_x": np.array([b[1].start + x0 for b in kept], dtype=np.int64),
-            "max_y": np.array([b[0].stop + y0 for b in kept], dtype=np.int64),
-            "max_x": np.array([b[1].stop + x0 for b in kept], dtype=np.int64)}
+    return {
+        "ids": np.asarray(table[1:])[keep].astype(np.int64),
+        "area": sums(None).astype(np.int64),
+        "sum_y": sums(yy + y0),
+        "sum_x": sums(xx + x0),
+        "sum_i": np.stack([sums(c.astype(np.float64)) for c in image], axis=1),
+        "min_y": np.array([b[0].start + y0 for b in kept], dtype=np.int64),
+        "min_x": np.array([b[1].start + x0 for b in kept], dtype=np.int64),
+        "max_y": np.array([b[0].stop + y0 for b in kept], dtype=np.int64),
+        "max_x": np.array([b[1].stop + x0 for b in kept], dtype=np.int64),
+    }
 
 
-def merge_parts(parts: list[dict[str, np.ndarray]], count: int, page: int | None = None) -> list[dict[str, Any]]:
+def merge_parts(
+    parts: list[dict[str, np.ndarray]], count: int, page: int | None = None
+) -> list[dict[str, Any]]:
     """One row per object 1..`count` (objects with no part are left out), from all chunks' parts."""
     if not parts or count == 0:
         return []
@@ -63,10 +71,17 @@ def merge_parts(parts: list[dict[str, np.ndarray]], count: int, page: int | None
             continue
         row: dict[str, Any] = {} if page is None else {"page": page}
         means = sum_i[label] / area
-        row.update(label=label, area_px=int(area), centroid_y=float(total["sum_y"][label] / area),
-                   centroid_x=float(total["sum_x"][label] / area), bbox_min_row=int(low["min_y"][label]),
-                   bbox_min_col=int(low["min_x"][label]), bbox_max_row=int(high["max_y"][label]),
-                   bbox_max_col=int(high["max_x"][label]), mean_intensity=float(means.mean()))
+        row.update(
+            label=label,
+            area_px=int(area),
+            centroid_y=float(total["sum_y"][label] / area),
+            centroid_x=float(total["sum_x"][label] / area),
+            bbox_min_row=int(low["min_y"][label]),
+            bbox_min_col=int(low["min_x"][label]),
+            bbox_max_row=int(high["max_y"][label]),
+            bbox_max_col=int(high["max_x"][label]),
+            mean_intensity=float(means.mean()),
+        )
         if channels > 1:
             row.update({f"mean_intensity_c{c}": float(m) for c, m in enumerate(means)})
         rows.append(row)

@@ -8,6 +8,7 @@ Global IDs are deterministic: objects are numbered 1..N in the order of their fi
 (chunks in row-major order, local labels in raster order), after objects smaller than `min_size`
 pixels (their whole area, summed over chunks) are dropped.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,12 +30,20 @@ class ChunkObjects:
     right: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"count": np.array(self.count), "areas": self.areas, "top": self.top,
-                "bottom": self.bottom, "left": self.left, "right": self.right}
+        return {
+            "count": np.array(self.count),
+            "areas": self.areas,
+            "top": self.top,
+            "bottom": self.bottom,
+            "left": self.left,
+            "right": self.right,
+        }
 
     @classmethod
     def from_arrays(cls, data) -> ChunkObjects:
-        return cls(int(data["count"]), data["areas"], data["top"], data["bottom"], data["left"], data["right"])
+        return cls(
+            int(data["count"]), data["areas"], data["top"], data["bottom"], data["left"], data["right"]
+        )
 
 
 def local_components(mask: np.ndarray) -> tuple[np.ndarray, ChunkObjects]:
@@ -44,8 +53,9 @@ def local_components(mask: np.ndarray) -> tuple[np.ndarray, ChunkObjects]:
     labels, count = ndimage.label(mask != 0, structure=np.ones((3, 3), dtype=bool))
     labels = labels.astype(np.uint32, copy=False)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
-    record = ChunkObjects(int(count), areas, labels[0].copy(), labels[-1].copy(),
-                          labels[:, 0].copy(), labels[:, -1].copy())
+    record = ChunkObjects(
+        int(count), areas, labels[0].copy(), labels[-1].copy(), labels[:, 0].copy(), labels[:, -1].copy()
+    )
     return labels, record
 
 
@@ -56,7 +66,7 @@ def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         lo, hi = max(0, shift), min(len(a), len(b) + shift)
         if hi <= lo:
             continue
-        left, right = a[lo:hi], b[lo - shift:hi - shift]
+        left, right = a[lo:hi], b[lo - shift : hi - shift]
         both = (left > 0) & (right > 0)
         pairs.append(np.stack([left[both], right[both]], axis=1))
     return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), dtype=np.uint32)
@@ -68,8 +78,15 @@ def _edges(chunks: dict[ChunkIndex, ChunkObjects], offsets: dict[ChunkIndex, int
 
     def add(a: ChunkIndex, b: ChunkIndex, pairs: np.ndarray) -> None:
         if len(pairs):
-            found.append(np.stack([pairs[:, 0].astype(np.int64) - 1 + offsets[a],
-                                   pairs[:, 1].astype(np.int64) - 1 + offsets[b]], axis=1))
+            found.append(
+                np.stack(
+                    [
+                        pairs[:, 0].astype(np.int64) - 1 + offsets[a],
+                        pairs[:, 1].astype(np.int64) - 1 + offsets[b],
+                    ],
+                    axis=1,
+                )
+            )
 
     for (iy, ix), here in chunks.items():
         right, below = (iy, ix + 1), (iy + 1, ix)
@@ -86,8 +103,9 @@ def _edges(chunks: dict[ChunkIndex, ChunkObjects], offsets: dict[ChunkIndex, int
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
 
 
-def global_mapping(chunks: dict[ChunkIndex, ChunkObjects],
-                   min_size: int = 0) -> tuple[dict[ChunkIndex, int], np.ndarray]:
+def global_mapping(
+    chunks: dict[ChunkIndex, ChunkObjects], min_size: int = 0
+) -> tuple[dict[ChunkIndex, int], np.ndarray]:
     """Each chunk's node offset and the table node -> global label (0: dropped as too small)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -113,5 +131,5 @@ def global_mapping(chunks: dict[ChunkIndex, ChunkObjects],
 
 def relabel(local: np.ndarray, offset: int, count: int, mapping: np.ndarray) -> np.ndarray:
     """A chunk's global labels from its local ones."""
-    table = np.concatenate([np.zeros(1, dtype=np.uint32), mapping[offset:offset + count]])
+    table = np.concatenate([np.zeros(1, dtype=np.uint32), mapping[offset : offset + count]])
     return table[local]

@@ -1,6 +1,7 @@
 """The tasks of a chunked run, as plain functions of picklable arguments so that any dask worker
 (threads, processes, another machine) can run them. Each task writes whole chunks of its own, then
 a marker file: no locks, and a killed run knows which chunks are done."""
+
 from __future__ import annotations
 
 import contextlib
@@ -76,8 +77,9 @@ def _save_marker(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
-def chunk_probabilities(spec: RunSpec, models: tuple, page: int, iy: int,
-                        ix: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+def chunk_probabilities(
+    spec: RunSpec, models: tuple, page: int, iy: int, ix: int
+) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Blended probabilities `(K, h, w)` of one chunk core, and the core's slices."""
     from .chunking import (
         AxisPlan,
@@ -97,8 +99,17 @@ def chunk_probabilities(spec: RunSpec, models: tuple, page: int, iy: int,
         region = match_channels(region[None], spec.in_channels, image.path.name)[0]
     stats = spec.stats[page]
     region = normalise_fixed(region, list(stats) if stats is not None else None)
-    probs = predict_core(list(networks), region, ys, xs, inner, tile=spec.tile, batch_size=spec.batch_size,
-                         device=spec.device, tta=spec.tta)
+    probs = predict_core(
+        list(networks),
+        region,
+        ys,
+        xs,
+        inner,
+        tile=spec.tile,
+        batch_size=spec.batch_size,
+        device=spec.device,
+        tta=spec.tta,
+    )
     return probs, core
 
 
@@ -108,8 +119,8 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     import zarr
 
     from . import omezarr
-    from .postprocess import to_mask
     from .chunk_stitch import local_components
+    from .postprocess import to_mask
 
     done = marker(spec, "predict", page, iy, ix)
     if done.exists():
@@ -151,7 +162,7 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
     if count:
         mapping = np.load(Path(spec.work) / "mapping" / f"{page}.npy", mmap_mode="r")
         local = np.asarray(zarr.open_array(Path(spec.work) / "local.zarr", mode="r")[(page,) + core])
-        table[1:] = mapping[offset:offset + count]
+        table[1:] = mapping[offset : offset + count]
     objects = table[local]
     out = omezarr.arrays(Path(spec.output))
     key = spec.page_key(page)

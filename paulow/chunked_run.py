@@ -7,6 +7,7 @@
 then the pyramid levels, and for `--format tiff` tiled TIFFs. Markers record finished chunks, so the
 same command after a kill finishes only what is missing and gives the same bytes.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -75,19 +76,37 @@ def _check_resume(record_path: Path, output: Path, settings: dict) -> dict | Non
     if record_path.exists():
         earlier = json.loads(record_path.read_text())
         if earlier.get("settings") != settings:
-            raise UsageError(f"{record_path}: the outputs of '{output.name}' there come from a run with other "
-                             "settings - choose another --output folder or move them away")
+            raise UsageError(
+                f"{record_path}: the outputs of '{output.name}' there come from a run with other "
+                "settings - choose another --output folder or move them away"
+            )
         return earlier
     if output.exists():
-        raise UsageError(f"{output}: exists and was not written by this run - choose another --output folder "
-                         "or move it away (nothing is overwritten)")
+        raise UsageError(
+            f"{output}: exists and was not written by this run - choose another --output folder "
+            "or move it away (nothing is overwritten)"
+        )
     return None
 
 
-def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = None, fmt: str | None = None,
-                 runner: Any = None, threshold: float | None = None, min_size: int | None = None,
-                 tile: int | None = None, overlap: float | None = None, batch_size: int = 8, tta: bool = False,
-                 device: str = "cpu", progress: bool = False, echo: Callable[[str], None] | None = None) -> dict:
+def predict_file(
+    model: Any,
+    path: Path,
+    out_dir: Path,
+    *,
+    chunk: int | None = None,
+    fmt: str | None = None,
+    runner: Any = None,
+    threshold: float | None = None,
+    min_size: int | None = None,
+    tile: int | None = None,
+    overlap: float | None = None,
+    batch_size: int = 8,
+    tta: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> dict:
     """Segment one file chunk by chunk; returns the run record (outputs under "outputs")."""
     from .dask_runner import TaskRunner
     from .infer import suggest_tile
@@ -105,7 +124,9 @@ def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = N
     chunk = int(chunk or default_chunk(tile, image.channels, classes))
     check_chunk(chunk, tile)
     mode = _mode(meta)
-    large = image.pages * image.height * image.width * image.channels * image.dtype.itemsize > LARGE_IMAGE_BYTES
+    large = (
+        image.pages * image.height * image.width * image.channels * image.dtype.itemsize > LARGE_IMAGE_BYTES
+    )
     fmt = fmt or ("ome-zarr" if is_lazy_input(path) or large else "tiff")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -113,39 +134,77 @@ def predict_file(model: Any, path: Path, out_dir: Path, *, chunk: int | None = N
     work = out_dir / f".{stem}.paulow-work"
     output = out_dir / f"{stem}.ome.zarr" if fmt == "ome-zarr" else work / "output.ome.zarr"
     record_path = out_dir / f"{stem}.paulow-run.json"
-    settings: dict[str, Any] = {"input": str(path.resolve()), "input_shape": list(image.shape), "input_dtype": str(image.dtype),
-                "model_sha256": model_digest(model.networks), "chunk": chunk, "tile": tile,
-                "overlap": float(overlap if overlap is not None else meta.get("overlap", 0.5)),
-                "threshold": choose_threshold(meta, threshold), "min_size": choose_min_size(meta, min_size),
-                "tta": tta, "batch_size": batch_size, "format": fmt, "mode": mode}
+    settings: dict[str, Any] = {
+        "input": str(path.resolve()),
+        "input_shape": list(image.shape),
+        "input_dtype": str(image.dtype),
+        "model_sha256": model_digest(model.networks),
+        "chunk": chunk,
+        "tile": tile,
+        "overlap": float(overlap if overlap is not None else meta.get("overlap", 0.5)),
+        "threshold": choose_threshold(meta, threshold),
+        "min_size": choose_min_size(meta, min_size),
+        "tta": tta,
+        "batch_size": batch_size,
+        "format": fmt,
+        "mode": mode,
+    }
     earlier = _check_resume(record_path, output, settings)
     if earlier and earlier.get("complete"):
         say(f"{path.name}: already segmented ({record_path.name}); nothing to do")
         return earlier
     stats = [page_stats(image, p, meta.get("normalisation", {})) for p in range(image.pages)]
-    spec = RunSpec(str(path), str(output), str(work), image.height, image.width, image.pages, chunk, tile,
-                   settings["overlap"], batch_size, tta, device, settings["threshold"], settings["min_size"],
-                   int(meta["in_channels"]), mode, tuple(tuple(s) if s is not None else None for s, _ in stats))
-    record: dict[str, Any] = {"settings": settings, "started": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}", "complete": False,
-              "chunking": {"core_px": chunk, "halo_px": f"up to {tile - 1} (the tiles touching a core)",
-                           "grid": list(ChunkGrid(image.height, image.width, chunk).shape), "pages": image.pages},
-              "normalisation": [{"page": p, "low_high": s, "from": how} for p, (s, how) in enumerate(stats)],
-              "resumed": bool(earlier)}
+    spec = RunSpec(
+        str(path),
+        str(output),
+        str(work),
+        image.height,
+        image.width,
+        image.pages,
+        chunk,
+        tile,
+        settings["overlap"],
+        batch_size,
+        tta,
+        device,
+        settings["threshold"],
+        settings["min_size"],
+        int(meta["in_channels"]),
+        mode,
+        tuple(tuple(s) if s is not None else None for s, _ in stats),
+    )
+    record: dict[str, Any] = {
+        "settings": settings,
+        "started": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}",
+        "complete": False,
+        "chunking": {
+            "core_px": chunk,
+            "halo_px": f"up to {tile - 1} (the tiles touching a core)",
+            "grid": list(ChunkGrid(image.height, image.width, chunk).shape),
+            "pages": image.pages,
+        },
+        "normalisation": [{"page": p, "low_high": s, "from": how} for p, (s, how) in enumerate(stats)],
+        "resumed": bool(earlier),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(record_path, record)
     own = runner is None
     runner = runner if runner is not None else TaskRunner(None, device)
     try:
         record["workers"] = runner.workers
-        say(f"{path.name}: {image.pages} page(s) of {image.height} x {image.width}, chunks of {chunk} px, "
-            f"{len(runner.workers)} worker(s)")
+        say(
+            f"{path.name}: {image.pages} page(s) of {image.height} x {image.width}, chunks of {chunk} px, "
+            f"{len(runner.workers)} worker(s)"
+        )
         record["objects"] = _run_phases(runner, spec, model, classes, progress)
     finally:
         if own:
             runner.close()
     record["outputs"] = _finish_outputs(spec, fmt, out_dir, stem, record.get("objects"))
     if record.get("objects") is not None:
-        record["outputs"].append(str(_write_objects_csv(spec, out_dir / f"{stem}_objects.csv", record["objects"])))
+        record["outputs"].append(
+            str(_write_objects_csv(spec, out_dir / f"{stem}_objects.csv", record["objects"]))
+        )
     record.update(complete=True, finished=f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
     _write_json(record_path, record)
     shutil.rmtree(work, ignore_errors=True)
@@ -169,11 +228,20 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
     grid = ChunkGrid(spec.height, spec.width, spec.chunk)
     jobs = [(p, iy, ix) for p in range(spec.pages) for iy, ix in grid.indices()]
     instances = spec.mode != "classes"
-    omezarr.create_outputs(Path(spec.output), spec.pages, spec.height, spec.width, spec.chunk, classes, instances)
+    omezarr.create_outputs(
+        Path(spec.output), spec.pages, spec.height, spec.width, spec.chunk, classes, instances
+    )
     if instances:
         Path(spec.work).mkdir(parents=True, exist_ok=True)
-        zarr.open_array(Path(spec.work) / "local.zarr", mode="a", shape=(spec.pages, spec.height, spec.width),
-                        chunks=(1, spec.chunk, spec.chunk), dtype="uint32", fill_value=0, zarr_format=2)
+        zarr.open_array(
+            Path(spec.work) / "local.zarr",
+            mode="a",
+            shape=(spec.pages, spec.height, spec.width),
+            chunks=(1, spec.chunk, spec.chunk),
+            dtype="uint32",
+            fill_value=0,
+            zarr_format=2,
+        )
     levels = omezarr.level_shapes(spec.height, spec.width, spec.chunk)
     pyramid = _pyramid_jobs(spec, levels, instances)
     total = len(jobs) * (2 if instances else 1) + sum(len(level) for level in pyramid)
@@ -186,8 +254,11 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
         if instances:
             tables = [_stitch_page(spec, grid, p) for p in range(spec.pages)]
             counts = [count for _, count in tables]
-            todo = [(p, iy, ix, *tables[p][0][(iy, ix)]) for p, iy, ix in jobs
-                    if not marker(spec, "label", p, iy, ix).exists()]
+            todo = [
+                (p, iy, ix, *tables[p][0][(iy, ix)])
+                for p, iy, ix in jobs
+                if not marker(spec, "label", p, iy, ix).exists()
+            ]
             bar.update(len(jobs) - len(todo))
             runner.run(label_chunk, [(spec, *j) for j in todo], lambda: bar.update(1))
         for level in pyramid:  # cheap: always redone, level by level
@@ -235,12 +306,20 @@ def _pyramid_jobs(spec: RunSpec, levels: list[tuple[int, int]], instances: bool)
     out = []
     for n, (h, w) in enumerate(levels[1:], start=1):
         grid = ChunkGrid(h, w, spec.chunk)
-        out.append([(role, n, p, *grid.core(iy, ix)) for role in roles for p in range(spec.pages)
-                    for iy, ix in grid.indices()])
+        out.append(
+            [
+                (role, n, p, *grid.core(iy, ix))
+                for role in roles
+                for p in range(spec.pages)
+                for iy, ix in grid.indices()
+            ]
+        )
     return out
 
 
-def _finish_outputs(spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: list[int] | None) -> list[str]:
+def _finish_outputs(
+    spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: list[int] | None
+) -> list[str]:
     """The OME-Zarr path, or the TIFFs written from it (tiled, BigTIFF when large)."""
     if fmt == "ome-zarr":
         return [spec.output]
@@ -248,12 +327,20 @@ def _finish_outputs(spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: 
     from .tiff_out import write_tiled_tiff
 
     arrays = omezarr.arrays(Path(spec.output))
-    written = [write_tiled_tiff(out_dir / f"{stem}_mask.tif", arrays["mask"], spec.pages,
-                                scale=255 if spec.mode != "classes" else 1)]
+    written = [
+        write_tiled_tiff(
+            out_dir / f"{stem}_mask.tif",
+            arrays["mask"],
+            spec.pages,
+            scale=255 if spec.mode != "classes" else 1,
+        )
+    ]
     if "objects" in arrays:
         most = max(objects or [0])
         dtype = np.uint16 if most <= np.iinfo(np.uint16).max else np.float32
-        written.append(write_tiled_tiff(out_dir / f"{stem}_labels.tif", arrays["objects"], spec.pages, dtype=dtype))
+        written.append(
+            write_tiled_tiff(out_dir / f"{stem}_labels.tif", arrays["objects"], spec.pages, dtype=dtype)
+        )
     return [str(p) for p in written]
 
 

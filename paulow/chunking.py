@@ -8,6 +8,7 @@ pixel of the core then gets the same Gaussian-weighted sum of the same tiles as 
 `infer.predict_slice`, in the same order, divided by the same weight sum: the chunked result equals
 the whole-image result up to the network's batch arithmetic.
 """
+
 from __future__ import annotations
 
 import math
@@ -103,8 +104,10 @@ def normalise_fixed(image: np.ndarray, stats: list[tuple[float, float]] | None) 
 def read_region(read_fn, y: AxisPlan, x: AxisPlan, core: tuple[slice, slice]):
     """Read (via `read_fn(ys, xs) -> (C, h, w)`) and pad the region a core needs; returns the
     region, its local tile starts along y and x, and the core's slices in it."""
-    (ry, py, ys, oy), (rx, px, xs, ox) = (y.region((core[0].start, core[0].stop)),
-                                          x.region((core[1].start, core[1].stop)))
+    (ry, py, ys, oy), (rx, px, xs, ox) = (
+        y.region((core[0].start, core[0].stop)),
+        x.region((core[1].start, core[1].stop)),
+    )
     region = read_fn(slice(*ry), slice(*rx))
     if any(py) or any(px):
         # same numpy reflect padding as infer._pad_to_tile applies to the whole page
@@ -113,8 +116,18 @@ def read_region(read_fn, y: AxisPlan, x: AxisPlan, core: tuple[slice, slice]):
     return region, ys, xs, inner
 
 
-def predict_core(members: list, region: np.ndarray, ys: list[int], xs: list[int],
-                 inner: tuple[slice, slice], *, tile: int, batch_size: int, device, tta: bool) -> np.ndarray:
+def predict_core(
+    members: list,
+    region: np.ndarray,
+    ys: list[int],
+    xs: list[int],
+    inner: tuple[slice, slice],
+    *,
+    tile: int,
+    batch_size: int,
+    device,
+    tta: bool,
+) -> np.ndarray:
     """Blended probabilities `(K, h, w)` of a core from its normalised padded region."""
     import torch
 
@@ -137,8 +150,17 @@ def predict_core(members: list, region: np.ndarray, ys: list[int], xs: list[int]
     return np.ascontiguousarray(total[:, inner[0], inner[1]].cpu().numpy())
 
 
-def predict_in_chunks(models, image: np.ndarray, *, tile: int, overlap: float, chunk: int,
-                      batch_size: int = 8, device="cpu", tta: bool = False) -> np.ndarray:
+def predict_in_chunks(
+    models,
+    image: np.ndarray,
+    *,
+    tile: int,
+    overlap: float,
+    chunk: int,
+    batch_size: int = 8,
+    device="cpu",
+    tta: bool = False,
+) -> np.ndarray:
     """`infer.predict_slice` of a normalised in-memory `(C, H, W)` slice computed chunk by chunk
     (the chunked engine without files or dask): the same `(K, H, W)` probabilities."""
     from .infer import _as_list
@@ -152,8 +174,17 @@ def predict_in_chunks(models, image: np.ndarray, *, tile: int, overlap: float, c
     for iy, ix in grid.indices():
         core = grid.core(iy, ix)
         region, ys, xs, inner = read_region(lambda a, b: image[:, a, b], y, x, core)
-        probs = predict_core(members, region.astype(np.float32, copy=False), ys, xs, inner, tile=tile,
-                             batch_size=batch_size, device=device, tta=tta)
+        probs = predict_core(
+            members,
+            region.astype(np.float32, copy=False),
+            ys,
+            xs,
+            inner,
+            tile=tile,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
+        )
         if out is None:
             out = np.empty((probs.shape[0],) + image.shape[1:], dtype=np.float32)
         out[:, core[0], core[1]] = probs

@@ -3,14 +3,15 @@
 Every prompt has a flag, every option can come from `--config FILE` (YAML or JSON), and errors a
 user can cause print one line and exit non-zero.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .errors import InterruptedRun, PaulowError, UsageError
 
@@ -61,8 +62,12 @@ def tile_overlap(text: str) -> float:
 
 
 def _root(p: argparse.ArgumentParser, default_root: Path) -> None:
-    p.add_argument("--root", type=Path, default=default_root,
-                   help=f"workspace folder holding Train_Model/, Use_Model/, Finetune_Model/ (default: {default_root})")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=default_root,
+        help=f"workspace folder holding Train_Model/, Use_Model/, Finetune_Model/ (default: {default_root})",
+    )
 
 
 def _common_run(p: argparse.ArgumentParser) -> None:
@@ -74,7 +79,7 @@ def _common_run(p: argparse.ArgumentParser) -> None:
 
 
 def _name_list(text: str) -> list[str]:
-    """"a, b,c" -> ["a", "b", "c"]."""
+    """ "a, b,c" -> ["a", "b", "c"]."""
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
@@ -85,85 +90,154 @@ def _class_weights(text: str) -> str | list[float]:
     try:
         return [float(w) for w in _name_list(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or one number per class, e.g. 1,2,4") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give 'auto' or one number per class, e.g. 1,2,4"
+        ) from None
 
 
 def _training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--preset", choices=("cpu", "gpu", "paper"),
-                   help="defaults for the machine (auto: cpu or gpu); 'paper' = the published settings")
+    g.add_argument(
+        "--preset",
+        choices=("cpu", "gpu", "paper"),
+        help="defaults for the machine (auto: cpu or gpu); 'paper' = the published settings",
+    )
     g.add_argument("--arch", help="paulow_attention_unet (default), attention_unet, unet, vgg16_unet")
-    g.add_argument("--encoder-weights", metavar="FILE",
-                   help="vgg16_unet: start the encoder from this VGG16 state dict (torchvision keys)")
-    g.add_argument("--no-batch-norm", action="store_true",
-                   help="unet only: the original U-Net without batch norm")
+    g.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="vgg16_unet: start the encoder from this VGG16 state dict (torchvision keys)",
+    )
+    g.add_argument(
+        "--no-batch-norm", action="store_true", help="unet only: the original U-Net without batch norm"
+    )
     g.add_argument("--batch-norm", action="store_true", help="vgg16_unet: the VGG16_bn variant")
-    g.add_argument("--norm", choices=("group", "batch", "layer", "instance", "none"),
-                   help="normalisation after each convolution (PAULow network: group, as published; "
-                        "unet/attention_unet: batch)")
+    g.add_argument(
+        "--norm",
+        choices=("group", "batch", "layer", "instance", "none"),
+        help="normalisation after each convolution (PAULow network: group, as published; "
+        "unet/attention_unet: batch)",
+    )
     g.add_argument("--dropout", type=float, help="Dropout2d after each decoder block (PAULow networks; 0.2)")
     g.add_argument("--width", type=int, help="channels of the first level (published: 64; CPU default 16)")
     g.add_argument("--depth", type=int, help="resolution levels (default 4)")
     g.add_argument("--classes", type=int, help="output classes (1 = binary; K > 1 reads masks as 0..K-1)")
-    g.add_argument("--class-names", type=_name_list, metavar="A,B,C",
-                   help="names of classes 0..K-1, background first (stored in the model file)")
-    g.add_argument("--palette", type=Path, metavar="FILE",
-                   help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
-                        "(default: palette.txt in the masks folder; fine-tuning: else the model's)")
-    g.add_argument("--class-weights", type=_class_weights, metavar="auto|W0,W1,...",
-                   help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
-                        "masks) or one number per class")
-    g.add_argument("--context", type=non_negative_int, metavar="N",
-                   help="2.5-D: feed sections z-N..z+N of each stack as input channels (mirrored at the first and "
-                        "last section); recorded in the model, which then segments stacks only (not measured yet: "
-                        "see docs/volumes.md)")
-    g.add_argument("--window", metavar="LOW,HIGH|PRESET",
-                   help="fixed intensity window instead of percentiles: LOW..HIGH -> 0..1, clipped (CT: Hounsfield "
-                        "units, e.g. -160,240) or a preset: ct-soft-tissue, ct-abdomen, ct-liver, ct-brain, ct-lung, "
-                        "ct-bone; recorded in the model, so segmenting applies the same")
-    g.add_argument("--border-weight", nargs="?", const="default", metavar="W0,SIGMA",
-                   help="weigh the BCE/CE loss terms by Ronneberger's border weight map (class balance + "
-                        "W0 exp(-(d1+d2)^2/2 SIGMA^2)), so gaps between touching objects count; bare flag: 10,5")
-    g.add_argument("--boundary-target", nargs="?", const=2, type=positive_int, metavar="WIDTH",
-                   help="learn 3 classes (background, interior, boundary ring of WIDTH px, default 2) from the "
-                        "masks' instances (binary masks: connected components); use_model.py --instances then "
-                        "separates objects by a watershed from the interiors. Default for binary masks: on "
-                        "when most object pixels lie more than 2 px inside an object (nuclei, cells), off for "
-                        "thin structures; the plan says which")
-    g.add_argument("--no-boundary-target", action="store_true",
-                   help="a plain binary model (one output), whatever the masks look like")
-    g.add_argument("--loss", help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
-                                  "focal_tversky, focal (K > 1: softmax variants)")
-    g.add_argument("--loss-args", type=json.loads,
-                   help='JSON of loss settings, e.g. \'{"high": 0.05, "alpha": 0.6, "beta": 0.4}\'')
+    g.add_argument(
+        "--class-names",
+        type=_name_list,
+        metavar="A,B,C",
+        help="names of classes 0..K-1, background first (stored in the model file)",
+    )
+    g.add_argument(
+        "--palette",
+        type=Path,
+        metavar="FILE",
+        help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
+        "(default: palette.txt in the masks folder; fine-tuning: else the model's)",
+    )
+    g.add_argument(
+        "--class-weights",
+        type=_class_weights,
+        metavar="auto|W0,W1,...",
+        help="K > 1: weigh each class in the loss: auto (inverse class frequency of the training "
+        "masks) or one number per class",
+    )
+    g.add_argument(
+        "--context",
+        type=non_negative_int,
+        metavar="N",
+        help="2.5-D: feed sections z-N..z+N of each stack as input channels (mirrored at the first and "
+        "last section); recorded in the model, which then segments stacks only (not measured yet: "
+        "see docs/volumes.md)",
+    )
+    g.add_argument(
+        "--window",
+        metavar="LOW,HIGH|PRESET",
+        help="fixed intensity window instead of percentiles: LOW..HIGH -> 0..1, clipped (CT: Hounsfield "
+        "units, e.g. -160,240) or a preset: ct-soft-tissue, ct-abdomen, ct-liver, ct-brain, ct-lung, "
+        "ct-bone; recorded in the model, so segmenting applies the same",
+    )
+    g.add_argument(
+        "--border-weight",
+        nargs="?",
+        const="default",
+        metavar="W0,SIGMA",
+        help="weigh the BCE/CE loss terms by Ronneberger's border weight map (class balance + "
+        "W0 exp(-(d1+d2)^2/2 SIGMA^2)), so gaps between touching objects count; bare flag: 10,5",
+    )
+    g.add_argument(
+        "--boundary-target",
+        nargs="?",
+        const=2,
+        type=positive_int,
+        metavar="WIDTH",
+        help="learn 3 classes (background, interior, boundary ring of WIDTH px, default 2) from the "
+        "masks' instances (binary masks: connected components); use_model.py --instances then "
+        "separates objects by a watershed from the interiors. Default for binary masks: on "
+        "when most object pixels lie more than 2 px inside an object (nuclei, cells), off for "
+        "thin structures; the plan says which",
+    )
+    g.add_argument(
+        "--no-boundary-target",
+        action="store_true",
+        help="a plain binary model (one output), whatever the masks look like",
+    )
+    g.add_argument(
+        "--loss",
+        help="dynamic (default), dynamic_max1, bce, ce, ce_dice, dice, tversky, "
+        "focal_tversky, focal (K > 1: softmax variants)",
+    )
+    g.add_argument(
+        "--loss-args",
+        type=json.loads,
+        help='JSON of loss settings, e.g. \'{"high": 0.05, "alpha": 0.6, "beta": 0.4}\'',
+    )
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--optimizer", choices=("adamw", "adam"))
-    g.add_argument("--schedule", choices=("cosine", "step", "constant"),
-                   help="learning rate: warm-up + cosine (default), step (x --gamma per epoch), constant")
+    g.add_argument(
+        "--schedule",
+        choices=("cosine", "step", "constant"),
+        help="learning rate: warm-up + cosine (default), step (x --gamma per epoch), constant",
+    )
     g.add_argument("--gamma", type=float, help="per-epoch factor of --schedule step (default 0.92)")
     g.add_argument("--patch", type=int, help="patch size in pixels (default 128)")
     g.add_argument("--overlap", type=int, help="grid patch overlap in pixels (default 64)")
     g.add_argument("--per-epoch", type=int, help="patches drawn per epoch (0 = all)")
     g.add_argument("--no-augment", action="store_true", help="no flips, rotations or intensity changes")
-    g.add_argument("--no-rotate", action="store_true",
-                   help="no 90-degree turns (for structures with a preferred direction); flips stay")
+    g.add_argument(
+        "--no-rotate",
+        action="store_true",
+        help="no 90-degree turns (for structures with a preferred direction); flips stay",
+    )
     g.add_argument("--seed", type=int)
-    g.add_argument("--time-limit", type=float, metavar="MINUTES",
-                   help="wall-clock budget for the whole run, a target (0 = none; CPU default 15)")
+    g.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MINUTES",
+        help="wall-clock budget for the whole run, a target (0 = none; CPU default 15)",
+    )
     g.add_argument("--patience", type=int, help="epochs without a better validation Dice before stopping")
-    g.add_argument("--val-tiles", type=int, metavar="N",
-                   help="validate between epochs on a fixed, stratified subset of N inference tiles when the "
-                        "validation images have more (0 = whole images; CPU default 24)")
+    g.add_argument(
+        "--val-tiles",
+        type=int,
+        metavar="N",
+        help="validate between epochs on a fixed, stratified subset of N inference tiles when the "
+        "validation images have more (0 = whole images; CPU default 24)",
+    )
     g.add_argument("--workers", type=int, help="data-loading worker processes (CPU default 0)")
     g.add_argument("--threshold", type=probability, help="probability threshold stored with the model (0.5)")
 
 
 def _watch_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tensorboard", type=Path, metavar="DIR",
-                   help="also write TensorBoard event files (losses, Dice, loss regimes) to DIR/<model name>; "
-                        "needs pip install paulow[tensorboard]")
+    p.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        help="also write TensorBoard event files (losses, Dice, loss regimes) to DIR/<model name>; "
+        "needs pip install paulow[tensorboard]",
+    )
 
 
 def _add_setup(sub, root: Path) -> None:
@@ -178,69 +252,139 @@ def _add_train(sub, root: Path) -> None:
     _common_run(p)
     p.add_argument("--name", help="name of the new model (asked for when missing)")
     p.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="NAME",
-                   help="go on with a stopped run (Ctrl-C, crash) where it stopped, with its own settings: "
-                        "the newest one, or the run NAME; the training folders must hold the same files")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="NAME",
+        help="go on with a stopped run (Ctrl-C, crash) where it stopped, with its own settings: "
+        "the newest one, or the run NAME; the training folders must hold the same files",
+    )
     _training_options(p)
     _watch_options(p)
     g = p.add_argument_group("cross-validation")
-    g.add_argument("--folds", type=int, help="K-fold cross-validation (default: up to 5, as many as the time limit "
-                   "allows; given, it is obeyed; 1 = one split)")
+    g.add_argument(
+        "--folds",
+        type=int,
+        help="K-fold cross-validation (default: up to 5, as many as the time limit "
+        "allows; given, it is obeyed; 1 = one split)",
+    )
     g.add_argument("--test-fraction", type=float, help="held-out test share of images (default 0.1)")
-    g.add_argument("--ensemble", action="store_true", default=None,
-                   help="keep every fold model in the file and average them at inference")
+    g.add_argument(
+        "--ensemble",
+        action="store_true",
+        default=None,
+        help="keep every fold model in the file and average them at inference",
+    )
 
 
 def _add_predict(sub, root: Path) -> None:
-    p = sub.add_parser("predict", aliases=["use", "segment"],
-                       help="segment Use_Model/INPUT_IMAGES with a saved model")
+    p = sub.add_parser(
+        "predict", aliases=["use", "segment"], help="segment Use_Model/INPUT_IMAGES with a saved model"
+    )
     _root(p, root)
     _common_run(p)
-    p.add_argument("--model", help="model file name in Use_Model/saved_models (with or without .pth); "
-                                   "with --input also a .pth path")
+    p.add_argument(
+        "--model",
+        help="model file name in Use_Model/saved_models (with or without .pth); "
+        "with --input also a .pth path",
+    )
     g = p.add_argument_group("inference")
     g.add_argument("--tile", type=positive_int, help="tile size (default: from the model)")
     g.add_argument("--overlap", type=tile_overlap, help="tile overlap fraction (default 0.5)")
-    g.add_argument("--batch-size", type=positive_int,
-                   help="tiles per batch (default: measured on a GPU, see docs/gpu.md; 8 on a CPU)")
-    g.add_argument("--threshold", type=probability, help="probability threshold (default: from the model; a boundary model's is on 1 - P(background))")
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="tiles per batch (default: measured on a GPU, see docs/gpu.md; 8 on a CPU)",
+    )
+    g.add_argument(
+        "--threshold",
+        type=probability,
+        help="probability threshold (default: from the model; a boundary model's is on 1 - P(background))",
+    )
     g.add_argument("--tta", action="store_true", help="test-time flips and rotations, averaged")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the network (20-60 s to start; for GPUs: no gain measured on a 2-core CPU)")
-    g.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
-                   help="what runs the network: torch (default) or onnxruntime (CPU only, export extra: "
-                        "about 1.5x faster on a 2-core CPU; masks differ in ~0.01%% of pixels, see docs/speed.md)")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (20-60 s to start; for GPUs: no gain measured on a 2-core CPU)",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what runs the network: torch (default) or onnxruntime (CPU only, export extra: "
+        "about 1.5x faster on a 2-core CPU; masks differ in ~0.01%% of pixels, see docs/speed.md)",
+    )
     g = p.add_argument_group("outputs")
-    g.add_argument("--save-prob", action="store_true", help="also write probability maps (float32 TIFF; K > 1 classes: "
-                                                                "one channel per class, labelled by class name)")
-    g.add_argument("--overlay", action="store_true", help="PNG of each slice with the mask outline (K > 1: each class "
-                                                            "in its colour, with a legend)")
-    g.add_argument("--instances", action="store_true", help="label objects; write objects.csv + summary.csv "
-                                                                  "(K > 1: per class, with a class column)")
+    g.add_argument(
+        "--save-prob",
+        action="store_true",
+        help="also write probability maps (float32 TIFF; K > 1 classes: "
+        "one channel per class, labelled by class name)",
+    )
+    g.add_argument(
+        "--overlay",
+        action="store_true",
+        help="PNG of each slice with the mask outline (K > 1: each class in its colour, with a legend)",
+    )
+    g.add_argument(
+        "--instances",
+        action="store_true",
+        help="label objects; write objects.csv + summary.csv (K > 1: per class, with a class column)",
+    )
     g.add_argument("--split-touching", action="store_true", help="watershed to split touching objects")
-    g.add_argument("--per-page", action="store_true",
-                   help="with --instances on a stack or volume: label objects per section (page) instead of "
-                        "linking them through z into 3-D objects")
-    g.add_argument("--min-size", type=non_negative_int, metavar="PX",
-                   help="remove objects under PX pixels from masks and labels (default: the model's, tuned on "
-                        "its validation images in training; 0 keeps every object)")
-    g.add_argument("--rois", action="store_true",
-                   help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)")
-    g.add_argument("--geojson", action="store_true",
-                   help="X_objects.geojson, one QuPath detection per object with its class and measurements "
-                        "(implies --instances)")
+    g.add_argument(
+        "--per-page",
+        action="store_true",
+        help="with --instances on a stack or volume: label objects per section (page) instead of "
+        "linking them through z into 3-D objects",
+    )
+    g.add_argument(
+        "--min-size",
+        type=non_negative_int,
+        metavar="PX",
+        help="remove objects under PX pixels from masks and labels (default: the model's, tuned on "
+        "its validation images in training; 0 keeps every object)",
+    )
+    g.add_argument(
+        "--rois",
+        action="store_true",
+        help="X_rois.zip, one polygon ROI per object for Fiji's ROI Manager (implies --instances)",
+    )
+    g.add_argument(
+        "--geojson",
+        action="store_true",
+        help="X_objects.geojson, one QuPath detection per object with its class and measurements "
+        "(implies --instances)",
+    )
     g.add_argument("--save-attention", action="store_true", help="write each attention gate's map")
     g = p.add_argument_group("any files, any size (chunked; see docs/large-images.md)")
-    g.add_argument("--input", type=Path, nargs="+", metavar="PATH",
-                   help="files or folders (TIFF/OME-TIFF, OME-Zarr, PNG, ...) to segment in place of the "
-                        "drop folder; they are never cleared")
+    g.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="files or folders (TIFF/OME-TIFF, OME-Zarr, PNG, ...) to segment in place of the "
+        "drop folder; they are never cleared",
+    )
     g.add_argument("--output", type=Path, metavar="DIR", help="folder for the outputs of --input")
-    g.add_argument("--chunk", type=positive_int, metavar="PX",
-                   help="chunk core size (default: from the memory available)")
-    g.add_argument("--format", choices=("ome-zarr", "tiff"),
-                   help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF)")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="a running dask scheduler (tcp://host:8786) instead of a local cluster for the run")
+    g.add_argument(
+        "--chunk",
+        type=positive_int,
+        metavar="PX",
+        help="chunk core size (default: from the memory available)",
+    )
+    g.add_argument(
+        "--format",
+        choices=("ome-zarr", "tiff"),
+        help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF)",
+    )
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a running dask scheduler (tcp://host:8786) instead of a local cluster for the run",
+    )
 
 
 def _add_finetune(sub, root: Path) -> None:
@@ -252,8 +396,13 @@ def _add_finetune(sub, root: Path) -> None:
     _watch_options(p)
     p.add_argument("--freeze-encoder", action="store_true", help="train decoder and attention gates only")
     p.add_argument("--holdout", type=float, default=None, help="held-out share of the new images (0.25)")
-    p.add_argument("--check", nargs=2, type=Path, metavar=("DIR_IMAGES", "DIR_MASKS"),
-                   help="old-domain images + masks: report both models' Dice there (forgetting)")
+    p.add_argument(
+        "--check",
+        nargs=2,
+        type=Path,
+        metavar=("DIR_IMAGES", "DIR_MASKS"),
+        help="old-domain images + masks: report both models' Dice there (forgetting)",
+    )
 
 
 def _add_evaluate(sub, root: Path) -> None:
@@ -263,15 +412,29 @@ def _add_evaluate(sub, root: Path) -> None:
     p.add_argument("--model", type=Path, nargs="+", help="model file(s): predict --images first")
     p.add_argument("--images", type=Path, help="images to predict with --model")
     p.add_argument("--compare", action="store_true", help="print the predictions/models side by side")
-    p.add_argument("--classes", type=int, help="class count of the masks (default 1, binary; with --model: "
-                                               "the model's)")
-    p.add_argument("--class-names", type=_name_list, metavar="A,B,C",
-                   help="names of classes 0..K-1 for the tables (default: the model's, else 'class 0', ...)")
-    p.add_argument("--palette", type=Path, metavar="FILE",
-                   help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
-                        "(default: palette.txt beside the truth masks, else the model's)")
-    p.add_argument("--tolerance", type=float, default=1.0, metavar="PX",
-                   help="distance in pixels within which tolerant_f1 counts a pixel as found (default 1)")
+    p.add_argument(
+        "--classes", type=int, help="class count of the masks (default 1, binary; with --model: the model's)"
+    )
+    p.add_argument(
+        "--class-names",
+        type=_name_list,
+        metavar="A,B,C",
+        help="names of classes 0..K-1 for the tables (default: the model's, else 'class 0', ...)",
+    )
+    p.add_argument(
+        "--palette",
+        type=Path,
+        metavar="FILE",
+        help="K > 1, colour (RGB) masks: one 'R G B [name]' line per class, background first "
+        "(default: palette.txt beside the truth masks, else the model's)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=1.0,
+        metavar="PX",
+        help="distance in pixels within which tolerant_f1 counts a pixel as found (default 1)",
+    )
     p.add_argument("--out", type=Path, help="folder for metrics.csv / metrics.json (default: beside --truth)")
     p.add_argument("--device", default=None)
     p.add_argument("--config", type=Path)
@@ -284,8 +447,12 @@ def _add_export(sub, root: Path) -> None:
     p.add_argument("model", help="model file (a path, or a name in Use_Model/saved_models)")
     p.add_argument("--format", choices=("bioimageio", "onnx", "torchscript"), default="bioimageio")
     p.add_argument("--out", type=Path, help="folder for the exported files (default: beside the model)")
-    p.add_argument("--example", type=Path, help="a raw image (e.g. a training image) for the bioimage.io "
-                                                "package's cover and test tensors (default: a synthetic one)")
+    p.add_argument(
+        "--example",
+        type=Path,
+        help="a raw image (e.g. a training image) for the bioimage.io "
+        "package's cover and test tensors (default: a synthetic one)",
+    )
 
 
 def _add_tools(sub, root: Path) -> None:
@@ -444,8 +611,12 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
         args = _apply_config(parser, argv)
         from .options_check import check_namespace
 
-        check_namespace(args, ALIASES.get(args.command, args.command), getattr(args, "config_file_values", None),
-                        getattr(args, "config", None))
+        check_namespace(
+            args,
+            ALIASES.get(args.command, args.command),
+            getattr(args, "config_file_values", None),
+            getattr(args, "config", None),
+        )
         _setup_logging(getattr(args, "verbose", False))
         return _dispatch(args)
     except InterruptedRun as exc:
@@ -458,8 +629,10 @@ def _run(argv: Sequence[str] | None, default_root: Path | None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (paulow.stopping)
         from .stopping import exit_code, how
 
-        print(f"\ninterrupted ({how(exc)}): nothing was deleted; the input folders are as they were",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted ({how(exc)}): nothing was deleted; the input folders are as they were",
+            file=sys.stderr,
+        )
         return exit_code(exc)
     except OSError as exc:  # a full disk, a read-only folder, a name too long: one line, inputs kept
         print(f"error: {os_error_line(exc)}", file=sys.stderr)
@@ -472,12 +645,16 @@ def os_error_line(exc: OSError) -> str:
     import re
 
     where = exc.filename or "an output file"
-    short_write = exc.errno is None and re.search(r"\d+ requested and \d+ written", str(exc))  # numpy's tofile
+    short_write = exc.errno is None and re.search(
+        r"\d+ requested and \d+ written", str(exc)
+    )  # numpy's tofile
     if exc.errno in (errno.ENOSPC, errno.EDQUOT) or short_write:
         return f"{where}: disk full - free some space and rerun (the inputs were kept)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"permission denied at '{where}': make that folder writable (or run with "
-                "--keep-inputs if only the input folder is read-only); the inputs were kept")
+        return (
+            f"permission denied at '{where}': make that folder writable (or run with "
+            "--keep-inputs if only the input folder is read-only); the inputs were kept"
+        )
     if exc.errno == errno.ENAMETOOLONG:
         return f"file name too long: '{str(where)[:60]}...': choose a shorter name"
     return f"{exc.strerror or type(exc).__name__} at '{where}': check that path (the inputs were kept)"

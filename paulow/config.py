@@ -1,22 +1,50 @@
 """Training configuration: `TrainConfig`, the presets, and the mapping from user options to a config."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 AUTO = "auto"  # `boundary_target`: settled from the masks when training starts
 
 PRESETS = {
     # The published settings, for a GPU.
-    "paper": {"width": 64, "folds": 5, "optimizer": "adam", "lr": 1e-5, "batch_size": 4,
-              "epochs": 100, "per_epoch": None, "time_limit": None, "val_tiles": 96,
-              "boundary_target": None},  # the published binary target
+    "paper": {
+        "width": 64,
+        "folds": 5,
+        "optimizer": "adam",
+        "lr": 1e-5,
+        "batch_size": 4,
+        "epochs": 100,
+        "per_epoch": None,
+        "time_limit": None,
+        "val_tiles": 96,
+        "boundary_target": None,
+    },  # the published binary target
     # Fits a 2-core CPU: a 10-image dataset trains to a useful model in minutes.
-    "cpu": {"width": 16, "folds": 5, "optimizer": "adamw", "lr": 2e-3, "batch_size": 8,
-            "epochs": 40, "per_epoch": 192, "time_limit": 15.0},
+    "cpu": {
+        "width": 16,
+        "folds": 5,
+        "optimizer": "adamw",
+        "lr": 2e-3,
+        "batch_size": 8,
+        "epochs": 40,
+        "per_epoch": 192,
+        "time_limit": 15.0,
+    },
     # val_tiles 96: tiles are the 128 px patch on a GPU, the pixels of the CPU's 24 tiles of 256 px
-    "gpu": {"width": 32, "folds": 5, "optimizer": "adamw", "lr": 1e-3, "batch_size": 16,
-            "epochs": 100, "per_epoch": None, "time_limit": None, "val_tiles": 96},
+    "gpu": {
+        "width": 32,
+        "folds": 5,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "batch_size": 16,
+        "epochs": 100,
+        "per_epoch": None,
+        "time_limit": None,
+        "val_tiles": 96,
+    },
 }
 
 
@@ -77,9 +105,12 @@ class TrainConfig:
             return [f"class {i}" for i in range(self.classes)]
         if len(self.class_names) != self.classes:
             from .errors import UsageError
-            raise UsageError(f"--class-names gives {len(self.class_names)} name(s) "
-                             f"({', '.join(self.class_names)}) for {self.classes} classes; "
-                             "name every class, background (class 0) first")
+
+            raise UsageError(
+                f"--class-names gives {len(self.class_names)} name(s) "
+                f"({', '.join(self.class_names)}) for {self.classes} classes; "
+                "name every class, background (class 0) first"
+            )
         return [str(name) for name in self.class_names]
 
     def mask_classes(self) -> int:
@@ -88,8 +119,13 @@ class TrainConfig:
         return 1 if self.boundary_target else self.classes
 
     def arch_args(self, in_channels: int) -> dict:
-        return {"in_channels": in_channels, "classes": self.classes, "width": self.width,
-                "depth": self.depth, **self.arch_extra}
+        return {
+            "in_channels": in_channels,
+            "classes": self.classes,
+            "width": self.width,
+            "depth": self.depth,
+            **self.arch_extra,
+        }
 
 
 def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainConfig:
@@ -98,8 +134,13 @@ def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainCon
     name = preset or ("cpu" if device == "cpu" else "gpu")
     if name not in PRESETS:
         from .errors import UsageError
+
         raise UsageError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    values = {"boundary_target": AUTO, **PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    values = {
+        "boundary_target": AUTO,
+        **PRESETS[name],
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     if values.get("arch") == "vgg16_unet" and overrides.get("depth") is None:
         values["depth"] = 5  # the whole VGG16 configuration D
     known = {f for f in TrainConfig.__dataclass_fields__}
@@ -109,8 +150,12 @@ def resolve_config(overrides: dict, preset: str | None, device: str) -> TrainCon
 # Options that are not `TrainConfig` fields: network options (into `arch_extra`) and the command
 # line's negative switches. A value of 0 for `time_limit` / `per_epoch` means "none" (no limit, all).
 NETWORK_OPTIONS = ("norm", "dropout", "batch_norm")
-SWITCHES = {"no_augment": ("augment", False), "no_rotate": ("rotate", False),
-            "no_batch_norm": ("batch_norm", False), "no_boundary_target": ("boundary_target", 0)}
+SWITCHES = {
+    "no_augment": ("augment", False),
+    "no_rotate": ("rotate", False),
+    "no_batch_norm": ("batch_norm", False),
+    "no_boundary_target": ("boundary_target", 0),
+}
 ZERO_MEANS_NONE = ("time_limit", "per_epoch")
 # `class_weights` ("auto" or one number per class, K >= 2) goes into `loss_args`
 LOSS_OPTIONS = ("class_weights",)
@@ -128,8 +173,10 @@ def _class_weights(weights: Any, classes: int) -> Any:
     if classes < 2:
         raise UsageError("--class-weights is for several classes: add --classes K (K >= 2)")
     if weights != "auto" and len(weights) != classes:
-        raise UsageError(f"--class-weights gives {len(weights)} number(s) for {classes} classes: one per "
-                         "class, background (class 0) first, or auto")
+        raise UsageError(
+            f"--class-weights gives {len(weights)} number(s) for {classes} classes: one per "
+            "class, background (class 0) first, or auto"
+        )
     return weights
 
 
@@ -153,14 +200,17 @@ def option_values(options: Mapping[str, Any], what: str = "training") -> dict[st
     unknown = sorted(set(options) - option_names())
     if unknown:
         from .errors import UsageError
-        raise UsageError(f"unknown {what} option(s): {', '.join(unknown)}: choose from "
-                         f"{', '.join(sorted(option_names()))}")
+
+        raise UsageError(
+            f"unknown {what} option(s): {', '.join(unknown)}: choose from {', '.join(sorted(option_names()))}"
+        )
     from .options_check import check_values
 
     values = check_values({k: v for k, v in options.items() if v is not None})
     for name, (ok, must) in _VALUE_RULES.items():
         if name in values and not _passes(ok, values[name]):
             from .errors import UsageError
+
             raise UsageError(f"{name} {values[name]} is not {must}: fix --{name.replace('_', '-')}")
     for switch, (name, value) in SWITCHES.items():
         if values.pop(switch, False):
@@ -196,8 +246,11 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
     from .weights import parse_border_weight
 
     if cfg.border_weight is not None:
-        text = (cfg.border_weight if isinstance(cfg.border_weight, str)
-                else ",".join(str(float(v)) for v in cfg.border_weight))
+        text = (
+            cfg.border_weight
+            if isinstance(cfg.border_weight, str)
+            else ",".join(str(float(v)) for v in cfg.border_weight)
+        )
         parsed = parse_border_weight(text)
         cfg.border_weight = list(parsed) if parsed is not None else None
     if not cfg.boundary_target:
@@ -207,12 +260,17 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
         if values.get("classes") not in (None, 1) or cfg.classes > 1:
             cfg.boundary_target = None
         return
-    if isinstance(cfg.boundary_target, bool) or int(cfg.boundary_target) != cfg.boundary_target \
-            or cfg.boundary_target < 1:
+    if (
+        isinstance(cfg.boundary_target, bool)
+        or int(cfg.boundary_target) != cfg.boundary_target
+        or cfg.boundary_target < 1
+    ):
         raise UsageError(f"--boundary-target {cfg.boundary_target!r}: give the ring width in pixels (>= 1)")
     if values.get("classes") not in (None, 1, 3):
-        raise UsageError(f"--boundary-target trains 3 classes (background, interior, boundary) from binary or "
-                         f"instance-label masks: leave out --classes {values.get('classes')}")
+        raise UsageError(
+            f"--boundary-target trains 3 classes (background, interior, boundary) from binary or "
+            f"instance-label masks: leave out --classes {values.get('classes')}"
+        )
     cfg.boundary_target, cfg.classes = int(cfg.boundary_target), 3
     cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
 
@@ -226,8 +284,9 @@ def palette_option(cfg: TrainConfig) -> None:
         cfg.palette = as_palette(cfg.palette, cfg.mask_classes()).as_list()
 
 
-def config_from_options(options: Mapping[str, Any], preset: str | None = None,
-                        device: str = "cpu") -> TrainConfig:
+def config_from_options(
+    options: Mapping[str, Any], preset: str | None = None, device: str = "cpu"
+) -> TrainConfig:
     """The one mapping from user options (command line, config file, API keywords) to a config:
     defaults, then the preset for the device (or `preset`), then every option given (None = not
     given). Unknown names and values out of range are a `UsageError` naming them."""
@@ -235,8 +294,9 @@ def config_from_options(options: Mapping[str, Any], preset: str | None = None,
 
     values = option_values(options)
     weights = values.pop("class_weights", None)
-    cfg = resolve_config({k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)},
-                         preset, device)
+    cfg = resolve_config(
+        {k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)}, preset, device
+    )
     for name in ZERO_MEANS_NONE:
         if values.get(name) == 0:
             setattr(cfg, name, None)

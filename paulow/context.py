@@ -2,6 +2,7 @@
 each normalised on its own as a 2-D section is, mirrored at the first and last section (z = -1 is
 section 1, as `numpy.pad(mode="reflect")`). The model file records N; segmenting builds the same
 channels, and a single 2-D image cannot be segmented by such a model."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,7 +16,9 @@ from .errors import ModelError, ShapeMismatchError, UsageError
 def check_context(n) -> int:
     """`n` as a whole number >= 0, else a `UsageError`."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise UsageError(f"--context {n!r}: give the number of neighbouring sections on each side (0, 1, 2, ...)")
+        raise UsageError(
+            f"--context {n!r}: give the number of neighbouring sections on each side (0, 1, 2, ...)"
+        )
     return int(n)
 
 
@@ -39,8 +42,10 @@ def context_channels(sections: np.ndarray, n: int) -> np.ndarray:
 
 
 def _single_section(name: str, n: int) -> str:
-    return (f"'{name}' is a single 2-D image but --context {n} feeds sections z-{n}..z+{n} of a stack as "
-            "channels: give stacks or volumes of at least 2 sections")
+    return (
+        f"'{name}' is a single 2-D image but --context {n} feeds sections z-{n}..z+{n} of a stack as "
+        "channels: give stacks or volumes of at least 2 sections"
+    )
 
 
 def add_context(slices: Sequence, n: int) -> list:
@@ -54,7 +59,9 @@ def add_context(slices: Sequence, n: int) -> list:
     for group in by_file.values():
         group.sort(key=lambda s: s.page)
         if len(group) == 1:
-            raise ShapeMismatchError(_single_section(group[0].source.name, n) + " (or train without --context)")
+            raise ShapeMismatchError(
+                _single_section(group[0].source.name, n) + " (or train without --context)"
+            )
         wide = context_channels(np.stack([s.image for s in group]), n)
         for s, image in zip(group, wide):
             s.image = image
@@ -71,7 +78,9 @@ def for_model(sections: np.ndarray, meta: dict, name: str) -> np.ndarray:
     section refused by a context model."""
     n = model_context(meta)
     if n and sections.shape[0] < 2:
-        raise ModelError(f"'{name}' is a single 2-D image but the model was trained with --context {n} (sections "
-                         f"z-{n}..z+{n} of a stack as channels): segment a stack or volume of at least 2 sections, "
-                         "or use a model trained without --context")
+        raise ModelError(
+            f"'{name}' is a single 2-D image but the model was trained with --context {n} (sections "
+            f"z-{n}..z+{n} of a stack as channels): segment a stack or volume of at least 2 sections, "
+            "or use a model trained without --context"
+        )
     return context_channels(sections, n)

@@ -1,6 +1,7 @@
 """Where a chunked run's tasks execute: an embedded dask.distributed `LocalCluster` (the default),
 a running cluster given by its scheduler address (`tcp://host:8786`: SLURM, LSF, Kubernetes, ...),
 a `distributed.Client` passed in, or "sync" (in this thread, no dask: debugging)."""
+
 from __future__ import annotations
 
 import logging

@@ -1,11 +1,13 @@
 """Slices with provenance, normalisation, image-level splits, patch sampling and augmentation."""
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -94,8 +96,9 @@ def class_target(mask: np.ndarray, classes: int, name: str, page: int) -> np.nda
     try:
         return binarise_mask(mask, classes)
     except ValueError as exc:
-        raise ShapeMismatchError(f"mask '{name}' page {page} has {exc} for a {classes}-class task — fix "
-                                 "the mask or --classes") from None
+        raise ShapeMismatchError(
+            f"mask '{name}' page {page} has {exc} for a {classes}-class task — fix the mask or --classes"
+        ) from None
 
 
 def instance_source(mask: np.ndarray, classes: int = 1) -> np.ndarray | None:
@@ -121,8 +124,12 @@ def snr(raw: np.ndarray, mask: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- loading and validation
-def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None, classes: int = 1,
-              palette: Palette | None = None) -> list[tuple]:
+def _read_all(
+    pairs: Sequence[tuple[Path, Path]],
+    refused: list | None = None,
+    classes: int = 1,
+    palette: Palette | None = None,
+) -> list[tuple]:
     """Read every pair (K >= 2 colour masks through `palette`, see `read_class_mask`). A pair that
     cannot be read raises, or, when `refused` is a list, is appended to it as (image path, message)
     and left out, as long as some pair can be read."""
@@ -134,7 +141,9 @@ def _read_all(pairs: Sequence[tuple[Path, Path]], refused: list | None = None, c
     for image_path, mask_path in pairs:
         check_mask_geometry(image_path, mask_path)
         try:
-            loaded.append((io.read_image(image_path), read_class_mask(mask_path, classes, palette), mask_path))
+            loaded.append(
+                (io.read_image(image_path), read_class_mask(mask_path, classes, palette), mask_path)
+            )
         except UnreadableImageError as exc:
             bad.append((image_path, str(exc)))
     if bad and (refused is None or not loaded):
@@ -149,21 +158,29 @@ def _check_shapes(loaded: list[tuple]) -> None:
     for stack, mask, mask_path in loaded:
         pages, _, h, w = stack.data.shape
         if mask.shape[0] != pages:
-            problems.append(f"'{stack.path.name}' has {pages} page(s) but its mask '{mask_path.name}' "
-                            f"has {mask.shape[0]}")
+            problems.append(
+                f"'{stack.path.name}' has {pages} page(s) but its mask '{mask_path.name}' has {mask.shape[0]}"
+            )
         elif mask.shape[1:] != (h, w):
-            problems.append(f"'{stack.path.name}' is {h}x{w} (HxW) but its mask '{mask_path.name}' is "
-                            f"{mask.shape[1]}x{mask.shape[2]}")
+            problems.append(
+                f"'{stack.path.name}' is {h}x{w} (HxW) but its mask '{mask_path.name}' is "
+                f"{mask.shape[1]}x{mask.shape[2]}"
+            )
     if problems:
-        raise ShapeMismatchError("; ".join(problems) + " — give each image a mask of the same size "
-                                 "and page count")
+        raise ShapeMismatchError(
+            "; ".join(problems) + " — give each image a mask of the same size and page count"
+        )
     channels: dict[int, list[str]] = {}
     for stack, _, _ in loaded:
         channels.setdefault(stack.data.shape[1], []).append(stack.path.name)
     if len(channels) > 1:
-        listing = "; ".join(f"{c} channel(s): {', '.join(names[:5])}" for c, names in sorted(channels.items()))
-        raise ShapeMismatchError(f"training images have mixed channel counts ({listing}) — convert them "
-                                 "all to the same number of channels (e.g. all greyscale)")
+        listing = "; ".join(
+            f"{c} channel(s): {', '.join(names[:5])}" for c, names in sorted(channels.items())
+        )
+        raise ShapeMismatchError(
+            f"training images have mixed channel counts ({listing}) — convert them "
+            "all to the same number of channels (e.g. all greyscale)"
+        )
 
 
 def _values_text(values: np.ndarray, most: int = 8) -> str:
@@ -185,14 +202,20 @@ def check_class_values(loaded: list[tuple], classes: int) -> None:
         return
     name, values = bad[0]
     if set(values.tolist()) <= {0, 255}:
-        fix = ("it looks like a binary 0/255 mask: use --classes 1 for one foreground class, or save "
-               f"class indices 0..{classes - 1} (0 = background)")
+        fix = (
+            "it looks like a binary 0/255 mask: use --classes 1 for one foreground class, or save "
+            f"class indices 0..{classes - 1} (0 = background)"
+        )
     else:
-        fix = (f"use --classes {int(values[-1]) + 1} if the mask has that many classes (0 = background), "
-               f"or fix the mask to hold 0..{classes - 1}")
+        fix = (
+            f"use --classes {int(values[-1]) + 1} if the mask has that many classes (0 = background), "
+            f"or fix the mask to hold 0..{classes - 1}"
+        )
     more = f" (and {len(bad) - 1} more mask(s): {', '.join(n for n, _ in bad[1:4])})" if len(bad) > 1 else ""
-    raise ShapeMismatchError(f"mask '{name}' has values {_values_text(values)} but --classes {classes} "
-                             f"allows 0..{classes - 1}{more} — {fix}")
+    raise ShapeMismatchError(
+        f"mask '{name}' has values {_values_text(values)} but --classes {classes} "
+        f"allows 0..{classes - 1}{more} — {fix}"
+    )
 
 
 CLASS_NAMES_FILE = "classes.txt"
@@ -213,16 +236,27 @@ def class_names_beside(mask_dir: Path) -> list[str]:
 def _mask_warnings(loaded: list[tuple], classes: int) -> None:
     many = [m.name for _, mask, m in loaded if classes <= 1 and np.unique(mask).size > 2]
     if many:
-        log.warning("%d mask(s) have more than two values (%s): treated as labels, every non-zero "
-                    "pixel is foreground", len(many), ", ".join(many[:5]))
+        log.warning(
+            "%d mask(s) have more than two values (%s): treated as labels, every non-zero "
+            "pixel is foreground",
+            len(many),
+            ", ".join(many[:5]),
+        )
     if all(not np.any(mask) for _, mask, _ in loaded):
-        log.warning("every mask is empty (all background): the model can only learn to predict "
-                    "background — check TRAINING_MASKS")
+        log.warning(
+            "every mask is empty (all background): the model can only learn to predict "
+            "background — check TRAINING_MASKS"
+        )
 
 
-def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
-               normalisation: dict | None = None, refused: list | None = None,
-               palette: Palette | None = None) -> list[Slice]:
+def load_pairs(
+    image_dir: Path,
+    mask_dir: Path,
+    classes: int = 1,
+    normalisation: dict | None = None,
+    refused: list | None = None,
+    palette: Palette | None = None,
+) -> list[Slice]:
     """Read and validate a whole image/mask folder pair before any long work starts.
 
     `normalisation` is a model file's recorded spec (default: `NORMALISATION`). With a `refused`
@@ -245,11 +279,16 @@ def load_pairs(image_dir: Path, mask_dir: Path, classes: int = 1,
     check_class_values(loaded, classes)
     from .swapped import check_masks_not_images
 
-    check_masks_not_images([(m.name, mask, stack.data) for stack, mask, m in loaded], f"'{mask_dir}'", classes)
+    check_masks_not_images(
+        [(m.name, mask, stack.data) for stack, mask, m in loaded], f"'{mask_dir}'", classes
+    )
     _mask_warnings(loaded, classes)
     spec = normalisation or NORMALISATION
-    return [s for stack, mask, mask_path in loaded
-            for s in _to_slices(stack, mask, mask_path, classes=classes, spec=spec)]
+    return [
+        s
+        for stack, mask, mask_path in loaded
+        for s in _to_slices(stack, mask, mask_path, classes=classes, spec=spec)
+    ]
 
 
 def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dict) -> list[Slice]:
@@ -262,13 +301,28 @@ def _to_slices(stack, mask: np.ndarray, mask_path: Path, classes: int, spec: dic
     for page in range(stack.data.shape[0]):
         raw = stack.data[page]
         target = class_target(mask[page], classes, mask_path.name, page)
-        info = {"file": stack.path.name, "page": page, "shape": list(raw.shape[1:]),
-                "channels": int(raw.shape[0]), "dtype": str(raw.dtype),
-                "min": float(np.nanmin(raw)), "max": float(np.nanmax(raw)),
-                "foreground_fraction": foreground_fraction(target),
-                "snr": snr(raw[0].astype(np.float64), target), "mask_file": mask_path.name}
-        slices.append(Slice(normalise_with(raw, spec), target, stack.path, page, info,
-                            instance_source(mask[page], classes)))
+        info = {
+            "file": stack.path.name,
+            "page": page,
+            "shape": list(raw.shape[1:]),
+            "channels": int(raw.shape[0]),
+            "dtype": str(raw.dtype),
+            "min": float(np.nanmin(raw)),
+            "max": float(np.nanmax(raw)),
+            "foreground_fraction": foreground_fraction(target),
+            "snr": snr(raw[0].astype(np.float64), target),
+            "mask_file": mask_path.name,
+        }
+        slices.append(
+            Slice(
+                normalise_with(raw, spec),
+                target,
+                stack.path,
+                page,
+                info,
+                instance_source(mask[page], classes),
+            )
+        )
     return slices
 
 
@@ -345,7 +399,7 @@ class Augment:
             image = np.ascontiguousarray(image, dtype=np.float32)
             gamma = float(np.exp(rng.uniform(*np.log(self.gamma))))
             positive = np.clip(image, 0, None)
-            image = image - positive + positive ** gamma
+            image = image - positive + positive**gamma
             image = image * rng.uniform(*self.scale) + rng.uniform(*self.shift)
         return (np.ascontiguousarray(image, dtype=np.float32), *(np.ascontiguousarray(p) for p in planes))
 
@@ -359,10 +413,18 @@ class PatchDataset:
     computed once, cut and augmented with the mask, and items are `(image, target, weight)`.
     """
 
-    def __init__(self, slices: Sequence[Slice], patch: int = 128, overlap: int = 64,
-                 random_fraction: float = 0.5, augment: Augment | None = None,
-                 classes: int = 1, seed: int = 0, per_epoch: int | None = None,
-                 border_weight: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        slices: Sequence[Slice],
+        patch: int = 128,
+        overlap: int = 64,
+        random_fraction: float = 0.5,
+        augment: Augment | None = None,
+        classes: int = 1,
+        seed: int = 0,
+        per_epoch: int | None = None,
+        border_weight: Sequence[float] | None = None,
+    ) -> None:
         self.patch, self.classes, self.augment, self.seed = patch, classes, augment, seed
         self.items = [pad_to(s.image, cast(np.ndarray, s.mask), patch) for s in slices]
         self.weights = None
@@ -370,12 +432,16 @@ class PatchDataset:
             from .weights import border_weight_map
 
             w0, sigma = border_weight
-            self.weights = [border_weight_map(pad_to(s.image, s.instances(), patch)[1], w0, sigma)
-                            for s in slices]
+            self.weights = [
+                border_weight_map(pad_to(s.image, s.instances(), patch)[1], w0, sigma) for s in slices
+            ]
         step = patch - overlap
-        self.grid = [(i, y, x) for i, (img, _) in enumerate(self.items)
-                     for y in grid_starts(img.shape[1], patch, step)
-                     for x in grid_starts(img.shape[2], patch, step)]
+        self.grid = [
+            (i, y, x)
+            for i, (img, _) in enumerate(self.items)
+            for y in grid_starts(img.shape[1], patch, step)
+            for x in grid_starts(img.shape[2], patch, step)
+        ]
         self.n_random = int(round(random_fraction * len(self.grid)))
         self.per_epoch = per_epoch
         self.reshuffle(0)
@@ -403,14 +469,18 @@ class PatchDataset:
         i, y, x = self.positions[index]
         image, mask = self.items[i]
         p = self.patch
-        img, msk = image[:, y:y + p, x:x + p], mask[y:y + p, x:x + p]
-        planes = () if self.weights is None else (self.weights[i][y:y + p, x:x + p],)
+        img, msk = image[:, y : y + p, x : x + p], mask[y : y + p, x : x + p]
+        planes = () if self.weights is None else (self.weights[i][y : y + p, x : x + p],)
         if self.augment is not None:
-            img, msk, *planes = self.augment(img, msk, np.random.default_rng([self.seed, self.epoch, index]),
-                                             *planes)
+            img, msk, *planes = self.augment(
+                img, msk, np.random.default_rng([self.seed, self.epoch, index]), *planes
+            )
         target = one_hot(msk, self.classes)
-        return (torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)), torch.from_numpy(target),
-                *(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in planes))
+        return (
+            torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)),
+            torch.from_numpy(target),
+            *(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in planes),
+        )
 
 
 def one_hot(mask: np.ndarray, classes: int) -> np.ndarray:
@@ -433,8 +503,17 @@ def check_channels(slices: Sequence[Slice], expected: int, where: str) -> None:
             raise ShapeMismatchError(
                 f"'{s.source.name}' has {s.image.shape[0]} channel(s) but the model expects {expected} "
                 f"({where}) — convert the images or choose a model trained on {s.image.shape[0]}-channel "
-                "images")
+                "images"
+            )
 
 
-__all__ = ["Slice", "normalise", "normalise_with", "load_pairs", "split_test", "kfold",
-           "PatchDataset", "Augment"]
+__all__ = [
+    "Slice",
+    "normalise",
+    "normalise_with",
+    "load_pairs",
+    "split_test",
+    "kfold",
+    "PatchDataset",
+    "Augment",
+]

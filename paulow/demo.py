@@ -3,6 +3,7 @@
 Set up the folders, train a small model (time-boxed), segment new synthetic images, score them
 against their exact masks, and print the Dice and where everything went. Uses the real entry points.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,16 +37,45 @@ def run(args=None, echo=print) -> int:
     _step("1. set up the drop folders", ["setup", "--root", str(root)])
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=10, size=(192, 192), seed=1)
     truth = root / "demo_truth"
-    write_dataset(ws.use_inputs, truth, kind="nuclei", n=4, size=(256, 256), seed=2,
-                  image_name="new{i}.tif", mask_name="new{i}_truth.tif")
+    write_dataset(
+        ws.use_inputs,
+        truth,
+        kind="nuclei",
+        n=4,
+        size=(256, 256),
+        seed=2,
+        image_name="new{i}.tif",
+        mask_name="new{i}_truth.tif",
+    )
     echo(f"wrote 10 synthetic training images to {ws.train_images} and 4 new images to {ws.use_inputs}")
-    _step("2. train", ["train", "--root", str(root), "--name", "demo", "--yes", "--folds", "1",
-                       "--width", "16", "--epochs", "30", "--time-limit", str(minutes)])
-    _step("3. segment new images", ["predict", "--root", str(root), "--model", "demo", "--yes",
-                                    "--overlay", "--instances"])
+    _step(
+        "2. train",
+        [
+            "train",
+            "--root",
+            str(root),
+            "--name",
+            "demo",
+            "--yes",
+            "--folds",
+            "1",
+            "--width",
+            "16",
+            "--epochs",
+            "30",
+            "--time-limit",
+            str(minutes),
+        ],
+    )
+    _step(
+        "3. segment new images",
+        ["predict", "--root", str(root), "--model", "demo", "--yes", "--overlay", "--instances"],
+    )
     out = root / "evaluation"
-    _step("4. score against the exact masks", ["evaluate", "--pred", str(ws.use_outputs), "--truth",
-                                               str(truth), "--out", str(out)])
+    _step(
+        "4. score against the exact masks",
+        ["evaluate", "--pred", str(ws.use_outputs), "--truth", str(truth), "--out", str(out)],
+    )
     pooled = json.loads((out / "metrics.json").read_text())
     dice = next(iter(pooled.values()))["pooled"]["dice"]
     echo(f"\nDEMO DONE in {time.monotonic() - start:.0f} s: pooled Dice on 4 new images = {dice:.3f}")
@@ -59,6 +89,7 @@ def run(args=None, echo=print) -> int:
 
 if __name__ == "__main__":
     import sys
+
     try:
         sys.exit(run())
     except PaulowError as exc:

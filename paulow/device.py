@@ -7,6 +7,7 @@ with every core is fastest (38 against 32 patches/s with PASSIVE). So a busy mac
 PASSIVE (it must be set before torch loads OpenMP); if torch was loaded already, or the machine gets
 busy later, the spinning policy is kept and the threads are cut to the cores left free.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,6 +29,7 @@ def pick_device(requested: str = "auto") -> str:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
         from .errors import UsageError
+
         raise UsageError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
     if requested == "cpu":
         torch.set_num_threads(cpu_threads())

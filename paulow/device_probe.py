@@ -16,6 +16,7 @@ so compiling (20-60 s) costs at most a few per cent of it; it is used when it is
 Answers are cached per device name, network (arch and arguments, members) and overlap in
 `probe_cache.json` in the user's cache folder (`PAULOW_CACHE_DIR`, else the platform's).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,15 +64,25 @@ def candidate_tiles(patch: int, device_type: str, largest_side: int) -> list[int
     """Tiles to try, multiples of 32: the training patch and its doubles on a GPU, 256-512 on a CPU;
     none much larger than the images (the smallest is always kept)."""
     base = max(32, math.ceil(patch / 32) * 32)
-    tiles = [base, 2 * base, 4 * base] if device_type == "cuda" else [max(256, base), max(384, base), max(512, base)]
+    tiles = (
+        [base, 2 * base, 4 * base]
+        if device_type == "cuda"
+        else [max(256, base), max(384, base), max(512, base)]
+    )
     tiles = sorted({t for t in tiles if t <= 1024})
     fitting = [t for t in tiles if t <= max(largest_side, 32) + 31]
     return fitting or tiles[:1]
 
 
-def search(measure: Measure, tiles: Sequence[int], batches: Sequence[int], overlap: float,
-           budget_s: float = math.inf, is_oom: Callable[[BaseException], bool] | None = None,
-           clock: Callable[[], float] = time.monotonic) -> Choice:
+def search(
+    measure: Measure,
+    tiles: Sequence[int],
+    batches: Sequence[int],
+    overlap: float,
+    budget_s: float = math.inf,
+    is_oom: Callable[[BaseException], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Choice:
     """The fastest (tile, batch) by the rules of the module doc; `measure` may raise out of memory."""
     is_oom = is_oom or _is_out_of_memory
     started, tried = clock(), []  # type: float, list
@@ -90,14 +101,24 @@ def search(measure: Measure, tiles: Sequence[int], batches: Sequence[int], overl
             break
         best = tile_best
     if best is None:
-        raise UsageError(f"the device ran out of memory even for tile {tiles[0]} and batch {batches[0]}: "
-                         "give a smaller --tile and --batch-size, or use --device cpu")
-    return Choice(best[0], best[1], best[2], reason=_reason(best, tried), tried=tried,
-                  complete=not out_of_time())
+        raise UsageError(
+            f"the device ran out of memory even for tile {tiles[0]} and batch {batches[0]}: "
+            "give a smaller --tile and --batch-size, or use --device cpu"
+        )
+    return Choice(
+        best[0], best[1], best[2], reason=_reason(best, tried), tried=tried, complete=not out_of_time()
+    )
 
 
-def _best_batch(measure: Measure, tile: int, batches: Sequence[int], overlap: float, tried: list,
-                is_oom: Callable[[BaseException], bool], out_of_time: Callable[[], bool]) -> Best | None:
+def _best_batch(
+    measure: Measure,
+    tile: int,
+    batches: Sequence[int],
+    overlap: float,
+    tried: list,
+    is_oom: Callable[[BaseException], bool],
+    out_of_time: Callable[[], bool],
+) -> Best | None:
     best: Best | None = None
     for batch in batches:
         if out_of_time():
@@ -117,16 +138,22 @@ def _best_batch(measure: Measure, tile: int, batches: Sequence[int], overlap: fl
     return best
 
 
-def decide_compile(choice: Choice, work_mpix: float, overlap: float,
-                   time_compiled: Callable[[int, int], tuple[float, float]] | None) -> Choice:
+def decide_compile(
+    choice: Choice,
+    work_mpix: float,
+    overlap: float,
+    time_compiled: Callable[[int, int], tuple[float, float]] | None,
+) -> Choice:
     """Time the compiled network (`time_compiled(tile, batch) -> (compile s, s per batch)`) when
     the plain run takes `COMPILE_MIN_RUN_S` or more (unless a cached rate is known); compile when
     that is `GAIN` faster."""
     run_s = work_mpix / max(choice.mpix_per_s, 1e-12)
     if run_s < COMPILE_MIN_RUN_S or (time_compiled is None and choice.compiled_mpix_per_s is None):
         choice.compile = False
-        choice.reason += (f"; not compiled: the run takes about {run_s:.0f} s, compiling pays off "
-                          f"from {COMPILE_MIN_RUN_S:.0f} s")
+        choice.reason += (
+            f"; not compiled: the run takes about {run_s:.0f} s, compiling pays off "
+            f"from {COMPILE_MIN_RUN_S:.0f} s"
+        )
         return choice
     if choice.compiled_mpix_per_s is None and time_compiled is not None:
         compile_s, seconds = time_compiled(choice.tile, choice.batch_size)
@@ -134,8 +161,9 @@ def decide_compile(choice: Choice, work_mpix: float, overlap: float,
         choice.reason += f"; compiling took {compile_s:.0f} s"
     compiled = choice.compiled_mpix_per_s or 0.0
     choice.compile = compiled >= choice.mpix_per_s * GAIN
-    choice.reason += (f"; compiled {compiled:.2f} MPix/s: "
-                      + ("compiled" if choice.compile else "not compiled (not faster)"))
+    choice.reason += f"; compiled {compiled:.2f} MPix/s: " + (
+        "compiled" if choice.compile else "not compiled (not faster)"
+    )
     return choice
 
 
@@ -161,8 +189,16 @@ def cache_dir() -> Path:
 
 
 def cache_key(device_name: str, meta: dict, members: int, overlap: float, tta: bool) -> str:
-    arch = json.dumps({"arch": meta.get("arch"), "args": meta.get("arch_args", {}),
-                       "in": meta.get("in_channels"), "members": members, "tta": bool(tta)}, sort_keys=True)
+    arch = json.dumps(
+        {
+            "arch": meta.get("arch"),
+            "args": meta.get("arch_args", {}),
+            "in": meta.get("in_channels"),
+            "members": members,
+            "tta": bool(tta),
+        },
+        sort_keys=True,
+    )
     return f"{device_name} | {arch} | overlap {overlap:g}"
 
 
@@ -183,8 +219,12 @@ def store(key: str, choice: Choice) -> None:
         entries = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         entries = {}
-    entries[key] = {**asdict(choice), "compile": False, "reason": choice.reason.split("; ")[0],
-                    "tried": [list(t) for t in choice.tried]}
+    entries[key] = {
+        **asdict(choice),
+        "compile": False,
+        "reason": choice.reason.split("; ")[0],
+        "tried": [list(t) for t in choice.tried],
+    }
     try:
         with atomic_write_path(path) as temporary:
             Path(temporary).write_text(json.dumps(entries, indent=1))
@@ -242,9 +282,20 @@ class TileTimer:
         return time.perf_counter()
 
 
-def probe(members: list, meta: dict, device, work_mpix: float, *, overlap: float, largest_side: int,
-          tta: bool = False, tile: int | None = None, batch_size: int | None = None,
-          allow_compile: bool = True, timer: TileTimer | None = None) -> tuple[Choice, list]:
+def probe(
+    members: list,
+    meta: dict,
+    device,
+    work_mpix: float,
+    *,
+    overlap: float,
+    largest_side: int,
+    tta: bool = False,
+    tile: int | None = None,
+    batch_size: int | None = None,
+    allow_compile: bool = True,
+    timer: TileTimer | None = None,
+) -> tuple[Choice, list]:
     """The settings for a run of `work_mpix` megapixels (and the networks to run: compiled or
     not). `tile`/`batch_size` given by the user are kept (the other is measured)."""
     import torch
@@ -271,10 +322,20 @@ def probe(members: list, meta: dict, device, work_mpix: float, *, overlap: float
     return choice, timer.compiled_members or [compile_for_inference(m) for m in members]
 
 
-def _measure(timer: TileTimer, meta: dict, device, work_mpix: float, overlap: float, largest_side: int,
-             tile: int | None, batch_size: int | None) -> Choice:
+def _measure(
+    timer: TileTimer,
+    meta: dict,
+    device,
+    work_mpix: float,
+    overlap: float,
+    largest_side: int,
+    tile: int | None,
+    batch_size: int | None,
+) -> Choice:
     tiles = [int(tile)] if tile else candidate_tiles(int(meta.get("patch", 128)), device.type, largest_side)
-    batches = [int(batch_size)] if batch_size else list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
+    batches = (
+        [int(batch_size)] if batch_size else list(CUDA_BATCHES if device.type == "cuda" else CPU_BATCHES)
+    )
     batch = int(batch_size or DEFAULT_BATCH)  # first the defaults: the estimate that sets the budget
     started = time.monotonic()
     rate = pixels_per_tile(tiles[0], overlap) * batch / timer(tiles[0], batch) / 1e6
@@ -282,11 +343,19 @@ def _measure(timer: TileTimer, meta: dict, device, work_mpix: float, overlap: fl
     spent = time.monotonic() - started
     budget = min(PROBE_SHARE * run_s, PROBE_MAX_S) - spent
     if budget < PROBE_MIN_S:
-        why = (f"the run is short (about {run_s:.0f} s)" if PROBE_SHARE * run_s < PROBE_MIN_S
-               else f"timing one batch took {spent:.1f} s of the probe's "
-                    f"{min(PROBE_SHARE * run_s, PROBE_MAX_S):.0f} s")
-        return Choice(tiles[0], batch, rate, reason=f"{why}: tile {tiles[0]}, batch {batch} without probing",
-                      complete=False)
+        why = (
+            f"the run is short (about {run_s:.0f} s)"
+            if PROBE_SHARE * run_s < PROBE_MIN_S
+            else f"timing one batch took {spent:.1f} s of the probe's "
+            f"{min(PROBE_SHARE * run_s, PROBE_MAX_S):.0f} s"
+        )
+        return Choice(
+            tiles[0],
+            batch,
+            rate,
+            reason=f"{why}: tile {tiles[0]}, batch {batch} without probing",
+            complete=False,
+        )
     return search(timer, tiles, batches, overlap, budget)
 
 
@@ -318,9 +387,18 @@ def tune_options(opts, models: list, meta: dict, images: list, given_batch: int 
         return opts, models
     work_mpix = first.shape[0] * first.shape[2] * first.shape[3] * len(images) / 1e6
     overlap = opts.overlap if opts.overlap is not None else float(meta.get("overlap", 0.5))
-    choice, models = probe(models, meta, opts.device, work_mpix, overlap=overlap,
-                           largest_side=max(first.shape[2:]), tta=opts.tta, tile=opts.tile,
-                           batch_size=given_batch, allow_compile=not opts.compile)
+    choice, models = probe(
+        models,
+        meta,
+        opts.device,
+        work_mpix,
+        overlap=overlap,
+        largest_side=max(first.shape[2:]),
+        tta=opts.tta,
+        tile=opts.tile,
+        batch_size=given_batch,
+        allow_compile=not opts.compile,
+    )
     echo(f"device settings: {choice.reason}")
     return replace(opts, tile=choice.tile, batch_size=choice.batch_size), models
 

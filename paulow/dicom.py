@@ -1,6 +1,7 @@
 """DICOM series: a folder of single-frame `.dcm` slices (pydicom) read as one volume, sorted by
 ImagePositionPatient along the slice normal (never by file name), checked for gaps and mixed slices,
 with the series' geometry as a NIfTI affine (RAS+) so masks can be written back as NIfTI."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ class _Slice:
 
 def series_files(folder: Path) -> list[Path]:
     """The `.dcm` files of a series folder (hidden files ignored), in name order."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() == DICOM_SUFFIX and p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() == DICOM_SUFFIX and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def _read_header(path: Path, pixels: bool):
@@ -46,13 +50,17 @@ def _floats(header, name: str, count: int, path: Path) -> np.ndarray:
 
 def _same_frame(header, first) -> bool:
     """Whether a slice shares the first one's size, pixel spacing and orientation (within rounding)."""
+
     def numbers(h, name: str) -> np.ndarray:
         return np.asarray([float(v) for v in getattr(h, name)])
 
-    return ((int(header.Rows), int(header.Columns)) == (int(first.Rows), int(first.Columns))
-            and np.allclose(numbers(header, "PixelSpacing"), numbers(first, "PixelSpacing"), rtol=1e-3)
-            and np.allclose(numbers(header, "ImageOrientationPatient"), numbers(first, "ImageOrientationPatient"),
-                            atol=1e-3))
+    return (
+        (int(header.Rows), int(header.Columns)) == (int(first.Rows), int(first.Columns))
+        and np.allclose(numbers(header, "PixelSpacing"), numbers(first, "PixelSpacing"), rtol=1e-3)
+        and np.allclose(
+            numbers(header, "ImageOrientationPatient"), numbers(first, "ImageOrientationPatient"), atol=1e-3
+        )
+    )
 
 
 def _sorted_slices(folder: Path, pixels: bool) -> list[_Slice]:
@@ -62,8 +70,11 @@ def _sorted_slices(folder: Path, pixels: bool) -> list[_Slice]:
     headers = [(_read_header(p, pixels), p) for p in files]
     series = {str(getattr(h, "SeriesInstanceUID", "")) for h, _ in headers}
     if len(series) > 1:
-        raise _unreadable(folder, f"it holds {len(series)} series (SeriesInstanceUID differs)",
-                          "Put each series in its own folder.")
+        raise _unreadable(
+            folder,
+            f"it holds {len(series)} series (SeriesInstanceUID differs)",
+            "Put each series in its own folder.",
+        )
     first, first_path = headers[0]
     orientation = _floats(first, "ImageOrientationPatient", 6, first_path)
     _floats(first, "PixelSpacing", 2, first_path)
@@ -72,8 +83,11 @@ def _sorted_slices(folder: Path, pixels: bool) -> list[_Slice]:
         _floats(header, "ImageOrientationPatient", 6, path)
         _floats(header, "PixelSpacing", 2, path)
         if not _same_frame(header, first):
-            raise _unreadable(folder, f"slice '{path.name}' differs from '{first_path.name}' in size, pixel "
-                                      "spacing or orientation", "Keep only the slices of one series in the folder.")
+            raise _unreadable(
+                folder,
+                f"slice '{path.name}' differs from '{first_path.name}' in size, pixel spacing or orientation",
+                "Keep only the slices of one series in the folder.",
+            )
     slices = [_Slice(p, h, float(_floats(h, "ImagePositionPatient", 3, p) @ normal)) for h, p in headers]
     slices.sort(key=lambda s: s.position)
     _check_steps(folder, slices)
@@ -88,15 +102,22 @@ def _check_steps(folder: Path, slices: list[_Slice]) -> None:
     same = np.flatnonzero(steps < 1e-4)
     if same.size:
         a, b = slices[same[0]].path.name, slices[same[0] + 1].path.name
-        raise _unreadable(folder, f"slices '{a}' and '{b}' lie at the same position",
-                          "Remove the duplicate slice (or split the series).")
+        raise _unreadable(
+            folder,
+            f"slices '{a}' and '{b}' lie at the same position",
+            "Remove the duplicate slice (or split the series).",
+        )
     median = float(np.median(steps))
     off = np.flatnonzero(np.abs(steps - median) > _GAP_TOLERANCE * median)
     if off.size:
         i = int(off[0])
-        raise _unreadable(folder, f"slices '{slices[i].path.name}' and '{slices[i + 1].path.name}' are "
-                                  f"{steps[i]:.3g} mm apart where the others are {median:.3g} mm (a missing or "
-                                  "misplaced slice)", "Export the complete series again.")
+        raise _unreadable(
+            folder,
+            f"slices '{slices[i].path.name}' and '{slices[i + 1].path.name}' are "
+            f"{steps[i]:.3g} mm apart where the others are {median:.3g} mm (a missing or "
+            "misplaced slice)",
+            "Export the complete series again.",
+        )
 
 
 def _geometry(slices: list[_Slice]) -> VolumeGeometry:
@@ -108,7 +129,9 @@ def _geometry(slices: list[_Slice]) -> VolumeGeometry:
         last = np.asarray([float(v) for v in slices[-1].header.ImagePositionPatient])
         step = (last - origin) / (len(slices) - 1)
     else:
-        thickness = float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None) or 1)
+        thickness = float(
+            getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None) or 1
+        )
         step = np.cross(orientation[:3], orientation[3:]) * thickness
     affine = np.eye(4)
     affine[:3, 0] = orientation[:3] * column_spacing  # i: along a row (next column)
@@ -131,8 +154,11 @@ def _pixels(item: _Slice) -> np.ndarray:
     except Exception as exc:  # missing pixel data or a compression without a decoder
         raise _unreadable(item.path, f"its pixels cannot be decoded ({' '.join(str(exc).split())})") from exc
     if raw.ndim != 2:
-        raise _unreadable(item.path, f"it holds {raw.shape} pixels, not one greyscale slice",
-                          "Multi-frame and colour DICOM are not supported: convert the series to NIfTI.")
+        raise _unreadable(
+            item.path,
+            f"it holds {raw.shape} pixels, not one greyscale slice",
+            "Multi-frame and colour DICOM are not supported: convert the series to NIfTI.",
+        )
     slope = float(getattr(item.header, "RescaleSlope", 1) or 1)
     intercept = float(getattr(item.header, "RescaleIntercept", 0) or 0)
     if slope == 1 and intercept == int(intercept):

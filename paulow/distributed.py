@@ -5,11 +5,13 @@ Without torchrun (no `WORLD_SIZE` in the environment) everything here is a no-op
 so the same code runs on a laptop, one GPU, or `torchrun --nproc_per_node N`. On the CPU the
 process group uses `gloo` (which is how the tests run it); on CUDA `nccl`.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Hashable, Sequence, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 # seconds a rank waits in a collective before giving up (a rank that died or hangs); long enough
@@ -33,16 +35,22 @@ def environment() -> tuple[int, int]:
         return 1, 0
     shown = " ".join(f"{k}={v!r}" for k, v in given.items())
     if len(given) == 1:
-        raise UsageError(f"the environment sets {shown} without {'RANK' if 'WORLD_SIZE' in given else 'WORLD_SIZE'}: "
-                         f"{_UNSET}, or start the run with torchrun")
+        raise UsageError(
+            f"the environment sets {shown} without {'RANK' if 'WORLD_SIZE' in given else 'WORLD_SIZE'}: "
+            f"{_UNSET}, or start the run with torchrun"
+        )
     try:
         size, index = int(given["WORLD_SIZE"]), int(given["RANK"])
     except ValueError:
-        raise UsageError(f"the environment sets {shown}, which are not whole numbers: {_UNSET}, or start "
-                         "the run with torchrun") from None
+        raise UsageError(
+            f"the environment sets {shown}, which are not whole numbers: {_UNSET}, or start "
+            "the run with torchrun"
+        ) from None
     if size < 1 or not 0 <= index < size:
-        raise UsageError(f"the environment sets {shown} (RANK must be 0 to WORLD_SIZE - 1): {_UNSET}, or "
-                         "start the run with torchrun")
+        raise UsageError(
+            f"the environment sets {shown} (RANK must be 0 to WORLD_SIZE - 1): {_UNSET}, or "
+            "start the run with torchrun"
+        )
     return size, index
 
 
@@ -102,8 +110,13 @@ def init(device: str, timeout: float | None = None) -> bool:
 
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     store = _rendezvous()
-    dist.init_process_group(backend=backend, store=store, rank=rank(), world_size=world_size(),
-                            timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group(
+        backend=backend,
+        store=store,
+        rank=rank(),
+        world_size=world_size(),
+        timeout=datetime.timedelta(seconds=timeout),
+    )
     store.set_timeout(datetime.timedelta(seconds=timeout))
     return True
 
@@ -122,16 +135,20 @@ def _rendezvous():
     except ValueError:
         wait = float("nan")
     if not 0 < wait < float("inf"):
-        raise UsageError(f"{RENDEZVOUS_ENV}={os.environ.get(RENDEZVOUS_ENV)!r} is not a number of seconds > 0: "
-                         "fix or unset it")
+        raise UsageError(
+            f"{RENDEZVOUS_ENV}={os.environ.get(RENDEZVOUS_ENV)!r} is not a number of seconds > 0: "
+            "fix or unset it"
+        )
     size, index = environment()
     try:
         store, _, _ = next(dist.rendezvous("env://", index, size, timeout=datetime.timedelta(seconds=wait)))
     except (RuntimeError, ValueError, OSError) as exc:  # DistNetworkError/DistStoreError are RuntimeErrors
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise UsageError(f"the other torchrun process(es) did not join at {where} within {wait:g} s "
-                         f"({RENDEZVOUS_ENV}; WORLD_SIZE={size}, RANK={index}; {type(exc).__name__}): start all "
-                         f"of them with torchrun, or {_UNSET}") from None
+        raise UsageError(
+            f"the other torchrun process(es) did not join at {where} within {wait:g} s "
+            f"({RENDEZVOUS_ENV}; WORLD_SIZE={size}, RANK={index}; {type(exc).__name__}): start all "
+            f"of them with torchrun, or {_UNSET}"
+        ) from None
     return store
 
 
@@ -246,8 +263,12 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(items: Sequence[T], of_rank: int | None = None, ranks: int | None = None,
-          key: Callable[[T], Hashable] | None = None) -> list[T]:
+def shard(
+    items: Sequence[T],
+    of_rank: int | None = None,
+    ranks: int | None = None,
+    key: Callable[[T], Hashable] | None = None,
+) -> list[T]:
     """This rank's share of `items` (round robin, so file sizes spread evenly): item i goes to
     rank i % world_size. Every item goes to exactly one rank. With `key`, items sharing a key
     (files whose outputs would share a name) go to the same rank, round robin over the keys."""

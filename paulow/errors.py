@@ -2,6 +2,7 @@
 
 The entry points catch `PaulowError`, print `error: <message>` and exit non-zero, without a traceback.
 """
+
 from __future__ import annotations
 
 

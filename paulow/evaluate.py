@@ -1,15 +1,24 @@
 """Score predicted masks against ground truth: per image/page and pooled, pixel and object level."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ShapeMismatchError
-from .metrics import (class_confusion, object_scores, pixel_scores, pooled_object_scores, pooled_scores,
-                      scores_from_matrix, thin_structure_scores)
+from .metrics import (
+    class_confusion,
+    object_scores,
+    pixel_scores,
+    pooled_object_scores,
+    pooled_scores,
+    scores_from_matrix,
+    thin_structure_scores,
+)
 
 if TYPE_CHECKING:
     from .palette import Palette
@@ -32,14 +41,23 @@ class Scored:
 
 
 def _object_row(scores: dict) -> dict:
-    return {"object_precision": scores["precision"], "object_recall": scores["recall"],
-            "object_f1": scores["f1"], "count_error": scores["count_error"],
-            "mean_matched_iou": scores["mean_matched_iou"], "n_pred": scores["n_pred"],
-            "n_true": scores["n_true"]}
+    return {
+        "object_precision": scores["precision"],
+        "object_recall": scores["recall"],
+        "object_f1": scores["f1"],
+        "count_error": scores["count_error"],
+        "mean_matched_iou": scores["mean_matched_iou"],
+        "n_pred": scores["n_pred"],
+        "n_true": scores["n_true"],
+    }
 
 
-def score_pages(pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]], name: str = "prediction",
-                classes: int = 1, tolerance: float = 1.0) -> Scored:
+def score_pages(
+    pages: Iterable[tuple[str, int, np.ndarray, np.ndarray]],
+    name: str = "prediction",
+    classes: int = 1,
+    tolerance: float = 1.0,
+) -> Scored:
     """`pages` yields (file, page, predicted mask, truth mask); binary when classes == 1.
     `tolerance`: pixels within which `tolerant_f1` counts a pixel as found.
 
@@ -86,8 +104,9 @@ def truth_for(pred_paths: Sequence[Path], truth_paths: Sequence[Path]) -> list[P
     return subset if subset and len(subset) >= len(pred_paths) else list(truth_paths)
 
 
-def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path], classes: int = 1,
-               palette: Palette | None = None):
+def mask_pages(
+    pred_paths: Sequence[Path], truth_paths: Sequence[Path], classes: int = 1, palette: Palette | None = None
+):
     """Pair prediction and truth files by name and yield (file, page, pred, truth) per page. For
     classes >= 2, colour masks go through `palette` (see `paulow.palette.read_class_mask`)."""
     from . import io
@@ -98,8 +117,10 @@ def mask_pages(pred_paths: Sequence[Path], truth_paths: Sequence[Path], classes:
         pred = read_class_mask(pred_path, classes, palette)
         truth = read_class_mask(truth_path, classes, palette)
         if pred.shape != truth.shape:
-            raise ShapeMismatchError(f"prediction '{pred_path.name}' has shape {pred.shape} but truth "
-                                     f"'{truth_path.name}' has {truth.shape}: compare masks of the same image")
+            raise ShapeMismatchError(
+                f"prediction '{pred_path.name}' has shape {pred.shape} but truth "
+                f"'{truth_path.name}' has {truth.shape}: compare masks of the same image"
+            )
         for page in range(pred.shape[0]):
             yield truth_path.name, page, pred[page], truth[page]
 
@@ -126,14 +147,25 @@ def files_of(path: Path, predictions: bool = False) -> list[Path]:
 def class_rows(pooled: dict, names: Sequence[str]) -> list[dict]:
     """The per-class table of pooled K >= 2 scores: one row per class (Dice, IoU, precision, recall),
     then the mean over the foreground classes."""
-    rows = [{"class": name, "dice": pooled[f"dice_{c}"], "iou": pooled[f"iou_{c}"],
-             "precision": pooled[f"precision_{c}"], "recall": pooled[f"pa_{c}"]} for c, name in enumerate(names)]
+    rows = [
+        {
+            "class": name,
+            "dice": pooled[f"dice_{c}"],
+            "iou": pooled[f"iou_{c}"],
+            "precision": pooled[f"precision_{c}"],
+            "recall": pooled[f"pa_{c}"],
+        }
+        for c, name in enumerate(names)
+    ]
     return rows + [{"class": "mean (foreground)", "dice": pooled["mean_dice"], "iou": pooled["mean_iou"]}]
 
 
 def class_comparison_rows(results: Sequence[Scored], names: Sequence[str]) -> list[dict]:
     """`--compare` for K >= 2: one row per class, one Dice column per prediction set."""
-    rows = [{"class": name, **{r.name: r.pooled.get(f"dice_{c}") for r in results}} for c, name in enumerate(names)]
+    rows = [
+        {"class": name, **{r.name: r.pooled.get(f"dice_{c}") for r in results}}
+        for c, name in enumerate(names)
+    ]
     return rows + [{"class": "mean (foreground)", **{r.name: r.pooled.get("mean_dice") for r in results}}]
 
 

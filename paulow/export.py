@@ -7,6 +7,7 @@ The exported network maps a normalised image `(N, C, H, W)` float32 to probabili
 and the threshold stay outside the graph: the metadata file beside the weights records both.
 An ensemble exports as the mean of its members' probabilities.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,21 +71,38 @@ def export_onnx(loaded, path: Path) -> Path:
     """ONNX (opset 18) with dynamic batch, height and width."""
     net = probability_net(loaded)
     with torch.no_grad():
-        torch.onnx.export(net, (_example(loaded, net),), str(path), input_names=["image"],
-                          output_names=["probabilities"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "probabilities": {0: "batch", 2: "height", 3: "width"}})
+        torch.onnx.export(
+            net,
+            (_example(loaded, net),),
+            str(path),
+            input_names=["image"],
+            output_names=["probabilities"],
+            opset_version=OPSET,
+            dynamo=False,
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "probabilities": {0: "batch", 2: "height", 3: "width"},
+            },
+        )
     return path
 
 
 def export_meta(loaded, net_step: int) -> dict:
     """What a tool needs beside the graph: normalisation, threshold, classes, input size rule."""
     meta = loaded.meta
-    return {"format": "paulow-export", "input": "normalised image (N, C, H, W) float32",
-            "in_channels": loaded.in_channels, "classes": loaded.classes,
-            "activation": meta.get("activation", "sigmoid"), "size_step": net_step,
-            "normalisation": meta.get("normalisation", {}), "threshold": meta.get("threshold", 0.5),
-            "mask": mask_rule(meta), "class_names": meta.get("class_names"), "arch": meta.get("arch")}
+    return {
+        "format": "paulow-export",
+        "input": "normalised image (N, C, H, W) float32",
+        "in_channels": loaded.in_channels,
+        "classes": loaded.classes,
+        "activation": meta.get("activation", "sigmoid"),
+        "size_step": net_step,
+        "normalisation": meta.get("normalisation", {}),
+        "threshold": meta.get("threshold", 0.5),
+        "mask": mask_rule(meta),
+        "class_names": meta.get("class_names"),
+        "arch": meta.get("arch"),
+    }
 
 
 def export_model(model_path: Path, fmt: str, out_dir: Path | None = None, example: Any = None) -> list[Path]:
@@ -108,8 +126,12 @@ def export_model(model_path: Path, fmt: str, out_dir: Path | None = None, exampl
     target = unique_path(out_dir / (f"{stem}.onnx" if fmt == "onnx" else f"{stem}.torchscript.pt"))
     written = [export_onnx(loaded, target) if fmt == "onnx" else export_torchscript(loaded, target)]
     info = unique_path(out_dir / f"{target.name}.json")
-    info.write_text(json.dumps({**export_meta(loaded, probability_net(loaded).size_step),
-                                "weights": target.name}, indent=2) + "\n")
+    info.write_text(
+        json.dumps(
+            {**export_meta(loaded, probability_net(loaded).size_step), "weights": target.name}, indent=2
+        )
+        + "\n"
+    )
     return written + [info]
 
 
@@ -128,11 +150,15 @@ def export_bioimageio(model_path: Path, out_dir: Path | None = None, example: An
     if loaded.meta.get("normalisation", {}).get("method") == "window":
         from .errors import UsageError
 
-        raise UsageError(f"'{model_path}' was trained with a fixed intensity window (--window), which this "
-                         "bioimage.io package cannot describe yet - export it as onnx or torchscript (their JSON "
-                         "records the window)")
+        raise UsageError(
+            f"'{model_path}' was trained with a fixed intensity window (--window), which this "
+            "bioimage.io package cannot describe yet - export it as onnx or torchscript (their JSON "
+            "records the window)"
+        )
     out_dir = Path(out_dir) if out_dir else model_path.parent
-    return write_package(loaded, model_path, unique_path(out_dir / f"{model_path.stem}.bioimageio.zip"), example)
+    return write_package(
+        loaded, model_path, unique_path(out_dir / f"{model_path.stem}.bioimageio.zip"), example
+    )
 
 
 def validate_bioimageio(package: Path) -> None:

@@ -5,6 +5,7 @@ QuPath (File > Import objects, or drag and drop) reads a FeatureCollection whose
 `color`) and `properties.measurements` (name -> number). Holes are interior rings; an object in
 separate parts is a MultiPolygon; a stack page is `geometry.plane` (`z`, 0-based).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ _DEFAULT_COLOUR = (255, 0, 0)
 def _measurements(row: dict[str, Any]) -> dict[str, float]:
     """The numeric, finite columns of an `objects.csv` row (identity and class columns left out)."""
     skip = {"label", "class", "class_index", "file", "page"}
-    return {k: float(v) for k, v in row.items() if k not in skip and isinstance(v, (int, float))
-            and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if k not in skip
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+    }
 
 
 def _geometry(geometry, page: int | None) -> dict[str, Any]:
@@ -44,9 +51,15 @@ def _as_lists(coords) -> list:
     return [_as_lists(c) for c in coords]
 
 
-def page_features(labels: np.ndarray, rows: Sequence[dict[str, Any]], *, object_type: str = "detection",
-                  class_name: str = "foreground", colours: dict[str, Sequence[int]] | None = None,
-                  page: int | None = None) -> list[dict[str, Any]]:
+def page_features(
+    labels: np.ndarray,
+    rows: Sequence[dict[str, Any]],
+    *,
+    object_type: str = "detection",
+    class_name: str = "foreground",
+    colours: dict[str, Sequence[int]] | None = None,
+    page: int | None = None,
+) -> list[dict[str, Any]]:
     """Features of one (H, W) label image; `rows` are its `objects.csv` rows (by `label`; a row's
     `class` names its classification, else `class_name`)."""
     from .outlines import object_geometries
@@ -59,12 +72,19 @@ def page_features(labels: np.ndarray, rows: Sequence[dict[str, Any]], *, object_
         row = by_label.get(label, {"label": label})
         name = str(row.get("class", class_name))
         colour = list((colours or {}).get(name, _DEFAULT_COLOUR))
-        features.append({
-            "type": "Feature", "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{page}-{label}")),
-            "geometry": _geometry(geometry, page),
-            "properties": {"objectType": object_type, "name": f"object-{label}",
-                           "classification": {"name": name, "color": [int(c) for c in colour[:3]]},
-                           "measurements": _measurements(row)}})
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{page}-{label}")),
+                "geometry": _geometry(geometry, page),
+                "properties": {
+                    "objectType": object_type,
+                    "name": f"object-{label}",
+                    "classification": {"name": name, "color": [int(c) for c in colour[:3]]},
+                    "measurements": _measurements(row),
+                },
+            }
+        )
     return features
 
 

@@ -8,6 +8,7 @@ most common non-zero value) lie only on edges: below that value, at most half of
 pixels, and almost all of them touching a pixel of another value. Instance labels fail the last
 test: every object of more than a few pixels has an inside.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,7 +43,8 @@ def _touches_other_value(mask: np.ndarray) -> np.ndarray:
 
     size = (1,) * (mask.ndim - 2) + (3, 3)
     return ndimage.maximum_filter(mask, size=size, mode="nearest") != ndimage.minimum_filter(
-        mask, size=size, mode="nearest")
+        mask, size=size, mode="nearest"
+    )
 
 
 def clean_binary_mask(mask: np.ndarray, path: str | Path) -> np.ndarray:
@@ -54,9 +56,18 @@ def clean_binary_mask(mask: np.ndarray, path: str | Path) -> np.ndarray:
         return mask
     highest = int(mask.max())
     cleaned = (mask.astype(np.int64) * 2 > highest).astype(np.uint8)
-    why = "a JPEG (lossy compression adds grey values around the objects)" if lossy else \
-        "grey (anti-aliased) edges"
-    log.warning("mask '%s' is %s: binarised at half its maximum (foreground > %g; %d of %d non-zero pixels "
-                "kept) - save masks as PNG or TIFF, painted with a hard brush", path.name, why, highest / 2,
-                int(cleaned.sum()), int(np.count_nonzero(mask)))
+    why = (
+        "a JPEG (lossy compression adds grey values around the objects)"
+        if lossy
+        else "grey (anti-aliased) edges"
+    )
+    log.warning(
+        "mask '%s' is %s: binarised at half its maximum (foreground > %g; %d of %d non-zero pixels "
+        "kept) - save masks as PNG or TIFF, painted with a hard brush",
+        path.name,
+        why,
+        highest / 2,
+        int(cleaned.sum()),
+        int(np.count_nonzero(mask)),
+    )
     return cleaned

@@ -22,6 +22,7 @@ How a slice is predicted:
   dihedral group), each inverted exactly and averaged; it costs 8 forward passes per tile.
 - An ensemble (a list of models) is the mean of its members' probabilities.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -85,7 +86,7 @@ def set_activation(models: Models, meta: dict) -> None:
 
 
 def activation_of(model: nn.Module) -> str:
-    """"softmax" when the network was marked as multi-class softmax, else "sigmoid"."""
+    """ "softmax" when the network was marked as multi-class softmax, else "sigmoid"."""
     return getattr(getattr(model, "_orig_mod", model), ACTIVATION_ATTR, "sigmoid")
 
 
@@ -126,10 +127,18 @@ def gaussian_window_1d(tile: int) -> np.ndarray:
     return np.maximum(window, WINDOW_FLOOR_1D).astype(np.float32)
 
 
-def predict_slice(models: Models, image: np.ndarray, *, tile: int = 128, overlap: float = 0.5,
-                  batch_size: int = 8, device: torch.device | str | None = None,
-                  tta: bool = False, progress: bool = False,
-                  on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+def predict_slice(
+    models: Models,
+    image: np.ndarray,
+    *,
+    tile: int = 128,
+    overlap: float = 0.5,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    tta: bool = False,
+    progress: bool = False,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Probabilities `float32 (K, H, W)` for one normalised `float32 (C, H, W)` slice.
 
     `on_tile(done, total)` is called after each batch of tiles (a progress bar; raising from it, e.g.
@@ -170,8 +179,10 @@ def predict_stack(models: Models, slices: Iterable[np.ndarray], **options) -> It
 def _as_list(models: Models) -> list[nn.Module]:
     members = [models] if isinstance(models, nn.Module) else list(models)
     if not members:
-        raise ModelError("no network to predict with: the model file holds no state dict; "
-                         "retrain or pick another model file")
+        raise ModelError(
+            "no network to predict with: the model file holds no state dict; "
+            "retrain or pick another model file"
+        )
     return members
 
 
@@ -187,8 +198,10 @@ def _check_options(tile: int, overlap: float, batch_size: int) -> None:
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or min(image.shape) < 1:
-        raise ShapeMismatchError(f"an image slice must be (channels, height, width) with no empty "
-                                 f"axis, got shape {image.shape}; add a channel axis to 2-D images")
+        raise ShapeMismatchError(
+            f"an image slice must be (channels, height, width) with no empty "
+            f"axis, got shape {image.shape}; add a channel axis to 2-D images"
+        )
     return image.astype(np.float32, copy=False)
 
 
@@ -203,8 +216,7 @@ def _pad_to_tile(image: np.ndarray, tile: int) -> tuple[np.ndarray, tuple[slice,
     # numpy's reflect repeats the reflection for pads longer than the axis, and repeats the
     # single value of a length-1 axis
     padded = np.pad(image, pads, mode="reflect")
-    crop = tuple(slice(before, before + length)
-                 for (before, _), length in zip(pads[1:], image.shape[1:]))
+    crop = tuple(slice(before, before + length) for (before, _), length in zip(pads[1:], image.shape[1:]))
     return padded, crop
 
 
@@ -225,8 +237,14 @@ class _TileRunner:
     """Turns a batch of tiles into window-weighted, ensemble- and TTA-averaged probabilities,
     halving the chunk it sends to the device after an out-of-memory error."""
 
-    def __init__(self, members: list[nn.Module], window: np.ndarray, device: torch.device,
-                 batch_size: int, transforms: tuple[tuple[int, bool], ...]) -> None:
+    def __init__(
+        self,
+        members: list[nn.Module],
+        window: np.ndarray,
+        device: torch.device,
+        batch_size: int,
+        transforms: tuple[tuple[int, bool], ...],
+    ) -> None:
         self.members = members
         self.device = device
         self.chunk = batch_size
@@ -240,7 +258,7 @@ class _TileRunner:
         while start < len(batch):
             size = self.chunk
             try:
-                probs = self._forward(batch[start:start + size])
+                probs = self._forward(batch[start : start + size])
             except (torch.OutOfMemoryError, RuntimeError) as err:
                 if size == 1 or not _is_out_of_memory(err):
                     raise
@@ -265,10 +283,13 @@ class _TileRunner:
             for transform in self.transforms:
                 probs = self._member_probs(member, tiles, transform)
                 total = probs if total is None else total.add_(probs)
-        return cast(torch.Tensor, total)[:count].mul_(self.window / (len(self.members) * len(self.transforms)))
+        return cast(torch.Tensor, total)[:count].mul_(
+            self.window / (len(self.members) * len(self.transforms))
+        )
 
-    def _member_probs(self, member: nn.Module, tiles: torch.Tensor,
-                      transform: tuple[int, bool]) -> torch.Tensor:
+    def _member_probs(
+        self, member: nn.Module, tiles: torch.Tensor, transform: tuple[int, bool]
+    ) -> torch.Tensor:
         turns, mirror = transform
         inputs = torch.rot90(tiles, turns, dims=(2, 3)) if turns else tiles
         inputs = inputs.flip(3) if mirror else inputs
@@ -278,16 +299,20 @@ class _TileRunner:
         except Exception as err:  # noqa: BLE001 - only a compiled network gets a second chance
             if not _is_compiled(member) or _is_out_of_memory(err):
                 raise
-            log.warning("compiling the network failed on this machine (%s); predicting without "
-                        "compiling", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            log.warning(
+                "compiling the network failed on this machine (%s); predicting without compiling",
+                str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__,
+            )
             original = cast(nn.Module, member._orig_mod)
             self.members = [original if m is member else m for m in self.members]
             member = original
             with self._autocast():
                 logits = member(inputs)
         if logits.ndim != 4 or logits.shape[0] != len(tiles) or logits.shape[2:] != tiles.shape[2:]:
-            raise ModelError(f"the network returned shape {tuple(logits.shape)} for tiles of shape "
-                             f"{tuple(tiles.shape)}; the model file does not fit this input")
+            raise ModelError(
+                f"the network returned shape {tuple(logits.shape)} for tiles of shape "
+                f"{tuple(tiles.shape)}; the model file does not fit this input"
+            )
         probs = to_probabilities(logits, activation_of(member))
         probs = probs.flip(3) if mirror else probs
         return torch.rot90(probs, -turns, dims=(2, 3)) if turns else probs
@@ -304,8 +329,11 @@ class _TileRunner:
 
 def _is_out_of_memory(err: BaseException) -> bool:
     message = str(err)
-    return (isinstance(err, torch.OutOfMemoryError) or "out of memory" in message
-            or "can't allocate memory" in message)
+    return (
+        isinstance(err, torch.OutOfMemoryError)
+        or "out of memory" in message
+        or "can't allocate memory" in message
+    )
 
 
 def _to_accumulator_device(padded: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -320,8 +348,15 @@ def _to_accumulator_device(padded: np.ndarray, device: torch.device) -> torch.Te
     return image.to(device) if needed <= free // 2 else image
 
 
-def _accumulate(runner: _TileRunner, image: torch.Tensor, ys: list[int], xs: list[int], tile: int,
-                progress: bool, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def _accumulate(
+    runner: _TileRunner,
+    image: torch.Tensor,
+    ys: list[int],
+    xs: list[int],
+    tile: int,
+    progress: bool,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Sum of window-weighted tile probabilities over the padded image, `(K, H, W)` float32 on the
     image's device: tiles are cut there `runner.chunk` at a time and summed there."""
     from tqdm import tqdm
@@ -331,13 +366,14 @@ def _accumulate(runner: _TileRunner, image: torch.Tensor, ys: list[int], xs: lis
     total = None
     with tqdm(total=len(positions), unit="tile", disable=not progress, leave=False) as bar:
         for first in range(0, len(positions), batch_size):
-            batch = positions[first:first + batch_size]
+            batch = positions[first : first + batch_size]
             tiles = _cut_tiles(image, batch, tile)
             for offset, probs in runner(tiles):
                 if total is None:
-                    total = torch.zeros((probs.shape[1],) + tuple(image.shape[1:]), dtype=torch.float32,
-                                        device=image.device)
-                _add_tiles(total, probs.to(image.device), batch[offset:offset + len(probs)], tile)
+                    total = torch.zeros(
+                        (probs.shape[1],) + tuple(image.shape[1:]), dtype=torch.float32, device=image.device
+                    )
+                _add_tiles(total, probs.to(image.device), batch[offset : offset + len(probs)], tile)
             bar.update(len(batch))
             if on_tile is not None:
                 on_tile(first + len(batch), len(positions))
@@ -349,15 +385,14 @@ def _cut_tiles(image: torch.Tensor, positions: list[tuple[int, int]], tile: int)
     """The tiles at `positions` as one (n, C, tile, tile) batch on the image's device."""
     if image.device.type == "cpu":  # NumPy's strided copies beat torch.stack's ~10x on the CPU
         array = image.numpy()
-        return torch.from_numpy(np.stack([array[:, y:y + tile, x:x + tile] for y, x in positions]))
-    return torch.stack([image[:, y:y + tile, x:x + tile] for y, x in positions])
+        return torch.from_numpy(np.stack([array[:, y : y + tile, x : x + tile] for y, x in positions]))
+    return torch.stack([image[:, y : y + tile, x : x + tile] for y, x in positions])
 
 
-def _add_tiles(total: torch.Tensor, probs: torch.Tensor, positions: list[tuple[int, int]],
-               tile: int) -> None:
+def _add_tiles(total: torch.Tensor, probs: torch.Tensor, positions: list[tuple[int, int]], tile: int) -> None:
     sums, parts = (total.numpy(), probs.numpy()) if total.device.type == "cpu" else (total, probs)
     for (y, x), tile_probs in zip(positions, parts):  # on the CPU NumPy's strided adds are ~10x faster
-        sums[:, y:y + tile, x:x + tile] += tile_probs
+        sums[:, y : y + tile, x : x + tile] += tile_probs
 
 
 def _divide_by_weights(total: torch.Tensor, ys: list[int], xs: list[int], window: np.ndarray) -> None:
@@ -365,7 +400,7 @@ def _divide_by_weights(total: torch.Tensor, ys: list[int], xs: list[int], window
     for axis, starts in ((1, ys), (2, xs)):
         weight = np.zeros(total.shape[axis], dtype=np.float64)
         for start in starts:
-            weight[start:start + len(window)] += window
+            weight[start : start + len(window)] += window
         shape = [1, 1, 1]
         shape[axis] = -1
         total /= torch.from_numpy(weight.astype(np.float32).reshape(shape)).to(total.device)

@@ -1,5 +1,6 @@
 """Fixed intensity windows (e.g. Hounsfield units for CT) beside the percentile normalisation: values
 LOW..HIGH map to 0..1 and are clipped there, the same for every image, recorded in the model file."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,7 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
     "ct-lung": (-1350.0, 150.0),  # L -600, W 1500
     "ct-bone": (-450.0, 1050.0),  # L 300, W 1500
 }
-_HELP = ("give LOW,HIGH (e.g. -160,240) or a preset: " + ", ".join(CT_PRESETS))
+_HELP = "give LOW,HIGH (e.g. -160,240) or a preset: " + ", ".join(CT_PRESETS)
 
 
 def parse_window(value: Any) -> list[float] | None:
@@ -58,5 +59,7 @@ def normalisation_spec(cfg) -> dict:
 
 def apply_window(image: np.ndarray, low: float, high: float) -> np.ndarray:
     """A (C, H, W) slice as float32 with `low` -> 0 and `high` -> 1, clipped to 0..1 (NaN -> 0)."""
-    scaled = (np.nan_to_num(image.astype(np.float32), nan=low) - np.float32(low)) * np.float32(1.0 / (high - low))
+    scaled = (np.nan_to_num(image.astype(np.float32), nan=low) - np.float32(low)) * np.float32(
+        1.0 / (high - low)
+    )
     return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False)

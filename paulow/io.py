@@ -5,6 +5,7 @@ metadata (ImageJ, OME, shaped), Z/T/other axes are flattened into pages in file 
 (samples, e.g. RGB) become channels. PNG, JPEG and BMP are read with Pillow (OpenCV for 16-bit
 colour PNG, which Pillow reduces to 8 bits). Every write is atomic.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,14 @@ from typing import Any, cast
 import numpy as np
 import tifffile
 
-from paulow.calibration import Calibration, expand_pages, imagej_metadata, ome_metadata, read_calibration, \
-    safe_calibration
+from paulow.calibration import (
+    Calibration,
+    expand_pages,
+    imagej_metadata,
+    ome_metadata,
+    read_calibration,
+    safe_calibration,
+)
 from paulow.errors import EmptyFolderError, PairingError, UnreadableImageError
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -36,8 +43,20 @@ _IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 _CHANNEL_AXES = "CS"
 _IMAGEJ_AXES = "TZCYXS"
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
-_MICRON_SPELLINGS = frozenset({"micron", "microns", "um", "µm", "μm", "\\u00b5m", "micrometer",
-                               "micrometre", "micrometers", "micrometres"})
+_MICRON_SPELLINGS = frozenset(
+    {
+        "micron",
+        "microns",
+        "um",
+        "µm",
+        "μm",
+        "\\u00b5m",
+        "micrometer",
+        "micrometre",
+        "micrometers",
+        "micrometres",
+    }
+)
 _RESUNIT_NAMES = {2: "inch", 3: "cm", 4: "mm", 5: "micron"}
 _UNIT_TO_RESUNIT = {"inch": 2, "cm": 3}  # ImageJ keeps other units in its description only
 _UNREADABLE_FIX = "Re-export it as TIFF or PNG, or remove it from the folder."
@@ -72,6 +91,7 @@ class ImageStack:
 # Listing and sorting
 # ---------------------------------------------------------------------------------------------
 
+
 def natural_sort_key(name: str | Path) -> tuple:
     """Sort key that orders `img2` before `img10` (case-insensitive, by stem then extension)."""
     path = Path(name)
@@ -88,8 +108,7 @@ def _is_visible_file(path: Path) -> bool:
 def _visible_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise EmptyFolderError(f"folder '{folder}' does not exist: create it and put the images "
-                               "in it")
+        raise EmptyFolderError(f"folder '{folder}' does not exist: create it and put the images in it")
     return sorted((p for p in folder.iterdir() if _is_visible_file(p)), key=natural_sort_key)
 
 
@@ -131,26 +150,33 @@ def vendor_files_note(folder: str | Path) -> str:
     other = list_other_files(folder)
     slices = [p.name for p in other if p.suffix.lower() == ".dcm"]
     if slices:  # loose DICOM slices: a series is read from a folder of its own
-        return (f"{len(slices)} DICOM slice(s) ({', '.join(slices[:3])}{', ...' if len(slices) > 3 else ''}) lie "
-                "loose in the folder - put each series' .dcm files in a sub-folder of their own (e.g. series1/)")
+        return (
+            f"{len(slices)} DICOM slice(s) ({', '.join(slices[:3])}{', ...' if len(slices) > 3 else ''}) lie "
+            "loose in the folder - put each series' .dcm files in a sub-folder of their own (e.g. series1/)"
+        )
     found = [p.name for p in other if p.suffix.lower() in VENDOR_FORMATS]
     if not found:
         return ""
     shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    return (f"{shown}: microscope files PAULow cannot read - open them in Fiji (Bio-Formats) and "
-            "save as OME-TIFF (File > Save As > OME-TIFF), then put the .ome.tif files here")
+    return (
+        f"{shown}: microscope files PAULow cannot read - open them in Fiji (Bio-Formats) and "
+        "save as OME-TIFF (File > Save As > OME-TIFF), then put the .ome.tif files here"
+    )
 
 
 def list_other_files(folder: str | Path) -> list[Path]:
     """Visible files in `folder` that `list_images` skips (unsupported types), for messages."""
     from .volumes import is_nifti
 
-    return [p for p in _visible_files(folder) if p.suffix.lower() not in SUPPORTED_EXTENSIONS and not is_nifti(p)]
+    return [
+        p for p in _visible_files(folder) if p.suffix.lower() not in SUPPORTED_EXTENSIONS and not is_nifti(p)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
+
 
 def _one_line(reason: str, limit: int = 200) -> str:
     text = " ".join(str(reason).split())
@@ -204,8 +230,9 @@ def _read(path: Path, palette_indices: bool) -> ImageStack:
         return stack
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
-        raise _unreadable(path, f"unsupported file type '{path.suffix}' (supported: "
-                                f"{', '.join(SUPPORTED_EXTENSIONS)})")
+        raise _unreadable(
+            path, f"unsupported file type '{path.suffix}' (supported: {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
     if not path.is_file():
         raise _unreadable(path, "file not found", "Check the path and that the file was not moved.")
     try:
@@ -213,14 +240,20 @@ def _read(path: Path, palette_indices: bool) -> ImageStack:
     except UnreadableImageError:
         raise
     except MemoryError:
-        raise _unreadable(path, "it is too large to decode in the available memory",
-                          "Crop or downsample it (e.g. in Fiji), or use a machine with more memory.") from None
+        raise _unreadable(
+            path,
+            "it is too large to decode in the available memory",
+            "Crop or downsample it (e.g. in Fiji), or use a machine with more memory.",
+        ) from None
     except Exception as exc:  # every decoder failure is a user-fixable file problem
         raise _unreadable(path, str(exc) or type(exc).__name__) from exc
     if not isinstance(stack.data, np.ndarray) or stack.data.dtype.kind not in "biufc":
         # a damaged header can make a decoder hand back raw bytes (a memoryview) or untyped values
-        raise _unreadable(path, f"its pixels decode as {type(stack.data).__name__} "
-                                f"{getattr(stack.data, 'dtype', '')}, not numbers")
+        raise _unreadable(
+            path,
+            f"its pixels decode as {type(stack.data).__name__} "
+            f"{getattr(stack.data, 'dtype', '')}, not numbers",
+        )
     stack.data = _native_dtype(stack.data, path)
     return stack
 
@@ -242,8 +275,9 @@ def decode_limit() -> int:
 FLOAT32_COPIES = 2
 
 
-def check_declared_size(path: Path, shape: Sequence[int], dtype, count: int = 1,
-                        page_values: int | None = None) -> None:
+def check_declared_size(
+    path: Path, shape: Sequence[int], dtype, count: int = 1, page_values: int | None = None
+) -> None:
     """Refuse a file whose header declares more pixels than fit in memory, before decoding it
     (a 16 KB file can declare 200000 x 200000 pixels). Counted: the decoded file (`count` arrays of
     `shape`) plus `FLOAT32_COPIES` float32 copies of one page (`page_values` values; default: the
@@ -254,12 +288,15 @@ def check_declared_size(path: Path, shape: Sequence[int], dtype, count: int = 1,
     needed, limit = decoded + copies, decode_limit()
     if needed > limit:
         dims = " x ".join(str(int(n)) for n in shape)
-        raise _unreadable(path, f"its header declares {dims} pixels: reading and segmenting it needs "
-                                f"{needed / 2**30:.1f} GiB ({decoded / 2**30:.1f} GiB decoded + "
-                                f"{copies / 2**30:.1f} GiB of float32 working copies), more than the "
-                                f"{limit / 2**30:.1f} GiB of memory available for one image",
-                          "Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small "
-                          "it is probably corrupt.")
+        raise _unreadable(
+            path,
+            f"its header declares {dims} pixels: reading and segmenting it needs "
+            f"{needed / 2**30:.1f} GiB ({decoded / 2**30:.1f} GiB decoded + "
+            f"{copies / 2**30:.1f} GiB of float32 working copies), more than the "
+            f"{limit / 2**30:.1f} GiB of memory available for one image",
+            "Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small "
+            "it is probably corrupt.",
+        )
 
 
 def _native_dtype(data: np.ndarray, path: Path) -> np.ndarray:
@@ -310,8 +347,10 @@ def _read_tiff(path: Path) -> ImageStack:
     if errors.messages:
         raise _unreadable(path, f"the file looks truncated or corrupt ({errors.messages[0]})")
     if skipped:
-        warnings.warn(f"'{path}': ignored {', '.join(skipped)}; only images shaped like the "
-                      f"first are read", stacklevel=4)
+        warnings.warn(
+            f"'{path}': ignored {', '.join(skipped)}; only images shaped like the first are read",
+            stacklevel=4,
+        )
     return ImageStack(_to_pages_channels(data, axes), path, axes, resolution, unit, calibration=calibration)
 
 
@@ -495,6 +534,7 @@ def _integer_mask(mask: np.ndarray) -> np.ndarray:
 # Summaries
 # ---------------------------------------------------------------------------------------------
 
+
 def count_nonfinite(array: np.ndarray) -> int:
     """Number of NaN or infinite values (0 for integer arrays)."""
     array = np.asarray(array)
@@ -510,20 +550,53 @@ def image_info(stack: ImageStack) -> dict:
     low = high = None
     if finite.size:
         low, high = finite.min().item(), finite.max().item()
-    return {"shape": tuple(int(s) for s in data.shape), "dtype": str(data.dtype), "min": low,
-            "max": high, "axes": stack.axes, "pixel_size": stack.pixel_size, "unit": stack.unit}
+    return {
+        "shape": tuple(int(s) for s in data.shape),
+        "dtype": str(data.dtype),
+        "min": low,
+        "max": high,
+        "axes": stack.axes,
+        "pixel_size": stack.pixel_size,
+        "unit": stack.unit,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Pairing images with masks
 # ---------------------------------------------------------------------------------------------
 
-_NAME_WORDS = frozenset({
-    "image", "images", "img", "imgs", "mask", "masks", "msk", "label", "labels", "labelled",
-    "labeled", "lbl", "gt", "groundtruth", "seg", "segmentation", "segmented", "annotation",
-    "annotations", "annot", "dna", "raw", "ground", "truth", "pred", "prediction", "predicted",
-    "prob",
-})
+_NAME_WORDS = frozenset(
+    {
+        "image",
+        "images",
+        "img",
+        "imgs",
+        "mask",
+        "masks",
+        "msk",
+        "label",
+        "labels",
+        "labelled",
+        "labeled",
+        "lbl",
+        "gt",
+        "groundtruth",
+        "seg",
+        "segmentation",
+        "segmented",
+        "annotation",
+        "annotations",
+        "annot",
+        "dna",
+        "raw",
+        "ground",
+        "truth",
+        "pred",
+        "prediction",
+        "predicted",
+        "prob",
+    }
+)
 _SEPARATORS = re.compile(r"[\s._-]+")
 _GLUED_NUMBER = re.compile(r"^([a-z]*)(\d+)([a-z]*)$")
 
@@ -572,8 +645,7 @@ def _pair_by_stem(images: list[Path], masks: list[Path]) -> list[tuple[Path, Pat
     return pairs
 
 
-def _pair_by_name(images: list[Path],
-                  masks: list[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+def _pair_by_name(images: list[Path], masks: list[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """Pairs by key, and the files whose key is shared by several images or masks but that no
     identical stem resolved."""
     image_groups, mask_groups = _group_by_key(images), _group_by_key(masks)
@@ -606,24 +678,33 @@ def _pairing_message(images: list[Path], masks: list[Path], unresolved: list[Pat
     if masks:
         parts.append(f"{_count(len(masks), 'mask')} no image: {_names(masks)}")
     if unresolved:
-        parts.append(f"these share a number or name, so which goes with which is unclear: "
-                     f"{', '.join(p.name for p in unresolved)}")
-    return ("; ".join(parts) + " - give each image a mask with the same number or name "
-            "(e.g. image12.tif <-> mask12.tif)")
+        parts.append(
+            f"these share a number or name, so which goes with which is unclear: "
+            f"{', '.join(p.name for p in unresolved)}"
+        )
+    return (
+        "; ".join(parts) + " - give each image a mask with the same number or name "
+        "(e.g. image12.tif <-> mask12.tif)"
+    )
 
 
 def _pair_in_order(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path]]:
     pairs = list(zip(sorted(images, key=natural_sort_key), sorted(masks, key=natural_sort_key)))
     example = ", ".join(f"{i.name} <-> {m.name}" for i, m in pairs[:3])
     more = ", ..." if len(pairs) > 3 else ""
-    warnings.warn(PairingWarning(
-        f"no image name matches a mask name; assuming the {len(pairs)} images and {len(pairs)} "
-        f"masks correspond in natural sort order ({example}{more})"), stacklevel=3)
+    warnings.warn(
+        PairingWarning(
+            f"no image name matches a mask name; assuming the {len(pairs)} images and {len(pairs)} "
+            f"masks correspond in natural sort order ({example}{more})"
+        ),
+        stacklevel=3,
+    )
     return pairs
 
 
-def pair_images_masks(image_paths: Sequence[str | Path],
-                      mask_paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
+def pair_images_masks(
+    image_paths: Sequence[str | Path], mask_paths: Sequence[str | Path]
+) -> list[tuple[Path, Path]]:
     """Pair each image with its mask by `pairing_key`, in natural order of the images.
 
     Names that share a key are paired only by identical stems. If no name pairs at all and the
@@ -688,7 +769,7 @@ def _split_name(path: Path) -> tuple[str, str]:
     name = path.name
     for ext in (".ome.tif", ".ome.tiff", ".nii.gz"):
         if name.lower().endswith(ext):
-            return name[: -len(ext)], name[-len(ext):]
+            return name[: -len(ext)], name[-len(ext) :]
     return path.stem, path.suffix
 
 
@@ -717,10 +798,17 @@ def _is_imagej_compatible(axes: str, dtype: np.dtype) -> bool:
     return in_order and rgb and any(dtype == d for d in _IMAGEJ_DTYPES) and "YX" in axes
 
 
-def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
-               resolution: tuple[float, float] | None = None, unit: str | None = None,
-               compression: str | None = None, imagej_extra: dict | None = None,
-               calibration: Calibration | None = None) -> Path:
+def write_tiff(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    axes: str | None = None,
+    resolution: tuple[float, float] | None = None,
+    unit: str | None = None,
+    compression: str | None = None,
+    imagej_extra: dict | None = None,
+    calibration: Calibration | None = None,
+) -> Path:
     """Write `array` atomically as a TIFF: ImageJ format when ImageJ can hold it (uint8, uint16,
     float32 with axes in TZCYXS order), else a plain TIFF with the axes in its metadata.
     `imagej_extra` adds ImageJ metadata (e.g. `{"LUTs": [...]}`) when the file is ImageJ format.
@@ -752,8 +840,15 @@ def write_tiff(path: str | Path, array: np.ndarray, *, axes: str | None = None,
         metadata = ome_metadata(axes, resolution, unit, calibration)
     photometric = "rgb" if "S" in axes and array.shape[axes.index("S")] in (3, 4) else "minisblack"
     with atomic_write_path(path) as temporary:
-        tifffile.imwrite(temporary, array, imagej=imagej, ome=ome or None, metadata=metadata,
-                         photometric=photometric, **options)
+        tifffile.imwrite(
+            temporary,
+            array,
+            imagej=imagej,
+            ome=ome or None,
+            metadata=metadata,
+            photometric=photometric,
+            **options,
+        )
     return Path(path)
 
 
@@ -762,21 +857,34 @@ def binary_to_uint8(mask: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(mask) != 0, 255, 0).astype(np.uint8)
 
 
-def write_mask(path: str | Path, mask: np.ndarray, resolution: tuple[float, float] | None = None,
-               unit: str | None = None, calibration: Calibration | None = None,
-               imagej_extra: dict | None = None) -> Path:
+def write_mask(
+    path: str | Path,
+    mask: np.ndarray,
+    resolution: tuple[float, float] | None = None,
+    unit: str | None = None,
+    calibration: Calibration | None = None,
+    imagej_extra: dict | None = None,
+) -> Path:
     """Write a `(pages, H, W)` or `(H, W)` uint8/uint16 mask, values as given, as an ImageJ TIFF:
     one page as YX, several as a ZYX stack in page order. Use `binary_to_uint8` for 0/255."""
     mask = np.asarray(mask)
     if mask.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"write_mask needs uint8 or uint16, got {mask.dtype}; "
-                         "use binary_to_uint8 for a 0/1 mask")
+        raise ValueError(
+            f"write_mask needs uint8 or uint16, got {mask.dtype}; use binary_to_uint8 for a 0/1 mask"
+        )
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.ndim not in (2, 3):
         raise ValueError(f"write_mask needs (pages, H, W) or (H, W), got shape {mask.shape}")
-    return write_tiff(path, mask, axes="YX" if mask.ndim == 2 else "ZYX",
-                      resolution=resolution, unit=unit, calibration=calibration, imagej_extra=imagej_extra)
+    return write_tiff(
+        path,
+        mask,
+        axes="YX" if mask.ndim == 2 else "ZYX",
+        resolution=resolution,
+        unit=unit,
+        calibration=calibration,
+        imagej_extra=imagej_extra,
+    )
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -787,17 +895,29 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     grey = image.ndim == 2 and image.dtype in (np.uint8, np.uint16)
     colour = image.ndim == 3 and image.shape[-1] in (3, 4) and image.dtype == np.uint8
     if not (grey or colour):
-        raise ValueError(f"write_png needs (H, W) uint8/uint16 or (H, W, 3|4) uint8, got "
-                         f"{image.shape} {image.dtype}")
+        raise ValueError(
+            f"write_png needs (H, W) uint8/uint16 or (H, W, 3|4) uint8, got {image.shape} {image.dtype}"
+        )
     with atomic_write_path(path) as temporary:
         Image.fromarray(np.ascontiguousarray(image)).save(temporary, format="PNG")
     return Path(path)
 
 
 # Distinct colours for classes 1.. (class 0, the background, is black): a Glasbey-like start.
-_CLASS_COLOURS = ((255, 0, 0), (0, 200, 0), (0, 90, 255), (255, 210, 0), (255, 0, 255),
-                  (0, 230, 230), (255, 128, 0), (150, 0, 255), (128, 255, 128), (128, 64, 0),
-                  (255, 128, 192), (0, 128, 128))
+_CLASS_COLOURS = (
+    (255, 0, 0),
+    (0, 200, 0),
+    (0, 90, 255),
+    (255, 210, 0),
+    (255, 0, 255),
+    (0, 230, 230),
+    (255, 128, 0),
+    (150, 0, 255),
+    (128, 255, 128),
+    (128, 64, 0),
+    (255, 128, 192),
+    (0, 128, 128),
+)
 
 
 def class_lut(classes: int, colours: Sequence[Sequence[int]] | None = None) -> np.ndarray:
@@ -806,17 +926,22 @@ def class_lut(classes: int, colours: Sequence[Sequence[int]] | None = None) -> n
     model's palette) replaces them."""
     lut = np.zeros((3, 256), dtype=np.uint8)
     if colours is not None and len(colours) == classes:
-        lut[:, :len(colours)] = np.asarray(colours, dtype=np.uint8).T[:, :256]
+        lut[:, : len(colours)] = np.asarray(colours, dtype=np.uint8).T[:, :256]
         return lut
     for index in range(1, min(int(classes), 256)):
         lut[:, index] = _CLASS_COLOURS[(index - 1) % len(_CLASS_COLOURS)]
     return lut
 
 
-def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
-                     resolution: tuple[float, float] | None = None,
-                     unit: str | None = None, colours: Sequence[Sequence[int]] | None = None,
-                     calibration: Calibration | None = None) -> Path:
+def write_label_tiff(
+    path: str | Path,
+    labels: np.ndarray,
+    classes: int,
+    resolution: tuple[float, float] | None = None,
+    unit: str | None = None,
+    colours: Sequence[Sequence[int]] | None = None,
+    calibration: Calibration | None = None,
+) -> Path:
     """Write a class-index mask `(pages, H, W)` or `(H, W)` uint8 (values 0..classes-1) as an ImageJ
     TIFF carrying a lookup table with a distinct colour per class (`colours`, a model's palette, when
     given), so Fiji shows it in colour."""
@@ -827,6 +952,12 @@ def write_label_tiff(path: str | Path, labels: np.ndarray, classes: int,
         labels = labels[0]
     if labels.ndim not in (2, 3):
         raise ValueError(f"write_label_tiff needs (pages, H, W) or (H, W), got shape {labels.shape}")
-    return write_tiff(path, labels, axes="YX" if labels.ndim == 2 else "ZYX", resolution=resolution,
-                      unit=unit, imagej_extra={"LUTs": [class_lut(classes, colours)], "min": 0.0,
-                                               "max": 255.0}, calibration=calibration)
+    return write_tiff(
+        path,
+        labels,
+        axes="YX" if labels.ndim == 2 else "ZYX",
+        resolution=resolution,
+        unit=unit,
+        imagej_extra={"LUTs": [class_lut(classes, colours)], "min": 0.0, "max": 255.0},
+        calibration=calibration,
+    )

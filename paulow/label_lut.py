@@ -1,5 +1,6 @@
 """A distinct-colour (Glasbey-like) lookup table for instance label images, so Fiji shows
 neighbouring objects in different colours."""
+
 from __future__ import annotations
 
 from functools import lru_cache

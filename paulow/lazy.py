@@ -2,6 +2,7 @@
 store, OME-Zarr (NGFF 0.4 / 0.5) through zarr, and in-memory arrays, all seen as
 `(pages, C, H, W)` and read one region of one page at a time. A pyramid is read at full resolution;
 its coarser levels serve the normalisation statistics."""
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ class LazyImage:
     def __post_init__(self) -> None:
         self.axes = self.axes.upper()
         if "Y" not in self.axes or "X" not in self.axes or len(self.axes) != len(self.array.shape):
-            raise UnreadableImageError(f"{self.path}: axes {self.axes!r} do not fit shape {self.array.shape} "
-                                       "- save the image with named Y and X axes")
+            raise UnreadableImageError(
+                f"{self.path}: axes {self.axes!r} do not fit shape {self.array.shape} "
+                "- save the image with named Y and X axes"
+            )
         sizes = dict(zip(self.axes, self.array.shape))
         self._page_axes = [a for a in self.axes if a not in "CSYX"]
         self._channel_axes = [a for a in self.axes if a in "CS"]
@@ -47,13 +50,17 @@ class LazyImage:
     def shape(self) -> tuple[int, int, int, int]:
         return self.pages, self.channels, self.height, self.width
 
-    def read(self, page: int, ys: slice = slice(None), xs: slice = slice(None), array: Any = None) -> np.ndarray:
+    def read(
+        self, page: int, ys: slice = slice(None), xs: slice = slice(None), array: Any = None
+    ) -> np.ndarray:
         """Raw `(C, h, w)` region of one page (of `array`, a pyramid level, if given)."""
         array = self.array if array is None else array
         sizes = dict(zip(self.axes, array.shape))
         where = dict(zip(self._page_axes, np.unravel_index(page, [sizes[a] for a in self._page_axes])))
-        index = tuple(int(where[a]) if a in where else ys if a == "Y" else xs if a == "X" else slice(None)
-                      for a in self.axes)
+        index = tuple(
+            int(where[a]) if a in where else ys if a == "Y" else xs if a == "X" else slice(None)
+            for a in self.axes
+        )
         region = np.asarray(array[index])
         kept = [a for a in self.axes if a not in where]
         order = [kept.index(a) for a in self._channel_axes] + [kept.index("Y"), kept.index("X")]
@@ -91,14 +98,18 @@ def _open_tiff(path: Path) -> LazyImage:
             series = tif.series[0]
             page: Any = series.pages[0]
             axes = series.axes
-            untiled_big = (not page.is_tiled and page.rowsperstrip >= page.imagelength
-                           and page.nbytes > UNTILED_LIMIT_BYTES)
+            untiled_big = (
+                not page.is_tiled
+                and page.rowsperstrip >= page.imagelength
+                and page.nbytes > UNTILED_LIMIT_BYTES
+            )
         if untiled_big:
             raise UnreadableImageError(
                 f"{path}: an untiled TIFF page of {page.nbytes / 2**30:.1f} GiB cannot be read in pieces - convert "
                 "it to a tiled TIFF, e.g. `python -c \"import tifffile; tifffile.imwrite('out.tif', "
                 "tifffile.memmap('in.tif'), tile=(512, 512), bigtiff=True)\"` or `vips tiffsave in.tif out.tif "
-                "--tile --bigtiff`")
+                "--tile --bigtiff`"
+            )
         store = tifffile.imread(path, aszarr=True, series=0)
         opened = zarr.open(store, mode="r")
     except UnreadableImageError:
@@ -118,14 +129,20 @@ def _open_zarr(path: Path) -> LazyImage:
         group: Any = zarr.open_group(path, mode="r")
         attrs: dict[str, Any] = dict(group.attrs)
     except Exception as exc:
-        raise UnreadableImageError(f"{path}: not a readable zarr group ({exc}) - give an OME-Zarr image") from exc
+        raise UnreadableImageError(
+            f"{path}: not a readable zarr group ({exc}) - give an OME-Zarr image"
+        ) from exc
     multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if not multiscales:
-        raise UnreadableImageError(f"{path}: no OME-Zarr 'multiscales' metadata - give the image group of an "
-                                   "OME-Zarr (e.g. image.ome.zarr, or image.ome.zarr/0 for a plate field)")
+        raise UnreadableImageError(
+            f"{path}: no OME-Zarr 'multiscales' metadata - give the image group of an "
+            "OME-Zarr (e.g. image.ome.zarr, or image.ome.zarr/0 for a plate field)"
+        )
     meta = multiscales[0]
-    axes = "".join(_axis_letter(a) for a in meta.get("axes", ["t", "c", "z", "y", "x"][-group[
-        meta["datasets"][0]["path"]].ndim:]))
+    axes = "".join(
+        _axis_letter(a)
+        for a in meta.get("axes", ["t", "c", "z", "y", "x"][-group[meta["datasets"][0]["path"]].ndim :])
+    )
     arrays = [group[d["path"]] for d in meta["datasets"]]
     return LazyImage(path, arrays[0], axes, arrays[1:])
 
@@ -145,12 +162,21 @@ def page_stats(image: LazyImage, page: int, spec: dict) -> tuple[list[tuple[floa
     if image.height * image.width <= EXACT_STATS_PIXELS:
         sample, how = image.read(page), "whole page"
     else:
-        level = next((lv for lv in reversed(image.levels)
-                      if lv.shape[image.axes.index("Y")] * lv.shape[image.axes.index("X")] >= 1 << 20), None)
+        level = next(
+            (
+                lv
+                for lv in reversed(image.levels)
+                if lv.shape[image.axes.index("Y")] * lv.shape[image.axes.index("X")] >= 1 << 20
+            ),
+            None,
+        )
         if level is not None:
             sample, how = image.read(page, array=level), f"pyramid level {tuple(level.shape)}"
         else:
-            sample, how = _block_sample(image, page), f"{SAMPLE_GRID}x{SAMPLE_GRID} blocks of {SAMPLE_BLOCK} px"
+            sample, how = (
+                _block_sample(image, page),
+                f"{SAMPLE_GRID}x{SAMPLE_GRID} blocks of {SAMPLE_BLOCK} px",
+            )
     from .data import _PERCENTILE_SAMPLE
 
     stats = []
@@ -166,10 +192,14 @@ def page_stats(image: LazyImage, page: int, spec: dict) -> tuple[list[tuple[floa
 
 def _block_sample(image: LazyImage, page: int) -> np.ndarray:
     """`SAMPLE_GRID` x `SAMPLE_GRID` blocks at evenly spread fixed positions, side by side."""
+
     def starts(length: int) -> list[int]:
         last = max(length - SAMPLE_BLOCK, 0)
         return sorted({round(i * last / (SAMPLE_GRID - 1)) for i in range(SAMPLE_GRID)})
 
-    blocks = [image.read(page, slice(y, y + SAMPLE_BLOCK), slice(x, x + SAMPLE_BLOCK)).reshape(image.channels, -1)
-              for y in starts(image.height) for x in starts(image.width)]
+    blocks = [
+        image.read(page, slice(y, y + SAMPLE_BLOCK), slice(x, x + SAMPLE_BLOCK)).reshape(image.channels, -1)
+        for y in starts(image.height)
+        for x in starts(image.width)
+    ]
     return np.concatenate(blocks, axis=1)[:, None, :]

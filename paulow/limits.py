@@ -4,6 +4,7 @@ One table, read by the command-line and config-file checks (`paulow.options_chec
 model-file schema (`paulow.model_file`), so a value refused on the command line is refused in a
 config file and in a forged model file alike. docs/input-limits.md lists them.
 """
+
 from __future__ import annotations
 
 MAX_PATCH = 8192  # patch / tile side in pixels: a 8192^2 float32 tile batch already needs GiBs
@@ -22,7 +23,9 @@ MAX_PER_EPOCH = 100_000_000
 MAX_FOLDS = 100
 MAX_MIN_SIZE = 2**31 - 1
 MAX_BOUNDARY = 1000  # boundary ring width in pixels
-MAX_CONTEXT = 16  # --context N: neighbouring sections on each side fed as channels (2N + 1 channels per image channel)
+MAX_CONTEXT = (
+    16  # --context N: neighbouring sections on each side fed as channels (2N + 1 channels per image channel)
+)
 MAX_MINUTES = 525_600.0  # a year: --time-limit and --minutes
 
 # Decoders (paulow.tiff_guard): a file declaring more pages, or taking longer to index, is refused.

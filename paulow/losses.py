@@ -22,9 +22,11 @@ Every loss takes an optional per-pixel `weight` `(N, H, W)` (the border weight m
 `--border-weight`): it multiplies the pixel losses (BCE/CE, focal) before their mean; the region
 losses ignore it, so in the dynamic loss only the BCE/CE terms are weighted.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +43,9 @@ REGIME_NAMES = ("empty", "small", "large")
 
 def _check_shapes(logits: torch.Tensor, target: torch.Tensor) -> None:
     if logits.dim() != 4 or logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must "
-                         "both be (N, K, H, W)")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must both be (N, K, H, W)"
+        )
 
 
 def is_multiclass(logits: torch.Tensor) -> bool:
@@ -55,14 +58,15 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1) if is_multiclass(logits) else torch.sigmoid(logits)
 
 
-def _weights(class_weights: Sequence[float] | None, k: int, device: torch.device
-             ) -> torch.Tensor | None:
+def _weights(class_weights: Sequence[float] | None, k: int, device: torch.device) -> torch.Tensor | None:
     """Class weights as a `(K,)` tensor, or None (unweighted / binary)."""
     if class_weights is None or k < 2:
         return None
     if isinstance(class_weights, str) or len(class_weights) != k:
-        raise UsageError(f"class_weights needs one number per class ({k}), not {class_weights!r} "
-                         "('auto' is resolved by the caller, see inverse_frequency_weights)")
+        raise UsageError(
+            f"class_weights needs one number per class ({k}), not {class_weights!r} "
+            "('auto' is resolved by the caller, see inverse_frequency_weights)"
+        )
     return torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32, device=device)
 
 
@@ -78,16 +82,14 @@ def _class_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
     return (values * fg).sum(dim=1) / fg.sum().clamp_min(SMOOTH)
 
 
-def _categorical_nll(logits: torch.Tensor, target: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def _categorical_nll(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel -log p_true and p_true for one-hot (or soft) targets, both `(N, H, W)`."""
     log_prob = torch.log_softmax(logits, dim=1)
     nll = -(log_prob * target).sum(dim=1)
     return nll, torch.exp(-nll)
 
 
-def _pixel_mean(pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None
-                ) -> torch.Tensor:
+def _pixel_mean(pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """`(N, H, W)` -> `(N,)`: plain mean, or weighted by each pixel's true-class weight."""
     if weights is None:
         return pixel.mean(dim=(1, 2))
@@ -112,8 +114,9 @@ def inverse_frequency_weights(targets: torch.Tensor) -> list[float]:
     return (inverse * present / inverse.sum().clamp_min(SMOOTH)).tolist()
 
 
-def soft_counts(logits: torch.Tensor, target: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def soft_counts(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft true positives, false positives and false negatives per sample and channel, `(N, K)`
     (softmax probabilities for K >= 2, sigmoid for K = 1)."""
     prob = probabilities(logits)
@@ -123,8 +126,9 @@ def soft_counts(logits: torch.Tensor, target: torch.Tensor
     return true_pos, false_pos, false_neg
 
 
-def tversky_index(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7,
-                  beta: float = 0.3, smooth: float = SMOOTH) -> torch.Tensor:
+def tversky_index(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH
+) -> torch.Tensor:
     """(TP + s) / (TP + alpha FP + beta FN + s) per sample and channel, `(N, K)`."""
     true_pos, false_pos, false_neg = soft_counts(logits, target)
     return (true_pos + smooth) / (true_pos + alpha * false_pos + beta * false_neg + smooth)
@@ -135,14 +139,16 @@ class SampleLoss(nn.Module):
 
     class_weights: Sequence[float] | None = None
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The loss of each sample, `(N,)`. `weight` `(N, H, W)`: per-pixel weights of the pixel
         (BCE/CE/focal) terms, e.g. a border weight map; region terms ignore it."""
         raise NotImplementedError
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.per_sample(logits, target, weight).mean()
 
 
@@ -154,13 +160,17 @@ class BCELoss(SampleLoss):
         super().__init__()
         self.class_weights = class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
             nll, _ = _categorical_nll(logits.float(), target.float())
-            return _pixel_mean(_weighted(nll, weight), target.float(),
-                               _weights(self.class_weights, logits.shape[1], logits.device))
+            return _pixel_mean(
+                _weighted(nll, weight),
+                target.float(),
+                _weights(self.class_weights, logits.shape[1], logits.device),
+            )
         pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         return _weighted(pixel, weight).mean(dim=(1, 2, 3))
 
@@ -169,19 +179,22 @@ class FocalLoss(SampleLoss):
     """Binary focal loss -(1 - p_t)^gamma log(p_t), mean over channels and pixels; for K >= 2
     p_t is the softmax probability of the true class (optionally class-weighted)."""
 
-    def __init__(self, gamma_focal: float = 2.0,
-                 class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, gamma_focal: float = 2.0, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.gamma_focal, self.class_weights = gamma_focal, class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
             nll, p_true = _categorical_nll(logits.float(), target.float())
             pixel = (1 - p_true).clamp_min(0) ** self.gamma_focal * nll
-            return _pixel_mean(_weighted(pixel, weight), target.float(),
-                               _weights(self.class_weights, logits.shape[1], logits.device))
+            return _pixel_mean(
+                _weighted(pixel, weight),
+                target.float(),
+                _weights(self.class_weights, logits.shape[1], logits.device),
+            )
         bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         p_true = torch.exp(-bce)
         return _weighted((1 - p_true) ** self.gamma_focal * bce, weight).mean(dim=(1, 2, 3))
@@ -191,13 +204,13 @@ class DiceLoss(SampleLoss):
     """1 - (2 TP + s) / (2 TP + FP + FN + s) on soft probabilities, mean over channels (K >= 2:
     softmax, mean over the foreground classes)."""
 
-    def __init__(self, smooth: float = SMOOTH,
-                 class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, smooth: float = SMOOTH, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.smooth, self.class_weights = smooth, class_weights
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         tp, fp, fn = soft_counts(logits.float(), target.float())
         dice = (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
@@ -208,8 +221,13 @@ class TverskyLoss(SampleLoss):
     """1 - Tversky index (alpha weighs false positives, beta false negatives), mean over channels
     (K >= 2: softmax, mean over the foreground classes)."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH,
-                 class_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.7,
+        beta: float = 0.3,
+        smooth: float = SMOOTH,
+        class_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.alpha, self.beta, self.smooth = alpha, beta, smooth
         self.class_weights = class_weights
@@ -217,8 +235,9 @@ class TverskyLoss(SampleLoss):
     def _weights(self, logits: torch.Tensor) -> torch.Tensor | None:
         return _weights(self.class_weights, logits.shape[1], logits.device)
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
         return _class_mean(1 - index, self._weights(logits))
@@ -227,13 +246,20 @@ class TverskyLoss(SampleLoss):
 class FocalTverskyLoss(TverskyLoss):
     """(1 - Tversky index) ** gamma, mean over channels."""
 
-    def __init__(self, alpha: float = 0.7, beta: float = 0.3, gamma: float = 0.75,
-                 smooth: float = SMOOTH, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.7,
+        beta: float = 0.3,
+        gamma: float = 0.75,
+        smooth: float = SMOOTH,
+        class_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(alpha, beta, smooth, class_weights)
         self.gamma = gamma
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
         return _class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
@@ -246,13 +272,13 @@ class CELoss(BCELoss):
 class CEDiceLoss(SampleLoss):
     """Cross-entropy + soft Dice (the liver system's loss), each with weight 1."""
 
-    def __init__(self, smooth: float = SMOOTH,
-                 class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, smooth: float = SMOOTH, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.ce, self.dice = CELoss(class_weights), DiceLoss(smooth, class_weights)
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.ce.per_sample(logits, target, weight) + self.dice.per_sample(logits, target)
 
 
@@ -284,8 +310,9 @@ def build_component(name: str, **params: Any) -> SampleLoss:
         raise UsageError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
     unknown = sorted(set(params) - set(_SHARED_PARAMS))
     if unknown:
-        raise UsageError(f"loss {name!r} has no option {', '.join(unknown)}; "
-                         f"options are {', '.join(_SHARED_PARAMS)}")
+        raise UsageError(
+            f"loss {name!r} has no option {', '.join(unknown)}; options are {', '.join(_SHARED_PARAMS)}"
+        )
     return COMPONENTS[name](**{key: params[key] for key in _COMPONENT_PARAMS[name] if key in params})
 
 
@@ -308,17 +335,25 @@ class DynamicLoss(SampleLoss):
     `max_loss`; BCE is unbounded. `last_regimes` holds the regimes of the last call, `(N,)`.
     """
 
-    def __init__(self, empty: str | Sequence[str] = "bce",
-                 small: str | Sequence[str] = ("bce", "tversky"),
-                 large: str | Sequence[str] = ("tversky", "focal_tversky"),
-                 low: float = 0.0, high: float = 0.0625, alpha: float = 0.7, beta: float = 0.3,
-                 gamma: float = 0.75, gamma_focal: float = 2.0, smooth: float = SMOOTH,
-                 max_loss: float = 2.0, class_weights: Sequence[float] | None = None,
-                 large_multiclass: str | Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        empty: str | Sequence[str] = "bce",
+        small: str | Sequence[str] = ("bce", "tversky"),
+        large: str | Sequence[str] = ("tversky", "focal_tversky"),
+        low: float = 0.0,
+        high: float = 0.0625,
+        alpha: float = 0.7,
+        beta: float = 0.3,
+        gamma: float = 0.75,
+        gamma_focal: float = 2.0,
+        smooth: float = SMOOTH,
+        max_loss: float = 2.0,
+        class_weights: Sequence[float] | None = None,
+        large_multiclass: str | Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if not 0.0 <= low < high:
-            raise UsageError(f"dynamic loss thresholds need 0 <= low < high, not low={low}, "
-                             f"high={high}")
+            raise UsageError(f"dynamic loss thresholds need 0 <= low < high, not low={low}, high={high}")
         if max_loss <= 0:
             raise UsageError(f"dynamic loss max_loss must be positive, not {max_loss}")
         self.regimes = tuple(_as_names(terms) for terms in (empty, small, large))
@@ -326,12 +361,21 @@ class DynamicLoss(SampleLoss):
         # background, so the large regime keeps the (categorical) cross-entropy too: on the 5-class
         # VNC set, where every patch is over `high`, the background was otherwise never predicted
         if large_multiclass is None:  # the default large regime gains CE; a configured one is kept
-            large_multiclass = (("bce",) + self.regimes[2] if self.regimes[2] == ("tversky", "focal_tversky")
-                                else self.regimes[2])
+            large_multiclass = (
+                ("bce",) + self.regimes[2]
+                if self.regimes[2] == ("tversky", "focal_tversky")
+                else self.regimes[2]
+            )
         self.multiclass_regimes = self.regimes[:2] + (_as_names(large_multiclass),)
         self.low, self.high, self.max_loss = low, high, max_loss
-        params = {"alpha": alpha, "beta": beta, "gamma": gamma, "gamma_focal": gamma_focal,
-                  "smooth": smooth, "class_weights": class_weights}
+        params = {
+            "alpha": alpha,
+            "beta": beta,
+            "gamma": gamma,
+            "gamma_focal": gamma_focal,
+            "smooth": smooth,
+            "class_weights": class_weights,
+        }
         names = sorted({name for terms in self.regimes + self.multiclass_regimes for name in terms})
         self.components = nn.ModuleDict({name: build_component(name, **params) for name in names})
         self.last_regimes = torch.zeros(0, dtype=torch.long)
@@ -341,17 +385,19 @@ class DynamicLoss(SampleLoss):
         fraction = foreground_fraction(logits)
         return (fraction > self.low).long() + (fraction >= self.high).long()
 
-    def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_sample(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_shapes(logits, target)
         regimes = self.regime(logits)
         self.last_regimes = regimes.detach()
-        values = {name: cast(SampleLoss, loss).per_sample(logits, target, weight)
-                  for name, loss in self.components.items()}
+        values = {
+            name: cast(SampleLoss, loss).per_sample(logits, target, weight)
+            for name, loss in self.components.items()
+        }
         chosen = self.multiclass_regimes if is_multiclass(logits) else self.regimes
         by_regime = [self._regime_loss(terms, values) for terms in chosen]
-        return torch.where(regimes == 0, by_regime[0],
-                           torch.where(regimes == 1, by_regime[1], by_regime[2]))
+        return torch.where(regimes == 0, by_regime[0], torch.where(regimes == 1, by_regime[1], by_regime[2]))
 
     def _regime_loss(self, terms: tuple[str, ...], values: dict[str, torch.Tensor]) -> torch.Tensor:
         weight = min(1.0, self.max_loss / len(terms))

@@ -12,14 +12,20 @@ Columns (documented in docs/measurements.md):
   the image's top-left corner as ImageJ does ((pixel index + 0.5) x pixel size); for square pixels
   also `perimeter`, `major_axis`, `minor_axis` in `length_unit`.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-_SHAPE = {"perimeter": "perimeter_px", "solidity": "solidity", "eccentricity": "eccentricity",
-          "axis_major_length": "major_axis_px", "axis_minor_length": "minor_axis_px"}
+_SHAPE = {
+    "perimeter": "perimeter_px",
+    "solidity": "solidity",
+    "eccentricity": "eccentricity",
+    "axis_major_length": "major_axis_px",
+    "axis_minor_length": "minor_axis_px",
+}
 _LENGTHS = (("perimeter_px", "perimeter"), ("major_axis_px", "major_axis"), ("minor_axis_px", "minor_axis"))
 
 
@@ -31,13 +37,18 @@ def shape_columns(labels: np.ndarray) -> dict[int, dict[str, float]]:
     if not source.any():
         return {}
     table = regionprops_table(source, properties=("label", *_SHAPE))
-    return {int(label): {name: float(table[prop][i]) for prop, name in _SHAPE.items()}
-            for i, label in enumerate(table["label"])}
+    return {
+        int(label): {name: float(table[prop][i]) for prop, name in _SHAPE.items()}
+        for i, label in enumerate(table["label"])
+    }
 
 
-def add_measurements(rows: list[dict[str, Any]], labels: np.ndarray,
-                     pixel_size: float | tuple[float, float] | None = None,
-                     unit: str | None = None) -> list[dict[str, Any]]:
+def add_measurements(
+    rows: list[dict[str, Any]],
+    labels: np.ndarray,
+    pixel_size: float | tuple[float, float] | None = None,
+    unit: str | None = None,
+) -> list[dict[str, Any]]:
     """`object_table` rows with the columns of the module's note appended (same order of rows)."""
     shapes = shape_columns(labels)
     sizes = _sizes(pixel_size)

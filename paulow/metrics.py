@@ -11,9 +11,10 @@ The same rule applies per class in mIoU / mPA (a class absent from both counts a
 scores. Binary inputs: any non-zero pixel is foreground. Connected components (when a binary mask is
 given where labels are expected) use 8-connectivity, as `paulow.postprocess` does.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -26,8 +27,10 @@ CONNECTIVITY = np.ones((3, 3), dtype=bool)
 # ---------------------------------------------------------------- helpers
 def _check_shapes(pred: np.ndarray, truth: np.ndarray) -> None:
     if pred.shape != truth.shape:
-        raise ShapeMismatchError(f"prediction shape {pred.shape} and truth shape {truth.shape} differ "
-                                 "— compare a prediction with the mask of the same image")
+        raise ShapeMismatchError(
+            f"prediction shape {pred.shape} and truth shape {truth.shape} differ "
+            "— compare a prediction with the mask of the same image"
+        )
     if pred.size == 0:
         raise ValueError("cannot score empty arrays")
 
@@ -73,8 +76,12 @@ def scores_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
         raise ValueError("cannot score empty arrays")
     fg = _class_scores(tp, fp, fn)
     bg = _class_scores(tn, fn, fp)
-    return {**fg, "accuracy": (tp + tn) / total,
-            "miou": (fg["iou"] + bg["iou"]) / 2, "mpa": (fg["recall"] + bg["recall"]) / 2}
+    return {
+        **fg,
+        "accuracy": (tp + tn) / total,
+        "miou": (fg["iou"] + bg["iou"]) / 2,
+        "mpa": (fg["recall"] + bg["recall"]) / 2,
+    }
 
 
 def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -115,8 +122,10 @@ def class_confusion(pred: np.ndarray, truth: np.ndarray, classes: int) -> np.nda
     _check_shapes(pred, truth)
     for name, a in (("prediction", pred), ("truth", truth)):
         if a.min() < 0 or a.max() >= classes:
-            raise ShapeMismatchError(f"{name} mask has values {int(a.min())}..{int(a.max())}, outside "
-                                     f"0..{classes - 1} — fix the mask or the number of classes (--classes)")
+            raise ShapeMismatchError(
+                f"{name} mask has values {int(a.min())}..{int(a.max())}, outside "
+                f"0..{classes - 1} — fix the mask or the number of classes (--classes)"
+            )
     index = truth.astype(np.int64).ravel() * classes + pred.astype(np.int64).ravel()
     return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
 
@@ -164,8 +173,10 @@ def as_labels(mask: np.ndarray) -> np.ndarray:
         labels, _ = ndimage.label(mask != 0, structure=CONNECTIVITY)
         return labels
     if mask.min() < 0 or not np.issubdtype(mask.dtype, np.integer):
-        raise ShapeMismatchError("a label image holds negative or fractional values "
-                                 "— give a binary mask or non-negative integer labels")
+        raise ShapeMismatchError(
+            "a label image holds negative or fractional values "
+            "— give a binary mask or non-negative integer labels"
+        )
     return mask
 
 
@@ -183,8 +194,9 @@ def _compact(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return lut[flat].reshape(labels.shape), int(present.size)
 
 
-def iou_pairs(pred_labels: np.ndarray, truth_labels: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+def iou_pairs(
+    pred_labels: np.ndarray, truth_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Every overlapping (pred, truth) object pair and its IoU, from one joint histogram.
 
     Returns (pred_index, truth_index, iou, n_pred, n_true); indices are 0-based over the objects
@@ -249,7 +261,11 @@ def _object_summary(tp: int, n_pred: int, n_true: int, iou_sum: float) -> dict[s
         "precision": _ratio(tp, n_pred, ideal=n_true == 0),
         "recall": _ratio(tp, n_true, ideal=n_pred == 0),
         "f1": _ratio(2 * tp, n_pred + n_true, ideal=True),
-        "n_pred": n_pred, "n_true": n_true, "tp": tp, "fp": fp, "fn": fn,
+        "n_pred": n_pred,
+        "n_true": n_true,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
         "count_error": n_pred - n_true,
         "mean_matched_iou": _ratio(iou_sum, tp, ideal=n_pred == 0 and n_true == 0),
     }
@@ -276,8 +292,9 @@ def object_scores(pred_labels: np.ndarray, truth_labels: np.ndarray, iou: float 
     return _object_summary(tp, n_pred, n_true, iou_sum)
 
 
-def pooled_object_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]],
-                         iou: float = 0.5) -> dict[str, float]:
+def pooled_object_scores(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], iou: float = 0.5
+) -> dict[str, float]:
     """Object scores with matches and object counts summed over all (pred, truth) pairs first."""
     tp = n_pred = n_true = 0
     iou_sum = 0.0
@@ -322,8 +339,12 @@ def centerline_counts(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, in
     _check_shapes(pred, truth)
     p, t = pred != 0, truth != 0
     sp, st = skeletonize(p), skeletonize(t)
-    return (int(np.count_nonzero(sp & t)), int(np.count_nonzero(sp)),
-            int(np.count_nonzero(st & p)), int(np.count_nonzero(st)))
+    return (
+        int(np.count_nonzero(sp & t)),
+        int(np.count_nonzero(sp)),
+        int(np.count_nonzero(st & p)),
+        int(np.count_nonzero(st)),
+    )
 
 
 def cldice_from_counts(hit_pred: int, n_pred: int, hit_true: int, n_true: int) -> float:
@@ -334,11 +355,15 @@ def cldice_from_counts(hit_pred: int, n_pred: int, hit_true: int, n_true: int) -
     return _ratio(2 * precision * sensitivity, precision + sensitivity, ideal=n_pred == 0 and n_true == 0)
 
 
-def thin_structure_scores(pairs: Iterable[tuple[np.ndarray, np.ndarray]], tolerance: float = 1.0) -> dict[str, float]:
+def thin_structure_scores(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], tolerance: float = 1.0
+) -> dict[str, float]:
     """Tolerant precision/recall/F1 within `tolerance` px and clDice, counts pooled over all pairs."""
     tolerant, centre = np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64)
     for pred, truth in pairs:
         tolerant += tolerant_counts(pred, truth, tolerance)
         centre += centerline_counts(pred, truth)
-    return {**tolerant_scores_from_counts(*(int(c) for c in tolerant)),
-            "cldice": cldice_from_counts(*(int(c) for c in centre))}
+    return {
+        **tolerant_scores_from_counts(*(int(c) for c in tolerant)),
+        "cldice": cldice_from_counts(*(int(c) for c in centre)),
+    }

@@ -2,6 +2,7 @@
 
 Reads the model file's metadata (`paulow.checkpoint`, `weights_only`); builds no network.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,11 +47,18 @@ def model_summary(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta = read_meta(path)
     classes = int(meta.get("classes", 1))
-    return {"name": path.stem, "path": path, "classes": classes,
-            "class_names": list(meta.get("class_names") or []), "target": _target(meta),
-            "tile": suggest_tile(int(meta.get("patch", 128)), "cpu"), "threshold": float(meta.get("threshold", 0.5)),
-            "min_object_px": int(meta.get("min_object_px") or 0), "scores": _scores(meta),
-            "date": str(meta.get("date", ""))[:16].replace("T", " ")}
+    return {
+        "name": path.stem,
+        "path": path,
+        "classes": classes,
+        "class_names": list(meta.get("class_names") or []),
+        "target": _target(meta),
+        "tile": suggest_tile(int(meta.get("patch", 128)), "cpu"),
+        "threshold": float(meta.get("threshold", 0.5)),
+        "min_object_px": int(meta.get("min_object_px") or 0),
+        "scores": _scores(meta),
+        "date": str(meta.get("date", ""))[:16].replace("T", " "),
+    }
 
 
 def list_models(folder: str | Path) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ and size, walked without recursion), and raises one `ModelMetaError` line:
 `model file 'FILE': field X: reason - fix`. Loaders keep using the checked dictionary
 (`ModelMeta.meta`), so files written by earlier versions load as before.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -38,14 +39,22 @@ def whole(low: int, high: int) -> Check:
     def check(value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
         return None if ok else f"a whole number from {low} to {high}"
+
     return check
 
 
 def number(low: float, high: float, high_open: bool = False) -> Check:
     def check(value: Any) -> str | None:
-        ok = _number(value) and math.isfinite(value) and low <= value and (value < high if high_open
-                                                                           else value <= high)
-        return None if ok else f"a finite number from {low:g} to {high:g}{' (exclusive)' if high_open else ''}"
+        ok = (
+            _number(value)
+            and math.isfinite(value)
+            and low <= value
+            and (value < high if high_open else value <= high)
+        )
+        return (
+            None if ok else f"a finite number from {low:g} to {high:g}{' (exclusive)' if high_open else ''}"
+        )
+
     return check
 
 
@@ -53,13 +62,19 @@ def text(max_len: int = 1000, choices: tuple[str, ...] = ()) -> Check:
     def check(value: Any) -> str | None:
         if choices:
             return None if value in choices else f"one of {', '.join(choices)}"
-        return None if isinstance(value, str) and 0 < len(value) <= max_len else f"a text of 1 to {max_len} characters"
+        return (
+            None
+            if isinstance(value, str) and 0 < len(value) <= max_len
+            else f"a text of 1 to {max_len} characters"
+        )
+
     return check
 
 
 def optional(inner: Check) -> Check:
     def check(value: Any) -> str | None:
         return None if value is None else (None if inner(value) is None else f"null or {inner(value)}")
+
     return check
 
 
@@ -87,9 +102,16 @@ def palette(value: Any) -> str | None:
 
 
 def class_names(value: Any) -> str | None:
-    ok = isinstance(value, list) and len(value) <= limits.MAX_CLASSES and all(
-        text(limits.MAX_CLASS_NAME)(v) is None for v in value)
-    return None if value is None or ok else f"null or a list of class names (texts of 1 to {limits.MAX_CLASS_NAME} characters)"
+    ok = (
+        isinstance(value, list)
+        and len(value) <= limits.MAX_CLASSES
+        and all(text(limits.MAX_CLASS_NAME)(v) is None for v in value)
+    )
+    return (
+        None
+        if value is None or ok
+        else f"null or a list of class names (texts of 1 to {limits.MAX_CLASS_NAME} characters)"
+    )
 
 
 def normalisation(value: Any) -> str | None:
@@ -101,7 +123,11 @@ def normalisation(value: Any) -> str | None:
     low, high = value.get("low", 1.0), value.get("high", 99.8)
     if method == "window":  # an intensity window in the image's own units (CT: Hounsfield units)
         finite = number(-1e12, 1e12)
-        return None if not (finite(low) or finite(high)) and low < high else "window 'low' < 'high', finite numbers"
+        return (
+            None
+            if not (finite(low) or finite(high)) and low < high
+            else "window 'low' < 'high', finite numbers"
+        )
     pct = number(0.0, 100.0)
     if pct(low) or pct(high) or not low < high:
         return "percentiles 'low' < 'high', numbers from 0 to 100"
@@ -109,16 +135,27 @@ def normalisation(value: Any) -> str | None:
 
 
 SIZE = whole(1, limits.MAX_PATCH)
-ARCH_ARGS = {"in_channels": whole(1, limits.MAX_CHANNELS), "classes": whole(1, limits.MAX_CLASSES),
-             "width": whole(1, limits.MAX_WIDTH), "depth": whole(1, limits.MAX_DEPTH)}
+ARCH_ARGS = {
+    "in_channels": whole(1, limits.MAX_CHANNELS),
+    "classes": whole(1, limits.MAX_CLASSES),
+    "width": whole(1, limits.MAX_WIDTH),
+    "depth": whole(1, limits.MAX_DEPTH),
+}
+
+
 def score(value: Any) -> str | None:
     """A Dice score: 0..1, or null / NaN (not measured)."""
     nan = isinstance(value, float) and math.isnan(value)
     return None if value is None or nan or number(0.0, 1.0)(value) is None else "a score from 0 to 1 or null"
 
 
-METRICS = {"test_dice": score, "best_fold": whole(1, limits.MAX_FOLDS), "test_dice_objects": score, "folds": lambda v: None if isinstance(v, list)
-           else "a list", "finetune": mapping}
+METRICS = {
+    "test_dice": score,
+    "best_fold": whole(1, limits.MAX_FOLDS),
+    "test_dice_objects": score,
+    "folds": lambda v: None if isinstance(v, list) else "a list",
+    "finetune": mapping,
+}
 # field: (required, check); every other field only has to be plain JSON
 SCHEMA: dict[str, tuple[bool, Check]] = {
     "arch": (True, text(100)),
@@ -179,14 +216,24 @@ class ModelMeta:
         _check_plain(meta, path)
         _check_nested(meta, path)
         boundary = meta.get("boundary_target") or meta.get("config", {}).get("boundary_target")
-        return cls(arch=meta["arch"], in_channels=meta["in_channels"], classes=meta.get("classes", 1),
-                   arch_args=meta.get("arch_args", {}), class_names=meta.get("class_names"),
-                   palette=meta.get("palette"), activation=meta.get("activation", "sigmoid"),
-                   normalisation=meta.get("normalisation", {}), patch=meta.get("patch"),
-                   overlap=meta.get("overlap"), threshold=meta.get("threshold", 0.5),
-                   min_object_px=meta.get("min_object_px") or 0,
-                   boundary_target=boundary if isinstance(boundary, int) else None,
-                   metrics=meta.get("metrics", {}), config=meta.get("config", {}), meta=dict(meta))
+        return cls(
+            arch=meta["arch"],
+            in_channels=meta["in_channels"],
+            classes=meta.get("classes", 1),
+            arch_args=meta.get("arch_args", {}),
+            class_names=meta.get("class_names"),
+            palette=meta.get("palette"),
+            activation=meta.get("activation", "sigmoid"),
+            normalisation=meta.get("normalisation", {}),
+            patch=meta.get("patch"),
+            overlap=meta.get("overlap"),
+            threshold=meta.get("threshold", 0.5),
+            min_object_px=meta.get("min_object_px") or 0,
+            boundary_target=boundary if isinstance(boundary, int) else None,
+            metrics=meta.get("metrics", {}),
+            config=meta.get("config", {}),
+            meta=dict(meta),
+        )
 
 
 def _bad(path: Path | str, key: str, problem: str) -> ModelMetaError:
@@ -211,10 +258,16 @@ def _check_nested(meta: dict, path: Path | str) -> None:
         if key in meta.get("arch_args", {}):
             _field(path, f"arch_args.{key}", meta["arch_args"][key], check)
     args = meta.get("arch_args", {})
-    if isinstance(args.get("width"), int) and isinstance(args.get("depth"), int) \
-            and args["width"] * 2 ** (args["depth"] - 1) > limits.MAX_WIDEST:
-        raise _bad(path, "arch_args", f"width {args['width']} x 2^(depth {args['depth']} - 1) channels exceed "
-                                      f"{limits.MAX_WIDEST}")
+    if (
+        isinstance(args.get("width"), int)
+        and isinstance(args.get("depth"), int)
+        and args["width"] * 2 ** (args["depth"] - 1) > limits.MAX_WIDEST
+    ):
+        raise _bad(
+            path,
+            "arch_args",
+            f"width {args['width']} x 2^(depth {args['depth']} - 1) channels exceed {limits.MAX_WIDEST}",
+        )
     names = meta.get("class_names")
     if names is not None and names and len(names) != classes:
         raise _bad(path, "class_names", f"{len(names)} names for {classes} classes")
@@ -222,8 +275,12 @@ def _check_nested(meta: dict, path: Path | str) -> None:
         if key in meta.get("metrics", {}):
             _field(path, f"metrics.{key}", meta["metrics"][key], check)
     per_class = meta.get("metrics", {}).get("test_dice_per_class")
-    if per_class is not None and (not isinstance(per_class, dict) or any(score(v) for v in per_class.values())):
-        raise _bad(path, "metrics.test_dice_per_class", "is not a dictionary of class name: Dice (0 to 1 or null)")
+    if per_class is not None and (
+        not isinstance(per_class, dict) or any(score(v) for v in per_class.values())
+    ):
+        raise _bad(
+            path, "metrics.test_dice_per_class", "is not a dictionary of class name: Dice (0 to 1 or null)"
+        )
     width = meta.get("config", {}).get("boundary_target")
     if width is not None and width != 0:
         _field(path, "config.boundary_target", width, whole(1, limits.MAX_BOUNDARY))
@@ -257,11 +314,16 @@ def _check_plain(meta: dict, path: Path | str) -> None:
     while stack:
         where, container, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise _bad(path, where.split(".")[1] if "." in where else where,
-                       f"is nested more than {MAX_DEPTH} levels deep")
+            raise _bad(
+                path,
+                where.split(".")[1] if "." in where else where,
+                f"is nested more than {MAX_DEPTH} levels deep",
+            )
         seen += len(container)
         if seen > MAX_NODES:
-            raise _bad(path, where.split(".")[1] if "." in where else where, f"holds more than {MAX_NODES} values")
+            raise _bad(
+                path, where.split(".")[1] if "." in where else where, f"holds more than {MAX_NODES} values"
+            )
         if isinstance(container, dict):
             if not all(type(k) is str for k in container):
                 raise _bad(path, where, "has a key that is not a text")
@@ -274,7 +336,11 @@ def _check_plain(meta: dict, path: Path | str) -> None:
             if isinstance(value, (dict, list)):
                 stack.append((name, value, depth + 1))
             else:
-                raise _bad(path, name.removeprefix("meta."), f"holds a {type(value).__name__}, not a plain JSON value")
+                raise _bad(
+                    path,
+                    name.removeprefix("meta."),
+                    f"holds a {type(value).__name__}, not a plain JSON value",
+                )
 
 
 def check_legacy_state_dict(state_dict: Mapping[str, Any], path: Path | str) -> None:
@@ -284,7 +350,11 @@ def check_legacy_state_dict(state_dict: Mapping[str, Any], path: Path | str) -> 
 
     for key, value in state_dict.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise ModelMetaError(f"model file '{path}': entry {str(key)[:60]!r} is not a named tensor - {FIX}")
+            raise ModelMetaError(
+                f"model file '{path}': entry {str(key)[:60]!r} is not a named tensor - {FIX}"
+            )
         if _CONV_WEIGHT.search(key) and value.dim() != 4:
-            raise ModelMetaError(f"model file '{path}': tensor '{key[:60]}' has rank {value.dim()}, not 4 "
-                                 f"(a convolution's weights) - {FIX}")
+            raise ModelMetaError(
+                f"model file '{path}': tensor '{key[:60]}' has rank {value.dim()}, not 4 "
+                f"(a convolution's weights) - {FIX}"
+            )

@@ -2,6 +2,7 @@
 normalised while the network predicts the current one, and (for `segment_files`) the previous
 file's mask is written meanwhile. Predictions, written files and their order equal the sequential
 loop's (tests/test_background.py)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -43,8 +44,7 @@ def predict_files(model: Any, paths: Sequence[str | Path], **options: Any) -> It
         yield prepared.path, predictions
 
 
-def segment_files(model: Any, paths: Sequence[str | Path], out_dir: str | Path,
-                  **options: Any) -> list[Path]:
+def segment_files(model: Any, paths: Sequence[str | Path], out_dir: str | Path, **options: Any) -> list[Path]:
     """Write `<stem>_mask.tif` into `out_dir` for each file (a free name: nothing is overwritten),
     the next file read and the previous mask written in background threads; the paths, in input
     order. Binary and boundary models: 0/255 masks; K >= 2: class indices with a colour table."""
@@ -52,19 +52,21 @@ def segment_files(model: Any, paths: Sequence[str | Path], out_dir: str | Path,
     written: list[Path] = []
     with BackgroundWriter() as writer:
         for prepared, predictions in _predicted(model, paths, options):
-            writer.submit(_write, written, out_dir / f"{prepared.path.stem}_mask.tif", prepared,
-                          predictions, model)
+            writer.submit(
+                _write, written, out_dir / f"{prepared.path.stem}_mask.tif", prepared, predictions, model
+            )
     return written
 
 
-def _predicted(model: Any, paths: Sequence[str | Path], options: dict) -> Iterator[tuple[PreparedImage, list]]:
+def _predicted(
+    model: Any, paths: Sequence[str | Path], options: dict
+) -> Iterator[tuple[PreparedImage, list]]:
     for _, future in read_ahead([Path(p) for p in paths], lambda p: prepare_file(model.meta, p)):
         prepared = future.result()
         yield prepared, model.predict_stack(prepared, **options)
 
 
-def _write(written: list[Path], target: Path, prepared: PreparedImage, predictions: list,
-           model: Any) -> None:
+def _write(written: list[Path], target: Path, prepared: PreparedImage, predictions: list, model: Any) -> None:
     from . import io
 
     masks = np.stack([p.mask for p in predictions])
@@ -73,5 +75,13 @@ def _write(written: list[Path], target: Path, prepared: PreparedImage, predictio
     if model.classes <= 1 or predictions[0].boundary:
         written.append(io.write_mask(path, io.binary_to_uint8(masks), resolution=resolution, unit=unit))
     else:
-        written.append(io.write_label_tiff(path, masks, model.classes, resolution=resolution, unit=unit,
-                                           colours=model.meta.get("palette")))
+        written.append(
+            io.write_label_tiff(
+                path,
+                masks,
+                model.classes,
+                resolution=resolution,
+                unit=unit,
+                colours=model.meta.get("palette"),
+            )
+        )

@@ -7,9 +7,10 @@ picks the threshold: on its validation images, among fractions of the training o
 area (0 included, so a set where small objects are real keeps them), the size with the best object F1
 (ties: the smaller). Binary and `--boundary-target` models only: K-class maps are not object masks.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,14 +52,17 @@ def mask_without_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     return kept.astype(mask.dtype, copy=False)
 
 
-def tune_min_size(predicted: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                  candidates: Sequence[int]) -> tuple[int, float, float]:
+def tune_min_size(
+    predicted: Sequence[np.ndarray], truths: Sequence[np.ndarray], candidates: Sequence[int]
+) -> tuple[int, float, float]:
     """(size, object F1 with it, object F1 without) : the candidate whose removal gives the best pooled
     object F1 (IoU >= 0.5) of the `predicted` label images against the `truths` (ties: the smaller)."""
     from .metrics import pooled_object_scores
 
-    scores = {c: pooled_object_scores(zip([remove_small(p, c) for p in predicted], truths))["f1"]
-              for c in sorted(set(candidates) | {0})}
+    scores = {
+        c: pooled_object_scores(zip([remove_small(p, c) for p in predicted], truths))["f1"]
+        for c in sorted(set(candidates) | {0})
+    }
     best = max(scores, key=lambda c: (scores[c], -c))
     return best, scores[best], scores[0]
 

@@ -9,6 +9,7 @@ Each is a multiscale pyramid (level n is level 0 subsampled by 2**n, nearest nei
 by hand (it is a few lines of JSON, see https://ngff.openmicroscopy.org/0.4/) because the `ome-zarr`
 package's writer needs a pydantic version the rest of the environment cannot have.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,14 +35,21 @@ def _axes(lead: str) -> list[dict]:
 
 
 def _multiscales(name: str, lead: str, levels: int) -> list[dict]:
-    datasets = [{"path": str(n), "coordinateTransformations": [
-        {"type": "scale", "scale": [1.0] * len(lead) + [float(2 ** n)] * 2}]} for n in range(levels)]
-    return [{"version": NGFF_VERSION, "name": name, "axes": _axes(lead), "datasets": datasets,
-             "type": "nearest"}]
+    datasets = [
+        {
+            "path": str(n),
+            "coordinateTransformations": [{"type": "scale", "scale": [1.0] * len(lead) + [float(2**n)] * 2}],
+        }
+        for n in range(levels)
+    ]
+    return [
+        {"version": NGFF_VERSION, "name": name, "axes": _axes(lead), "datasets": datasets, "type": "nearest"}
+    ]
 
 
-def create_outputs(path: Path, pages: int, height: int, width: int, chunk: int, classes: int,
-                   instances: bool) -> None:
+def create_outputs(
+    path: Path, pages: int, height: int, width: int, chunk: int, classes: int, instances: bool
+) -> None:
     """Create the group, its arrays (all levels, empty) and metadata; idempotent for a resume."""
     import zarr
 
@@ -50,8 +58,13 @@ def create_outputs(path: Path, pages: int, height: int, width: int, chunk: int, 
     z = ("z",) if pages > 1 else ()
     lead = "c" + "".join(z)
     for n, (h, w) in enumerate(shapes):
-        root.require_array(str(n), shape=(classes,) + ((pages,) if z else ()) + (h, w),
-                           chunks=(1,) + ((1,) if z else ()) + (chunk, chunk), dtype="uint8", fill_value=0)
+        root.require_array(
+            str(n),
+            shape=(classes,) + ((pages,) if z else ()) + (h, w),
+            chunks=(1,) + ((1,) if z else ()) + (chunk, chunk),
+            dtype="uint8",
+            fill_value=0,
+        )
     root.attrs["multiscales"] = _multiscales("probability", lead, len(shapes))
     names = ["mask"] + (["objects"] if instances else [])
     labels = root.require_group("labels")
@@ -60,11 +73,19 @@ def create_outputs(path: Path, pages: int, height: int, width: int, chunk: int, 
         group = labels.require_group(name)
         dtype = "uint32" if name == "objects" else "uint8"
         for n, (h, w) in enumerate(shapes):
-            group.require_array(str(n), shape=((pages,) if z else ()) + (h, w),
-                                chunks=((1,) if z else ()) + (chunk, chunk), dtype=dtype, fill_value=0)
+            group.require_array(
+                str(n),
+                shape=((pages,) if z else ()) + (h, w),
+                chunks=((1,) if z else ()) + (chunk, chunk),
+                dtype=dtype,
+                fill_value=0,
+            )
         group.attrs["multiscales"] = _multiscales(name, "".join(z), len(shapes))
-        group.attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"},
-                                      **({"colors": _mask_colours(classes)} if name == "mask" else {})}
+        group.attrs["image-label"] = {
+            "version": NGFF_VERSION,
+            "source": {"image": "../../"},
+            **({"colors": _mask_colours(classes)} if name == "mask" else {}),
+        }
 
 
 def _mask_colours(classes: int) -> list[dict]:
@@ -109,6 +130,7 @@ def downsample_block(src: Any, dst: Any, page: int | None, ys: slice, xs: slice)
     taking every second pixel."""
     lead: tuple = () if page is None else (page,)
     channel: tuple = (slice(None),) if src.ndim == len(lead) + 3 else ()
-    block = np.asarray(src[channel + lead + (slice(ys.start * 2, ys.stop * 2, 2),
-                                                slice(xs.start * 2, xs.stop * 2, 2))])
+    block = np.asarray(
+        src[channel + lead + (slice(ys.start * 2, ys.stop * 2, 2), slice(xs.start * 2, xs.stop * 2, 2))]
+    )
     dst[channel + lead + (ys, xs)] = block

@@ -1,6 +1,7 @@
 """Range checks of every numeric option, whether it comes from the command line, a config file or
 an API keyword, before any work: one `UsageError` line naming the option, the value, the allowed
 range and the fix. The ranges live in `paulow.limits`; docs/input-limits.md lists them."""
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,14 @@ RULES: dict[str, Rule] = {
     "width": (True, 1, limits.MAX_WIDTH, False, False, ""),
     "patch": (True, 1, limits.MAX_PATCH, False, False, ""),
     "tile": (True, 1, limits.MAX_PATCH, False, False, ""),
-    "classes": (True, 1, limits.MAX_CLASSES, False, False, " (masks and label files hold uint8 class indices)"),
+    "classes": (
+        True,
+        1,
+        limits.MAX_CLASSES,
+        False,
+        False,
+        " (masks and label files hold uint8 class indices)",
+    ),
     "in_channels": (True, 1, limits.MAX_CHANNELS, False, False, ""),
     "epochs": (True, 1, limits.MAX_EPOCHS, False, False, ""),
     "batch_size": (True, 1, limits.MAX_BATCH, False, False, ""),
@@ -73,9 +81,14 @@ def checked(name: str, value: Any, rule: Rule, source: str = "") -> Any:
             number = float(value) if not whole else int(value)
         except ValueError:
             number = None
-    ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number) \
-        and (low < number if low_open else low <= number) and (number < high if high_open else number <= high) \
+    ok = (
+        isinstance(number, (int, float))
+        and not isinstance(number, bool)
+        and math.isfinite(number)
+        and (low < number if low_open else low <= number)
+        and (number < high if high_open else number <= high)
         and (not whole or float(number).is_integer())
+    )
     if not ok:
         option = f"--{name.replace('_', '-')}"
         where = f" in {source}" if source else ""
@@ -101,21 +114,25 @@ def check_values(values: Mapping[str, Any], command: str = "train", source: str 
             out[name] = checked(name, value, (True, 1, limits.MAX_BOUNDARY, False, False, " pixels"), source)
     width, depth = out.get("width"), out.get("depth")
     if isinstance(width, int) and isinstance(depth, int) and width * 2 ** (depth - 1) > limits.MAX_WIDEST:
-        raise UsageError(f"--width {width} with --depth {depth} gives {width * 2 ** (depth - 1)} channels at the "
-                         f"deepest level, more than {limits.MAX_WIDEST}: lower --width or --depth")
+        raise UsageError(
+            f"--width {width} with --depth {depth} gives {width * 2 ** (depth - 1)} channels at the "
+            f"deepest level, more than {limits.MAX_WIDEST}: lower --width or --depth"
+        )
     return out
 
 
 def check_device(value: Any) -> None:
     if not isinstance(value, str) or not DEVICE.match(value):
-        raise UsageError(f"--device {value!r} is not supported: choose auto, cpu or cuda[:N] (lower case; "
-                         "Apple mps, TPUs and the meta device are not supported) - fix --device")
+        raise UsageError(
+            f"--device {value!r} is not supported: choose auto, cpu or cuda[:N] (lower case; "
+            "Apple mps, TPUs and the meta device are not supported) - fix --device"
+        )
 
 
 def check_loss_args(value: Any) -> None:
     """`--loss-args`: a JSON object of loss settings: numbers, the dynamic loss's regimes (loss
     names), and `class_weights` (auto or one number per class)."""
-    fix = "fix --loss-args, e.g. '{\"alpha\": 0.6, \"beta\": 0.4}'"
+    fix = 'fix --loss-args, e.g. \'{"alpha": 0.6, "beta": 0.4}\''
     if not isinstance(value, dict):
         raise UsageError(f"--loss-args {value!r} is not a JSON object of setting: value - {fix}")
     for key, item in value.items():
@@ -135,8 +152,9 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_namespace(args: Any, command: str, config_values: Mapping[str, Any] | None = None,
-                    config_path: Any = None) -> None:
+def check_namespace(
+    args: Any, command: str, config_values: Mapping[str, Any] | None = None, config_path: Any = None
+) -> None:
     """Check (and convert) the parsed options of a command in place; a value that came from the
     config file is named as such."""
     from_config = config_values or {}

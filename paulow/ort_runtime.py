@@ -7,6 +7,7 @@ default and ONNX Runtime is an option for users who want the speed.
 `with_runtime` swaps each network of an ensemble for an `OrtNetwork` with the same output, so the
 sliding window, blending, TTA and post-processing stay the ones `paulow.infer` uses for PyTorch.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,7 +28,9 @@ log = logging.getLogger("paulow")
 RUNTIMES = ("torch", "onnxruntime")
 OPSET = 18
 # network -> {(tile, channels, weights version): OrtNetwork}; weak, so a network that goes away takes its sessions
-_SESSIONS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, int], OrtNetwork]] = weakref.WeakKeyDictionary()
+_SESSIONS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, int], OrtNetwork]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class OrtNetwork(nn.Module):
@@ -42,8 +45,10 @@ class OrtNetwork(nn.Module):
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         if tuple(tiles.shape[2:]) != (self.tile, self.tile):
-            raise ModelError(f"this ONNX Runtime session was exported for {self.tile} px tiles, got "
-                             f"{tuple(tiles.shape[2:])} - predict with the tile size it was made for")
+            raise ModelError(
+                f"this ONNX Runtime session was exported for {self.tile} px tiles, got "
+                f"{tuple(tiles.shape[2:])} - predict with the tile size it was made for"
+            )
         inputs = np.ascontiguousarray(tiles.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input_name: inputs})[0])
 
@@ -59,14 +64,19 @@ def choose_runtime(requested: str, device: torch.device | str) -> str:
         raise UsageError(f"--runtime {requested!r}: choose one of {', '.join(RUNTIMES)}")
     if requested == "onnxruntime":
         if torch.device(device).type != "cpu":
-            raise UsageError("--runtime onnxruntime runs on the CPU only - use --device cpu or --runtime torch")
+            raise UsageError(
+                "--runtime onnxruntime runs on the CPU only - use --device cpu or --runtime torch"
+            )
         if not available():
-            raise UsageError("--runtime onnxruntime needs onnxruntime and onnx - pip install 'paulow[export]'")
+            raise UsageError(
+                "--runtime onnxruntime needs onnxruntime and onnx - pip install 'paulow[export]'"
+            )
     return requested
 
 
-def with_runtime(models: nn.Module | Sequence[nn.Module], runtime: str, tile: int,
-                 in_channels: int) -> list[nn.Module]:
+def with_runtime(
+    models: nn.Module | Sequence[nn.Module], runtime: str, tile: int, in_channels: int
+) -> list[nn.Module]:
     """The ensemble's networks for `runtime`: unchanged for "torch"; ONNX Runtime sessions for
     "onnxruntime" (a network that cannot be exported stays on PyTorch, with a warning)."""
     members = [models] if isinstance(models, nn.Module) else list(models)
@@ -86,7 +96,9 @@ def _session_for(member: nn.Module, tile: int, channels: int) -> nn.Module:
             cached[key] = _export(member, tile, channels)
         except Exception as err:  # noqa: BLE001 - any exporter failure means: keep PyTorch
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            log.warning("ONNX Runtime: the network could not be exported (%s); predicting with PyTorch", first)
+            log.warning(
+                "ONNX Runtime: the network could not be exported (%s); predicting with PyTorch", first
+            )
             return member
     return cached[key]
 
@@ -113,10 +125,16 @@ def _export(member: nn.Module, tile: int, channels: int) -> OrtNetwork:
         # are for developers, not for someone segmenting images
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(member, (example,), buffer,  # type: ignore[arg-type]  # a BytesIO works; stubs say path only
-                              input_names=["tiles"], output_names=["logits"],
-                              opset_version=OPSET, dynamo=False,
-                              dynamic_axes={"tiles": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                member,
+                (example,),
+                buffer,  # type: ignore[arg-type]  # a BytesIO works; stubs say path only
+                input_names=["tiles"],
+                output_names=["logits"],
+                opset_version=OPSET,
+                dynamo=False,
+                dynamic_axes={"tiles": {0: "batch"}, "logits": {0: "batch"}},
+            )
     finally:
         member.train(was_training)
     options = ort.SessionOptions()

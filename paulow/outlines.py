@@ -9,6 +9,7 @@ the rings of an object with zero-width cuts from the first vertex ("keyhole"): t
 of the ring is the object's pixel count (holes subtract, separate parts add), and an even-odd fill
 (ImageJ's) paints exactly the object's pixels.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -4,13 +4,14 @@ A palette file is text, one line per class, class 0 (the background) first: `R G
 0-255, separated by spaces or commas) or `#RRGGBB [name]`. `#` starts a comment; blank lines are
 ignored. `palette.txt` in a masks folder is used for K >= 2 classes without being asked for.
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,8 +21,10 @@ log = logging.getLogger("paulow")
 
 PALETTE_FILE = "palette.txt"
 _HEX = re.compile(r"#([0-9a-fA-F]{6})(?=[\s,]|$)")
-_LINE_FORMAT = ("write 'R G B [name]' (three numbers 0-255, e.g. '255 0 0 nucleus') or '#RRGGBB [name]', "
-                "one class per line, background (class 0) first")
+_LINE_FORMAT = (
+    "write 'R G B [name]' (three numbers 0-255, e.g. '255 0 0 nucleus') or '#RRGGBB [name]', "
+    "one class per line, background (class 0) first"
+)
 _SHOWN = 5  # colours named in a message
 
 Colour = tuple[int, int, int]
@@ -51,7 +54,7 @@ def _parse_line(text: str) -> tuple[Colour, str] | None:
     hex_colour = _HEX.match(text)
     if hex_colour:
         value = int(hex_colour.group(1), 16)
-        colour, rest = (value >> 16, (value >> 8) & 255, value & 255), text[hex_colour.end():]
+        colour, rest = (value >> 16, (value >> 8) & 255, value & 255), text[hex_colour.end() :]
     else:
         text = text.split("#", 1)[0]
         tokens = [t for t in re.split(r"[\s,]+", text) if t]
@@ -69,7 +72,9 @@ def read_palette(path: str | Path, classes: int | None = None) -> Palette:
     line, a colour listed twice, names given for some classes only, or a count other than `classes`."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"palette file '{path}' not found: check --palette (one 'R G B name' line per class)")
+        raise UsageError(
+            f"palette file '{path}' not found: check --palette (one 'R G B name' line per class)"
+        )
     colours: list[Colour] = []
     names: list[str] = []
     lines: dict[Colour, int] = {}
@@ -79,21 +84,27 @@ def read_palette(path: str | Path, classes: int | None = None) -> Palette:
         try:
             parsed = _parse_line(text)
         except ValueError:
-            raise UsageError(f"'{path}' line {number}: '{text.strip()}' is not a colour: {_LINE_FORMAT}") from None
+            raise UsageError(
+                f"'{path}' line {number}: '{text.strip()}' is not a colour: {_LINE_FORMAT}"
+            ) from None
         if parsed is None:
             continue
         colour, name = parsed
         if colour in lines:
-            raise UsageError(f"'{path}' line {number}: colour {_rgb(colour)} is listed twice (lines "
-                             f"{lines[colour]} and {number}): give each class its own colour")
+            raise UsageError(
+                f"'{path}' line {number}: colour {_rgb(colour)} is listed twice (lines "
+                f"{lines[colour]} and {number}): give each class its own colour"
+            )
         lines[colour] = number
         colours.append(colour)
         names.append(name)
     named = [n for n in names if n]
     if named and len(named) != len(names):
         missing = names.index("")
-        raise UsageError(f"'{path}': class {missing} ({_rgb(colours[missing])}) has no name but other classes "
-                         "do: name every class or none")
+        raise UsageError(
+            f"'{path}': class {missing} ({_rgb(colours[missing])}) has no name but other classes "
+            "do: name every class or none"
+        )
     palette = Palette(tuple(colours), tuple(names) if named else (), f"the palette '{path}'")
     if classes is not None:
         check_count(palette, classes)
@@ -105,12 +116,15 @@ def read_palette(path: str | Path, classes: int | None = None) -> Palette:
 def check_count(palette: Palette, classes: int) -> None:
     """A `UsageError` when the palette does not list exactly one colour per class."""
     if palette.classes != classes:
-        raise UsageError(f"{palette.source} lists {palette.classes} colour(s) for {classes} classes: one colour "
-                         "per class, background (class 0) first (or change --classes)")
+        raise UsageError(
+            f"{palette.source} lists {palette.classes} colour(s) for {classes} classes: one colour "
+            "per class, background (class 0) first (or change --classes)"
+        )
 
 
-def from_colours(colours: Sequence[Sequence[int]], classes: int | None = None,
-                 source: str = "the palette") -> Palette:
+def from_colours(
+    colours: Sequence[Sequence[int]], classes: int | None = None, source: str = "the palette"
+) -> Palette:
     """A palette from `[[R, G, B], ...]` (a model file's, or an API option), checked like a file."""
     checked: list[Colour] = []
     for index, colour in enumerate(colours):
@@ -130,16 +144,19 @@ def from_colours(colours: Sequence[Sequence[int]], classes: int | None = None,
 def as_palette(value, classes: int) -> Palette:
     """The `palette` option (a file path, or `[[R, G, B], ...]`) for masks read with `classes` classes."""
     if classes < 2:
-        raise UsageError(f"--palette {value if isinstance(value, (str, Path)) else '[...]'} maps colour masks to "
-                         "classes, but these masks are read as binary: add --classes K (K >= 2), or leave "
-                         "--palette out")
+        raise UsageError(
+            f"--palette {value if isinstance(value, (str, Path)) else '[...]'} maps colour masks to "
+            "classes, but these masks are read as binary: add --classes K (K >= 2), or leave "
+            "--palette out"
+        )
     if isinstance(value, (str, Path)):
         return read_palette(value, classes)
     return from_colours(value, classes)
 
 
-def find_palette(mask_dir: str | Path, classes: int, given: str | Path | None = None,
-                 fallback: Palette | None = None) -> Palette | None:
+def find_palette(
+    mask_dir: str | Path, classes: int, given: str | Path | None = None, fallback: Palette | None = None
+) -> Palette | None:
     """The palette for a mask folder read with `classes` classes: the `given` file (--palette), else
     `palette.txt` in `mask_dir`, else `fallback` (a model's); None for binary masks (K < 2)."""
     if given is not None:
@@ -147,8 +164,11 @@ def find_palette(mask_dir: str | Path, classes: int, given: str | Path | None = 
     beside = Path(mask_dir) / PALETTE_FILE
     if classes < 2:
         if beside.is_file():
-            log.warning("'%s' is not used: the masks are read as binary (one class); add --classes K to map "
-                        "their colours to K classes", beside)
+            log.warning(
+                "'%s' is not used: the masks are read as binary (one class); add --classes K to map "
+                "their colours to K classes",
+                beside,
+            )
         return None
     if beside.is_file():
         return read_palette(beside, classes)
@@ -162,14 +182,17 @@ def palette_names(palette: Palette | None, classes: int) -> list[str]:
     if palette is None or not palette.names:
         return []
     if len(palette.names) != classes:  # read_palette checked the count; a model's palette has no names
-        raise UsageError(f"{palette.source} names {len(palette.names)} class(es) for {classes} classes: one "
-                         "line per class, background (class 0) first")
+        raise UsageError(
+            f"{palette.source} names {len(palette.names)} class(es) for {classes} classes: one "
+            "line per class, background (class 0) first"
+        )
     return list(palette.names)
 
 
 # ---------------------------------------------------------------------------------------------
 # Masks
 # ---------------------------------------------------------------------------------------------
+
 
 def _codes(rgb: np.ndarray) -> np.ndarray:
     """`(pages, 3, H, W)` colours -> `(pages, H, W)` int64 codes, one per colour (16 bits a channel)."""
@@ -183,8 +206,6 @@ def _decode(code: int) -> Colour:
 
 def _rgb(colour: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(v)) for v in colour) + ")"
-
-
 
 
 def to_classes(mask: np.ndarray, palette: Palette, mask_path: str | Path, alpha: bool = False) -> np.ndarray:
@@ -213,9 +234,11 @@ def _unknown_message(codes: np.ndarray, palette: Palette, mask_path: Path) -> st
     top = np.argsort(-counts, kind="stable")[:_SHOWN]
     shown = ", ".join(f"{_rgb(_decode(values[i]))} {int(counts[i])} px" for i in top)
     more = f" and {len(values) - _SHOWN} more" if len(values) > _SHOWN else ""
-    return (f"mask '{mask_path.name}' has {len(values)} colour(s) not in {palette.source}: "
-            f"{shown}{more} — add a line for each class colour to the palette, or repaint those pixels in "
-            "a palette colour (antialiased or blurred edges make in-between colours: paint with a hard brush)")
+    return (
+        f"mask '{mask_path.name}' has {len(values)} colour(s) not in {palette.source}: "
+        f"{shown}{more} — add a line for each class colour to the palette, or repaint those pixels in "
+        "a palette colour (antialiased or blurred edges make in-between colours: paint with a hard brush)"
+    )
 
 
 def colour_mask_error(mask: np.ndarray, mask_path: str | Path, classes: int) -> ShapeMismatchError:
@@ -229,7 +252,8 @@ def colour_mask_error(mask: np.ndarray, mask_path: str | Path, classes: int) -> 
         f"mask '{mask_path.name}' is a colour image ({len(colours)} distinct colours: {shown}) but a {classes}-class "
         f"task needs class indices 0..{classes - 1} — save index masks (one grey value per class, 0 = background), "
         f"or put a {PALETTE_FILE} in '{mask_path.parent}' (one 'R G B name' line per class, background first) "
-        "or pass --palette FILE")
+        "or pass --palette FILE"
+    )
 
 
 def read_class_mask(path: str | Path, classes: int, palette: Palette | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ Choices:
   channel, `mean_intensity_c0`, `mean_intensity_c1`, ... hold each channel's mean.
 - Bounding boxes follow scikit-image: `bbox_max_row` and `bbox_max_col` are exclusive.
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -45,8 +46,9 @@ def _argmax_channels(prob: np.ndarray) -> np.ndarray:
     return index
 
 
-def label_instances(mask: np.ndarray, split_touching: bool = False, min_size: int = 0,
-                    min_distance: int = 5) -> np.ndarray:
+def label_instances(
+    mask: np.ndarray, split_touching: bool = False, min_size: int = 0, min_distance: int = 5
+) -> np.ndarray:
     """Number the objects of a mask (0/1 or class indices) 1..N, 8-connected; background 0.
 
     `split_touching` separates touching round objects by a watershed on the distance transform,
@@ -92,8 +94,9 @@ def _split_touching(foreground: np.ndarray, labels: np.ndarray, min_distance: in
     from skimage.feature import peak_local_max
 
     distance = ndimage.distance_transform_edt(foreground)
-    peaks = peak_local_max(distance, min_distance=max(int(min_distance), 1), labels=labels,
-                           exclude_border=False)
+    peaks = peak_local_max(
+        distance, min_distance=max(int(min_distance), 1), labels=labels, exclude_border=False
+    )
     markers = np.zeros(labels.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return seeded_watershed(-distance, markers, foreground)
@@ -132,8 +135,12 @@ def _smallest_label_dtype(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
 
 
-def object_table(labels: np.ndarray, image: np.ndarray | None = None,
-                 pixel_size: PixelSize | None = None, unit: str | None = None) -> list[dict[str, Any]]:
+def object_table(
+    labels: np.ndarray,
+    image: np.ndarray | None = None,
+    pixel_size: PixelSize | None = None,
+    unit: str | None = None,
+) -> list[dict[str, Any]]:
     """One row per object of a label image, in label order.
 
     Keys: label, area_px, centroid_y, centroid_x, bbox_min_row, bbox_min_col, bbox_max_row,
@@ -155,17 +162,28 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None,
     return add_measurements(rows, labels, pixel_size, unit)
 
 
-def _object_row(labels: np.ndarray, label: int, box: tuple[slice, slice],
-                channels: np.ndarray | None, scale: float | None, unit: str | None) -> dict[str, Any]:
+def _object_row(
+    labels: np.ndarray,
+    label: int,
+    box: tuple[slice, slice],
+    channels: np.ndarray | None,
+    scale: float | None,
+    unit: str | None,
+) -> dict[str, Any]:
     inside = labels[box] == label
     ys, xs = np.nonzero(inside)
     row: dict[str, Any] = {"label": label, "area_px": int(inside.sum())}
     if scale is not None:
         row["area"] = row["area_px"] * scale
         row["area_unit"] = f"{unit}^2" if unit else None
-    row.update(centroid_y=float(ys.mean() + box[0].start), centroid_x=float(xs.mean() + box[1].start),
-               bbox_min_row=box[0].start, bbox_min_col=box[1].start,
-               bbox_max_row=box[0].stop, bbox_max_col=box[1].stop)
+    row.update(
+        centroid_y=float(ys.mean() + box[0].start),
+        centroid_x=float(xs.mean() + box[1].start),
+        bbox_min_row=box[0].start,
+        bbox_min_col=box[1].start,
+        bbox_max_row=box[0].stop,
+        bbox_max_col=box[1].stop,
+    )
     if channels is not None:
         means = channels[:, box[0], box[1]][:, inside].astype(np.float64).mean(axis=1)
         row["mean_intensity"] = float(means.mean())
@@ -185,23 +203,27 @@ def _channels(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | 
     image = np.asarray(image)
     channels = image[None] if image.ndim == 2 else image
     if channels.ndim != 3 or channels.shape[1:] != shape:
-        raise ShapeMismatchError(f"the image has shape {image.shape} but the labels {shape}; "
-                                 "pass the (C, H, W) or (H, W) slice the labels were made from")
+        raise ShapeMismatchError(
+            f"the image has shape {image.shape} but the labels {shape}; "
+            "pass the (C, H, W) or (H, W) slice the labels were made from"
+        )
     return channels
 
 
 def _pixel_area(pixel_size: PixelSize | None) -> float | None:
     if pixel_size is None:
         return None
-    size_y, size_x = cast("tuple[float, float]",
-                          (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size)
+    size_y, size_x = cast(
+        "tuple[float, float]", (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size
+    )
     if not (size_y > 0 and size_x > 0):
         raise UsageError(f"the pixel size must be positive, got {pixel_size!r}")
     return float(size_y) * float(size_x)
 
 
-def object_classes(rows: list[dict[str, Any]], labels: np.ndarray, mask: np.ndarray,
-                   names: list[str]) -> list[dict[str, Any]]:
+def object_classes(
+    rows: list[dict[str, Any]], labels: np.ndarray, mask: np.ndarray, names: list[str]
+) -> list[dict[str, Any]]:
     """`object_table` rows of instances labelled from a class-index `mask` (K >= 2), each with its
     `class` (name) and `class_index`, placed after `label`."""
     lookup = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.int64)
@@ -209,13 +231,20 @@ def object_classes(rows: list[dict[str, Any]], labels: np.ndarray, mask: np.ndar
     out = []
     for row in rows:
         index = int(lookup[row["label"]])
-        out.append({"label": row["label"], "class": names[index], "class_index": index,
-                    **{k: v for k, v in row.items() if k != "label"}})
+        out.append(
+            {
+                "label": row["label"],
+                "class": names[index],
+                "class_index": index,
+                **{k: v for k, v in row.items() if k != "label"},
+            }
+        )
     return out
 
 
-def summary_row(labels: np.ndarray, pixel_size: PixelSize | None = None, unit: str | None = None,
-                **identity: Any) -> dict[str, Any]:
+def summary_row(
+    labels: np.ndarray, pixel_size: PixelSize | None = None, unit: str | None = None, **identity: Any
+) -> dict[str, Any]:
     """Per-image counts: `identity` (e.g. image=..., page=...) then objects, foreground_px,
     foreground_fraction, mean_area_px, and total_area / area_unit with `pixel_size`."""
     labels = _check_2d(labels, "labels")
@@ -223,9 +252,12 @@ def summary_row(labels: np.ndarray, pixel_size: PixelSize | None = None, unit: s
     areas = areas[areas > 0]
     foreground = int(areas.sum())
     row: dict[str, Any] = dict(identity)
-    row.update(objects=len(areas), foreground_px=foreground,
-               foreground_fraction=foreground / labels.size if labels.size else 0.0,
-               mean_area_px=float(areas.mean()) if len(areas) else 0.0)
+    row.update(
+        objects=len(areas),
+        foreground_px=foreground,
+        foreground_fraction=foreground / labels.size if labels.size else 0.0,
+        mean_area_px=float(areas.mean()) if len(areas) else 0.0,
+    )
     scale = _pixel_area(pixel_size)
     if scale is not None:
         row["total_area"] = foreground * scale
@@ -233,8 +265,9 @@ def summary_row(labels: np.ndarray, pixel_size: PixelSize | None = None, unit: s
     return row
 
 
-def outline_overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0),
-                    thickness: int = 1) -> np.ndarray:
+def outline_overlay(
+    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0), thickness: int = 1
+) -> np.ndarray:
     """`(H, W, 3) uint8` copy of the image with the outline of every object of `mask` (0/1, class
     indices or instance labels) drawn in `color`; edges between touching objects are drawn too.
     The image is grey `(H, W)`, `(H, W, 3|4)` or `(C, H, W)`; other dtypes than uint8 are scaled
@@ -242,14 +275,15 @@ def outline_overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, 
     mask = _check_2d(mask, "mask")
     rgb = _as_rgb_uint8(image)
     if rgb.shape[:2] != mask.shape:
-        raise ShapeMismatchError(f"the image has shape {np.shape(image)} but the mask {mask.shape}; "
-                                 "pass the image the mask was made from")
+        raise ShapeMismatchError(
+            f"the image has shape {np.shape(image)} but the mask {mask.shape}; "
+            "pass the image the mask was made from"
+        )
     rgb[_outline(mask, thickness)] = color
     return rgb
 
 
-def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: float = 0.35
-                  ) -> np.ndarray:
+def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: float = 0.35) -> np.ndarray:
     """`(H', W', 3) uint8` overlay of a class-index mask (K = len(names) >= 2): each foreground class
     tinted and outlined in its lookup-table colour (`io.class_lut`, the colours Fiji shows for the
     mask), with a legend of the foreground classes' names to the right of the image."""
@@ -258,8 +292,10 @@ def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: 
     mask = _check_2d(mask, "mask")
     rgb = _as_rgb_uint8(image)
     if rgb.shape[:2] != mask.shape:
-        raise ShapeMismatchError(f"the image has shape {np.shape(image)} but the mask {mask.shape}; "
-                                 "pass the image the mask was made from")
+        raise ShapeMismatchError(
+            f"the image has shape {np.shape(image)} but the mask {mask.shape}; "
+            "pass the image the mask was made from"
+        )
     colours = class_lut(len(names)).T  # (256, 3): row c is class c's colour
     tinted = rgb.astype(np.float32)
     inside = mask > 0
@@ -267,8 +303,14 @@ def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: 
     rgb = tinted.round().astype(np.uint8)
     edge = _outline(mask, 1)
     rgb[edge] = colours[mask[edge]]
-    return _with_legend(rgb, [(str(n), cast("tuple[int, int, int]", tuple(int(v) for v in colours[c])))
-                              for c, n in enumerate(names) if c])
+    return _with_legend(
+        rgb,
+        [
+            (str(n), cast("tuple[int, int, int]", tuple(int(v) for v in colours[c])))
+            for c, n in enumerate(names)
+            if c
+        ],
+    )
 
 
 def _with_legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
@@ -279,11 +321,11 @@ def _with_legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]
     width = 8 + 14 + max(cv2.getTextSize(name, font, scale, 1)[0][0] for name, _ in entries) + 6
     height = max(rgb.shape[0], 4 + row * len(entries))
     canvas = np.zeros((height, rgb.shape[1] + width, 3), dtype=np.uint8)
-    canvas[:rgb.shape[0], :rgb.shape[1]] = rgb
+    canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
     x = rgb.shape[1] + 8
     for i, (name, colour) in enumerate(entries):
         top = 4 + i * row
-        canvas[top:top + 10, x:x + 10] = colour
+        canvas[top : top + 10, x : x + 10] = colour
         cv2.putText(canvas, name, (x + 14, top + 9), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
@@ -291,8 +333,12 @@ def _with_legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]
 def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
     """Object pixels with an 8-neighbour of another value (pixels outside the image do not count)."""
     edge = np.zeros(mask.shape, dtype=bool)
-    pairs = [(np.s_[:, 1:], np.s_[:, :-1]), (np.s_[1:, :], np.s_[:-1, :]),
-             (np.s_[1:, 1:], np.s_[:-1, :-1]), (np.s_[1:, :-1], np.s_[:-1, 1:])]
+    pairs = [
+        (np.s_[:, 1:], np.s_[:, :-1]),
+        (np.s_[1:, :], np.s_[:-1, :]),
+        (np.s_[1:, 1:], np.s_[:-1, :-1]),
+        (np.s_[1:, :-1], np.s_[:-1, 1:]),
+    ]
     for here, there in pairs:
         differs = mask[here] != mask[there]
         edge[here] |= differs
@@ -301,8 +347,9 @@ def _outline(mask: np.ndarray, thickness: int) -> np.ndarray:
     if thickness > 1:
         import cv2
 
-        edge = cv2.dilate(edge.view(np.uint8), np.ones((3, 3), np.uint8),
-                          iterations=thickness - 1).astype(bool) & (mask > 0)
+        edge = cv2.dilate(edge.view(np.uint8), np.ones((3, 3), np.uint8), iterations=thickness - 1).astype(
+            bool
+        ) & (mask > 0)
     return edge
 
 
@@ -315,8 +362,9 @@ def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[-1] in (3, 4):
         image = image[..., :3]
     elif image.ndim != 2:
-        raise ShapeMismatchError(f"an overlay needs a grey (H, W) or colour (H, W, 3) image, "
-                                 f"got shape {image.shape}")
+        raise ShapeMismatchError(
+            f"an overlay needs a grey (H, W) or colour (H, W, 3) image, got shape {image.shape}"
+        )
     image = _scale_to_uint8(image)
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image.copy()
 

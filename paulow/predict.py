@@ -1,5 +1,6 @@
 """The array-level prediction pipeline shared by the API and the commands: channels, normalisation,
 tiled inference, the threshold choice. No files, no prompts."""
+
 from __future__ import annotations
 
 import logging
@@ -20,19 +21,21 @@ def match_channels(image: np.ndarray, expected: int, name: str) -> np.ndarray:
     if have == expected:
         return image
     if expected == 1 and have in (3, 4):
-        log.warning("'%s' has %d channels but the model is greyscale: converted to grey (luminance)",
-                    name, have)
+        log.warning(
+            "'%s' has %d channels but the model is greyscale: converted to grey (luminance)", name, have
+        )
         weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return np.tensordot(image[:, :3].astype(np.float32), weights, axes=([1], [0]))[:, None]
     if expected == 3 and have == 1:
-        log.warning("'%s' is greyscale but the model expects 3 channels: the grey channel is repeated",
-                    name)
+        log.warning("'%s' is greyscale but the model expects 3 channels: the grey channel is repeated", name)
         return np.repeat(image, 3, axis=1)
     if expected == 3 and have == 4:
         log.warning("'%s' is RGBA: the alpha channel is dropped for a 3-channel model", name)
         return image[:, :3]
-    raise ModelError(f"'{name}' has {have} channel(s) but the model expects {expected}: convert the "
-                     f"image to {expected} channel(s) or use a model trained on {have}-channel images")
+    raise ModelError(
+        f"'{name}' has {have} channel(s) but the model expects {expected}: convert the "
+        f"image to {expected} channel(s) or use a model trained on {have}-channel images"
+    )
 
 
 def choose_threshold(meta: dict, override: float | None = None) -> float:
@@ -54,11 +57,21 @@ def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterat
     return (normalise_with(page, spec) for page in data)
 
 
-def predict_pages(models: Any, meta: dict, data: np.ndarray | list[np.ndarray], *, tile: int | None = None,
-                  overlap: float | None = None, batch_size: int = 8, device: str = "cpu",
-                  tta: bool = False, name: str = "image", runtime: str = "torch",
-                  normalised: bool = False,
-                  on_tile: Callable[[int, int, int], None] | None = None) -> list[np.ndarray]:
+def predict_pages(
+    models: Any,
+    meta: dict,
+    data: np.ndarray | list[np.ndarray],
+    *,
+    tile: int | None = None,
+    overlap: float | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    tta: bool = False,
+    name: str = "image",
+    runtime: str = "torch",
+    normalised: bool = False,
+    on_tile: Callable[[int, int, int], None] | None = None,
+) -> list[np.ndarray]:
     """Probabilities (K, H, W) float32 for every page of a raw (pages, C, H, W) stack (or of pages
     already through `normalise_pages` when `normalised`). `runtime`: "torch" (default) or
     "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime); `on_tile(page, done,
@@ -72,6 +85,16 @@ def predict_pages(models: Any, meta: dict, data: np.ndarray | list[np.ndarray], 
     tile = tile or suggest_tile(int(meta.get("patch", 128)), device)
     overlap = overlap if overlap is not None else float(meta.get("overlap", 0.5))
     models = with_runtime(models, choose_runtime(runtime, device), tile, int(meta["in_channels"]))
-    return [predict_slice(models, page, tile=tile, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
-                          on_tile=None if on_tile is None else partial(on_tile, index))
-            for index, page in enumerate(pages)]
+    return [
+        predict_slice(
+            models,
+            page,
+            tile=tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
+            on_tile=None if on_tile is None else partial(on_tile, index),
+        )
+        for index, page in enumerate(pages)
+    ]

@@ -10,6 +10,7 @@
   (ring of the model's width), as training scores its validation images.
 - K >= 2 class models: the truth holds class indices; per-class scores (`multiclass_scores`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,10 @@ def _truth_2d(truth, shape: tuple[int, ...]) -> np.ndarray:
     if truth.ndim == 3 and truth.shape[0] == 1:
         truth = truth[0]
     if truth.shape != tuple(shape):
-        raise ShapeMismatchError(f"the truth mask is {truth.shape} but the prediction {tuple(shape)}: "
-                                 "give the truth of the same image (H, W)")
+        raise ShapeMismatchError(
+            f"the truth mask is {truth.shape} but the prediction {tuple(shape)}: "
+            "give the truth of the same image (H, W)"
+        )
     return truth
 
 

@@ -1,5 +1,6 @@
 """Progress for notebook and script users of the API: the run's lines above a `tqdm.auto` bar of
 epochs (a widget in Jupyter, text in a terminal). `verbose=False` in the API turns both off."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,8 +46,9 @@ class EpochBar:
             self.bar.close()
 
 
-def progress(verbose: bool, echo: Callable[[str], None] | None, on_epoch: Callable[[dict], None] | None,
-             desc: str) -> tuple[Callable[[str], Any], Callable[[dict], None] | None, EpochBar | None]:
+def progress(
+    verbose: bool, echo: Callable[[str], None] | None, on_epoch: Callable[[dict], None] | None, desc: str
+) -> tuple[Callable[[str], Any], Callable[[dict], None] | None, EpochBar | None]:
     """(echo, on_epoch, bar) for a run: with `verbose`, lines go to `echo` (default: above the bar)
     and a bar follows the epochs; without, only the caller's own `echo` and `on_epoch` are called."""
     if not verbose:

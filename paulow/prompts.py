@@ -1,8 +1,10 @@
 """Terminal prompts. Every prompt has a flag; without a terminal answer (EOF) the user gets the flag."""
+
 from __future__ import annotations
 
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import UsageError
 
@@ -18,14 +20,22 @@ def ask(question: str, flag: str, default: str | None = None, assume_default: bo
     line = sys.stdin.readline() if sys.stdin is not None and not sys.stdin.closed else ""
     if not line:
         print()
-        raise UsageError(f"no answer on standard input to '{question}': pass {flag}"
-                         + (" (or --yes to accept the defaults)" if default is not None else ""))
+        raise UsageError(
+            f"no answer on standard input to '{question}': pass {flag}"
+            + (" (or --yes to accept the defaults)" if default is not None else "")
+        )
     answer = line.strip()
     return answer if answer else (default or "")
 
 
-def ask_until(question: str, flag: str, parse: Callable[[str], T], default: str | None = None,
-              assume_default: bool = False, tries: int = 5) -> T:
+def ask_until(
+    question: str,
+    flag: str,
+    parse: Callable[[str], T],
+    default: str | None = None,
+    assume_default: bool = False,
+    tries: int = 5,
+) -> T:
     """Ask again while `parse` raises ValueError (its message says what is valid)."""
     for _ in range(tries):
         answer = ask(question, flag, default, assume_default)

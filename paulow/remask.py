@@ -1,6 +1,7 @@
 """Probabilities to a mask under a threshold and a smallest-object size: the rule `Model.predict`
 applies, reusable on kept probabilities (`Prediction.rethreshold`, napari's sliders) without running
 the network again."""
+
 from __future__ import annotations
 
 import numpy as np

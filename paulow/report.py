@@ -4,14 +4,16 @@ Plots are drawn on `matplotlib.figure.Figure` objects and saved with the Agg ren
 never imported, so no display is needed, no global backend is switched (a notebook's inline plots
 keep working) and no figure is left open in pyplot's registry.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +21,11 @@ from .data import snr  # noqa: F401  (the dataset report's SNR; defined once, in
 from .errors import ShapeMismatchError
 from .io import atomic_write_path
 
-REGIMES = (("regime_empty", "empty: BCE"), ("regime_small", "small: BCE + Tversky"),
-           ("regime_large", "large: Tversky + focal Tversky"))
+REGIMES = (
+    ("regime_empty", "empty: BCE"),
+    ("regime_small", "small: BCE + Tversky"),
+    ("regime_large", "large: Tversky + focal Tversky"),
+)
 _DISPLAY_MAX_SIDE = 1024  # panels show big images subsampled to at most this many pixels a side
 
 
@@ -131,11 +136,18 @@ def plot_curves(history: Sequence[dict], path: str | Path, title: str = "") -> P
     axes[0].set_ylabel("loss")
     axes[0].legend(fontsize=8)
     validated = [row for row in history if row.get("val_dice") is not None]  # validation is paced
-    axes[1].plot(_series(validated, "epoch"), _series(validated, "val_dice"), "o-", ms=3, color="tab:green",
-                 label="mean over foreground classes" if _class_keys(validated) else None)
+    axes[1].plot(
+        _series(validated, "epoch"),
+        _series(validated, "val_dice"),
+        "o-",
+        ms=3,
+        color="tab:green",
+        label="mean over foreground classes" if _class_keys(validated) else None,
+    )
     for key in _class_keys(validated):  # K >= 2: one thin line per class (history.csv's val_dice_NAME)
-        axes[1].plot(_series(validated, "epoch"), _series(validated, key), "-", lw=1,
-                     label=key[len("val_dice_"):])
+        axes[1].plot(
+            _series(validated, "epoch"), _series(validated, key), "-", lw=1, label=key[len("val_dice_") :]
+        )
     if _class_keys(validated):
         axes[1].legend(fontsize=7)
     axes[1].set_ylabel("validation Dice")
@@ -198,8 +210,9 @@ def _draw_probability(fig, ax, prob: np.ndarray) -> None:
     fig.colorbar(im, ax=ax, shrink=0.7)
 
 
-def representative_window(size: tuple[int, int], mask: np.ndarray,
-                          longest: float = 2.0) -> tuple[slice, slice]:
+def representative_window(
+    size: tuple[int, int], mask: np.ndarray, longest: float = 2.0
+) -> tuple[slice, slice]:
     """The whole image, or for a long thin one (one side over `longest` x the other) the square of the
     short side's size holding the most foreground of `mask`, shown at full resolution."""
     height, width = int(size[0]), int(size[1])
@@ -215,8 +228,9 @@ def representative_window(size: tuple[int, int], mask: np.ndarray,
     return slice(0, height), slice(start, start + side)
 
 
-def sample_panel(image: np.ndarray, truth: np.ndarray | None, prediction: np.ndarray,
-                 path: str | Path, title: str = "") -> Path:
+def sample_panel(
+    image: np.ndarray, truth: np.ndarray | None, prediction: np.ndarray, path: str | Path, title: str = ""
+) -> Path:
     """One PNG: image (prediction outlined in red) | ground truth | prediction (mask or probability).
     A long thin image (e.g. 250 x 1024) shows its most annotated square at full resolution.
 

@@ -5,10 +5,11 @@ state of `paulow.train.cross_validate` (finished folds, the fold in progress wit
 It is written atomically every few seconds, loaded with `weights_only=True`, and deleted once the
 model file is written and verified.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .errors import UsageError
 from .workspace import Fingerprint
@@ -33,8 +34,14 @@ def save_state(path: Path, name: str, config: dict, inputs: dict[str, str], stat
     from .checkpoint import plain, torch_save
     from .io import atomic_write_path
 
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "name": name, "config": plain(config),
-               "inputs": inputs, "state": state}
+    payload = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "name": name,
+        "config": plain(config),
+        "inputs": inputs,
+        "state": state,
+    }
     with atomic_write_path(path) as tmp:
         torch_save(payload, tmp, path)
 
@@ -46,8 +53,9 @@ def load_state(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise UsageError(f"cannot read the resume file '{path}' ({type(exc).__name__}): start a new "
-                         "run without --resume") from None
+        raise UsageError(
+            f"cannot read the resume file '{path}' ({type(exc).__name__}): start a new run without --resume"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UsageError(f"'{path}' is not a PAULow resume file: start a new run without --resume")
     from .resume_check import check_payload
@@ -83,10 +91,16 @@ def check_inputs(saved: dict[str, str], current: dict[str, str]) -> None:
     missing = sorted(set(saved) - set(current))
     added = sorted(set(current) - set(saved))
     changed = sorted(k for k in set(saved) & set(current) if saved[k] != current[k])
-    parts = [f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
-             for label, names in (("missing", missing), ("new", added), ("changed", changed)) if names]
-    raise UsageError("the training folders are not the ones the stopped run used (" + "; ".join(parts)
-                     + "): put the same files back, or start a new run without --resume")
+    parts = [
+        f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+        for label, names in (("missing", missing), ("new", added), ("changed", changed))
+        if names
+    ]
+    raise UsageError(
+        "the training folders are not the ones the stopped run used ("
+        + "; ".join(parts)
+        + "): put the same files back, or start a new run without --resume"
+    )
 
 
 def settle_finished_runs(models_dir: Path, echo=print) -> list[Path]:
@@ -108,8 +122,10 @@ def settle_finished_runs(models_dir: Path, echo=print) -> list[Path]:
         except (UsageError, ModelError, KeyError, TypeError, OSError):
             continue
         state.unlink(missing_ok=True)
-        echo(f"note: the stopped run '{name}' had finished: its model {model.name} was saved and verifies; "
-             "its leftover resume state was removed")
+        echo(
+            f"note: the stopped run '{name}' had finished: its model {model.name} was saved and verifies; "
+            "its leftover resume state was removed"
+        )
         settled.append(state)
     return settled
 

@@ -1,8 +1,9 @@
 """ImageJ ROI sets: one traced polygon per labelled object, in a zip Fiji's ROI Manager opens."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -41,8 +42,11 @@ def write_roi_zip(labels: np.ndarray, path: str | Path, names: Sequence[str] | N
 
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]
-    rois = (page_rois(labels, names=names) if labels.ndim == 2 else
-            [roi for page, lab in enumerate(labels) for roi in page_rois(lab, page)])
+    rois = (
+        page_rois(labels, names=names)
+        if labels.ndim == 2
+        else [roi for page, lab in enumerate(labels) for roi in page_rois(lab, page)]
+    )
     with atomic_write_path(path) as tmp:
         roiwrite(tmp, rois, mode="w")
     return Path(path)

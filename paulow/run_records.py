@@ -10,6 +10,7 @@ lets a record decide which input is cleared, a record is trusted only this far:
 - an entry that a later finished run settled (it made or kept outputs of the same names or
   for the same input) is never used again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,9 @@ def require_runs_folder(out_dir: Path) -> Path:
     """`OUTPUT_MASKS/runs`, refused before any work when something else has that name."""
     runs = out_dir / RUNS
     if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
-        raise UsageError(f"'{runs}' is not a folder: move it away (PAULow keeps its run records in "
-                         "a folder of that name)")
+        raise UsageError(
+            f"'{runs}' is not a folder: move it away (PAULow keeps its run records in a folder of that name)"
+        )
     return runs
 
 
@@ -69,10 +71,13 @@ def read_record(path: Path, warn: bool = True) -> dict | None:
     """A run record's contents, or None (with one warning naming the file) when it is no valid record."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        ok = isinstance(record, dict) and isinstance(record.get("files", []), list) \
-            and isinstance(record.get("model", {}), dict) \
-            and isinstance(record.get("segment_options", {}), dict) \
+        ok = (
+            isinstance(record, dict)
+            and isinstance(record.get("files", []), list)
+            and isinstance(record.get("model", {}), dict)
+            and isinstance(record.get("segment_options", {}), dict)
             and all(_valid_entry(e) for e in record.get("files", []))
+        )
         why = "" if ok else "not a PAULow run record"
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         record, why = None, type(exc).__name__
@@ -99,14 +104,23 @@ def unfinished_outputs(out_dir: Path, model_sha: str, options: dict) -> dict[str
     input that made them (entries whose outputs are not plain names in `out_dir` are ignored)."""
     found: dict[str, Earlier] = {}
     for path, record in records(out_dir):
-        if record.get("finished") or record.get("model", {}).get("sha256") != model_sha \
-                or record.get("segment_options") != options:
+        if (
+            record.get("finished")
+            or record.get("model", {}).get("sha256") != model_sha
+            or record.get("segment_options") != options
+        ):
             continue
         for entry in record.get("files", []):
             names, hashes = entry.get("outputs", []), entry.get("outputs_sha256")
             outputs = [output_path(out_dir, n) for n in names]
-            if entry.get("settled_by") or not entry.get("input_sha256") or not outputs or hashes is None \
-                    or len(hashes) != len(outputs) or None in outputs:
+            if (
+                entry.get("settled_by")
+                or not entry.get("input_sha256")
+                or not outputs
+                or hashes is None
+                or len(hashes) != len(outputs)
+                or None in outputs
+            ):
                 continue
             found[entry["input_sha256"]] = Earlier(path, tuple(o for o in outputs if o), tuple(hashes))
     return found
@@ -137,8 +151,9 @@ def settle(out_dir: Path, finished: Path, inputs: Iterable[str], outputs: Iterab
             continue
         touched = False
         for entry in record.get("files", []):
-            if not entry.get("settled_by") and (entry.get("input_sha256") in inputs
-                                                or outputs & set(entry.get("outputs", []))):
+            if not entry.get("settled_by") and (
+                entry.get("input_sha256") in inputs or outputs & set(entry.get("outputs", []))
+            ):
                 entry["settled_by"] = finished.name
                 touched = True
         if touched:

@@ -5,9 +5,10 @@ the test score and the sample panel all read them from here, so nothing is predi
 The selection score is the pooled foreground Dice for K = 1 and the mean Dice over the foreground
 classes 1..K-1 for K >= 2 (every class weighs the same, however small).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,10 +33,12 @@ def page_counts(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5, min
 
             pred = mask_without_small(pred, min_size)
         p, t = pred > 0, truth > 0
-        return np.array([[np.count_nonzero(p & t), np.count_nonzero(p & ~t), np.count_nonzero(~p & t)]],
-                        dtype=np.int64)
-    joint = np.bincount(truth.astype(np.int64).ravel() * classes + pred.astype(np.int64).ravel(),
-                        minlength=classes * classes)[: classes * classes].reshape(classes, classes)
+        return np.array(
+            [[np.count_nonzero(p & t), np.count_nonzero(p & ~t), np.count_nonzero(~p & t)]], dtype=np.int64
+        )
+    joint = np.bincount(
+        truth.astype(np.int64).ravel() * classes + pred.astype(np.int64).ravel(), minlength=classes * classes
+    )[: classes * classes].reshape(classes, classes)
     tp = np.diag(joint)
     return np.stack([tp, joint.sum(0) - tp, joint.sum(1) - tp], axis=1).astype(np.int64)
 
@@ -53,13 +56,21 @@ def selection_score(counts: np.ndarray) -> float:
     return float(dice[0] if len(dice) == 1 else dice[1:].mean())
 
 
-def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                        threshold: float = 0.5, min_size: int = 0, objects: bool = False) -> dict:
+def score_probabilities(
+    probs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    threshold: float = 0.5,
+    min_size: int = 0,
+    objects: bool = False,
+) -> dict:
     """Pooled scores of stored probabilities: `dice` (the selection score) and `dice_c` per class
     (for K = 1 the single foreground Dice, objects under `min_size` px removed). `objects` (a
     boundary model's classes): also `dice_objects`, see `object_dice` (`threshold` is then the
     object threshold; the classes' own scores use the argmax)."""
-    counts = sum((page_counts(p, t, threshold, min_size) for p, t in zip(probs, truths)), start=np.zeros((1, 3), np.int64))
+    counts = sum(
+        (page_counts(p, t, threshold, min_size) for p, t in zip(probs, truths)),
+        start=np.zeros((1, 3), np.int64),
+    )
     per_class = dice_from_counts(counts)
     scores = {"dice": selection_score(counts), "dice_c": [float(d) for d in per_class]}
     if objects:
@@ -67,8 +78,9 @@ def score_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray
     return scores
 
 
-def object_dice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_size: int = 0,
-                threshold: float = 0.5) -> float:
+def object_dice(
+    probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_size: int = 0, threshold: float = 0.5
+) -> float:
     """Pooled Dice of a boundary model's object masks (`boundaries.object_mask` at `threshold`,
     objects under `min_size` px removed: the mask `use_model.py` writes) against the truths'
     non-zero pixels."""
@@ -80,8 +92,11 @@ def object_dice(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], min_s
     return float(dice_from_counts(counts)[0])
 
 
-def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                     candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> tuple[float, float]:
+def sweep_thresholds(
+    probs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    candidates: Sequence[float] = THRESHOLD_CANDIDATES,
+) -> tuple[float, float]:
     """The threshold with the best pooled Dice (ties: nearest 0.5) over stored binary probabilities.
 
     K >= 2 uses the argmax, so there is nothing to tune: returns (0.5, selection score).
@@ -93,14 +108,18 @@ def sweep_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
     return float(candidates[best]), scores[best]
 
 
-def sweep_object_thresholds(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                            candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> tuple[float, float]:
+def sweep_object_thresholds(
+    probs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    candidates: Sequence[float] = THRESHOLD_CANDIDATES,
+) -> tuple[float, float]:
     """A boundary model's threshold on its object probability 1 - P(background), with the best
     pooled Dice of its object masks against the truths' non-zero pixels (ties: nearest 0.5)."""
     from .boundaries import object_probability
 
-    return sweep_thresholds([object_probability(p) for p in probs], [np.asarray(t) != 0 for t in truths],
-                            candidates)
+    return sweep_thresholds(
+        [object_probability(p) for p in probs], [np.asarray(t) != 0 for t in truths], candidates
+    )
 
 
 def class_columns(prefix: str, values: Sequence[float], names: Sequence[str]) -> dict[str, float]:

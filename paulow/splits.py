@@ -9,10 +9,12 @@ A split never cuts a page, and it keeps a stack's neighbouring sections together
   block, so a held-out block never interleaves with training pages (a stack meets the other side
   only at a block's two edges).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,7 +53,7 @@ def _block(sequence: list[Key], n: int, seed: int) -> list[Key]:
     """`n` contiguous keys: slot `seed % slots` of the sequence cut into slots of `n` from its start."""
     slots = max(1, len(sequence) // n)
     start = (seed % slots) * n
-    return sequence[start:start + n]
+    return sequence[start : start + n]
 
 
 def held_out(slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1) -> set[Key]:
@@ -67,8 +69,9 @@ def held_out(slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1)
     return set(_block(sequence, n, seed))
 
 
-def split_test(slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1
-               ) -> tuple[list[Slice], list[Slice]]:
+def split_test(
+    slices: Sequence[Slice], fraction: float, seed: int, keep: int = 1
+) -> tuple[list[Slice], list[Slice]]:
     """Hold out a share of the slices (whole pages, at least one when there are 3 or more) as the
     test set, by file or in one contiguous page block (see the module docstring); at least `keep`
     files (or pages) are left for training."""
@@ -90,27 +93,40 @@ def fold_parts(slices: Sequence[Slice], k: int, seed: int) -> list[list[Key]]:
     return [[sequence[j] for j in block] for block in np.array_split(np.arange(len(sequence)), k)]
 
 
-def kfold(slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
-          ) -> list[tuple[list[Slice], list[Slice]]]:
+def kfold(
+    slices: Sequence[Slice], k: int, seed: int, val_fraction: float = 0.2
+) -> list[tuple[list[Slice], list[Slice]]]:
     """K folds over pages (k == 1: one train/validation split of `val_fraction`). Returns (train,
     val) per fold."""
     keys = {s.key for s in slices}
     if len(keys) < 2:
-        log.warning("only one image: it is used for training AND validation, so validation Dice is "
-                    "optimistic — add more annotated images")
+        log.warning(
+            "only one image: it is used for training AND validation, so validation Dice is "
+            "optimistic — add more annotated images"
+        )
         return [(list(slices), list(slices))]
-    parts = ([held_out(slices, val_fraction, seed)] if k <= 1
-             else [set(p) for p in fold_parts(slices, min(k, len(keys)), seed)])
-    return [([s for s in slices if s.key not in part], [s for s in slices if s.key in part])
-            for part in parts]
+    parts = (
+        [held_out(slices, val_fraction, seed)]
+        if k <= 1
+        else [set(p) for p in fold_parts(slices, min(k, len(keys)), seed)]
+    )
+    return [
+        ([s for s in slices if s.key not in part], [s for s in slices if s.key in part]) for part in parts
+    ]
 
 
 def _how(files: dict[str, list[Key]], parts: int) -> str:
     return "by file" if splits_by_file(files, parts) else "in contiguous page blocks"
 
 
-def describe(slices: Sequence[Slice], rest: Sequence[Slice], test: Sequence[Slice], folds: int,
-             test_fraction: float, val_fraction: float = 0.2) -> str:
+def describe(
+    slices: Sequence[Slice],
+    rest: Sequence[Slice],
+    test: Sequence[Slice],
+    folds: int,
+    test_fraction: float,
+    val_fraction: float = 0.2,
+) -> str:
     """How the split was made, for the plan line: e.g. `split: test share by file, 5 folds by file
     (12 files)` or `... in contiguous page blocks (1 file of 30 pages: too few files to split by
     file)`."""
@@ -119,8 +135,10 @@ def describe(slices: Sequence[Slice], rest: Sequence[Slice], test: Sequence[Slic
     test_how = _how(files, parts_for(test_fraction)) if test else "none (too few images)"
     fold_how = _how(rest_files, fold_parts_)
     pages = sum(len(k) for k in files.values())
-    text = (f"split: test share {test_how}, {'validation' if folds <= 1 else f'{folds} folds'} {fold_how} "
-            f"({len(files)} file(s), {pages} page(s)")
+    text = (
+        f"split: test share {test_how}, {'validation' if folds <= 1 else f'{folds} folds'} {fold_how} "
+        f"({len(files)} file(s), {pages} page(s)"
+    )
     if "blocks" in test_how + fold_how:
         text += ": too few files to split by file, a stack's pages are never interleaved"
     return text + ")"

@@ -7,6 +7,7 @@ smaller one's area (the overlap coefficient). The smaller-area rule links the sh
 near an object's poles (a cap of radius r/2 inside a section of radius r has IoU 0.25 but overlap
 1.0); one-to-one matching keeps touching objects apart when every section separates them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -77,8 +78,12 @@ def _consecutive(labels: np.ndarray) -> np.ndarray:
     return lookup[labels]
 
 
-def objects_3d(labels: np.ndarray, image: np.ndarray | None = None,
-               spacing: tuple[float, float, float] | None = None, unit: str | None = None) -> list[dict[str, Any]]:
+def objects_3d(
+    labels: np.ndarray,
+    image: np.ndarray | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    unit: str | None = None,
+) -> list[dict[str, Any]]:
     """One row per 3-D object of (Z, H, W) labels: label, voxels, z_first, z_last, sections (z-extent),
     centroid_z/y/x (voxels); with `spacing` (z, y, x in `unit`): volume and volume_unit ("unit^3") and
     the centroid in `unit` (centroid_z/y/x_<unit>), z_extent in `unit`; with `image` (Z, H, W) raw
@@ -92,15 +97,26 @@ def objects_3d(labels: np.ndarray, image: np.ndarray | None = None,
         inside = labels[box] == index
         zs, ys, xs = np.nonzero(inside)
         centre = (zs.mean() + box[0].start, ys.mean() + box[1].start, xs.mean() + box[2].start)
-        row: dict[str, Any] = {"label": index, "voxels": int(zs.size), "z_first": int(box[0].start + zs.min()),
-                               "z_last": int(box[0].start + zs.max()), "sections": int(np.unique(zs).size),
-                               "centroid_z": float(centre[0]), "centroid_y": float(centre[1]),
-                               "centroid_x": float(centre[2])}
+        row: dict[str, Any] = {
+            "label": index,
+            "voxels": int(zs.size),
+            "z_first": int(box[0].start + zs.min()),
+            "z_last": int(box[0].start + zs.max()),
+            "sections": int(np.unique(zs).size),
+            "centroid_z": float(centre[0]),
+            "centroid_y": float(centre[1]),
+            "centroid_x": float(centre[2]),
+        }
         if spacing is not None:
             name = unit or "unit"
-            row.update({"volume": row["voxels"] * float(np.prod(spacing)), "volume_unit": f"{name}^3",
-                        "z_extent": (row["z_last"] - row["z_first"] + 1) * float(spacing[0]),
-                        **{f"centroid_{a}_{name}": c * s for a, c, s in zip("zyx", centre, spacing)}})
+            row.update(
+                {
+                    "volume": row["voxels"] * float(np.prod(spacing)),
+                    "volume_unit": f"{name}^3",
+                    "z_extent": (row["z_last"] - row["z_first"] + 1) * float(spacing[0]),
+                    **{f"centroid_{a}_{name}": c * s for a, c, s in zip("zyx", centre, spacing)},
+                }
+            )
         if image is not None:
             row["mean_intensity"] = float(np.asarray(image)[box][inside].astype(np.float64).mean())
         rows.append(row)
@@ -136,5 +152,10 @@ def volume_rows(stack, labels: np.ndarray, masks: list[np.ndarray]) -> tuple[lis
     spacing = stack_spacing(stack)
     rows = objects_3d(labels, stack.data[:, 0], spacing, stack.unit if spacing else None)
     foreground = sum(int(np.count_nonzero(m)) for m in masks) / max(sum(m.size for m in masks), 1)
-    summary = {"file": stack.path.name, "page": "all", "objects": len(rows), "foreground_fraction": foreground}
+    summary = {
+        "file": stack.path.name,
+        "page": "all",
+        "objects": len(rows),
+        "foreground_fraction": foreground,
+    }
     return [{"file": stack.path.name, **row} for row in rows], summary

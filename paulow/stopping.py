@@ -9,6 +9,7 @@ parent set to be ignored (`nohup`) stays ignored.
 
 `| head -1` closes stdout early: later output is dropped instead of aborting the run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,7 @@ def exit_code(exc: BaseException) -> int:
 
 
 def how(exc: BaseException) -> str:
-    """"SIGTERM" or "Ctrl-C", for messages."""
+    """ "SIGTERM" or "Ctrl-C", for messages."""
     return getattr(exc, "name", "Ctrl-C")
 
 

@@ -9,6 +9,7 @@ a non-zero pixel, are equal: instance labels are flat inside every object), and 
   a label's number has nothing to do with the brightness inside the object).
 When most masks look like images it is one error naming them; a few such masks are a warning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,9 @@ def image_like(mask: np.ndarray, image: np.ndarray | None = None) -> str | None:
     return f"{values} values following the image's intensities (r = {r:.2f})" if r >= CORRELATED else None
 
 
-def check_masks_not_images(pairs: Sequence[tuple[str, np.ndarray, np.ndarray | None]], where: str,
-                           classes: int = 1) -> None:
+def check_masks_not_images(
+    pairs: Sequence[tuple[str, np.ndarray, np.ndarray | None]], where: str, classes: int = 1
+) -> None:
     """`pairs`: (mask name, raw mask (pages, H, W), raw image (pages, C, H, W) or None). A binary
     task whose masks mostly look like images is one error naming them (see the module's note)."""
     if classes > 1 or not pairs:
@@ -84,5 +86,8 @@ def check_masks_not_images(pairs: Sequence[tuple[str, np.ndarray, np.ndarray | N
         raise MasksLookLikeImagesError(
             f"{len(found)} of {len(pairs)} mask(s) in {where} look like images, not masks ({listing}) - "
             "check that the images and masks folders are not swapped; a mask is 0/255 (or 0/1) per "
-            "object pixel, or instance labels 1..N")
-    log.warning("%d mask(s) in %s look like images (%s): check them; training goes on", len(found), where, listing)
+            "object pixel, or instance labels 1..N"
+        )
+    log.warning(
+        "%d mask(s) in %s look like images (%s): check them; training goes on", len(found), where, listing
+    )

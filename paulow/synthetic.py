@@ -6,6 +6,7 @@ with a linear gradient, blurred by a Gaussian PSF, then Poisson (shot) and Gauss
 8-bit images have a background of 20 and signal up to 200 counts; 16-bit images use a real 16-bit
 range (background 300, signal up to 4000), not an 8-bit image scaled by 257.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -45,14 +46,15 @@ def _background(rng: np.random.Generator, size: Size, level: float, ramp: float)
     """A constant level plus a linear ramp of height `ramp` across the image, in a random
     direction."""
     angle = rng.uniform(0.0, 2.0 * np.pi)
-    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
     along = np.cos(angle) * xx / size[1] + np.sin(angle) * yy / size[0]
     along = (along - along.min()) / (np.ptp(along) + 1e-12)
     return level + ramp * along
 
 
-def _render(rng: np.random.Generator, signal: np.ndarray, bit_depth: int, noise: float,
-            gradient: float, blur: float) -> np.ndarray:
+def _render(
+    rng: np.random.Generator, signal: np.ndarray, bit_depth: int, noise: float, gradient: float, blur: float
+) -> np.ndarray:
     """Blur the signal (the PSF), add the background, shot and read noise; quantise."""
     background, scale = _LEVELS[bit_depth]
     clean = ndimage.gaussian_filter(signal * scale, blur) if blur > 0 else signal * scale
@@ -64,10 +66,9 @@ def _render(rng: np.random.Generator, signal: np.ndarray, bit_depth: int, noise:
     return np.clip(np.rint(noisy), 0, maximum).astype(_DTYPES[bit_depth])
 
 
-def _ellipse(size: Size, centre: tuple[float, float], axes: tuple[float, float],
-             angle: float) -> np.ndarray:
+def _ellipse(size: Size, centre: tuple[float, float], axes: tuple[float, float], angle: float) -> np.ndarray:
     """Boolean mask of pixels whose centres lie inside a rotated ellipse."""
-    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
     dy, dx = yy - centre[0], xx - centre[1]
     u = np.cos(angle) * dx + np.sin(angle) * dy
     v = -np.sin(angle) * dx + np.cos(angle) * dy
@@ -80,17 +81,26 @@ def _nucleus_centres(rng: np.random.Generator, size: Size, radii: np.ndarray) ->
     for radius in radii:
         for _ in range(30):
             centre = (rng.uniform(0, size[0]), rng.uniform(0, size[1]))
-            if all(np.hypot(centre[0] - c[0], centre[1] - c[1]) > 0.9 * (radius + r)
-                   for c, r in zip(centres, radii)):
+            if all(
+                np.hypot(centre[0] - c[0], centre[1] - c[1]) > 0.9 * (radius + r)
+                for c, r in zip(centres, radii)
+            ):
                 break
         centres.append(centre)
     return centres
 
 
-def nuclei_image(size: Size = (128, 128), n: int | None = None,
-                 radius_range: tuple[float, float] = (4, 12), seed: int = 0, bit_depth: int = 8,
-                 noise: float = 0.03, background_gradient: float = 0.15,
-                 brightness_range: tuple[float, float] = (0.15, 1.0), blur: float = 1.0) -> Pair:
+def nuclei_image(
+    size: Size = (128, 128),
+    n: int | None = None,
+    radius_range: tuple[float, float] = (4, 12),
+    seed: int = 0,
+    bit_depth: int = 8,
+    noise: float = 0.03,
+    background_gradient: float = 0.15,
+    brightness_range: tuple[float, float] = (0.15, 1.0),
+    blur: float = 1.0,
+) -> Pair:
     """Round and elliptical nuclei of varied size, brightness and texture.
 
     Returns `(image (H, W) uint8|uint16, mask (H, W) uint8 0/1)`. `n` defaults to one nucleus per
@@ -106,8 +116,7 @@ def nuclei_image(size: Size = (128, 128), n: int | None = None,
     signal = np.zeros(size)
     mask = np.zeros(size, dtype=bool)
     for centre, radius in zip(centres, radii):
-        inside = _ellipse(size, centre, (radius, radius * rng.uniform(0.7, 1.0)),
-                          rng.uniform(0, np.pi))
+        inside = _ellipse(size, centre, (radius, radius * rng.uniform(0.7, 1.0)), rng.uniform(0, np.pi))
         brightness = rng.uniform(*brightness_range)
         signal[inside] = np.maximum(signal[inside], brightness * texture[inside])
         mask |= inside
@@ -138,11 +147,18 @@ def _thick_line(size: Size, points: np.ndarray, width: float) -> np.ndarray:
     return ndimage.distance_transform_edt(~centre) <= max(width / 2.0, 0.5)
 
 
-def filaments_image(size: Size = (128, 128), n: int | None = None,
-                    width_range: tuple[float, float] = (1.0, 3.0), seed: int = 0,
-                    bit_depth: int = 8, noise: float = 0.03, background_gradient: float = 0.15,
-                    brightness_range: tuple[float, float] = (0.3, 1.0), blur: float = 0.8,
-                    foreground_range: tuple[float, float] = (0.035, 0.06)) -> Pair:
+def filaments_image(
+    size: Size = (128, 128),
+    n: int | None = None,
+    width_range: tuple[float, float] = (1.0, 3.0),
+    seed: int = 0,
+    bit_depth: int = 8,
+    noise: float = 0.03,
+    background_gradient: float = 0.15,
+    brightness_range: tuple[float, float] = (0.3, 1.0),
+    blur: float = 0.8,
+    foreground_range: tuple[float, float] = (0.035, 0.06),
+) -> Pair:
     """Thin curved filaments (1-3 pixels wide) of varied brightness.
 
     Returns `(image (H, W) uint8|uint16, mask (H, W) uint8 0/1)`. Without `n`, filaments are added
@@ -168,9 +184,17 @@ def filaments_image(size: Size = (128, 128), n: int | None = None,
     return image, mask.astype(np.uint8)
 
 
-def classes_image(size: Size = (64, 64), classes: int = 3, per_class: int = 3,
-                  radius_range: tuple[float, float] = (5, 9), seed: int = 0, bit_depth: int = 8,
-                  noise: float = 0.03, background_gradient: float = 0.1, blur: float = 0.8) -> Pair:
+def classes_image(
+    size: Size = (64, 64),
+    classes: int = 3,
+    per_class: int = 3,
+    radius_range: tuple[float, float] = (5, 9),
+    seed: int = 0,
+    bit_depth: int = 8,
+    noise: float = 0.03,
+    background_gradient: float = 0.1,
+    blur: float = 0.8,
+) -> Pair:
     """Objects of `classes - 1` foreground classes, told apart by shape and brightness: odd classes
     are discs, even classes squares, and class c has brightness `0.3 + 0.7 (c - 1) / (K - 2)`.
 
@@ -184,7 +208,7 @@ def classes_image(size: Size = (64, 64), classes: int = 3, per_class: int = 3,
     labels = np.repeat(np.arange(1, classes), per_class)
     radii = rng.uniform(*radius_range, labels.size)
     centres = _nucleus_centres(rng, size, radii)
-    yy, xx = np.mgrid[0:size[0], 0:size[1]]
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
     signal, mask = np.zeros(size), np.zeros(size, dtype=np.uint8)
     for label, centre, radius in zip(rng.permutation(labels), centres, radii):
         if label % 2:
@@ -196,15 +220,17 @@ def classes_image(size: Size = (64, 64), classes: int = 3, per_class: int = 3,
     return _render(rng, signal, bit_depth, noise, background_gradient, blur), mask
 
 
-GENERATORS: dict[str, Callable[..., Pair]] = {"nuclei": nuclei_image, "filaments": filaments_image,
-                                              "classes": classes_image}
+GENERATORS: dict[str, Callable[..., Pair]] = {
+    "nuclei": nuclei_image,
+    "filaments": filaments_image,
+    "classes": classes_image,
+}
 INDEX_MASKS = {"classes"}  # kinds whose masks are class indices, written as they are (not 0/255)
 
 
 def _generator(kind: str) -> Callable[..., Pair]:
     if kind not in GENERATORS:
-        raise UsageError(f"unknown synthetic image kind '{kind}': use one of "
-                         f"{', '.join(GENERATORS)}")
+        raise UsageError(f"unknown synthetic image kind '{kind}': use one of {', '.join(GENERATORS)}")
     return GENERATORS[kind]
 
 
@@ -221,22 +247,36 @@ def make_stack(kind: str, pages: int, size: Size = (128, 128), seed: int = 0, **
     return np.stack([s[0] for s in slices]), np.stack([s[1] for s in slices])
 
 
-def _targets(folder_images: Path, folder_masks: Path, n: int, image_name: str,
-             mask_name: str, overwrite: bool) -> list[tuple[Path, Path]]:
-    targets = [(folder_images / image_name.format(i=i), folder_masks / mask_name.format(i=i))
-               for i in range(1, n + 1)]
+def _targets(
+    folder_images: Path, folder_masks: Path, n: int, image_name: str, mask_name: str, overwrite: bool
+) -> list[tuple[Path, Path]]:
+    targets = [
+        (folder_images / image_name.format(i=i), folder_masks / mask_name.format(i=i))
+        for i in range(1, n + 1)
+    ]
     existing = [p for pair in targets for p in pair if p.exists()]
     if existing and not overwrite:
-        raise UsageError(f"'{existing[0]}' already exists: write the synthetic data set to empty "
-                         "folders (or pass overwrite=True)")
+        raise UsageError(
+            f"'{existing[0]}' already exists: write the synthetic data set to empty "
+            "folders (or pass overwrite=True)"
+        )
     return targets
 
 
-def write_dataset(folder_images: str | Path, folder_masks: str | Path, kind: str = "nuclei",
-                  n: int = 10, size: Size = (128, 128), seed: int = 0, bit_depth: int = 8,
-                  stack_pages: int | None = None, image_name: str = "image{i}.tif",
-                  mask_name: str = "mask{i}.tif", overwrite: bool = False,
-                  **kwargs) -> list[tuple[Path, Path]]:
+def write_dataset(
+    folder_images: str | Path,
+    folder_masks: str | Path,
+    kind: str = "nuclei",
+    n: int = 10,
+    size: Size = (128, 128),
+    seed: int = 0,
+    bit_depth: int = 8,
+    stack_pages: int | None = None,
+    image_name: str = "image{i}.tif",
+    mask_name: str = "mask{i}.tif",
+    overwrite: bool = False,
+    **kwargs,
+) -> list[tuple[Path, Path]]:
     """Write `n` synthetic images (numbered from 1) and their masks as TIFFs: uint8 0/255, or
     class indices 0..K-1 for `kind="classes"` (`classes=K` goes to `classes_image`).
 
@@ -247,8 +287,7 @@ def write_dataset(folder_images: str | Path, folder_masks: str | Path, kind: str
     targets = _targets(Path(folder_images), Path(folder_masks), n, image_name, mask_name, overwrite)
     for (image_path, mask_path), file_seed in zip(targets, _child_seeds(seed, n)):
         if stack_pages:
-            image, mask = make_stack(kind, stack_pages, size, file_seed, bit_depth=bit_depth,
-                                     **kwargs)
+            image, mask = make_stack(kind, stack_pages, size, file_seed, bit_depth=bit_depth, **kwargs)
         else:
             image, mask = _generator(kind)(size=size, seed=file_seed, bit_depth=bit_depth, **kwargs)
         write_tiff(image_path, image)
@@ -272,9 +311,14 @@ def ellipsoid_labels(shape: tuple[int, int, int], ellipsoids: list[Ellipsoid]) -
     return labels
 
 
-def ellipsoid_volume(shape: tuple[int, int, int] = (12, 64, 64), n: int = 4, seed: int = 0,
-                     radii: tuple[float, float] = (5.0, 9.0), z_radius: float = 3.5,
-                     bit_depth: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def ellipsoid_volume(
+    shape: tuple[int, int, int] = (12, 64, 64),
+    n: int = 4,
+    seed: int = 0,
+    radii: tuple[float, float] = (5.0, 9.0),
+    z_radius: float = 3.5,
+    bit_depth: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
     """A (Z, H, W) image of `n` separate ellipsoids (in-plane radii drawn from `radii` px, `z_radius`
     sections) and their exact (Z, H, W) int32 labels 1..n. Centres are drawn until no two are closer
     than the sum of their radii plus 2 px (raises `UsageError` when they do not fit)."""
@@ -284,13 +328,21 @@ def ellipsoid_volume(shape: tuple[int, int, int] = (12, 64, 64), n: int = 4, see
         if len(chosen) == n:
             break
         r = (z_radius, *rng.uniform(*radii, size=2))
-        centre = (rng.uniform(z_radius, shape[0] - 1 - z_radius), rng.uniform(r[1], shape[1] - 1 - r[1]),
-                  rng.uniform(r[2], shape[2] - 1 - r[2]))
-        if all(np.hypot(centre[1] - c[1], centre[2] - c[2]) > max(r[1:]) + max(q[1:]) + 2 or
-               abs(centre[0] - c[0]) > r[0] + q[0] + 1 for c, q in chosen):
+        centre = (
+            rng.uniform(z_radius, shape[0] - 1 - z_radius),
+            rng.uniform(r[1], shape[1] - 1 - r[1]),
+            rng.uniform(r[2], shape[2] - 1 - r[2]),
+        )
+        if all(
+            np.hypot(centre[1] - c[1], centre[2] - c[2]) > max(r[1:]) + max(q[1:]) + 2
+            or abs(centre[0] - c[0]) > r[0] + q[0] + 1
+            for c, q in chosen
+        ):
             chosen.append((centre, r))
     if len(chosen) < n:
-        raise UsageError(f"{n} ellipsoids do not fit in a volume of {shape}: ask for fewer or a larger volume")
+        raise UsageError(
+            f"{n} ellipsoids do not fit in a volume of {shape}: ask for fewer or a larger volume"
+        )
     labels = ellipsoid_labels(shape, chosen)
     background, signal = _LEVELS[bit_depth]
     image = background + signal * ndimage.gaussian_filter((labels > 0).astype(np.float64), 1.0)

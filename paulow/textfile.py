@@ -2,6 +2,7 @@
 skipped, a UTF-16 BOM decodes as UTF-16), size-capped, and YAML parsed safely: keys stay texts
 (`yes: true` is the key "yes", not True), and aliases cannot expand beyond a bound (no billion
 laughs). Every problem is one `UsageError` line naming the file and the fix."""
+
 from __future__ import annotations
 
 import codecs
@@ -20,8 +21,10 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
     try:
         size = path.stat().st_size
         if size > limits.MAX_TEXT_BYTES:
-            raise UsageError(f"{what} '{path}' is {size / 2**20:.1f} MiB, more than the "
-                             f"{limits.MAX_TEXT_BYTES >> 20} MiB a text file may hold: is it the right file? - {fix}")
+            raise UsageError(
+                f"{what} '{path}' is {size / 2**20:.1f} MiB, more than the "
+                f"{limits.MAX_TEXT_BYTES >> 20} MiB a text file may hold: is it the right file? - {fix}"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{what} '{path}' cannot be read ({exc.strerror or exc}): {fix}") from None
@@ -32,8 +35,10 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
             return data.decode("utf-16")
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{what} '{path}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
-                         f"{exc.start}): save it as UTF-8 (e.g. in a text editor's 'Save as') - {fix}") from None
+        raise UsageError(
+            f"{what} '{path}' is not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
+            f"{exc.start}): save it as UTF-8 (e.g. in a text editor's 'Save as') - {fix}"
+        ) from None
 
 
 def _loader_class():
@@ -90,11 +95,15 @@ def load_yaml(text: str, path: str | Path, fix: str) -> Any:
         if node is None:
             return None
         if _expanded_size(node, limits.MAX_YAML_NODES) > limits.MAX_YAML_NODES:
-            raise UsageError(f"config file '{path}' expands to more than {limits.MAX_YAML_NODES} values "
-                             f"through its aliases (&name/*name): write the values out - {fix}")
+            raise UsageError(
+                f"config file '{path}' expands to more than {limits.MAX_YAML_NODES} values "
+                f"through its aliases (&name/*name): write the values out - {fix}"
+            )
         return loader.construct_document(node)
     except RecursionError:
-        raise UsageError(f"config file '{path}' is nested too deeply to read: write it flat - {fix}") from None
+        raise UsageError(
+            f"config file '{path}' is nested too deeply to read: write it flat - {fix}"
+        ) from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:200]
         raise UsageError(f"config file '{path}' is not valid YAML ({first}): fix the file - {fix}") from None

@@ -1,6 +1,7 @@
 """Bounds on a TIFF before tifffile indexes it: the chain of pages (IFDs) is walked once, cheaply,
 so a chain that loops back (tifffile would never finish), more pages than `limits.MAX_PAGES`, or an
 index that takes longer than `limits.INDEX_SECONDS` is refused with one line instead of a hang."""
+
 from __future__ import annotations
 
 import struct
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from . import limits
 
-SPLIT_FIX = ("Split the stack into smaller files (e.g. in Fiji: Image > Stacks > Tools > Make Substack) "
-             "and put those in the folder.")
+SPLIT_FIX = (
+    "Split the stack into smaller files (e.g. in Fiji: Image > Stacks > Tools > Make Substack) "
+    "and put those in the folder."
+)
 CORRUPT_FIX = "The file is corrupt: export it again from the acquisition software or Fiji."
 
 
@@ -51,18 +54,24 @@ def count_pages(path: str | Path, max_pages: int | None = None, max_seconds: flo
             return 0
         order, big, offset = header
         count_format, count_size, entry_size, next_format, next_size = (
-            ("Q", 8, 20, "Q", 8) if big else ("H", 2, 12, "I", 4))
+            ("Q", 8, 20, "Q", 8) if big else ("H", 2, 12, "I", 4)
+        )
         seen: dict[int, int] = {}
         while offset and offset + count_size <= size:
             if offset in seen:
-                raise TiffBoundError(f"its page chain loops (page {len(seen)} points back to page "
-                                     f"{seen[offset] + 1})", CORRUPT_FIX)
+                raise TiffBoundError(
+                    f"its page chain loops (page {len(seen)} points back to page {seen[offset] + 1})",
+                    CORRUPT_FIX,
+                )
             seen[offset] = len(seen)
             if len(seen) > max_pages:
-                raise TiffBoundError(f"it holds more than {max_pages} pages (PAULow's limit per file)", SPLIT_FIX)
+                raise TiffBoundError(
+                    f"it holds more than {max_pages} pages (PAULow's limit per file)", SPLIT_FIX
+                )
             if time.monotonic() - start > max_seconds:
-                raise TiffBoundError(f"indexing its pages took more than {max_seconds:g} s (PAULow's limit)",
-                                     SPLIT_FIX)
+                raise TiffBoundError(
+                    f"indexing its pages took more than {max_seconds:g} s (PAULow's limit)", SPLIT_FIX
+                )
             handle.seek(offset)
             raw = handle.read(count_size)
             entries = struct.unpack(order + count_format, raw)[0]
@@ -83,5 +92,7 @@ def check_series_pages(shape: tuple[int, ...], axes: str, max_pages: int | None 
         if axis not in "YXCS":
             pages *= int(length)
     if pages > max_pages:
-        raise TiffBoundError(f"its header declares {pages} pages, more than the {max_pages} PAULow reads "
-                             "from one file", SPLIT_FIX)
+        raise TiffBoundError(
+            f"its header declares {pages} pages, more than the {max_pages} PAULow reads from one file",
+            SPLIT_FIX,
+        )

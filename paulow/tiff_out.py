@@ -1,4 +1,5 @@
 """Tiled (Big)TIFF from a chunked array, one band of rows at a time (memory: one band)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ def _tiles(array: Any, pages: int, scale: int, dtype: Any) -> Iterator[np.ndarra
             band = np.asarray(array[lead + (slice(y, y + TIFF_TILE), slice(None))])
             for x in range(0, width, TIFF_TILE):
                 tile = np.zeros((TIFF_TILE, TIFF_TILE), dtype=dtype)
-                part = band[:, x:x + TIFF_TILE]
-                tile[:part.shape[0], :part.shape[1]] = part * scale if scale != 1 else part
+                part = band[:, x : x + TIFF_TILE]
+                tile[: part.shape[0], : part.shape[1]] = part * scale if scale != 1 else part
                 yield tile
 
 
@@ -36,7 +37,14 @@ def write_tiled_tiff(path: Path, array: Any, pages: int, *, scale: int = 1, dtyp
     nbytes = pages * height * width * np.dtype(dtype).itemsize
     final = unique_path(Path(path))
     with atomic_write_path(final) as tmp:
-        tifffile.imwrite(tmp, _tiles(array, pages, scale, dtype), shape=shape, dtype=dtype,
-                         tile=(TIFF_TILE, TIFF_TILE), compression="zlib", bigtiff=nbytes > 2**31 - 2**25,
-                         metadata={"axes": "ZYX" if pages > 1 else "YX"})
+        tifffile.imwrite(
+            tmp,
+            _tiles(array, pages, scale, dtype),
+            shape=shape,
+            dtype=dtype,
+            tile=(TIFF_TILE, TIFF_TILE),
+            compression="zlib",
+            bigtiff=nbytes > 2**31 - 2**25,
+            metadata={"axes": "ZYX" if pages > 1 else "YX"},
+        )
     return final

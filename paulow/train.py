@@ -3,17 +3,19 @@
 Model selection uses whole held-out images and the same sliding-window inference users get
 (`paulow.infer.predict_slice`), never patch-level scores.
 """
+
 from __future__ import annotations
 
 import copy
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
@@ -23,8 +25,13 @@ from .data import Augment, PatchDataset, Slice, describe_split, kfold, one_hot, 
 from .device import pick_device  # noqa: F401  (re-exported)
 from .intensity import normalisation_spec
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
-from .scoring import (THRESHOLD_CANDIDATES, class_columns, score_probabilities, sweep_object_thresholds,
-                      sweep_thresholds)
+from .scoring import (
+    THRESHOLD_CANDIDATES,
+    class_columns,
+    score_probabilities,
+    sweep_object_thresholds,
+    sweep_thresholds,
+)
 from .watch import FoldWatch
 
 log = logging.getLogger("paulow")
@@ -96,31 +103,60 @@ def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
     """Probabilities of whole slices with the standard inference (predicted once, then reused)."""
     from .infer import predict_slice, suggest_tile
 
-    return [predict_slice(models, s.image, tile=suggest_tile(cfg.patch, device), overlap=cfg.infer_overlap,
-                          batch_size=max(cfg.batch_size, 4), device=device) for s in slices]
+    return [
+        predict_slice(
+            models,
+            s.image,
+            tile=suggest_tile(cfg.patch, device),
+            overlap=cfg.infer_overlap,
+            batch_size=max(cfg.batch_size, 4),
+            device=device,
+        )
+        for s in slices
+    ]
 
 
-def scores_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str, min_size: int = 0) -> dict:
+def scores_on_slices(
+    models, slices: Sequence[Slice], cfg: TrainConfig, device: str, min_size: int = 0
+) -> dict:
     """`score_probabilities` of whole slices at the config's threshold: `dice` (the selection score)
     and `dice_c` (per class for K >= 2)."""
-    return score_probabilities(predict_slices(models, slices, cfg, device), masks_of(slices),
-                               cfg.threshold, min_size, objects=bool(cfg.boundary_target))
+    return score_probabilities(
+        predict_slices(models, slices, cfg, device),
+        masks_of(slices),
+        cfg.threshold,
+        min_size,
+        objects=bool(cfg.boundary_target),
+    )
 
 
-def dice_by_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                      thresholds: Sequence[float], min_size: int = 0) -> list[float]:
+def dice_by_threshold(
+    models,
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    thresholds: Sequence[float],
+    min_size: int = 0,
+) -> list[float]:
     """Pooled selection score (binary Dice, or mean foreground-class Dice) at each threshold."""
     probs = predict_slices(models, slices, cfg, device)
     truths = masks_of(slices)
     return [score_probabilities(probs, truths, t, min_size)["dice"] for t in thresholds]
 
 
-def dice_on_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                   threshold: float | None = None, min_size: int = 0) -> float:
+def dice_on_slices(
+    models,
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    threshold: float | None = None,
+    min_size: int = 0,
+) -> float:
     """Pooled selection score over whole slices (threshold: the config's unless given; binary masks
     without their objects under `min_size` px, as a model file with that size is used)."""
-    return dice_by_threshold(models, slices, cfg, device,
-                             [cfg.threshold if threshold is None else threshold], min_size)[0]
+    return dice_by_threshold(
+        models, slices, cfg, device, [cfg.threshold if threshold is None else threshold], min_size
+    )[0]
 
 
 def between_epoch_slices(val: Sequence[Slice], cfg: TrainConfig, device: str) -> list[Slice]:
@@ -129,8 +165,9 @@ def between_epoch_slices(val: Sequence[Slice], cfg: TrainConfig, device: str) ->
     from .infer import suggest_tile
     from .validation_subset import validation_subset
 
-    return validation_subset(val, suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles,
-                             cfg.seed, cfg.classes)
+    return validation_subset(
+        val, suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles, cfg.seed, cfg.classes
+    )
 
 
 def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: str) -> tuple[float, float]:
@@ -150,8 +187,13 @@ def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
     if cfg.classes < 2:
         args.pop("class_weights")
         return args
-    counts = sum((np.bincount(m.ravel().astype(np.int64), minlength=cfg.classes)[:cfg.classes]
-                  for m in masks_of(train)), np.zeros(cfg.classes, dtype=np.int64)).astype(np.float64)
+    counts = sum(
+        (
+            np.bincount(m.ravel().astype(np.int64), minlength=cfg.classes)[: cfg.classes]
+            for m in masks_of(train)
+        ),
+        np.zeros(cfg.classes, dtype=np.int64),
+    ).astype(np.float64)
     inverse = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
     args["class_weights"] = (inverse * np.count_nonzero(counts) / max(inverse.sum(), 1e-12)).tolist()
     log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in args["class_weights"]))
@@ -159,7 +201,7 @@ def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
 
 
 def output_activation(cfg: TrainConfig) -> str:
-    """"softmax" over channels for K >= 2 mutually exclusive classes, "sigmoid" for binary."""
+    """ "softmax" over channels for K >= 2 mutually exclusive classes, "sigmoid" for binary."""
     return "softmax" if cfg.classes >= 2 else "sigmoid"
 
 
@@ -176,6 +218,7 @@ def build_network(cfg: TrainConfig, in_channels: int, device: str, seed: int):
 
         if cfg.arch != "vgg16_unet":
             from .errors import UsageError
+
             raise UsageError("--encoder-weights is for --arch vgg16_unet (a VGG16 state dict)")
         load_vgg16_encoder(cast("VGG16UNet", model), cfg.encoder_weights)
     model = model.to(device)
@@ -244,6 +287,7 @@ def make_schedule(opt, cfg: TrainConfig) -> WarmupCosine:
         return ConstantRate(opt, cfg.warmup_fraction)
     if cfg.schedule != "cosine":
         from .errors import UsageError
+
         raise UsageError(f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
     return WarmupCosine(opt, cfg.warmup_fraction)
 
@@ -278,10 +322,15 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
     share = len(sampler) if sampler is not None else len(dataset)
     return torch.utils.data.DataLoader(
         dataset,  # type: ignore[arg-type]  # map-style (__len__, __getitem__), not a torch Dataset subclass
-        batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=share > cfg.batch_size, num_workers=cfg.workers, pin_memory=device.startswith("cuda"),
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=share > cfg.batch_size,
+        num_workers=cfg.workers,
+        pin_memory=device.startswith("cuda"),
         persistent_workers=cfg.workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed))
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
 
 
 def _train_step(model, loss_fn, opt, images, targets, device: str, weight=None) -> tuple[float, list[int]]:
@@ -329,28 +378,36 @@ class ValidationPacer:
             self.every = max(1, math.ceil(val_seconds / (self.share * train_seconds)))
 
 
-def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar_desc: str,
-               best_dice: float) -> tuple[list[float], np.ndarray, bool]:
+def _run_epoch(
+    model, loader, loss_fn, opt, sched, device: str, clock: dict, bar_desc: str, best_dice: float
+) -> tuple[list[float], np.ndarray, bool]:
     """One pass over the epoch's patches; returns losses, regime counts and whether time ran out
     (under torchrun rank 0's clock decides, after every step, for all ranks)."""
     from tqdm.auto import tqdm
 
     model.train()
     losses, regimes = [], np.zeros(3, dtype=np.int64)
-    bar = tqdm(loader, desc=bar_desc, leave=False, disable=None if distributed.is_main() else True, unit="batch")
+    bar = tqdm(
+        loader, desc=bar_desc, leave=False, disable=None if distributed.is_main() else True, unit="batch"
+    )
     timing = clock.setdefault("timing", new_timing())
     fetch_start = time.monotonic()
     for images, targets, *weight in bar:
         now = time.monotonic()
         timing["data_loading"] += now - fetch_start
-        sched.set(max(clock["step"] / clock["total"],
-                      (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9)))
+        sched.set(
+            max(
+                clock["step"] / clock["total"],
+                (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9),
+            )
+        )
         loss, counts = _train_step(model, loss_fn, opt, images, targets, device, *weight)
         clock["step"] += 1
         losses.append(loss)
         regimes += counts
-        bar.set_postfix(loss=f"{loss:.3f}", best_dice=f"{max(best_dice, 0):.3f}",
-                        time=_fmt_left(clock["stop_at"]))
+        bar.set_postfix(
+            loss=f"{loss:.3f}", best_dice=f"{max(best_dice, 0):.3f}", time=_fmt_left(clock["stop_at"])
+        )
         fetch_start = time.monotonic()
         timing["gradient_steps"] += fetch_start - now
         if distributed.decide(fetch_start > clock["stop_at"]):
@@ -358,14 +415,24 @@ def _run_epoch(model, loader, loss_fn, opt, sched, device: str, clock: dict, bar
     return losses, regimes, False
 
 
-def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConfig, device: str,
-             deadline: float, fold: int = 0, report_dir: Path | None = None,
-             on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None,
-             snapshot: Callable[[Callable[[], dict]], None] | None = None,
-             timing: dict | None = None,
-             replan: Callable[[float, float], float | None] | None = None,
-             watch: FoldWatch | None = None, closing: float = 0.0,
-             checks: Sequence[Slice] | None = None) -> FoldResult:
+def fit_fold(
+    model,
+    train: Sequence[Slice],
+    val: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    deadline: float,
+    fold: int = 0,
+    report_dir: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    resume: dict | None = None,
+    snapshot: Callable[[Callable[[], dict]], None] | None = None,
+    timing: dict | None = None,
+    replan: Callable[[float, float], float | None] | None = None,
+    watch: FoldWatch | None = None,
+    closing: float = 0.0,
+    checks: Sequence[Slice] | None = None,
+) -> FoldResult:
     """Train one model; keep the weights with the best validation Dice.
 
     `resume` is a state `snapshot` was given (see `fold_state`): training goes on after its epoch.
@@ -388,15 +455,28 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
     main = distributed.is_main()
     timing = timing if timing is not None else new_timing()
     with timed(timing, "data_loading"):
-        dataset = PatchDataset(train, cfg.patch, cfg.overlap, cfg.random_fraction,
-                               Augment(rotations=cfg.rotate) if cfg.augment else None, cfg.classes,
-                               cfg.seed + fold, cfg.per_epoch, cfg.border_weight)
+        dataset = PatchDataset(
+            train,
+            cfg.patch,
+            cfg.overlap,
+            cfg.random_fraction,
+            Augment(rotations=cfg.rotate) if cfg.augment else None,
+            cfg.classes,
+            cfg.seed + fold,
+            cfg.per_epoch,
+            cfg.border_weight,
+        )
     loader = _loader(dataset, cfg, device)
     net = distributed.wrap(model, device)  # trains; `model` (same parameters) validates on rank 0
     opt, sched = make_optimizer(model, cfg)
     loss_fn = build_loss(cfg.loss, **loss_options(cfg, train)).to(device)
-    clock: dict[str, Any] = {"start": time.monotonic(), "step": 0, "total": max(1, len(loader)) * cfg.epochs,
-             "stop_at": deadline, "timing": timing}
+    clock: dict[str, Any] = {
+        "start": time.monotonic(),
+        "step": 0,
+        "total": max(1, len(loader)) * cfg.epochs,
+        "stop_at": deadline,
+        "timing": timing,
+    }
     pacer = ValidationPacer(cfg.val_share)
     checks = list(checks) if checks is not None else between_epoch_slices(val, cfg, device)
     shown = _panel_index(checks)
@@ -411,8 +491,16 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         clock["stop_at"] = deadline - pacer.val_seconds * (1 + closing)  # room for what follows
         epoch_start = time.monotonic()
         losses, regimes, out_of_time = _run_epoch(
-            net, loader, loss_fn, opt, sched, device, clock,
-            f"fold {fold + 1} epoch {epoch}/{cfg.epochs}", best["dice"])
+            net,
+            loader,
+            loss_fn,
+            opt,
+            sched,
+            device,
+            clock,
+            f"fold {fold + 1} epoch {epoch}/{cfg.epochs}",
+            best["dice"],
+        )
         train_seconds, steps = time.monotonic() - epoch_start, len(losses)  # this rank's
         if distributed.active():  # the history counts every rank's steps
             losses, regimes = _pool_ranks(losses, regimes)
@@ -421,8 +509,9 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
         probs = None
         if main and pacer.due(epoch, last):
             with timed(timing, "validation"):
-                scores, row["val_loss"], probs = _validate(model, checks, cfg, device, pacer, train_seconds,
-                                                           loss_fn)
+                scores, row["val_loss"], probs = _validate(
+                    model, checks, cfg, device, pacer, train_seconds, loss_fn
+                )
             row["val_dice"] = scores["dice"]
             if cfg.classes >= 2:
                 row.update(class_columns("val_dice", scores["dice_c"], cfg.names()))
@@ -439,11 +528,23 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             on_epoch(row)
         if main and report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
             with timed(timing, "evaluation"):
-                _save_panel(model, checks[shown:], cfg, device,
-                            report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png", probs[shown] if probs else None)
-        log.info("fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s", fold + 1, epoch,
-                 row["train_loss"], "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
-                 regimes.tolist(), _fmt_left(deadline))
+                _save_panel(
+                    model,
+                    checks[shown:],
+                    cfg,
+                    device,
+                    report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
+                    probs[shown] if probs else None,
+                )
+        log.info(
+            "fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s",
+            fold + 1,
+            epoch,
+            row["train_loss"],
+            "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
+            regimes.tolist(),
+            _fmt_left(deadline),
+        )
         if replan is not None and steps:
             later = replan(train_seconds / steps, pacer.val_seconds)
             if later is not None:  # the machine got slower: fewer folds, this one gets more time
@@ -458,15 +559,23 @@ def fit_fold(model, train: Sequence[Slice], val: Sequence[Slice], cfg: TrainConf
             break
         if snapshot is not None and epoch < cfg.epochs:
             with timed(timing, "checkpoints"):
-                snapshot(partial(fold_state, fold, epoch, model, opt, clock, pacer, best, history, since_best))
+                snapshot(
+                    partial(fold_state, fold, epoch, model, opt, clock, pacer, best, history, since_best)
+                )
     model.load_state_dict(best["state"])
     if watch is not None:
         with timed(timing, "evaluation"):
             watch.close(history)
-    return FoldResult(fold=fold, state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
-                      val_dice=best["dice"], best_epoch=best["epoch"], history=history,
-                      train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
-                      val_files=sorted({f"{s.source.name}#{s.page}" for s in val}), stopped=stopped)
+    return FoldResult(
+        fold=fold,
+        state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
+        val_dice=best["dice"],
+        best_epoch=best["epoch"],
+        history=history,
+        train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
+        val_files=sorted({f"{s.source.name}#{s.page}" for s in val}),
+        stopped=stopped,
+    )
 
 
 def _panel_index(checks: Sequence[Slice]) -> int:
@@ -496,18 +605,33 @@ def _stop_reason(out_of_time: bool, since_best: int, cfg: TrainConfig) -> str | 
     return None
 
 
-def _epoch_row(fold: int, epoch: int, losses: list[float], regimes: np.ndarray, opt, cfg: TrainConfig) -> dict:
+def _epoch_row(
+    fold: int, epoch: int, losses: list[float], regimes: np.ndarray, opt, cfg: TrainConfig
+) -> dict:
     """One line of history.csv (validation Dice and loss filled in when the epoch validates)."""
-    return {"fold": fold + 1, "epoch": epoch,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"), "val_dice": None,
-            "val_loss": None,
-            "lr": float(opt.param_groups[0]["lr"]), "regime_empty": int(regimes[0]),
-            "regime_small": int(regimes[1]), "regime_large": int(regimes[2]),
-            "patches": len(losses) * cfg.batch_size}
+    return {
+        "fold": fold + 1,
+        "epoch": epoch,
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "val_dice": None,
+        "val_loss": None,
+        "lr": float(opt.param_groups[0]["lr"]),
+        "regime_empty": int(regimes[0]),
+        "regime_small": int(regimes[1]),
+        "regime_large": int(regimes[2]),
+        "patches": len(losses) * cfg.batch_size,
+    }
 
 
-def _validate(model, val: Sequence[Slice], cfg: TrainConfig, device: str, pacer: ValidationPacer,
-              train_seconds: float, loss_fn) -> tuple[dict, float, list[np.ndarray]]:
+def _validate(
+    model,
+    val: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    pacer: ValidationPacer,
+    train_seconds: float,
+    loss_fn,
+) -> tuple[dict, float, list[np.ndarray]]:
     """Validation scores (`score_probabilities`: the selection score `dice`, per class
     `dice_c`), the training loss on the same probabilities (see `loss_from_probabilities`) and the
     probabilities (kept for the panel); its duration paces the next validations."""
@@ -526,19 +650,39 @@ def _cpu_state(state: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
-def fold_state(fold: int, epoch: int, model, opt, clock: dict, pacer: ValidationPacer, best: dict,
-               history: list[dict], since_best: int) -> dict:
+def fold_state(
+    fold: int,
+    epoch: int,
+    model,
+    opt,
+    clock: dict,
+    pacer: ValidationPacer,
+    best: dict,
+    history: list[dict],
+    since_best: int,
+) -> dict:
     """Everything needed to go on with a fold after `epoch` (tensors and plain types only, so the
     file loads with `weights_only=True`)."""
-    return {"fold": fold, "epoch": epoch, "model": _cpu_state(model.state_dict()),
-            "optimizer": opt.state_dict(), "best_dice": best["dice"], "best_epoch": best["epoch"],
-            "best_state": _cpu_state(best["state"]), "history": list(history), "since_best": since_best,
-            "step": clock["step"], "seconds": time.monotonic() - clock["start"],
-            "pacer_every": pacer.every, "pacer_val_seconds": pacer.val_seconds}
+    return {
+        "fold": fold,
+        "epoch": epoch,
+        "model": _cpu_state(model.state_dict()),
+        "optimizer": opt.state_dict(),
+        "best_dice": best["dice"],
+        "best_epoch": best["epoch"],
+        "best_state": _cpu_state(best["state"]),
+        "history": list(history),
+        "since_best": since_best,
+        "step": clock["step"],
+        "seconds": time.monotonic() - clock["start"],
+        "pacer_every": pacer.every,
+        "pacer_val_seconds": pacer.val_seconds,
+    }
 
 
-def _restore_fold(state: dict, model, opt, clock: dict, pacer: ValidationPacer, best: dict,
-                  history: list[dict]) -> tuple[int, int]:
+def _restore_fold(
+    state: dict, model, opt, clock: dict, pacer: ValidationPacer, best: dict, history: list[dict]
+) -> tuple[int, int]:
     """Load a `fold_state` into the fold's objects; return (first epoch to run, epochs since best)."""
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -558,8 +702,15 @@ def _fmt_left(deadline: float) -> str:
     return f"{int(left // 60)}m{int(left % 60):02d}s left"
 
 
-def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path: Path,
-                prob: np.ndarray | None = None, threshold: float | None = None) -> None:
+def _save_panel(
+    model,
+    val: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    path: Path,
+    prob: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> None:
     """The first validation image, its mask and the prediction (`prob` reused when given)."""
     from .postprocess import to_mask
     from .report import sample_panel
@@ -569,8 +720,13 @@ def _save_panel(model, val: Sequence[Slice], cfg: TrainConfig, device: str, path
         prob = predict_slices(model, [s], cfg, device)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     crop = s.info.get("crop")
-    sample_panel(s.image, s.mask, to_mask(prob, cfg.threshold if threshold is None else threshold), path,
-                 title=f"{s.source.name} page {s.page}" + (f" crop y{crop[0]} x{crop[1]}" if crop else ""))
+    sample_panel(
+        s.image,
+        s.mask,
+        to_mask(prob, cfg.threshold if threshold is None else threshold),
+        path,
+        title=f"{s.source.name} page {s.page}" + (f" crop y{crop[0]} x{crop[1]}" if crop else ""),
+    )
 
 
 # ---------------------------------------------------------------- timing estimate
@@ -606,8 +762,12 @@ def time_inference(cfg: TrainConfig, in_channels: int, device: str) -> float:
     tile, batch = suggest_tile(cfg.patch, device), max(cfg.batch_size, 4)
     step = max(1, round(tile * (1 - cfg.infer_overlap)))
     image = np.random.default_rng(0).random((in_channels, tile, tile + step * (batch - 1)), dtype=np.float32)
-    options: dict[str, Any] = {"tile": tile, "overlap": cfg.infer_overlap, "batch_size": batch,
-                               "device": device}
+    options: dict[str, Any] = {
+        "tile": tile,
+        "overlap": cfg.infer_overlap,
+        "batch_size": batch,
+        "device": device,
+    }
     predict_slice(model, image[:, :, :tile], **options)  # warm-up
     start = time.perf_counter()
     predict_slice(model, image, **options)
@@ -622,8 +782,9 @@ def count_tiles(s: Slice, cfg: TrainConfig, device: str) -> int:
     return len(tile_positions(s.image.shape, suggest_tile(cfg.patch, device), cfg.infer_overlap))
 
 
-def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool
-             ) -> tuple[Plan, float]:
+def plan_run(
+    slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool
+) -> tuple[Plan, float]:
     """Measure the step time and the inference speed, then plan folds and validation rhythm for the
     time limit (see `paulow.planner`). A between-epoch validation costs the tiles it predicts (at
     most `cfg.val_tiles`, see `between_epoch_slices`); the closing steps predict whole images.
@@ -646,11 +807,23 @@ def plan_run(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_expli
 
     limit = cfg.time_limit * 60 if cfg.time_limit else None
     test_seconds = float(len(test) * image_tiles * tile_seconds)
-    plan = plan_budget(step_seconds, cfg.batch_size * _ranks(), val_seconds, len(rest), limit, cfg.folds,
-                       folds_explicit, device,
-                       closing_seconds=lambda k: float(whole_tiles(k) * tile_seconds) + test_seconds / k)
-    plan.validation = describe([val for _, val in kfold(rest, plan.folds, cfg.seed)],
-                               suggest_tile(cfg.patch, device), cfg.infer_overlap, cfg.val_tiles)
+    plan = plan_budget(
+        step_seconds,
+        cfg.batch_size * _ranks(),
+        val_seconds,
+        len(rest),
+        limit,
+        cfg.folds,
+        folds_explicit,
+        device,
+        closing_seconds=lambda k: float(whole_tiles(k) * tile_seconds) + test_seconds / k,
+    )
+    plan.validation = describe(
+        [val for _, val in kfold(rest, plan.folds, cfg.seed)],
+        suggest_tile(cfg.patch, device),
+        cfg.infer_overlap,
+        cfg.val_tiles,
+    )
     plan.split = describe_splits(slices, rest, test, plan.folds, cfg.test_fraction)
     return plan, step_seconds
 
@@ -663,13 +836,21 @@ def plan_splits(slices: Sequence[Slice], cfg: TrainConfig):
     return rest, test, kfold(rest, cfg.folds, cfg.seed)
 
 
-def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
-                   report_dir: Path | None = None, echo: Callable[[str], None] = print,
-                   initial_state: dict | None = None, resume: dict | None = None,
-                   progress: "ProgressSaver | None" = None, timing: dict | None = None,
-                   spent: float = 0.0, planned_step: float | None = None,
-                   tensorboard: Path | None = None,
-                   on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+def cross_validate(
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    report_dir: Path | None = None,
+    echo: Callable[[str], None] = print,
+    initial_state: dict | None = None,
+    resume: dict | None = None,
+    progress: ProgressSaver | None = None,
+    timing: dict | None = None,
+    spent: float = 0.0,
+    planned_step: float | None = None,
+    tensorboard: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
     """Train one fresh network per fold, pick the fold with the best validation Dice, and score that
     fold's model once on the test share (an ensemble is scored by `training_run.run_training`).
 
@@ -702,7 +883,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
         check_against_config(resume, cfg, in_channels)  # a damaged state is one line, not a crash
     results = [fold_from_state(f) for f in resume["folds"]] if resume else []
     budget: _Budget = {"folds": len(folds), "step": planned_step}
-    tell = (lambda row: on_epoch({**row, "folds": budget["folds"], "epochs": cfg.epochs})) if on_epoch else None
+    tell = (
+        (lambda row: on_epoch({**row, "folds": budget["folds"], "epochs": cfg.epochs})) if on_epoch else None
+    )
 
     def replanner(k: int, fold_start: float, closing: float) -> Callable[[float, float], float | None] | None:
         if budget["step"] is None or deadline == float("inf"):
@@ -717,15 +900,25 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             if budget["folds"] - k <= 1:
                 return None
             left = deadline - fold_start
-            keep = replan_folds(step_seconds, cfg.batch_size * _ranks(), val_seconds, left, budget["folds"] - k,
-                                device, closing * val_seconds)
+            keep = replan_folds(
+                step_seconds,
+                cfg.batch_size * _ranks(),
+                val_seconds,
+                left,
+                budget["folds"] - k,
+                device,
+                closing * val_seconds,
+            )
             budget["step"] = step_seconds  # re-plan again only if it gets slower still
             if keep >= budget["folds"] - k:
                 return None
-            echo(f"re-planned: a step takes {step_seconds:.2f} s, not the {planned_step:.2f} s measured "
-                 f"before training (a busy machine?): {k + keep} of {len(folds)} folds will be trained")
+            echo(
+                f"re-planned: a step takes {step_seconds:.2f} s, not the {planned_step:.2f} s measured "
+                f"before training (a busy machine?): {k + keep} of {len(folds)} folds will be trained"
+            )
             budget["folds"] = k + keep
             return fold_start + left / keep
+
         return replan
 
     for k, (train, val) in enumerate(folds):
@@ -735,8 +928,10 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             echo(f"{len(folds) - k} fold(s) not trained (re-planned for the time limit)")
             break
         if k < len(results):
-            echo(f"fold {k + 1}/{len(folds)}: finished before the interruption (validation Dice "
-                 f"{results[k].val_dice:.4f})")
+            echo(
+                f"fold {k + 1}/{len(folds)}: finished before the interruption (validation Dice "
+                f"{results[k].val_dice:.4f})"
+            )
             continue
         fold_start = time.monotonic()
         fold_deadline = fold_start + (deadline - fold_start) / (budget["folds"] - k)
@@ -747,27 +942,49 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             freeze_encoder(model)
         current = resume.get("current") if resume else None
         current = current if current and current["fold"] == k else None
-        echo(f"fold {k + 1}/{len(folds)}: {describe_split('train', train)}; {describe_split('validation', val)}"
-             + (f"; going on after epoch {current['epoch']}" if current else ""))
+        echo(
+            f"fold {k + 1}/{len(folds)}: {describe_split('train', train)}; {describe_split('validation', val)}"
+            + (f"; going on after epoch {current['epoch']}" if current else "")
+        )
         snapshot = None
         if progress is not None:
+
             def snapshot(make_fold_state, done=tuple(results)):
                 progress(lambda: run_state(time.monotonic() - start, done, make_fold_state()))
-        watch = FoldWatch(report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
-                          f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
-                          tensorboard / f"fold{k + 1}" if tensorboard is not None else None)
+
+        watch = FoldWatch(
+            report_dir / f"curves_fold{k + 1}.png" if report_dir is not None else None,
+            f"fold {k + 1} ({cfg.arch}, {cfg.loss} loss)",
+            tensorboard / f"fold{k + 1}" if tensorboard is not None else None,
+        )
         checks = between_epoch_slices(val, cfg, device)
         scored_after = test if k == budget["folds"] - 1 else ()  # the test share is scored once, at the end
         closing = closing_validations(val, scored_after, checks, lambda s: count_tiles(s, cfg, device))
-        result = fit_fold(model, train, val, cfg, device, fold_deadline, k, report_dir,
-                          on_epoch=tell, resume=current, snapshot=snapshot, timing=timing,
-                          replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
-                          watch=watch, closing=closing, checks=checks)
+        result = fit_fold(
+            model,
+            train,
+            val,
+            cfg,
+            device,
+            fold_deadline,
+            k,
+            report_dir,
+            on_epoch=tell,
+            resume=current,
+            snapshot=snapshot,
+            timing=timing,
+            replan=replanner(k, fold_start, closing) if distributed.is_main() else None,
+            watch=watch,
+            closing=closing,
+            checks=checks,
+        )
         if distributed.is_main():
             with timed(timing, "evaluation"):
                 _evaluate_fold(model, result, val, cfg, device, report_dir, echo, train)
-        echo(f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
-             f"stopped by {result.stopped})")
+        echo(
+            f"fold {k + 1}: best validation Dice {result.val_dice:.4f} (epoch {result.best_epoch}, "
+            f"stopped by {result.stopped})"
+        )
         results.append(result)
         if progress is not None:
             with timed(timing, "checkpoints"):
@@ -781,8 +998,9 @@ def cross_validate(slices: Sequence[Slice], cfg: TrainConfig, device: str,
             model = build_network(cfg, in_channels, device, cfg.seed)
             model.load_state_dict(results[best].state_dict)
             score_test(model.eval(), results[best], test, cfg, device, echo)
-    return TrainResult(folds=results, best_fold=best, test_keys=[s.key for s in test],
-                       seconds=time.monotonic() - start)
+    return TrainResult(
+        folds=results, best_fold=best, test_keys=[s.key for s in test], seconds=time.monotonic() - start
+    )
 
 
 def select_fold(results: Sequence[FoldResult]) -> int:
@@ -791,23 +1009,40 @@ def select_fold(results: Sequence[FoldResult]) -> int:
     return int(np.argmax([r.val_dice for r in results]))
 
 
-def score_test(model, result: FoldResult, test: Sequence[Slice], cfg: TrainConfig, device: str,
-               echo: Callable[[str], None]) -> None:
+def score_test(
+    model,
+    result: FoldResult,
+    test: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    echo: Callable[[str], None],
+) -> None:
     """Score the selected fold's `model` once on the test share, at its tuned threshold and smallest
     object size, and store the scores on `result` (`test_dice`, per class, object masks)."""
-    scores = score_probabilities(predict_slices(model, test, cfg, device), masks_of(test),
-                                 result.threshold, result.min_size, objects=bool(cfg.boundary_target))
+    scores = score_probabilities(
+        predict_slices(model, test, cfg, device),
+        masks_of(test),
+        result.threshold,
+        result.min_size,
+        objects=bool(cfg.boundary_target),
+    )
     result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
-    echo(f"selected fold {result.fold + 1} (best validation Dice {result.val_dice:.4f}); test Dice "
-         f"{result.test_dice:.4f} on {len(test)} test slice(s), scored once by the selected model"
-         + (f" (object masks {result.test_dice_objects:.4f})" if result.test_dice_objects is not None else ""))
+    echo(
+        f"selected fold {result.fold + 1} (best validation Dice {result.val_dice:.4f}); test Dice "
+        f"{result.test_dice:.4f} on {len(test)} test slice(s), scored once by the selected model"
+        + (f" (object masks {result.test_dice_objects:.4f})" if result.test_dice_objects is not None else "")
+    )
     if cfg.classes >= 2:
         result.test_dice_c = scores["dice_c"]
         _echo_classes(scores, cfg, echo, f"fold {result.fold + 1} test")
 
 
-def closing_validations(val: Sequence[Slice], test: Sequence[Slice], checks: Sequence[Slice] | None = None,
-                        tiles: Callable[[Slice], int] | None = None) -> float:
+def closing_validations(
+    val: Sequence[Slice],
+    test: Sequence[Slice],
+    checks: Sequence[Slice] | None = None,
+    tiles: Callable[[Slice], int] | None = None,
+) -> float:
     """The cost of what follows a fold in between-epoch validations: `_evaluate_fold` predicts the
     whole validation images, and after the last fold `score_test` predicts the `test` share once.
     Measured in pixels while the validations score `val` itself; against a tile subset (`checks`,
@@ -832,8 +1067,16 @@ def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:
         torch.set_num_threads(threads)
 
 
-def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], cfg: TrainConfig, device: str,
-                   report_dir: Path | None, echo: Callable[[str], None], train: Sequence[Slice] = ()) -> None:
+def _evaluate_fold(
+    model,
+    result: FoldResult,
+    val: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    report_dir: Path | None,
+    echo: Callable[[str], None],
+    train: Sequence[Slice] = (),
+) -> None:
     """Threshold, smallest object size and final panel of a trained fold, all on its validation
     images (predicted once; every score reads the stored probabilities). The test share is scored
     later, once, by the selected fold only (`score_test`)."""
@@ -846,17 +1089,21 @@ def _evaluate_fold(model, result: FoldResult, val: Sequence[Slice], cfg: TrainCo
         probs = predict_slices(model, val, cfg, device)
         if tune:
             result.threshold, tuned = tune_on_probabilities(probs, masks_of(val), boundary)
-            echo(f"fold {k + 1}: {'object ' if boundary else ''}threshold {result.threshold:.2f} tuned on "
-                 f"validation ({'object ' if boundary else ''}Dice {tuned:.4f})")
+            echo(
+                f"fold {k + 1}: {'object ' if boundary else ''}threshold {result.threshold:.2f} tuned on "
+                f"validation ({'object ' if boundary else ''}Dice {tuned:.4f})"
+            )
         if sizes:
             result.min_size = _tuned_min_size(probs, val, train, result.threshold, cfg, k, echo)
         if report_dir is not None:
-            _save_panel(model, val, cfg, device, report_dir / f"fold{k + 1}_final.png", probs[0],
-                        result.threshold)
+            _save_panel(
+                model, val, cfg, device, report_dir / f"fold{k + 1}_final.png", probs[0], result.threshold
+            )
 
 
-def tune_on_probabilities(probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                          boundary: bool) -> tuple[float, float]:
+def tune_on_probabilities(
+    probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], boundary: bool
+) -> tuple[float, float]:
     """The threshold with the best pooled Dice on stored probabilities, and that Dice: a binary
     model's on its probability, a boundary model's on its object probability 1 - P(background)."""
     if boundary:
@@ -875,12 +1122,22 @@ def predicted_objects(prob: np.ndarray, threshold: float, boundary: bool) -> np.
     from .boundaries import instances_from_boundaries
     from .postprocess import label_instances, to_mask
 
-    return (instances_from_boundaries(prob, threshold=threshold) if boundary
-            else label_instances(to_mask(prob, threshold)))
+    return (
+        instances_from_boundaries(prob, threshold=threshold)
+        if boundary
+        else label_instances(to_mask(prob, threshold))
+    )
 
 
-def _tuned_min_size(probs: Sequence[np.ndarray], val: Sequence[Slice], train: Sequence[Slice],
-                    threshold: float, cfg: TrainConfig, k: int, echo: Callable[[str], None]) -> int:
+def _tuned_min_size(
+    probs: Sequence[np.ndarray],
+    val: Sequence[Slice],
+    train: Sequence[Slice],
+    threshold: float,
+    cfg: TrainConfig,
+    k: int,
+    echo: Callable[[str], None],
+) -> int:
     """The smallest object size with the best validation object F1 (see `paulow.object_size`)."""
     from .object_size import object_areas, size_candidates, tune_min_size
 
@@ -891,16 +1148,20 @@ def _tuned_min_size(probs: Sequence[np.ndarray], val: Sequence[Slice], train: Se
     predicted = [predicted_objects(p, threshold, boundary) for p in probs]
     size, with_size, without = tune_min_size(predicted, [s.instances() for s in val], candidates)
     if size:
-        echo(f"fold {k + 1}: objects under {size} px removed (validation object F1 {without:.3f} -> "
-             f"{with_size:.3f})")
+        echo(
+            f"fold {k + 1}: objects under {size} px removed (validation object F1 {without:.3f} -> "
+            f"{with_size:.3f})"
+        )
     return size
 
 
 def _echo_classes(scores: dict, cfg: TrainConfig, echo: Callable[[str], None], label: str) -> None:
     """Echo (and log) the per-class Dice with the class names and the mean over foreground classes."""
-    line = (f"{label}: per-class Dice "
-            + ", ".join(f"{name} {dice:.4f}" for name, dice in zip(cfg.names(), scores["dice_c"]))
-            + f"; mean over foreground classes {scores['dice']:.4f}")
+    line = (
+        f"{label}: per-class Dice "
+        + ", ".join(f"{name} {dice:.4f}" for name, dice in zip(cfg.names(), scores["dice_c"]))
+        + f"; mean over foreground classes {scores['dice']:.4f}"
+    )
     log.info(line)
     echo(line)
 
@@ -930,8 +1191,14 @@ class ProgressSaver:
             self.last = time.monotonic()
 
 
-def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult, in_channels: int,
-                  file_hashes: dict[str, str], ensemble_scores: dict | None = None) -> dict:
+def training_meta(
+    cfg: TrainConfig,
+    slices: Sequence[Slice],
+    result: TrainResult,
+    in_channels: int,
+    file_hashes: dict[str, str],
+    ensemble_scores: dict | None = None,
+) -> dict:
     """Metadata (plain types only) stored in the model file. `ensemble_scores`: the ensemble's
     `scores_on_slices` on the test share (used instead of the best fold's with `cfg.ensemble`).
 
@@ -940,9 +1207,15 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
     best = result.folds[result.best_fold]
     files: dict[str, dict[str, Any]] = {}
     for s in slices:
-        entry = files.setdefault(s.source.name, {"name": s.source.name, "pages": 0,
-                                                 "shape": list(s.image.shape[1:]),
-                                                 "sha256": file_hashes.get(str(s.source), "")})
+        entry = files.setdefault(
+            s.source.name,
+            {
+                "name": s.source.name,
+                "pages": 0,
+                "shape": list(s.image.shape[1:]),
+                "sha256": file_hashes.get(str(s.source), ""),
+            },
+        )
         entry["pages"] += 1
     test_dice, per_class, objects = best.test_dice, best.test_dice_c, best.test_dice_objects
     if cfg.ensemble:
@@ -951,25 +1224,48 @@ def training_meta(cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult
         per_class = ensemble_scores["dice_c"] if ensemble_scores and cfg.classes >= 2 else None
     names = cfg.names()
     return {
-        "arch": cfg.arch, "arch_args": cfg.arch_args(in_channels), "in_channels": in_channels,
-        "classes": cfg.classes, "class_names": cfg.names(), "palette": cfg.palette,
+        "arch": cfg.arch,
+        "arch_args": cfg.arch_args(in_channels),
+        "in_channels": in_channels,
+        "classes": cfg.classes,
+        "class_names": cfg.names(),
+        "palette": cfg.palette,
         "activation": output_activation(cfg),
-        "normalisation": normalisation_spec(cfg), "context": cfg.context, "patch": cfg.patch,
-        "overlap": cfg.infer_overlap, "threshold": cfg.threshold if cfg.ensemble else best.threshold,
+        "normalisation": normalisation_spec(cfg),
+        "context": cfg.context,
+        "patch": cfg.patch,
+        "overlap": cfg.infer_overlap,
+        "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "min_object_px": best.min_size,
         "seed": cfg.seed,
         "training_files": list(files.values()),
-        "split": {"test": [f"{Path(k[0]).name}#{k[1]}" for k in result.test_keys],
-                  "folds": [{"fold": f.fold + 1, "val": f.val_files} for f in result.folds]},
-        "metrics": {"test_dice": test_dice, "best_fold": best.fold + 1,
-                    **({"test_dice_per_class": dict(zip(names, per_class))} if per_class else {}),
-                    **({"test_dice_objects": objects} if objects is not None else {}),
-                    "folds": [{"fold": f.fold + 1, "val_dice": f.val_dice, "test_dice": f.test_dice,
-                               **({"test_dice_objects": f.test_dice_objects}
-                                  if f.test_dice_objects is not None else {}),
-                               **class_columns("test_dice", f.test_dice_c or [], names),
-                               "threshold": f.threshold, "min_object_px": f.min_size,
-                               "best_epoch": f.best_epoch, "epochs_run": len(f.history),
-                               "stopped": f.stopped} for f in result.folds]},
-        "ensemble": bool(cfg.ensemble), "config": asdict(cfg), "boundary_target": cfg.boundary_target, "train_seconds": round(result.seconds, 1),
+        "split": {
+            "test": [f"{Path(k[0]).name}#{k[1]}" for k in result.test_keys],
+            "folds": [{"fold": f.fold + 1, "val": f.val_files} for f in result.folds],
+        },
+        "metrics": {
+            "test_dice": test_dice,
+            "best_fold": best.fold + 1,
+            **({"test_dice_per_class": dict(zip(names, per_class))} if per_class else {}),
+            **({"test_dice_objects": objects} if objects is not None else {}),
+            "folds": [
+                {
+                    "fold": f.fold + 1,
+                    "val_dice": f.val_dice,
+                    "test_dice": f.test_dice,
+                    **({"test_dice_objects": f.test_dice_objects} if f.test_dice_objects is not None else {}),
+                    **class_columns("test_dice", f.test_dice_c or [], names),
+                    "threshold": f.threshold,
+                    "min_object_px": f.min_size,
+                    "best_epoch": f.best_epoch,
+                    "epochs_run": len(f.history),
+                    "stopped": f.stopped,
+                }
+                for f in result.folds
+            ],
+        },
+        "ensemble": bool(cfg.ensemble),
+        "config": asdict(cfg),
+        "boundary_target": cfg.boundary_target,
+        "train_seconds": round(result.seconds, 1),
     }

@@ -1,12 +1,14 @@
 """A whole training run on `Slice` records, shared by `paulow.train` and `train_model.py`: plan the
 folds and validation rhythm for the time limit, cross-validate, score an ensemble, build the model
 file's metadata, and write the report with where the time went. No files are read, no prompts."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence, cast
+from typing import cast
 
 from . import distributed
 from .config import TrainConfig
@@ -40,12 +42,21 @@ class TrainingRun:
         return summary
 
 
-def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_dir: Path | None = None,
-                 echo: Echo = print, *, folds_explicit: bool = False, epochs_explicit: bool = True,
-                 resume: dict | None = None,
-                 progress=None, file_hashes: dict[str, str] | None = None,
-                 tensorboard: Path | None = None,
-                 on_epoch: Callable[[dict], None] | None = None) -> TrainingRun:
+def run_training(
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    report_dir: Path | None = None,
+    echo: Echo = print,
+    *,
+    folds_explicit: bool = False,
+    epochs_explicit: bool = True,
+    resume: dict | None = None,
+    progress=None,
+    file_hashes: dict[str, str] | None = None,
+    tensorboard: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainingRun:
     """Plan (unless resuming: a resumed run keeps its saved plan), print the plan, cross-validate,
     score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
     planned run re-plans its folds when the machine gets slower (unless `folds_explicit`); unless
@@ -65,15 +76,29 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     step_s = None
     if resume is None:
         with timed(timing, "planning"):
-            step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit))
+            step_s = distributed.on_main(
+                lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit)
+            )
             if distributed.active():
-                cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast((cfg.folds, cfg.val_share, cfg.epochs))
+                cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast(
+                    (cfg.folds, cfg.val_share, cfg.epochs)
+                )
     if distributed.is_main():
         print_plan(slices, cfg, device, echo, step_s)
-    result = cross_validate(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
-                            timing=timing, spent=time.monotonic() - start,
-                            planned_step=None if folds_explicit else step_s, tensorboard=tensorboard,
-                            on_epoch=on_epoch)
+    result = cross_validate(
+        slices,
+        cfg,
+        device,
+        report_dir,
+        echo,
+        resume=resume,
+        progress=progress,
+        timing=timing,
+        spent=time.monotonic() - start,
+        planned_step=None if folds_explicit else step_s,
+        tensorboard=tensorboard,
+        on_epoch=on_epoch,
+    )
     in_ch = int(slices[0].image.shape[0])
     ens_scores = None
     if cfg.ensemble and result.test_keys and distributed.is_main():
@@ -85,8 +110,14 @@ def run_training(slices: Sequence[Slice], cfg: TrainConfig, device: str, report_
     return TrainingRun(cfg, slices, result, meta, timing, start)
 
 
-def plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool, echo: Echo = print,
-         epochs_explicit: bool = True) -> float:
+def plan(
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    folds_explicit: bool,
+    echo: Echo = print,
+    epochs_explicit: bool = True,
+) -> float:
     """Plan folds and validation rhythm for the time limit (explicit folds are obeyed), set them in
     `cfg` (and, unless `epochs_explicit`, an epoch cap the time limit reaches first, see
     `planner.epochs_for_time`), print the plan; return the measured seconds per training step."""
@@ -106,12 +137,16 @@ def count_patches(slices: Sequence[Slice], cfg: TrainConfig) -> int:
     from .data import grid_starts
 
     step = cfg.patch - cfg.overlap
-    return sum(len(grid_starts(max(s.image.shape[1], cfg.patch), cfg.patch, step))
-               * len(grid_starts(max(s.image.shape[2], cfg.patch), cfg.patch, step)) for s in slices)
+    return sum(
+        len(grid_starts(max(s.image.shape[1], cfg.patch), cfg.patch, step))
+        * len(grid_starts(max(s.image.shape[2], cfg.patch), cfg.patch, step))
+        for s in slices
+    )
 
 
-def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=print,
-               step_s: float | None = None) -> None:
+def print_plan(
+    slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=print, step_s: float | None = None
+) -> None:
     """Device, network, parameter count, images and patches per split, estimated run time
     (`step_s`: seconds per step already measured, else measured here)."""
     from .models import build_model
@@ -125,35 +160,50 @@ def print_plan(slices: Sequence[Slice], cfg: TrainConfig, device: str, echo=prin
 
     from .device import usable_cores
 
-    where = (f"cpu, {torch.get_num_threads()} of {usable_cores()} cores" if device == "cpu" else device)
-    echo(f"device: {where}; network: {cfg.arch} width {cfg.width} depth {cfg.depth}, "
-         f"{params:,} parameters, {in_ch} input channel(s), {cfg.classes} output(s); loss: {cfg.loss}")
+    where = f"cpu, {torch.get_num_threads()} of {usable_cores()} cores" if device == "cpu" else device
+    echo(
+        f"device: {where}; network: {cfg.arch} width {cfg.width} depth {cfg.depth}, "
+        f"{params:,} parameters, {in_ch} input channel(s), {cfg.classes} output(s); loss: {cfg.loss}"
+    )
     echo(f"data: {len(slices)} slice(s); test share: {len(test)} slice(s); {len(folds)} fold(s)")
     for k, (train, val) in enumerate(folds):
         grid = count_patches(train, cfg)
         pool = grid + round(cfg.random_fraction * grid)
         per_epoch = min(pool, cfg.per_epoch) if cfg.per_epoch else pool
-        echo(f"  fold {k + 1}: train {len(train)} slice(s), {grid} grid patches of {cfg.patch}x{cfg.patch} "
-             f"(+{pool - grid} random crops), {per_epoch} patches/epoch; validation {len(val)} slice(s)")
+        echo(
+            f"  fold {k + 1}: train {len(train)} slice(s), {grid} grid patches of {cfg.patch}x{cfg.patch} "
+            f"(+{pool - grid} random crops), {per_epoch} patches/epoch; validation {len(val)} slice(s)"
+        )
     step_s = time_steps(cfg, in_ch, device) if step_s is None else step_s
     pool_train = count_patches(folds[0][0], cfg) * (1 + cfg.random_fraction)
     train_per_epoch = min(pool_train, cfg.per_epoch) if cfg.per_epoch else pool_train
     estimate = step_s * train_per_epoch / cfg.batch_size * cfg.epochs * len(folds)
     limit = cfg.time_limit * 60 if cfg.time_limit else None
     shown = min(estimate, limit) if limit else estimate
-    echo(f"estimated training time: {_fmt(shown)} ({step_s:.2f} s per batch of {cfg.batch_size} measured; "
-         f"{cfg.epochs} epochs x {len(folds)} folds"
-         + (f", capped by --time-limit {cfg.time_limit:g} min" if limit and estimate > limit else "")
-         + "; early stopping may end sooner)")
+    echo(
+        f"estimated training time: {_fmt(shown)} ({step_s:.2f} s per batch of {cfg.batch_size} measured; "
+        f"{cfg.epochs} epochs x {len(folds)} folds"
+        + (f", capped by --time-limit {cfg.time_limit:g} min" if limit and estimate > limit else "")
+        + "; early stopping may end sooner)"
+    )
 
 
 def _fmt(seconds: float) -> str:
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m" if seconds >= 3600 \
+    return (
+        f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+        if seconds >= 3600
         else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    )
 
 
-def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], result: TrainResult,
-                 meta: dict, timing: dict | None = None) -> None:
+def write_report(
+    report_dir: Path,
+    cfg: TrainConfig,
+    slices: Sequence[Slice],
+    result: TrainResult,
+    meta: dict,
+    timing: dict | None = None,
+) -> None:
     """History, metrics (JSON + CSV), configuration, regime counts, dataset summary, and where the
     time went (`timing.json`, see `timing_summary`). The curves per fold are drawn while training
     (`paulow.watch.FoldWatch`)."""
@@ -165,15 +215,27 @@ def write_report(report_dir: Path, cfg: TrainConfig, slices: Sequence[Slice], re
     write_csv(report_dir / "history.csv", history)
     write_json(report_dir / "metrics.json", meta["metrics"])
     per_class = meta["metrics"].get("test_dice_per_class") or {}
-    write_csv(report_dir / "metrics.csv", meta["metrics"]["folds"]
-              + [{"fold": "test (selected model)", "test_dice": meta["metrics"]["test_dice"],
-                  **class_columns("test_dice", list(per_class.values()), list(per_class))}])
+    write_csv(
+        report_dir / "metrics.csv",
+        meta["metrics"]["folds"]
+        + [
+            {
+                "fold": "test (selected model)",
+                "test_dice": meta["metrics"]["test_dice"],
+                **class_columns("test_dice", list(per_class.values()), list(per_class)),
+            }
+        ],
+    )
     write_json(report_dir / "config.json", asdict(cfg))
     write_json(report_dir / "split.json", meta["split"])
-    write_json(report_dir / "dataset_summary.json",
-               {"summary": dataset_summary([s.info for s in slices]), "slices": [s.info for s in slices]})
-    regimes = [{k: row[k] for k in ("fold", "epoch", "regime_empty", "regime_small", "regime_large")}
-               for row in history]
+    write_json(
+        report_dir / "dataset_summary.json",
+        {"summary": dataset_summary([s.info for s in slices]), "slices": [s.info for s in slices]},
+    )
+    regimes = [
+        {k: row[k] for k in ("fold", "epoch", "regime_empty", "regime_small", "regime_large")}
+        for row in history
+    ]
     write_csv(report_dir / "loss_regimes.csv", regimes)
     if timing is not None:
         write_json(report_dir / "timing.json", timing)
@@ -189,28 +251,44 @@ def test_line(meta: dict) -> str:
     if not per_class:
         return f"selected fold {metrics['best_fold']}; test Dice {td:.4f}"
     if metrics.get("test_dice_objects") is not None:  # a boundary model: its product is the object mask
-        return (f"selected fold {metrics['best_fold']}; test Dice {metrics['test_dice_objects']:.4f} (object "
-                f"masks, as use_model.py writes them; per class: "
-                + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:]) + ")")
-    return (f"selected fold {metrics['best_fold']}; test Dice {td:.4f} (mean over foreground classes; "
-            + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:]) + ")")
+        return (
+            f"selected fold {metrics['best_fold']}; test Dice {metrics['test_dice_objects']:.4f} (object "
+            f"masks, as use_model.py writes them; per class: "
+            + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:])
+            + ")"
+        )
+    return (
+        f"selected fold {metrics['best_fold']}; test Dice {td:.4f} (mean over foreground classes; "
+        + ", ".join(f"{name} {dice:.4f}" for name, dice in list(per_class.items())[1:])
+        + ")"
+    )
 
 
 def timing_summary(timing: dict[str, float], total: float) -> dict:
     """Seconds and percent of the run's wall-clock time per part (the rest under `other`)."""
     parts = {k: round(v, 2) for k, v in timing.items()}
     parts["other"] = round(max(0.0, total - sum(timing.values())), 2)
-    return {"total_seconds": round(total, 2), "seconds": parts,
-            "percent": {k: round(100 * v / total, 1) if total > 0 else 0.0 for k, v in parts.items()}}
+    return {
+        "total_seconds": round(total, 2),
+        "seconds": parts,
+        "percent": {k: round(100 * v / total, 1) if total > 0 else 0.0 for k, v in parts.items()},
+    }
 
 
 def timing_line(summary: dict) -> str:
     """One line: where the run's time went."""
-    names = {"gradient_steps": "gradient steps", "validation": "validation",
-             "evaluation": "threshold/test/panels", "data_loading": "data loading", "checkpoints": "checkpoints",
-             "planning": "planning", "other": "other"}
+    names = {
+        "gradient_steps": "gradient steps",
+        "validation": "validation",
+        "evaluation": "threshold/test/panels",
+        "data_loading": "data loading",
+        "checkpoints": "checkpoints",
+        "planning": "planning",
+        "other": "other",
+    }
     return f"time ({_fmt(summary['total_seconds'])}): " + ", ".join(
-        f"{names.get(k, k)} {summary['seconds'][k]:.0f} s ({p:.0f} %)" for k, p in summary["percent"].items())
+        f"{names.get(k, k)} {summary['seconds'][k]:.0f} s ({p:.0f} %)" for k, p in summary["percent"].items()
+    )
 
 
 def _rebuild(cfg: TrainConfig, in_ch: int, state: dict, device: str):

@@ -20,10 +20,12 @@ of 128 px, so one validation costs about 4 steps (against ~35 for the 210-tile e
 run every epoch, while 24 crops still hold thousands of objects' worth of pixels for the Dice.
 Threshold tuning, the final scores, the test score and panels keep using whole images.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence, cast
+from typing import cast
 
 import numpy as np
 
@@ -68,9 +70,9 @@ def crop_slice(s: Slice, y: int, x: int, tile: int) -> Slice:
     """The `tile` x `tile` crop of `s` at (y, x) (clipped to the slice) as a `Slice`: image, mask and
     instance labels cut alike; `info` gets the crop's `shape`, `foreground_fraction`, `snr` (affine
     normalisation keeps it) and `crop` [y, x, h, w]; its min/max stay those of the whole slice."""
-    image = np.ascontiguousarray(s.image[:, y:y + tile, x:x + tile])
-    mask = np.ascontiguousarray(cast(np.ndarray, s.mask)[y:y + tile, x:x + tile])  # validation: labelled
-    labels = None if s.labels is None else np.ascontiguousarray(s.labels[y:y + tile, x:x + tile])
+    image = np.ascontiguousarray(s.image[:, y : y + tile, x : x + tile])
+    mask = np.ascontiguousarray(cast(np.ndarray, s.mask)[y : y + tile, x : x + tile])  # validation: labelled
+    labels = None if s.labels is None else np.ascontiguousarray(s.labels[y : y + tile, x : x + tile])
     h, w = mask.shape
     info = {**s.info, "shape": [h, w], "foreground_fraction": foreground_fraction(mask), "crop": [y, x, h, w]}
     if "snr" in s.info:
@@ -78,15 +80,24 @@ def crop_slice(s: Slice, y: int, x: int, tile: int) -> Slice:
     return replace(s, image=image, mask=mask, labels=labels, info=info)
 
 
-def validation_subset(val: Sequence[Slice], tile: int, overlap: float, cap: int, seed: int = 0,
-                      classes: int = 1, dense: float = DENSE_FRACTION) -> list[Slice]:
+def validation_subset(
+    val: Sequence[Slice],
+    tile: int,
+    overlap: float,
+    cap: int,
+    seed: int = 0,
+    classes: int = 1,
+    dense: float = DENSE_FRACTION,
+) -> list[Slice]:
     """The slices the between-epoch validations score (see the module docstring): `val` itself when
     its inference tiles (of `tile` px at `overlap`) are at most `cap` or `cap` is 0, else exactly
     `cap` of those tiles as crops, sorted by image then position. Deterministic for a `seed`."""
-    candidates = [(i, y, x) for i, s in enumerate(val) for y, x in tile_positions(s.image.shape, tile, overlap)]
+    candidates = [
+        (i, y, x) for i, s in enumerate(val) for y, x in tile_positions(s.image.shape, tile, overlap)
+    ]
     if cap <= 0 or len(candidates) <= cap:
         return list(val)
-    masks = [cast(np.ndarray, val[i].mask)[y:y + tile, x:x + tile] for i, y, x in candidates]
+    masks = [cast(np.ndarray, val[i].mask)[y : y + tile, x : x + tile] for i, y, x in candidates]
     strata = [stratum(foreground_fraction(m), dense) for m in masks]
     chosen = _class_crops(masks, classes, cap) if classes >= 2 else []
     sizes = [strata.count(k) for k in range(len(STRATA))]
@@ -131,8 +142,7 @@ def describe(vals: Sequence[Sequence[Slice]], tile: int, overlap: float, cap: in
     whole = [sum(len(tile_positions(s.image.shape, tile, overlap)) for s in v) for v in vals]
     used = [int(checked_tiles(t, cap)) for t in whole]
     subset = [u < t for u, t in zip(used, whole)]
-    how = ("subset" if all(subset) else "whole images" if not any(subset)
-           else f"subset where over {cap} tiles")
+    how = "subset" if all(subset) else "whole images" if not any(subset) else f"subset where over {cap} tiles"
     return f"validation: {_span(used)} tiles of {_span([len(v) for v in vals])} images ({how})"
 
 

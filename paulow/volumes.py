@@ -5,6 +5,7 @@ in the input's own geometry.
 Voxel order is kept as stored (no reorientation): a NIfTI array `[i, j, k]` becomes pages `k`, rows `j`,
 columns `i`, so a mask written with the same affine lies exactly on its image in any NIfTI viewer.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -105,8 +106,11 @@ def _voxel_shape(shape: tuple, path: Path) -> tuple[int, int, int]:
     dims = list(shape) + [1] * (3 - len(shape))
     extra = [d for d in dims[4:] if d != 1]
     if len(dims) < 2 or extra:
-        raise _unreadable(path, f"a {len(shape)}-D image of shape {tuple(shape)} is not a volume",
-                          "Save one volume per file (i, j, k) or (i, j, k, channels).")
+        raise _unreadable(
+            path,
+            f"a {len(shape)}-D image of shape {tuple(shape)} is not a volume",
+            "Save one volume per file (i, j, k) or (i, j, k, channels).",
+        )
     return int(dims[0]), int(dims[1]), int(dims[2])
 
 
@@ -150,8 +154,10 @@ def write_nifti(path: str | Path, volume: np.ndarray, geometry: VolumeGeometry) 
         volume = volume[None]
     array = np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
     if array.shape != geometry.shape:
-        raise ShapeMismatchError(f"'{path}': a volume of {array.shape} voxels (i, j, k) does not fit the "
-                                 f"input's grid of {geometry.shape}")
+        raise ShapeMismatchError(
+            f"'{path}': a volume of {array.shape} voxels (i, j, k) does not fit the "
+            f"input's grid of {geometry.shape}"
+        )
     image = nib.Nifti1Image(array, geometry.affine)
     image.header.set_xyzt_units(_TO_NIFTI_UNITS.get(geometry.unit or "", "unknown"))
     image.set_qform(geometry.affine, code=geometry.codes[0] or 1)
@@ -186,10 +192,14 @@ def check_mask_geometry(image_path: str | Path, mask_path: str | Path) -> None:
         what = f"is {mask_geometry.shape} voxels but its image '{Path(image_path).name}' is {image_geometry.shape}"
     else:
         worst = float(np.abs(image_geometry.affine - mask_geometry.affine).max())
-        what = (f"has another affine (position/orientation/spacing) than its image '{Path(image_path).name}' "
-                f"(differs by up to {worst:.3g} mm)")
-    raise ShapeMismatchError(f"mask '{mask_path}' {what} - save the mask on the image's grid (same shape "
-                             "and affine, e.g. from the same viewer session) and train again")
+        what = (
+            f"has another affine (position/orientation/spacing) than its image '{Path(image_path).name}' "
+            f"(differs by up to {worst:.3g} mm)"
+        )
+    raise ShapeMismatchError(
+        f"mask '{mask_path}' {what} - save the mask on the image's grid (same shape "
+        "and affine, e.g. from the same viewer session) and train again"
+    )
 
 
 def write_volume_mask(out_dir: Path, stack, volume: np.ndarray, suffix: str) -> Path:

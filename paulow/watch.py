@@ -5,11 +5,12 @@ TensorBoard scalars, one point per epoch: `loss/train`, `loss/validation`, `dice
 `dice/validation_<class>` for every per-class `val_dice_<class>` of the history row), `lr`, and
 `regime_share/empty|small|large` (the dynamic loss's share of patches per regime).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import UsageError
 from .report import REGIMES, plot_curves
@@ -23,21 +24,28 @@ def tensorboard_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UsageError(f"--tensorboard needs the tensorboard package: {TENSORBOARD_HINT} "
-                         "(or leave out --tensorboard)") from None
+        raise UsageError(
+            f"--tensorboard needs the tensorboard package: {TENSORBOARD_HINT} (or leave out --tensorboard)"
+        ) from None
     return SummaryWriter
 
 
 def epoch_scalars(row: dict) -> dict[str, float]:
     """TensorBoard tag -> value for one history row (values the epoch does not have are left out)."""
-    names = {"train_loss": "loss/train", "val_loss": "loss/validation", "val_dice": "dice/validation",
-             "lr": "lr"}
-    names.update({key: f"dice/validation_{key[len('val_dice_'):]}" for key in row if key.startswith("val_dice_")})
+    names = {
+        "train_loss": "loss/train",
+        "val_loss": "loss/validation",
+        "val_dice": "dice/validation",
+        "lr": "lr",
+    }
+    names.update(
+        {key: f"dice/validation_{key[len('val_dice_') :]}" for key in row if key.startswith("val_dice_")}
+    )
     scalars = {tag: float(row[key]) for key, tag in names.items() if row.get(key) is not None}
     counts = [float(row.get(key) or 0) for key, _ in REGIMES]
     if sum(counts) > 0:  # only the dynamic loss records regimes
         for (key, _), count in zip(REGIMES, counts):
-            scalars[f"regime_share/{key[len('regime_'):]}"] = count / sum(counts)
+            scalars[f"regime_share/{key[len('regime_') :]}"] = count / sum(counts)
     return scalars
 
 
@@ -46,8 +54,13 @@ class FoldWatch:
     `CURVES_EVERY`) have passed since the last drawing (the first epoch always draws), and at `close`;
     writes each new epoch's scalars to TensorBoard under `tensorboard` (a folder, or None)."""
 
-    def __init__(self, curves: Path | None, title: str = "", tensorboard: Path | None = None,
-                 every: float | None = None) -> None:
+    def __init__(
+        self,
+        curves: Path | None,
+        title: str = "",
+        tensorboard: Path | None = None,
+        every: float | None = None,
+    ) -> None:
         self.curves, self.title = curves, title
         self.every = CURVES_EVERY if every is None else every
         self.last_drawn = float("-inf")

@@ -7,6 +7,7 @@ d1, d2: distances to the nearest and the second-nearest object; w_c balances the
 (each class present carries the same total weight, so the map averages 1 without the border term).
 The border term applies to background pixels, where the separating lines are.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,7 @@ def border_weight_map(mask: np.ndarray, w0: float = DEFAULT_W0, sigma: float = D
         distance = ndimage.distance_transform_edt(labels != label)
         second = np.minimum(second, np.maximum(nearest, distance))
         nearest = np.minimum(nearest, distance)
-    border = w0 * np.exp(-((nearest + second) ** 2) / (2 * sigma ** 2))
+    border = w0 * np.exp(-((nearest + second) ** 2) / (2 * sigma**2))
     weights[~foreground] += border[~foreground].astype(np.float32)
     return weights
 

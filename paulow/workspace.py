@@ -1,4 +1,5 @@
 """The drop-folder workspace: its layout, a run lock, and clearing inputs only after success."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,9 +7,9 @@ import fcntl
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 from .errors import InterruptedRun, UsageError
 
@@ -52,8 +53,15 @@ class Workspace:
 
     def folders(self) -> list[Path]:
         """The seven drop folders, in the order `directory_setup.py` lists them."""
-        return [self.train_images, self.train_masks, self.use_inputs, self.use_outputs,
-                self.models, self.finetune_images, self.finetune_masks]
+        return [
+            self.train_images,
+            self.train_masks,
+            self.use_inputs,
+            self.use_outputs,
+            self.models,
+            self.finetune_images,
+            self.finetune_masks,
+        ]
 
     def output_folders(self) -> list[Path]:
         """Where runs write (atomically, through hidden temporaries): outputs, run records, models, reports."""
@@ -80,7 +88,8 @@ class Workspace:
             if not folder.is_dir():
                 raise UsageError(
                     f"folder '{folder}' does not exist: run `python directory_setup.py --root {self.root}` "
-                    "(or `paulow setup`) first")
+                    "(or `paulow setup`) first"
+                )
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[Path]:
@@ -122,8 +131,12 @@ def clean_stale_temporaries(folders: Iterable[Path]) -> list[Path]:
     for folder in folders:
         for path in folder.iterdir():
             match = _TEMPORARY.match(path.name)
-            if match and path.is_file() and int(match.group(1)) != os.getpid() \
-                    and not _pid_alive(int(match.group(1))):
+            if (
+                match
+                and path.is_file()
+                and int(match.group(1)) != os.getpid()
+                and not _pid_alive(int(match.group(1)))
+            ):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(path)
@@ -160,8 +173,9 @@ def _take_lock(path: Path) -> tuple[int, int]:
         fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(folder)
-        raise UsageError(f"another PAULow run (pid {_holder(path)}) is using this workspace: wait for it "
-                         "to finish") from None
+        raise UsageError(
+            f"another PAULow run (pid {_holder(path)}) is using this workspace: wait for it to finish"
+        ) from None
     try:
         return folder, _write_pid(path)
     except BaseException:
@@ -179,13 +193,16 @@ def _write_pid(path: Path) -> int:
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
-        raise UsageError(f"'{path}' is a symbolic link: delete that link (PAULow writes its lock file "
-                         "there and never follows links)") from None
+        raise UsageError(
+            f"'{path}' is a symbolic link: delete that link (PAULow writes its lock file "
+            "there and never follows links)"
+        ) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.close(fd)
-        raise UsageError(f"'{path}' is not PAULow's lock file (a special file or a hard link to another "
-                         "file): delete it") from None
+        raise UsageError(
+            f"'{path}' is not PAULow's lock file (a special file or a hard link to another file): delete it"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -242,8 +259,9 @@ def is_unchanged(path: Path, expected: Fingerprint) -> bool:
 
     try:
         st = os.stat(path)
-        return (st.st_size, st.st_mtime_ns) == (expected.size, expected.mtime_ns) \
-            and sha256_file(path) == expected.sha256
+        return (st.st_size, st.st_mtime_ns) == (expected.size, expected.mtime_ns) and sha256_file(
+            path
+        ) == expected.sha256
     except OSError:
         return False
 
@@ -286,8 +304,11 @@ def clear_inputs(expected: Mapping[Path, Fingerprint]) -> Cleared:
         shown = ", ".join(p.name for p in gone[:10]) + (" ..." if len(gone) > 10 else "")
         stop = InterruptedRun(
             f"stopped ({how(exc)}) while clearing the inputs: {len(gone)} of {len(todo)} input file(s) were "
-            "deleted" + (f" ({shown})" if gone else "") + f"; the other {len(todo) - len(gone)} are kept"
-            + (" in '" + str(todo[0][0].parent) + "'" if todo else ""))
+            "deleted"
+            + (f" ({shown})" if gone else "")
+            + f"; the other {len(todo) - len(gone)} are kept"
+            + (" in '" + str(todo[0][0].parent) + "'" if todo else "")
+        )
         stop.exit_code = exit_code(exc)
         raise stop from None
     return done

@@ -1,4 +1,5 @@
 """Helpers for the volume tests: NIfTI files and DICOM series written with nibabel and pydicom."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,9 @@ def write_nii(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
-def write_series(folder: Path, volume: np.ndarray, spacing=(0.5, 0.6), step=2.0, names=None,
-                 intercept=-1024, skip=()) -> list[Path]:
+def write_series(
+    folder: Path, volume: np.ndarray, spacing=(0.5, 0.6), step=2.0, names=None, intercept=-1024, skip=()
+) -> list[Path]:
     """A CT-like series: slice s of `volume` (s, rows, columns) at z = 100 + s * step."""
     import pydicom
     from pydicom.dataset import FileMetaDataset

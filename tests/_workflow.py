@@ -1,4 +1,5 @@
 """Helpers for the end-to-end tests: synthetic workspaces and running the real scripts."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny but real: width 8, 64-pixel patches, one fold. Enough to learn synthetic nuclei.
-TINY_TRAIN = ["--yes", "--folds", "1", "--width", "8", "--patch", "64", "--overlap", "32",
-              "--batch-size", "8", "--per-epoch", "0", "--time-limit", "0", "--patience", "100"]
+TINY_TRAIN = [
+    "--yes",
+    "--folds",
+    "1",
+    "--width",
+    "8",
+    "--patch",
+    "64",
+    "--overlap",
+    "32",
+    "--batch-size",
+    "8",
+    "--per-epoch",
+    "0",
+    "--time-limit",
+    "0",
+    "--patience",
+    "100",
+]
 
 
 def default_sigint() -> None:
@@ -19,13 +37,22 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run_script(script: str, *args: str, stdin: str | None = None, timeout: float = 600,
-               cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *args: str, stdin: str | None = None, timeout: float = 600, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run a top-level script the way a user does (from another directory, no terminal)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    return subprocess.run([sys.executable, str(REPO / script), *args], input=stdin, text=True,
-                          capture_output=True, timeout=timeout, cwd=cwd or REPO.parent, env=env,
-                          stdin=None if stdin is not None else subprocess.DEVNULL, preexec_fn=default_sigint)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd or REPO.parent,
+        env=env,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        preexec_fn=default_sigint,
+    )
 
 
 def files(folder: Path) -> list[str]:
@@ -43,6 +70,9 @@ def nuclei_slices(n: int = 4, size: int = 48) -> list:
     out = []
     for i in range(n):
         image, mask = nuclei_image((size, size), seed=i)
-        out.append(Slice(normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8),
-                         Path(f"img{i}.tif"), 0))
+        out.append(
+            Slice(
+                normalise(image[None].astype(np.float32)), (mask > 0).astype(np.uint8), Path(f"img{i}.tif"), 0
+            )
+        )
     return out

@@ -1,4 +1,5 @@
 """Shared fixtures: one tiny model trained through the real `train_model.py`, reused by later tests."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from _workflow import TINY_TRAIN, run_script
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -23,11 +23,27 @@ def trained(tmp_path_factory) -> dict:
     ws = Workspace(root)
     ws.setup()
     pairs = write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=8, size=(96, 96), seed=11)
-    done = run_script("train_model.py", "--root", str(root), "--name", "t", "--epochs", TRAIN_EPOCHS,
-                      "--seed", "0", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(root),
+        "--name",
+        "t",
+        "--epochs",
+        TRAIN_EPOCHS,
+        "--seed",
+        "0",
+        *TINY_TRAIN,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    return {"root": root, "ws": ws, "model": ws.models / "t.pth", "report": ws.models / "t_report",
-            "inputs": pairs, "stdout": done.stdout}
+    return {
+        "root": root,
+        "ws": ws,
+        "model": ws.models / "t.pth",
+        "report": ws.models / "t_report",
+        "inputs": pairs,
+        "stdout": done.stdout,
+    }
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The public API, called directly: train, predict, save/load, fine-tune, evaluate."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,17 @@ import paulow
 from paulow.errors import ShapeMismatchError, UsageError
 from paulow.synthetic import nuclei_image
 
-TINY = {"width": 8, "patch": 64, "overlap": 32, "epochs": 2, "per_epoch": 8, "batch_size": 4,
-        "folds": 1, "test_fraction": 0.0, "panel_every": 1000}
+TINY = {
+    "width": 8,
+    "patch": 64,
+    "overlap": 32,
+    "epochs": 2,
+    "per_epoch": 8,
+    "batch_size": 4,
+    "folds": 1,
+    "test_fraction": 0.0,
+    "panel_every": 1000,
+}
 
 
 def _data(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -24,13 +34,15 @@ EPOCH_ROWS: list[dict] = []  # what the module's model reported to `on_epoch` wh
 @pytest.fixture(scope="module")
 def model() -> paulow.Model:
     images, masks = _data(4)
-    return paulow.train(images, masks, time_limit=0, dropout=0.1, rotate=False, on_epoch=EPOCH_ROWS.append,
-                        **TINY)
+    return paulow.train(
+        images, masks, time_limit=0, dropout=0.1, rotate=False, on_epoch=EPOCH_ROWS.append, **TINY
+    )
 
 
 def test_import_is_light_and_exposes_the_api():
     assert {"train", "finetune", "load_model", "evaluate", "Model", "Prediction"} <= set(dir(paulow))
     import paulow.train as _  # noqa: F401 - the submodule must not shadow the function
+
     assert callable(paulow.train) and paulow.train.__module__ == "paulow.api"
 
 
@@ -66,7 +78,10 @@ def test_boundary_target_is_settled_from_the_masks():
 
 
 def test_on_epoch_gets_every_epochs_row(model):
-    assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in EPOCH_ROWS] == [(1, 1, 1, 2), (1, 2, 1, 2)]
+    assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in EPOCH_ROWS] == [
+        (1, 1, 1, 2),
+        (1, 2, 1, 2),
+    ]
     for r in EPOCH_ROWS:  # every patch trained falls in exactly one regime of the dynamic loss
         assert r["patches"] > 0 and r["patches"] == r["regime_empty"] + r["regime_small"] + r["regime_large"]
         assert np.isfinite(r["train_loss"])
@@ -139,10 +154,16 @@ def test_every_training_option_of_the_script_is_an_api_option(tmp_path):
 def test_options_map_to_the_config_as_on_the_command_line():
     from paulow.config import config_from_options
 
-    cfg = config_from_options({"no_rotate": True, "norm": "layer", "per_epoch": 0, "time_limit": 0,
-                               "width": 8}, device="cpu")
-    assert (cfg.rotate, cfg.arch_extra, cfg.per_epoch, cfg.time_limit, cfg.width) == \
-        (False, {"norm": "layer"}, None, None, 8)
+    cfg = config_from_options(
+        {"no_rotate": True, "norm": "layer", "per_epoch": 0, "time_limit": 0, "width": 8}, device="cpu"
+    )
+    assert (cfg.rotate, cfg.arch_extra, cfg.per_epoch, cfg.time_limit, cfg.width) == (
+        False,
+        {"norm": "layer"},
+        None,
+        None,
+        8,
+    )
     assert config_from_options({}, "paper", "cpu").width == 64  # the preset fills what is not given
     with pytest.raises(UsageError, match="unknown training option.*epoch"):
         config_from_options({"epoch": 3})
@@ -165,8 +186,17 @@ def test_finetune_keeps_the_parent(model, tmp_path):
     images, masks = _data(3, seed=20)
     before = [p.detach().clone() for p in model.networks[0].parameters()]
     rows: list[dict] = []
-    tuned = paulow.finetune(model, images, masks, time_limit=0, epochs=1, per_epoch=8, batch_size=4,
-                            report_dir=tmp_path, on_epoch=rows.append)
+    tuned = paulow.finetune(
+        model,
+        images,
+        masks,
+        time_limit=0,
+        epochs=1,
+        per_epoch=8,
+        batch_size=4,
+        report_dir=tmp_path,
+        on_epoch=rows.append,
+    )
     assert [(r["fold"], r["epoch"], r["folds"], r["epochs"]) for r in rows] == [(1, 1, 1, 1)]
     assert (tmp_path / "curves.png").is_file()  # drawn while it trains, as finetune_model.py does
     assert isinstance(tuned, paulow.Model) and tuned.networks[0] is not model.networks[0]
@@ -225,8 +255,11 @@ def test_docs_python_api_example_runs(tmp_path, monkeypatch):
     text = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text(encoding="utf-8")
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     tiny = ", ".join(f"{k}={v!r}" for k, v in TINY.items())
-    for old, new in (("(128, 128)", "(64, 64)"), ("time_limit=2", f"time_limit=0, {tiny}"),
-                     ("time_limit=1)", "time_limit=0, epochs=1, per_epoch=8, batch_size=4)")):
+    for old, new in (
+        ("(128, 128)", "(64, 64)"),
+        ("time_limit=2", f"time_limit=0, {tiny}"),
+        ("time_limit=1)", "time_limit=0, epochs=1, per_epoch=8, batch_size=4)"),
+    ):
         assert old in code, f"docs/python-api.md example changed: '{old}' not found"
         code = code.replace(old, new)
     monkeypatch.chdir(tmp_path)
@@ -236,5 +269,7 @@ def test_docs_python_api_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "nuclei.pth").is_file() and (tmp_path / "nuclei_rois.zip").is_file()
     assert paulow.load_model(tmp_path / "nuclei.pth").threshold == 0.6
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
-        "nuclei.torchscript.pt", "nuclei.torchscript.pt.json"]
+        "nuclei.torchscript.pt",
+        "nuclei.torchscript.pt.json",
+    ]
     assert (tmp_path / "nuclei_report" / "timing.json").is_file()

@@ -1,5 +1,6 @@
 """Background I/O (`paulow.background`, `paulow.multi_file`): the next file read while the current one
 is predicted, the previous one written; results, files and order equal the sequential loop's."""
+
 from __future__ import annotations
 
 import threading
@@ -76,17 +77,25 @@ def _model() -> Model:
 
     torch.manual_seed(0)
     net = build_model("paulow_attention_unet", in_channels=1, classes=1, width=4, depth=2).eval()
-    meta = {"arch": "paulow_attention_unet", "in_channels": 1, "classes": 1, "patch": 32,
-            "threshold": 0.5, "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8}}
+    meta = {
+        "arch": "paulow_attention_unet",
+        "in_channels": 1,
+        "classes": 1,
+        "patch": 32,
+        "threshold": 0.5,
+        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
+    }
     return Model([net], meta)
 
 
 def _files(folder):
     rng = np.random.default_rng(1)
     folder.mkdir()
-    paths = [io.write_tiff(folder / "img2.tif", rng.integers(0, 255, (40, 37), dtype=np.uint8)),
-             io.write_tiff(folder / "img10.tif", rng.integers(0, 4000, (3, 33, 50), dtype=np.uint16)),
-             io.write_tiff(folder / "img1.tif", rng.integers(0, 255, (20, 20), dtype=np.uint8))]
+    paths = [
+        io.write_tiff(folder / "img2.tif", rng.integers(0, 255, (40, 37), dtype=np.uint8)),
+        io.write_tiff(folder / "img10.tif", rng.integers(0, 4000, (3, 33, 50), dtype=np.uint16)),
+        io.write_tiff(folder / "img1.tif", rng.integers(0, 255, (20, 20), dtype=np.uint8)),
+    ]
     return paths
 
 
@@ -109,8 +118,12 @@ def test_segment_files_writes_the_sequential_masks_without_overwriting(tmp_path)
     out.mkdir()
     (out / "img10_mask.tif").write_bytes(b"the user's file")
     written = model.segment_files(paths + [paths[0]], out, tile=32)
-    assert [p.name for p in written] == ["img2_mask.tif", "img10_mask_2.tif", "img1_mask.tif",
-                                         "img2_mask_2.tif"]
+    assert [p.name for p in written] == [
+        "img2_mask.tif",
+        "img10_mask_2.tif",
+        "img1_mask.tif",
+        "img2_mask_2.tif",
+    ]
     assert (out / "img10_mask.tif").read_bytes() == b"the user's file"
     for path, mask_path in zip(paths + [paths[0]], written):
         expected = np.stack([p.mask for p in model.predict_stack(path, tile=32)])

@@ -1,4 +1,5 @@
 """bench/chunked_memory.py: the synthetic inputs are the same image as TIFF and as OME-Zarr."""
+
 from __future__ import annotations
 
 import sys

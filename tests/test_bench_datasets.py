@@ -1,4 +1,5 @@
 """bench/datasets.py (the fixed benchmark splits) and bench/quality.py's Otsu baseline."""
+
 from __future__ import annotations
 
 import sys
@@ -15,21 +16,27 @@ from quality import OtsuFit, apply_otsu, fit_otsu, parse_overrides  # noqa: E402
 
 from paulow.errors import UsageError  # noqa: E402
 
-requires_data = pytest.mark.skipif(not bench_datasets.DEFAULT_ROOT.is_dir(),
-                                   reason=f"{bench_datasets.DEFAULT_ROOT} is absent (CI has it)")
+requires_data = pytest.mark.skipif(
+    not bench_datasets.DEFAULT_ROOT.is_dir(), reason=f"{bench_datasets.DEFAULT_ROOT} is absent (CI has it)"
+)
 
 ISBI = "isbi2012_em_cells"
 EXPECTED = {
-    ISBI: ([f"train-volume.tif#{p}" for p in range(20)],
-           [f"train-volume.tif#{p}" for p in range(20, 30)]),
-    "paulow_filaments": ([f"image{i}.tif#0" for i in range(1, 11)],
-                         [f"image{i}.tif#0" for i in range(11, 15)]),
-    "nih3t3_nuclei": ([f"dna-{n}.png#0" for n in (0, 1, 26, 27, 28, 29, 30, 31, 32, 33, 37, 40)],
-                      [f"dna-{n}.png#0" for n in (42, 44, 45, 46, 47, 49)]),
+    ISBI: ([f"train-volume.tif#{p}" for p in range(20)], [f"train-volume.tif#{p}" for p in range(20, 30)]),
+    "paulow_filaments": (
+        [f"image{i}.tif#0" for i in range(1, 11)],
+        [f"image{i}.tif#0" for i in range(11, 15)],
+    ),
+    "nih3t3_nuclei": (
+        [f"dna-{n}.png#0" for n in (0, 1, 26, 27, 28, 29, 30, 31, 32, 33, 37, 40)],
+        [f"dna-{n}.png#0" for n in (42, 44, 45, 46, 47, 49)],
+    ),
 }
-MASK_OF = {ISBI: lambda name: "train-labels.tif",
-           "paulow_filaments": lambda name: "Mask" + name[len("image"):],
-           "nih3t3_nuclei": lambda name: name[len("dna-"):]}
+MASK_OF = {
+    ISBI: lambda name: "train-labels.tif",
+    "paulow_filaments": lambda name: "Mask" + name[len("image") :],
+    "nih3t3_nuclei": lambda name: name[len("dna-") :],
+}
 
 
 def test_bench_module_is_ours() -> None:
@@ -127,7 +134,12 @@ def test_apply_otsu_is_strictly_above_threshold() -> None:
 
 def test_extra_row_overrides_are_typed_like_config_fields() -> None:
     assert parse_overrides("arch=unet, width=24,lr=0.001,per_epoch=none,augment=false") == {
-        "arch": "unet", "width": 24, "lr": 0.001, "per_epoch": None, "augment": False}
+        "arch": "unet",
+        "width": 24,
+        "lr": 0.001,
+        "per_epoch": None,
+        "augment": False,
+    }
     with pytest.raises(UsageError, match="not a valid value for width"):
         parse_overrides("width=wide")
     with pytest.raises(UsageError, match="TrainConfig field"):
@@ -150,18 +162,24 @@ def test_vnc_split_and_class_indices_are_kept() -> None:
     name = "drosophila_vnc_sstem"
     train, test = bench_datasets.split_items(name)
     assert [i.image.name for i in train] == [f"{n:02d}.tif" for n in range(16)]
-    assert [(i.image.name, i.mask.name) for i in test] == [(f"{n:02d}.tif", f"{n:02d}.png") for n in range(16, 20)]
+    assert [(i.image.name, i.mask.name) for i in test] == [
+        (f"{n:02d}.tif", f"{n:02d}.png") for n in range(16, 20)
+    ]
     assert bench_datasets.classes_of(name) == 5 and bench_datasets.classes_of(ISBI) == 1
     (page,) = bench_datasets._item_slices(test[0], bench_datasets.classes_of(name))
     assert set(np.unique(page.mask)) == {0, 1, 2, 3, 4} and page.mask.shape == (1024, 1024)
 
 
-
 def test_binary_view_keeps_one_class_as_foreground() -> None:
     from paulow.data import Slice
 
-    page = Slice(np.zeros((1, 2, 3), np.float32), np.array([[0, 2, 2], [1, 4, 2]], np.uint8), Path("00.tif"), 0,
-                 {"foreground_fraction": 5 / 6})
+    page = Slice(
+        np.zeros((1, 2, 3), np.float32),
+        np.array([[0, 2, 2], [1, 4, 2]], np.uint8),
+        Path("00.tif"),
+        0,
+        {"foreground_fraction": 5 / 6},
+    )
     (view,) = bench_datasets._binary_view([page], 2)
     assert view.mask.tolist() == [[0, 1, 1], [0, 0, 1]] and view.mask.dtype == np.uint8
     assert view.info["foreground_fraction"] == pytest.approx(0.5) and view.source == page.source
@@ -177,6 +195,7 @@ def test_vnc_mitochondria_is_the_vnc_split_with_mitochondria_masks() -> None:
     (page,) = bench_datasets._binary_view(bench_datasets._item_slices(item, 5), 2)
     classes = bench_datasets._item_slices(item, 5)[0].mask
     assert np.array_equal(page.mask, (classes == 2).astype(np.uint8)) and 0 < page.mask.mean() < 0.2
+
 
 def test_multiclass_rows_score_each_class_and_get_their_own_table() -> None:
     import argparse
@@ -194,9 +213,22 @@ def test_multiclass_rows_score_each_class_and_get_their_own_table() -> None:
     args = argparse.Namespace(rows=None, extra=None, extra_name=None, extra_loss_args=None)
     specs = selected_rows(args)
     assert [s.name for s in rows_for("drosophila_vnc_sstem", specs, False)] == [
-        "paulow_dynamic", "unet_ce_dice", "att_ce_dice"]
+        "paulow_dynamic",
+        "unet_ce_dice",
+        "att_ce_dice",
+    ]
     assert [s.name for s in rows_for(ISBI, specs, False)][:2] == ["otsu", "unet_bce"]
-    row = {"dataset": "drosophila_vnc_sstem", "row": "unet_ce_dice", "method": "U-Net + CE + Dice",
-           "budget_min": 10.0, "epochs_run": 3, "train_seconds": 600.0, **scores}
-    assert "| U-Net + CE + Dice | 10 min | 3 | 0.583 | 0.500 | 0.800 | 0.667 | 0.500 | 10.0 min |" in class_table([row])
+    row = {
+        "dataset": "drosophila_vnc_sstem",
+        "row": "unet_ce_dice",
+        "method": "U-Net + CE + Dice",
+        "budget_min": 10.0,
+        "epochs_run": 3,
+        "train_seconds": 600.0,
+        **scores,
+    }
+    assert (
+        "| U-Net + CE + Dice | 10 min | 3 | 0.583 | 0.500 | 0.800 | 0.667 | 0.500 | 10.0 min |"
+        in class_table([row])
+    )
     assert len(markdown_table([row]).splitlines()) == 2  # header only: multi-class rows are not in it

@@ -1,4 +1,5 @@
 """bench/false_positives.py splits false-positive pixels into false objects and outline errors."""
+
 from __future__ import annotations
 
 import sys
@@ -34,4 +35,7 @@ def test_target_choice_counts_the_interior_by_hand():
     line[10:13, :] = 1  # 3 px wide: no pixel more than 2 px inside
     assert target_choice.choice([square]) == {"interior_share": 0.64, "target": "boundary"}
     assert target_choice.choice([line]) == {"interior_share": 0.0, "target": "binary"}
-    assert target_choice.choice([square, line, line]) == {"interior_share": round(256 / 580, 4), "target": "binary"}
+    assert target_choice.choice([square, line, line]) == {
+        "interior_share": round(256 / 580, 4),
+        "target": "binary",
+    }

@@ -1,4 +1,5 @@
 """bench/gpu.py runs the real use_model.py and train_model.py and writes its JSON (smoke sizes, CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -34,8 +36,14 @@ def test_gpu_bench_smoke_writes_positive_numbers(tmp_path):
     (train,) = result["train_model"]
     assert train["command"] == "train_model.py --yes --name b --time-limit 0.1 --width 8 --device cpu"
     assert train["patches"] > 0 and train["patches"] % train["batch_size"] == 0
-    for key in ("gradient_steps_s", "run_s", "wall_s", "patches_per_s_steps", "patches_per_s_run",
-                "patches_per_s_wall"):
+    for key in (
+        "gradient_steps_s",
+        "run_s",
+        "wall_s",
+        "patches_per_s_steps",
+        "patches_per_s_run",
+        "patches_per_s_wall",
+    ):
         assert train[key] > 0, key
     assert train["patches_per_s_wall"] == pytest.approx(train["patches"] / train["wall_s"])
     assert train["run_s"] < train["wall_s"]

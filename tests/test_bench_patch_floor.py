@@ -1,4 +1,5 @@
 """bench/patch_floor.py reads learning curves from a report's history.csv (hand-written here)."""
+
 from __future__ import annotations
 
 import json
@@ -31,4 +32,7 @@ def test_patches_until_the_validation_dice_comes_near_its_best(tmp_path):
     out = tmp_path / "floor.json"
     assert patch_floor.main([str(report), "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["fold"], r["patches_trained"], r["patches_within_0.05"]) for r in rows] == [(1, 500, 300), (2, 100, 100)]
+    assert [(r["fold"], r["patches_trained"], r["patches_within_0.05"]) for r in rows] == [
+        (1, 500, 300),
+        (2, 100, 100),
+    ]

@@ -1,4 +1,5 @@
 """`--border-weight`: the map travels with the patches, weighs the BCE/CE terms, and trains end to end."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _workflow import TINY_TRAIN, run_script
+
 from paulow.checkpoint import load_checkpoint
 from paulow.config import config_from_options
 from paulow.data import Augment, PatchDataset, Slice
@@ -27,8 +28,14 @@ def _two_object_slice(size: int = 16) -> Slice:
 
 def test_weight_map_follows_every_turn_and_flip():
     s = _two_object_slice()
-    data = PatchDataset([s], patch=16, overlap=0, random_fraction=0.0, augment=Augment(intensity=False),
-                        border_weight=(10.0, 5.0))
+    data = PatchDataset(
+        [s],
+        patch=16,
+        overlap=0,
+        random_fraction=0.0,
+        augment=Augment(intensity=False),
+        border_weight=(10.0, 5.0),
+    )
     expected = border_weight_map(s.mask)
     seen = set()
     for epoch in range(12):
@@ -67,13 +74,16 @@ def test_weighted_bce_by_hand_2x2():
     logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])
     target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
     weight = torch.tensor([[[2.0, 1.0], [0.5, 4.0]]])
+
     def bce(x, y):
         p = 1 / (1 + math.exp(-x))
         return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
     hand = (2 * bce(0, 1) + 1 * bce(2, 0) + 0.5 * bce(-1, 0) + 4 * bce(3, 1)) / 4
     assert float(BCELoss()(logits, target, weight)) == pytest.approx(hand, rel=1e-6)
     assert float(BCELoss()(logits, target)) == pytest.approx(
-        (bce(0, 1) + bce(2, 0) + bce(-1, 0) + bce(3, 1)) / 4, rel=1e-6)
+        (bce(0, 1) + bce(2, 0) + bce(-1, 0) + bce(3, 1)) / 4, rel=1e-6
+    )
 
 
 def test_weighted_ce_by_hand_k2_and_region_terms_unweighted():
@@ -112,11 +122,21 @@ def test_train_script_with_border_weight(tmp_path):
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=4, size=(64, 64), seed=3)
-    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bw", "--epochs", "2",
-                      "--border-weight", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(tmp_path),
+        "--name",
+        "bw",
+        "--epochs",
+        "2",
+        "--border-weight",
+        *TINY_TRAIN,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     meta = load_checkpoint(ws.models / "bw.pth").meta
     assert meta["config"]["border_weight"] == [10.0, 5.0]
-    bad = run_script("train_model.py", "--root", str(tmp_path), "--name", "bw2", "--border-weight", "1,-1",
-                     *TINY_TRAIN)
+    bad = run_script(
+        "train_model.py", "--root", str(tmp_path), "--name", "bw2", "--border-weight", "1,-1", *TINY_TRAIN
+    )
     assert bad.returncode == 2 and "error: --border-weight '1,-1'" in bad.stderr + bad.stdout

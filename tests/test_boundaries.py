@@ -1,4 +1,5 @@
 """`--boundary-target`: the 3-class target, the seeded watershed, and the scripts end to end."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
 from _workflow import TINY_TRAIN, files, run_script
+
 from paulow.boundaries import boundary_target, instances_from_boundaries, with_boundary_targets
 from paulow.checkpoint import load_checkpoint
 from paulow.config import config_from_options
@@ -23,14 +24,18 @@ def _two_touching_squares() -> np.ndarray:
 
 
 def test_target_of_two_touching_labelled_squares_width_1():
-    expected = np.array([
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
-        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
-        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
-        [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
-        [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=np.uint8)
+    expected = np.array(
+        [
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+            [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+            [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+            [0, 2, 1, 1, 1, 2, 2, 1, 1, 1, 1],
+            [0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ],
+        dtype=np.uint8,
+    )
     assert np.array_equal(boundary_target(_two_touching_squares(), 1), expected)
 
 
@@ -64,6 +69,7 @@ def test_watershed_separates_two_touching_objects():
     assert labels[4, 4] != labels[4, 10]
     from paulow.api import Prediction  # the API's predictions of a boundary model give the same objects
     from paulow.boundaries import object_mask
+
     pred = Prediction(prob, object_mask(prob), boundary=True)
     assert np.array_equal(pred.labels(), labels) and len(pred.objects()) == 2
     assert pred.labels(min_size=40).max() == 0  # each object has 36 px
@@ -88,8 +94,10 @@ def test_object_mask_thresholds_one_minus_background_and_labels_follow_it():
     from paulow.boundaries import object_mask, object_probability
 
     # columns: P(background) 0.9, 0.6, 0.4 (argmax background: interior 0.35, boundary 0.25), 0.1, 0.05
-    prob = np.array([[[0.9, 0.6, 0.4, 0.1, 0.05]], [[0.05, 0.3, 0.35, 0.8, 0.9]], [[0.05, 0.1, 0.25, 0.1, 0.05]]],
-                    dtype=np.float32)
+    prob = np.array(
+        [[[0.9, 0.6, 0.4, 0.1, 0.05]], [[0.05, 0.3, 0.35, 0.8, 0.9]], [[0.05, 0.1, 0.25, 0.1, 0.05]]],
+        dtype=np.float32,
+    )
     assert object_probability(prob).shape == (1, 1, 5)
     assert np.allclose(object_probability(prob)[0, 0], [0.1, 0.4, 0.6, 0.9, 0.95])
     assert object_mask(prob).tolist() == [[0, 0, 1, 1, 1]]  # more likely object than background
@@ -107,7 +115,8 @@ def test_mask_rule_says_how_each_kind_of_model_makes_its_mask():
     assert mask_rule({"classes": 1, "threshold": 0.85}) == "foreground where the probability > 0.85"
     assert mask_rule({"classes": 4}) == "the most probable class of each pixel"
     assert mask_rule({"classes": 3, "boundary_target": 2, "threshold": 0.7}).startswith(
-        "objects where 1 - P(background) > 0.70 (channels: background, interior, boundary")
+        "objects where 1 - P(background) > 0.70 (channels: background, interior, boundary"
+    )
 
 
 def test_object_threshold_is_tuned_on_the_object_probability():
@@ -132,8 +141,13 @@ def test_interior_share_counted_by_hand():
     assert interior_share([_slice(square), _slice(line)]) == pytest.approx(256 / 490)
     assert interior_share([_slice(np.zeros((8, 8)))]) == 0.0  # no objects at all
     # labelled squares touching along a line: the 1 px ring runs along it too (see the target above)
-    labelled = Slice(np.zeros((1, 7, 11), np.float32), (_two_touching_squares() > 0).astype(np.uint8),
-                     Path("a"), 0, labels=_two_touching_squares())
+    labelled = Slice(
+        np.zeros((1, 7, 11), np.float32),
+        (_two_touching_squares() > 0).astype(np.uint8),
+        Path("a"),
+        0,
+        labels=_two_touching_squares(),
+    )
     assert interior_share([labelled], 1) == pytest.approx(21 / 50)
 
 
@@ -145,7 +159,11 @@ def test_auto_target_learns_boundaries_of_objects_with_an_inside_only():
     cfg = config_from_options({})
     assert cfg.boundary_target == "auto" and cfg.classes == 1 and cfg.mask_classes() == 1
     choose_target([_slice(square)], cfg, said.append)
-    assert (cfg.boundary_target, cfg.classes, cfg.class_names) == (2, 3, ["background", "interior", "boundary"])
+    assert (cfg.boundary_target, cfg.classes, cfg.class_names) == (
+        2,
+        3,
+        ["background", "interior", "boundary"],
+    )
     assert said[0].startswith("target: background / interior / boundary (64% of the object pixels")
     assert "--no-boundary-target" in said[0]
     cfg, said = config_from_options({}), []
@@ -154,8 +172,10 @@ def test_auto_target_learns_boundaries_of_objects_with_an_inside_only():
     cfg, said = config_from_options({}), []
     choose_target([_slice(line)], cfg, said.append)
     assert (cfg.boundary_target, cfg.classes) == (None, 1)
-    assert said == ["target: binary (0% of the object pixels lie more than 2 px inside an object: thin or "
-                    "small objects; --boundary-target learns boundaries anyway)"]
+    assert said == [
+        "target: binary (0% of the object pixels lie more than 2 px inside an object: thin or "
+        "small objects; --boundary-target learns boundaries anyway)"
+    ]
     choose_target([_slice(square)], cfg, said.append)  # settled once: a second call changes nothing
     assert cfg.boundary_target is None and len(said) == 1
     named = config_from_options({"class_names": ["nucleus"]})  # a binary model named: stays one
@@ -168,7 +188,11 @@ def test_auto_target_learns_boundaries_of_objects_with_an_inside_only():
 
 def test_boundary_target_options():
     cfg = config_from_options({"boundary_target": 2})
-    assert (cfg.classes, cfg.mask_classes(), cfg.class_names) == (3, 1, ["background", "interior", "boundary"])
+    assert (cfg.classes, cfg.mask_classes(), cfg.class_names) == (
+        3,
+        1,
+        ["background", "interior", "boundary"],
+    )
     assert config_from_options({}).boundary_target == "auto"
     assert config_from_options({"no_boundary_target": True}).boundary_target is None
     assert config_from_options({"boundary_target": 0}).boundary_target is None
@@ -177,7 +201,9 @@ def test_boundary_target_options():
     assert config_from_options({"classes": 1}).boundary_target == "auto"
     with pytest.raises(UsageError, match="leave out --classes 2"):
         config_from_options({"boundary_target": 2, "classes": 2})
-    with pytest.raises(UsageError, match="--boundary-target 1.5 is out of range: give a whole number from 1 to 1000"):
+    with pytest.raises(
+        UsageError, match="--boundary-target 1.5 is out of range: give a whole number from 1 to 1000"
+    ):
         config_from_options({"boundary_target": 1.5})
 
 
@@ -189,8 +215,18 @@ def test_boundary_model_through_the_scripts(tmp_path):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=4, size=(64, 64), seed=3)
     write_dataset(ws.use_inputs, tmp_path / "gt", kind="nuclei", n=1, size=(64, 64), seed=9)
-    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bd", "--epochs", "2",
-                      "--boundary-target", "--border-weight", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(tmp_path),
+        "--name",
+        "bd",
+        "--epochs",
+        "2",
+        "--boundary-target",
+        "--border-weight",
+        *TINY_TRAIN,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     meta = load_checkpoint(ws.models / "bd.pth").meta
     assert meta["boundary_target"] == 2 and meta["classes"] == 3
@@ -214,12 +250,38 @@ def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tm
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(64, 64), seed=4)
-    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bd", "--epochs", "1",
-                      "--boundary-target", "1", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(tmp_path),
+        "--name",
+        "bd",
+        "--epochs",
+        "1",
+        "--boundary-target",
+        "1",
+        *TINY_TRAIN,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     write_dataset(ws.finetune_images, ws.finetune_masks, kind="nuclei", n=3, size=(64, 64), seed=6)
-    tuned = run_script("finetune_model.py", "--root", str(tmp_path), "--model", "bd", "--yes", "--epochs", "1",
-                       "--patch", "64", "--overlap", "32", "--width", "8", "--border-weight", "5,3")
+    tuned = run_script(
+        "finetune_model.py",
+        "--root",
+        str(tmp_path),
+        "--model",
+        "bd",
+        "--yes",
+        "--epochs",
+        "1",
+        "--patch",
+        "64",
+        "--overlap",
+        "32",
+        "--width",
+        "8",
+        "--border-weight",
+        "5,3",
+    )
     assert tuned.returncode == 0, tuned.stdout + tuned.stderr
     meta = load_checkpoint(ws.models / "bd_finetuned.pth").meta
     assert meta["config"]["border_weight"] == [5.0, 3.0] and meta["config"]["boundary_target"] == 1
@@ -229,8 +291,13 @@ def test_finetuning_a_boundary_model_keeps_its_target_and_takes_border_weight(tm
 def test_finetuning_cannot_change_the_boundary_target():
     from paulow.finetuning import finetune_config
 
-    meta = {"arch": "paulow_attention_unet", "arch_args": {"width": 8, "depth": 4}, "classes": 3,
-            "boundary_target": 2, "config": {"boundary_target": 2, "classes": 3}}
+    meta = {
+        "arch": "paulow_attention_unet",
+        "arch_args": {"width": 8, "depth": 4},
+        "classes": 3,
+        "boundary_target": 2,
+        "config": {"boundary_target": 2, "classes": 3},
+    }
     assert finetune_config(meta, {"boundary_target": 2}, "cpu").boundary_target == 2
     with pytest.raises(UsageError, match="--boundary-target 3: fine-tuning keeps the parent's target"):
         finetune_config(meta, {"boundary_target": 3}, "cpu")

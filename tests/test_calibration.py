@@ -1,5 +1,6 @@
 """Masks, labels and probabilities keep their input's hyperstack axes and calibration (ImageJ and
 OME-TIFF); metadata that cannot be written is dropped with one warning and the mask still written."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -20,8 +21,14 @@ def _model() -> SimpleNamespace:
     with torch.no_grad():
         net.weight.fill_(20.0)
         net.bias.fill_(-10.0)
-    meta = {"in_channels": 1, "classes": 1, "threshold": 0.5, "patch": 32, "min_size": 0,
-            "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0}}
+    meta = {
+        "in_channels": 1,
+        "classes": 1,
+        "threshold": 0.5,
+        "patch": 32,
+        "min_size": 0,
+        "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0},
+    }
     return SimpleNamespace(models=[net.eval()], meta=meta, classes=1)
 
 
@@ -39,8 +46,13 @@ def _segment(tmp_path, name: str, **opts) -> list:
 
 
 def test_imagej_tzyx_hyperstack_keeps_axes_spacing_interval_and_units(tmp_path):
-    tifffile.imwrite(tmp_path / "movie.tif", _tzyx(), imagej=True, resolution=(4.0, 4.0),
-                     metadata={"axes": "TZYX", "spacing": 2.0, "finterval": 0.5, "unit": "micron"})
+    tifffile.imwrite(
+        tmp_path / "movie.tif",
+        _tzyx(),
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "TZYX", "spacing": 2.0, "finterval": 0.5, "unit": "micron"},
+    )
     written = _segment(tmp_path, "movie.tif", save_prob=True, instances=True)
     assert [p.name for p in written] == ["movie_mask.tif", "movie_prob.tif", "movie_labels.tif"]
     for path in written:
@@ -58,8 +70,12 @@ def test_imagej_tzyx_hyperstack_keeps_axes_spacing_interval_and_units(tmp_path):
 
 
 def test_time_series_stays_a_time_series(tmp_path):
-    tifffile.imwrite(tmp_path / "t.tif", _tzyx()[:, 0], imagej=True,
-                     metadata={"axes": "TYX", "finterval": 3.0, "tunit": "min"})
+    tifffile.imwrite(
+        tmp_path / "t.tif",
+        _tzyx()[:, 0],
+        imagej=True,
+        metadata={"axes": "TYX", "finterval": 3.0, "tunit": "min"},
+    )
     (mask,) = _segment(tmp_path, "t.tif")
     with tifffile.TiffFile(mask) as tif:
         assert tif.series[0].axes == "TYX"
@@ -67,39 +83,70 @@ def test_time_series_stays_a_time_series(tmp_path):
 
 
 def test_ome_tiff_in_gives_ome_metadata_out(tmp_path):
-    tifffile.imwrite(tmp_path / "cells.ome.tif", _tzyx(), ome=True,
-                     metadata={"axes": "TZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25,
-                               "PhysicalSizeZ": 2.0, "TimeIncrement": 0.5, "TimeIncrementUnit": "s"})
+    tifffile.imwrite(
+        tmp_path / "cells.ome.tif",
+        _tzyx(),
+        ome=True,
+        metadata={
+            "axes": "TZYX",
+            "PhysicalSizeX": 0.25,
+            "PhysicalSizeY": 0.25,
+            "PhysicalSizeZ": 2.0,
+            "TimeIncrement": 0.5,
+            "TimeIncrementUnit": "s",
+        },
+    )
     (mask,) = _segment(tmp_path, "cells.ome.tif")
     with tifffile.TiffFile(mask) as tif:
         assert tif.is_ome and tif.series[0].axes == "TZYX"
         pixels = tif.ome_metadata
-    for attribute in ('PhysicalSizeX="0.25"', 'PhysicalSizeZ="2.0"', 'TimeIncrement="0.5"',
-                      'PhysicalSizeXUnit="µm"'):
+    for attribute in (
+        'PhysicalSizeX="0.25"',
+        'PhysicalSizeZ="2.0"',
+        'TimeIncrement="0.5"',
+        'PhysicalSizeXUnit="µm"',
+    ):
         assert attribute in pixels
     back = io.read_image(mask)
     assert back.resolution == (4.0, 4.0) and back.calibration.spacing == 2.0
 
 
 def test_angstrom_unit_is_written_as_nanometres_with_a_warning(tmp_path):
-    tifffile.imwrite(tmp_path / "em.ome.tif", _tzyx()[0], ome=True,
-                     metadata={"axes": "ZYX", "PhysicalSizeX": 8.0, "PhysicalSizeXUnit": "Å",
-                               "PhysicalSizeY": 8.0, "PhysicalSizeYUnit": "Å", "PhysicalSizeZ": 40.0,
-                               "PhysicalSizeZUnit": "Å"})
+    tifffile.imwrite(
+        tmp_path / "em.ome.tif",
+        _tzyx()[0],
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 8.0,
+            "PhysicalSizeXUnit": "Å",
+            "PhysicalSizeY": 8.0,
+            "PhysicalSizeYUnit": "Å",
+            "PhysicalSizeZ": 40.0,
+            "PhysicalSizeZUnit": "Å",
+        },
+    )
     stack = io.read_image(tmp_path / "em.ome.tif")
     stack.calibration = None  # as an ImageJ input would be: the description must stay ASCII
     with pytest.warns(MetadataWarning, match=r"'em_mask.tif': unit Å converted to nm"):
-        io.write_mask(tmp_path / "em_mask.tif", np.zeros((3, 32, 32), np.uint8),
-                      resolution=stack.resolution, unit=stack.unit)
+        io.write_mask(
+            tmp_path / "em_mask.tif",
+            np.zeros((3, 32, 32), np.uint8),
+            resolution=stack.resolution,
+            unit=stack.unit,
+        )
     back = io.read_image(tmp_path / "em_mask.tif")
     assert back.unit == "nm" and back.resolution == pytest.approx((1.25, 1.25))  # 0.8 nm pixels
 
 
 @pytest.mark.parametrize("size", [float("nan"), float("inf"), 5e-324])
 def test_unusable_physical_sizes_are_dropped_and_the_mask_written(tmp_path, size):
-    tifffile.imwrite(tmp_path / "bad.ome.tif", _tzyx()[0], ome=True,
-                     metadata={"axes": "ZYX", "PhysicalSizeX": size, "PhysicalSizeY": size,
-                               "PhysicalSizeZ": size})
+    tifffile.imwrite(
+        tmp_path / "bad.ome.tif",
+        _tzyx()[0],
+        ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeX": size, "PhysicalSizeY": size, "PhysicalSizeZ": size},
+    )
     with pytest.warns(MetadataWarning, match="'bad.ome_mask.tif': .*not a usable number"):
         (mask,) = _segment(tmp_path, "bad.ome.tif", instances=False)
     back = io.read_image(mask)
@@ -139,13 +186,42 @@ def test_predict_command_in_process_keeps_a_tzyx_hyperstack(tmp_path):
     ws = Workspace(tmp_path)
     ws.setup()
     args = {"in_channels": 1, "classes": 1, "width": 4, "depth": 2}
-    save_checkpoint(ws.models / "tiny.pth", [build_model("unet", **args).state_dict()],
-                    {"arch": "unet", "arch_args": args, "in_channels": 1, "classes": 1, "threshold": 0.5,
-                     "patch": 32, "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0}})
-    tifffile.imwrite(ws.use_inputs / "movie.tif", _tzyx(), imagej=True, resolution=(4.0, 4.0),
-                     metadata={"axes": "TZYX", "spacing": 2.0, "finterval": 0.5, "unit": "micron"})
-    assert main(["predict", "--root", str(tmp_path), "--model", "tiny", "--yes", "--save-prob",
-                 "--instances", "--geojson"]) == 0
+    save_checkpoint(
+        ws.models / "tiny.pth",
+        [build_model("unet", **args).state_dict()],
+        {
+            "arch": "unet",
+            "arch_args": args,
+            "in_channels": 1,
+            "classes": 1,
+            "threshold": 0.5,
+            "patch": 32,
+            "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0},
+        },
+    )
+    tifffile.imwrite(
+        ws.use_inputs / "movie.tif",
+        _tzyx(),
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "TZYX", "spacing": 2.0, "finterval": 0.5, "unit": "micron"},
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--root",
+                str(tmp_path),
+                "--model",
+                "tiny",
+                "--yes",
+                "--save-prob",
+                "--instances",
+                "--geojson",
+            ]
+        )
+        == 0
+    )
     for name in ("movie_mask.tif", "movie_prob.tif", "movie_labels.tif"):
         with tifffile.TiffFile(ws.use_outputs / name) as tif:
             assert tif.series[0].axes == "TZYX" and tif.series[0].shape == (2, 3, 32, 32), name

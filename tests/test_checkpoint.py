@@ -1,4 +1,5 @@
 """Model files: self-describing, safe to load, atomic; original PAULow state dicts load too."""
+
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,17 @@ ARGS = {"in_channels": 1, "classes": 1, "width": 8, "depth": 3}
 
 
 def _meta(**extra):
-    return {"arch": "paulow_attention_unet", "arch_args": ARGS, "in_channels": 1, "classes": 1,
-            "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8}, "patch": 64,
-            "threshold": 0.5, "metrics": {"test_dice": 0.875}, **extra}
+    return {
+        "arch": "paulow_attention_unet",
+        "arch_args": ARGS,
+        "in_channels": 1,
+        "classes": 1,
+        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
+        "patch": 64,
+        "threshold": 0.5,
+        "metrics": {"test_dice": 0.875},
+        **extra,
+    }
 
 
 def test_round_trip_rebuilds_the_network_from_metadata_alone(tmp_path):

@@ -1,4 +1,5 @@
 """The chunked engine equals the whole-image path; objects keep one label across chunks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +8,10 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from paulow.chunk_stitch import global_mapping, local_components, relabel
 from paulow.chunking import AxisPlan, ChunkGrid, predict_in_chunks
 from paulow.errors import UsageError
 from paulow.infer import predict_slice
-from paulow.chunk_stitch import global_mapping, local_components, relabel
 
 
 def times_two(channels: int = 1) -> nn.Module:
@@ -43,18 +44,23 @@ def test_axis_shorter_than_a_tile_is_padded_like_the_whole_image():
     assert plan.region((0, 5)) == ((0, 5), (1, 2), [0], 1)
 
 
-@pytest.mark.parametrize("shape,chunk", [((1, 37), 32), ((65, 129), 33), ((64, 64), 32), ((97, 40), 40),
-                                         ((33, 33), 32)])
+@pytest.mark.parametrize(
+    "shape,chunk", [((1, 37), 32), ((65, 129), 33), ((64, 64), 32), ((97, 40), 40), ((33, 33), 32)]
+)
 def test_pointwise_times_two_is_exact_for_awkward_sizes(shape, chunk):
     image = noise(1, *shape)
     chunked = predict_in_chunks(times_two(), image, tile=32, overlap=0.5, chunk=chunk)
     whole = predict_slice(times_two(), image, tile=32, overlap=0.5, device="cpu")
     assert chunked.shape == (1, *shape)
     assert np.array_equal(chunked, whole)
-    np.testing.assert_allclose(chunked[0], 1 / (1 + np.exp(-2 * image[0])), rtol=0, atol=1e-6)  # the blend of equal values, in float32
+    np.testing.assert_allclose(
+        chunked[0], 1 / (1 + np.exp(-2 * image[0])), rtol=0, atol=1e-6
+    )  # the blend of equal values, in float32
 
 
-@pytest.mark.parametrize("shape,chunk,overlap", [((70, 91), 32, 0.5), ((129, 64), 48, 0.25), ((31, 100), 40, 0.5)])
+@pytest.mark.parametrize(
+    "shape,chunk,overlap", [((70, 91), 32, 0.5), ((129, 64), 48, 0.25), ((31, 100), 40, 0.5)]
+)
 def test_tiny_network_chunked_equals_whole_image(shape, chunk, overlap):
     net = tiny_net(channels=2, classes=2)
     image = noise(2, *shape, seed=3)
@@ -124,13 +130,20 @@ def test_small_objects_are_dropped_by_their_whole_area_across_chunks():
 
 
 def test_empty_chunks_stay_empty_and_cost_no_table():
-    offsets, mapping = global_mapping({(0, 0): local_components(np.zeros((8, 8)))[1],
-                                       (0, 1): local_components(np.zeros((8, 8)))[1]})
+    offsets, mapping = global_mapping(
+        {(0, 0): local_components(np.zeros((8, 8)))[1], (0, 1): local_components(np.zeros((8, 8)))[1]}
+    )
     assert offsets == {(0, 0): 0, (0, 1): 0} and mapping.size == 0
 
 
-WHOLE_OUTLINE_COLUMNS = {"perimeter_px", "solidity", "eccentricity", "major_axis_px", "minor_axis_px",
-                         "integrated_intensity"}
+WHOLE_OUTLINE_COLUMNS = {
+    "perimeter_px",
+    "solidity",
+    "eccentricity",
+    "major_axis_px",
+    "minor_axis_px",
+    "integrated_intensity",
+}
 
 
 def test_object_rows_merged_from_chunk_parts_equal_the_whole_image_table():
@@ -140,8 +153,15 @@ def test_object_rows_merged_from_chunk_parts_equal_the_whole_image_table():
     labels = chunked_labels(touching_objects(), 10)
     image = np.random.default_rng(1).integers(0, 1000, (2, 30, 30)).astype(np.uint16)
     grid = ChunkGrid(30, 30, 10)
-    parts = [object_parts(labels[grid.core(*i)], image[(slice(None), *grid.core(*i))],
-                          grid.core(*i)[0].start, grid.core(*i)[1].start) for i in grid.indices()]
+    parts = [
+        object_parts(
+            labels[grid.core(*i)],
+            image[(slice(None), *grid.core(*i))],
+            grid.core(*i)[0].start,
+            grid.core(*i)[1].start,
+        )
+        for i in grid.indices()
+    ]
     rows = merge_parts(parts, int(labels.max()))
     expected = object_table(labels, image)
     assert [r["label"] for r in rows] == [r["label"] for r in expected] == list(range(1, 9))

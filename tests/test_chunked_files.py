@@ -1,4 +1,5 @@
 """Chunked runs on files: outputs equal `Model.predict`, OME-Zarr readable, dask clusters, resume."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from torch import nn
 from paulow.api import Model
 from paulow.errors import UnreadableImageError, UsageError
 
-META = {"in_channels": 1, "classes": 1, "patch": 32, "threshold": 0.5, "overlap": 0.5,
-        "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8}}
+META = {
+    "in_channels": 1,
+    "classes": 1,
+    "patch": 32,
+    "threshold": 0.5,
+    "overlap": 0.5,
+    "normalisation": {"method": "percentile", "low": 1.0, "high": 99.8},
+}
 
 
 def blob_model(seed: int = 0) -> Model:
@@ -94,7 +101,11 @@ def test_tiff_output_and_a_stack(tmp_path: Path):
     tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     model = blob_model()
     record = run(model, tmp_path / "stack.tif", tmp_path / "out")
-    assert [Path(p).name for p in record["outputs"]] == ["stack_mask.tif", "stack_labels.tif", "stack_objects.csv"]
+    assert [Path(p).name for p in record["outputs"]] == [
+        "stack_mask.tif",
+        "stack_labels.tif",
+        "stack_objects.csv",
+    ]
     header = (tmp_path / "out" / "stack_objects.csv").read_text().splitlines()[0]
     assert header.startswith("page,label,area_px,centroid_y,centroid_x,bbox_min_row")
     mask = tifffile.imread(tmp_path / "out" / "stack_mask.tif")
@@ -136,6 +147,7 @@ def test_a_killed_run_resumes_and_gives_identical_bytes(tiled_tiff: Path, tmp_pa
             if calls["n"] == 7:
                 raise KeyboardInterrupt
             done()
+
         return original(self, fn, jobs, counted)
 
     monkeypatch.setattr(dask_runner.TaskRunner, "run", dies_after_seven)
@@ -153,7 +165,9 @@ def test_a_killed_run_resumes_and_gives_identical_bytes(tiled_tiff: Path, tmp_pa
 
 def test_other_settings_never_overwrite_earlier_outputs(tiled_tiff: Path, tmp_path: Path):
     run(blob_model(), tiled_tiff, tmp_path / "out", format="ome-zarr")
-    with pytest.raises(UsageError, match="come from a run with other settings - choose another --output folder"):
+    with pytest.raises(
+        UsageError, match="come from a run with other settings - choose another --output folder"
+    ):
         run(blob_model(), tiled_tiff, tmp_path / "out", format="ome-zarr", threshold=0.7)
 
 
@@ -164,8 +178,13 @@ def test_two_worker_local_cluster_and_a_scheduler_address(tiled_tiff: Path, tmp_
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             record = run(blob_model(), tiled_tiff, tmp_path / "client", format="ome-zarr", scheduler=client)
-        by_address = run(blob_model(), tiled_tiff, tmp_path / "address", format="ome-zarr",
-                         scheduler=cluster.scheduler_address)
+        by_address = run(
+            blob_model(),
+            tiled_tiff,
+            tmp_path / "address",
+            format="ome-zarr",
+            scheduler=cluster.scheduler_address,
+        )
     assert len(record["workers"]) == len(by_address["workers"]) == 2
     expected = read_tree(tmp_path / "sync" / "scan.ome.zarr")
     assert read_tree(tmp_path / "client" / "scan.ome.zarr") == expected
@@ -182,8 +201,11 @@ def test_large_untiled_tiff_is_one_clear_error(tmp_path: Path, monkeypatch):
 
     tifffile.imwrite(tmp_path / "flat.tif", blob_image(), rowsperstrip=150)
     monkeypatch.setattr(lazy, "UNTILED_LIMIT_BYTES", 1000)
-    with pytest.raises(UnreadableImageError, match=r"flat.tif: an untiled TIFF page of 0.0 GiB cannot be read "
-                                                   r"in pieces - convert it to a tiled TIFF"):
+    with pytest.raises(
+        UnreadableImageError,
+        match=r"flat.tif: an untiled TIFF page of 0.0 GiB cannot be read "
+        r"in pieces - convert it to a tiled TIFF",
+    ):
         run(blob_model(), tmp_path / "flat.tif", tmp_path / "out")
 
 
@@ -200,7 +222,7 @@ def test_large_pages_take_statistics_from_a_fixed_sample(tiled_tiff: Path, tmp_p
     def starts(n: int) -> list[int]:
         return sorted({round(i * (n - 32) / 7) for i in range(8)})
 
-    sample = np.concatenate([image[y:y + 32, x:x + 32].ravel() for y in starts(150) for x in starts(170)])
+    sample = np.concatenate([image[y : y + 32, x : x + 32].ravel() for y in starts(150) for x in starts(170)])
     assert entry["low_high"][0] == pytest.approx(list(np.percentile(sample.astype(np.float32), [1.0, 99.8])))
     assert json.loads((tmp_path / "out" / "scan.paulow-run.json").read_text())["complete"]
 

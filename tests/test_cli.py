@@ -1,4 +1,5 @@
 """The `paulow` command: help, config files, evaluate, summary and check-overfit."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,16 @@ from paulow.errors import UsageError
 
 def test_help_is_instant_and_imports_no_torch():
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", "import sys, paulow.cli; print('torch' in sys.modules)"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, paulow.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == "False"
-    help_run = subprocess.run([sys.executable, "-m", "paulow", "train", "--help"], capture_output=True,
-                              text=True)
+    help_run = subprocess.run(
+        [sys.executable, "-m", "paulow", "train", "--help"], capture_output=True, text=True
+    )
     assert help_run.returncode == 0 and "--time-limit" in help_run.stdout
     assert time.perf_counter() - start < 30  # generous: two interpreter starts on a busy machine
 
@@ -51,8 +57,19 @@ def test_evaluate_scores_folders_and_compares(tmp_path, capsys):
     _mask(truth / "img1.tif", t)
     _mask(good / "img1_mask.tif", t)
     _mask(bad / "img1_mask.tif", p)
-    code = main(["evaluate", "--pred", str(good), str(bad), "--truth", str(truth), "--compare",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "evaluate",
+            "--pred",
+            str(good),
+            str(bad),
+            "--truth",
+            str(truth),
+            "--compare",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert result[str(good)]["pooled"]["dice"] == 1.0
@@ -74,8 +91,22 @@ def test_evaluate_tolerance_sets_the_distance_of_tolerant_f1(tmp_path):
     f1 = {}
     for tol in (1, 2):
         out = tmp_path / f"out{tol}"
-        assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--tolerance", str(tol),
-                     "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--pred",
+                    str(pred),
+                    "--truth",
+                    str(truth),
+                    "--tolerance",
+                    str(tol),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         f1[tol] = json.loads((out / "metrics.json").read_text())[str(pred)]["pooled"]["tolerant_f1"]
     # 1 px: every predicted pixel is near the truth (precision 1), truth columns 2-4 are found (12/16)
     assert f1[1] == pytest.approx(2 * 0.75 / 1.75)
@@ -88,6 +119,7 @@ def test_summary_of_the_published_network(capsys):
     assert "conv1.conv1" in out and "att1" in out
     params = int(out.split("parameters: ")[1].split()[0].replace(",", ""))
     from paulow.models import build_model
+
     assert params == sum(p.numel() for p in build_model("paulow_attention_unet", width=64).parameters())
     gflop_per_patch = float(out.split("(")[-1].split(" GFLOP per 128x128")[0])
     assert 15 < gflop_per_patch < 25  # the published network: about 20 GFLOP per 128x128 patch
@@ -97,9 +129,29 @@ def test_check_overfit_passes_on_learnable_data(tmp_path, capsys):
     from paulow.synthetic import write_dataset
 
     write_dataset(tmp_path / "i", tmp_path / "m", n=2, size=(48, 48), seed=0)
-    code = main(["check-overfit", "--images", str(tmp_path / "i"), "--masks", str(tmp_path / "m"),
-                 "--width", "8", "--patch", "48", "--overlap", "0", "--batch-size", "2",
-                 "--steps", "40", "--lr", "0.01", "--loss", "bce"])
+    code = main(
+        [
+            "check-overfit",
+            "--images",
+            str(tmp_path / "i"),
+            "--masks",
+            str(tmp_path / "m"),
+            "--width",
+            "8",
+            "--patch",
+            "48",
+            "--overlap",
+            "0",
+            "--batch-size",
+            "2",
+            "--steps",
+            "40",
+            "--lr",
+            "0.01",
+            "--loss",
+            "bce",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "PASS" in out
@@ -140,8 +192,17 @@ def test_evaluate_truth_folder_may_hold_more_masks_than_predictions(tmp_path, ca
     assert result["pooled"]["dice"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("option, value", [("--threshold", "nan"), ("--threshold", "1.5"), ("--tile", "0"),
-                                           ("--overlap", "1"), ("--batch-size", "0"), ("--tile", "abc")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--threshold", "nan"),
+        ("--threshold", "1.5"),
+        ("--tile", "0"),
+        ("--overlap", "1"),
+        ("--batch-size", "0"),
+        ("--tile", "abc"),
+    ],
+)
 def test_bad_inference_options_are_refused_before_any_work(tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as stop:
         main(["predict", "--root", str(tmp_path), "--yes", option, value])
@@ -164,8 +225,14 @@ def test_norm_and_dropout_options_reach_the_network_config(tmp_path):
     args = build_parser(tmp_path).parse_args(["train", "--norm", "layer", "--dropout", "0.1", "--width", "8"])
     cfg = config_from_args(args, "cpu")
     assert cfg.arch_extra == {"norm": "layer", "dropout": 0.1}
-    assert cfg.arch_args(1) == {"in_channels": 1, "classes": 1, "width": 8, "depth": 4, "norm": "layer",
-                                "dropout": 0.1}
+    assert cfg.arch_args(1) == {
+        "in_channels": 1,
+        "classes": 1,
+        "width": 8,
+        "depth": 4,
+        "norm": "layer",
+        "dropout": 0.1,
+    }
     plain = config_from_args(build_parser(tmp_path).parse_args(["train"]), "cpu")
     assert plain.arch_extra == {}
 
@@ -178,17 +245,43 @@ def test_vgg16_unet_options_reach_the_network(tmp_path):
     from paulow.errors import UsageError
     from paulow.train import build_network
 
-    features = [m for m in build_network(config_from_args(build_parser(tmp_path).parse_args(
-        ["train", "--arch", "vgg16_unet", "--width", "64"]), "cpu"), 3, "cpu", 0).encoders.modules()
-        if isinstance(m, torch.nn.Conv2d)]
+    features = [
+        m
+        for m in build_network(
+            config_from_args(
+                build_parser(tmp_path).parse_args(["train", "--arch", "vgg16_unet", "--width", "64"]), "cpu"
+            ),
+            3,
+            "cpu",
+            0,
+        ).encoders.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
     state = {}
     for i, conv in enumerate(features):  # layer numbers only need to rise, as torchvision's do
-        state[f"features.{2 * i}.weight"], state[f"features.{2 * i}.bias"] = torch.ones_like(conv.weight), conv.bias
+        state[f"features.{2 * i}.weight"], state[f"features.{2 * i}.bias"] = (
+            torch.ones_like(conv.weight),
+            conv.bias,
+        )
     torch.save(state, tmp_path / "vgg.pth")
-    args = build_parser(tmp_path).parse_args(["train", "--arch", "vgg16_unet", "--width", "64", "--batch-norm",
-                                              "--encoder-weights", str(tmp_path / "vgg.pth")])
+    args = build_parser(tmp_path).parse_args(
+        [
+            "train",
+            "--arch",
+            "vgg16_unet",
+            "--width",
+            "64",
+            "--batch-norm",
+            "--encoder-weights",
+            str(tmp_path / "vgg.pth"),
+        ]
+    )
     cfg = config_from_args(args, "cpu")
-    assert (cfg.depth, cfg.arch_extra, cfg.encoder_weights) == (5, {"batch_norm": True}, str(tmp_path / "vgg.pth"))
+    assert (cfg.depth, cfg.arch_extra, cfg.encoder_weights) == (
+        5,
+        {"batch_norm": True},
+        str(tmp_path / "vgg.pth"),
+    )
     cfg.arch_extra = {}
     net = build_network(cfg, 3, "cpu", 0)
     assert torch.all(net.encoders[0][0].weight == 1)

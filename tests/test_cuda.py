@@ -1,17 +1,20 @@
 """The CUDA paths on a real GPU: the tiny training and segmentation through the scripts, torchrun
 with nccl, and tiled = untiled predictions on the device. Skipped where no CUDA GPU is visible."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from _workflow import TINY_TRAIN, files, run_script
 from torch import nn
 
-from _workflow import TINY_TRAIN, files, run_script
 from paulow.workspace import Workspace
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch"),
+]
 
 
 def _workspace(root):
@@ -29,8 +32,18 @@ def test_tiny_training_and_segmentation_on_cuda(tmp_path):
 
     ws = _workspace(tmp_path)
     inputs = files(ws.use_inputs)
-    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "g", "--device", "cuda",
-                      *TINY_TRAIN, "--epochs", "3")
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(tmp_path),
+        "--name",
+        "g",
+        "--device",
+        "cuda",
+        *TINY_TRAIN,
+        "--epochs",
+        "3",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "device: cuda" in done.stdout
     assert load_checkpoint(ws.models / "g.pth").meta["config"]["device"] == "cuda"

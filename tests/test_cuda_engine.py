@@ -4,6 +4,7 @@ the host-accumulation fallback. Skipped where no CUDA GPU is visible.
 Tolerance (stated in docs/gpu.md): bf16 keeps 8 bits of mantissa, so probabilities of the tiny
 attention U-Net differ from float32 by at most 0.03; masks are equal wherever the float32
 probability is more than 0.03 away from the threshold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,10 @@ from test_infer_engine import image, reference_probs, small_unet
 
 from paulow.infer import predict_slice
 
-pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch"),
+]
 BF16_ATOL = 0.03
 
 

@@ -1,4 +1,5 @@
 """Normalisation, validation of training folders, image-level splits, patches and augmentation."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from paulow.data import (Augment, PatchDataset, Slice, grid_starts, kfold, load_pairs, normalise,
-                         split_test)
+from paulow.data import Augment, PatchDataset, Slice, grid_starts, kfold, load_pairs, normalise, split_test
 from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UnreadableImageError
 
 
@@ -23,8 +23,7 @@ def _write(folder: Path, name: str, array: np.ndarray, **kw) -> Path:
 
 
 def _snapshot(*folders: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
-            for f in folders for p in sorted(f.iterdir())}
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.iterdir())}
 
 
 # ---------------------------------------------------------------- normalisation
@@ -118,8 +117,11 @@ def test_mixed_channel_counts_are_refused(folders):
     _write(img, "image2.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
     for i in (1, 2):
         _write(msk, f"mask{i}.tif", np.zeros((8, 8), np.uint8))
-    with pytest.raises(ShapeMismatchError, match=r"mixed channel counts \(1 channel\(s\): image1.tif; "
-                                                  r"3 channel\(s\): image2.tif\)"):
+    with pytest.raises(
+        ShapeMismatchError,
+        match=r"mixed channel counts \(1 channel\(s\): image1.tif; "
+        r"3 channel\(s\): image2.tif\)",
+    ):
         load_pairs(img, msk)
 
 
@@ -151,8 +153,12 @@ def test_all_background_masks_warn(folders, caplog):
     with caplog.at_level(logging.WARNING, logger="paulow"):
         (s,) = load_pairs(img, msk)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "every mask is empty (all background): the model can only learn to predict background "
-                    "— check TRAINING_MASKS")]
+        (
+            "WARNING",
+            "every mask is empty (all background): the model can only learn to predict background "
+            "— check TRAINING_MASKS",
+        )
+    ]
     assert s.mask.dtype == np.uint8 and s.mask.shape == (4, 4) and not s.mask.any()  # loaded, not refused
 
 
@@ -164,9 +170,11 @@ def test_class_masks_are_kept_as_indices_and_checked(folders):
     assert s.mask.tolist() == [[0, 1, 2, 2]] * 4
     with pytest.raises(ShapeMismatchError) as err:
         load_pairs(img, msk, classes=2)
-    assert str(err.value) == ("mask 'mask1.tif' has values 0, 1, 2 but --classes 2 allows 0..1 — use "
-                              "--classes 3 if the mask has that many classes (0 = background), or fix "
-                              "the mask to hold 0..1")
+    assert str(err.value) == (
+        "mask 'mask1.tif' has values 0, 1, 2 but --classes 2 allows 0..1 — use "
+        "--classes 3 if the mask has that many classes (0 = background), or fix "
+        "the mask to hold 0..1"
+    )
 
 
 def test_binary_255_masks_for_a_multiclass_task_are_named_with_the_fix(folders):
@@ -177,15 +185,19 @@ def test_binary_255_masks_for_a_multiclass_task_are_named_with_the_fix(folders):
     with pytest.raises(ShapeMismatchError) as err:
         load_pairs(img, msk, classes=3)
     message = str(err.value)
-    assert message.startswith("mask 'mask1.tif' has values 0, 255 but --classes 3 allows 0..2 (and 1 "
-                              "more mask(s): mask2.tif)")
+    assert message.startswith(
+        "mask 'mask1.tif' has values 0, 255 but --classes 3 allows 0..2 (and 1 more mask(s): mask2.tif)"
+    )
     assert "binary 0/255 mask: use --classes 1" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- splits
 def _slices(files: int, pages: int) -> list[Slice]:
-    return [Slice(np.zeros((1, 4, 4), np.float32), np.zeros((4, 4), np.uint8), Path(f"f{f}.tif"), p)
-            for f in range(files) for p in range(pages)]
+    return [
+        Slice(np.zeros((1, 4, 4), np.float32), np.zeros((4, 4), np.uint8), Path(f"f{f}.tif"), p)
+        for f in range(files)
+        for p in range(pages)
+    ]
 
 
 def test_splits_never_put_a_page_on_two_sides():
@@ -204,7 +216,7 @@ def test_splits_never_put_a_page_on_two_sides():
 
 
 def test_one_fold_is_one_split_and_tiny_sets_still_train():
-    (train, val), = kfold(_slices(10, 1), 1, seed=0)
+    ((train, val),) = kfold(_slices(10, 1), 1, seed=0)
     assert (len(train), len(val)) == (8, 2)
     rest, test = split_test(_slices(2, 1), 0.1, seed=0)
     assert (len(rest), len(test)) == (2, 0)

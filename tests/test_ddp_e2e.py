@@ -1,5 +1,6 @@
 """`torchrun --nproc_per_node 2` on the real scripts, on the CPU with gloo: one model, one report,
 every file segmented once, inputs cleared once, resume, and no hang when a rank fails."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _workflow import REPO, TINY_TRAIN, default_sigint, files
-from paulow.workspace import Workspace
 from test_distributed import _free_port
+
+from paulow.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 TRAIN = ["--device", "cpu", *TINY_TRAIN, "--batch-size", "4", "--seed", "0"]
@@ -24,10 +25,27 @@ TRAIN = ["--device", "cpu", *TINY_TRAIN, "--batch-size", "4", "--seed", "0"]
 def torchrun(script: str | Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """`python -m torch.distributed.run --nproc_per_node 2 SCRIPT ARGS`, as a user starts it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(_free_port()), str(REPO / script), *args]
-    return subprocess.run(cmd, text=True, capture_output=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL, preexec_fn=default_sigint, cwd=REPO.parent)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(REPO / script),
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
+        cwd=REPO.parent,
+    )
 
 
 def training_workspace(root: Path) -> Workspace:
@@ -47,8 +65,18 @@ def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
 
     ws = training_workspace(tmp_path / "ws")
     # a time limit far below 1000 epochs: rank 0's clock stops both ranks (mid-epoch or after one)
-    done = torchrun("train_model.py", "--root", str(ws.root), "--name", "x", *TRAIN, "--epochs", "1000",
-                    "--time-limit", "0.1")
+    done = torchrun(
+        "train_model.py",
+        "--root",
+        str(ws.root),
+        "--name",
+        "x",
+        *TRAIN,
+        "--epochs",
+        "1000",
+        "--time-limit",
+        "0.1",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert files(ws.models) == ["x.pth", "x_report"]
     assert files(ws.train_images) == [] and files(ws.train_masks) == []
@@ -89,8 +117,15 @@ def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
         assert sharded.shape == single.shape and np.count_nonzero(sharded != single) <= 4
 
     # a file rank 1 cannot read (second by sorted name): its input stays, the others are cleared
-    write_dataset(ws.use_inputs, tmp_path / "unused_masks2", kind="nuclei", n=2, size=(64, 64), seed=9,
-                  image_name="more{i}.tif")
+    write_dataset(
+        ws.use_inputs,
+        tmp_path / "unused_masks2",
+        kind="nuclei",
+        n=2,
+        size=(64, 64),
+        seed=9,
+        image_name="more{i}.tif",
+    )
     (ws.use_inputs / "more1b.tif").write_bytes(b"not a tiff")
     done = torchrun("use_model.py", "--root", str(ws.root), "--model", "x", "--device", "cpu", "--yes")
     assert done.returncode != 0
@@ -102,16 +137,17 @@ def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
 def test_torchrun_resumes_a_stopped_run(tmp_path):
     from dataclasses import asdict
 
+    from paulow import resume as resume_file
     from paulow.checkpoint import load_checkpoint
     from paulow.cli import build_parser
-    from paulow import resume as resume_file
     from paulow.commands.common import config_from_args, read_fingerprints
     from paulow.data import load_pairs
     from paulow.train import ProgressSaver, cross_validate
 
     ws = training_workspace(tmp_path)
-    args = build_parser(tmp_path).parse_args(["train", *TRAIN, "--folds", "2", "--test-fraction", "0",
-                                              "--epochs", "3", "--no-boundary-target"])  # as settled
+    args = build_parser(tmp_path).parse_args(
+        ["train", *TRAIN, "--folds", "2", "--test-fraction", "0", "--epochs", "3", "--no-boundary-target"]
+    )  # as settled
     cfg = config_from_args(args, "cpu")
     slices = load_pairs(ws.train_images, ws.train_masks, cfg.classes)
     saved: list[dict] = []
@@ -127,8 +163,13 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
     with pytest.raises(Stop):
         cross_validate(slices, cfg, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0))
     read_as = read_fingerprints(ws.train_images, ws.train_masks)
-    resume_file.save_state(ws.models / "r_report" / resume_file.RESUME_FILE, "r", asdict(cfg),
-                           resume_file.input_hashes(read_as, ws.root), saved[-1])
+    resume_file.save_state(
+        ws.models / "r_report" / resume_file.RESUME_FILE,
+        "r",
+        asdict(cfg),
+        resume_file.input_hashes(read_as, ws.root),
+        saved[-1],
+    )
 
     done = torchrun("train_model.py", "--root", str(tmp_path), "--resume", "--device", "cpu")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -184,7 +225,9 @@ def test_only_rank_0_asks_and_its_error_is_reported_once(tmp_path):
     done = torchrun("train_model.py", "--root", str(tmp_path), "--device", "cpu", timeout=180)  # no --name
     assert done.returncode != 0
     assert done.stdout.count("Name for the new model") == 1
-    assert done.stderr.count("error: no answer on standard input to 'Name for the new model': pass --name") == 1
+    assert (
+        done.stderr.count("error: no answer on standard input to 'Name for the new model': pass --name") == 1
+    )
     # no worker traceback (torchrun itself summarises the failed processes after it)
     assert "error (rank 1)" not in done.stderr and "[rank" not in done.stderr
     assert files(ws.train_images) + files(ws.train_masks) == before and files(ws.models) == []

@@ -1,6 +1,7 @@
 """Decoder bounds: a TIFF page chain that loops, too many pages (in the chain or declared by a
 header), and an image whose float32 working copies do not fit are each refused quickly with one
 line naming the limit and the fix. Test files are written by tifffile, then byte-patched."""
+
 from __future__ import annotations
 
 import struct
@@ -22,10 +23,10 @@ def _ifd_offsets(path: Path) -> list[tuple[int, int]]:
     data = path.read_bytes()
     offset, found = struct.unpack("<I", data[4:8])[0], []
     while offset:
-        entries = struct.unpack("<H", data[offset:offset + 2])[0]
+        entries = struct.unpack("<H", data[offset : offset + 2])[0]
         next_at = offset + 2 + 12 * entries
         found.append((offset, next_at))
-        offset = struct.unpack("<I", data[next_at:next_at + 4])[0]
+        offset = struct.unpack("<I", data[next_at : next_at + 4])[0]
     return found
 
 
@@ -42,14 +43,16 @@ def test_a_looping_page_chain_is_refused_quickly(tmp_path, reader):
     path = _stack(tmp_path / "loop.tif", 3)
     ifds = _ifd_offsets(path)
     data = bytearray(path.read_bytes())
-    data[ifds[-1][1]:ifds[-1][1] + 4] = struct.pack("<I", ifds[0][0])  # page 3 -> page 1
+    data[ifds[-1][1] : ifds[-1][1] + 4] = struct.pack("<I", ifds[0][0])  # page 3 -> page 1
     path.write_bytes(bytes(data))
     start = time.monotonic()
     with pytest.raises(UnreadableImageError) as info:
         reader(path)
     assert time.monotonic() - start < 2
-    assert str(info.value) == (f"cannot read '{path}': its page chain loops (page 3 points back to page 1). "
-                               "The file is corrupt: export it again from the acquisition software or Fiji.")
+    assert str(info.value) == (
+        f"cannot read '{path}': its page chain loops (page 3 points back to page 1). "
+        "The file is corrupt: export it again from the acquisition software or Fiji."
+    )
 
 
 def test_a_chain_with_more_pages_than_the_limit_is_refused(tmp_path, monkeypatch):
@@ -58,13 +61,17 @@ def test_a_chain_with_more_pages_than_the_limit_is_refused(tmp_path, monkeypatch
     monkeypatch.setattr(limits, "MAX_PAGES", 10)
     with pytest.raises(UnreadableImageError) as info:
         pio.read_image(path)
-    assert "it holds more than 10 pages (PAULow's limit per file). Split the stack into smaller files" in str(info.value)
+    assert "it holds more than 10 pages (PAULow's limit per file). Split the stack into smaller files" in str(
+        info.value
+    )
 
 
 def test_indexing_is_time_bounded(tmp_path, monkeypatch):
     path = _stack(tmp_path / "slow.tif", 3)
     monkeypatch.setattr(limits, "INDEX_SECONDS", -1.0)  # any index is too slow
-    with pytest.raises(UnreadableImageError, match=r"indexing its pages took more than -1 s \(PAULow's limit\)"):
+    with pytest.raises(
+        UnreadableImageError, match=r"indexing its pages took more than -1 s \(PAULow's limit\)"
+    ):
         pio.read_image(path)
 
 
@@ -73,11 +80,13 @@ def test_an_imagej_header_declaring_too_many_pages_is_refused(tmp_path, monkeypa
     tifffile.imwrite(path, np.zeros((6, 4, 4), np.uint8), imagej=True, metadata={"axes": "ZYX"})
     data = bytearray(path.read_bytes())
     next_at = _ifd_offsets(path)[0][1]
-    data[next_at:next_at + 4] = bytes(4)  # one page in the chain; the header still says images=6
+    data[next_at : next_at + 4] = bytes(4)  # one page in the chain; the header still says images=6
     path.write_bytes(bytes(data))
     assert count_pages(path) == 1
     monkeypatch.setattr(limits, "MAX_PAGES", 5)
-    with pytest.raises(UnreadableImageError, match="its header declares 6 pages, more than the 5 PAULow reads"):
+    with pytest.raises(
+        UnreadableImageError, match="its header declares 6 pages, more than the 5 PAULow reads"
+    ):
         pio.read_mask(path)
     monkeypatch.setattr(limits, "MAX_PAGES", 6)
     assert pio.read_mask(path).shape == (6, 4, 4)
@@ -91,10 +100,14 @@ def test_the_memory_check_counts_the_float32_copies(tmp_path, monkeypatch):
     with pytest.raises(UnreadableImageError) as info:
         pio.read_image(path)
     line = str(info.value)
-    assert "\n" not in line and "its header declares 512 x 1024 pixels: reading and segmenting it needs" in line
+    assert (
+        "\n" not in line and "its header declares 512 x 1024 pixels: reading and segmenting it needs" in line
+    )
     assert "(0.0 GiB decoded + 0.0 GiB of float32 working copies)" in line
-    assert line.endswith("Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small it is "
-                         "probably corrupt.")
+    assert line.endswith(
+        "Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small it is "
+        "probably corrupt."
+    )
     monkeypatch.setattr(pio, "decode_limit", lambda: decoded + copies)
     assert pio.read_image(path).data.shape == (1, 1, 512, 1024)
 
@@ -105,18 +118,20 @@ def test_a_40000_square_deflate_tiff_is_refused_up_front(tmp_path, monkeypatch):
     tifffile.imwrite(path, np.zeros((16, 16), np.uint8), compression="zlib", rowsperstrip=16)
     data = bytearray(path.read_bytes())
     offset = struct.unpack("<I", data[4:8])[0]
-    for e in range(struct.unpack("<H", data[offset:offset + 2])[0]):
+    for e in range(struct.unpack("<H", data[offset : offset + 2])[0]):
         at = offset + 2 + 12 * e
-        if struct.unpack("<H", data[at:at + 2])[0] in (256, 257):  # ImageWidth, ImageLength
-            data[at + 2:at + 12] = struct.pack("<HII", 4, 1, 40_000)
+        if struct.unpack("<H", data[at : at + 2])[0] in (256, 257):  # ImageWidth, ImageLength
+            data[at + 2 : at + 12] = struct.pack("<HII", 4, 1, 40_000)
     path.write_bytes(bytes(data))
     monkeypatch.setattr(pio, "decode_limit", lambda: 8 << 30)  # what a 16 GiB machine has free
     start = time.monotonic()
     with pytest.raises(UnreadableImageError) as info:
         pio.read_image(path)
     assert time.monotonic() - start < 2
-    assert ("its header declares 40000 x 40000 pixels: reading and segmenting it needs 13.4 GiB (1.5 GiB decoded "
-            "+ 11.9 GiB of float32 working copies), more than the 8.0 GiB of memory available") in str(info.value)
+    assert (
+        "its header declares 40000 x 40000 pixels: reading and segmenting it needs 13.4 GiB (1.5 GiB decoded "
+        "+ 11.9 GiB of float32 working copies), more than the 8.0 GiB of memory available"
+    ) in str(info.value)
 
 
 def test_decoders_handing_back_no_array_are_one_line(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """CPU threads follow the load other processes put on the cores."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,10 @@ def no_thread_setting(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("cores, busy, threads", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.8, 1),
-                                                  (2, 3.0, 1), (16, 3.4, 13), (1, 5.0, 1)])
+@pytest.mark.parametrize(
+    "cores, busy, threads",
+    [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.8, 1), (2, 3.0, 1), (16, 3.4, 13), (1, 5.0, 1)],
+)
 def test_threads_are_the_cores_others_leave(cores, busy, threads):
     assert cpu_threads(cores, busy) == threads
 

@@ -1,5 +1,6 @@
 """The device probe (`paulow.device_probe`): its choice from given timings and out-of-memory errors,
 the compile decision, the cache and the user's overrides."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ from paulow.errors import UsageError
 
 OOM = "out of memory"
 # seconds per batch for (tile, batch); OOM: the device runs out of memory
-TIMINGS = {(128, 4): 0.01, (128, 8): 0.016, (128, 16): 0.031, (128, 32): 0.05,
-           (256, 4): 0.025, (256, 8): OOM, (512, 4): OOM}
+TIMINGS = {
+    (128, 4): 0.01,
+    (128, 8): 0.016,
+    (128, 16): 0.031,
+    (128, 32): 0.05,
+    (256, 4): 0.025,
+    (256, 8): OOM,
+    (512, 4): OOM,
+}
 
 
 class FakeTimer:
@@ -39,9 +47,9 @@ class FakeTimer:
 
 
 def test_pixels_per_tile_is_the_square_of_the_grid_step():
-    assert dp.pixels_per_tile(128, 0.5) == 64 ** 2
-    assert dp.pixels_per_tile(256, 0.0) == 256 ** 2
-    assert dp.pixels_per_tile(100, 0.25) == 75 ** 2
+    assert dp.pixels_per_tile(128, 0.5) == 64**2
+    assert dp.pixels_per_tile(256, 0.0) == 256**2
+    assert dp.pixels_per_tile(100, 0.25) == 75**2
 
 
 def test_search_keeps_the_fastest_and_backs_off_on_out_of_memory():
@@ -74,8 +82,10 @@ def test_a_larger_tile_that_is_not_faster_ends_the_search():
 def test_out_of_memory_on_the_smallest_candidate_is_a_clear_error():
     with pytest.raises(UsageError) as err:
         dp.search(FakeTimer({(128, 4): OOM}), [128], [4, 8], overlap=0.5)
-    assert str(err.value) == ("the device ran out of memory even for tile 128 and batch 4: give a smaller "
-                              "--tile and --batch-size, or use --device cpu")
+    assert str(err.value) == (
+        "the device ran out of memory even for tile 128 and batch 4: give a smaller "
+        "--tile and --batch-size, or use --device cpu"
+    )
 
 
 def test_other_errors_are_not_taken_for_out_of_memory():
@@ -89,17 +99,21 @@ def test_other_errors_are_not_taken_for_out_of_memory():
 def test_the_time_budget_stops_the_search_after_the_first_candidate():
     ticks = iter(range(100))
     timer = FakeTimer()
-    choice = dp.search(timer, [128, 256], [4, 8, 16], overlap=0.5, budget_s=0.5,
-                       clock=lambda: float(next(ticks)))
+    choice = dp.search(
+        timer, [128, 256], [4, 8, 16], overlap=0.5, budget_s=0.5, clock=lambda: float(next(ticks))
+    )
     assert timer.calls == [(128, 4)] and (choice.tile, choice.batch_size) == (128, 4)
     assert not choice.complete
 
 
-@pytest.mark.parametrize("work_mpix,compiled_s,expected", [
-    (2000.0, 0.01, None),     # 2000 / 1.6384 = 1221 s >= 1200 s: timed; 4096x4/0.01 = 1.6384: not 5 % faster
-    (2000.0, 0.009, True),    # 1.8204 MPix/s >= 1.05 x 1.6384
-    (1000.0, 0.001, False),   # 610 s: too short to time compiling at all
-])
+@pytest.mark.parametrize(
+    "work_mpix,compiled_s,expected",
+    [
+        (2000.0, 0.01, None),  # 2000 / 1.6384 = 1221 s >= 1200 s: timed; 4096x4/0.01 = 1.6384: not 5 % faster
+        (2000.0, 0.009, True),  # 1.8204 MPix/s >= 1.05 x 1.6384
+        (1000.0, 0.001, False),  # 610 s: too short to time compiling at all
+    ],
+)
 def test_compile_is_timed_only_for_long_runs_and_kept_when_faster(work_mpix, compiled_s, expected):
     timer = FakeTimer(compiled=(40.0, compiled_s))
     choice = dp.Choice(128, 4, mpix_per_s=1.6384)
@@ -118,8 +132,12 @@ def candidates(monkeypatch):
 
 
 def _meta():
-    return {"arch": "paulow_attention_unet", "arch_args": {"width": 32, "depth": 4}, "in_channels": 1,
-            "patch": 128}
+    return {
+        "arch": "paulow_attention_unet",
+        "arch_args": {"width": 32, "depth": 4},
+        "in_channels": 1,
+        "patch": 128,
+    }
 
 
 def test_probe_measures_once_then_uses_the_cache(tmp_path, monkeypatch, candidates):
@@ -148,15 +166,27 @@ def test_candidate_tiles_follow_the_patch_and_the_image_size():
     assert dp.candidate_tiles(128, "cpu", 100) == [256]
 
 
-def test_given_tile_and_batch_are_kept_and_one_given_value_is_searched_around(tmp_path, monkeypatch, candidates):
+def test_given_tile_and_batch_are_kept_and_one_given_value_is_searched_around(
+    tmp_path, monkeypatch, candidates
+):
     monkeypatch.setenv("PAULOW_CACHE_DIR", str(tmp_path))
     timer = FakeTimer()
-    choice, _ = dp.probe(["net"], _meta(), torch.device("cpu"), 1000.0, overlap=0.5, largest_side=2048,
-                         tile=96, batch_size=3, timer=timer)
+    choice, _ = dp.probe(
+        ["net"],
+        _meta(),
+        torch.device("cpu"),
+        1000.0,
+        overlap=0.5,
+        largest_side=2048,
+        tile=96,
+        batch_size=3,
+        timer=timer,
+    )
     assert (choice.tile, choice.batch_size, choice.reason) == (96, 3, "given by --tile and --batch-size")
     assert timer.calls == []
-    choice, _ = dp.probe(["net"], _meta(), torch.device("cpu"), 1000.0, overlap=0.5, largest_side=2048,
-                         tile=128, timer=timer)
+    choice, _ = dp.probe(
+        ["net"], _meta(), torch.device("cpu"), 1000.0, overlap=0.5, largest_side=2048, tile=128, timer=timer
+    )
     assert choice.tile == 128 and choice.batch_size == 8  # 128/16 is not 5 % faster than 128/8
     assert set(t for t, _ in timer.calls) == {128}
     assert not (tmp_path / "probe_cache.json").exists()  # a partly given choice is not cached
@@ -166,8 +196,9 @@ def test_a_short_run_is_not_probed_and_not_cached(tmp_path, monkeypatch, candida
     monkeypatch.setenv("PAULOW_CACHE_DIR", str(tmp_path))
     timer = FakeTimer()
     # the defaults (the first tile, batch 8): 10 MPix at 2.048 MPix/s, about 5 s; 3 % of it is under 1 s
-    choice, _ = dp.probe(["net"], _meta(), torch.device("cpu"), 10.0, overlap=0.5, largest_side=2048,
-                         timer=timer)
+    choice, _ = dp.probe(
+        ["net"], _meta(), torch.device("cpu"), 10.0, overlap=0.5, largest_side=2048, timer=timer
+    )
     assert (choice.tile, choice.batch_size) == (128, 8) and timer.calls == [(128, 8)]
     assert choice.reason.startswith("the run is short (about 5 s): tile 128, batch 8 without probing")
     assert not (tmp_path / "probe_cache.json").exists()

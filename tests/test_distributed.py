@@ -1,4 +1,5 @@
 """DDP plumbing on the CPU with gloo and two real processes (the way torchrun runs them)."""
+
 from __future__ import annotations
 
 import os
@@ -85,10 +86,25 @@ def test_two_gloo_processes_agree_on_decisions(tmp_path):
     port = _free_port()
     procs = []
     for r in range(2):
-        env = {**os.environ, "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "WORLD_SIZE": "2",
+            "RANK": str(r),
+            "LOCAL_RANK": str(r),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.getcwd(),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
@@ -106,13 +122,14 @@ def test_exit_process_flushes_output_and_logs_then_exits_with_the_code(tmp_path)
     script = textwrap.dedent(f"""
         import logging, sys
         from paulow import distributed
-        logging.basicConfig(filename={str(tmp_path / 'run.log')!r}, level=logging.INFO)
+        logging.basicConfig(filename={str(tmp_path / "run.log")!r}, level=logging.INFO)
         logging.getLogger("paulow").info("logged line")
         sys.stdout.write("buffered line")  # no newline, no flush: exit_process must flush it
         distributed.exit_process(3)
         print("never reached")
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert (done.returncode, done.stdout) == (3, "buffered line")
     assert "logged line" in (tmp_path / "run.log").read_text()

@@ -1,4 +1,5 @@
 """ONNX and TorchScript exports give the probabilities PyTorch gives (within 1e-4), at new sizes."""
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,12 @@ def test_export_never_overwrites_and_refuses_unknown_models(trained, tmp_path, c
     first = {name: (tmp_path / name).read_bytes() for name in ("t.torchscript.pt", "t.torchscript.pt.json")}
     assert main(["export", str(model), "--format", "torchscript"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "t.pth", "t.torchscript.pt", "t.torchscript.pt.json", "t.torchscript_2.pt", "t.torchscript_2.pt.json"]
+        "t.pth",
+        "t.torchscript.pt",
+        "t.torchscript.pt.json",
+        "t.torchscript_2.pt",
+        "t.torchscript_2.pt.json",
+    ]
     assert all((tmp_path / name).read_bytes() == data for name, data in first.items())  # untouched
     assert main(["export", str(tmp_path / "missing.pth")]) == 2
     assert "not found" in capsys.readouterr().err
@@ -70,7 +76,15 @@ def test_bioimageio_package_passes_spec_validation_and_the_core_model_test(train
     import zipfile
 
     names = set(zipfile.ZipFile(package).namelist())
-    assert {"rdf.yaml", "weights.torchscript.pt", "weights.onnx", "test_input.npy", "test_output.npy",
-            "cover.png", "README.md", "LICENSE"} <= names
+    assert {
+        "rdf.yaml",
+        "weights.torchscript.pt",
+        "weights.onnx",
+        "test_input.npy",
+        "test_output.npy",
+        "cover.png",
+        "README.md",
+        "LICENSE",
+    } <= names
     summary = test_model(package)  # runs both weight formats on the test tensors, offline
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]

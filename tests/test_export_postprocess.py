@@ -1,4 +1,5 @@
 """The package's post-processing attachment (no PAULow import) gives the toolkit's masks and labels."""
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """`finetune_model.py`: adapts a model to a shifted domain, never touches the parent, keeps inputs safe."""
+
 from __future__ import annotations
 
 import signal
@@ -7,13 +8,30 @@ import sys
 
 import numpy as np
 import tifffile
-
 from _workflow import REPO, default_sigint, files, run_script
+
 from paulow.checkpoint import load_checkpoint, sha256_file
 from paulow.synthetic import write_dataset
 
-TUNE = ["--yes", "--model", "t", "--patch", "64", "--overlap", "32", "--batch-size", "8",
-        "--per-epoch", "0", "--time-limit", "0", "--patience", "100", "--seed", "0"]
+TUNE = [
+    "--yes",
+    "--model",
+    "t",
+    "--patch",
+    "64",
+    "--overlap",
+    "32",
+    "--batch-size",
+    "8",
+    "--per-epoch",
+    "0",
+    "--time-limit",
+    "0",
+    "--patience",
+    "100",
+    "--seed",
+    "0",
+]
 # The parent learned bright nuclei on a dark background. The new domain has inverted contrast (dark
 # nuclei on a bright background, as in transmitted light): when this test was written the parent
 # scored 0.001 held-out Dice there and 8 epochs of fine-tuning reached 0.88. A gain of 0.3 is a clear
@@ -23,8 +41,7 @@ MIN_GAIN = 0.3
 
 def _inverted_nuclei(ws, n=6, seed=21):
     """New-domain images: synthetic nuclei with inverted contrast."""
-    pairs = write_dataset(ws.finetune_images, ws.finetune_masks, kind="nuclei", n=n, size=(96, 96),
-                          seed=seed)
+    pairs = write_dataset(ws.finetune_images, ws.finetune_masks, kind="nuclei", n=n, size=(96, 96), seed=seed)
     for image_path, _ in pairs:
         tifffile.imwrite(image_path, 255 - tifffile.imread(image_path))
 
@@ -33,8 +50,18 @@ def test_finetune_beats_the_parent_and_never_touches_it(workspace_with_model):
     ws = workspace_with_model
     parent_sha = sha256_file(ws.models / "t.pth")
     _inverted_nuclei(ws)
-    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "8",
-                      "--holdout", "0.34", "--lr", "0.002")
+    done = run_script(
+        "finetune_model.py",
+        "--root",
+        str(ws.root),
+        *TUNE,
+        "--epochs",
+        "8",
+        "--holdout",
+        "0.34",
+        "--lr",
+        "0.002",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "held-out Dice of the parent model" in done.stdout
     meta = load_checkpoint(ws.models / "t_finetuned.pth").meta
@@ -48,8 +75,16 @@ def test_finetune_beats_the_parent_and_never_touches_it(workspace_with_model):
     assert (ws.models / "t_finetuned_report" / "curves.png").is_file()
     # a second fine-tune of the same parent never overwrites the first
     _inverted_nuclei(ws, n=3, seed=5)
-    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "1",
-                      "--tensorboard", str(ws.root / "tb"))
+    done = run_script(
+        "finetune_model.py",
+        "--root",
+        str(ws.root),
+        *TUNE,
+        "--epochs",
+        "1",
+        "--tensorboard",
+        str(ws.root / "tb"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert {"t_finetuned.pth", "t_finetuned_2.pth"} <= set(files(ws.models))
     assert [p.name.split(".")[0] for p in (ws.root / "tb" / "t_finetuned_2").iterdir()] == ["events"]
@@ -59,8 +94,9 @@ def test_finetune_beats_the_parent_and_never_touches_it(workspace_with_model):
 def test_channel_mismatch_fails_before_training(workspace_with_model):
     ws = workspace_with_model
     for i in (1, 2):
-        tifffile.imwrite(ws.finetune_images / f"image{i}.tif", np.zeros((32, 32, 3), np.uint8),
-                         photometric="rgb")
+        tifffile.imwrite(
+            ws.finetune_images / f"image{i}.tif", np.zeros((32, 32, 3), np.uint8), photometric="rgb"
+        )
         tifffile.imwrite(ws.finetune_masks / f"mask{i}.tif", np.zeros((32, 32), np.uint8))
     done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE)
     assert done.returncode == 2
@@ -73,9 +109,24 @@ def test_interrupted_finetune_keeps_inputs(workspace_with_model):
     ws = workspace_with_model
     _inverted_nuclei(ws, n=4)
     before = files(ws.finetune_images) + files(ws.finetune_masks)
-    proc = subprocess.Popen([sys.executable, "-u", str(REPO / "finetune_model.py"), "--root", str(ws.root),
-                             *TUNE, "--epochs", "1000", "--patience", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            str(REPO / "finetune_model.py"),
+            "--root",
+            str(ws.root),
+            *TUNE,
+            "--epochs",
+            "1000",
+            "--patience",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     for line in proc.stdout:
         if line.startswith("held-out Dice of the parent"):
             break

@@ -1,29 +1,66 @@
 """Fine-tuning honours its options (issue 14 items 12-13): what it cannot change is refused, what it
 can is honoured and recorded, and its before/after Dice are what `paulow evaluate --model` gives."""
+
 from __future__ import annotations
 
 import json
 import shutil
 
 import pytest
-
 from _workflow import files, run_script
+
 from paulow.checkpoint import load_checkpoint, save_checkpoint
 from paulow.errors import UsageError
 from paulow.finetuning import finetune_config
 from paulow.synthetic import write_dataset
 
-TUNE = ["--yes", "--model", "t", "--patch", "64", "--overlap", "32", "--batch-size", "8",
-        "--per-epoch", "0", "--time-limit", "0", "--patience", "100", "--seed", "0"]
-PARENT = {"arch": "paulow_attention_unet", "arch_args": {"in_channels": 1, "classes": 1, "width": 8, "depth": 3},
-          "in_channels": 1, "classes": 1, "threshold": 0.35,
-          "config": {"width": 8, "depth": 3, "lr": 2e-3, "threshold": 0.5, "rotate": True, "schedule": "cosine"}}
+TUNE = [
+    "--yes",
+    "--model",
+    "t",
+    "--patch",
+    "64",
+    "--overlap",
+    "32",
+    "--batch-size",
+    "8",
+    "--per-epoch",
+    "0",
+    "--time-limit",
+    "0",
+    "--patience",
+    "100",
+    "--seed",
+    "0",
+]
+PARENT = {
+    "arch": "paulow_attention_unet",
+    "arch_args": {"in_channels": 1, "classes": 1, "width": 8, "depth": 3},
+    "in_channels": 1,
+    "classes": 1,
+    "threshold": 0.35,
+    "config": {"width": 8, "depth": 3, "lr": 2e-3, "threshold": 0.5, "rotate": True, "schedule": "cosine"},
+}
 
 
 def test_honoured_options_reach_the_config():
-    cfg = finetune_config(PARENT, {"threshold": 0.3, "no_rotate": True, "schedule": "step", "gamma": 0.5,
-                                   "lr": 1e-4, "epochs": 3, "batch_size": 2, "time_limit": 0, "patience": 7,
-                                   "weight_decay": 0.0, "no_augment": True}, "cpu")
+    cfg = finetune_config(
+        PARENT,
+        {
+            "threshold": 0.3,
+            "no_rotate": True,
+            "schedule": "step",
+            "gamma": 0.5,
+            "lr": 1e-4,
+            "epochs": 3,
+            "batch_size": 2,
+            "time_limit": 0,
+            "patience": 7,
+            "weight_decay": 0.0,
+            "no_augment": True,
+        },
+        "cpu",
+    )
     assert (cfg.threshold, cfg.tune_threshold, cfg.rotate, cfg.augment) == (0.3, False, False, False)
     assert (cfg.schedule, cfg.gamma, cfg.lr, cfg.epochs, cfg.batch_size) == ("step", 0.5, 1e-4, 3, 2)
     assert (cfg.time_limit, cfg.patience, cfg.weight_decay) == (None, 7, 0.0)
@@ -36,25 +73,35 @@ def test_without_threshold_the_parents_is_the_start_and_is_retuned():
     assert cfg.lr == pytest.approx(2e-4) and cfg.rotate
 
 
-@pytest.mark.parametrize("option, value, says", [
-    ("width", 64, "width 64: fine-tuning cannot change the network"),
-    ("depth", 4, "depth 4: fine-tuning cannot change the network"),
-    ("arch", "unet", "arch unet: fine-tuning cannot change the network"),
-    ("norm", "batch", "norm batch: fine-tuning cannot change the network"),
-    ("classes", 3, "classes 3: fine-tuning cannot change the network"),
-    ("encoder_weights", "vgg.pth", "encoder-weights vgg.pth: fine-tuning starts from the parent's weights"),
-    ("preset", "gpu", "preset gpu: fine-tuning starts from the parent's settings"),
-    ("folds", 5, "folds 5: fine-tuning uses one split"),
-    ("ensemble", True, "ensemble True: fine-tuning adapts one network"),
-])
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("width", 64, "width 64: fine-tuning cannot change the network"),
+        ("depth", 4, "depth 4: fine-tuning cannot change the network"),
+        ("arch", "unet", "arch unet: fine-tuning cannot change the network"),
+        ("norm", "batch", "norm batch: fine-tuning cannot change the network"),
+        ("classes", 3, "classes 3: fine-tuning cannot change the network"),
+        (
+            "encoder_weights",
+            "vgg.pth",
+            "encoder-weights vgg.pth: fine-tuning starts from the parent's weights",
+        ),
+        ("preset", "gpu", "preset gpu: fine-tuning starts from the parent's settings"),
+        ("folds", 5, "folds 5: fine-tuning uses one split"),
+        ("ensemble", True, "ensemble True: fine-tuning adapts one network"),
+    ],
+)
 def test_options_that_would_change_the_network_are_refused(option, value, says):
     with pytest.raises(UsageError, match=says):
         finetune_config(PARENT, {option: value}, "cpu")
 
 
 def test_the_parents_own_network_values_and_unknown_names():
-    cfg = finetune_config(PARENT, {"width": 8, "depth": 3, "arch": "paulow_attention_unet", "classes": 1,
-                                   "ensemble": False}, "cpu")
+    cfg = finetune_config(
+        PARENT,
+        {"width": 8, "depth": 3, "arch": "paulow_attention_unet", "classes": 1, "ensemble": False},
+        "cpu",
+    )
     assert (cfg.width, cfg.depth) == (8, 3)
     with pytest.raises(UsageError, match="unknown fine-tuning option.*thresold"):
         finetune_config(PARENT, {"thresold": 0.3}, "cpu")
@@ -81,14 +128,37 @@ def test_a_network_option_is_refused_before_any_work(workspace_with_model):
 def test_cli_options_are_honoured_and_recorded(workspace_with_model):
     ws = workspace_with_model
     _new_images(ws)
-    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "1", "--threshold", "0.3",
-                      "--no-rotate", "--schedule", "step", "--gamma", "0.5", "--lr", "0.0005", "--width", "8")
+    done = run_script(
+        "finetune_model.py",
+        "--root",
+        str(ws.root),
+        *TUNE,
+        "--epochs",
+        "1",
+        "--threshold",
+        "0.3",
+        "--no-rotate",
+        "--schedule",
+        "step",
+        "--gamma",
+        "0.5",
+        "--lr",
+        "0.0005",
+        "--width",
+        "8",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     meta = load_checkpoint(ws.models / "t_finetuned.pth").meta
     assert meta["threshold"] == 0.3 and meta["finetune"]["scores"]["threshold_tuned"] is False
     config = meta["config"]
-    assert (config["threshold"], config["rotate"], config["schedule"], config["gamma"], config["lr"],
-            config["epochs"]) == (0.3, False, "step", 0.5, 0.0005, 1)
+    assert (
+        config["threshold"],
+        config["rotate"],
+        config["schedule"],
+        config["gamma"],
+        config["lr"],
+        config["epochs"],
+    ) == (0.3, False, "step", 0.5, 0.0005, 1)
     report = json.loads((ws.models / "t_finetuned_report" / "config.json").read_text())
     assert (report["threshold"], report["rotate"], report["schedule"]) == (0.3, False, "step")
 
@@ -103,10 +173,21 @@ def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
 
     ws = workspace_with_model
     parent = load_checkpoint(ws.models / "t.pth")
-    save_checkpoint(ws.models / "t.pth", [m.state_dict() for m in parent.models], {**parent.meta, "threshold": 0.2})
+    save_checkpoint(
+        ws.models / "t.pth", [m.state_dict() for m in parent.models], {**parent.meta, "threshold": 0.2}
+    )
     _new_images(ws, n=4, seed=3)
-    done = run_script("finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "2", "--holdout", "0.5",
-                      "--keep-inputs")
+    done = run_script(
+        "finetune_model.py",
+        "--root",
+        str(ws.root),
+        *TUNE,
+        "--epochs",
+        "2",
+        "--holdout",
+        "0.5",
+        "--keep-inputs",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     meta = load_checkpoint(ws.models / "t_finetuned.pth").meta
     scores = meta["finetune"]["scores"]
@@ -119,8 +200,25 @@ def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
         mask = name.replace("image", "mask")
         shutil.copy(ws.finetune_masks / mask, truth / mask)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(ws.models / "t.pth"), str(ws.models / "t_finetuned.pth"),
-                 "--images", str(images), "--truth", str(truth), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(ws.models / "t.pth"),
+                str(ws.models / "t_finetuned.pth"),
+                "--images",
+                str(images),
+                "--truth",
+                str(truth),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     pooled = json.loads((out / "metrics.json").read_text())
     assert pooled["t"]["pooled"]["dice"] == pytest.approx(scores["parent_dice"], abs=1e-6)
     assert pooled["t_finetuned"]["pooled"]["dice"] == pytest.approx(scores["finetuned_dice"], abs=1e-6)
@@ -137,10 +235,15 @@ def test_printed_dice_are_what_evaluate_gives(workspace_with_model, tmp_path):
 
 
 def test_several_classes_keep_their_names_and_take_class_weights():
-    parent = {**PARENT, "classes": 3, "class_names": ["background", "disc", "square"],
-              "arch_args": {**PARENT["arch_args"], "classes": 3}}
-    cfg = finetune_config(parent, {"class_weights": [1.0, 2.0, 4.0], "class_names": ["background", "disc", "square"]},
-                          "cpu")
+    parent = {
+        **PARENT,
+        "classes": 3,
+        "class_names": ["background", "disc", "square"],
+        "arch_args": {**PARENT["arch_args"], "classes": 3},
+    }
+    cfg = finetune_config(
+        parent, {"class_weights": [1.0, 2.0, 4.0], "class_names": ["background", "disc", "square"]}, "cpu"
+    )
     assert (cfg.classes, cfg.loss_args["class_weights"]) == (3, [1.0, 2.0, 4.0])
     with pytest.raises(UsageError, match="class-names .* keeps the parent's classes"):
         finetune_config(parent, {"class_names": ["bg", "a", "b"]}, "cpu")

@@ -1,5 +1,6 @@
 """Which fold is selected: the validation-best, never the test-best; the test share is scored once,
 by the selected fold's model (the fits and predictions are stand-ins with hand-set scores)."""
+
 from __future__ import annotations
 
 import importlib
@@ -39,8 +40,15 @@ def stand_ins(monkeypatch):
     def fit(model, train, val, cfg, device, deadline, k, *args, **kwargs):
         state = {name: value.clone() for name, value in model.state_dict().items()}
         next(iter(state.values())).fill_(float(k))
-        return FoldResult(fold=k, state_dict=state, val_dice=VAL_DICE[k], best_epoch=1, history=[],
-                          train_files=[], val_files=[])
+        return FoldResult(
+            fold=k,
+            state_dict=state,
+            val_dice=VAL_DICE[k],
+            best_epoch=1,
+            history=[],
+            train_files=[],
+            val_files=[],
+        )
 
     def predict(model, slices, cfg, device):
         calls.append((_marker(model), [s.key for s in slices]))
@@ -67,8 +75,10 @@ def test_the_validation_best_fold_is_selected_and_alone_scores_the_test_share(st
     assert [f.test_dice for f in result.folds] == [None, pytest.approx(2 * 8 / (8 + 16)), None]
     assert len(result.test_keys) == 1  # 6 files, 20 %: one file held out
     assert stand_ins == [(1, result.test_keys)]  # one prediction of the test share, by fold 2's model
-    assert ("selected fold 2 (best validation Dice 0.9000); test Dice 0.6667 on 1 test slice(s), scored "
-            "once by the selected model") in said
+    assert (
+        "selected fold 2 (best validation Dice 0.9000); test Dice 0.6667 on 1 test slice(s), scored "
+        "once by the selected model"
+    ) in said
 
 
 def test_the_model_file_records_only_the_selected_folds_test_score(stand_ins):

@@ -1,6 +1,7 @@
 """Seeded fuzzing of the decoders: a few hundred mutated TIFF/PNG/JPEG files made from small valid
 ones. Every outcome of `read_image` and `read_mask` is a decoded array or one `PaulowError` line,
 within a per-file time bound (never a hang, a traceback of another type, or a crash)."""
+
 from __future__ import annotations
 
 import io as _io
@@ -49,8 +50,9 @@ def valid_files() -> dict[str, bytes]:
         "float.tif": _tiff(data=rng.random((16, 16), dtype=np.float32) * 3),
         "imagej_float.tif": _tiff(data=rng.random((2, 16, 16), dtype=np.float32), imagej=True),
         "rgb.tif": _tiff(data=rgb, photometric="rgb"),
-        "tiled.tif": _tiff(data=rng.integers(0, 255, (32, 32), dtype=np.uint8), tile=(16, 16),
-                           compression="zlib"),
+        "tiled.tif": _tiff(
+            data=rng.integers(0, 255, (32, 32), dtype=np.uint8), tile=(16, 16), compression="zlib"
+        ),
         "big.tif": _tiff(data=grey, bigtiff=True),
         "grey.png": _pil(grey, "PNG"),
         "rgb.png": _pil(rgb, "PNG"),
@@ -71,7 +73,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
     elif kind == 1:
         at = int(rng.integers(0, max(1, min(len(out), 512) - 4)))  # headers and IFDs sit early
         word = rng.choice([0, 1, 0xFFFF, 0xFFFFFFFF, int(rng.integers(0, 2**32)), len(out) // 2])
-        out[at:at + 4] = int(word).to_bytes(4, "little")
+        out[at : at + 4] = int(word).to_bytes(4, "little")
     elif kind == 2:
         out = out[: int(rng.integers(8, len(out)))]
     else:
@@ -98,8 +100,11 @@ def _outcome(reader, path: Path) -> tuple[str, str | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = reader(path)
-        problem = None if isinstance(result, np.ndarray) or isinstance(getattr(result, "data", None), np.ndarray) \
+        problem = (
+            None
+            if isinstance(result, np.ndarray) or isinstance(getattr(result, "data", None), np.ndarray)
             else f"returned {type(result).__name__}"
+        )
     except PaulowError as exc:
         kind = "refused"
         problem = None if "\n" not in str(exc) and str(exc) else f"error of several lines: {str(exc)[:200]!r}"
@@ -126,7 +131,9 @@ def test_mutated_files_decode_or_give_one_error_line(tmp_path):
                 if problem:
                     failures.append(f"{reader.__name__}({path.name}): {problem}")
                 counts[kind] += 1
-    assert not failures, f"{len(failures)} of {2 * MUTANTS_PER_FILE * 12} decodes: " + "; ".join(failures[:10])
+    assert not failures, f"{len(failures)} of {2 * MUTANTS_PER_FILE * 12} decodes: " + "; ".join(
+        failures[:10]
+    )
     assert counts["decoded"] > 50 and counts["refused"] > 50, counts  # the mutations reach both outcomes
     assert time.monotonic() - start < 120
 

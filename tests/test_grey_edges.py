@@ -1,5 +1,6 @@
 """Binary masks with grey edges (JPEG, anti-aliased brushes) are binarised at half their maximum;
 0/v masks and instance labels are kept as they are."""
+
 from __future__ import annotations
 
 import logging
@@ -34,11 +35,11 @@ def test_a_soft_edge_is_cut_at_half_the_maximum(ring, kept) -> None:
 
 def test_instance_labels_are_not_grey_edges() -> None:
     labels = np.zeros((12, 12), np.uint16)
-    labels[1:7, 1:7] = 2          # 36 px, the most common value
-    labels[7:11, 7:11] = 1        # 16 px below it, 4 of them inside (not touching another value)
+    labels[1:7, 1:7] = 2  # 36 px, the most common value
+    labels[7:11, 7:11] = 1  # 16 px below it, 4 of them inside (not touching another value)
     assert not is_grey_edged(labels)
     assert np.array_equal(clean_binary_mask(labels[None], "labels.tif")[0], labels)
-    labels[7:11, 7:11] = 3        # a label above the most common one: labels, whatever their shape
+    labels[7:11, 7:11] = 3  # a label above the most common one: labels, whatever their shape
     assert not is_grey_edged(labels)
 
 

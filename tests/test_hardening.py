@@ -1,5 +1,6 @@
 """Issue 14 hardening: one lock holder, clearing only unchanged inputs, honest interrupt messages,
 stale temporaries, consistent resume states, huge declared images, full disks, malformed models."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -21,8 +22,17 @@ def untrained_model(path: Path, **meta) -> Path:
 
     args = {"in_channels": 1, "classes": 1, "width": 8, "depth": 2}
     net = build_model("paulow_attention_unet", **args)
-    base = {"arch": "paulow_attention_unet", "arch_args": args, "in_channels": 1, "classes": 1,
-            "normalisation": dict(NORMALISATION), "threshold": 0.5, "patch": 32, "overlap": 0.5, "name": path.stem}
+    base = {
+        "arch": "paulow_attention_unet",
+        "arch_args": args,
+        "in_channels": 1,
+        "classes": 1,
+        "normalisation": dict(NORMALISATION),
+        "threshold": 0.5,
+        "patch": 32,
+        "overlap": 0.5,
+        "name": path.stem,
+    }
     return save_checkpoint(path, [net.state_dict()], {**base, **meta})
 
 
@@ -104,11 +114,11 @@ def _replace_atomically(path: Path, array) -> None:
 def test_use_model_keeps_an_input_replaced_after_it_was_read(quick_ws, monkeypatch, capsys):
     import numpy as np
     import tifffile
+    from _workflow import files
 
     from paulow import cli
     from paulow.commands import segment
     from paulow.synthetic import nuclei_image
-    from _workflow import files
 
     ws = quick_ws
     for i in range(3):
@@ -127,18 +137,20 @@ def test_use_model_keeps_an_input_replaced_after_it_was_read(quick_ws, monkeypat
     assert code == 0
     assert files(ws.use_inputs) == ["in000.tif"]  # the new file was not deleted unread
     assert tifffile.imread(ws.use_inputs / "in000.tif").max() == 7
-    assert "cleared 2 input file(s)" in out and "kept 1 that changed after this run read them (in000.tif)" in out
+    assert (
+        "cleared 2 input file(s)" in out and "kept 1 that changed after this run read them (in000.tif)" in out
+    )
 
 
 def test_training_keeps_an_image_replaced_after_it_was_read(tmp_path, monkeypatch, capsys):
     import numpy as np
     import tifffile
+    from _workflow import TINY_TRAIN, files
 
     from paulow import cli
     from paulow.checkpoint import load_checkpoint, sha256_file
     from paulow.commands import train
     from paulow.synthetic import write_dataset
-    from _workflow import TINY_TRAIN, files
 
     ws = Workspace(tmp_path)
     ws.setup()
@@ -153,7 +165,9 @@ def test_training_keeps_an_image_replaced_after_it_was_read(tmp_path, monkeypatc
         return slices
 
     monkeypatch.setattr(train, "load_pairs", then_replace)
-    code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", "--seed", "0", *TINY_TRAIN])
+    code = cli.main(
+        ["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", "--seed", "0", *TINY_TRAIN]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert files(ws.train_images) == [image1.name] and files(ws.train_masks) == []
@@ -183,7 +197,9 @@ def test_ctrl_c_while_clearing_says_exactly_what_was_deleted(tmp_path, monkeypat
             raise KeyboardInterrupt  # Ctrl-C right after the second file went
 
     monkeypatch.setattr(Path, "unlink", unlink_then_interrupt)
-    monkeypatch.setattr(cli, "_dispatch", lambda args: common.consume_inputs(seen, False, "INPUT_IMAGES") or 0)
+    monkeypatch.setattr(
+        cli, "_dispatch", lambda args: common.consume_inputs(seen, False, "INPUT_IMAGES") or 0
+    )
     code = cli.main(["predict", "--root", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 130
@@ -213,8 +229,9 @@ def test_disk_full_while_locking_leaves_no_lock_file(tmp_path, monkeypatch, caps
     code = cli.main(["predict", "--root", str(tmp_path), "--yes"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines() == [f"error: {tmp_path / LOCK_NAME}: disk full - free some space and rerun "
-                                        "(the inputs were kept)"]
+    assert err.strip().splitlines() == [
+        f"error: {tmp_path / LOCK_NAME}: disk full - free some space and rerun (the inputs were kept)"
+    ]
     assert not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "Use_Model" / "INPUT_IMAGES" / "a.tif").exists()
 
@@ -224,12 +241,14 @@ class _Loaded:
     models: list = []
 
 
-def test_disk_full_while_writing_a_mask_keeps_inputs_and_leaves_no_partial_file(quick_ws, monkeypatch, capsys):
+def test_disk_full_while_writing_a_mask_keeps_inputs_and_leaves_no_partial_file(
+    quick_ws, monkeypatch, capsys
+):
     import tifffile
+    from _workflow import files
 
     from paulow import cli
     from paulow.synthetic import nuclei_image
-    from _workflow import files
 
     ws = quick_ws
     for i in range(2):
@@ -254,10 +273,10 @@ def test_disk_full_while_writing_a_mask_keeps_inputs_and_leaves_no_partial_file(
 
 def test_disk_full_while_saving_the_model_keeps_training_inputs(tmp_path, monkeypatch, capsys):
     import torch
+    from _workflow import TINY_TRAIN, files
 
     from paulow import cli
     from paulow.synthetic import write_dataset
-    from _workflow import TINY_TRAIN, files
 
     ws = Workspace(tmp_path)
     ws.setup()
@@ -300,11 +319,16 @@ def test_stale_temporaries_of_dead_runs_go_and_a_live_runs_stay(tmp_path):
     report.mkdir()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        dead = [ws.use_outputs / f".a_mask.tif.{_dead_pid()}-0123abcd.tmp.tif",
-                ws.models / f".m.pth.{_dead_pid()}-89abcdef.tmp.pth",
-                report / f".resume_state.pth.{_dead_pid()}-00000000.tmp.pth"]
-        kept = [ws.use_outputs / f".b_mask.tif.{live.pid}-0123abcd.tmp.tif",  # a live process's: untouched
-                ws.use_outputs / ".notes.tmp", ws.use_outputs / "a_mask.tif"]
+        dead = [
+            ws.use_outputs / f".a_mask.tif.{_dead_pid()}-0123abcd.tmp.tif",
+            ws.models / f".m.pth.{_dead_pid()}-89abcdef.tmp.pth",
+            report / f".resume_state.pth.{_dead_pid()}-00000000.tmp.pth",
+        ]
+        kept = [
+            ws.use_outputs / f".b_mask.tif.{live.pid}-0123abcd.tmp.tif",  # a live process's: untouched
+            ws.use_outputs / ".notes.tmp",
+            ws.use_outputs / "a_mask.tif",
+        ]
         for p in dead + kept:
             p.write_bytes(b"x")
         with ws.lock():
@@ -320,11 +344,11 @@ def test_a_killed_use_run_is_recorded_so_the_rerun_makes_no_second_mask(quick_ws
     import json
 
     import tifffile
+    from _workflow import files
 
     from paulow import cli
     from paulow.commands import segment
     from paulow.synthetic import nuclei_image
-    from _workflow import files
 
     ws = quick_ws
     for i in range(2):
@@ -373,8 +397,9 @@ def test_a_run_killed_after_saving_its_model_is_settled_not_advertised(quick_ws,
     code = cli.main(["train", "--root", str(ws.root), "--name", "x", "--yes"])
     captured = capsys.readouterr()
     assert code == 2 and "no images in" in captured.err  # the training folders are empty
-    assert ("run 'm' had finished: its model m.pth was saved and verifies; its leftover resume state "
-            "was removed") in captured.out
+    assert (
+        "run 'm' had finished: its model m.pth was saved and verifies; its leftover resume state was removed"
+    ) in captured.out
     assert "--resume" not in captured.out + captured.err and not state.exists()
     assert (ws.models / "m.pth").is_file()
     code = cli.main(["train", "--root", str(ws.root), "--resume", "m"])
@@ -415,10 +440,10 @@ def huge_tiff(path: Path) -> Path:
 
 def test_use_model_refuses_bad_entries_one_line_each_and_goes_on(quick_ws, capsys):
     import tifffile
+    from _workflow import files
 
     from paulow import cli
     from paulow.synthetic import nuclei_image
-    from _workflow import files
 
     ws = quick_ws
     tifffile.imwrite(ws.use_inputs / "good.tif", nuclei_image((40, 40), seed=1)[0])
@@ -432,23 +457,33 @@ def test_use_model_refuses_bad_entries_one_line_each_and_goes_on(quick_ws, capsy
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert lines[0] == "error: dir.tif: a folder, not an image: move the images inside it into this folder"
     assert lines[1] == "error: gone.tif: a link whose target is missing: fix or remove the link"
-    assert lines[2].startswith("error: huge.tif: cannot read") and "declares 200000 x 200000 pixels" in lines[2]
+    assert (
+        lines[2].startswith("error: huge.tif: cannot read") and "declares 200000 x 200000 pixels" in lines[2]
+    )
     assert files(ws.use_outputs) == ["good_mask.tif", "runs"]
     assert sorted(p.name for p in ws.use_inputs.iterdir()) == ["dir.tif", "gone.tif", "huge.tif"]
 
 
 def test_training_and_finetuning_refuse_a_huge_tiff_and_go_on(quick_ws, capsys):
-    from paulow import cli
-    from paulow.synthetic import write_dataset
     from _workflow import TINY_TRAIN, files
 
+    from paulow import cli
+    from paulow.synthetic import write_dataset
+
     ws = quick_ws
-    for images, masks, cmd in ((ws.train_images, ws.train_masks, ["train", "--name", "m", *TINY_TRAIN]),
-                               (ws.finetune_images, ws.finetune_masks,
-                                ["finetune", "--model", "t", "--yes", "--time-limit", "0", "--width", "8"])):
+    for images, masks, cmd in (
+        (ws.train_images, ws.train_masks, ["train", "--name", "m", *TINY_TRAIN]),
+        (
+            ws.finetune_images,
+            ws.finetune_masks,
+            ["finetune", "--model", "t", "--yes", "--time-limit", "0", "--width", "8"],
+        ),
+    ):
         write_dataset(images, masks, kind="nuclei", n=3, size=(40, 40), seed=2)
         huge_tiff(images / "huge.tif")
-        write_dataset(masks.parent / "tmp_i", masks.parent / "tmp_m", kind="nuclei", n=1, size=(64, 64), seed=3)
+        write_dataset(
+            masks.parent / "tmp_i", masks.parent / "tmp_m", kind="nuclei", n=1, size=(64, 64), seed=3
+        )
         (masks.parent / "tmp_m" / next(iter(files(masks.parent / "tmp_m")))).rename(masks / "huge.tif")
         code = cli.main([cmd[0], "--root", str(ws.root), "--epochs", "1", *cmd[1:]])
         err = capsys.readouterr().err
@@ -456,7 +491,9 @@ def test_training_and_finetuning_refuse_a_huge_tiff_and_go_on(quick_ws, capsys):
         assert "Traceback" not in err and "MemoryError" not in err
         (line,) = [x for x in err.splitlines() if x.startswith("error:")]
         assert line.startswith("error: huge.tif: cannot read") and "declares 200000 x 200000" in line
-        assert files(images) == ["huge.tif"] and files(masks) == ["huge.tif"]  # the others were used and cleared
+        assert files(images) == ["huge.tif"] and files(masks) == [
+            "huge.tif"
+        ]  # the others were used and cleared
     assert (ws.models / "m.pth").is_file() and (ws.models / "t_finetuned.pth").is_file()
 
 
@@ -467,12 +504,23 @@ def _malformed_payloads(scratch: Path) -> dict:
     drop = lambda key: {k: v for k, v in meta.items() if k != key}  # noqa: E731
     return {
         "no_meta": ({"format": "paulow", "state_dicts": sds}, "no 'meta'"),
-        "no_in_channels": ({"format": "paulow", "meta": drop("in_channels"), "state_dicts": sds}, "in_channels"),
-        "normalisation_str": ({"format": "paulow", "meta": {**meta, "normalisation": "abc"}, "state_dicts": sds},
-                              "normalisation"),
-        "threshold_abc": ({"format": "paulow", "meta": {**meta, "threshold": "abc"}, "state_dicts": sds}, "threshold"),
+        "no_in_channels": (
+            {"format": "paulow", "meta": drop("in_channels"), "state_dicts": sds},
+            "in_channels",
+        ),
+        "normalisation_str": (
+            {"format": "paulow", "meta": {**meta, "normalisation": "abc"}, "state_dicts": sds},
+            "normalisation",
+        ),
+        "threshold_abc": (
+            {"format": "paulow", "meta": {**meta, "threshold": "abc"}, "state_dicts": sds},
+            "threshold",
+        ),
         "no_networks": ({"format": "paulow", "meta": meta, "state_dicts": []}, "state_dicts"),
-        "pickled_object": ({"format": "paulow", "meta": meta, "state_dicts": sds, "x": Path("/")}, "refused for safety"),
+        "pickled_object": (
+            {"format": "paulow", "meta": meta, "state_dicts": sds, "x": Path("/")},
+            "refused for safety",
+        ),
     }
 
 
@@ -482,8 +530,10 @@ def torch_load_plain(path: Path) -> dict:
     return torch.load(path, weights_only=True)
 
 
-@pytest.mark.parametrize("case", ["no_meta", "no_in_channels", "normalisation_str", "threshold_abc", "no_networks",
-                                  "pickled_object"])
+@pytest.mark.parametrize(
+    "case",
+    ["no_meta", "no_in_channels", "normalisation_str", "threshold_abc", "no_networks", "pickled_object"],
+)
 def test_malformed_model_files_give_one_error_line_naming_the_file(quick_ws, tmp_path_factory, capsys, case):
     import tifffile
     import torch
@@ -505,7 +555,8 @@ def test_malformed_model_files_give_one_error_line_naming_the_file(quick_ws, tmp
         assert code == 2, captured.err
         (line,) = captured.err.strip().splitlines()
         assert line.startswith(f"error: cannot load model file '{bad}'") or line.startswith(
-            f"error: model file '{bad}'"), line
+            f"error: model file '{bad}'"
+        ), line
         assert words in line and "weights_only" not in line and "Traceback" not in captured.err
 
 
@@ -514,8 +565,11 @@ def test_malformed_model_files_give_one_error_line_naming_the_file(quick_ws, tmp
 # non-root user's kernel would answer) and the write itself are patched instead.
 def _read_only(monkeypatch, *folders: Path) -> None:
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) in folders and mode & os.W_OK
-                        else real(p, mode, **kw))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: False if Path(p) in folders and mode & os.W_OK else real(p, mode, **kw),
+    )
 
 
 def _one_image(ws: Workspace) -> None:
@@ -527,8 +581,9 @@ def _one_image(ws: Workspace) -> None:
 
 
 def test_read_only_output_or_input_folder_is_one_error_line_before_any_work(quick_ws, monkeypatch, capsys):
-    from paulow import cli
     from _workflow import files
+
+    from paulow import cli
 
     ws = quick_ws
     _one_image(ws)
@@ -547,8 +602,9 @@ def test_read_only_output_or_input_folder_is_one_error_line_before_any_work(quic
 def test_permission_denied_while_writing_or_clearing_is_one_line(quick_ws, monkeypatch, capsys):
     import errno
 
-    from paulow import cli
     from _workflow import files
+
+    from paulow import cli
 
     ws = quick_ws
     _one_image(ws)
@@ -560,16 +616,20 @@ def test_permission_denied_while_writing_or_clearing_is_one_line(quick_ws, monke
     code = cli.main(["predict", "--root", str(ws.root), "--model", "t", "--yes"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines() == [f"error: permission denied at '{ws.use_outputs / 'a_mask.tif'}': make that "
-                                        "folder writable (or run with --keep-inputs if only the input folder is "
-                                        "read-only); the inputs were kept"]
+    assert err.strip().splitlines() == [
+        f"error: permission denied at '{ws.use_outputs / 'a_mask.tif'}': make that "
+        "folder writable (or run with --keep-inputs if only the input folder is "
+        "read-only); the inputs were kept"
+    ]
     monkeypatch.undo()
     real_unlink = Path.unlink
-    monkeypatch.setattr(Path, "unlink", lambda self, *a, **k: denied() if self.parent == ws.use_inputs
-                        else real_unlink(self, *a, **k))
+    monkeypatch.setattr(
+        Path,
+        "unlink",
+        lambda self, *a, **k: denied() if self.parent == ws.use_inputs else real_unlink(self, *a, **k),
+    )
     code = cli.main(["predict", "--root", str(ws.root), "--model", "t", "--yes"])
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
     assert "could not delete 1 (a.tif: Permission denied): delete them yourself" in out
     assert files(ws.use_inputs) == ["a.tif"]
-

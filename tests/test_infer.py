@@ -2,6 +2,7 @@
 
 The networks here are defined in this file, so the tests do not depend on `paulow.models`.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,15 @@ import torch
 from torch import nn
 
 from paulow.errors import ModelError, ShapeMismatchError, UsageError
-from paulow.infer import (default_device, gaussian_window_1d, predict_slice, predict_stack,
-                          prepare_model, suggest_tile, tile_starts)
+from paulow.infer import (
+    default_device,
+    gaussian_window_1d,
+    predict_slice,
+    predict_stack,
+    prepare_model,
+    suggest_tile,
+    tile_starts,
+)
 from paulow.postprocess import to_mask
 
 CPU = torch.device("cpu")
@@ -22,8 +30,9 @@ CPU = torch.device("cpu")
 def conv_net(in_channels: int = 1, classes: int = 1, seed: int = 0) -> nn.Module:
     """Two 3x3 convolutions, no pooling: translation-equivariant, receptive field 5x5."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(4, classes, 3, padding=1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, classes, 3, padding=1)
+    )
 
 
 def pointwise_net(in_channels: int = 1, classes: int = 1, seed: int = 0) -> nn.Module:
@@ -117,8 +126,8 @@ def test_no_overlap_tiles_abut_and_each_pixel_comes_from_its_tile():
     # away from tile edges (receptive field radius 2) every pixel equals the whole-image forward
     inner = np.ones((192, 256), dtype=bool)
     for edge in range(0, 257, 64):
-        inner[:, max(edge - 2, 0):edge + 2] = False
-        inner[max(edge - 2, 0):edge + 2, :] = False
+        inner[:, max(edge - 2, 0) : edge + 2] = False
+        inner[max(edge - 2, 0) : edge + 2, :] = False
     np.testing.assert_allclose(probs[0][inner], whole[0][inner], atol=1e-6, rtol=0)
     tile = whole_image_probs(net, image[:, 64:128, 128:192])
     np.testing.assert_allclose(probs[:, 64:128, 128:192], tile, atol=1e-6, rtol=0)
@@ -136,8 +145,7 @@ def test_pointwise_network_is_exact_for_any_size(shape, overlap):
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 300), (129, 129)])
 def test_output_shape_for_awkward_sizes_with_a_3x3_network(shape):
-    probs = predict_slice(conv_net(in_channels=3, classes=2), random_image(3, *shape), tile=32,
-                          device=CPU)
+    probs = predict_slice(conv_net(in_channels=3, classes=2), random_image(3, *shape), tile=32, device=CPU)
     assert probs.shape == (2, *shape)
     assert np.isfinite(probs).all() and probs.min() > 0 and probs.max() < 1
 
@@ -163,8 +171,9 @@ def test_ensemble_is_the_mean_of_its_members():
     first, second = conv_net(seed=1), conv_net(seed=2)
     image = random_image(1, 90, 110)
     both = predict_slice([first, second], image, tile=40, device=CPU)
-    mean = (predict_slice(first, image, tile=40, device=CPU)
-            + predict_slice(second, image, tile=40, device=CPU)) / 2
+    mean = (
+        predict_slice(first, image, tile=40, device=CPU) + predict_slice(second, image, tile=40, device=CPU)
+    ) / 2
     np.testing.assert_allclose(both, mean, atol=1e-6, rtol=0)
 
 
@@ -172,8 +181,9 @@ def test_tta_with_a_flip_symmetric_network_changes_nothing():
     net = flip_symmetric_net()
     image = random_image(1, 80, 100)
     plain = predict_slice(net, image, tile=48, device=CPU)
-    np.testing.assert_allclose(predict_slice(net, image, tile=48, device=CPU, tta=True), plain,
-                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        predict_slice(net, image, tile=48, device=CPU, tta=True), plain, atol=1e-6, rtol=0
+    )
 
 
 def test_tta_is_the_mean_of_the_eight_flips_and_rotations_inverted():
@@ -203,8 +213,7 @@ def test_threshold_applies_to_probabilities_not_logits(logit, foreground):
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_results():
-    reference = predict_slice(conv_net(), random_image(1, 100, 100), tile=32, batch_size=1,
-                              device=CPU)
+    reference = predict_slice(conv_net(), random_image(1, 100, 100), tile=32, batch_size=1, device=CPU)
     net = Recorder(conv_net(), limit=2)
     probs = predict_slice(net, random_image(1, 100, 100), tile=32, batch_size=8, device=CPU)
     np.testing.assert_allclose(probs, reference, atol=1e-6, rtol=0)
@@ -249,8 +258,9 @@ def test_wrong_network_output_shape_raises_model_error():
         predict_slice(nn.Conv2d(1, 1, 3), random_image(1, 40, 40), tile=32, device=CPU)
 
 
-@pytest.mark.parametrize("options", [{"overlap": 1.0}, {"overlap": -0.1}, {"tile": 0},
-                                     {"batch_size": 0}, {"tile": 31.5}])
+@pytest.mark.parametrize(
+    "options", [{"overlap": 1.0}, {"overlap": -0.1}, {"tile": 0}, {"batch_size": 0}, {"tile": 31.5}]
+)
 def test_bad_options_raise_usage_error(options):
     with pytest.raises(UsageError):
         predict_slice(pointwise_net(), random_image(1, 8, 8), device=CPU, **options)
@@ -304,7 +314,9 @@ def test_compiled_network_predicts_what_the_plain_one_does(caplog):
     # 3 x 4 tiles of 64 in batches of 5: the last batch (2 tiles) is padded to 5 for the compiled net
     plain = predict_slice(net, image, tile=64, overlap=0.5, batch_size=5, device="cpu")
     torch._dynamo.reset()
-    compiled = predict_slice(compile_for_inference(net), image, tile=64, overlap=0.5, batch_size=5, device="cpu")
+    compiled = predict_slice(
+        compile_for_inference(net), image, tile=64, overlap=0.5, batch_size=5, device="cpu"
+    )
     # the compiled graph really ran: dynamo compiled a frame and no fallback to the plain network
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
     assert "compiling the network failed" not in caplog.text

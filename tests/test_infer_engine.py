@@ -1,6 +1,7 @@
 """The device engine of `paulow.infer.predict_slice` (tiles cut, weighted and summed as tensors on
 the network's device) against a plain per-tile NumPy reference of the documented algorithm (the
 path before the engine: pad, tile, weight by the Gaussian window, sum on the host, divide)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,16 +26,19 @@ def small_unet(in_channels: int = 1, classes: int = 1) -> nn.Module:
     from paulow.models import build_model
 
     torch.manual_seed(0)
-    return build_model("paulow_attention_unet", in_channels=in_channels, classes=classes, width=4,
-                       depth=2).eval()
+    return build_model(
+        "paulow_attention_unet", in_channels=in_channels, classes=classes, width=4, depth=2
+    ).eval()
 
 
-def reference_probs(net: nn.Module, image: np.ndarray, tile: int, overlap: float,
-                    tta: bool = False) -> np.ndarray:
+def reference_probs(
+    net: nn.Module, image: np.ndarray, tile: int, overlap: float, tta: bool = False
+) -> np.ndarray:
     """One tile at a time on the host: reflect-pad short axes (centred), Gaussian-weighted sum of
     sigmoid probabilities (TTA: mean over the 8 inverted flips/turns), divided by the weight sum."""
-    pads = [(0, 0)] + [((tile - n) // 2 * (n < tile), (tile - n - (tile - n) // 2) * (n < tile))
-                       for n in image.shape[1:]]
+    pads = [(0, 0)] + [
+        ((tile - n) // 2 * (n < tile), (tile - n - (tile - n) // 2) * (n < tile)) for n in image.shape[1:]
+    ]
     padded = np.pad(image, pads, mode="reflect")
     step = max(1, round(tile * (1 - overlap)))
     window = np.outer(gaussian_window_1d(tile), gaussian_window_1d(tile)).astype(np.float64)
@@ -42,7 +46,7 @@ def reference_probs(net: nn.Module, image: np.ndarray, tile: int, overlap: float
     transforms = TTA_TRANSFORMS if tta else ((0, False),)
     for y in tile_starts(padded.shape[1], tile, step):
         for x in tile_starts(padded.shape[2], tile, step):
-            cut = torch.from_numpy(np.ascontiguousarray(padded[None, :, y:y + tile, x:x + tile]))
+            cut = torch.from_numpy(np.ascontiguousarray(padded[None, :, y : y + tile, x : x + tile]))
             probs = 0
             for turns, mirror in transforms:
                 inp = torch.rot90(cut, turns, dims=(2, 3))
@@ -55,11 +59,11 @@ def reference_probs(net: nn.Module, image: np.ndarray, tile: int, overlap: float
             if total is None:
                 total = np.zeros((probs.shape[0],) + padded.shape[1:])
                 weights = np.zeros(padded.shape[1:])
-            total[:, y:y + tile, x:x + tile] += probs * window
-            weights[y:y + tile, x:x + tile] += window
+            total[:, y : y + tile, x : x + tile] += probs * window
+            weights[y : y + tile, x : x + tile] += window
     total /= weights
     (top, _), (left, _) = pads[1], pads[2]
-    return total[:, top:top + image.shape[1], left:left + image.shape[2]].astype(np.float32)
+    return total[:, top : top + image.shape[1], left : left + image.shape[2]].astype(np.float32)
 
 
 def image(channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -69,8 +73,9 @@ def image(channels: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 AWKWARD = [(33, 33), (31, 57), (5, 9), (1, 1), (32, 32), (33, 64), (97, 65), (40, 1)]
 
 
-@pytest.mark.parametrize("shape,overlap", [(shape, 0.5) for shape in AWKWARD]
-                         + [((31, 57), 0.25), ((97, 65), 0.0)])
+@pytest.mark.parametrize(
+    "shape,overlap", [(shape, 0.5) for shape in AWKWARD] + [((31, 57), 0.25), ((97, 65), 0.0)]
+)
 def test_engine_equals_the_per_tile_reference_on_awkward_sizes(shape, overlap):
     net = small_unet()
     img = image(1, *shape)

@@ -1,4 +1,5 @@
 """--window / CT presets: parsing, the mapping to 0..1, and the spec a model records and applies."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,4 +37,8 @@ def test_config_records_the_window_spec():
     assert cfg.window == [-160.0, 240.0]
     assert normalisation_spec(cfg) == {"method": "window", "low": -160.0, "high": 240.0}
     plain = config_from_options({}, "cpu", "cpu")
-    assert plain.window is None and normalisation_spec(plain) == {"method": "percentile", "low": 1.0, "high": 99.8}
+    assert plain.window is None and normalisation_spec(plain) == {
+        "method": "percentile",
+        "low": 1.0,
+        "high": 99.8,
+    }

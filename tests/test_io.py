@@ -1,4 +1,5 @@
 """Reading and writing every supported format, bit depth and layout; errors; atomic writes."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ def tif(tmp_path: Path, name: str, array: np.ndarray, **options) -> Path:
 
 # --- TIFF: dtypes, colour, compression, metadata axes -------------------------------------------
 
-@pytest.mark.parametrize("dtype,step", [(np.uint8, 3), (np.uint16, 1000), (np.int16, -700),
-                                        (np.float32, 0.25)])
+
+@pytest.mark.parametrize(
+    "dtype,step", [(np.uint8, 3), (np.uint16, 1000), (np.int16, -700), (np.float32, 0.25)]
+)
 def test_single_page_tiff_keeps_values_and_dtype(tmp_path, dtype, step):
     array = ramp((5, 7), dtype, step)
     stack = io.read_image(tif(tmp_path, "a.tif", array))
@@ -49,8 +52,9 @@ def test_rgb_and_rgba_tiff_become_channels(tmp_path, samples):
         assert np.array_equal(stack.data[0, channel], array[..., channel])
 
 
-@pytest.mark.parametrize("compression,code", [("lzw", 5), ("zlib", 8), ("deflate", 32946),
-                                              ("packbits", 32773)])
+@pytest.mark.parametrize(
+    "compression,code", [("lzw", 5), ("zlib", 8), ("deflate", 32946), ("packbits", 32773)]
+)
 def test_compressed_uint16_stack_keeps_pages(tmp_path, compression, code):
     array = ramp((4, 5, 7), np.uint16, 401)
     path = tif(tmp_path, "s.tif", array, photometric="minisblack", compression=compression)
@@ -72,8 +76,9 @@ def test_plain_rgb_written_without_photometric_is_read_as_channels(tmp_path):
 
 def test_imagej_hyperstack_flattens_t_and_z_keeps_channels(tmp_path):
     array = ramp((2, 3, 2, 5, 7), np.uint16)  # T, Z, C, Y, X
-    path = tif(tmp_path, "h.tif", array, imagej=True, metadata={"axes": "TZCYX", "unit": "um"},
-               resolution=(2.0, 4.0))
+    path = tif(
+        tmp_path, "h.tif", array, imagej=True, metadata={"axes": "TZCYX", "unit": "um"}, resolution=(2.0, 4.0)
+    )
     stack = io.read_image(path)
     assert stack.axes == "TZCYX"
     assert stack.data.shape == (6, 2, 5, 7)
@@ -87,16 +92,22 @@ def test_imagej_hyperstack_flattens_t_and_z_keeps_channels(tmp_path):
 
 def test_imagej_rgb_stack(tmp_path):
     array = ramp((2, 5, 7, 3), np.uint8)
-    stack = io.read_image(tif(tmp_path, "zrgb.tif", array, imagej=True, photometric="rgb",
-                              metadata={"axes": "ZYXS"}))
+    stack = io.read_image(
+        tif(tmp_path, "zrgb.tif", array, imagej=True, photometric="rgb", metadata={"axes": "ZYXS"})
+    )
     assert stack.data.shape == (2, 3, 5, 7)
     assert np.array_equal(stack.data[1, 2], array[1, ..., 2])
 
 
 def test_ome_tiff_axes_and_physical_size(tmp_path):
     array = ramp((3, 2, 5, 7), np.uint16)  # Z, C, Y, X
-    path = tif(tmp_path, "o.ome.tif", array, ome=True,
-               metadata={"axes": "ZCYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.25})
+    path = tif(
+        tmp_path,
+        "o.ome.tif",
+        array,
+        ome=True,
+        metadata={"axes": "ZCYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.25},
+    )
     stack = io.read_image(path)
     assert stack.axes == "ZCYX"
     assert stack.data.shape == (3, 2, 5, 7)
@@ -106,8 +117,9 @@ def test_ome_tiff_axes_and_physical_size(tmp_path):
 
 
 def test_tiff_resolution_unit_tag(tmp_path):
-    path = tif(tmp_path, "cm.tif", ramp((5, 7), np.uint8), resolution=(10.0, 20.0),
-               resolutionunit="CENTIMETER")
+    path = tif(
+        tmp_path, "cm.tif", ramp((5, 7), np.uint8), resolution=(10.0, 20.0), resolutionunit="CENTIMETER"
+    )
     stack = io.read_image(path)
     assert stack.resolution == (10.0, 20.0)
     assert stack.unit == "cm"
@@ -139,6 +151,7 @@ def test_series_of_equal_shape_are_pages_and_others_warned(tmp_path):
 
 
 # --- PNG, JPEG, BMP ------------------------------------------------------------------------------
+
 
 def test_png_8_and_16_bit_grey(tmp_path):
     grey8, grey16 = ramp((5, 7), np.uint8, 7), ramp((5, 7), np.uint16, 1800)
@@ -204,6 +217,7 @@ def test_upper_case_extensions(tmp_path):
 
 # --- masks ---------------------------------------------------------------------------------------
 
+
 def test_read_mask_grey_keeps_raw_values(tmp_path):
     labels = np.array([[0, 1, 2], [300, 0, 7]], np.uint16)
     mask = io.read_mask(tif(tmp_path, "l.tif", labels))
@@ -221,7 +235,7 @@ def test_read_mask_rgb_equal_channels_takes_one(tmp_path):
 def test_read_mask_rgb_different_channels_any_nonzero(tmp_path):
     rgb = np.zeros((2, 3, 3), np.uint8)
     rgb[0, 0, 0] = 255  # red object
-    rgb[1, 2, 2] = 90   # blue object
+    rgb[1, 2, 2] = 90  # blue object
     Image.fromarray(rgb).save(tmp_path / "m.png")
     mask = io.read_mask(tmp_path / "m.png")
     assert mask.dtype == np.uint8
@@ -261,6 +275,7 @@ def test_read_mask_stack(tmp_path):
 
 # --- errors --------------------------------------------------------------------------------------
 
+
 def assert_unreadable(path: Path) -> str:
     with pytest.raises(UnreadableImageError) as caught:
         io.read_image(path)
@@ -278,8 +293,9 @@ def test_corrupt_tiff_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
 def test_truncated_compressed_stack_is_unreadable(tmp_path, keep):
-    path = tif(tmp_path, "full.tif", ramp((3, 64, 64), np.uint8) % 251,
-               photometric="minisblack", compression="zlib")
+    path = tif(
+        tmp_path, "full.tif", ramp((3, 64, 64), np.uint8) % 251, photometric="minisblack", compression="zlib"
+    )
     data = path.read_bytes()
     cut = tmp_path / "cut.tif"
     cut.write_bytes(data[: int(len(data) * keep)])
@@ -310,15 +326,24 @@ def test_empty_and_missing_and_unsupported_files(tmp_path):
 
 # --- listing -------------------------------------------------------------------------------------
 
+
 def test_list_images_natural_order_without_hidden_files(tmp_path):
-    for name in ["img10.tif", "img2.tif", "Img1.png", ".DS_Store", "._img3.tif", ".hidden.tif",
-                 "Thumbs.db", "notes.txt", "img3.JPG"]:
+    for name in [
+        "img10.tif",
+        "img2.tif",
+        "Img1.png",
+        ".DS_Store",
+        "._img3.tif",
+        ".hidden.tif",
+        "Thumbs.db",
+        "notes.txt",
+        "img3.JPG",
+    ]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / ".ipynb_checkpoints").mkdir()
     (tmp_path / ".ipynb_checkpoints" / "img4.tif").write_bytes(b"x")
     (tmp_path / "sub.tif").mkdir()
-    assert [p.name for p in io.list_images(tmp_path)] == ["Img1.png", "img2.tif", "img3.JPG",
-                                                          "img10.tif"]
+    assert [p.name for p in io.list_images(tmp_path)] == ["Img1.png", "img2.tif", "img3.JPG", "img10.tif"]
     assert [p.name for p in io.list_other_files(tmp_path)] == ["notes.txt"]
 
 
@@ -330,11 +355,17 @@ def test_list_images_empty_and_missing_folder(tmp_path):
 
 def test_natural_sort_key():
     names = ["img10.tif", "img2.tif", "IMG1.tif", "img1b.tif", "a.tif"]
-    assert sorted(names, key=io.natural_sort_key) == ["a.tif", "IMG1.tif", "img1b.tif",
-                                                      "img2.tif", "img10.tif"]
+    assert sorted(names, key=io.natural_sort_key) == [
+        "a.tif",
+        "IMG1.tif",
+        "img1b.tif",
+        "img2.tif",
+        "img10.tif",
+    ]
 
 
 # --- writing -------------------------------------------------------------------------------------
+
 
 def test_write_mask_copies_resolution_and_unit(tmp_path):
     mask = io.binary_to_uint8(np.eye(4, dtype=np.uint8))
@@ -368,8 +399,9 @@ def test_write_mask_single_page_stack_is_an_image(tmp_path):
     assert io.read_image(path).axes == "YX"
 
 
-@pytest.mark.parametrize("mask", [np.ones((3, 3), bool), np.ones((3, 3), np.int32),
-                                  np.ones((2, 2, 3, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "mask", [np.ones((3, 3), bool), np.ones((3, 3), np.int32), np.ones((2, 2, 3, 3), np.uint8)]
+)
 def test_write_mask_rejects_other_dtypes_and_shapes(tmp_path, mask):
     with pytest.raises(ValueError):
         io.write_mask(tmp_path / "m.tif", mask)
@@ -399,8 +431,15 @@ def test_write_tiff_rgb_axes(tmp_path):
     assert np.array_equal(stack.data[0, 2], rgb[..., 2])
 
 
-@pytest.mark.parametrize("image", [ramp((4, 5), np.uint8), ramp((4, 5), np.uint16, 3000),
-                                   ramp((4, 5, 3), np.uint8), ramp((4, 5, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "image",
+    [
+        ramp((4, 5), np.uint8),
+        ramp((4, 5), np.uint16, 3000),
+        ramp((4, 5, 3), np.uint8),
+        ramp((4, 5, 4), np.uint8),
+    ],
+)
 def test_write_png_round_trip(tmp_path, image):
     stack = io.read_image(io.write_png(tmp_path / "o.png", image))
     expected = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
@@ -456,12 +495,19 @@ def test_unique_path(tmp_path):
 
 # --- summaries -----------------------------------------------------------------------------------
 
+
 def test_image_info_and_nonfinite(tmp_path):
     array = np.array([[1.5, np.nan], [-2.0, np.inf]], np.float32)
     stack = io.ImageStack(array[None, None], tmp_path / "a.tif", "YX", (4.0, 4.0), "micron")
-    assert io.image_info(stack) == {"shape": (1, 1, 2, 2), "dtype": "float32", "min": -2.0,
-                                    "max": 1.5, "axes": "YX", "pixel_size": 0.25,
-                                    "unit": "micron"}
+    assert io.image_info(stack) == {
+        "shape": (1, 1, 2, 2),
+        "dtype": "float32",
+        "min": -2.0,
+        "max": 1.5,
+        "axes": "YX",
+        "pixel_size": 0.25,
+        "unit": "micron",
+    }
     assert io.count_nonfinite(array) == 2
     assert io.count_nonfinite(np.ones(3, np.uint8)) == 0
     empty = io.ImageStack(np.full((1, 1, 1, 1), np.nan, np.float32), tmp_path / "e.tif", "YX")
@@ -494,8 +540,9 @@ def test_label_tiff_carries_an_imagej_lut(tmp_path):
     from paulow.io import class_lut, write_label_tiff
 
     labels = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
-    path = write_label_tiff(tmp_path / "labels.tif", np.stack([labels, labels]), 3,
-                            resolution=(2.0, 2.0), unit="um")
+    path = write_label_tiff(
+        tmp_path / "labels.tif", np.stack([labels, labels]), 3, resolution=(2.0, 2.0), unit="um"
+    )
     with tifffile.TiffFile(path) as tif:
         assert tif.is_imagej
         lut = np.asarray(tif.imagej_metadata["LUTs"]).reshape(3, 256)  # one channel: one LUT

@@ -3,6 +3,7 @@
 Imports are read with `ast`, including those inside functions (the package imports heavy modules
 late), so a lazy import cannot hide a wrong direction.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,7 +29,7 @@ def imported(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             stem = ".".join(base + ([node.module] if node.module else []))
             names.add(stem)
             names |= {f"{stem}.{a.name}" for a in node.names}
@@ -43,8 +44,11 @@ def test_the_helper_resolves_relative_imports():
 
 def test_no_command_imports_another_command_or_the_cli():
     for path in (PACKAGE / "commands").glob("*.py"):
-        wrong = {n for n in imported(path)
-                 if n in {f"paulow.commands.{c}" for c in COMMANDS - {path.stem}} or n.startswith("paulow.cli")}
+        wrong = {
+            n
+            for n in imported(path)
+            if n in {f"paulow.commands.{c}" for c in COMMANDS - {path.stem}} or n.startswith("paulow.cli")
+        }
         assert not wrong, f"{path.name} imports {sorted(wrong)}"
 
 

@@ -1,4 +1,5 @@
 """Losses against values computed by hand from their formulas."""
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,8 @@ def sample(foreground: list[int], targets: list[int]) -> tuple[torch.Tensor, tor
 
 
 # One sample per regime (20 pixels each), with their losses by hand.
-EMPTY = sample([], [0])                   # p = 0
-SMALL = sample([0], [0])                  # p = 1/20 = 0.05 < 0.0625
+EMPTY = sample([], [0])  # p = 0
+SMALL = sample([0], [0])  # p = 1/20 = 0.05 < 0.0625
 LARGE = sample([0, 1, 2, 3], list(range(6)))  # p = 4/20 = 0.2
 BCE_EMPTY = (math.log(4) + 19 * math.log(4 / 3)) / 20
 BCE_SMALL = math.log(4 / 3)  # every pixel has p_t = 0.75

@@ -1,10 +1,10 @@
 """Multi-class (K >= 2, softmax) losses, checked against values computed by hand."""
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -37,9 +37,9 @@ def test_class_weighted_ce_by_hand():
 
 
 def soft_dice_by_hand() -> float:
-    dice1 = 2 * 0.5 / (2 * 0.5 + 1 / 3 + 0.5)          # tp 1/2, fp 1/3, fn 1/2
-    dice2 = 2 / 3 / (2 / 3 + 1 / 4 + 2 / 3)             # tp 1/3, fp 1/4, fn 2/3
-    return 1 - (dice1 + dice2) / 2                      # background class 0 not averaged
+    dice1 = 2 * 0.5 / (2 * 0.5 + 1 / 3 + 0.5)  # tp 1/2, fp 1/3, fn 1/2
+    dice2 = 2 / 3 / (2 / 3 + 1 / 4 + 2 / 3)  # tp 1/3, fp 1/4, fn 2/3
+    return 1 - (dice1 + dice2) / 2  # background class 0 not averaged
 
 
 def test_soft_dice_per_foreground_class_by_hand():
@@ -55,14 +55,13 @@ def test_ce_dice_is_the_sum():
 
 def test_focal_by_hand():
     logits, target = two_pixels()
-    expected = (0.5 ** 2 * LN2 + (2 / 3) ** 2 * LN3) / 2
+    expected = (0.5**2 * LN2 + (2 / 3) ** 2 * LN3) / 2
     assert build_loss("focal")(logits, target).item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_binary_ce_is_bce():
     logits, target = torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float()
-    assert build_loss("ce")(logits, target).item() == pytest.approx(
-        build_loss("bce")(logits, target).item())
+    assert build_loss("ce")(logits, target).item() == pytest.approx(build_loss("bce")(logits, target).item())
 
 
 def crafted(foreground_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,12 +76,14 @@ def crafted(foreground_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, target
 
 
-@pytest.mark.parametrize("pixels, regime, terms", [(0, 0, ("ce",)), (1, 1, ("ce", "tversky")),
-                                                   (4, 2, ("ce", "tversky", "focal_tversky"))])
+@pytest.mark.parametrize(
+    "pixels, regime, terms",
+    [(0, 0, ("ce",)), (1, 1, ("ce", "tversky")), (4, 2, ("ce", "tversky", "focal_tversky"))],
+)
 def test_dynamic_regime_from_argmax_by_hand(pixels, regime, terms):
     # K >= 2: the large regime keeps CE beside the foreground-class Tversky terms (three terms,
     # each weighted min(1, max_loss 2 / 3))
-    logits, target = crafted(pixels)        # 4 / 64 = 0.0625 = high -> large (inclusive)
+    logits, target = crafted(pixels)  # 4 / 64 = 0.0625 = high -> large (inclusive)
     loss = DynamicLoss()
     value = loss(logits, target).item()
     assert loss.last_regimes.tolist() == [regime]
@@ -97,12 +98,12 @@ def test_dynamic_regime_per_sample_and_components_configurable():
     values = loss.per_sample(logits, target)
     assert loss.last_regimes.tolist() == [0, 1, 2]
     for i, name in enumerate(("focal", "dice", "ce_dice")):
-        one = build_loss(name, class_weights=[1, 2, 2]).per_sample(logits[i:i + 1], target[i:i + 1])
+        one = build_loss(name, class_weights=[1, 2, 2]).per_sample(logits[i : i + 1], target[i : i + 1])
         assert values[i].item() == pytest.approx(one.item(), abs=1e-6)
 
 
 def test_multiclass_tversky_ignores_background():
-    logits, target = crafted(0)            # background predicted everywhere, exactly right there
+    logits, target = crafted(0)  # background predicted everywhere, exactly right there
     value = build_loss("tversky")(logits, target).item()
     prob_fg = math.exp(0) / (math.exp(2) + 2)  # softmax of classes 1 and 2 everywhere
     per_class = []
@@ -133,7 +134,7 @@ def test_inverse_frequency_weights_by_hand():
 def test_validation_loss_from_softmax_probabilities_by_hand():
     from paulow.losses import loss_from_probabilities
 
-    prob = np.array([[[0.7, 0.2]], [[0.2, 0.5]], [[0.1, 0.3]]], np.float32)   # K = 3, 1 x 2 pixels
+    prob = np.array([[[0.7, 0.2]], [[0.2, 0.5]], [[0.1, 0.3]]], np.float32)  # K = 3, 1 x 2 pixels
     target = np.array([[[1.0, 0.0]], [[0.0, 0.0]], [[0.0, 1.0]]], np.float32)  # classes 0 and 2
     value = loss_from_probabilities(build_loss("ce"), [prob], [target])
     assert value == pytest.approx(-(np.log(0.7) + np.log(0.3)) / 2, rel=1e-5)

@@ -1,4 +1,5 @@
 """objects.csv shape columns (by hand for a rectangle) and QuPath GeoJSON validated with shapely."""
+
 from __future__ import annotations
 
 import json

@@ -1,14 +1,27 @@
 """Every score on small masks whose values were computed by hand (see the comments)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from paulow.errors import ShapeMismatchError
-from paulow.metrics import (as_labels, confusion, iou_pairs, mean_scores, multiclass_scores,
-                            object_scores, pixel_scores, pooled_object_scores, pooled_scores,
-                            centerline_counts, cldice_from_counts, thin_structure_scores,
-                            tolerant_counts, tolerant_scores_from_counts)
+from paulow.metrics import (
+    as_labels,
+    centerline_counts,
+    cldice_from_counts,
+    confusion,
+    iou_pairs,
+    mean_scores,
+    multiclass_scores,
+    object_scores,
+    pixel_scores,
+    pooled_object_scores,
+    pooled_scores,
+    thin_structure_scores,
+    tolerant_counts,
+    tolerant_scores_from_counts,
+)
 
 # pred has 4 positives, truth 3: tp 2 at (0,0),(1,1); fp 2 at (0,1),(0,2); fn 1 at (1,0); tn 1 at (1,2)
 PRED = np.array([[1, 1, 1], [0, 1, 0]], dtype=np.uint8)
@@ -36,8 +49,15 @@ def test_pixel_scores_by_hand():
 
 
 def test_both_empty_scores_one():
-    assert pixel_scores(EMPTY, EMPTY) == {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0,
-                                         "accuracy": 1.0, "miou": 1.0, "mpa": 1.0}
+    assert pixel_scores(EMPTY, EMPTY) == {
+        "dice": 1.0,
+        "iou": 1.0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "accuracy": 1.0,
+        "miou": 1.0,
+        "mpa": 1.0,
+    }
 
 
 def test_empty_prediction():
@@ -115,7 +135,8 @@ def test_multiclass_absent_class_counts_as_perfect():
 def test_multiclass_with_two_classes_matches_binary_miou_mpa():
     binary, multi = pixel_scores(PRED, TRUTH), multiclass_scores(PRED, TRUTH, 2)
     assert (multi["miou"], multi["mpa"], multi["dice_1"]) == pytest.approx(
-        (binary["miou"], binary["mpa"], binary["dice"]))
+        (binary["miou"], binary["mpa"], binary["dice"])
+    )
 
 
 def test_multiclass_rejects_out_of_range_values():
@@ -281,8 +302,12 @@ def test_cldice_forgives_width_but_not_missing_centrelines():
 
 def test_thin_structure_scores_empty_cases_and_pooling():
     line, empty = _line(4), _line(4) * 0
-    assert thin_structure_scores([(empty, empty)]) == {"tolerant_precision": 1.0, "tolerant_recall": 1.0,
-                                                       "tolerant_f1": 1.0, "cldice": 1.0}
+    assert thin_structure_scores([(empty, empty)]) == {
+        "tolerant_precision": 1.0,
+        "tolerant_recall": 1.0,
+        "tolerant_f1": 1.0,
+        "cldice": 1.0,
+    }
     missed = thin_structure_scores([(empty, line)])
     invented = thin_structure_scores([(line, empty)])
     assert missed["tolerant_f1"] == invented["tolerant_f1"] == 0.0

@@ -1,5 +1,6 @@
 """The typed model-file record: every forged field is one `model file 'F': field X: ...` line, no
 traceback, no hang; the model table lists a forged file as unreadable and the others as before."""
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,11 @@ from paulow.model_file import ModelMeta, ModelMetaError
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> dict:
-    path = untrained_model(tmp_path_factory.mktemp("good") / "g.pth", class_names=["cell"],
-                           metrics={"test_dice": 0.8, "best_fold": 2, "test_dice_per_class": {"cell": 0.8}})
+    path = untrained_model(
+        tmp_path_factory.mktemp("good") / "g.pth",
+        class_names=["cell"],
+        metrics={"test_dice": 0.8, "best_fold": 2, "test_dice_per_class": {"cell": 0.8}},
+    )
     return torch.load(path, weights_only=True)
 
 
@@ -70,16 +74,22 @@ def test_each_forged_field_is_one_line_naming_file_and_field(good, tmp_path, cas
     assert words in message and message.endswith("retrain it or re-download it")
 
 
-@pytest.mark.parametrize("where, value, words", [
-    ("metrics", {"best_fold": "2"}, "'metrics.best_fold': '2' is not a whole number from 1 to 100"),
-    ("metrics", {"test_dice_per_class": {"cell": "high"}}, "'metrics.test_dice_per_class'"),
-    ("metrics", {"test_dice": 3.0}, "'metrics.test_dice': 3.0 is not a score"),
-    ("arch_args", {"in_channels": 1, "classes": 1, "width": 8, "depth": 40}, "'arch_args.depth': 40"),
-    ("arch_args", {"in_channels": 1, "classes": 1, "width": 1024, "depth": 8}, "exceed 4096"),
-    ("class_names", ["a", "b", "c"], "3 names for 1 classes"),
-    ("config", {"patch": 10**6, "seed": -1}, "'config': --patch 1000000 is out of range: give a whole number from 1 "
-                                             "to 8192 - the file"),
-])
+@pytest.mark.parametrize(
+    "where, value, words",
+    [
+        ("metrics", {"best_fold": "2"}, "'metrics.best_fold': '2' is not a whole number from 1 to 100"),
+        ("metrics", {"test_dice_per_class": {"cell": "high"}}, "'metrics.test_dice_per_class'"),
+        ("metrics", {"test_dice": 3.0}, "'metrics.test_dice': 3.0 is not a score"),
+        ("arch_args", {"in_channels": 1, "classes": 1, "width": 8, "depth": 40}, "'arch_args.depth': 40"),
+        ("arch_args", {"in_channels": 1, "classes": 1, "width": 1024, "depth": 8}, "exceed 4096"),
+        ("class_names", ["a", "b", "c"], "3 names for 1 classes"),
+        (
+            "config",
+            {"patch": 10**6, "seed": -1},
+            "'config': --patch 1000000 is out of range: give a whole number from 1 to 8192 - the file",
+        ),
+    ],
+)
 def test_nested_fields_are_checked(good, tmp_path, where, value, words):
     path = tmp_path / "bad.pth"
     meta = {**good["meta"], where: value}
@@ -94,7 +104,12 @@ def test_nested_fields_are_checked(good, tmp_path, where, value, words):
 def test_the_record_types_a_good_file(good, tmp_path):
     record = ModelMeta.parse(good["meta"], tmp_path / "g.pth")
     assert (record.arch, record.in_channels, record.classes, record.patch, record.threshold) == (
-        "paulow_attention_unet", 1, 1, 32, 0.5)
+        "paulow_attention_unet",
+        1,
+        1,
+        32,
+        0.5,
+    )
     assert record.class_names == ["cell"]
     assert record.normalisation == {"method": "percentile", "low": 1.0, "high": 99.8}
     assert record.meta == good["meta"]
@@ -120,8 +135,9 @@ def test_legacy_state_dict_with_flat_weights_is_one_line(tmp_path):
     assert load_checkpoint(path).legacy  # the genuine one still loads
 
 
-@pytest.mark.parametrize("field, value", [("metrics", {"test_dice_per_class": {"cell": "x"}}),
-                                          ("date", "not a date")])
+@pytest.mark.parametrize(
+    "field, value", [("metrics", {"test_dice_per_class": {"cell": "x"}}), ("date", "not a date")]
+)
 def test_model_table_lists_a_forged_file_as_unreadable(good, tmp_path, field, value):
     from paulow.commands.common import model_table
 

@@ -1,5 +1,6 @@
 """Networks: shapes for any input size, pinned parameter counts, original PAULow state dicts,
 attention maps, FLOP counting."""
+
 from __future__ import annotations
 
 import io
@@ -8,10 +9,8 @@ import pytest
 import torch
 
 from paulow.errors import ModelError, UsageError
-from paulow.models import (MODEL_NAMES, build_model, count_conv_flops, infer_original_args,
-                           model_args)
-from paulow.models.layers import (PointwiseConv2d, WSConv2d, group_norm, pad_to_multiple,
-                                  standardise_weight)
+from paulow.models import MODEL_NAMES, build_model, count_conv_flops, infer_original_args, model_args
+from paulow.models.layers import PointwiseConv2d, WSConv2d, group_norm, pad_to_multiple, standardise_weight
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -57,8 +56,7 @@ def test_depth_sets_the_number_of_levels(depth):
 # U-Net without BN: (40+148) + (296+584) + 132 + (292+148) + 5
 # Attention U-Net: U-Net BN encoders 196 + 896; up: 3x3 8->4 (288+4) + BN 8 = 300; gate 33;
 #   decoder 448; final 5
-TINY_PARAMS = {"paulow_attention_unet": 1826, "unet": 1677, "unet_no_bn": 1645,
-               "attention_unet": 1878}
+TINY_PARAMS = {"paulow_attention_unet": 1826, "unet": 1677, "unet_no_bn": 1645, "attention_unet": 1878}
 
 
 @pytest.mark.parametrize("key", sorted(TINY_PARAMS))
@@ -80,32 +78,41 @@ def test_published_network_size_and_flops():
 
 def test_conv_flops_counted_by_hand():
     # U-Net, no BN, width 4, depth 2 on 8x8: multiply-adds per conv
-    macs = (64 * 4 * 9          # 3x3 1->4 at 8x8
-            + 64 * 4 * 36       # 3x3 4->4
-            + 16 * 8 * 36       # 3x3 4->8 at 4x4
-            + 16 * 8 * 72       # 3x3 8->8
-            + 16 * 8 * 4 * 4    # 2x2 transposed 8->4: each input element to 4 channels x 4 px
-            + 64 * 4 * 72       # 3x3 8->4 at 8x8
-            + 64 * 4 * 36       # 3x3 4->4
-            + 64 * 4)           # 1x1 4->1
+    macs = (
+        64 * 4 * 9  # 3x3 1->4 at 8x8
+        + 64 * 4 * 36  # 3x3 4->4
+        + 16 * 8 * 36  # 3x3 4->8 at 4x4
+        + 16 * 8 * 72  # 3x3 8->8
+        + 16 * 8 * 4 * 4  # 2x2 transposed 8->4: each input element to 4 channels x 4 px
+        + 64 * 4 * 72  # 3x3 8->4 at 8x8
+        + 64 * 4 * 36  # 3x3 4->4
+        + 64 * 4
+    )  # 1x1 4->1
     model = build_model("unet", width=4, depth=2, batch_norm=False).train()
     assert count_conv_flops(model, 1, 8, 8) == 2 * macs
     assert model.training
 
 
 # Keys of the original code's AttentionUNet (NTUMMIO/PAULow, utils/model/unet.py).
-ORIGINAL_BLOCK_KEYS = [f"{layer}.{param}" for layer in ("conv1", "norm1", "conv2", "norm2",
-                                                        "residual")
-                       for param in ("weight", "bias")]
-ORIGINAL_GATE_KEYS = [f"{layer}.{param}" for layer in ("W_g.0", "W_g.1", "W_x.0", "W_x.1",
-                                                       "psi.0", "psi.1")
-                      for param in ("weight", "bias")]
+ORIGINAL_BLOCK_KEYS = [
+    f"{layer}.{param}"
+    for layer in ("conv1", "norm1", "conv2", "norm2", "residual")
+    for param in ("weight", "bias")
+]
+ORIGINAL_GATE_KEYS = [
+    f"{layer}.{param}"
+    for layer in ("W_g.0", "W_g.1", "W_x.0", "W_x.1", "psi.0", "psi.1")
+    for param in ("weight", "bias")
+]
 ORIGINAL_KEYS = (
-    {f"{block}.{key}" for block in ("conv1", "conv2", "conv3", "conv4", "conv3_1", "conv2_1",
-                                    "conv1_1") for key in ORIGINAL_BLOCK_KEYS}
+    {
+        f"{block}.{key}"
+        for block in ("conv1", "conv2", "conv3", "conv4", "conv3_1", "conv2_1", "conv1_1")
+        for key in ORIGINAL_BLOCK_KEYS
+    }
     | {f"{gate}.{key}" for gate in ("att3", "att2", "att1") for key in ORIGINAL_GATE_KEYS}
-    | {f"{layer}.{param}" for layer in ("up3", "up2", "up1", "final")
-       for param in ("weight", "bias")})
+    | {f"{layer}.{param}" for layer in ("up3", "up2", "up1", "final") for param in ("weight", "bias")}
+)
 
 
 def test_original_state_dict_keys_and_shapes():
@@ -123,15 +130,19 @@ def test_original_state_dict_keys_and_shapes():
 @pytest.mark.parametrize("in_channels, classes, width", [(3, 1, 64), (1, 2, 8)])
 def test_original_state_dict_round_trip(in_channels, classes, width):
     torch.manual_seed(1)
-    original = build_model("paulow_original", in_channels=in_channels, classes=classes,
-                           width=width).eval()
+    original = build_model("paulow_original", in_channels=in_channels, classes=classes, width=width).eval()
     buffer = io.BytesIO()
     torch.save(original.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     args = infer_original_args(state)
-    assert args == {"name": "paulow_original", "in_channels": in_channels, "classes": classes,
-                    "width": width, "depth": 4}
+    assert args == {
+        "name": "paulow_original",
+        "in_channels": in_channels,
+        "classes": classes,
+        "width": width,
+        "depth": 4,
+    }
     rebuilt = build_model(**args).eval()
     rebuilt.load_state_dict(state, strict=True)
     x = torch.randn(1, in_channels, 16, 24)
@@ -249,11 +260,19 @@ def test_padding_reflects_when_possible_and_zero_fills_otherwise():
 # Parameter counts per `--norm` at width 8, depth 3 (channels 8, 16, 32). The PAULow network has 372
 # normalisation parameters (weight + bias on 186 channels: blocks 2 x (8 + 16 + 32 + 16 + 8), gates
 # 4 + 4 + 1 and 8 + 8 + 1); the U-Net has 160 normalised channels whose bias moves into the conv.
-@pytest.mark.parametrize("name, norm, params", [
-    ("paulow_attention_unet", "group", 31419), ("paulow_attention_unet", "batch", 31419),
-    ("paulow_attention_unet", "layer", 31419), ("paulow_attention_unet", "instance", 31419),
-    ("paulow_attention_unet", "none", 31419 - 372),
-    ("unet", "batch", 29481), ("unet", "group", 29481), ("unet", "none", 29481 - 160)])
+@pytest.mark.parametrize(
+    "name, norm, params",
+    [
+        ("paulow_attention_unet", "group", 31419),
+        ("paulow_attention_unet", "batch", 31419),
+        ("paulow_attention_unet", "layer", 31419),
+        ("paulow_attention_unet", "instance", 31419),
+        ("paulow_attention_unet", "none", 31419 - 372),
+        ("unet", "batch", 29481),
+        ("unet", "group", 29481),
+        ("unet", "none", 29481 - 160),
+    ],
+)
 def test_norm_option_parameter_counts(name, norm, params):
     model = build_model(name, width=8, depth=3, norm=norm)
     assert sum(p.numel() for p in model.parameters()) == params
@@ -268,14 +287,19 @@ def test_norm_kinds_and_dropout_reach_the_layers():
     assert layer.conv1.norm1.num_groups == 1
     instance = build_model("paulow_attention_unet", width=8, depth=3, norm="instance")
     assert instance.conv2.norm1.num_groups == 16
-    assert isinstance(build_model("paulow_attention_unet", width=8, depth=3, norm="batch").conv1.norm1,
-                      nn.BatchNorm2d)
+    assert isinstance(
+        build_model("paulow_attention_unet", width=8, depth=3, norm="batch").conv1.norm1, nn.BatchNorm2d
+    )
     assert build_model("paulow_attention_unet", width=8, depth=3, dropout=0.35).drop1.p == 0.35
-    assert "norm" not in build_model("paulow_attention_unet", width=8, depth=3).spec  # published spec unchanged
+    assert (
+        "norm" not in build_model("paulow_attention_unet", width=8, depth=3).spec
+    )  # published spec unchanged
 
 
-@pytest.mark.parametrize("extra, message", [({"norm": "weird"}, "unknown normalisation 'weird'"),
-                                            ({"dropout": 1.0}, "dropout must be")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [({"norm": "weird"}, "unknown normalisation 'weird'"), ({"dropout": 1.0}, "dropout must be")],
+)
 def test_bad_norm_or_dropout_is_a_usage_error(extra, message):
     with pytest.raises(UsageError, match=message):
         build_model("paulow_attention_unet", width=8, depth=3, **extra)
@@ -305,7 +329,10 @@ def test_vgg16_unet_encoder_is_configuration_d():
     assert sum(p.numel() for p in model.encoders.parameters()) == 14_714_688  # torchvision vgg16.features
     small = build_model("vgg16_unet", width=8, depth=5)
     assert sum(p.numel() for p in small.parameters()) == 404_809
-    assert sum(p.numel() for p in build_model("vgg16_unet", width=8, depth=5, batch_norm=True).parameters()) == 406_105
+    assert (
+        sum(p.numel() for p in build_model("vgg16_unet", width=8, depth=5, batch_norm=True).parameters())
+        == 406_105
+    )
     assert small(torch.rand(1, 1, 40, 36)).shape == (1, 1, 40, 36)
 
 
@@ -319,7 +346,9 @@ def test_vgg16_encoder_weights_load_key_by_key(tmp_path, batch_norm):
     model = build_model("vgg16_unet", in_channels=3, width=64, depth=5, batch_norm=batch_norm)
     copied = load_vgg16_encoder(model, path)
     assert copied == 13 * (6 if batch_norm else 2)
-    assert torch.equal(model.encoders[4][-2 if not batch_norm else -3].weight, features[28 if not batch_norm else 40].weight)
+    assert torch.equal(
+        model.encoders[4][-2 if not batch_norm else -3].weight, features[28 if not batch_norm else 40].weight
+    )
     grey = build_model("vgg16_unet", in_channels=1, width=64, depth=5, batch_norm=batch_norm)
     load_vgg16_encoder(grey, path)  # RGB filters summed for one channel
     assert torch.allclose(grey.encoders[0][0].weight, features[0].weight.sum(1, keepdim=True))
@@ -330,7 +359,9 @@ def test_vgg16_encoder_weights_of_the_wrong_shape_are_a_clear_error(tmp_path):
 
     path = tmp_path / "vgg16.pth"
     torch.save({f"features.{k}": v for k, v in _torchvision_vgg16_features().state_dict().items()}, path)
-    with pytest.raises(ModelError, match=r"VGG layer 0 'weight' is shape \(64, 3, 3, 3\), the encoder needs \(8, 3, 3, 3\)"):
+    with pytest.raises(
+        ModelError, match=r"VGG layer 0 'weight' is shape \(64, 3, 3, 3\), the encoder needs \(8, 3, 3, 3\)"
+    ):
         load_vgg16_encoder(build_model("vgg16_unet", in_channels=3, width=8, depth=5), path)
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     with pytest.raises(ModelError, match="junk.pth' is not a readable weights file"):

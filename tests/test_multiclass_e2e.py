@@ -1,5 +1,6 @@
 """Multi-class end to end through the scripts (issue 11): train_model.py --classes 3 on synthetic
 discs/squares, use_model.py, then `paulow evaluate --model` with the model's class count."""
+
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import tifffile
-
 from _workflow import TINY_TRAIN, run_script
+
 from paulow import io
 from paulow.synthetic import classes_image, write_dataset
 
@@ -24,8 +25,22 @@ def trained(tmp_path_factory):
     ws = Workspace(root)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="classes", n=6, size=(64, 64), seed=5)
-    done = run_script("train_model.py", "--root", str(root), "--name", "mc", "--classes", "3",
-                      "--class-names", ",".join(NAMES), "--epochs", "200", "--seed", "0", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py",
+        "--root",
+        str(root),
+        "--name",
+        "mc",
+        "--classes",
+        "3",
+        "--class-names",
+        ",".join(NAMES),
+        "--epochs",
+        "200",
+        "--seed",
+        "0",
+        *TINY_TRAIN,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return ws, done.stdout
 
@@ -48,8 +63,17 @@ def test_use_model_writes_class_masks_with_a_lut_and_class_tables(trained):
     for seed in (101, 102):
         image, _ = classes_image((64, 64), classes=3, seed=seed)
         tifffile.imwrite(ws.use_inputs / f"new{seed}.tif", image)
-    done = run_script("use_model.py", "--root", str(ws.root), "--model", "mc", "--yes", "--save-prob",
-                      "--overlay", "--instances")
+    done = run_script(
+        "use_model.py",
+        "--root",
+        str(ws.root),
+        "--model",
+        "mc",
+        "--yes",
+        "--save-prob",
+        "--overlay",
+        "--instances",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     with tifffile.TiffFile(ws.use_outputs / "new101_mask.tif") as tif:
         mask = tif.asarray()
@@ -77,12 +101,40 @@ def test_evaluate_model_uses_its_class_count_and_names(trained, tmp_path, capsys
     ws, _ = trained
     images, truth = tmp_path / "images", tmp_path / "truth"
     write_dataset(images, truth, kind="classes", n=2, size=(64, 64), seed=77)
-    assert main(["evaluate", "--model", str(ws.models / "mc.pth"), "--images", str(images),
-                 "--truth", str(truth), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(ws.models / "mc.pth"),
+                "--images",
+                str(images),
+                "--truth",
+                str(truth),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mean (foreground)" in out and "\nsquare " in out and "\ndisc " in out
-    assert main(["evaluate", "--model", str(ws.models / "mc.pth"), "--images", str(images),
-                 "--truth", str(truth), "--classes", "2"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(ws.models / "mc.pth"),
+                "--images",
+                str(images),
+                "--truth",
+                str(truth),
+                "--classes",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--classes 2 but model 'mc.pth' has 3 class(es)" in capsys.readouterr().err
 
 
@@ -92,10 +144,13 @@ def test_a_mask_value_beyond_the_classes_is_one_error_line(tmp_path):
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="classes", n=2, size=(32, 32), seed=1, classes=4)
-    done = run_script("train_model.py", "--root", str(tmp_path), "--name", "bad", "--classes", "3", *TINY_TRAIN)
+    done = run_script(
+        "train_model.py", "--root", str(tmp_path), "--name", "bad", "--classes", "3", *TINY_TRAIN
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "error: mask 'mask1.tif' has values 0, 1, 2, 3 but --classes 3 allows 0..2 (and 1 more mask(s): "
         "mask2.tif) — use --classes 4 if the mask has that many classes (0 = background), or fix the mask "
-        "to hold 0..2")
+        "to hold 0..2"
+    )
     assert "Traceback" not in done.stderr

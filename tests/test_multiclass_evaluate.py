@@ -1,5 +1,6 @@
 """`paulow evaluate --classes K`: per-class table (Dice, IoU, precision, recall), mean over the
 foreground classes, mIoU / mPA, pooled over pages from the summed confusion matrix (issue 11)."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ def test_pooled_over_pages_from_the_summed_confusion_matrix():
     pooled = scored.pooled
     # class 1: tp 1 + 2 = 3, fp 0, fn 1 -> Dice 6/7, IoU 3/4, precision 1, recall 3/4
     assert (pooled["dice_1"], pooled["iou_1"], pooled["precision_1"], pooled["pa_1"]) == pytest.approx(
-        (6 / 7, 3 / 4, 1.0, 3 / 4))
+        (6 / 7, 3 / 4, 1.0, 3 / 4)
+    )
     # class 2: tp 1 + 2 = 3, fp 1, fn 1 -> Dice 6/8
     assert pooled["dice_2"] == pytest.approx(6 / 8)
     assert pooled["mean_dice"] == pytest.approx((6 / 7 + 6 / 8) / 2)
@@ -40,8 +42,24 @@ def test_evaluate_classes_prints_the_per_class_table(tmp_path, capsys):
     pred.mkdir()
     tifffile.imwrite(truth / "img1.tif", TRUTH)
     tifffile.imwrite(pred / "img1_mask.tif", PRED)
-    assert main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--classes", "3",
-                 "--class-names", "bg,membrane,mito", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(pred),
+                "--truth",
+                str(truth),
+                "--classes",
+                "3",
+                "--class-names",
+                "bg,membrane,mito",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
     # membrane: tp 1, fp 0, fn 1 -> Dice 2/3, IoU 1/2, precision 1, recall 1/2
@@ -60,5 +78,7 @@ def test_a_value_beyond_the_classes_names_the_file_and_the_values():
 
     with pytest.raises(ShapeMismatchError) as err:
         score_pages([("a.tif", 0, PRED, TRUTH)], classes=2)
-    assert str(err.value) == ("'a.tif' page 0: prediction mask has values 0..2, outside 0..1 — fix the mask "
-                              "or the number of classes (--classes)")
+    assert str(err.value) == (
+        "'a.tif' page 0: prediction mask has values 0..2, outside 0..1 — fix the mask "
+        "or the number of classes (--classes)"
+    )

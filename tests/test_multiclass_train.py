@@ -1,5 +1,6 @@
 """Multi-class (K >= 2) training: selection by the mean foreground-class Dice, per-class columns in
 history.csv / metrics, the closing summary and the model table (issue 11)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +36,23 @@ def test_classes_image_draws_every_class_with_its_own_brightness():
 def result():
     from paulow.train import cross_validate
 
-    cfg = TrainConfig(classes=3, class_names=NAMES, width=4, depth=2, patch=32, overlap=16, batch_size=4,
-                      per_epoch=8, epochs=2, folds=1, test_fraction=0.2, time_limit=None, patience=100,
-                      device="cpu", augment=False)
+    cfg = TrainConfig(
+        classes=3,
+        class_names=NAMES,
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        per_epoch=8,
+        epochs=2,
+        folds=1,
+        test_fraction=0.2,
+        time_limit=None,
+        patience=100,
+        device="cpu",
+        augment=False,
+    )
     lines: list[str] = []
     return cfg, cross_validate(class_slices(), cfg, "cpu", echo=lines.append), lines
 
@@ -51,8 +66,8 @@ def test_validation_rows_carry_each_class_and_select_by_the_foreground_mean(resu
 
 
 def test_test_score_and_metrics_per_class_with_names(result):
-    from paulow.training_run import test_line
     from paulow.train import training_meta
+    from paulow.training_run import test_line
 
     cfg, res, lines = result
     fold = res.folds[0]

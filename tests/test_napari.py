@@ -1,4 +1,5 @@
 """The napari plugin, headless: the manifest, the widgets in a viewer, segmenting and training from layers."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,18 @@ WAIT_MS = 120_000
 def tiny_model(tmp_path_factory) -> Path:
     """A width-8 model trained for one epoch on three synthetic 64x64 images."""
     pairs = [nuclei_image(size=(64, 64), seed=30 + i) for i in range(3)]
-    model = paulow.train([p[0] for p in pairs], [p[1] for p in pairs], time_limit=0, width=8, patch=64,
-                         overlap=32, epochs=1, folds=1, test_fraction=0.0, **FAST)
+    model = paulow.train(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        time_limit=0,
+        width=8,
+        patch=64,
+        overlap=32,
+        epochs=1,
+        folds=1,
+        test_fraction=0.0,
+        **FAST,
+    )
     return model.save(tmp_path_factory.mktemp("napari_model") / "tiny.pth")
 
 
@@ -61,14 +72,20 @@ def test_manifest_validates_and_names_the_three_widgets():
     manifest = PluginManifest.from_file(MANIFEST)
     assert manifest.name == "paulow"
     assert [w.display_name for w in manifest.contributions.widgets] == [
-        "Segment", "Train / fine-tune", "Attention maps"]
+        "Segment",
+        "Train / fine-tune",
+        "Attention maps",
+    ]
     from paulow.napari import widgets
 
     targets = [c.python_name for c in manifest.contributions.commands]
     assert targets[3:] == ["paulow.napari.reader:get_reader"]  # NIfTI / DICOM with their spacing
     targets = targets[:3]
-    assert targets == ["paulow.napari.widgets:SegmentWidget", "paulow.napari.widgets:TrainWidget",
-                       "paulow.napari.widgets:AttentionWidget"]
+    assert targets == [
+        "paulow.napari.widgets:SegmentWidget",
+        "paulow.napari.widgets:TrainWidget",
+        "paulow.napari.widgets:AttentionWidget",
+    ]
     assert all(isinstance(getattr(widgets, t.split(":")[1]), type) for t in targets)
 
 
@@ -76,8 +93,11 @@ def test_widgets_dock_from_the_manifest(npe2pm, viewer):
     from paulow.napari.widgets import AttentionWidget, SegmentWidget, TrainWidget
 
     with npe2pm.tmp_plugin(manifest=str(MANIFEST)):
-        for name, kind in [("Segment", SegmentWidget), ("Train / fine-tune", TrainWidget),
-                           ("Attention maps", AttentionWidget)]:
+        for name, kind in [
+            ("Segment", SegmentWidget),
+            ("Train / fine-tune", TrainWidget),
+            ("Attention maps", AttentionWidget),
+        ]:
             _, widget = viewer.window.add_plugin_dock_widget("paulow", name)
             assert isinstance(widget, kind) and widget._status.value == ""
 
@@ -182,7 +202,10 @@ def test_train_never_overwrites_a_model_file(viewer, tmp_path):
     out.write_bytes(b"keep me")
     widget = _train_widget(viewer, out)
     widget.run()
-    assert widget._status.value == f"error: model file '{out}' exists: choose another name (nothing is overwritten)"
+    assert (
+        widget._status.value
+        == f"error: model file '{out}' exists: choose another name (nothing is overwritten)"
+    )
     assert widget.worker is None and out.read_bytes() == b"keep me"
 
 
@@ -190,15 +213,18 @@ def test_train_says_what_is_missing_and_starts_nothing(viewer, tmp_path, tiny_mo
     widget = _train_widget(viewer, tmp_path / "new.pth")
     widget._finetune.value, widget._parent_in.value, widget._tiles.value = True, tiny_model, 1
     widget.run()
-    assert widget._status.value == ("error: fine-tuning holds part of the image out: set 'tiles per side' "
-                                    "to 2 or more")
+    assert widget._status.value == (
+        "error: fine-tuning holds part of the image out: set 'tiles per side' to 2 or more"
+    )
     viewer.layers["cells labels"].data = np.zeros((64, 64), np.uint8)
     widget.run()
     assert widget._status.value == "error: the labels layer 'cells labels' is empty: paint some objects first"
     viewer.layers["cells labels"].data = np.zeros((32, 32), np.uint8)
     widget.run()
-    assert widget._status.value == ("error: the labels layer is (32, 32) but the image layer is (64, 64): "
-                                    "draw the labels on a layer of the image's size")
+    assert widget._status.value == (
+        "error: the labels layer is (32, 32) but the image layer is (64, 64): "
+        "draw the labels on a layer of the image's size"
+    )
     assert widget.worker is None and not (tmp_path / "new.pth").exists()
 
 

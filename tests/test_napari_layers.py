@@ -1,4 +1,5 @@
 """The napari plugin's Qt-free parts: layer data <-> API arrays, the live training line, job refusals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,9 @@ def test_training_pairs_cut_pages_into_tiles_and_refuse_labels_of_another_size()
     assert np.array_equal(images[1][0], image[:32, 32:]) and np.array_equal(masks[2], labels[32:, :32])
     images, masks = training_pairs(np.stack([image, image]), np.stack([labels, labels]), rgb=False, tiles=1)
     assert len(images) == 2 and images[0].shape == (1, 64, 64)
-    with pytest.raises(ShapeMismatchError, match=r"labels layer is \(32, 32\) but the image layer is \(64, 64\)"):
+    with pytest.raises(
+        ShapeMismatchError, match=r"labels layer is \(32, 32\) but the image layer is \(64, 64\)"
+    ):
         training_pairs(image, labels[:32, :32], rgb=False)
 
 

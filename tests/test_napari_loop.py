@@ -1,6 +1,7 @@
 """The napari loop, headless: kept probabilities re-thresholded by the sliders, the model picker, tile
 progress and cancel, a boundary model's probability layer, and the correction loop's training side
 (cancel, time-based progress, a fine-tuned model worse than its parent not made current)."""
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,11 @@ import pytest  # noqa: E402
 pytest.importorskip("napari", reason="the napari extra is not installed (make install adds it)")
 pytest.importorskip("pytestqt", reason="the napari extra is not installed (make install adds it)")
 
+from test_napari import FAST, WAIT_MS, tiny_model, viewer  # noqa: E402,F401  (fixtures)
+
 import paulow  # noqa: E402
 from paulow.errors import Cancelled  # noqa: E402
 from paulow.synthetic import nuclei_image  # noqa: E402
-
-from test_napari import FAST, WAIT_MS, tiny_model, viewer  # noqa: E402,F401  (fixtures)
 
 
 def _segment(viewer, qtbot, model, image, **controls):
@@ -126,8 +127,20 @@ def test_cancelled_training_saves_nothing(tmp_path):
     image, mask = nuclei_image(size=(64, 64), seed=7)
     stop = threading.Event()
     out = tmp_path / "never.pth"
-    job = jobs.train([image[None]] * 2, [mask] * 2, out, time_limit=0, epochs=50, width=8, patch=32,
-                     overlap=16, folds=1, test_fraction=0.0, cancel=stop, **FAST)
+    job = jobs.train(
+        [image[None]] * 2,
+        [mask] * 2,
+        out,
+        time_limit=0,
+        epochs=50,
+        width=8,
+        patch=32,
+        overlap=16,
+        folds=1,
+        test_fraction=0.0,
+        cancel=stop,
+        **FAST,
+    )
     first = next(job)
     assert first.message == "training: 2 image(s)"
     stop.set()
@@ -136,7 +149,9 @@ def test_cancelled_training_saves_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_a_finetuned_model_worse_than_its_parent_is_reported_and_not_made_current(viewer, tmp_path, tiny_model):
+def test_a_finetuned_model_worse_than_its_parent_is_reported_and_not_made_current(
+    viewer, tmp_path, tiny_model
+):
     from paulow.napari.jobs import Trained
     from paulow.napari.widgets import SegmentWidget, TrainWidget
 
@@ -145,9 +160,11 @@ def test_a_finetuned_model_worse_than_its_parent_is_reported_and_not_made_curren
     segment._model.value = parent
     worse = shutil.copy(tiny_model, tmp_path / "worse.pth")
     train._saved(Trained(worse, finetuned_dice=0.61, parent_dice=0.70))
-    assert train._status.value == (f"saved {worse}, but it scores worse than its parent on the held-out pixels "
-                                   "(Dice 0.610 < 0.700): the parent stays the current model; choose this one "
-                                   "in Segment's model list to use it anyway")
+    assert train._status.value == (
+        f"saved {worse}, but it scores worse than its parent on the held-out pixels "
+        "(Dice 0.610 < 0.700): the parent stays the current model; choose this one "
+        "in Segment's model list to use it anyway"
+    )
     assert train._progress.value == train._progress.max == 1
     assert segment._model.value == parent  # not made current ...
     assert worse in segment._models.choices  # ... but offered

@@ -1,5 +1,6 @@
 """The API as a notebook uses it: evaluate any model's prediction against 0/255 or label truth,
 lists of images, `axes=` for channels-last arrays, progress that `verbose=False` silences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_binary_prediction_with_touching_label_truth_counts_each_object():
     mask = (labels > 0).astype(np.uint8)
     scores = evaluate(Prediction(mask[None].astype(np.float32), mask), labels)
     assert scores["dice"] == 1.0 and scores["object_n_true"] == 2 and scores["object_n_pred"] == 1
-    with pytest.raises(ShapeMismatchError, match=r"the truth mask is \(10, 10\) but the prediction \(20, 20\)"):
+    with pytest.raises(
+        ShapeMismatchError, match=r"the truth mask is \(10, 10\) but the prediction \(20, 20\)"
+    ):
         evaluate(Prediction(mask[None].astype(np.float32), mask), labels[:10, :10])
 
 
@@ -60,8 +63,14 @@ def _model(in_channels: int) -> Model:
     with torch.no_grad():
         net.weight.fill_(20.0 / in_channels)
         net.bias.fill_(-10.0)
-    meta = {"in_channels": in_channels, "classes": 1, "threshold": 0.5, "patch": 32, "min_size": 0,
-            "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0}}
+    meta = {
+        "in_channels": in_channels,
+        "classes": 1,
+        "threshold": 0.5,
+        "patch": 32,
+        "min_size": 0,
+        "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0},
+    }
     return Model([net.eval()], meta)
 
 
@@ -114,9 +123,18 @@ def test_model_table_shows_a_boundary_models_object_dice_with_its_class_mean_bes
 
     net = build_model("unet", 1, 3, width=4, depth=2)
     args = {"in_channels": 1, "classes": 3, "width": 4, "depth": 2}
-    path = save_checkpoint(tmp_path / "b.pth", [net.state_dict()],
-                           {"arch": "unet", "arch_args": args, "in_channels": 1, "classes": 3,
-                            "boundary_target": 2, "metrics": {"test_dice": 0.43, "test_dice_objects": 0.86}})
+    path = save_checkpoint(
+        tmp_path / "b.pth",
+        [net.state_dict()],
+        {
+            "arch": "unet",
+            "arch_args": args,
+            "in_channels": 1,
+            "classes": 3,
+            "boundary_target": 2,
+            "metrics": {"test_dice": 0.43, "test_dice_objects": 0.86},
+        },
+    )
     row = describe(path)
     assert row["test_dice"] == 0.86 and row["class_dice"] == "class mean 0.430"
 
@@ -124,8 +142,12 @@ def test_model_table_shows_a_boundary_models_object_dice_with_its_class_mean_bes
 def test_finetune_lines_give_a_boundary_models_object_dice():
     from paulow.finetuning import _dice_text
 
-    assert _dice_text({"dice": 0.43, "dice_objects": 0.86}, "parent model") == \
-        "object Dice of the parent model: 0.8600 (class mean Dice 0.4300)"
-    assert _dice_text({"dice": 0.45, "dice_objects": 0.88}, "fine-tuned model", 0.02) == \
-        "object Dice of the fine-tuned model: 0.8800 (+0.0200; class mean Dice 0.4500)"
+    assert (
+        _dice_text({"dice": 0.43, "dice_objects": 0.86}, "parent model")
+        == "object Dice of the parent model: 0.8600 (class mean Dice 0.4300)"
+    )
+    assert (
+        _dice_text({"dice": 0.45, "dice_objects": 0.88}, "fine-tuned model", 0.02)
+        == "object Dice of the fine-tuned model: 0.8800 (+0.0200; class mean Dice 0.4500)"
+    )
     assert _dice_text({"dice": 0.9}, "parent model") == "Dice of the parent model: 0.9000"

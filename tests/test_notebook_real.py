@@ -1,5 +1,6 @@
 """`paulow.evaluate(pred, truth)` on a real NIH3T3 image (../shared/data) with a boundary model's
 prediction and the dataset's 0/255 truth: the call the README shows, which used to raise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,10 @@ from paulow.api import Model, evaluate
 from paulow.io import read_image, read_mask
 
 NIH = SHARED_DATA / "nih3t3_nuclei"
-pytestmark = [pytest.mark.shared_data,
-              pytest.mark.skipif(not NIH.is_dir(), reason=f"{NIH} is absent (CI has it)")]
+pytestmark = [
+    pytest.mark.shared_data,
+    pytest.mark.skipif(not NIH.is_dir(), reason=f"{NIH} is absent (CI has it)"),
+]
 
 
 def _bright_is_object_boundary_model() -> Model:
@@ -21,9 +24,16 @@ def _bright_is_object_boundary_model() -> Model:
     with torch.no_grad():
         net.weight.copy_(torch.tensor([-8.0, 8.0, 0.0]).view(3, 1, 1, 1))
         net.bias.copy_(torch.tensor([4.0, -4.0, 0.0]))
-    meta = {"in_channels": 1, "classes": 3, "activation": "softmax", "boundary_target": 2,
-            "threshold": 0.5, "patch": 128, "min_object_px": 0,
-            "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.8}}
+    meta = {
+        "in_channels": 1,
+        "classes": 3,
+        "activation": "softmax",
+        "boundary_target": 2,
+        "threshold": 0.5,
+        "patch": 128,
+        "min_object_px": 0,
+        "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.8},
+    }
     return Model([net.eval()], meta)
 
 

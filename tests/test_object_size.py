@@ -1,17 +1,24 @@
 """The smallest object size: candidates from training object areas, removal, tuning on validation."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from paulow.object_size import (choose_min_size, mask_without_small, object_areas, remove_small,
-                                size_candidates, tune_min_size)
+from paulow.object_size import (
+    choose_min_size,
+    mask_without_small,
+    object_areas,
+    remove_small,
+    size_candidates,
+    tune_min_size,
+)
 
 
 def _labels() -> np.ndarray:
     lab = np.zeros((20, 20), dtype=np.uint16)
-    lab[0:10, 0:10] = 1   # 100 px
+    lab[0:10, 0:10] = 1  # 100 px
     lab[12:14, 12:14] = 2  # 4 px
-    lab[18, 18] = 3        # 1 px
+    lab[18, 18] = 3  # 1 px
     return lab
 
 
@@ -22,8 +29,31 @@ def test_object_areas_of_every_image():
 
 def test_candidates_are_fractions_of_the_fifth_percentile():
     assert size_candidates(np.full(20, 100)) == [0, 12, 25, 50]  # round(12.5) = 12
-    areas = np.array([10, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200,
-                      200, 200, 200, 200])  # 21 objects: 5th percentile = 10 + 0.05 * 20 * 190 = 200
+    areas = np.array(
+        [
+            10,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+            200,
+        ]
+    )  # 21 objects: 5th percentile = 10 + 0.05 * 20 * 190 = 200
     assert np.percentile(areas, 5) == 200.0 and size_candidates(areas) == [0, 25, 50, 100]
     assert size_candidates(np.zeros(0)) == [0]
 

@@ -1,5 +1,6 @@
 """Every numeric option is range-checked before any work, from the command line, a config file or an
 API keyword alike; text files are UTF-8 (BOM-aware) and YAML cannot expand or turn keys into True."""
+
 from __future__ import annotations
 
 import codecs
@@ -27,10 +28,20 @@ PROBES = [  # (command, option, value, words in the one line)
     ("predict", "--tile", "100000", "--tile 100000 is out of range: give a whole number from 1 to 8192"),
     ("train", "--test-fraction", "2", "--test-fraction 2.0 is out of range: give a number from 0 below 1"),
     ("train", "--test-fraction", "nan", "--test-fraction nan is out of range"),
-    ("train", "--time-limit", "nan", "--time-limit nan is out of range: give a number from 0 to 525600 minutes"),
+    (
+        "train",
+        "--time-limit",
+        "nan",
+        "--time-limit nan is out of range: give a number from 0 to 525600 minutes",
+    ),
     ("train", "--time-limit", "inf", "--time-limit inf is out of range"),
     ("train", "--seed", "-1", "--seed -1 is out of range: give a whole number from 0 to 4294967295"),
-    ("train", "--per-epoch", "-5", "--per-epoch -5 is out of range: give a whole number from 0 to 100000000 (0 = all"),
+    (
+        "train",
+        "--per-epoch",
+        "-5",
+        "--per-epoch -5 is out of range: give a whole number from 0 to 100000000 (0 = all",
+    ),
     ("train", "--workers", "-1", "--workers -1 is out of range: give a whole number from 0 to 256"),
     ("train", "--classes", "300", "--classes 300 is out of range: give a whole number from 1 to 255 (masks"),
     ("train", "--loss-args", '{"alpha":"x"}', "--loss-args: 'alpha' is 'x', not a finite number"),
@@ -49,14 +60,20 @@ def test_out_of_range_options_are_one_line_with_the_range(tmp_path, capsys, comm
     assert not (tmp_path / "Train_Model").exists()  # refused before any work
 
 
-@pytest.mark.parametrize("text, words", [
-    ("threshold: 2\n", "--threshold 2 in config file"),
-    ("threshold: .nan\n", "--threshold nan in config file"),
-    ("min_size: -3\n", "--min-size -3 in config file"),
-    ("tile: 100000\n", "--tile 100000 in config file"),
-    ("overlap: 1.5\n", "--overlap 1.5 in config file '{cfg}' is out of range: give a number from 0 below 1"),
-    ("device: CPU\n", "--device 'CPU' is not supported"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("threshold: 2\n", "--threshold 2 in config file"),
+        ("threshold: .nan\n", "--threshold nan in config file"),
+        ("min_size: -3\n", "--min-size -3 in config file"),
+        ("tile: 100000\n", "--tile 100000 in config file"),
+        (
+            "overlap: 1.5\n",
+            "--overlap 1.5 in config file '{cfg}' is out of range: give a number from 0 below 1",
+        ),
+        ("device: CPU\n", "--device 'CPU' is not supported"),
+    ],
+)
 def test_config_values_go_through_the_same_checks(tmp_path, capsys, text, words):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text, encoding="utf-8")
@@ -66,8 +83,10 @@ def test_config_values_go_through_the_same_checks(tmp_path, capsys, text, words)
 
 def test_width_and_depth_together_bound_the_network(tmp_path, capsys):
     line = _one_error(capsys, ["train", "--root", str(tmp_path), "--width", "1024", "--depth", "4"])
-    assert line == ("error: --width 1024 with --depth 4 gives 8192 channels at the deepest level, more than 4096: "
-                    "lower --width or --depth")
+    assert line == (
+        "error: --width 1024 with --depth 4 gives 8192 channels at the deepest level, more than 4096: "
+        "lower --width or --depth"
+    )
 
 
 def test_api_keywords_go_through_the_same_checks():
@@ -96,8 +115,13 @@ def test_billion_laughs_is_refused_quickly(tmp_path, capsys):
     assert "expands to more than 100000 values through its aliases" in line
 
 
-@pytest.mark.parametrize("name, text, words", [("c.yaml", "a: " + "[" * 5000, "is nested too deeply to read"),
-                                               ("c.json", "[" * 100_000, "is not valid JSON")])
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("c.yaml", "a: " + "[" * 5000, "is nested too deeply to read"),
+        ("c.json", "[" * 100_000, "is not valid JSON"),
+    ],
+)
 def test_deeply_nested_config_is_one_line(tmp_path, capsys, name, text, words):
     cfg = tmp_path / name
     cfg.write_text(text, encoding="utf-8")
@@ -118,8 +142,10 @@ def test_latin1_config_palette_and_classes_are_one_line(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_bytes("class_names: [fond, noyau é]\n".encode("latin-1"))
     line = _one_error(capsys, ["train", "--root", str(tmp_path), "--config", str(cfg)])
-    assert line == (f"error: config file '{cfg}' is not UTF-8 text (byte 0xe9 at position 26): save it as UTF-8 "
-                    "(e.g. in a text editor's 'Save as') - check --config")
+    assert line == (
+        f"error: config file '{cfg}' is not UTF-8 text (byte 0xe9 at position 26): save it as UTF-8 "
+        "(e.g. in a text editor's 'Save as') - check --config"
+    )
     palette = tmp_path / "palette.txt"
     palette.write_bytes("0 0 0 fond\n255 0 0 noyau é\n".encode("latin-1"))
     with pytest.raises(UsageError, match=r"palette file .* is not UTF-8 text \(byte 0xe9"):

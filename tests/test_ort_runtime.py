@@ -1,5 +1,6 @@
 """ONNX Runtime as the CPU runtime: same probabilities and masks as PyTorch, sessions cached per
 network, tile and weights, a clear choice and a fallback when a network cannot be exported."""
+
 from __future__ import annotations
 
 import logging
@@ -73,8 +74,11 @@ def test_sessions_are_cached_until_the_weights_change():
     image = np.random.default_rng(3).normal(size=(1, 32, 32)).astype(np.float32)
     renewed = with_runtime(net, "onnxruntime", 32, 1)[0]
     assert renewed is not first
-    np.testing.assert_allclose(predict_slice(renewed, image, tile=32, device="cpu"),
-                               predict_slice(net, image, tile=32, device="cpu"), atol=1e-5)
+    np.testing.assert_allclose(
+        predict_slice(renewed, image, tile=32, device="cpu"),
+        predict_slice(net, image, tile=32, device="cpu"),
+        atol=1e-5,
+    )
 
 
 def test_torch_runtime_and_compiled_networks_are_left_alone():
@@ -96,14 +100,18 @@ def test_a_network_that_cannot_be_exported_stays_on_pytorch(caplog):
     with caplog.at_level(logging.WARNING, logger="paulow"):
         members = with_runtime(net, "onnxruntime", 32, 1)
     assert members == [net]
-    assert ("could not be exported (Exporting the operator 'paulow::custom' to ONNX is not supported); "
-            "predicting with PyTorch") in caplog.text
+    assert (
+        "could not be exported (Exporting the operator 'paulow::custom' to ONNX is not supported); "
+        "predicting with PyTorch"
+    ) in caplog.text
 
 
 def test_predict_pages_uses_pytorch_unless_asked(monkeypatch):
     chosen = []
     real = ort_runtime.with_runtime
-    monkeypatch.setattr(ort_runtime, "with_runtime", lambda m, runtime, *a: chosen.append(runtime) or real(m, runtime, *a))
+    monkeypatch.setattr(
+        ort_runtime, "with_runtime", lambda m, runtime, *a: chosen.append(runtime) or real(m, runtime, *a)
+    )
     net = _net()
     meta = {"in_channels": 1, "patch": 32, "normalisation": {}, "activation": "sigmoid"}
     data = np.random.default_rng(4).integers(0, 255, size=(2, 1, 40, 50)).astype(np.uint8)

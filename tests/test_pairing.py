@@ -1,4 +1,5 @@
 """Pairing images with masks by name, the natural-order fallback, and the failure message."""
+
 from __future__ import annotations
 
 import re
@@ -21,14 +22,30 @@ def names(pairs: list[tuple[Path, Path]]) -> list[tuple[str, str]]:
     return [(image.name, mask.name) for image, mask in pairs]
 
 
-@pytest.mark.parametrize("name,key", [
-    ("image12.tif", "12"), ("Mask12.tif", "12"), ("dna-3.png", "3"), ("3.png", "3"),
-    ("cellA.tif", "cella"), ("cellA_mask.tif", "cella"), ("img_01.tif", "1"),
-    ("01_labels.tif", "1"), ("Image_012.ome.tif", "12"), ("sample10.tif", "sample10"),
-    ("imagej.tif", "imagej"), ("raw 0.tif", "0"), ("stack_gt.tif", "stack"),
-    ("12mask.png", "12"), ("exp1_img_007.tif", "exp17"), ("masks.tif", ""),
-    ("new1_truth.tif", "new1"), ("new1_mask.tif", "new1"), ("a_ground_truth.png", "a"),
-])
+@pytest.mark.parametrize(
+    "name,key",
+    [
+        ("image12.tif", "12"),
+        ("Mask12.tif", "12"),
+        ("dna-3.png", "3"),
+        ("3.png", "3"),
+        ("cellA.tif", "cella"),
+        ("cellA_mask.tif", "cella"),
+        ("img_01.tif", "1"),
+        ("01_labels.tif", "1"),
+        ("Image_012.ome.tif", "12"),
+        ("sample10.tif", "sample10"),
+        ("imagej.tif", "imagej"),
+        ("raw 0.tif", "0"),
+        ("stack_gt.tif", "stack"),
+        ("12mask.png", "12"),
+        ("exp1_img_007.tif", "exp17"),
+        ("masks.tif", ""),
+        ("new1_truth.tif", "new1"),
+        ("new1_mask.tif", "new1"),
+        ("a_ground_truth.png", "a"),
+    ],
+)
 def test_pairing_key(name, key):
     assert io.pairing_key(name) == key
 
@@ -37,29 +54,39 @@ def test_pairs_numbers_across_words_and_case():
     images = paths("im", "image10.tif", "image2.tif", "image12.tif")
     masks = paths("ma", "Mask12.tif", "Mask2.tif", "Mask10.tif")
     assert names(io.pair_images_masks(images, masks)) == [
-        ("image2.tif", "Mask2.tif"), ("image10.tif", "Mask10.tif"), ("image12.tif", "Mask12.tif")]
+        ("image2.tif", "Mask2.tif"),
+        ("image10.tif", "Mask10.tif"),
+        ("image12.tif", "Mask12.tif"),
+    ]
 
 
 def test_pairs_nih3t3_style_names():
     images = paths("im", "dna-3.png", "dna-26.png", "dna-0.png")
     masks = paths("ma", "0.png", "26.png", "3.png")
     assert names(io.pair_images_masks(images, masks)) == [
-        ("dna-0.png", "0.png"), ("dna-3.png", "3.png"), ("dna-26.png", "26.png")]
+        ("dna-0.png", "0.png"),
+        ("dna-3.png", "3.png"),
+        ("dna-26.png", "26.png"),
+    ]
 
 
 def test_pairs_suffix_words_and_leading_zeros():
     images = paths("im", "cellA.tif", "cellB.tif", "img_01.tif")
     masks = paths("ma", "cellB_mask.tif", "cellA_mask.tif", "01_labels.png")
     assert names(io.pair_images_masks(images, masks)) == [
-        ("cellA.tif", "cellA_mask.tif"), ("cellB.tif", "cellB_mask.tif"),
-        ("img_01.tif", "01_labels.png")]
+        ("cellA.tif", "cellA_mask.tif"),
+        ("cellB.tif", "cellB_mask.tif"),
+        ("img_01.tif", "01_labels.png"),
+    ]
 
 
 def test_ambiguous_key_falls_back_to_identical_stems():
     images = paths("im", "image3.tif", "img3.tif")
     masks = paths("ma", "img3.png", "image3.png")
     assert names(io.pair_images_masks(images, masks)) == [
-        ("image3.tif", "image3.png"), ("img3.tif", "img3.png")]
+        ("image3.tif", "image3.png"),
+        ("img3.tif", "img3.png"),
+    ]
 
 
 def test_ambiguous_key_without_identical_stems_is_an_error():
@@ -68,9 +95,11 @@ def test_ambiguous_key_without_identical_stems_is_an_error():
     with pytest.raises(PairingError) as caught:
         io.pair_images_masks(images, masks)
     message = str(caught.value)
-    assert message.startswith("2 images have no mask: dna-3.tif, image3.tif; 1 mask has no image: "
-                              "3.tif; these share a number or name, so which goes with which is "
-                              "unclear: image3.tif, dna-3.tif, 3.tif - ")
+    assert message.startswith(
+        "2 images have no mask: dna-3.tif, image3.tif; 1 mask has no image: "
+        "3.tif; these share a number or name, so which goes with which is "
+        "unclear: image3.tif, dna-3.tif, 3.tif - "
+    )
 
 
 def test_natural_order_fallback_when_no_name_pairs():
@@ -82,8 +111,7 @@ def test_natural_order_fallback_when_no_name_pairs():
 
 
 def test_no_fallback_when_counts_differ():
-    with pytest.raises(PairingError, match="2 images have no mask: a.tif, b.tif; "
-                                           "1 mask has no image: z.tif"):
+    with pytest.raises(PairingError, match="2 images have no mask: a.tif, b.tif; 1 mask has no image: z.tif"):
         io.pair_images_masks(paths("im", "b.tif", "a.tif"), paths("ma", "z.tif"))
 
 
@@ -94,7 +122,8 @@ def test_failure_lists_every_unmatched_file_in_one_line():
         io.pair_images_masks(images, masks)
     assert str(caught.value) == (
         "3 images have no mask: a.tif, b.tif, c.tif; 1 mask has no image: x.tif - give each "
-        "image a mask with the same number or name (e.g. image12.tif <-> mask12.tif)")
+        "image a mask with the same number or name (e.g. image12.tif <-> mask12.tif)"
+    )
 
 
 def test_partial_match_never_falls_back_to_order():
@@ -103,8 +132,9 @@ def test_partial_match_never_falls_back_to_order():
     masks = paths("ma", "mask1.tif", "mask2.tif", "different.tif")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(PairingError, match="1 image has no mask: other.tif; "
-                                               "1 mask has no image: different.tif"):
+        with pytest.raises(
+            PairingError, match="1 image has no mask: other.tif; 1 mask has no image: different.tif"
+        ):
             io.pair_images_masks(images, masks)
 
 
@@ -127,8 +157,7 @@ def test_listed_folders_pair_without_hidden_files(tmp_path):
         (tmp_path / "images" / name).write_bytes(b"x")
     for name in ["Mask2.tif", "Mask1.tif", "._Mask1.tif", ".DS_Store"]:
         (tmp_path / "masks" / name).write_bytes(b"x")
-    pairs = io.pair_images_masks(io.list_images(tmp_path / "images"),
-                                 io.list_images(tmp_path / "masks"))
+    pairs = io.pair_images_masks(io.list_images(tmp_path / "images"), io.list_images(tmp_path / "masks"))
     assert names(pairs) == [("image1.tif", "Mask1.tif"), ("image2.tif", "Mask2.tif")]
 
 

@@ -1,5 +1,6 @@
 """Colour (RGB) masks for K >= 2 classes (issue 11): the palette file, the mapping through it, the
 error for colour masks without one, and palette.txt / --palette / the model's palette in the commands."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,15 @@ from PIL import Image
 from paulow import io
 from paulow.data import load_pairs
 from paulow.errors import ShapeMismatchError, UsageError
-from paulow.palette import (Palette, find_palette, from_colours, palette_names, read_class_mask, read_palette,
-                            to_classes)
+from paulow.palette import (
+    Palette,
+    find_palette,
+    from_colours,
+    palette_names,
+    read_class_mask,
+    read_palette,
+    to_classes,
+)
 
 PALETTE_TEXT = """# background first
 0 0 0 background
@@ -44,14 +52,22 @@ def test_a_palette_file_by_hand(tmp_path):
     assert read_palette(path, 2) == Palette(((0, 0, 0), (255, 0, 0)), (), f"the palette '{path}'")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("0 0 0\n255 0\n", "line 2: '255 0' is not a colour: write 'R G B [name]'"),
-    ("0 0 0\n256 0 0\n", "line 2: '256 0 0' is not a colour"),
-    ("0 0 0\nred 255 0 0\n", "line 2: 'red 255 0 0' is not a colour"),
-    ("0 0 0 bg\n#000000 again\n", "line 2: colour (0, 0, 0) is listed twice (lines 1 and 2): give each class "
-                                  "its own colour"),
-    ("0 0 0 bg\n255 0 0\n", "class 1 ((255, 0, 0)) has no name but other classes do: name every class or none"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0 0 0\n255 0\n", "line 2: '255 0' is not a colour: write 'R G B [name]'"),
+        ("0 0 0\n256 0 0\n", "line 2: '256 0 0' is not a colour"),
+        ("0 0 0\nred 255 0 0\n", "line 2: 'red 255 0 0' is not a colour"),
+        (
+            "0 0 0 bg\n#000000 again\n",
+            "line 2: colour (0, 0, 0) is listed twice (lines 1 and 2): give each class its own colour",
+        ),
+        (
+            "0 0 0 bg\n255 0 0\n",
+            "class 1 ((255, 0, 0)) has no name but other classes do: name every class or none",
+        ),
+    ],
+)
 def test_a_bad_palette_line_names_the_file_and_line(tmp_path, text, message):
     path = tmp_path / "palette.txt"
     path.write_text(text, encoding="utf-8")
@@ -65,8 +81,10 @@ def test_a_palette_with_another_count_than_the_classes_is_an_error(tmp_path):
     path.write_text(PALETTE_TEXT, encoding="utf-8")
     with pytest.raises(UsageError) as err:
         read_palette(path, 4)
-    assert str(err.value) == (f"the palette '{path}' lists 3 colour(s) for 4 classes: one colour per class, background "
-                              "(class 0) first (or change --classes)")
+    assert str(err.value) == (
+        f"the palette '{path}' lists 3 colour(s) for 4 classes: one colour per class, background "
+        "(class 0) first (or change --classes)"
+    )
 
 
 def test_a_colour_mask_maps_to_exact_class_indices():
@@ -93,13 +111,15 @@ def test_an_rgb_png_through_palette_txt_beside_it(tmp_path):
     indexed = Image.fromarray(np.array([[2, 0, 1], [1, 1, 2]], np.uint8), "P")
     indexed.putpalette([0, 255, 0, 0, 0, 0, 255, 0, 0] + [0] * 759)  # index 0 green, 1 black, 2 red
     indexed.save(tmp_path / "mask2.png")
-    np.testing.assert_array_equal(read_class_mask(tmp_path / "mask2.png", 3, palette), [[[1, 2, 0], [0, 0, 1]]])
+    np.testing.assert_array_equal(
+        read_class_mask(tmp_path / "mask2.png", 3, palette), [[[1, 2, 0], [0, 0, 1]]]
+    )
 
 
 def test_an_unknown_colour_is_one_error_naming_the_mask_and_the_colours(tmp_path):
     mask = rgb_mask(np.zeros((4, 5), int))
-    mask[0, :3] = (200, 10, 10)   # 3 px of an antialiased red
-    mask[3, 4] = (1, 2, 3)        # 1 px
+    mask[0, :3] = (200, 10, 10)  # 3 px of an antialiased red
+    mask[3, 4] = (1, 2, 3)  # 1 px
     path = write_png(tmp_path / "mask7.png", mask)
     palette = read_palette(_palette_file(tmp_path), 3)
     with pytest.raises(ShapeMismatchError) as err:
@@ -107,7 +127,8 @@ def test_an_unknown_colour_is_one_error_naming_the_mask_and_the_colours(tmp_path
     assert str(err.value) == (
         f"mask 'mask7.png' has 2 colour(s) not in the palette '{tmp_path / 'palette.txt'}': (200, 10, 10) 3 px, "
         "(1, 2, 3) 1 px — add a line for each class colour to the palette, or repaint those pixels in a palette "
-        "colour (antialiased or blurred edges make in-between colours: paint with a hard brush)")
+        "colour (antialiased or blurred edges make in-between colours: paint with a hard brush)"
+    )
 
 
 def _palette_file(folder: Path) -> Path:
@@ -125,7 +146,8 @@ def test_a_colour_mask_without_a_palette_is_an_error_for_several_classes(tmp_pat
         "mask 'mask1.png' is a colour image (3 distinct colours: (255, 0, 0), (0, 0, 0), (0, 255, 0)) but a "
         "3-class task needs class indices 0..2 — save index masks (one grey value per class, 0 = background), "
         f"or put a palette.txt in '{tmp_path / 'masks'}' (one 'R G B name' line per class, background first) "
-        "or pass --palette FILE")
+        "or pass --palette FILE"
+    )
 
 
 def test_binary_masks_are_read_as_before_even_beside_a_palette(tmp_path, caplog):
@@ -197,13 +219,27 @@ def test_evaluate_maps_colour_truth_masks_through_the_palette(tmp_path, capsys):
     write_png(truth / "img1.png", rgb_mask(classes))
     pred.mkdir()
     io.write_mask(pred / "img1_mask.tif", classes)
-    command = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--classes", "3", "--out", str(tmp_path / "o")]
+    command = [
+        "evaluate",
+        "--pred",
+        str(pred),
+        "--truth",
+        str(truth),
+        "--classes",
+        "3",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(command) == 2
     assert "error: mask 'img1.png' is a colour image (3 distinct colours" in capsys.readouterr().err
     _palette_file(truth)
     assert main(command) == 0
     saved = json.loads((tmp_path / "o" / "metrics.json").read_text())[str(pred)]
-    assert saved["pooled"]["mean_dice"] == 1.0 and saved["class_names"] == ["background", "nucleus", "cell body"]
+    assert saved["pooled"]["mean_dice"] == 1.0 and saved["class_names"] == [
+        "background",
+        "nucleus",
+        "cell body",
+    ]
     swapped = tmp_path / "swapped.txt"  # --palette wins over palette.txt: classes 1 and 2 trade colours
     swapped.write_text("0 0 0\n0 255 0\n255 0 0\n", encoding="utf-8")
     assert main([*command, "--palette", str(swapped)]) == 0

@@ -1,17 +1,17 @@
 """Masks, instances, object tables and overlays on hand-made arrays with hand-computed answers."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from paulow.errors import ShapeMismatchError, UsageError
-from paulow.postprocess import (label_instances, object_table, outline_overlay, summary_row,
-                                to_mask)
+from paulow.postprocess import label_instances, object_table, outline_overlay, summary_row, to_mask
 
 
 def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
     yy, xx = np.indices(shape)
-    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
 
 
 def test_to_mask_thresholds_a_single_channel_strictly():
@@ -23,9 +23,7 @@ def test_to_mask_thresholds_a_single_channel_strictly():
 
 
 def test_to_mask_takes_the_argmax_for_several_classes():
-    prob = np.array([[[0.9, 0.1, 0.3]],
-                     [[0.05, 0.8, 0.3]],
-                     [[0.0, 0.7, 0.6]]], dtype=np.float32)
+    prob = np.array([[[0.9, 0.1, 0.3]], [[0.05, 0.8, 0.3]], [[0.0, 0.7, 0.6]]], dtype=np.float32)
     mask = to_mask(prob, threshold=0.99)  # the threshold plays no part for K > 1
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(mask, [[0, 1, 2]])
@@ -71,9 +69,9 @@ def test_classes_are_labelled_separately_even_when_touching():
 
 def test_min_size_removes_small_objects_and_renumbers():
     mask = np.zeros((8, 8), dtype=bool)
-    mask[0, 0] = True            # 1 px
-    mask[2:4, 2:4] = True        # 4 px
-    mask[6:8, 5:8] = True        # 6 px
+    mask[0, 0] = True  # 1 px
+    mask[2:4, 2:4] = True  # 4 px
+    mask[6:8, 5:8] = True  # 6 px
     labels = label_instances(mask, min_size=4)
     assert labels[0, 0] == 0
     assert set(np.unique(labels).tolist()) == {0, 1, 2}
@@ -115,9 +113,9 @@ def test_more_than_65535_objects_use_uint32():
 
 def test_object_table_areas_centroids_boxes_and_intensity():
     labels = np.zeros((6, 8), dtype=np.uint16)
-    labels[1:3, 1:4] = 1          # 2 x 3 rectangle
-    labels[4, 5:8] = 2            # 1 x 3 line
-    labels[5, 7] = 2              # plus one pixel below its end
+    labels[1:3, 1:4] = 1  # 2 x 3 rectangle
+    labels[4, 5:8] = 2  # 1 x 3 line
+    labels[5, 7] = 2  # plus one pixel below its end
     image = np.arange(48, dtype=np.uint16).reshape(6, 8)
     rows = object_table(labels, image)
     assert [r["label"] for r in rows] == [1, 2]
@@ -126,10 +124,18 @@ def test_object_table_areas_centroids_boxes_and_intensity():
     assert first["centroid_y"] == 1.5 and first["centroid_x"] == 2.0
     assert second["centroid_y"] == pytest.approx((4 * 3 + 5) / 4)
     assert second["centroid_x"] == pytest.approx((5 + 6 + 7 + 7) / 4)
-    assert (first["bbox_min_row"], first["bbox_min_col"], first["bbox_max_row"],
-            first["bbox_max_col"]) == (1, 1, 3, 4)
-    assert (second["bbox_min_row"], second["bbox_min_col"], second["bbox_max_row"],
-            second["bbox_max_col"]) == (4, 5, 6, 8)
+    assert (first["bbox_min_row"], first["bbox_min_col"], first["bbox_max_row"], first["bbox_max_col"]) == (
+        1,
+        1,
+        3,
+        4,
+    )
+    assert (
+        second["bbox_min_row"],
+        second["bbox_min_col"],
+        second["bbox_max_row"],
+        second["bbox_max_col"],
+    ) == (4, 5, 6, 8)
     assert first["mean_intensity"] == pytest.approx((9 + 10 + 11 + 17 + 18 + 19) / 6)
     assert second["mean_intensity"] == pytest.approx((37 + 38 + 39 + 47) / 4)
     assert "area" not in first and "mean_intensity_c0" not in first

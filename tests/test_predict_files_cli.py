@@ -1,4 +1,5 @@
 """`paulow predict --input ... --output ...`: chunked runs from the command line."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,17 @@ def saved_model(folder: Path) -> Path:
 
     args = {"in_channels": 1, "classes": 1, "width": 8, "depth": 2}
     net = build_model("paulow_attention_unet", **args)
-    meta = {"arch": "paulow_attention_unet", "arch_args": args, "in_channels": 1, "classes": 1,
-            "normalisation": dict(NORMALISATION), "threshold": 0.5, "patch": 32, "overlap": 0.5, "name": "tiny"}
+    meta = {
+        "arch": "paulow_attention_unet",
+        "arch_args": args,
+        "in_channels": 1,
+        "classes": 1,
+        "normalisation": dict(NORMALISATION),
+        "threshold": 0.5,
+        "patch": 32,
+        "overlap": 0.5,
+        "name": "tiny",
+    }
     return save_checkpoint(folder / "Use_Model" / "saved_models" / "tiny.pth", [net.state_dict()], meta)
 
 
@@ -28,10 +38,15 @@ def ome_zarr_input(path: Path, image: np.ndarray) -> Path:
     """A one-level NGFF 0.4 image (y, x), as other tools write it."""
     group = zarr.open_group(path, mode="w", zarr_format=2)
     group.create_array("0", data=image, chunks=(64, 64))
-    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y", "type": "space"},
-                                                            {"name": "x", "type": "space"}],
-                                   "datasets": [{"path": "0", "coordinateTransformations": [
-                                       {"type": "scale", "scale": [1.0, 1.0]}]}]}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}
+            ],
+        }
+    ]
     return path
 
 
@@ -54,10 +69,27 @@ def test_predict_a_folder_to_tiff_and_a_bad_file_is_one_line(tmp_path: Path, cap
     folder.mkdir()
     tifffile.imwrite(folder / "a.tif", np.arange(80 * 70, dtype=np.uint16).reshape(80, 70))
     (folder / "b.tif").write_bytes(b"not a tiff")
-    code = main(["predict", "--input", str(folder), "--output", str(tmp_path / "out"), "--model", str(model_file),
-                 "--scheduler", "sync", "--tile", "32", "--chunk", "32"])
+    code = main(
+        [
+            "predict",
+            "--input",
+            str(folder),
+            "--output",
+            str(tmp_path / "out"),
+            "--model",
+            str(model_file),
+            "--scheduler",
+            "sync",
+            "--tile",
+            "32",
+            "--chunk",
+            "32",
+        ]
+    )
     err = [line for line in capsys.readouterr().err.splitlines() if line and "chunk/s" not in line]  # no bars
     assert code == 1 and len(err) == 1
-    assert err[0].startswith(f"error: {folder / 'b.tif'}: not a readable TIFF (") and err[0].endswith("- check the file")
+    assert err[0].startswith(f"error: {folder / 'b.tif'}: not a readable TIFF (") and err[0].endswith(
+        "- check the file"
+    )
     assert tifffile.imread(tmp_path / "out" / "a_mask.tif").shape == (80, 70)
     assert (folder / "a.tif").exists() and (folder / "b.tif").exists()  # inputs are never cleared

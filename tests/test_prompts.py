@@ -1,4 +1,5 @@
 """Prompts without a terminal and model names the file system cannot hold."""
+
 from __future__ import annotations
 
 import sys
@@ -19,4 +20,7 @@ def test_closed_stdin_names_the_flag(monkeypatch):
 def test_too_long_name_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match=f"at most {MAX_NAME}"):
         ask_model_name("a" * 300, tmp_path, overwrite=False, assume_default=True, default="m")
-    assert ask_model_name("a" * MAX_NAME, tmp_path, overwrite=False, assume_default=True, default="m") == "a" * MAX_NAME
+    assert (
+        ask_model_name("a" * MAX_NAME, tmp_path, overwrite=False, assume_default=True, default="m")
+        == "a" * MAX_NAME
+    )

@@ -1,4 +1,5 @@
 """A short training run on real EM data (../shared/data, present in CI): the method beats Otsu."""
+
 from __future__ import annotations
 
 import sys
@@ -12,15 +13,20 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import datasets as bench_datasets  # noqa: E402  (bench/datasets.py, not a package)
-from quality import fit_otsu, apply_otsu  # noqa: E402
+from quality import apply_otsu, fit_otsu  # noqa: E402
 
 from paulow.data import Slice  # noqa: E402
 from paulow.metrics import pooled_scores  # noqa: E402
 from paulow.postprocess import to_mask  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.shared_data,
-              pytest.mark.skipif(not bench_datasets.DEFAULT_ROOT.is_dir(),
-                                 reason=f"{bench_datasets.DEFAULT_ROOT} is absent (CI has it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.shared_data,
+    pytest.mark.skipif(
+        not bench_datasets.DEFAULT_ROOT.is_dir(),
+        reason=f"{bench_datasets.DEFAULT_ROOT} is absent (CI has it)",
+    ),
+]
 
 
 def _crop(s: Slice, size: int = 256) -> Slice:
@@ -36,12 +42,15 @@ def test_a_minute_of_training_beats_otsu_on_isbi_em():
     train, test = [_crop(s) for s in train[:8]], [_crop(s) for s in test[:3]]
     fit = fit_otsu([s.info["raw"] for s in train], [s.mask for s in train])
     otsu = pooled_scores((apply_otsu(fit, s.info["raw"]), s.mask) for s in test)["dice"]
-    cfg = TrainConfig(width=8, folds=1, test_fraction=0.0, time_limit=1.0, epochs=100, per_epoch=64,
-                      patience=100, seed=0)
+    cfg = TrainConfig(
+        width=8, folds=1, test_fraction=0.0, time_limit=1.0, epochs=100, per_epoch=64, patience=100, seed=0
+    )
     result = cross_validate(train, cfg, "cpu", echo=lambda _: None)
     model = _model(cfg, result)
-    preds = [to_mask(predict_slice(model, s.image, tile=128, device="cpu"), result.folds[0].threshold)
-             for s in test]
+    preds = [
+        to_mask(predict_slice(model, s.image, tile=128, device="cpu"), result.folds[0].threshold)
+        for s in test
+    ]
     dice = pooled_scores(zip(preds, [s.mask for s in test]))["dice"]
     # Otsu scores 0.81 on these crops (0.76 on the whole test pages); the 10-minute benchmark reaches 0.95.
     assert otsu < 0.85

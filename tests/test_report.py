@@ -1,4 +1,5 @@
 """Report files parse back; plots are real PNGs of the expected size; tables are aligned exactly."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,16 @@ import pytest
 from PIL import Image
 
 from paulow.errors import ShapeMismatchError
-from paulow.report import (dataset_summary, display_image, format_table, plot_curves, sample_panel, snr,
-                           write_csv, write_json)
+from paulow.report import (
+    dataset_summary,
+    display_image,
+    format_table,
+    plot_curves,
+    sample_panel,
+    snr,
+    write_csv,
+    write_json,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,13 +33,31 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_write_json_converts_numpy_and_non_finite(tmp_path):
-    obj = {"dice": np.float32(0.5), "n": np.int64(3), "ok": np.bool_(True), "shape": (2, 3),
-           "arr": np.arange(3, dtype=np.uint8), "nan": float("nan"), "inf": np.float64("inf"),
-           "path": Path("a/b.tif"), 7: "int key", np.int64(8): "numpy key"}
+    obj = {
+        "dice": np.float32(0.5),
+        "n": np.int64(3),
+        "ok": np.bool_(True),
+        "shape": (2, 3),
+        "arr": np.arange(3, dtype=np.uint8),
+        "nan": float("nan"),
+        "inf": np.float64("inf"),
+        "path": Path("a/b.tif"),
+        7: "int key",
+        np.int64(8): "numpy key",
+    }
     path = write_json(tmp_path / "out" / "m.json", obj)
     assert json.loads(path.read_text()) == {
-        "dice": 0.5, "n": 3, "ok": True, "shape": [2, 3], "arr": [0, 1, 2], "nan": None, "inf": None,
-        "path": "a/b.tif", "7": "int key", "8": "numpy key"}
+        "dice": 0.5,
+        "n": 3,
+        "ok": True,
+        "shape": [2, 3],
+        "arr": [0, 1, 2],
+        "nan": None,
+        "inf": None,
+        "path": "a/b.tif",
+        "7": "int key",
+        "8": "numpy key",
+    }
     assert [p.name for p in path.parent.iterdir()] == ["m.json"]  # no temporary file left
 
 
@@ -43,15 +70,20 @@ def test_write_json_keeps_old_file_when_object_cannot_be_written(tmp_path):
 
 
 def test_write_csv_header_is_union_of_keys_in_first_appearance_order(tmp_path):
-    rows = [{"file": "a.tif", "dice": np.float64(0.25)}, {"file": "b.tif", "page": 2, "dice": None},
-            {"extra": "x"}]
+    rows = [
+        {"file": "a.tif", "dice": np.float64(0.25)},
+        {"file": "b.tif", "page": 2, "dice": None},
+        {"extra": "x"},
+    ]
     path = write_csv(tmp_path / "r.csv", rows)
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         assert reader.fieldnames == ["file", "dice", "page", "extra"]
-        assert list(reader) == [{"file": "a.tif", "dice": "0.25", "page": "", "extra": ""},
-                                {"file": "b.tif", "dice": "", "page": "2", "extra": ""},
-                                {"file": "", "dice": "", "page": "", "extra": "x"}]
+        assert list(reader) == [
+            {"file": "a.tif", "dice": "0.25", "page": "", "extra": ""},
+            {"file": "b.tif", "dice": "", "page": "2", "extra": ""},
+            {"file": "", "dice": "", "page": "", "extra": "x"},
+        ]
 
 
 def test_write_csv_of_no_rows_is_an_empty_file(tmp_path):
@@ -116,15 +148,14 @@ def test_display_image_stretches_between_percentiles():
 
 
 def test_format_table_exact():
-    rows = [{"name": "a", "dice": 0.5, "n": 3},
-            {"name": "long name", "dice": np.float32(0.12345), "n": 12, "extra": 1},
-            {"name": "b", "n": None}]
+    rows = [
+        {"name": "a", "dice": 0.5, "n": 3},
+        {"name": "long name", "dice": np.float32(0.12345), "n": 12, "extra": 1},
+        {"name": "b", "n": None},
+    ]
     assert format_table(rows, ["name", "dice", "n"]) == (
-        "name        dice   n\n"
-        "---------  -----  --\n"
-        "a          0.500   3\n"
-        "long name  0.123  12\n"
-        "b")
+        "name        dice   n\n---------  -----  --\na          0.500   3\nlong name  0.123  12\nb"
+    )
 
 
 def test_format_table_without_rows_is_header_and_rule():
@@ -133,18 +164,52 @@ def test_format_table_without_rows_is_header_and_rule():
 
 def test_dataset_summary_aggregates():
     infos = [
-        {"file": "a.tif", "page": 0, "shape": [4, 5], "dtype": "uint8", "min": 3.0, "max": 200.0,
-         "foreground_fraction": 0.25, "snr": 4.0, "channels": 1},
-        {"file": "a.tif", "page": 1, "shape": [4, 5], "dtype": "uint8", "min": 0.0, "max": 180.0,
-         "foreground_fraction": 0.0, "snr": float("nan"), "channels": 1},
-        {"file": "b.tif", "page": 0, "shape": [8, 8], "dtype": "uint16", "min": 10.0, "max": 4000.0,
-         "foreground_fraction": 0.5, "snr": 8.0, "channels": 3},
+        {
+            "file": "a.tif",
+            "page": 0,
+            "shape": [4, 5],
+            "dtype": "uint8",
+            "min": 3.0,
+            "max": 200.0,
+            "foreground_fraction": 0.25,
+            "snr": 4.0,
+            "channels": 1,
+        },
+        {
+            "file": "a.tif",
+            "page": 1,
+            "shape": [4, 5],
+            "dtype": "uint8",
+            "min": 0.0,
+            "max": 180.0,
+            "foreground_fraction": 0.0,
+            "snr": float("nan"),
+            "channels": 1,
+        },
+        {
+            "file": "b.tif",
+            "page": 0,
+            "shape": [8, 8],
+            "dtype": "uint16",
+            "min": 10.0,
+            "max": 4000.0,
+            "foreground_fraction": 0.5,
+            "snr": 8.0,
+            "channels": 3,
+        },
     ]
     assert dataset_summary(infos) == {
-        "slices": 3, "files": 2, "shapes": {"4x5": 2, "8x8": 1}, "dtypes": {"uint8": 2, "uint16": 1},
-        "intensity_min": 0.0, "intensity_max": 4000.0,
-        "foreground_fraction": {"mean": 0.25, "min": 0.0, "max": 0.5}, "empty_masks": 1,
-        "snr": {"mean": 6.0, "min": 4.0, "max": 8.0}, "channels": {1: 2, 3: 1}}
+        "slices": 3,
+        "files": 2,
+        "shapes": {"4x5": 2, "8x8": 1},
+        "dtypes": {"uint8": 2, "uint16": 1},
+        "intensity_min": 0.0,
+        "intensity_max": 4000.0,
+        "foreground_fraction": {"mean": 0.25, "min": 0.0, "max": 0.5},
+        "empty_masks": 1,
+        "snr": {"mean": 6.0, "min": 4.0, "max": 8.0},
+        "channels": {1: 2, 3: 1},
+    }
 
 
 def test_dataset_summary_of_nothing():
@@ -166,9 +231,11 @@ def test_plots_never_import_pyplot(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from paulow.report import plot_curves; "
-            f"plot_curves([{{'epoch': 1, 'train_loss': 1.0, 'val_dice': 0.5}}], r'{tmp_path / 'c.png'}'); "
-            "print('matplotlib.pyplot' in sys.modules)")
+    code = (
+        "import sys; from paulow.report import plot_curves; "
+        f"plot_curves([{{'epoch': 1, 'train_loss': 1.0, 'val_dice': 0.5}}], r'{tmp_path / 'c.png'}'); "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC

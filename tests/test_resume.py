@@ -1,4 +1,5 @@
 """Resuming a stopped training run: the state file, the checks, and going on where it stopped."""
+
 from __future__ import annotations
 
 import signal
@@ -7,16 +8,28 @@ import sys
 
 import pytest
 import torch
-
 from _workflow import REPO, TINY_TRAIN, default_sigint, files, nuclei_slices
+
 from paulow import resume as resume_file
 from paulow.errors import UsageError
 from paulow.train import ProgressSaver, TrainConfig, cross_validate
 
-
-CFG = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=5, folds=2,
-                  test_fraction=0.0, time_limit=None, patience=100, device="cpu", tune_threshold=False,
-                  augment=False)
+CFG = TrainConfig(
+    width=4,
+    depth=2,
+    patch=32,
+    overlap=16,
+    batch_size=4,
+    per_epoch=8,
+    epochs=5,
+    folds=2,
+    test_fraction=0.0,
+    time_limit=None,
+    patience=100,
+    device="cpu",
+    tune_threshold=False,
+    augment=False,
+)
 
 
 class Stop(Exception):
@@ -33,7 +46,9 @@ def _interrupted_state(stop_after: int) -> dict:
             raise Stop
 
     with pytest.raises(Stop):
-        cross_validate(nuclei_slices(), CFG, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0))
+        cross_validate(
+            nuclei_slices(), CFG, "cpu", echo=lambda _: None, progress=ProgressSaver(write, every=0)
+        )
     return saved[-1]
 
 
@@ -106,8 +121,13 @@ def test_train_script_stopped_by_ctrl_c_resumes_with_resume(tmp_path):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, n=4, size=(64, 64), seed=3)
     args = [sys.executable, "-u", str(REPO / "train_model.py"), "--root", str(tmp_path)]
-    proc = subprocess.Popen([*args, "--name", "r", *TINY_TRAIN, "--folds", "2", "--test-fraction", "0",
-                             "--epochs", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [*args, "--name", "r", *TINY_TRAIN, "--folds", "2", "--test-fraction", "0", "--epochs", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     for line in proc.stdout:  # fold 1 is finished (and saved) once fold 2 starts
         if line.startswith("fold 2/2"):
             break
@@ -139,13 +159,23 @@ def test_resume_refuses_changed_training_files(tmp_path):
     inputs = files(ws.train_images) + files(ws.train_masks)
     from paulow.workspace import fingerprints
 
-    hashes = resume_file.input_hashes(fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]),
-                                      ws.root)
+    hashes = resume_file.input_hashes(
+        fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]), ws.root
+    )
     hashes[next(iter(hashes))] = "0" * 64  # as if an image had been edited since
-    resume_file.save_state(ws.models / "old_report" / resume_file.RESUME_FILE, "old", {"width": 4}, hashes,
-                           {"seconds": 1.0, "folds": [], "current": None})
-    done = subprocess.run([sys.executable, str(REPO / "train_model.py"), "--root", str(tmp_path), "--resume"],
-                          capture_output=True, text=True, timeout=300)
+    resume_file.save_state(
+        ws.models / "old_report" / resume_file.RESUME_FILE,
+        "old",
+        {"width": 4},
+        hashes,
+        {"seconds": 1.0, "folds": [], "current": None},
+    )
+    done = subprocess.run(
+        [sys.executable, str(REPO / "train_model.py"), "--root", str(tmp_path), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "changed:" in done.stderr and "Traceback" not in done.stderr
     assert files(ws.train_images) + files(ws.train_masks) == inputs

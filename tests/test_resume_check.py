@@ -1,5 +1,6 @@
 """Malformed resume states (wrong types, missing keys, weights that do not fit the network) are one
 error line naming the field, never a crash mid-training and never silently accepted."""
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,13 @@ def state() -> dict:
             raise Stop
 
     with pytest.raises(Stop):
-        cross_validate(nuclei_slices(), replace(CFG, epochs=2), "cpu", echo=lambda _: None,
-                       progress=ProgressSaver(write, every=0))
+        cross_validate(
+            nuclei_slices(),
+            replace(CFG, epochs=2),
+            "cpu",
+            echo=lambda _: None,
+            progress=ProgressSaver(write, every=0),
+        )
     assert len(saved[-1]["folds"]) == 1 and saved[-1]["current"]["epoch"] == 1
     return saved[-1]
 
@@ -67,13 +73,15 @@ def _edit(state: dict, how: str) -> dict:
     return state
 
 
-STRUCTURE = {"epoch_text": "'state.current.epoch': is not a whole number >= 0",
-             "no_history": "'state.folds[0].history': is missing",
-             "foreign_field": "'state.folds[0].x': is not a field of a resume state",
-             "folds_dict": "'state.folds': is not a list",
-             "seconds_nan": "'state.seconds': is not a finite number >= 0",
-             "weights_nan": "holds NaN or infinite values",
-             "weights_list": "'state.current.best_state': is not a dictionary of named tensors"}
+STRUCTURE = {
+    "epoch_text": "'state.current.epoch': is not a whole number >= 0",
+    "no_history": "'state.folds[0].history': is missing",
+    "foreign_field": "'state.folds[0].x': is not a field of a resume state",
+    "folds_dict": "'state.folds': is not a list",
+    "seconds_nan": "'state.seconds': is not a finite number >= 0",
+    "weights_nan": "holds NaN or infinite values",
+    "weights_list": "'state.current.best_state': is not a dictionary of named tensors",
+}
 
 
 @pytest.mark.parametrize("how", sorted(STRUCTURE))
@@ -83,14 +91,20 @@ def test_malformed_structure_is_one_line_when_read(state, tmp_path, how):
         resume_file.load_state(path)
     message = str(info.value)
     assert message.startswith(f"resume file '{path}': field ") and "\n" not in message
-    assert STRUCTURE[how] in message and message.endswith("start a new run without --resume (or delete that "
-                                                          "resume_state.pth)")
+    assert STRUCTURE[how] in message and message.endswith(
+        "start a new run without --resume (or delete that resume_state.pth)"
+    )
 
 
-@pytest.mark.parametrize("payload, words", [({"state": [1]}, "'state': is not a dictionary"),
-                                            ({"name": 5}, "'name': is not a model name"),
-                                            ({"inputs": {"a.tif": "zz"}}, "'inputs': is not a dictionary of file"),
-                                            ({"config": "x"}, "'config': is not a dictionary")])
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        ({"state": [1]}, "'state': is not a dictionary"),
+        ({"name": 5}, "'name': is not a model name"),
+        ({"inputs": {"a.tif": "zz"}}, "'inputs': is not a dictionary of file"),
+        ({"config": "x"}, "'config': is not a dictionary"),
+    ],
+)
 def test_malformed_top_level_is_one_line(state, tmp_path, payload, words):
     with pytest.raises(ResumeStateError, match="field ") as info:
         resume_file.load_state(_save(tmp_path, state, payload))
@@ -100,9 +114,10 @@ def test_malformed_top_level_is_one_line(state, tmp_path, payload, words):
 def test_flipped_weights_do_not_fit_the_network(state):
     key = _first_conv(state["current"]["model"])
     for where, tensor, words in (
-            ("model", state["current"]["model"][key].flatten(), "the network needs torch.float32"),
-            ("model", state["current"]["model"][key].double(), "is torch.float64"),
-            ("best_state", state["current"]["best_state"][key][:1], "the network needs")):
+        ("model", state["current"]["model"][key].flatten(), "the network needs torch.float32"),
+        ("model", state["current"]["model"][key].double(), "is torch.float64"),
+        ("best_state", state["current"]["best_state"][key][:1], "the network needs"),
+    ):
         bad = copy.deepcopy(state)
         bad["current"][where][key] = tensor
         with pytest.raises(ResumeStateError) as info:

@@ -1,4 +1,5 @@
 """ImageJ ROI zips read back with roifile match the label image."""
+
 from __future__ import annotations
 
 import cv2

@@ -1,6 +1,7 @@
 # ruff: noqa: F811 (the quick_ws fixture is imported)
 """Issue 29 part A: run records that cannot clear the wrong input, one bad entry refused alone, the
 rerun after SIGKILL, a lock that survives tampering, --resume names (signals: test_safety_signals.py)."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,20 @@ def test_a_record_whose_output_changed_is_not_reused(quick_ws, capsys):
     assert tifffile.imread(mask).min() == 255
 
 
-@pytest.mark.parametrize("text", ["null", "[]", '"x"', '{"files": 5}', '{"files": [5]}',
-                                  '{"files": [{"outputs": 3}]}', '{"model": "m"}', "{not json", "\xff\xfe"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "null",
+        "[]",
+        '"x"',
+        '{"files": 5}',
+        '{"files": [5]}',
+        '{"files": [{"outputs": 3}]}',
+        '{"model": "m"}',
+        "{not json",
+        "\xff\xfe",
+    ],
+)
 def test_foreign_json_in_runs_is_skipped_with_one_warning(quick_ws, capsys, text):
     ws = quick_ws
     (ws.use_outputs / "runs").mkdir()
@@ -118,9 +131,12 @@ def test_foreign_json_in_runs_is_skipped_with_one_warning(quick_ws, capsys, text
     assert _predict(ws) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    why = {"{not json": "JSONDecodeError", "\xff\xfe": "UnicodeDecodeError"}.get(text, "not a PAULow run record")
+    why = {"{not json": "JSONDecodeError", "\xff\xfe": "UnicodeDecodeError"}.get(
+        text, "not a PAULow run record"
+    )
     assert [line for line in err.splitlines() if "segment_foreign.json" in line] == [
-        f"WARNING: skipped '{bad}' ({why}): runs/ holds PAULow's run records; move that file away"]
+        f"WARNING: skipped '{bad}' ({why}): runs/ holds PAULow's run records; move that file away"
+    ]
     assert files(ws.use_outputs) == ["a_mask.tif", "runs"] and files(ws.use_inputs) == []
     assert bad.read_bytes() == text.encode("latin-1")  # not ours: left as it was
 
@@ -131,8 +147,12 @@ def test_runs_being_a_file_is_one_line_before_any_work(quick_ws, capsys):
     _image(ws.use_inputs / "a.tif", 40)
     assert _predict(ws) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == [(f"error: '{ws.use_outputs / 'runs'}' is not a folder: move it away "
-                                         "(PAULow keeps its run records in a folder of that name)")]
+    assert err.strip().splitlines() == [
+        (
+            f"error: '{ws.use_outputs / 'runs'}' is not a folder: move it away "
+            "(PAULow keeps its run records in a folder of that name)"
+        )
+    ]
     assert files(ws.use_inputs) == ["a.tif"] and files(ws.use_outputs) == ["runs"]
 
 
@@ -172,7 +192,8 @@ def test_a_240_byte_input_name_is_refused_alone(quick_ws, capsys):
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: {long_name}: the name is too long for its output names (240 bytes; file names may have 255) "
-        "- rename it shorter"]
+        "- rename it shorter"
+    ]
     assert files(ws.use_inputs) == [long_name]  # kept; a.tif segmented and cleared
     assert files(ws.use_outputs) == ["a_mask.tif", "runs"]
     assert not [p for p in ws.use_outputs.iterdir() if p.name.startswith(".")]
@@ -195,7 +216,8 @@ def test_an_input_removed_mid_run_is_refused_alone(quick_ws, monkeypatch, capsys
     assert _predict(ws) == 1
     out, err = capsys.readouterr()
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: b.tif: it was removed while the run went on - put it back and rerun to segment it"]
+        "error: b.tif: it was removed while the run went on - put it back and rerun to segment it"
+    ]
     assert files(ws.use_outputs) == ["a_mask.tif", "c_mask.tif", "runs"] and files(ws.use_inputs) == []
     assert "1 file(s) failed and were kept in INPUT_IMAGES:" in out
 
@@ -210,8 +232,12 @@ def test_a_closed_stdout_does_not_abort_the_run(quick_ws):
     ws = quick_ws
     for i in range(2):
         _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
-    proc = subprocess.Popen([sys.executable, str(REPO / "use_model.py"), "--root", str(ws.root), "--model", "t",
-                             "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "use_model.py"), "--root", str(ws.root), "--model", "t", "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     proc.stdout.close()  # as `head -1` does after its line (here before any: every write hits a broken pipe)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
@@ -239,7 +265,8 @@ def test_a_training_pair_added_while_inputs_are_fingerprinted_is_refused_alone(t
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        f"error: {late.name}: it was added while the run was starting - it is kept for the next run"]
+        f"error: {late.name}: it was added while the run was starting - it is kept for the next run"
+    ]
     assert (ws.models / "m.pth").is_file()
     assert files(ws.train_images) == [late.name] and len(files(ws.train_masks)) == 1  # its pair kept
 
@@ -257,9 +284,13 @@ def test_a_rerun_after_sigkill_mid_segmentation_finishes_without_duplicates(quic
     for i in range(6):
         _image(ws.use_inputs / f"in{i}.tif", 256, seed=i)
     cmd = [sys.executable, str(REPO / "use_model.py"), "--root", str(ws.root), "--model", "t", "--yes"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
-    while not (ws.use_outputs / "in0_mask.tif").exists() and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (ws.use_outputs / "in0_mask.tif").exists() and proc.poll() is None and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)  # mid-way: the first mask is written, the others are not
     proc.wait(timeout=30)
@@ -291,6 +322,7 @@ def test_a_kill_right_after_a_mask_is_renamed_into_place_leaves_it_recorded(quic
     assert "in0.tif: kept in0_mask.tif from an interrupted run" in capsys.readouterr().out
     assert files(ws.use_outputs) == ["in0_mask.tif", "in1_mask.tif", "runs"] and files(ws.use_inputs) == []
 
+
 # ---------------------------------------------------------------- the lock
 def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(quick_ws, capsys):
     from paulow.workspace import LOCK_NAME
@@ -302,8 +334,12 @@ def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(quick
     _image(ws.use_inputs / "a.tif", 40)
     assert _predict(ws) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == [(f"error: '{ws.root / LOCK_NAME}' is a symbolic link: delete that link "
-                                         "(PAULow writes its lock file there and never follows links)")]
+    assert err.strip().splitlines() == [
+        (
+            f"error: '{ws.root / LOCK_NAME}' is a symbolic link: delete that link "
+            "(PAULow writes its lock file there and never follows links)"
+        )
+    ]
     assert victim.read_text() == "x" * 2048 and files(ws.use_inputs) == ["a.tif"]
 
 
@@ -374,8 +410,9 @@ def test_resume_refuses_a_model_name_with_folders_or_dots(tmp_path, capsys, name
     ws = Workspace(tmp_path / "ws")
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, n=2, size=(32, 32), seed=1)
-    hashes = resume_file.input_hashes(fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]),
-                                      ws.root)
+    hashes = resume_file.input_hashes(
+        fingerprints([*ws.train_images.iterdir(), *ws.train_masks.iterdir()]), ws.root
+    )
     state = ws.models / "old_report" / resume_file.RESUME_FILE
     resume_file.save_state(state, name, {"width": 4}, hashes, {"seconds": 1.0, "folds": [], "current": None})
     code = cli.main(["train", "--root", str(ws.root), "--resume", "old", "--yes"])
@@ -386,8 +423,10 @@ def test_resume_refuses_a_model_name_with_folders_or_dots(tmp_path, capsys, name
         assert last.startswith(f"error: the resume file '{state}' names no valid model (")
         assert last.endswith("): start a new run without --resume")
     else:  # not even text: the resume file's schema check refuses it first
-        assert last == (f"error: resume file '{state}': field 'name': is not a model name - start a new run "
-                        "without --resume (or delete that resume_state.pth)")
+        assert last == (
+            f"error: resume file '{state}': field 'name': is not a model name - start a new run "
+            "without --resume (or delete that resume_state.pth)"
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]  # nothing written beside the workspace
     assert sorted(p.name for p in ws.models.iterdir()) == ["old_report"]
     assert len(files(ws.train_images)) == 2

@@ -1,6 +1,7 @@
 # ruff: noqa: F811 (the quick_ws fixture is imported)
 """Issue 29 part A, continued: SIGTERM/SIGHUP like Ctrl-C in every phase, leftover torchrun
 variables, a full disk while saving (helpers in tests/test_safety.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,9 @@ def test_sigterm_while_reading_stops_and_keeps_every_input(quick_ws, monkeypatch
     monkeypatch.setattr(io, "read_image", read_then_term)
     assert _predict(ws) == 143
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == ("interrupted (SIGTERM): nothing was deleted; the input folders are "
-                                            "as they were")
+    assert err.strip().splitlines()[-1] == (
+        "interrupted (SIGTERM): nothing was deleted; the input folders are as they were"
+    )
     assert files(ws.use_inputs) == ["a.tif"] and files(ws.use_outputs) == []
     assert not (ws.root / ".paulow.lock").exists()
     import signal
@@ -69,7 +71,9 @@ def test_sigterm_while_writing_masks_keeps_inputs_and_no_partial_file(quick_ws, 
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
-def test_sigterm_or_sighup_while_clearing_says_what_was_deleted_and_kept(quick_ws, monkeypatch, capsys, signame):
+def test_sigterm_or_sighup_while_clearing_says_what_was_deleted_and_kept(
+    quick_ws, monkeypatch, capsys, signame
+):
     import os
     import signal
 
@@ -92,7 +96,8 @@ def test_sigterm_or_sighup_while_clearing_says_what_was_deleted_and_kept(quick_w
     assert code == 128 + getattr(signal, signame)
     assert err.strip().splitlines()[-1] == (
         f"interrupted: stopped ({signame}) while clearing the inputs: 2 of 4 input file(s) were deleted "
-        f"(in0.tif, in1.tif); the other 2 are kept in '{ws.use_inputs}'")
+        f"(in0.tif, in1.tif); the other 2 are kept in '{ws.use_inputs}'"
+    )
     assert files(ws.use_inputs) == ["in2.tif", "in3.tif"]
     assert _predict(ws) == 0  # the rerun keeps the masks of the two kept inputs: no *_mask_2.tif
     assert files(ws.use_outputs) == [f"in{i}_mask.tif" for i in range(4)] + ["runs"]
@@ -123,11 +128,25 @@ def test_sigterm_during_an_epoch_keeps_inputs_and_the_resume_state(tmp_path, mon
 
     monkeypatch.setattr(train.ProgressSaver, "__init__", every_epoch)
     monkeypatch.setattr(torch.optim.AdamW, "step", step_then_term)
-    code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "3", "--optimizer", "adamw",
-                     *TINY_TRAIN])
+    code = cli.main(
+        [
+            "train",
+            "--root",
+            str(tmp_path),
+            "--name",
+            "m",
+            "--epochs",
+            "3",
+            "--optimizer",
+            "adamw",
+            *TINY_TRAIN,
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 143, err
-    assert "training stopped; nothing was deleted. To go on where it stopped: train_model.py --resume m" in out
+    assert (
+        "training stopped; nothing was deleted. To go on where it stopped: train_model.py --resume m" in out
+    )
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err
     assert state.is_file() and not (ws.models / "m.pth").exists()
     assert len(files(ws.train_images)) == 2 and len(files(ws.train_masks)) == 2
@@ -144,9 +163,14 @@ def test_a_background_run_with_sigint_ignored_stops_on_sigterm(quick_ws):
     ws = quick_ws
     untrained_model(ws.models / "u.pth")  # two models: the run asks which one, and waits there
     _image(ws.use_inputs / "a.tif", 40)
-    proc = subprocess.Popen([sys.executable, "-u", str(REPO / "use_model.py"), "--root", str(ws.root)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(REPO / "use_model.py"), "--root", str(ws.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     seen = ""
     while "Which model" not in seen:  # the prompt has no newline: read it character by character
         char = proc.stdout.read(1)
@@ -164,14 +188,25 @@ def test_a_background_run_with_sigint_ignored_stops_on_sigterm(quick_ws):
 _UNSET = "unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT (left over from an earlier torchrun?)"
 
 
-@pytest.mark.parametrize(("env", "says"), [
-    ({"WORLD_SIZE": "abc", "RANK": "0"}, "the environment sets WORLD_SIZE='abc' RANK='0', which are not whole numbers"),
-    ({"RANK": "1"}, "the environment sets RANK='1' without WORLD_SIZE"),
-    ({"WORLD_SIZE": "2"}, "the environment sets WORLD_SIZE='2' without RANK"),
-    ({"WORLD_SIZE": "2", "RANK": "2"}, "the environment sets WORLD_SIZE='2' RANK='2' (RANK must be 0 to WORLD_SIZE - 1)"),
-])
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"WORLD_SIZE": "abc", "RANK": "0"},
+            "the environment sets WORLD_SIZE='abc' RANK='0', which are not whole numbers",
+        ),
+        ({"RANK": "1"}, "the environment sets RANK='1' without WORLD_SIZE"),
+        ({"WORLD_SIZE": "2"}, "the environment sets WORLD_SIZE='2' without RANK"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "2"},
+            "the environment sets WORLD_SIZE='2' RANK='2' (RANK must be 0 to WORLD_SIZE - 1)",
+        ),
+    ],
+)
 @pytest.mark.parametrize("command", ["train", "predict"])
-def test_leftover_torchrun_variables_are_one_line_naming_them(tmp_path, monkeypatch, capsys, env, says, command):
+def test_leftover_torchrun_variables_are_one_line_naming_them(
+    tmp_path, monkeypatch, capsys, env, says, command
+):
     Workspace(tmp_path).setup()
     for key in ("WORLD_SIZE", "RANK"):
         monkeypatch.delenv(key, raising=False)
@@ -192,15 +227,22 @@ def test_world_size_without_peers_gives_up_after_the_rendezvous_timeout(tmp_path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     Workspace(tmp_path).setup()
-    for key, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "PAULOW_DDP_RENDEZVOUS_TIMEOUT": "2"}.items():
+    for key, value in {
+        "WORLD_SIZE": "2",
+        "RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "PAULOW_DDP_RENDEZVOUS_TIMEOUT": "2",
+    }.items():
         monkeypatch.setenv(key, value)
     start = time.monotonic()
     assert cli.main(["train", "--root", str(tmp_path), "--yes", "--name", "m"]) == 2
     assert time.monotonic() - start < 30
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"error: the other torchrun process(es) did not join at 127.0.0.1:{port} within 2 s "
-                           "(PAULOW_DDP_RENDEZVOUS_TIMEOUT; WORLD_SIZE=2, RANK=0; ")
+    assert line.startswith(
+        f"error: the other torchrun process(es) did not join at 127.0.0.1:{port} within 2 s "
+        "(PAULOW_DDP_RENDEZVOUS_TIMEOUT; WORLD_SIZE=2, RANK=0; "
+    )
     assert line.endswith(f"): start all of them with torchrun, or {_UNSET}")
 
 
@@ -229,12 +271,17 @@ def test_disk_full_while_saving_the_resume_state_is_one_line(tmp_path, monkeypat
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(torch, "save", full_for_states)
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 << 30, 10 << 30, 0))
-    monkeypatch.setattr(train.ProgressSaver, "__init__", lambda self, write, every=10.0: real_init(self, write, 0.0))
+    monkeypatch.setattr(
+        train.ProgressSaver, "__init__", lambda self, write, every=10.0: real_init(self, write, 0.0)
+    )
     code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "2", *TINY_TRAIN])
     err = capsys.readouterr().err
     state = ws.models / "m_report" / "resume_state.pth"
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == f"error: {state}: disk full - free some space and rerun (the inputs were kept)"
+    assert (
+        err.strip().splitlines()[-1]
+        == f"error: {state}: disk full - free some space and rerun (the inputs were kept)"
+    )
     assert len(files(ws.train_images)) == 2 and not (ws.models / "m.pth").exists()
 
 
@@ -250,6 +297,8 @@ def test_a_short_tiff_write_is_a_full_disk(quick_ws, monkeypatch, capsys):
     monkeypatch.setattr(io.tifffile, "imwrite", short)
     assert _predict(ws) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1] == (f"error: {ws.use_outputs / 'a_mask.tif'}: disk full - free some space "
-                                            "and rerun (the inputs were kept)")
+    assert err.strip().splitlines()[-1] == (
+        f"error: {ws.use_outputs / 'a_mask.tif'}: disk full - free some space "
+        "and rerun (the inputs were kept)"
+    )
     assert files(ws.use_inputs) == ["a.tif"]

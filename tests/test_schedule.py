@@ -1,4 +1,5 @@
 """Learning-rate schedules: warm-up + cosine (default), per-epoch step decay, constant."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Selection scores from stored probabilities, checked against hand-computed counts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,8 +61,18 @@ def test_object_dice_of_a_boundary_model_merges_interior_and_boundary():
     assert scores["dice_c"][1] == 0.0 and scores["dice_c"][2] == 0.0  # no class right pixel by pixel
     assert "dice_objects" not in score_probabilities([prob], [truth])
     # objects under min_size px go, as use_model.py removes them: the 1 px object at (1, 3)
-    assert score_probabilities([prob], [truth], min_size=2, objects=True)["dice_objects"] == pytest.approx(4 / 5)
-    meta = {"metrics": {"test_dice": 0.0, "best_fold": 1, "test_dice_objects": 4 / 6,
-                        "test_dice_per_class": {"background": 0.5, "interior": 0.0, "boundary": 0.0}}}
-    assert test_line(meta) == ("selected fold 1; test Dice 0.6667 (object masks, as use_model.py writes them; "
-                               "per class: interior 0.0000, boundary 0.0000)")
+    assert score_probabilities([prob], [truth], min_size=2, objects=True)["dice_objects"] == pytest.approx(
+        4 / 5
+    )
+    meta = {
+        "metrics": {
+            "test_dice": 0.0,
+            "best_fold": 1,
+            "test_dice_objects": 4 / 6,
+            "test_dice_per_class": {"background": 0.5, "interior": 0.0, "boundary": 0.0},
+        }
+    }
+    assert test_line(meta) == (
+        "selected fold 1; test Dice 0.6667 (object masks, as use_model.py writes them; "
+        "per class: interior 0.0000, boundary 0.0000)"
+    )

@@ -1,5 +1,6 @@
 """Splits (`paulow.splits`): by file when there are enough files, else contiguous page blocks; a
 stack's pages never interleave between the sides. Expected indices are worked out by hand."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,11 @@ from paulow.splits import describe, kfold, split_test
 
 def _stacks(*pages: int) -> list[Slice]:
     """One file per entry with that many pages: f0.tif, f1.tif, ..."""
-    return [Slice(np.zeros((1, 4, 4), np.float32), np.zeros((4, 4), np.uint8), Path(f"f{f}.tif"), p)
-            for f, n in enumerate(pages) for p in range(n)]
+    return [
+        Slice(np.zeros((1, 4, 4), np.float32), np.zeros((4, 4), np.uint8), Path(f"f{f}.tif"), p)
+        for f, n in enumerate(pages)
+        for p in range(n)
+    ]
 
 
 def _pages(slices: list[Slice], name: str = "f0.tif") -> list[int]:
@@ -39,14 +43,18 @@ def test_one_stack_cut_into_five_contiguous_validation_blocks():
     folds = kfold(rest, 5, seed=7)
     # 27 pages in 5 blocks of 6, 6, 5, 5, 5 along the page order (the test block skipped)
     assert [_pages(val) for _, val in folds] == [
-        [0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16], [17, 18, 19, 20, 24],
-        [25, 26, 27, 28, 29]]
+        [0, 1, 2, 3, 4, 5],
+        [6, 7, 8, 9, 10, 11],
+        [12, 13, 14, 15, 16],
+        [17, 18, 19, 20, 24],
+        [25, 26, 27, 28, 29],
+    ]
     for train, val in folds:
         assert sorted(_pages(train) + _pages(val)) == _pages(rest)
 
 
 def test_one_stack_single_split_validates_one_block():
-    (train, val), = kfold(_stacks(30), 1, seed=2, val_fraction=0.2)
+    ((train, val),) = kfold(_stacks(30), 1, seed=2, val_fraction=0.2)
     assert _pages(val) == [12, 13, 14, 15, 16, 17]  # 6 pages; slot 2 % 5 of five slots of 6
     assert len(train) == 24
 
@@ -78,9 +86,19 @@ def test_three_images_and_a_stack_are_cut_in_page_order():
     assert [(s.source.name, s.page) for s in test] == [("f3.tif", 0), ("f3.tif", 1), ("f3.tif", 2)]
     folds = kfold(rest, 5, seed=1)  # 30 pages left, 4 files (< 5): 5 blocks of 6
     assert [(s.source.name, s.page) for s in folds[0][1]] == [
-        ("f0.tif", 0), ("f1.tif", 0), ("f2.tif", 0), ("f3.tif", 3), ("f3.tif", 4), ("f3.tif", 5)]
+        ("f0.tif", 0),
+        ("f1.tif", 0),
+        ("f2.tif", 0),
+        ("f3.tif", 3),
+        ("f3.tif", 4),
+        ("f3.tif", 5),
+    ]
     assert [_pages(val, "f3.tif") for _, val in folds[1:]] == [
-        list(range(6, 12)), list(range(12, 18)), list(range(18, 24)), list(range(24, 30))]
+        list(range(6, 12)),
+        list(range(12, 18)),
+        list(range(18, 24)),
+        list(range(24, 30)),
+    ]
 
 
 def test_ten_files_one_of_them_a_stack_split_by_file():
@@ -92,7 +110,7 @@ def test_ten_files_one_of_them_a_stack_split_by_file():
 
 
 def test_a_split_never_takes_every_page():
-    (train, val), = kfold(_stacks(2), 1, seed=0, val_fraction=0.75)
+    ((train, val),) = kfold(_stacks(2), 1, seed=0, val_fraction=0.75)
     assert (_pages(train), _pages(val)) == ([1], [0])
 
 
@@ -100,12 +118,15 @@ def test_the_plan_line_says_how_the_split_was_made():
     stack = _stacks(30)
     rest, test = split_test(stack, 0.1, 0)
     text = describe(stack, rest, test, 5, 0.1)
-    assert text == ("split: test share in contiguous page blocks, 5 folds in contiguous page blocks "
-                    "(1 file(s), 30 page(s): too few files to split by file, a stack's pages are never "
-                    "interleaved)")
+    assert text == (
+        "split: test share in contiguous page blocks, 5 folds in contiguous page blocks "
+        "(1 file(s), 30 page(s): too few files to split by file, a stack's pages are never "
+        "interleaved)"
+    )
     many = _stacks(*[1] * 12)
     rest, test = split_test(many, 0.1, 0)
-    assert describe(many, rest, test, 1, 0.1) == ("split: test share by file, validation by file "
-                                                  "(12 file(s), 12 page(s))")
+    assert describe(many, rest, test, 1, 0.1) == (
+        "split: test share by file, validation by file (12 file(s), 12 page(s))"
+    )
     plan = Plan(1, None, None, None, 0.25, "no time limit: the requested folds", split=text)
     assert plan.line() == f"plan: 1 fold(s), {text} — no time limit: the requested folds"

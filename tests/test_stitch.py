@@ -1,4 +1,5 @@
 """Objects through z: per-section labels linked into 3-D objects on synthetic ellipsoids."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,10 @@ def test_touching_ellipsoids_stay_two_objects_with_volumes_within_their_contact_
         match = np.bincount(truth[stitched == label]).argmax()
         other = 3 - match
         # the watershed may draw the line anywhere within 2 px of the true contact face
-        zone = np.count_nonzero((truth == match) & ndimage.binary_dilation(
-            truth == other, structure=np.ones((1, 3, 3)), iterations=2))
+        zone = np.count_nonzero(
+            (truth == match)
+            & ndimage.binary_dilation(truth == other, structure=np.ones((1, 3, 3)), iterations=2)
+        )
         assert abs(int(np.count_nonzero(stitched == label)) - int(np.count_nonzero(truth == match))) <= zone
 
 

@@ -1,4 +1,5 @@
 """A masks folder that holds images is one error before training; instance labels still pass."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,8 +67,9 @@ def test_instance_labels_with_75_objects_pass(tmp_path):
 
 def test_one_image_among_masks_is_a_warning(caplog):
     image, mask = nuclei_image((64, 64), seed=1)
-    pairs = [("a.tif", image[None], image[None, None])] + [(f"{i}.tif", mask[None], image[None, None])
-                                                             for i in range(3)]
+    pairs = [("a.tif", image[None], image[None, None])] + [
+        (f"{i}.tif", mask[None], image[None, None]) for i in range(3)
+    ]
     check_masks_not_images(pairs, "'masks'")
     assert "1 mask(s) in 'masks' look like images ('a.tif':" in caplog.text
 

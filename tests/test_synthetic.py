@@ -1,4 +1,5 @@
 """Synthetic images: reproducible, exactly binary masks, realistic ranges, written data sets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -100,11 +101,12 @@ def test_make_stack(kind):
 
 def test_write_dataset_files_read_back_and_pair(tmp_path):
     pairs = synthetic.write_dataset(tmp_path / "im", tmp_path / "ma", n=3, size=(32, 40), seed=5)
-    assert [(i.name, m.name) for i, m in pairs] == [("image1.tif", "mask1.tif"),
-                                                    ("image2.tif", "mask2.tif"),
-                                                    ("image3.tif", "mask3.tif")]
-    assert io.pair_images_masks(io.list_images(tmp_path / "im"),
-                                io.list_images(tmp_path / "ma")) == pairs
+    assert [(i.name, m.name) for i, m in pairs] == [
+        ("image1.tif", "mask1.tif"),
+        ("image2.tif", "mask2.tif"),
+        ("image3.tif", "mask3.tif"),
+    ]
+    assert io.pair_images_masks(io.list_images(tmp_path / "im"), io.list_images(tmp_path / "ma")) == pairs
     image = io.read_image(pairs[0][0]).data
     mask = io.read_mask(pairs[0][1])
     assert image.shape == (1, 1, 32, 40) and image.dtype == np.uint8
@@ -122,9 +124,17 @@ def test_write_dataset_is_reproducible(tmp_path):
 
 
 def test_write_dataset_stacks_sixteen_bit_and_names(tmp_path):
-    pairs = synthetic.write_dataset(tmp_path / "im", tmp_path / "ma", kind="filaments", n=1,
-                                    size=(32, 32), bit_depth=16, stack_pages=2,
-                                    image_name="dna-{i}.tif", mask_name="{i}.tif")
+    pairs = synthetic.write_dataset(
+        tmp_path / "im",
+        tmp_path / "ma",
+        kind="filaments",
+        n=1,
+        size=(32, 32),
+        bit_depth=16,
+        stack_pages=2,
+        image_name="dna-{i}.tif",
+        mask_name="{i}.tif",
+    )
     image_path, mask_path = pairs[0]
     assert (image_path.name, mask_path.name) == ("dna-1.tif", "1.tif")
     image = io.read_image(image_path)
@@ -138,6 +148,5 @@ def test_write_dataset_never_overwrites_unless_asked(tmp_path):
     with pytest.raises(UsageError, match="image1.tif' already exists"):
         synthetic.write_dataset(tmp_path / "im", tmp_path / "ma", n=1, size=(16, 16), seed=1)
     assert (tmp_path / "im" / "image1.tif").read_bytes() == before
-    synthetic.write_dataset(tmp_path / "im", tmp_path / "ma", n=1, size=(16, 16), seed=1,
-                            overwrite=True)
+    synthetic.write_dataset(tmp_path / "im", tmp_path / "ma", n=1, size=(16, 16), seed=1, overwrite=True)
     assert (tmp_path / "im" / "image1.tif").read_bytes() != before

@@ -1,9 +1,10 @@
 """Training: the time-budget planner (hand-computed plans from fake costs), timing report."""
+
 from __future__ import annotations
 
 import pytest
-
 from _workflow import nuclei_slices
+
 from paulow.planner import MIN_PATCHES_PER_FOLD, plan_budget
 
 
@@ -94,8 +95,17 @@ def test_timing_json_and_line_after_a_tiny_run(trained):
 def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
     from paulow.train import TrainConfig, plan_run
 
-    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, folds=5, test_fraction=0.0,
-                      time_limit=0.05, device="cpu")  # 3 s cannot hold 5 folds of 10,000 patches
+    cfg = TrainConfig(
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        folds=5,
+        test_fraction=0.0,
+        time_limit=0.05,
+        device="cpu",
+    )  # 3 s cannot hold 5 folds of 10,000 patches
     plan, step_s = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=False)
     assert step_s > 0 and plan.folds == 1 and "--folds 5" in plan.reason
     plan, _ = plan_run(nuclei_slices(6), cfg, "cpu", folds_explicit=True)
@@ -105,8 +115,21 @@ def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
 def test_cross_validate_reports_where_the_time_went():
     from paulow.train import TrainConfig, cross_validate, new_timing
 
-    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=1,
-                      test_fraction=0.2, time_limit=None, patience=100, device="cpu", augment=False)
+    cfg = TrainConfig(
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        per_epoch=8,
+        epochs=2,
+        folds=1,
+        test_fraction=0.2,
+        time_limit=None,
+        patience=100,
+        device="cpu",
+        augment=False,
+    )
     timing = new_timing()
     result = cross_validate(nuclei_slices(5), cfg, "cpu", echo=lambda _: None, timing=timing)
     assert result.folds[0].test_dice is not None
@@ -128,8 +151,18 @@ def test_a_later_deadline_from_replan_lets_the_fold_go_on():
 
     from paulow.train import TrainConfig, build_network, fit_fold
 
-    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=3,
-                      patience=100, device="cpu", augment=False)
+    cfg = TrainConfig(
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        per_epoch=8,
+        epochs=3,
+        patience=100,
+        device="cpu",
+        augment=False,
+    )
     slices = nuclei_slices(3)
 
     def fold(replan):
@@ -156,8 +189,21 @@ def keep_threads():
 def test_steps_slower_than_planned_train_fewer_folds_and_say_so(keep_threads):
     from paulow.train import TrainConfig, cross_validate
 
-    cfg = TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=3,
-                      test_fraction=0.0, time_limit=0.05, patience=100, device="cpu", augment=False)
+    cfg = TrainConfig(
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        per_epoch=8,
+        epochs=2,
+        folds=3,
+        test_fraction=0.0,
+        time_limit=0.05,
+        patience=100,
+        device="cpu",
+        augment=False,
+    )
     said = []
     result = cross_validate(nuclei_slices(6), cfg, "cpu", echo=said.append, planned_step=1e-9)
     assert len(result.folds) == 1
@@ -182,7 +228,9 @@ def test_closing_validations_count_validation_and_test_pixels():
     from paulow.train import closing_validations
 
     def page(h, w):
-        return Slice(image=np.zeros((1, h, w), np.float32), mask=np.zeros((h, w), np.uint8), source=None, page=0)
+        return Slice(
+            image=np.zeros((1, h, w), np.float32), mask=np.zeros((h, w), np.uint8), source=None, page=0
+        )
 
     assert closing_validations([page(10, 10)], [page(10, 20)]) == 3.0
     assert closing_validations([page(10, 10), page(10, 10)], []) == 1.0

@@ -1,4 +1,5 @@
 """`train_model.py` end to end on synthetic data, and an interrupted run that deletes nothing."""
+
 from __future__ import annotations
 
 import signal
@@ -7,9 +8,9 @@ import sys
 import time
 
 import torch
-
 from _workflow import REPO, TINY_TRAIN, default_sigint, files
 from conftest import read_json
+
 from paulow.checkpoint import load_checkpoint
 
 # Synthetic nuclei sit on an uneven background with noise: a global Otsu threshold scores 0.855 Dice
@@ -32,8 +33,18 @@ def test_train_script_leaves_a_model_a_report_and_empty_inputs(trained):
     raw = torch.load(model, weights_only=True)
     assert raw["meta"]["normalisation"] == {"method": "percentile", "low": 1.0, "high": 99.8}
     report = trained["report"]
-    for name in ("curves_fold1.png", "history.csv", "metrics.json", "metrics.csv", "config.json", "options.json",
-                 "dataset_summary.json", "loss_regimes.csv", "train.log", "fold1_epoch001.png"):
+    for name in (
+        "curves_fold1.png",
+        "history.csv",
+        "metrics.json",
+        "metrics.csv",
+        "config.json",
+        "options.json",
+        "dataset_summary.json",
+        "loss_regimes.csv",
+        "train.log",
+        "fold1_epoch001.png",
+    ):
         assert (report / name).is_file(), name
     assert read_json(report / "dataset_summary.json")["summary"]
     assert files(ws.train_images) == [] and files(ws.train_masks) == []
@@ -46,8 +57,19 @@ def test_existing_name_is_refused_without_overwrite(trained):
 
     ws = trained["ws"]
     write_dataset(ws.train_images, ws.train_masks, n=3, size=(64, 64), seed=5)
-    done = subprocess.run([sys.executable, str(REPO / "train_model.py"), "--root", str(trained["root"]),
-                           "--name", "t", *TINY_TRAIN], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train_model.py"),
+            "--root",
+            str(trained["root"]),
+            "--name",
+            "t",
+            *TINY_TRAIN,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert "a model named 't' already exists" in done.stderr and "--overwrite" in done.stderr
     assert "Traceback" not in done.stderr
@@ -61,8 +83,12 @@ def test_no_answer_on_stdin_names_the_flag(tmp_path):
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, n=2, size=(32, 32), seed=5)
-    done = subprocess.run([sys.executable, str(REPO / "train_model.py"), "--root", str(tmp_path)],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "train_model.py"), "--root", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert "no answer on standard input" in done.stderr and "--name NAME" in done.stderr
     assert "Traceback" not in done.stderr
@@ -76,9 +102,26 @@ def test_interrupted_training_deletes_nothing(tmp_path):
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, n=4, size=(64, 64), seed=3)
     before = files(ws.train_images) + files(ws.train_masks)
-    proc = subprocess.Popen([sys.executable, "-u", str(REPO / "train_model.py"), "--root", str(tmp_path),
-                             "--name", "x", *TINY_TRAIN, "--epochs", "1000", "--patience", "100000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            str(REPO / "train_model.py"),
+            "--root",
+            str(tmp_path),
+            "--name",
+            "x",
+            *TINY_TRAIN,
+            "--epochs",
+            "1000",
+            "--patience",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     for line in proc.stdout:  # wait until training has started
         if line.startswith("fold 1/1"):
             break

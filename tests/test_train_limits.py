@@ -1,5 +1,6 @@
 """`paulow.train` limits: the wall-clock time limit holds (within a stated tolerance), and mask values
 outside the classes are a user error, not a bare ValueError."""
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,17 @@ def test_a_time_limited_run_ends_within_the_limit():
     paulow.train(images[:2], masks[:2], time_limit=0, epochs=1, folds=1, test_fraction=0, **TINY)  # imports
     said: list[str] = []
     start = time.monotonic()
-    model = paulow.train(images, masks, time_limit=LIMIT_MIN, epochs=100_000, patience=100_000, folds=1,
-                         test_fraction=0.2, echo=said.append, **TINY)
+    model = paulow.train(
+        images,
+        masks,
+        time_limit=LIMIT_MIN,
+        epochs=100_000,
+        patience=100_000,
+        folds=1,
+        test_fraction=0.2,
+        echo=said.append,
+        **TINY,
+    )
     seconds = time.monotonic() - start
     fold = model.meta["metrics"]["folds"][0]
     assert fold["stopped"] == "time limit", said  # neither the epochs nor early stopping ended it
@@ -46,5 +56,6 @@ def test_class_values_outside_the_classes_are_a_paulow_error():
     with pytest.raises(ShapeMismatchError) as err:
         paulow.train(images, masks, classes=3, time_limit=0, epochs=1, folds=1, test_fraction=0, **TINY)
     assert isinstance(err.value, PaulowError) and not isinstance(err.value, ValueError)
-    assert str(err.value) == ("mask 'array2' page 0 has values outside 0..2 for a 3-class task — fix the mask "
-                              "or --classes")
+    assert str(err.value) == (
+        "mask 'array2' page 0 has values outside 0..2 for a 3-class task — fix the mask or --classes"
+    )

@@ -1,4 +1,5 @@
 """`use_model.py` end to end: piped prompt answers, stacks, outputs never overwritten, safe clearing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +7,8 @@ import json
 
 import numpy as np
 import tifffile
-
 from _workflow import files, run_script
+
 from paulow import io
 from paulow.checkpoint import load_checkpoint
 from paulow.synthetic import make_stack, nuclei_image
@@ -20,8 +21,7 @@ def _put(folder, name, array, **kw):
 def test_piped_answer_segments_stacks_and_clears_only_processed_inputs(workspace_with_model):
     ws = workspace_with_model
     image, _ = nuclei_image((70, 90), seed=4)
-    _put(ws.use_inputs, "single.tif", image, resolution=(2.0, 2.0),
-         imagej=True, metadata={"unit": "micron"})
+    _put(ws.use_inputs, "single.tif", image, resolution=(2.0, 2.0), imagej=True, metadata={"unit": "micron"})
     stack, _ = make_stack("nuclei", 3, (64, 64), seed=8, bit_depth=16)
     _put(ws.use_inputs, "stack.tif", stack, imagej=True, metadata={"axes": "ZYX"})
     (ws.use_inputs / "broken.tif").write_bytes(b"II*\x00 not really a tiff")
@@ -44,7 +44,9 @@ def test_piped_answer_segments_stacks_and_clears_only_processed_inputs(workspace
     assert record["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert record["threshold"] == load_checkpoint(model).meta["threshold"]
     by_input = {f["input"]: f for f in record["files"]}
-    assert by_input["single.tif"]["outputs"] == ["single_mask.tif"] and by_input["single.tif"]["error"] is None
+    assert (
+        by_input["single.tif"]["outputs"] == ["single_mask.tif"] and by_input["single.tif"]["error"] is None
+    )
     assert by_input["stack.tif"]["outputs"] == ["stack_mask.tif"]
     assert by_input["broken.tif"]["outputs"] == [] and by_input["broken.tif"]["error"]
     assert str(record_path) in done.stdout  # listed with the files written
@@ -66,15 +68,30 @@ def test_options_write_probabilities_overlays_labels_and_tables(workspace_with_m
     ws = workspace_with_model
     image, _ = nuclei_image((64, 64), seed=2)
     _put(ws.use_inputs, "n.tif", image)
-    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t.pth", "--yes", "--keep-inputs",
-                      "--save-prob", "--overlay", "--instances", "--tta", "--save-attention", "--rois")
+    done = run_script(
+        "use_model.py",
+        "--root",
+        str(ws.root),
+        "--model",
+        "t.pth",
+        "--yes",
+        "--keep-inputs",
+        "--save-prob",
+        "--overlay",
+        "--instances",
+        "--tta",
+        "--save-attention",
+        "--rois",
+    )
     assert done.returncode == 0, done.stderr
     out = files(ws.use_outputs)
-    assert {"n_mask.tif", "n_prob.tif", "n_overlay.png", "n_labels.tif", "objects.csv",
-            "summary.csv"} <= set(out)
+    assert {"n_mask.tif", "n_prob.tif", "n_overlay.png", "n_labels.tif", "objects.csv", "summary.csv"} <= set(
+        out
+    )
     # one heat map (PNG over the image) and one float map (TIFF) per gate (depth 4: 3 gates)
     assert sorted(n for n in out if n.startswith("n_attention")) == [
-        f"n_attention{level}.{ext}" for level in (1, 2, 3) for ext in ("png", "tif")]
+        f"n_attention{level}.{ext}" for level in (1, 2, 3) for ext in ("png", "tif")
+    ]
     heat = io.read_image(ws.use_outputs / "n_attention3.png").data
     assert heat.shape == (1, 3, 64, 64) and heat.dtype == np.uint8  # colour
     raw = io.read_image(ws.use_outputs / "n_attention3.tif").data
@@ -114,8 +131,9 @@ def test_compile_gives_the_same_masks(workspace_with_model):
     image, _ = nuclei_image((80, 70), seed=6)
     for flags in ((), ("--compile",)):
         _put(ws.use_inputs, "c.tif", image)
-        done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--tile", "64",
-                          *flags)
+        done = run_script(
+            "use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--tile", "64", *flags
+        )
         assert done.returncode == 0, done.stderr
     assert "--compile: the network compiles on the first batch" in done.stdout
     assert "compiling the network failed" not in done.stdout + done.stderr  # compiled, no silent fallback
@@ -133,14 +151,35 @@ def test_min_size_removes_small_objects_from_masks_and_labels(workspace_with_mod
     assert isinstance(meta["min_object_px"], int) and meta["min_object_px"] >= 0  # tuned in training
     image, _ = nuclei_image((64, 64), seed=2)
     _put(ws.use_inputs, "n.tif", image)
-    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--keep-inputs",
-                      "--save-prob", "--instances", "--min-size", "0")
+    done = run_script(
+        "use_model.py",
+        "--root",
+        str(ws.root),
+        "--model",
+        "t",
+        "--yes",
+        "--keep-inputs",
+        "--save-prob",
+        "--instances",
+        "--min-size",
+        "0",
+    )
     assert done.returncode == 0, done.stderr
     prob = io.read_image(ws.use_outputs / "n_prob.tif").data[0, 0]
     kept = io.read_mask(ws.use_outputs / "n_mask.tif")[0]
     assert np.array_equal(kept > 0, prob > meta["threshold"])  # 0: every object stays
-    done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--keep-inputs",
-                      "--instances", "--min-size", "4097")  # more than the whole 64 x 64 image
+    done = run_script(
+        "use_model.py",
+        "--root",
+        str(ws.root),
+        "--model",
+        "t",
+        "--yes",
+        "--keep-inputs",
+        "--instances",
+        "--min-size",
+        "4097",
+    )  # more than the whole 64 x 64 image
     assert done.returncode == 0, done.stderr
     assert not io.read_mask(ws.use_outputs / "n_mask_2.tif").any()
     assert not io.read_mask(ws.use_outputs / "n_labels_2.tif").any()

@@ -1,4 +1,5 @@
 """Between-epoch validation on a fixed, stratified subset of tiles (hand-built masks, fake clocks)."""
+
 from __future__ import annotations
 
 import importlib
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _workflow import nuclei_slices
+
 from paulow.data import Slice
 from paulow.validation_subset import allocate, describe, validation_subset
 
@@ -16,9 +17,14 @@ def page(mask: np.ndarray, name: str, labels: np.ndarray | None = None) -> Slice
     """A slice whose image is its pixel index (so a crop's origin can be read back)."""
     h, w = mask.shape
     image = np.arange(h * w, dtype=np.float32).reshape(1, h, w)
-    return Slice(image, mask.astype(np.uint8), Path(name), 0,
-                 {"file": name, "shape": [h, w], "foreground_fraction": float(np.mean(mask > 0)), "snr": 0.0},
-                 labels)
+    return Slice(
+        image,
+        mask.astype(np.uint8),
+        Path(name),
+        0,
+        {"file": name, "shape": [h, w], "foreground_fraction": float(np.mean(mask > 0)), "snr": 0.0},
+        labels,
+    )
 
 
 def strip(kinds: str, tile: int = 16) -> np.ndarray:
@@ -29,7 +35,7 @@ def strip(kinds: str, tile: int = 16) -> np.ndarray:
         if kind == "s":
             mask[3, j * tile + 5] = 1
         elif kind == "d":
-            mask[:, j * tile:(j + 1) * tile] = 1
+            mask[:, j * tile : (j + 1) * tile] = 1
     return mask
 
 
@@ -43,7 +49,10 @@ def test_crop_count_positions_and_contents_for_a_hand_built_case():
     # 16 px tiles without overlap: 8 candidates. Strata: background 5, sparse 1 (b x0), dense 2 (a x0,
     # b x32). 4 crops: one of each stratum at least, then the largest deficit (background: 4*5/8 - 1
     # = 1.5) gets the 4th. Background crops go one to each image; the dense one to `a` (fewer crops).
-    val = [page(strip("dbbb"), "a.tif", labels=strip("dbbb").astype(np.int32) * 7), page(strip("sbdb"), "b.tif")]
+    val = [
+        page(strip("dbbb"), "a.tif", labels=strip("dbbb").astype(np.int32) * 7),
+        page(strip("sbdb"), "b.tif"),
+    ]
     crops = validation_subset(val, 16, 0.0, cap=4, seed=3)
     assert len(crops) == 4
     where = [origin(c) for c in crops]
@@ -65,18 +74,25 @@ def test_subset_is_deterministic():
     first = validation_subset(val, 16, 0.0, cap=5, seed=0)
     again = validation_subset(val, 16, 0.0, cap=5, seed=0)
     assert len(first) == 5 and [origin(c, 128) for c in first] == [origin(c, 128) for c in again]
-    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) for a, b in zip(first, again))
+    assert all(
+        np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) for a, b in zip(first, again)
+    )
 
 
 def test_every_stratum_appears_in_proportion():
     # 48 tiles: background 24, sparse 16, dense 8 -> 12 crops split 6 / 4 / 2, over all three images
-    val = [page(np.zeros((16, 256), np.uint8), "empty.tif"),
-           page(strip("ssssssssbbbbbbbb"), "sparse.tif"),
-           page(strip("ssssssssdddddddd"), "dense.tif")]
+    val = [
+        page(np.zeros((16, 256), np.uint8), "empty.tif"),
+        page(strip("ssssssssbbbbbbbb"), "sparse.tif"),
+        page(strip("ssssssssdddddddd"), "dense.tif"),
+    ]
     crops = validation_subset(val, 16, 0.0, cap=12, seed=1)
     fractions = [c.info["foreground_fraction"] for c in crops]
-    counts = (sum(f == 0 for f in fractions), sum(0 < f < 0.0625 for f in fractions),
-              sum(f >= 0.0625 for f in fractions))
+    counts = (
+        sum(f == 0 for f in fractions),
+        sum(0 < f < 0.0625 for f in fractions),
+        sum(f >= 0.0625 for f in fractions),
+    )
     assert counts == (6, 4, 2)
     assert {c.source.name for c in crops} == {"empty.tif", "sparse.tif", "dense.tif"}
 
@@ -115,7 +131,10 @@ def test_plan_line_names_the_validation():
     val = [page(strip("dbsb"), "a.tif"), page(strip("bbbb"), "b.tif")]
     assert describe([val], 16, 0.0, 8) == "validation: 8 tiles of 2 images (whole images)"
     assert describe([val], 16, 0.0, 3) == "validation: 3 tiles of 2 images (subset)"
-    assert describe([val, val[:1]], 16, 0.0, 5) == "validation: 4-5 tiles of 1-2 images (subset where over 5 tiles)"
+    assert (
+        describe([val, val[:1]], 16, 0.0, 5)
+        == "validation: 4-5 tiles of 1-2 images (subset where over 5 tiles)"
+    )
 
 
 def test_planner_costs_a_validation_by_the_subset_tiles(monkeypatch):
@@ -124,9 +143,13 @@ def test_planner_costs_a_validation_by_the_subset_tiles(monkeypatch):
     monkeypatch.setattr(train, "time_steps", lambda *a, **k: 0.5)
     monkeypatch.setattr(train, "time_inference", lambda *a, **k: 1.0)  # 1 s per tile
     # six 512x768 pages: 256 px CPU tiles at half overlap, 3 x 5 = 15 tiles each; two folds of 3 pages
-    slices = [Slice(np.zeros((1, 512, 768), np.float32), np.zeros((512, 768), np.uint8), Path(f"{i}.tif"), 0)
-              for i in range(6)]
-    cfg = train.TrainConfig(width=4, depth=2, patch=32, folds=2, test_fraction=0.0, time_limit=20.0, val_tiles=24)
+    slices = [
+        Slice(np.zeros((1, 512, 768), np.float32), np.zeros((512, 768), np.uint8), Path(f"{i}.tif"), 0)
+        for i in range(6)
+    ]
+    cfg = train.TrainConfig(
+        width=4, depth=2, patch=32, folds=2, test_fraction=0.0, time_limit=20.0, val_tiles=24
+    )
     plan, _ = train.plan_run(slices, cfg, "cpu", folds_explicit=True)
     # 600 s per fold; closing = 45 whole tiles = 45 s; 25 % - 45 s = 105 s -> 4 validations of 24 s;
     # 600 - 96 - 45 = 459 s of steps = 918 steps x 8 patches
@@ -144,12 +167,29 @@ def test_fit_validates_on_the_subset_and_closes_on_whole_images(monkeypatch, tmp
 
     shapes = []
     predict = train.predict_slices
-    monkeypatch.setattr(train, "predict_slices",
-                        lambda models, slices, *a, **k: shapes.append([s.image.shape for s in slices])
-                        or predict(models, slices, *a, **k))
-    cfg = train.TrainConfig(width=4, depth=2, patch=32, overlap=16, batch_size=4, per_epoch=8, epochs=2, folds=1,
-                            test_fraction=0.0, time_limit=None, patience=100, device="cpu", augment=False,
-                            val_tiles=2)
+    monkeypatch.setattr(
+        train,
+        "predict_slices",
+        lambda models, slices, *a, **k: (
+            shapes.append([s.image.shape for s in slices]) or predict(models, slices, *a, **k)
+        ),
+    )
+    cfg = train.TrainConfig(
+        width=4,
+        depth=2,
+        patch=32,
+        overlap=16,
+        batch_size=4,
+        per_epoch=8,
+        epochs=2,
+        folds=1,
+        test_fraction=0.0,
+        time_limit=None,
+        patience=100,
+        device="cpu",
+        augment=False,
+        val_tiles=2,
+    )
     # three 384 px pages, one held out: 2 x 2 tiles of 256 px > 2 -> two crops between epochs
     result = train.cross_validate(nuclei_slices(3, size=384), cfg, "cpu", tmp_path, echo=lambda _: None)
     assert shapes[:2] == [[(1, 256, 256)] * 2] * 2  # both epochs' validations
@@ -173,5 +213,11 @@ def test_cli_passes_val_tiles(tmp_path):
     from paulow.cli import build_parser
     from paulow.commands.common import config_from_args
 
-    assert config_from_args(build_parser(tmp_path).parse_args(["train", "--val-tiles", "0"]), "cpu").val_tiles == 0
-    assert config_from_args(build_parser(tmp_path).parse_args(["train", "--val-tiles", "8"]), "cpu").val_tiles == 8
+    assert (
+        config_from_args(build_parser(tmp_path).parse_args(["train", "--val-tiles", "0"]), "cpu").val_tiles
+        == 0
+    )
+    assert (
+        config_from_args(build_parser(tmp_path).parse_args(["train", "--val-tiles", "8"]), "cpu").val_tiles
+        == 8
+    )

@@ -1,5 +1,6 @@
 """NIfTI and DICOM series in and out: geometry kept, slice order from positions, bad series and
 masks on another grid refused in one line."""
+
 from __future__ import annotations
 
 import nibabel as nib
@@ -39,8 +40,10 @@ def test_nifti_listed_paired_and_named(tmp_path):
     assert [p.name for p in listed] == ["case1.nii.gz", "case2.nii"]
     assert io.list_other_files(images) == []
     pairs = io.pair_images_masks(listed, io.list_images(masks))
-    assert [(i.name, m.name) for i, m in pairs] == [("case1.nii.gz", "case1_mask.nii.gz"),
-                                                   ("case2.nii", "case2_mask.nii")]
+    assert [(i.name, m.name) for i, m in pairs] == [
+        ("case1.nii.gz", "case1_mask.nii.gz"),
+        ("case2.nii", "case2_mask.nii"),
+    ]
     assert volume_stem(images / "case1.nii.gz") == "case1"
     (tmp_path / "x_mask.nii.gz").touch()
     assert io.unique_path(tmp_path / "x_mask.nii.gz").name == "x_mask_2.nii.gz"
@@ -57,17 +60,22 @@ def test_nifti_label_mask_reads_as_integer_pages(tmp_path):
 
 def test_mask_with_anotheraffine_refused_in_one_line(tmp_path):
     image = write_nii(tmp_path / "case1.nii.gz", np.zeros((4, 4, 2), np.float32), affine())
-    shifted = write_nii(tmp_path / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8),
-                        affine(origin=(12.0, -20.0, 5.0)))
+    shifted = write_nii(
+        tmp_path / "case1_mask.nii.gz", np.zeros((4, 4, 2), np.uint8), affine(origin=(12.0, -20.0, 5.0))
+    )
     with pytest.raises(ShapeMismatchError) as info:
         check_mask_geometry(image, shifted)
     message = str(info.value)
     assert "\n" not in message
-    assert message == (f"mask '{shifted}' has another affine (position/orientation/spacing) than its image "
-                       "'case1.nii.gz' (differs by up to 2 mm) - save the mask on the image's grid (same "
-                       "shape and affine, e.g. from the same viewer session) and train again")
+    assert message == (
+        f"mask '{shifted}' has another affine (position/orientation/spacing) than its image "
+        "'case1.nii.gz' (differs by up to 2 mm) - save the mask on the image's grid (same "
+        "shape and affine, e.g. from the same viewer session) and train again"
+    )
     wrong_shape = write_nii(tmp_path / "other.nii.gz", np.zeros((4, 4, 3), np.uint8), affine())
-    with pytest.raises(ShapeMismatchError, match=r"is \(4, 4, 3\) voxels but its image 'case1.nii.gz' is \(4, 4, 2\)"):
+    with pytest.raises(
+        ShapeMismatchError, match=r"is \(4, 4, 3\) voxels but its image 'case1.nii.gz' is \(4, 4, 2\)"
+    ):
         check_mask_geometry(image, wrong_shape)
     check_mask_geometry(image, image)  # the same grid passes
 
@@ -95,9 +103,11 @@ def test_dicom_series_with_missing_slice_refused(tmp_path):
     write_series(tmp_path / "gap", np.zeros((5, 4, 4), np.int16), skip={2})
     with pytest.raises(UnreadableImageError) as info:
         read_volume(tmp_path / "gap")
-    assert str(info.value) == (f"cannot read '{tmp_path / 'gap'}': slices 'slice001.dcm' and 'slice003.dcm' "
-                               "are 4 mm apart where the others are 2 mm (a missing or misplaced slice). "
-                               "Export the complete series again.")
+    assert str(info.value) == (
+        f"cannot read '{tmp_path / 'gap'}': slices 'slice001.dcm' and 'slice003.dcm' "
+        "are 4 mm apart where the others are 2 mm (a missing or misplaced slice). "
+        "Export the complete series again."
+    )
 
 
 def test_dicom_series_with_mixed_sizes_refused(tmp_path):
@@ -115,11 +125,11 @@ def test_napari_reader_opens_volumes_with_their_spacing(tmp_path):
     write_nii(tmp_path / "vol_labels.nii.gz", np.ones((4, 5, 3), np.uint16), affine())
     write_series(tmp_path / "ct1", np.zeros((2, 6, 5), np.int16))
     assert get_reader(str(tmp_path / "x.tif")) is None
-    (data, meta, kind), = get_reader(str(tmp_path / "vol.nii.gz"))(str(tmp_path / "vol.nii.gz"))
+    ((data, meta, kind),) = get_reader(str(tmp_path / "vol.nii.gz"))(str(tmp_path / "vol.nii.gz"))
     assert data.shape == (3, 5, 4) and kind == "image" and meta["scale"] == pytest.approx((2.5, 0.7, 0.8))
-    (_, meta, kind), = get_reader(str(tmp_path / "vol_labels.nii.gz"))(str(tmp_path / "vol_labels.nii.gz"))
+    ((_, meta, kind),) = get_reader(str(tmp_path / "vol_labels.nii.gz"))(str(tmp_path / "vol_labels.nii.gz"))
     assert kind == "labels" and meta["name"] == "vol_labels"
-    (data, meta, _), = get_reader(str(tmp_path / "ct1"))(str(tmp_path / "ct1"))
+    ((data, meta, _),) = get_reader(str(tmp_path / "ct1"))(str(tmp_path / "ct1"))
     assert data.shape == (2, 6, 5) and meta["scale"] == pytest.approx((2.0, 0.5, 0.6))
 
 
@@ -140,9 +150,11 @@ def test_dicom_slice_with_another_orientation_refused(tmp_path):
     ds.save_as(paths[1])
     with pytest.raises(UnreadableImageError) as info:
         io.read_image(tmp_path / "tilted")
-    assert str(info.value) == (f"cannot read '{tmp_path / 'tilted'}': slice 'slice001.dcm' differs from "
-                               "'slice000.dcm' in size, pixel spacing or orientation. Keep only the slices of "
-                               "one series in the folder.")
+    assert str(info.value) == (
+        f"cannot read '{tmp_path / 'tilted'}': slice 'slice001.dcm' differs from "
+        "'slice000.dcm' in size, pixel spacing or orientation. Keep only the slices of "
+        "one series in the folder."
+    )
 
 
 def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path):
@@ -155,8 +167,11 @@ def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path
     write_nii(images / "case1.nii.gz", volume, affine())
     write_nii(masks / "case1_mask.nii.gz", (volume > 0).astype(np.uint8), affine())
     slices = load_pairs(images, masks)
-    assert [(s.page, s.image.shape, int(s.mask.sum())) for s in slices] == [(0, (1, 6, 8), 0), (1, (1, 6, 8), 9),
-                                                                            (2, (1, 6, 8), 0)]
+    assert [(s.page, s.image.shape, int(s.mask.sum())) for s in slices] == [
+        (0, (1, 6, 8), 0),
+        (1, (1, 6, 8), 9),
+        (2, (1, 6, 8), 0),
+    ]
     write_nii(masks / "case1_mask.nii.gz", (volume > 0).astype(np.uint8), affine(spacing=(0.8, 0.7, 3.0)))
     with pytest.raises(ShapeMismatchError, match="case1_mask.nii.gz' has another affine"):
         load_pairs(images, masks)
@@ -169,6 +184,8 @@ def test_loose_dicom_slices_are_named_with_the_fix(tmp_path):
     write_series(tmp_path, np.zeros((4, 4, 4), np.int16))
     with pytest.raises(EmptyFolderError) as info:
         load_images(tmp_path)
-    assert str(info.value) == (f"no images in '{tmp_path}': 4 DICOM slice(s) (slice000.dcm, slice001.dcm, "
-                               "slice002.dcm, ...) lie loose in the folder - put each series' .dcm files in a "
-                               "sub-folder of their own (e.g. series1/)")
+    assert str(info.value) == (
+        f"no images in '{tmp_path}': 4 DICOM slice(s) (slice000.dcm, slice001.dcm, "
+        "slice002.dcm, ...) lie loose in the folder - put each series' .dcm files in a "
+        "sub-folder of their own (e.g. series1/)"
+    )

@@ -1,5 +1,6 @@
 """Volumes end to end: a NIfTI CT-like volume through train -> segment -> evaluate (API, with a HU
 window and 2.5-D context), and a NIfTI volume and a DICOM series through use_model.py --instances."""
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,19 @@ import paulow
 import paulow.volumes
 from paulow.synthetic import ellipsoid_volume
 
-TINY = {"width": 4, "depth": 2, "patch": 32, "overlap": 16, "epochs": 2, "per_epoch": 8, "batch_size": 4,
-        "folds": 1, "test_fraction": 0.0, "panel_every": 1000, "boundary_target": 0}
+TINY = {
+    "width": 4,
+    "depth": 2,
+    "patch": 32,
+    "overlap": 16,
+    "epochs": 2,
+    "per_epoch": 8,
+    "batch_size": 4,
+    "folds": 1,
+    "test_fraction": 0.0,
+    "panel_every": 1000,
+    "boundary_target": 0,
+}
 
 
 def _ct(seed: int = 0, shape=(6, 48, 48)) -> tuple[np.ndarray, np.ndarray]:
@@ -38,10 +50,17 @@ def test_nifti_and_dicom_volumes_train_segment_and_evaluate(tmp_path, capsys):
     mask = write_nii(truth / "case1_mask.nii.gz", (labels > 0).astype(np.uint8).transpose(2, 1, 0), affine())
     write_series(tmp_path / "series1", hu2, intercept=-1024)
     series_grid = paulow.volumes.geometry_of_file(tmp_path / "series1")
-    series_mask = paulow.volumes.write_nifti(truth / "series1_mask.nii.gz", (labels2 > 0).astype(np.uint8),
-                                             series_grid)
-    model = paulow.train([image, tmp_path / "series1"], [mask, series_mask], time_limit=0, window="ct-soft-tissue",
-                         context=1, **TINY)
+    series_mask = paulow.volumes.write_nifti(
+        truth / "series1_mask.nii.gz", (labels2 > 0).astype(np.uint8), series_grid
+    )
+    model = paulow.train(
+        [image, tmp_path / "series1"],
+        [mask, series_mask],
+        time_limit=0,
+        window="ct-soft-tissue",
+        context=1,
+        **TINY,
+    )
     assert model.meta["normalisation"] == {"method": "window", "low": -160.0, "high": 240.0}
     assert model.meta["context"] == 1 and model.in_channels == 3  # sections z-1, z, z+1
     saved = paulow.load_model(model.save(tmp_path / "ct.pth"))
@@ -66,7 +85,9 @@ def test_nifti_and_dicom_volumes_train_segment_and_evaluate(tmp_path, capsys):
     pred_all = np.concatenate([predicted, predicted2])
     truth_all = np.concatenate([labels, labels2]) > 0
     dice = 2 * np.sum(pred_all & truth_all) / (pred_all.sum() + truth_all.sum())
-    assert main(["evaluate", "--pred", str(out), "--truth", str(truth), "--out", str(tmp_path / "scores")]) == 0
+    assert (
+        main(["evaluate", "--pred", str(out), "--truth", str(truth), "--out", str(tmp_path / "scores")]) == 0
+    )
     saved_scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())[str(out)]
     assert saved_scores["pooled"]["dice"] == pytest.approx(dice)
 
@@ -80,8 +101,14 @@ def test_use_model_writes_nifti_outputs_and_3d_objects_for_nifti_and_dicom(works
     done = run_script("use_model.py", "--root", str(ws.root), "--model", "t", "--yes", "--instances")
     assert done.returncode == 0, done.stdout + done.stderr
     out = set(files(ws.use_outputs))
-    assert {"vol_mask.nii.gz", "vol_labels.nii.gz", "series1_mask.nii.gz", "series1_labels.nii.gz",
-            "objects.csv", "summary.csv"} <= out
+    assert {
+        "vol_mask.nii.gz",
+        "vol_labels.nii.gz",
+        "series1_mask.nii.gz",
+        "series1_labels.nii.gz",
+        "objects.csv",
+        "summary.csv",
+    } <= out
     nifti = nib.load(str(ws.use_outputs / "vol_labels.nii.gz"))
     np.testing.assert_allclose(nifti.affine, affine())
     assert nifti.shape == (48, 48, 5)

@@ -1,4 +1,5 @@
 """Ronneberger's border weight map on hand-built masks."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ def test_binary_mask_is_split_into_components():
     assert w[0, 1] == pytest.approx(0.5 / (1 / 3) + 10 * math.exp(-4 / 50))
 
 
-@pytest.mark.parametrize("text, expected", [(None, None), ("", (10.0, 5.0)), ("3", (3.0, 5.0)),
-                                            ("3,2", (3.0, 2.0))])
+@pytest.mark.parametrize(
+    "text, expected", [(None, None), ("", (10.0, 5.0)), ("3", (3.0, 5.0)), ("3,2", (3.0, 2.0))]
+)
 def test_parse_border_weight(text, expected):
     assert parse_border_weight(text) == expected
 

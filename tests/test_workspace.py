@@ -1,4 +1,5 @@
 """The drop-folder layout, the run lock, and clearing only the files a run read."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,9 +12,15 @@ from paulow.errors import UsageError
 from paulow.workspace import Workspace, clear_inputs, fingerprints
 
 REPO = Path(__file__).resolve().parents[1]
-SEVEN = ["Train_Model/TRAINING_IMAGES", "Train_Model/TRAINING_MASKS", "Use_Model/INPUT_IMAGES",
-         "Use_Model/OUTPUT_MASKS", "Use_Model/saved_models", "Finetune_Model/INPUT_IMAGES",
-         "Finetune_Model/INPUT_MASKS"]
+SEVEN = [
+    "Train_Model/TRAINING_IMAGES",
+    "Train_Model/TRAINING_MASKS",
+    "Use_Model/INPUT_IMAGES",
+    "Use_Model/OUTPUT_MASKS",
+    "Use_Model/saved_models",
+    "Finetune_Model/INPUT_IMAGES",
+    "Finetune_Model/INPUT_MASKS",
+]
 
 
 def _tree(root: Path) -> list[str]:
@@ -32,8 +39,13 @@ def test_setup_creates_the_seven_folders_and_is_idempotent(tmp_path):
 def test_directory_setup_script_from_another_directory(tmp_path):
     root = tmp_path / "ws"
     for _ in range(2):
-        done = subprocess.run([sys.executable, str(REPO / "directory_setup.py"), "--root", str(root)],
-                              cwd=tmp_path, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, str(REPO / "directory_setup.py"), "--root", str(root)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     assert all((root / folder).is_dir() for folder in SEVEN)
     assert done.stdout.count("exists ") == 7  # the second run created nothing
     assert _tree(root) == sorted(SEVEN + ["Train_Model", "Use_Model", "Finetune_Model"])

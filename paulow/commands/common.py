@@ -1,4 +1,5 @@
 """Pieces the commands share: choosing a saved model, naming a new one, run logs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -6,8 +7,9 @@ import logging
 import re
 import sys
 from argparse import Namespace
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import ModelError, UsageError
 from ..prompts import ask, ask_until
@@ -52,8 +54,9 @@ def choose_model(models_dir: Path, name: str | None, assume_default: bool = Fals
         known = ", ".join(p.stem for p in paths) or "none"
         raise ModelError(f"no model '{name}' in '{models_dir}' (available: {known}): check --model")
     if not paths:
-        raise ModelError(f"no models in '{models_dir}': train one with train_model.py first "
-                         "(or copy a .pth file there)")
+        raise ModelError(
+            f"no models in '{models_dir}': train one with train_model.py first (or copy a .pth file there)"
+        )
     print(model_table(paths))
 
     def parse(answer: str) -> Path:
@@ -76,21 +79,29 @@ def check_new_name(name: str, models_dir: Path, overwrite: bool) -> str:
     if len(name) > MAX_NAME:  # the report folder adds '_report_NN' and the file system allows 255 bytes
         raise ValueError(f"the name '{name[:20]}...' has {len(name)} characters: use at most {MAX_NAME}")
     if (models_dir / f"{name}.pth").exists() and not overwrite:
-        raise ValueError(f"a model named '{name}' already exists in '{models_dir}': choose another "
-                         "name (or pass --overwrite)")
+        raise ValueError(
+            f"a model named '{name}' already exists in '{models_dir}': choose another "
+            "name (or pass --overwrite)"
+        )
     return name
 
 
-def ask_model_name(name: str | None, models_dir: Path, overwrite: bool, assume_default: bool,
-                   default: str) -> str:
+def ask_model_name(
+    name: str | None, models_dir: Path, overwrite: bool, assume_default: bool, default: str
+) -> str:
     """`--name`, or a prompt (refusing names that exist unless --overwrite)."""
     if name:
         try:
             return check_new_name(name, models_dir, overwrite)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    return ask_until("Name for the new model", "--name NAME",
-                     lambda a: check_new_name(a, models_dir, overwrite), default, assume_default)
+    return ask_until(
+        "Name for the new model",
+        "--name NAME",
+        lambda a: check_new_name(a, models_dir, overwrite),
+        default,
+        assume_default,
+    )
 
 
 def add_file_log(path: Path) -> logging.Handler:
@@ -131,8 +142,11 @@ def report_refused(refused: list, args, where: str, echo=print) -> None:
         file_error(path, message)
     args.refused_files = len(refused)
     if refused:
-        echo(f"{len(refused)} file(s) refused and kept in {where}: "
-             + ", ".join(Path(p).name for p, _ in refused[:10]) + (" ..." if len(refused) > 10 else ""))
+        echo(
+            f"{len(refused)} file(s) refused and kept in {where}: "
+            + ", ".join(Path(p).name for p, _ in refused[:10])
+            + (" ..." if len(refused) > 10 else "")
+        )
 
 
 def read_fingerprints(*folders: Path) -> dict:
@@ -155,10 +169,14 @@ def consume_inputs(expected, keep: bool, where: str, echo=print) -> None:
     line = f"cleared {len(done.removed)} input file(s) from {where} (the files this run read)"
     if done.changed:
         names = ", ".join(p.name for p in done.changed[:10]) + (" ..." if len(done.changed) > 10 else "")
-        line += (f"; kept {len(done.changed)} that changed after this run read them ({names}): "
-                 "run again to process their new content")
+        line += (
+            f"; kept {len(done.changed)} that changed after this run read them ({names}): "
+            "run again to process their new content"
+        )
     if done.failed:
-        names = ", ".join(f"{p.name}: {why}" for p, why in done.failed[:5]) + (" ..." if len(done.failed) > 5 else "")
+        names = ", ".join(f"{p.name}: {why}" for p, why in done.failed[:5]) + (
+            " ..." if len(done.failed) > 5 else ""
+        )
         line += f"; could not delete {len(done.failed)} ({names}): delete them yourself"
     echo(line)
 
@@ -169,8 +187,11 @@ def require_writable(ws, outputs: Path, inputs: list[Path], keep_inputs: bool) -
     ws.require_writable(outputs, "make it writable (this run writes its results there)")
     if not keep_inputs:
         for folder in inputs:
-            ws.require_writable(folder, "make it writable, or pass --keep-inputs (inputs are deleted "
-                                        "from there after a successful run)")
+            ws.require_writable(
+                folder,
+                "make it writable, or pass --keep-inputs (inputs are deleted "
+                "from there after a successful run)",
+            )
 
 
 def confirm(question: str, flag: str, assume_yes: bool) -> bool:
@@ -196,8 +217,9 @@ def config_from_args(args: Namespace, device: str):
 
 def effective_options(args: Namespace) -> dict[str, Any]:
     """Every option of this run (command line, config file and defaults) as JSON types, for reports."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k != "config_file_values"}
+    return {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "config_file_values"
+    }
 
 
 def check_tensorboard(args) -> None:

@@ -5,6 +5,7 @@ threshold and smallest object size) and a held-out share that chooses nothing. T
 the parent and of the fine-tuned model, on the same held-out images, is printed and recorded. An
 ensemble file is fine-tuned from its best member (the one its training selected).
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,15 +15,33 @@ from pathlib import Path
 from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
+from ..finetuning import (
+    FINETUNE_DEFAULTS,
+    as_evaluated,
+    finetune_config,
+    finetune_network,
+    finetuned_meta,
+    split_for_finetuning,
+    start_member,
+)
 from ..palette import Palette, find_palette, from_colours
-from ..finetuning import (FINETUNE_DEFAULTS, as_evaluated, finetune_config, finetune_network, finetuned_meta,
-                          split_for_finetuning, start_member)
 from ..train import dice_on_slices
 from ..watch import FoldWatch
 from ..workspace import Workspace
-from .common import (add_file_log, check_tensorboard, choose_model, consume_inputs, effective_options,
-                     read_fingerprints, remove_log, report_refused, require_writable, tensorboard_dir,
-                     training_options, unique_dir)
+from .common import (
+    add_file_log,
+    check_tensorboard,
+    choose_model,
+    consume_inputs,
+    effective_options,
+    read_fingerprints,
+    remove_log,
+    report_refused,
+    require_writable,
+    tensorboard_dir,
+    training_options,
+    unique_dir,
+)
 
 log = logging.getLogger("paulow")
 
@@ -37,19 +56,30 @@ def mask_classes(meta: dict, classes: int) -> int:
 
 def model_palette(meta: dict, model: Path) -> Palette | None:
     """The palette stored in a model file, or None."""
-    return from_colours(meta["palette"], source=f"the palette of model '{Path(model).name}'") if meta.get("palette") else None
+    return (
+        from_colours(meta["palette"], source=f"the palette of model '{Path(model).name}'")
+        if meta.get("palette")
+        else None
+    )
 
 
-def _read_pairs(images, masks, meta: dict, classes: int, refused: list | None = None,
-                palette: Palette | None = None) -> list:
+def _read_pairs(
+    images, masks, meta: dict, classes: int, refused: list | None = None, palette: Palette | None = None
+) -> list:
     """Image/mask pairs as the model learns them: a boundary model's masks (binary or instance
     labels) become its background / interior / boundary targets; K >= 2 colour masks go through
     `palette`."""
     from ..boundaries import boundary_width, with_boundary_targets
 
     width = boundary_width(meta)
-    slices = load_pairs(images, masks, mask_classes(meta, classes), meta.get("normalisation"), refused=refused,
-                        palette=palette)
+    slices = load_pairs(
+        images,
+        masks,
+        mask_classes(meta, classes),
+        meta.get("normalisation"),
+        refused=refused,
+        palette=palette,
+    )
     from ..context import add_context, model_context
 
     slices = add_context(slices, model_context(meta))
@@ -60,11 +90,15 @@ def _old_domain_scores(check, parent, done, meta, device, stored: Palette | None
     """Both models' Dice on old-domain images, each as its model file is used."""
     palette = find_palette(check[1], mask_classes(meta, done.cfg.classes), fallback=stored)
     slices = _read_pairs(check[0], check[1], meta, done.cfg.classes, palette=palette)
-    return {"check_parent_dice": dice_on_slices(parent, slices, as_evaluated(done.cfg, meta), device,
-                                                min_size=int(meta.get("min_object_px") or 0)),
-            "check_finetuned_dice": dice_on_slices(done.network, slices, done.cfg, device,
-                                                   min_size=int(done.scores.get("min_object_px") or 0)),
-            "check_images": len(slices)}
+    return {
+        "check_parent_dice": dice_on_slices(
+            parent, slices, as_evaluated(done.cfg, meta), device, min_size=int(meta.get("min_object_px") or 0)
+        ),
+        "check_finetuned_dice": dice_on_slices(
+            done.network, slices, done.cfg, device, min_size=int(done.scores.get("min_object_px") or 0)
+        ),
+        "check_images": len(slices),
+    }
 
 
 def run(args, echo=print) -> Path:
@@ -82,10 +116,13 @@ def run(args, echo=print) -> Path:
     device = pick_device(args.device or "auto")
     loaded = load_checkpoint(parent_path, device)
     meta = loaded.meta
-    cfg = finetune_config(meta, {**training_options(args), "preset": args.preset,
-                                 "freeze_encoder": args.freeze_encoder}, device)
+    cfg = finetune_config(
+        meta, {**training_options(args), "preset": args.preset, "freeze_encoder": args.freeze_encoder}, device
+    )
     stored = model_palette(meta, parent_path)
-    palette = find_palette(ws.finetune_masks, mask_classes(meta, loaded.classes), args.palette, fallback=stored)
+    palette = find_palette(
+        ws.finetune_masks, mask_classes(meta, loaded.classes), args.palette, fallback=stored
+    )
     cfg.palette = palette.as_list() if palette else cfg.palette
     read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
     refused: list = []
@@ -106,20 +143,28 @@ def run(args, echo=print) -> Path:
         report_dir = unique_dir(ws.models / f"{out_path.stem}_report")
         handler = add_file_log(report_dir / "finetune.log")
         try:
-            echo(f"fine-tuning '{parent_path.name}' on {len(tune)} slice(s), {len(val)} to validate, "
-                 f"{len(held)} held out; "
-                 f"lr {cfg.lr:g}, up to {cfg.epochs} epochs"
-                 + (f", {cfg.time_limit:g} min" if cfg.time_limit else "")
-                 + (", encoder frozen" if cfg.freeze_encoder else ""))
-            watch = FoldWatch(report_dir / "curves.png", f"fine-tuning {parent_path.stem}",
-                              tensorboard_dir(args, out_path.stem))
+            echo(
+                f"fine-tuning '{parent_path.name}' on {len(tune)} slice(s), {len(val)} to validate, "
+                f"{len(held)} held out; "
+                f"lr {cfg.lr:g}, up to {cfg.epochs} epochs"
+                + (f", {cfg.time_limit:g} min" if cfg.time_limit else "")
+                + (", encoder frozen" if cfg.freeze_encoder else "")
+            )
+            watch = FoldWatch(
+                report_dir / "curves.png",
+                f"fine-tuning {parent_path.stem}",
+                tensorboard_dir(args, out_path.stem),
+            )
             done = finetune_network(parent, tune, val, cfg, device, report_dir, echo, watch, meta, held=held)
             if args.check:
                 done.scores.update(_old_domain_scores(args.check, parent, done, meta, device, stored))
-                echo(f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
-                     f"fine-tuned {done.scores['check_finetuned_dice']:.4f}")
-            new_meta = finetuned_meta(meta, out_path.stem, done,
-                                      {"name": parent_path.name, "sha256": parent_sha}, slices)
+                echo(
+                    f"old-domain Dice ({args.check[0]}): parent {done.scores['check_parent_dice']:.4f}, "
+                    f"fine-tuned {done.scores['check_finetuned_dice']:.4f}"
+                )
+            new_meta = finetuned_meta(
+                meta, out_path.stem, done, {"name": parent_path.name, "sha256": parent_sha}, slices
+            )
             path = save_checkpoint(out_path, [done.network.state_dict()], new_meta)
             _write_report(report_dir, done.result, done.scores, done.cfg, args)
         finally:

@@ -1,5 +1,6 @@
 """`paulow predict --input PATH [PATH ...] --output DIR`: segment named files and folders of any size
 (chunked, on dask) without the drop folders; inputs are never cleared."""
+
 from __future__ import annotations
 
 import sys
@@ -19,15 +20,22 @@ def _inputs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise UsageError(f"--input '{path}': no such file or folder - check the path")
-        if path.is_dir() and path.suffix.lower() != ".zarr" and not (path / ".zattrs").exists() \
-                and not (path / "zarr.json").exists():
-            found += sorted(p for p in path.iterdir() if p.is_dir() and is_lazy_input(p)
-                            and p.suffix.lower() == ".zarr") + list_images(path)
+        if (
+            path.is_dir()
+            and path.suffix.lower() != ".zarr"
+            and not (path / ".zattrs").exists()
+            and not (path / "zarr.json").exists()
+        ):
+            found += sorted(
+                p for p in path.iterdir() if p.is_dir() and is_lazy_input(p) and p.suffix.lower() == ".zarr"
+            ) + list_images(path)
         else:
             found.append(path)
     if not found:
-        raise UsageError(f"--input {' '.join(map(str, paths))}: no images there - give image files, "
-                         "OME-Zarr folders or folders holding them")
+        raise UsageError(
+            f"--input {' '.join(map(str, paths))}: no images there - give image files, "
+            "OME-Zarr folders or folders holding them"
+        )
     return found
 
 
@@ -70,6 +78,20 @@ def run(args, echo=print) -> int:
 def _one(model, path: Path, args, runner, device: str, echo) -> dict:
     from ..chunked_run import predict_file
 
-    return predict_file(model, path, Path(args.output), chunk=args.chunk, fmt=args.format, runner=runner,
-                        threshold=args.threshold, min_size=args.min_size, tile=args.tile, overlap=args.overlap,
-                        batch_size=args.batch_size or 8, tta=args.tta, device=device, progress=True, echo=echo)
+    return predict_file(
+        model,
+        path,
+        Path(args.output),
+        chunk=args.chunk,
+        fmt=args.format,
+        runner=runner,
+        threshold=args.threshold,
+        min_size=args.min_size,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size or 8,
+        tta=args.tta,
+        device=device,
+        progress=True,
+        echo=echo,
+    )

@@ -1,4 +1,5 @@
 """`use_model.py` / `paulow predict`: segment every image in INPUT_IMAGES with a saved model."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -54,9 +55,18 @@ class FileResult:
 
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
     """Probabilities (K, H, W) for every page of a (pages, C, H, W) stack."""
-    return predict_pages(loaded.models, loaded.meta, data, tile=opts.tile, overlap=opts.overlap,
-                         batch_size=opts.batch_size, device=opts.device, tta=opts.tta, name=name,
-                         runtime=opts.runtime)
+    return predict_pages(
+        loaded.models,
+        loaded.meta,
+        data,
+        tile=opts.tile,
+        overlap=opts.overlap,
+        batch_size=opts.batch_size,
+        device=opts.device,
+        tta=opts.tta,
+        name=name,
+        runtime=opts.runtime,
+    )
 
 
 def class_names(meta: dict, classes: int) -> list[str]:
@@ -75,29 +85,41 @@ def _write_prob(path: Path, probs: list[np.ndarray], names: list[str], stack) ->
 
     if len(names) < 2:
         prob = np.stack([p[0] for p in probs]).astype(np.float32)
-        return io.write_tiff(path, prob, resolution=stack.resolution, unit=stack.unit,
-                             calibration=stack.calibration)
+        return io.write_tiff(
+            path, prob, resolution=stack.resolution, unit=stack.unit, calibration=stack.calibration
+        )
     prob = np.stack(probs).astype(np.float32)
-    return io.write_tiff(path, prob if len(probs) > 1 else prob[0], axes="ZCYX" if len(probs) > 1 else "CYX",
-                         resolution=stack.resolution, unit=stack.unit,
-                         imagej_extra={"Labels": names * len(probs)}, calibration=stack.calibration)
+    return io.write_tiff(
+        path,
+        prob if len(probs) > 1 else prob[0],
+        axes="ZCYX" if len(probs) > 1 else "CYX",
+        resolution=stack.resolution,
+        unit=stack.unit,
+        imagej_extra={"Labels": names * len(probs)},
+        calibration=stack.calibration,
+    )
 
 
-def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult,
-                  meta: dict) -> None:
+def _write_extras(
+    stack, probs, masks, out_dir: Path, opts: SegmentOptions, result: FileResult, meta: dict
+) -> None:
     from .. import io
-    from ..postprocess import class_overlay, label_instances, object_classes, object_table, outline_overlay
-
     from ..boundaries import instances_from_boundaries, is_boundary_model
-
+    from ..postprocess import class_overlay, label_instances, object_classes, object_table, outline_overlay
     from ..volumes import volume_stem
 
     stem = volume_stem(stack.path)  # case1.nii.gz -> case1
     boundary = is_boundary_model(meta)  # masks are already its objects (interior + boundary)
     names = class_names(meta, 1 if boundary else probs[0].shape[0])
     if opts.save_prob:
-        result.written.append(_write_prob(io.unique_path(out_dir / f"{stem}_prob.tif"), probs,
-                                          class_names(meta, probs[0].shape[0]), stack))
+        result.written.append(
+            _write_prob(
+                io.unique_path(out_dir / f"{stem}_prob.tif"),
+                probs,
+                class_names(meta, probs[0].shape[0]),
+                stack,
+            )
+        )
     if opts.overlay:
         for page, mask in enumerate(masks):
             grey = _display(stack.data[page])
@@ -110,18 +132,24 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
 
         small = opts.min_size or 0
         cut = choose_threshold(meta, opts.threshold)
-        labels = ([remove_small(instances_from_boundaries(p, threshold=cut), small) for p in probs] if boundary else
-                  [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks])
+        labels = (
+            [remove_small(instances_from_boundaries(p, threshold=cut), small) for p in probs]
+            if boundary
+            else [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks]
+        )
         from ..stitch import links_through_z, stitch_sections, volume_rows
 
         through_z = links_through_z(stack, opts.per_page) and len(names) < 2  # K >= 2: per-page class rows
         labels = list(stitch_sections(np.stack(labels))) if through_z else labels
-        result.written.append(_write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"),
-                                            np.stack(labels), stack))
+        result.written.append(
+            _write_labels(io.unique_path(out_dir / f"{stem}_labels.tif"), np.stack(labels), stack)
+        )
         if opts.rois:
             from ..rois import write_roi_zip
 
-            result.written.append(write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip")))
+            result.written.append(
+                write_roi_zip(np.stack(labels), io.unique_path(out_dir / f"{stem}_rois.zip"))
+            )
         if through_z:  # one row per 3-D object: volume, z-extent, centroid in 3-D
             rows, summary = volume_rows(stack, np.stack(labels), masks)
             result.objects += rows
@@ -129,12 +157,21 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
         features: list[dict] = []
         for page, lab in enumerate(labels if opts.geojson or not through_z else []):
             rows = object_table(lab, stack.data[page, 0], pixel_size=stack.pixel_size, unit=stack.unit)
-            summary = {"file": stack.path.name, "page": page, "objects": len(rows),
-                       "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size}
+            summary = {
+                "file": stack.path.name,
+                "page": page,
+                "objects": len(rows),
+                "foreground_fraction": float(np.count_nonzero(masks[page])) / masks[page].size,
+            }
             if len(names) >= 2:  # class column, and the object count of every foreground class
                 rows = object_classes(rows, lab, masks[page], names)
-                summary.update({f"objects_{n.replace(' ', '_')}": sum(r["class_index"] == c for r in rows)
-                                for c, n in enumerate(names) if c})
+                summary.update(
+                    {
+                        f"objects_{n.replace(' ', '_')}": sum(r["class_index"] == c for r in rows)
+                        for c, n in enumerate(names)
+                        if c
+                    }
+                )
             if not through_z:  # (a 3-D object's rows are above; its GeoJSON outlines stay per page)
                 result.objects += [{"file": stack.path.name, "page": page, **r} for r in rows]
                 result.summary.append(summary)
@@ -143,10 +180,14 @@ def _write_extras(stack, probs, masks, out_dir: Path, opts: SegmentOptions, resu
         if opts.geojson:
             from ..geojson import write_geojson
 
-            result.written.append(write_geojson(io.unique_path(out_dir / f"{stem}_objects.geojson"), features))
+            result.written.append(
+                write_geojson(io.unique_path(out_dir / f"{stem}_objects.geojson"), features)
+            )
 
 
-def _features(labels: np.ndarray, rows: list[dict], names: list[str], meta: dict, page: int | None) -> list[dict]:
+def _features(
+    labels: np.ndarray, rows: list[dict], names: list[str], meta: dict, page: int | None
+) -> list[dict]:
     """QuPath detections of one page, each classified by its class name in the mask's colour."""
     from ..geojson import page_features
     from ..io import class_lut
@@ -167,11 +208,22 @@ def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
 
         return write_volume_mask(path.parent, stack, labels, "_labels")
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
-        return io.write_mask(path, labels.astype(np.uint16), resolution=stack.resolution, unit=stack.unit,
-                             calibration=stack.calibration, imagej_extra=label_display())
+        return io.write_mask(
+            path,
+            labels.astype(np.uint16),
+            resolution=stack.resolution,
+            unit=stack.unit,
+            calibration=stack.calibration,
+            imagej_extra=label_display(),
+        )
     log.warning("'%s' has more than 65,535 objects: labels written as float32", stack.path.name)
-    return io.write_tiff(path, labels.astype(np.float32), resolution=stack.resolution, unit=stack.unit,
-                         calibration=stack.calibration)
+    return io.write_tiff(
+        path,
+        labels.astype(np.float32),
+        resolution=stack.resolution,
+        unit=stack.unit,
+        calibration=stack.calibration,
+    )
 
 
 def _display(page: np.ndarray) -> np.ndarray:
@@ -229,12 +281,23 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=N
         binary = loaded.classes <= 1 or boundary  # 0/1 (a label volume), class indices for K >= 2
         mask_path = write_volume_mask(out_dir, stack, (out != 0) if binary else out, "_mask")
     elif loaded.classes <= 1 or boundary:
-        mask_path = io.write_mask(mask_out, io.binary_to_uint8(out),
-                                  resolution=stack.resolution, unit=stack.unit, calibration=stack.calibration)
+        mask_path = io.write_mask(
+            mask_out,
+            io.binary_to_uint8(out),
+            resolution=stack.resolution,
+            unit=stack.unit,
+            calibration=stack.calibration,
+        )
     else:  # class indices with a colour lookup table (Fiji)
-        mask_path = io.write_label_tiff(mask_out, out, loaded.classes, resolution=stack.resolution,
-                                        unit=stack.unit, colours=loaded.meta.get("palette"),
-                                        calibration=stack.calibration)
+        mask_path = io.write_label_tiff(
+            mask_out,
+            out,
+            loaded.classes,
+            resolution=stack.resolution,
+            unit=stack.unit,
+            colours=loaded.meta.get("palette"),
+            calibration=stack.calibration,
+        )
     result.written.append(mask_path)
     _write_extras(stack, probs, masks, out_dir, opts, result, loaded.meta)
     if opts.save_attention:
@@ -246,17 +309,25 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=N
 
 
 def options_from_args(args, device: str) -> SegmentOptions:
-    return SegmentOptions(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size or 8,
-                          threshold=args.threshold, tta=args.tta, device=device,
-                          save_prob=args.save_prob, overlay=args.overlay,
-                          instances=args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False),
-                          per_page=bool(getattr(args, "per_page", False)),
-                          split_touching=args.split_touching, rois=getattr(args, "rois", False),
-                          geojson=getattr(args, "geojson", False),
-                          save_attention=args.save_attention,
-                          compile=bool(getattr(args, "compile", False)),
-                          min_size=getattr(args, "min_size", None),
-                          runtime=getattr(args, "runtime", "torch"))
+    return SegmentOptions(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size or 8,
+        threshold=args.threshold,
+        tta=args.tta,
+        device=device,
+        save_prob=args.save_prob,
+        overlay=args.overlay,
+        instances=args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False),
+        per_page=bool(getattr(args, "per_page", False)),
+        split_touching=args.split_touching,
+        rois=getattr(args, "rois", False),
+        geojson=getattr(args, "geojson", False),
+        save_attention=args.save_attention,
+        compile=bool(getattr(args, "compile", False)),
+        min_size=getattr(args, "min_size", None),
+        runtime=getattr(args, "runtime", "torch"),
+    )
 
 
 def run(args, echo=print) -> int:
@@ -286,10 +357,13 @@ def run(args, echo=print) -> int:
     loaded = distributed.main_first(lambda: load_checkpoint(model_path, device))
     from ..boundaries import is_boundary_model
 
-    if is_boundary_model(loaded.meta) and not (args.instances or getattr(args, "rois", False)
-                                               or getattr(args, "geojson", False)):
-        echo("this model learnt object boundaries: add --instances for labelled objects (touching ones "
-             "separated) beside the masks")
+    if is_boundary_model(loaded.meta) and not (
+        args.instances or getattr(args, "rois", False) or getattr(args, "geojson", False)
+    ):
+        echo(
+            "this model learnt object boundaries: add --instances for labelled objects (touching ones "
+            "separated) beside the masks"
+        )
     images = distributed.on_main(lambda: load_images(ws.use_inputs))
     unusable = [FileResult(source=p, error=why) for p, why in list_unusable(ws.use_inputs)] if main else []
     for r in unusable:
@@ -304,9 +378,11 @@ def run(args, echo=print) -> int:
 
         loaded.models = [compile_for_inference(m) for m in loaded.models]
         echo("--compile: the network compiles on the first batch (20-60 s)")
-    echo(f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
-         f"{len(images)} file(s) to segment on {device}"
-         + (f" and {distributed.world_size() - 1} more process(es)" if distributed.active() else ""))
+    echo(
+        f"model: {model_path.name} ({loaded.meta.get('arch')}, {len(loaded.models)} member(s)); "
+        f"{len(images)} file(s) to segment on {device}"
+        + (f" and {distributed.world_size() - 1} more process(es)" if distributed.active() else "")
+    )
     results = list(unusable)
     started = f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}"
     from .. import io
@@ -314,18 +390,31 @@ def run(args, echo=print) -> int:
 
     model_sha = sha256_file(model_path) if main else ""
     with main_lock(ws):
-        record = io.unique_path(ws.use_outputs / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json")
+        record = io.unique_path(
+            ws.use_outputs / "runs" / f"segment_{started.replace(':', '').replace(' ', '_')}.json"
+        )
         # rank 0 reads the killed runs' records before anyone writes (the others get its answer)
         earlier = distributed.on_main(lambda: _unfinished_outputs(ws.use_outputs, model_sha, opts))
         mine = distributed.shard(images, key=lambda p: p.stem)  # same stem, same rank: no name races
         reads = read_ahead(mine, read_input)  # the next file is read while this one is predicted
-        for path, read in tqdm(reads, total=len(mine), desc="segmenting", unit="file", disable=None if main else True):
-            note = (lambda pending: _write_run_record(results + [pending], record, model_path, model_sha, loaded,
-                                                      opts, args, started, False)) if main else None
+        for path, read in tqdm(
+            reads, total=len(mine), desc="segmenting", unit="file", disable=None if main else True
+        ):
+            note = (
+                (
+                    lambda pending: _write_run_record(
+                        results + [pending], record, model_path, model_sha, loaded, opts, args, started, False
+                    )
+                )
+                if main
+                else None
+            )
             try:
                 with run_records.recording(FileResult(source=path), ws.use_outputs, note):
-                    results.append(_reuse(path, earlier, ws.use_outputs, echo)
-                                   or segment_file(loaded, path, ws.use_outputs, opts, read))
+                    results.append(
+                        _reuse(path, earlier, ws.use_outputs, echo)
+                        or segment_file(loaded, path, ws.use_outputs, opts, read)
+                    )
             except (PaulowError, OSError) as exc:
                 why = str(exc) if isinstance(exc, PaulowError) else _refused_alone(path, exc)
                 file_error(path, why)
@@ -337,13 +426,19 @@ def run(args, echo=print) -> int:
         if not main:
             return 0
         tables = _write_tables(results, ws.use_outputs, opts)
-        tables.append(_write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False))
+        tables.append(
+            _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, False)
+        )
         code = _finish(results, tables, args, echo)
         # finished only once the inputs are cleared: a run killed while clearing is still resumable
         _write_run_record(results, record, model_path, model_sha, loaded, opts, args, started, True)
         ok = [r for r in results if r.error is None]
-        run_records.settle(ws.use_outputs, record, [r.read_as.sha256 for r in ok if r.read_as],
-                           [w.name for r in ok for w in r.written])
+        run_records.settle(
+            ws.use_outputs,
+            record,
+            [r.read_as.sha256 for r in ok if r.read_as],
+            [w.name for r in ok for w in r.written],
+        )
         return code
 
 
@@ -353,14 +448,18 @@ def _refused_alone(path: Path, exc: OSError) -> str:
     import errno
 
     if exc.errno == errno.ENAMETOOLONG:
-        return (f"the name is too long for its output names ({len(path.name.encode())} bytes; file names may "
-                "have 255) - rename it shorter")
+        return (
+            f"the name is too long for its output names ({len(path.name.encode())} bytes; file names may "
+            "have 255) - rename it shorter"
+        )
     if exc.errno == errno.ENOENT and not path.exists():
         return "it was removed while the run went on - put it back and rerun to segment it"
     raise exc
 
 
-def _unfinished_outputs(out_dir: Path, model_sha: str, opts: SegmentOptions) -> dict[str, run_records.Earlier]:
+def _unfinished_outputs(
+    out_dir: Path, model_sha: str, opts: SegmentOptions
+) -> dict[str, run_records.Earlier]:
     """Outputs of runs that were killed before finishing, with the same model and options, by the
     SHA-256 of the input that made them (see `paulow.run_records`)."""
     if opts.instances:  # their object tables died with the run: segment again
@@ -377,10 +476,13 @@ def _reuse(path: Path, earlier: dict[str, run_records.Earlier], out_dir: Path, e
     found = earlier.get(read_as.sha256)
     if found is None or not run_records.still_there(found):
         return None
-    echo(f"{path.name}: kept {', '.join(o.name for o in found.outputs)} from an interrupted run (same input, "
-         "model and options)")
-    return FileResult(source=path, written=list(found.outputs), read_as=read_as,
-                      written_sha256=list(found.sha256))
+    echo(
+        f"{path.name}: kept {', '.join(o.name for o in found.outputs)} from an interrupted run (same input, "
+        "model and options)"
+    )
+    return FileResult(
+        source=path, written=list(found.outputs), read_as=read_as, written_sha256=list(found.sha256)
+    )
 
 
 def _options_record(opts: SegmentOptions) -> dict:
@@ -401,27 +503,52 @@ def _collect(shares: list[list[FileResult]], images: list[Path]) -> list[FileRes
     return results
 
 
-def _write_run_record(results: list[FileResult], path: Path, model_path: Path, model_sha: str, loaded,
-                      opts: SegmentOptions, args, started: str, finished: bool) -> Path:
+def _write_run_record(
+    results: list[FileResult],
+    path: Path,
+    model_path: Path,
+    model_sha: str,
+    loaded,
+    opts: SegmentOptions,
+    args,
+    started: str,
+    finished: bool,
+) -> Path:
     """`runs/segment_<time>.json`: which model (and its SHA-256), threshold and options made which
     outputs from which inputs, so a mask can be traced back long after the inputs were cleared.
     Rewritten (atomically) after every file; `finished` is null until the run ends."""
     from .. import __version__
-    from .common import effective_options
     from ..report import write_json
+    from .common import effective_options
 
     meta = loaded.meta
     threshold = choose_threshold(meta, opts.threshold)
     record = {
-        "started": started, "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}" if finished else None,
+        "started": started,
+        "finished": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}" if finished else None,
         "paulow_version": __version__,
-        "model": {"file": model_path.name, "sha256": model_sha, "name": meta.get("name"),
-                  "arch": meta.get("arch"), "saved": meta.get("date"), "members": len(loaded.models)},
-        "threshold": threshold, "device": opts.device, "options": effective_options(args),
+        "model": {
+            "file": model_path.name,
+            "sha256": model_sha,
+            "name": meta.get("name"),
+            "arch": meta.get("arch"),
+            "saved": meta.get("date"),
+            "members": len(loaded.models),
+        },
+        "threshold": threshold,
+        "device": opts.device,
+        "options": effective_options(args),
         "segment_options": _options_record(opts),
-        "files": [{"input": r.source.name, "input_sha256": r.read_as.sha256 if r.read_as else None,
-                   "outputs": [w.name for w in r.written], "outputs_sha256": run_records.output_hashes(r),
-                   "error": r.error} for r in results],
+        "files": [
+            {
+                "input": r.source.name,
+                "input_sha256": r.read_as.sha256 if r.read_as else None,
+                "outputs": [w.name for w in r.written],
+                "outputs_sha256": run_records.output_hashes(r),
+                "error": r.error,
+            }
+            for r in results
+        ],
     }
     return write_json(path, record)
 

@@ -1,4 +1,5 @@
 """`directory_setup.py` / `paulow setup`: create the drop folders (idempotent)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,25 +1,39 @@
 """`train_model.py` / `paulow train`: validate the training folders, train, save, report, clear."""
+
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from .. import distributed
-from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
-from ..errors import UsageError
-from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
 from ..config import TrainConfig
-from ..device import pick_device
-from ..intensity import normalisation_spec
 from ..context import add_context
+from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
+from ..device import pick_device
+from ..errors import UsageError
+from ..intensity import normalisation_spec
+from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
 from ..training_run import run_training, test_line
 from ..workspace import Workspace
-from .common import (add_file_log, ask_model_name, check_tensorboard, config_from_args, consume_inputs,
-                     effective_options, main_lock, quiet, read_fingerprints, remove_log, report_refused,
-                     require_writable, tensorboard_dir, unique_dir)
+from .common import (
+    add_file_log,
+    ask_model_name,
+    check_tensorboard,
+    config_from_args,
+    consume_inputs,
+    effective_options,
+    main_lock,
+    quiet,
+    read_fingerprints,
+    remove_log,
+    report_refused,
+    require_writable,
+    tensorboard_dir,
+    unique_dir,
+)
 
 log = logging.getLogger("paulow")
 
@@ -36,8 +50,10 @@ def names_from_file(mask_dir: Path, classes: int) -> list[str]:
     `classes` is an error naming the file."""
     names = class_names_beside(mask_dir)
     if names and len(names) != classes:
-        raise UsageError(f"'{mask_dir / CLASS_NAMES_FILE}' names {len(names)} class(es) ({', '.join(names)}) "
-                         f"for --classes {classes}: one name per line, background (class 0) first")
+        raise UsageError(
+            f"'{mask_dir / CLASS_NAMES_FILE}' names {len(names)} class(es) ({', '.join(names)}) "
+            f"for --classes {classes}: one name per line, background (class 0) first"
+        )
     return names
 
 
@@ -59,15 +75,22 @@ def run_palette(cfg: TrainConfig, ws: Workspace, args) -> Palette | None:
         return None
     given = getattr(args, "palette", None)
     path = Path(given) if given else ws.train_masks / PALETTE_FILE
-    return from_colours(cfg.palette, cfg.mask_classes(), f"the palette '{path}'" if path.is_file()
-                        else "the run's palette")
+    return from_colours(
+        cfg.palette, cfg.mask_classes(), f"the palette '{path}'" if path.is_file() else "the run's palette"
+    )
 
 
 def _training_slices(ws: Workspace, cfg: TrainConfig, args, refused: list) -> list[Slice]:
     """The training pairs as the network sees them: normalised as `cfg` says (percentiles or --window),
     with --context's neighbouring sections as channels."""
-    slices = load_pairs(ws.train_images, ws.train_masks, cfg.mask_classes(), normalisation_spec(cfg),
-                        refused=refused, palette=run_palette(cfg, ws, args))
+    slices = load_pairs(
+        ws.train_images,
+        ws.train_masks,
+        cfg.mask_classes(),
+        normalisation_spec(cfg),
+        refused=refused,
+        palette=run_palette(cfg, ws, args),
+    )
     return add_context(slices, cfg.context)
 
 
@@ -77,8 +100,8 @@ def run(args, echo=print) -> Path | None:
     Under torchrun (see `paulow.distributed`) rank 0 alone prompts, holds the workspace lock,
     validates, writes the model and the report and clears the inputs; the other ranks train their
     share of the patches and follow rank 0's decisions."""
-    from ..train import ProgressSaver
     from .. import resume as resume_file
+    from ..train import ProgressSaver
 
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
@@ -95,8 +118,11 @@ def run(args, echo=print) -> Path | None:
         _settle(ws, echo)
 
     distributed.on_main(prepare)
-    resumed = distributed.on_main(lambda: _stopped_run(ws, args, device, echo)) \
-        if getattr(args, "resume", None) else None
+    resumed = (
+        distributed.on_main(lambda: _stopped_run(ws, args, device, echo))
+        if getattr(args, "resume", None)
+        else None
+    )
     cfg = resumed["cfg"] if resumed else distributed.main_first(lambda: _config(ws, args, device))
     read_as = read_fingerprints(ws.train_images, ws.train_masks)  # before reading, see consume_inputs
     refused: list = []
@@ -106,24 +132,38 @@ def run(args, echo=print) -> Path | None:
     inputs = sorted({s.source for s in slices} | {ws.train_masks / s.info["mask_file"] for s in slices})
     read_as = {f: read_as[f] for f in inputs}
     hashes = resume_file.input_hashes(read_as, ws.root)
-    name = distributed.on_main(lambda: _resumed_name(ws, resumed, hashes, args.overwrite) if resumed
-                               else _new_name(ws, args, echo))
+    name = distributed.on_main(
+        lambda: _resumed_name(ws, resumed, hashes, args.overwrite) if resumed else _new_name(ws, args, echo)
+    )
     with main_lock(ws):
         report_dir = resumed["report_dir"] if resumed else ws.models / f"{name}_report"
         if not resumed and not args.overwrite:
             report_dir = unique_dir(report_dir)
         state_path = report_dir / resume_file.RESUME_FILE
-        progress = ProgressSaver(lambda state: resume_file.save_state(state_path, name, asdict(cfg),
-                                                                      hashes, state))
+        progress = ProgressSaver(
+            lambda state: resume_file.save_state(state_path, name, asdict(cfg), hashes, state)
+        )
         handler = add_file_log(report_dir / "train.log")
         try:
-            path, meta = _train_and_save(ws, slices, cfg, device, name, report_dir, args, echo,
-                                         resumed["payload"]["state"] if resumed else None, progress,
-                                         source_hashes(slices, hashes, ws.root))
+            path, meta = _train_and_save(
+                ws,
+                slices,
+                cfg,
+                device,
+                name,
+                report_dir,
+                args,
+                echo,
+                resumed["payload"]["state"] if resumed else None,
+                progress,
+                source_hashes(slices, hashes, ws.root),
+            )
         except BaseException:
             if state_path.exists():
-                echo(f"training stopped; nothing was deleted. To go on where it stopped: "
-                     f"train_model.py --resume {name}")
+                echo(
+                    f"training stopped; nothing was deleted. To go on where it stopped: "
+                    f"train_model.py --resume {name}"
+                )
             raise
         finally:
             remove_log(handler)
@@ -138,6 +178,7 @@ def run(args, echo=print) -> Path | None:
 def _fingerprinted(slices: Sequence[Slice], read_as: dict, ws: Workspace, refused: list) -> list[Slice]:
     """The pairs whose files were fingerprinted before reading; a pair added in between is refused
     (kept for the next run), since clearing could not tell whether it changed after it was read."""
+
     def pair(s: Slice) -> set[Path]:
         return {s.source, ws.train_masks / s.info["mask_file"]}
 
@@ -160,23 +201,49 @@ def _follow(ws: Workspace, args, device: str) -> None:
     slices = distributed.main_first(lambda: _training_slices(ws, cfg, args, []))
     distributed.on_main(lambda: None)  # the model's name
     with main_lock(ws):
-        run_training(slices, cfg, device, None, quiet, resume=resumed["payload"]["state"] if resumed else None,
-                     folds_explicit=getattr(args, "folds", None) is not None,
-                     epochs_explicit=getattr(args, "epochs", None) is not None)
+        run_training(
+            slices,
+            cfg,
+            device,
+            None,
+            quiet,
+            resume=resumed["payload"]["state"] if resumed else None,
+            folds_explicit=getattr(args, "folds", None) is not None,
+            epochs_explicit=getattr(args, "epochs", None) is not None,
+        )
     return None
 
 
-def _train_and_save(ws: Workspace, slices: Sequence[Slice], cfg: TrainConfig, device: str, name: str,
-                    report_dir: Path, args, echo, resume: dict | None, progress,
-                    file_hashes: dict[str, str]) -> tuple[Path, dict]:
+def _train_and_save(
+    ws: Workspace,
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    name: str,
+    report_dir: Path,
+    args,
+    echo,
+    resume: dict | None,
+    progress,
+    file_hashes: dict[str, str],
+) -> tuple[Path, dict]:
     """Plan, cross-validate, save the verified model file and the report; return (path, metadata)."""
     from ..checkpoint import save_checkpoint
     from ..train import timed
 
-    run = run_training(slices, cfg, device, report_dir, echo, resume=resume, progress=progress,
-                       file_hashes=file_hashes, folds_explicit=getattr(args, "folds", None) is not None,
-                       epochs_explicit=getattr(args, "epochs", None) is not None,
-                       tensorboard=tensorboard_dir(args, name))
+    run = run_training(
+        slices,
+        cfg,
+        device,
+        report_dir,
+        echo,
+        resume=resume,
+        progress=progress,
+        file_hashes=file_hashes,
+        folds_explicit=getattr(args, "folds", None) is not None,
+        epochs_explicit=getattr(args, "epochs", None) is not None,
+        tensorboard=tensorboard_dir(args, name),
+    )
     run.meta["name"] = name
     with timed(run.timing, "checkpoints"):
         path = save_checkpoint(ws.models / f"{name}.pth", run.state_dicts(), run.meta)
@@ -206,8 +273,10 @@ def _new_name(ws: Workspace, args, echo=print) -> str:
     name = ask_model_name(args.name, ws.models, args.overwrite, args.yes, default_name)
     stopped = resume_file.stopped_run_named(ws.models, name)
     if stopped and not args.overwrite:
-        raise UsageError(f"a stopped run named '{name}' can be continued with --resume {name}: do that, "
-                         "or choose another name (--overwrite discards the stopped run)")
+        raise UsageError(
+            f"a stopped run named '{name}' can be continued with --resume {name}: do that, "
+            "or choose another name (--overwrite discards the stopped run)"
+        )
     if stopped:
         stopped.unlink(missing_ok=True)
         echo(f"--overwrite: discarded the stopped run '{name}'")
@@ -219,10 +288,14 @@ def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrit
     from .. import resume as resume_file
 
     resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
-    name = _valid_resumed_name(resumed["payload"].get("name"), resumed["report_dir"] / resume_file.RESUME_FILE)
+    name = _valid_resumed_name(
+        resumed["payload"].get("name"), resumed["report_dir"] / resume_file.RESUME_FILE
+    )
     if (ws.models / f"{name}.pth").exists() and not overwrite:
-        raise UsageError(f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
-                         "add --overwrite to replace it")
+        raise UsageError(
+            f"a model '{name}.pth' exists already in '{ws.models}': move it away, or "
+            "add --overwrite to replace it"
+        )
     return name
 
 
@@ -235,8 +308,9 @@ def _valid_resumed_name(name, state: Path) -> str:
             raise ValueError("it is not text")
         return check_new_name(name, state.parent, overwrite=True)
     except ValueError as exc:
-        raise UsageError(f"the resume file '{state}' names no valid model ({exc}): start a new run "
-                         "without --resume") from None
+        raise UsageError(
+            f"the resume file '{state}' names no valid model ({exc}): start a new run without --resume"
+        ) from None
 
 
 def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
@@ -250,10 +324,15 @@ def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
     cfg = TrainConfig(**{"val_tiles": 0, **{k: v for k, v in payload["config"].items() if k in known}})
     cfg.device = device
     state = payload["state"]
-    echo(f"resuming '{payload['name']}' with its own settings: {len(state['folds'])} fold(s) finished, "
-         f"{state['seconds'] / 60:.1f} min spent"
-         + (f", fold {state['current']['fold'] + 1} after epoch {state['current']['epoch']}"
-            if state.get("current") else ""))
+    echo(
+        f"resuming '{payload['name']}' with its own settings: {len(state['folds'])} fold(s) finished, "
+        f"{state['seconds'] / 60:.1f} min spent"
+        + (
+            f", fold {state['current']['fold'] + 1} after epoch {state['current']['epoch']}"
+            if state.get("current")
+            else ""
+        )
+    )
     return {"payload": payload, "cfg": cfg, "report_dir": path.parent}
 
 

@@ -1,5 +1,6 @@
 """The U-Net skeleton every network shares: encoder, decoder stages with optional attention gates,
 padding to any input size, channels-last execution and access to the attention maps."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -100,11 +101,11 @@ class SegmentationNet(nn.Module):
         maps = []
         for level, stage in zip(range(self.depth - 2, -1, -1), self.decoder_stages()):
             if stage.gate is not None and stage.gate.last_map is not None:
-                scale = 2 ** level
-                maps.append(stage.gate.last_map[..., :-(-height // scale), :-(-width // scale)])
+                scale = 2**level
+                maps.append(stage.gate.last_map[..., : -(-height // scale), : -(-width // scale)])
         return maps
 
 
 def level_channels(width: int, depth: int) -> list[int]:
     """Channels per level, shallowest first: width, 2 width, 4 width, ..."""
-    return [width * 2 ** level for level in range(depth)]
+    return [width * 2**level for level in range(depth)]

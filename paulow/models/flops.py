@@ -1,11 +1,13 @@
 """Convolution FLOP counts and a reference 3x3-convolution throughput, used by `paulow summary`
 and by the benchmarks (a multiply-add counts as 2 FLOPs)."""
+
 from __future__ import annotations
 
 import contextlib
 import statistics
 import time
-from typing import Callable, Iterator, cast
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import torch
 from torch import nn
@@ -28,9 +30,11 @@ def _macs_hook(total: list[float], transposed: bool):
 def count_conv_flops(model: nn.Module, in_channels: int, height: int, width: int) -> float:
     """Forward FLOPs of every Conv2d / ConvTranspose2d for one `(in_channels, height, width)` input."""
     total = [0.0]
-    handles = [module.register_forward_hook(
-        _macs_hook(total, isinstance(module, nn.ConvTranspose2d)))
-        for module in model.modules() if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))]
+    handles = [
+        module.register_forward_hook(_macs_hook(total, isinstance(module, nn.ConvTranspose2d)))
+        for module in model.modules()
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
     was_training = model.training
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
@@ -61,9 +65,16 @@ def precision(device: torch.device) -> Iterator[None]:
         yield
 
 
-def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, batch: int = 8,
-                   device: str | torch.device = "cpu", channels_last: bool = True,
-                   min_seconds: float = 1.0, statistic: str = "mean") -> float:
+def conv3x3_gflops(
+    direction: str = "fwd",
+    channels: int = 64,
+    size: int = 128,
+    batch: int = 8,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    min_seconds: float = 1.0,
+    statistic: str = "mean",
+) -> float:
     """Measured GFLOP/s of a `channels -> channels` 3x3 convolution on a `(batch, channels, size,
     size)` input: forward only (`"fwd"`, no autograd) or forward + backward (`"fwd_bwd"`, input
     and weight gradients, counted as 3x the forward FLOPs). `statistic` (see `summarise`) turns
@@ -73,9 +84,9 @@ def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, 
     device = torch.device(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     conv = nn.Conv2d(channels, channels, 3, padding=1).to(  # type: ignore[call-overload]  # torch's stubs omit memory_format
-        device, memory_format=memory_format)
-    x = torch.randn(batch, channels, size, size, device=device).contiguous(
-        memory_format=memory_format)
+        device, memory_format=memory_format
+    )
+    x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=memory_format)
     backward = direction == "fwd_bwd"
     x.requires_grad_(backward)
 
@@ -90,16 +101,18 @@ def conv3x3_gflops(direction: str = "fwd", channels: int = 64, size: int = 128, 
     return flops / seconds / 1e9
 
 
-def time_calls(step: Callable[[], object], device: torch.device, min_seconds: float,
-               warmup: int = 2, min_calls: int = 3) -> tuple[float, int]:
+def time_calls(
+    step: Callable[[], object], device: torch.device, min_seconds: float, warmup: int = 2, min_calls: int = 3
+) -> tuple[float, int]:
     """Run `step()` `warmup` times, then until `min_seconds` and `min_calls` are both reached;
     return (total seconds, calls) of the timed part."""
     durations = call_durations(step, device, min_seconds, warmup, min_calls)
     return sum(durations), len(durations)
 
 
-def call_durations(step: Callable[[], object], device: torch.device, min_seconds: float,
-                   warmup: int = 2, min_calls: int = 3) -> list[float]:
+def call_durations(
+    step: Callable[[], object], device: torch.device, min_seconds: float, warmup: int = 2, min_calls: int = 3
+) -> list[float]:
     """Like `time_calls`, but return the duration of each timed call in seconds."""
     for _ in range(warmup):
         step()

@@ -1,9 +1,10 @@
 """Building blocks shared by the networks: weight-standardised convolutions, residual and plain
 convolution blocks, attention gates, and the padding that lets every network take any H, W."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,10 @@ def norm_factory(name: str) -> NormFactory:
     from ..errors import UsageError
 
     factories: dict[str, NormFactory] = {
-        "group": group_norm, "batch": nn.BatchNorm2d,
-        "layer": lambda c: nn.GroupNorm(1, c), "instance": lambda c: nn.GroupNorm(c, c),
+        "group": group_norm,
+        "batch": nn.BatchNorm2d,
+        "layer": lambda c: nn.GroupNorm(1, c),
+        "instance": lambda c: nn.GroupNorm(c, c),
         "none": lambda c: nn.Identity(),
     }
     if name not in factories:
@@ -81,8 +84,7 @@ class ResidualBlock(nn.Module):
         self.norm2 = norm(out_channels)
         self.act2 = nn.LeakyReLU(inplace=True)
         self.residual: nn.Module = (
-            PointwiseConv2d(in_channels, out_channels)
-            if in_channels != out_channels else nn.Identity()
+            PointwiseConv2d(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +100,9 @@ class ConvBlock(nn.Module):
 
     `norm` (a factory, or None for none) overrides `batch_norm` when given."""
 
-    def __init__(self, in_channels: int, out_channels: int, batch_norm: bool = True,
-                 norm: NormFactory | None = None) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, batch_norm: bool = True, norm: NormFactory | None = None
+    ) -> None:
         super().__init__()
         norm = norm if norm is not None else (nn.BatchNorm2d if batch_norm else None)
         layers: list[nn.Module] = []
@@ -138,8 +141,14 @@ class AttentionGate(nn.Module):
     attention map `(N, 1, h, w)` is stored, detached, in `last_map`.
     """
 
-    def __init__(self, gate_channels: int, skip_channels: int, inner_channels: int,
-                 norm: NormFactory = group_norm, leaky: bool = True) -> None:
+    def __init__(
+        self,
+        gate_channels: int,
+        skip_channels: int,
+        inner_channels: int,
+        norm: NormFactory = group_norm,
+        leaky: bool = True,
+    ) -> None:
         super().__init__()
         self.W_g = nn.Sequential(PointwiseConv2d(gate_channels, inner_channels), norm(inner_channels))
         self.W_x = nn.Sequential(PointwiseConv2d(skip_channels, inner_channels), norm(inner_channels))

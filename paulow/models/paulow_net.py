@@ -5,9 +5,11 @@ Keys: encoder blocks `conv1 .. conv{depth}`; decoder level `l` (deepest first) `
 `conv{l}_1`, `drop{l}`; `final`. With width 64 and depth 4 this is exactly the original network, so
 a bare state dict saved by the original code loads with `strict=True`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,13 +26,27 @@ class PaulowAttentionUNet(SegmentationNet):
 
     name = "paulow_attention_unet"
 
-    def __init__(self, in_channels: int = 1, classes: int = 1, width: int = 64, depth: int = 4,
-                 dropout: float = 0.2, norm: str = "group") -> None:
-        spec = {"name": self.name, "in_channels": in_channels, "classes": classes,
-                "width": width, "depth": depth, "dropout": dropout}
+    def __init__(
+        self,
+        in_channels: int = 1,
+        classes: int = 1,
+        width: int = 64,
+        depth: int = 4,
+        dropout: float = 0.2,
+        norm: str = "group",
+    ) -> None:
+        spec = {
+            "name": self.name,
+            "in_channels": in_channels,
+            "classes": classes,
+            "width": width,
+            "depth": depth,
+            "dropout": dropout,
+        }
         super().__init__({**spec, "norm": norm} if norm != "group" else spec)
         if not 0.0 <= dropout < 1.0:
             from ..errors import UsageError
+
             raise UsageError(f"dropout must be from 0 up to (not including) 1, not {dropout!r}")
         make_norm = norm_factory(norm)
         channels = level_channels(width, depth)
@@ -48,9 +64,15 @@ class PaulowAttentionUNet(SegmentationNet):
         return [getattr(self, f"conv{level}") for level in range(1, self.depth + 1)]
 
     def decoder_stages(self) -> list[Stage]:
-        return [Stage(getattr(self, f"up{level}"), getattr(self, f"att{level}"),
-                      getattr(self, f"conv{level}_1"), getattr(self, f"drop{level}"))
-                for level in range(self.depth - 1, 0, -1)]
+        return [
+            Stage(
+                getattr(self, f"up{level}"),
+                getattr(self, f"att{level}"),
+                getattr(self, f"conv{level}_1"),
+                getattr(self, f"drop{level}"),
+            )
+            for level in range(self.depth - 1, 0, -1)
+        ]
 
     def head(self) -> nn.Module:
         return self.final
@@ -61,8 +83,9 @@ class OriginalAttentionUNet(PaulowAttentionUNet):
 
     name = "paulow_original"
 
-    def __init__(self, img_ch: int = 3, output_ch: int = 1, dropout_rate: float = 0.2,
-                 width: int = 64) -> None:
+    def __init__(
+        self, img_ch: int = 3, output_ch: int = 1, dropout_rate: float = 0.2, width: int = 64
+    ) -> None:
         super().__init__(img_ch, output_ch, width=width, depth=4, dropout=dropout_rate)
 
 
@@ -73,17 +96,26 @@ def infer_original_args(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         first = state_dict["conv1.conv1.weight"]
         final = state_dict["final.weight"]
     except KeyError as missing:
-        raise ModelError(f"the weights have no {missing} tensor: they are not a PAULow "
-                         "AttentionUNet state dict; load a .pth saved by PAULow") from None
+        raise ModelError(
+            f"the weights have no {missing} tensor: they are not a PAULow "
+            "AttentionUNet state dict; load a .pth saved by PAULow"
+        ) from None
     depth = 1
     while f"conv{depth + 1}.conv1.weight" in state_dict:
         depth += 1
-    return {"name": "paulow_original" if depth == 4 else "paulow_attention_unet",
-            "in_channels": int(first.shape[1]), "classes": int(final.shape[0]),
-            "width": int(first.shape[0]), "depth": depth}
+    return {
+        "name": "paulow_original" if depth == 4 else "paulow_attention_unet",
+        "in_channels": int(first.shape[1]),
+        "classes": int(final.shape[0]),
+        "width": int(first.shape[0]),
+        "depth": depth,
+    }
 
 
 def is_original_state_dict(state_dict: Mapping[str, Any]) -> bool:
     """True when the keys look like the original PAULow `AttentionUNet` (or this generalisation)."""
-    return "conv1.conv1.weight" in state_dict and "final.weight" in state_dict and all(
-        isinstance(value, torch.Tensor) for value in state_dict.values())
+    return (
+        "conv1.conv1.weight" in state_dict
+        and "final.weight" in state_dict
+        and all(isinstance(value, torch.Tensor) for value in state_dict.values())
+    )

@@ -6,10 +6,12 @@ No weights can be downloaded here: the network trains from scratch, or its encod
 state dict the user supplies (`load_vgg16_encoder`, torchvision's `features.N.*` keys, checked key by
 key and shape by shape).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -38,18 +40,35 @@ class VGG16UNet(SegmentationNet):
 
     name = "vgg16_unet"
 
-    def __init__(self, in_channels: int = 1, classes: int = 1, width: int = 64, depth: int = 5,
-                 batch_norm: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        classes: int = 1,
+        width: int = 64,
+        depth: int = 5,
+        batch_norm: bool = False,
+    ) -> None:
         if not 1 <= depth <= 5:
             raise UsageError(f"vgg16_unet has 1 to 5 levels (VGG16 has 5 blocks), not depth={depth}")
-        super().__init__({"name": self.name, "in_channels": in_channels, "classes": classes,
-                          "width": width, "depth": depth, "batch_norm": batch_norm})
+        super().__init__(
+            {
+                "name": self.name,
+                "in_channels": in_channels,
+                "classes": classes,
+                "width": width,
+                "depth": depth,
+                "batch_norm": batch_norm,
+            }
+        )
         channels = [max(1, c * width // 64) for c in VGG16_CHANNELS[:depth]]
         self.encoders = nn.ModuleList(
             _vgg_block(cin, cout, convs, batch_norm)
-            for cin, cout, convs in zip([in_channels] + channels, channels, VGG16_BLOCKS))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(deep, skip, kernel_size=2, stride=2)
-                                 for deep, skip in zip(channels[:0:-1], channels[-2::-1]))
+            for cin, cout, convs in zip([in_channels] + channels, channels, VGG16_BLOCKS)
+        )
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(deep, skip, kernel_size=2, stride=2)
+            for deep, skip in zip(channels[:0:-1], channels[-2::-1])
+        )
         self.decoders = nn.ModuleList(ConvBlock(2 * c, c, batch_norm) for c in channels[-2::-1])
         self.final = nn.Conv2d(channels[0], classes, kernel_size=1)
 
@@ -64,8 +83,12 @@ class VGG16UNet(SegmentationNet):
 
 
 def _encoder_layers(model: VGG16UNet) -> list[nn.Module]:
-    return [m for block in model.encoders for m in cast(nn.Sequential, block)
-            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    return [
+        m
+        for block in model.encoders
+        for m in cast(nn.Sequential, block)
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
+    ]
 
 
 def _vgg_groups(state_dict: Mapping[str, Any]) -> list[dict[str, torch.Tensor]]:
@@ -87,15 +110,21 @@ def load_vgg16_encoder(model: VGG16UNet, path: str | Path) -> int:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ModelError(f"'{path.name}' is not a readable weights file ({type(err).__name__}): "
-                         "give a VGG16 state dict saved with torch.save") from None
+        raise ModelError(
+            f"'{path.name}' is not a readable weights file ({type(err).__name__}): "
+            "give a VGG16 state dict saved with torch.save"
+        ) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, Mapping):
-        raise ModelError(f"'{path.name}' holds no state dict: save one with torch.save(vgg.state_dict(), ...)")
+        raise ModelError(
+            f"'{path.name}' holds no state dict: save one with torch.save(vgg.state_dict(), ...)"
+        )
     groups, layers = _vgg_groups(state), _encoder_layers(model)
     if len(groups) < len(layers):
-        raise ModelError(f"'{path.name}' has {len(groups)} VGG feature layers; this encoder needs "
-                         f"{len(layers)} (VGG16{'_bn' if model.spec['batch_norm'] else ''}, width 64)")
+        raise ModelError(
+            f"'{path.name}' has {len(groups)} VGG feature layers; this encoder needs "
+            f"{len(layers)} (VGG16{'_bn' if model.spec['batch_norm'] else ''}, width 64)"
+        )
     plan = []
     for index, (group, layer) in enumerate(zip(groups, layers)):
         own = layer.state_dict()
@@ -103,14 +132,22 @@ def load_vgg16_encoder(model: VGG16UNet, path: str | Path) -> int:
             if key == "num_batches_tracked":
                 continue
             given = group.get(key)
-            if index == 0 and key == "weight" and given is not None and given.dim() == 4 \
-                    and given.shape[1] == 3 and tensor.shape[1] == 1:
+            if (
+                index == 0
+                and key == "weight"
+                and given is not None
+                and given.dim() == 4
+                and given.shape[1] == 3
+                and tensor.shape[1] == 1
+            ):
                 given = given.sum(dim=1, keepdim=True)  # RGB filters on a grey image: their sum
             if given is None or tuple(given.shape) != tuple(tensor.shape):
                 found = "missing" if given is None else f"shape {tuple(given.shape)}"
-                raise ModelError(f"'{path.name}': VGG layer {index} '{key}' is {found}, the encoder needs "
-                                 f"{tuple(tensor.shape)} - use VGG16 weights matching --width 64, "
-                                 f"{model.spec['in_channels']} input channel(s) and the batch-norm choice")
+                raise ModelError(
+                    f"'{path.name}': VGG layer {index} '{key}' is {found}, the encoder needs "
+                    f"{tuple(tensor.shape)} - use VGG16 weights matching --width 64, "
+                    f"{model.spec['in_channels']} input channel(s) and the batch-norm choice"
+                )
             plan.append((tensor, given))
     with torch.no_grad():
         for tensor, given in plan:

@@ -2,6 +2,7 @@
 
 The widgets run them with napari's `thread_worker`; the tests can also run them directly.
 """
+
 from __future__ import annotations
 
 import queue
@@ -55,8 +56,11 @@ class Trained:
 
     @property
     def worse_than_parent(self) -> bool:
-        return (self.finetuned_dice is not None and self.parent_dice is not None
-                and self.finetuned_dice < self.parent_dice)
+        return (
+            self.finetuned_dice is not None
+            and self.parent_dice is not None
+            and self.finetuned_dice < self.parent_dice
+        )
 
 
 def _given(path: str | Path | None) -> Path | None:
@@ -76,14 +80,17 @@ def output_file(path: str | Path | None) -> Path:
     """Where to save a new model: a .pth name that does not exist yet (nothing is overwritten)."""
     chosen = _given(path)
     if chosen is None or chosen.suffix.lower() != ".pth":
-        raise UsageError(f"model file '{chosen or ''}': choose where to save the model (a name ending in .pth)")
+        raise UsageError(
+            f"model file '{chosen or ''}': choose where to save the model (a name ending in .pth)"
+        )
     if chosen.exists():
         raise UsageError(f"model file '{chosen}' exists: choose another name (nothing is overwritten)")
     return chosen
 
 
-def _threaded(work: Callable[[Callable[[Any], None]], Any], *, tick: float | None = None
-              ) -> Generator[Any, None, Any]:
+def _threaded(
+    work: Callable[[Callable[[Any], None]], Any], *, tick: float | None = None
+) -> Generator[Any, None, Any]:
     """Run `work(put)` in its own thread and yield what it `put`s as it comes (None every `tick`
     seconds when nothing came); return its result or raise its error in the caller's thread."""
     items: queue.Queue = queue.Queue()
@@ -119,9 +126,17 @@ def _stop_if(cancel: threading.Event | None, what: str) -> None:
         raise Cancelled(f"{what} cancelled: nothing was added or saved")
 
 
-def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, split_touching: bool = False,
-            probabilities: bool = False, threshold: float | None = None, cancel: threading.Event | None = None
-            ) -> Generator[Update, None, Segmentation]:
+def segment(
+    path: str | Path,
+    data: Any,
+    rgb: bool,
+    *,
+    instances: bool = False,
+    split_touching: bool = False,
+    probabilities: bool = False,
+    threshold: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[Update, None, Segmentation]:
     """Segment every page of an image layer's data with a saved model; progress per batch of tiles,
     stopped (`Cancelled`) at the next batch once `cancel` is set."""
     import paulow
@@ -133,11 +148,16 @@ def segment(path: str | Path, data: Any, rgb: bool, *, instances: bool = False, 
 
     def on_tile(page: int, done: int, total: int, put: Callable[[Any], None]) -> None:
         _stop_if(cancel, "segmentation")
-        put(Update(f"page {page + 1}/{len(pages)}: {done}/{total} tiles", page * total + done, len(pages) * total))
+        put(
+            Update(
+                f"page {page + 1}/{len(pages)}: {done}/{total} tiles", page * total + done, len(pages) * total
+            )
+        )
 
     def work(put: Callable[[Any], None]) -> list:
-        return model.predict_stack(pages, threshold=threshold,
-                                   on_tile=lambda page, done, total: on_tile(page, done, total, put))
+        return model.predict_stack(
+            pages, threshold=threshold, on_tile=lambda page, done, total: on_tile(page, done, total, put)
+        )
 
     preds = yield from _threaded(work)
     labels = label_pages(preds, instances, split_touching).reshape(shape)
@@ -177,9 +197,18 @@ def _progress(update: Update, started: float, seconds: float) -> Update:
     return Update(update.message, elapsed, int(seconds))
 
 
-def train(images: list, masks: list, out: str | Path, *, base: str | Path | None = None,
-          time_limit: float = 5.0, epochs: int = 40, classes: int = 1, cancel: threading.Event | None = None,
-          **options: Any) -> Generator[Update, None, Trained]:
+def train(
+    images: list,
+    masks: list,
+    out: str | Path,
+    *,
+    base: str | Path | None = None,
+    time_limit: float = 5.0,
+    epochs: int = 40,
+    classes: int = 1,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> Generator[Update, None, Trained]:
     """Train (or, given `base`, fine-tune) a model on the pairs and save it to `out` (never replaced).
 
     Each epoch yields its loss and validation Dice, other progress lines as they are; with a time
@@ -200,16 +229,33 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
         def relay(item: Any) -> None:
             _stop_if(cancel, "training")
             put(item)
+
         return relay
 
     def work(put: Callable[[Any], None]) -> Trained:
         relay = checked(put)
         if parent is not None:
-            model = paulow.finetune(parent, images, masks, time_limit=time_limit, epochs=epochs,
-                                    echo=relay, on_epoch=relay, **options)
+            model = paulow.finetune(
+                parent,
+                images,
+                masks,
+                time_limit=time_limit,
+                epochs=epochs,
+                echo=relay,
+                on_epoch=relay,
+                **options,
+            )
         else:
-            model = train_model(images, masks, time_limit=time_limit, epochs=epochs, classes=classes,
-                                echo=relay, on_epoch=relay, **options)
+            model = train_model(
+                images,
+                masks,
+                time_limit=time_limit,
+                epochs=epochs,
+                classes=classes,
+                echo=relay,
+                on_epoch=relay,
+                **options,
+            )
         _stop_if(cancel, "training")
         scores = (model.meta.get("metrics") or {}).get("finetune") or {}
         return Trained(model.save(out), scores.get("finetuned_dice"), scores.get("parent_dice"))
@@ -222,7 +268,11 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
         while True:
             item = next(runner)
             if item is not None:
-                last = _epoch_update(item, best) if isinstance(item, dict) else Update(item, last.done, last.total)
+                last = (
+                    _epoch_update(item, best)
+                    if isinstance(item, dict)
+                    else Update(item, last.done, last.total)
+                )
             yield _progress(last, started, seconds)
     except StopIteration as finished:
         result: Trained = finished.value
@@ -233,12 +283,15 @@ def train(images: list, masks: list, out: str | Path, *, base: str | Path | None
 def attention(path: str | Path, page: np.ndarray) -> list[np.ndarray]:
     """The attention-gate maps (deepest first) of a saved model for one raw (C, H, W) page."""
     import paulow
+
     from ..attention import attention_maps
 
     model = paulow.load_model(model_file(path))
     loaded = SimpleNamespace(models=model.networks, meta=model.meta, in_channels=model.in_channels)
     maps = attention_maps(loaded, page, SimpleNamespace(device="cpu"))
     if not maps:
-        raise UsageError(f"model '{Path(path).name}' ({model.meta.get('arch')}) has no attention gates, "
-                         "or the slice is too large for one pass: nothing to show")
+        raise UsageError(
+            f"model '{Path(path).name}' ({model.meta.get('arch')}) has no attention gates, "
+            "or the slice is too large for one pass: nothing to show"
+        )
     return maps

@@ -2,9 +2,10 @@
 
 No Qt and no napari here, so the conversions are tested without a viewer.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,8 +69,10 @@ def training_pairs(image, labels, rgb: bool, tiles: int = 1) -> tuple[list[np.nd
     pages, shape = image_pages(image, rgb)
     masks = np.asarray(labels)
     if masks.shape != tuple(shape):
-        raise ShapeMismatchError(f"the labels layer is {masks.shape} but the image layer is {tuple(shape)}:"
-                                 " draw the labels on a layer of the image's size")
+        raise ShapeMismatchError(
+            f"the labels layer is {masks.shape} but the image layer is {tuple(shape)}:"
+            " draw the labels on a layer of the image's size"
+        )
     masks = masks.reshape(-1, *masks.shape[-2:])
     images_out, masks_out = [], []
     for page, mask in zip(pages, masks):
@@ -93,5 +96,7 @@ def summary_line(row: dict) -> str:
     """One line for a picker: `name: target, classes, tile, threshold, scores`."""
     names = f" ({', '.join(row['class_names'])})" if row["class_names"] else ""
     scores = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in row["scores"].items()) or "no scores"
-    return (f"{row['name']}: {row['target']}, {row['classes']} class(es){names}; tile {row['tile']} px, "
-            f"threshold {row['threshold']:.2f}, smallest object {row['min_object_px']} px; {scores}")
+    return (
+        f"{row['name']}: {row['target']}, {row['classes']} class(es){names}; tile {row['tile']} px, "
+        f"threshold {row['threshold']:.2f}, smallest object {row['min_object_px']} px; {scores}"
+    )

@@ -1,5 +1,6 @@
 """napari reader for volumes: NIfTI files and DICOM series folders open with their voxel spacing
 (`scale`, z then y then x); `*_mask` / `*_labels` NIfTI files (PAULow's outputs) open as labels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,11 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     name = volume_stem(stack.path)
     labels = stack.data.dtype.kind in "iu" and name.lower().endswith(("_mask", "_labels"))
     data = stack.data[:, 0] if stack.data.shape[1] == 1 else stack.data.transpose(1, 0, 2, 3)
-    meta: dict[str, Any] = {"name": name, "scale": (k, j, i), "metadata": {"affine": stack.geometry.affine.tolist(),
-                                                            "unit": stack.unit}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "scale": (k, j, i),
+        "metadata": {"affine": stack.geometry.affine.tolist(), "unit": stack.unit},
+    }
     if data.ndim == 4:
         meta["channel_axis"] = 0
     return [(data, meta, "labels" if labels else "image")]

@@ -4,22 +4,34 @@ Each widget checks its inputs at once (an `error: ...` line in its status, nothi
 its job (see `jobs`) in a napari `thread_worker`, so the viewer stays responsive; `worker` holds the
 running one.
 """
+
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import napari
 import numpy as np
-
-import paulow.api
 from magicgui.types import FileDialogMode
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label,
-                              ProgressBar, PushButton, SpinBox)
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from psygnal import Signal
+
+import paulow.api
 
 from ..errors import Cancelled, PaulowError
 from . import jobs
@@ -46,8 +58,12 @@ class _LayerWidget(Container):
         self._status.native.setWordWrap(True)  # errors name the file and the fix: long lines
 
     def _layer_picker(self, kind: type[Layer], label: str) -> ComboBox:
-        picker = ComboBox(label=label, choices=lambda _: [(layer.name, layer) for layer in self._viewer.layers
-                                                          if isinstance(layer, kind)])
+        picker = ComboBox(
+            label=label,
+            choices=lambda _: [
+                (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind)
+            ],
+        )
         for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
             event.connect(lambda _=None: picker.reset_choices())
         return picker
@@ -128,7 +144,9 @@ class SegmentWidget(_LayerWidget):
         self._output = ComboBox(label="output", choices=[MASK, INSTANCES], value=MASK)
         self._split = CheckBox(text="split touching objects (watershed)", value=False)
         self._probabilities = CheckBox(text="add a probability layer", value=False)
-        self._threshold = FloatSlider(label="threshold", value=0.5, min=0.0, max=1.0, step=0.01, enabled=False)
+        self._threshold = FloatSlider(
+            label="threshold", value=0.5, min=0.0, max=1.0, step=0.01, enabled=False
+        )
         self._min_size = SpinBox(label="smallest object (px)", value=0, min=0, max=10_000_000, enabled=False)
         for control in (self._threshold, self._min_size):
             control.changed.connect(self._relabel)
@@ -138,9 +156,23 @@ class SegmentWidget(_LayerWidget):
         self._cancel.changed.connect(self.cancel)
         self._stop = threading.Event()
         MODELS.saved.connect(self._model_saved)
-        self.extend([self._image, self._model, self._models, self._info, self._output, self._split,
-                     self._probabilities, self._run, self._cancel, self._threshold, self._min_size,
-                     self._progress, self._status])
+        self.extend(
+            [
+                self._image,
+                self._model,
+                self._models,
+                self._info,
+                self._output,
+                self._split,
+                self._probabilities,
+                self._run,
+                self._cancel,
+                self._threshold,
+                self._min_size,
+                self._progress,
+                self._status,
+            ]
+        )
 
     # ------------------------------------------------------------ the model picker
     def _folder(self) -> Path | None:
@@ -151,7 +183,11 @@ class SegmentWidget(_LayerWidget):
 
     def _model_choices(self, _=None) -> list[tuple[str, Path]]:
         folder = self._folder()
-        return [] if folder is None else [(summary_line(row), row["path"]) for row in paulow.api.list_models(folder)]
+        return (
+            []
+            if folder is None
+            else [(summary_line(row), row["path"]) for row in paulow.api.list_models(folder)]
+        )
 
     def _model_changed(self, _=None) -> None:
         chosen = jobs._given(_path(self._model))
@@ -160,8 +196,11 @@ class SegmentWidget(_LayerWidget):
             if chosen in self._models.choices:
                 self._models.value = chosen
         try:
-            self._info.value = "" if chosen is None or not chosen.is_file() else \
-                summary_line(paulow.api.model_summary(chosen))
+            self._info.value = (
+                ""
+                if chosen is None or not chosen.is_file()
+                else summary_line(paulow.api.model_summary(chosen))
+            )
         except PaulowError as exc:
             self._info.value = f"error: {exc}"
 
@@ -183,9 +222,17 @@ class SegmentWidget(_LayerWidget):
         instances = self._output.value == INSTANCES
         self._stop.clear()
         self._cancel.enabled = True
-        self._start(jobs.segment, path, layer.data, bool(layer.rgb), instances=instances,
-                    split_touching=self._split.value, probabilities=self._probabilities.value,
-                    cancel=self._stop, on_done=lambda result: self._add(layer, path, result))
+        self._start(
+            jobs.segment,
+            path,
+            layer.data,
+            bool(layer.rgb),
+            instances=instances,
+            split_touching=self._split.value,
+            probabilities=self._probabilities.value,
+            cancel=self._stop,
+            on_done=lambda result: self._add(layer, path, result),
+        )
         self.worker.finished.connect(lambda: setattr(self._cancel, "enabled", False))
 
     def cancel(self) -> None:
@@ -196,15 +243,23 @@ class SegmentWidget(_LayerWidget):
     def _add(self, source, path: Path, result: jobs.Segmentation) -> None:
         kind = "instances" if result.instances else "mask"
         self.result = result
-        self._labels_layer = self._viewer.add_labels(result.labels, name=f"{source.name} {kind}",
-                                                     **self._place(source, result.labels.ndim))
+        self._labels_layer = self._viewer.add_labels(
+            result.labels, name=f"{source.name} {kind}", **self._place(source, result.labels.ndim)
+        )
         if result.probabilities is not None:
             place = self._place(source, result.labels.ndim)
             extra = result.probabilities.ndim - result.labels.ndim  # a class axis first, for class maps
             place = {k: (1,) * extra + v if k == "scale" else (0,) * extra + v for k, v in place.items()}
             # one foreground channel (a boundary model's 1 - P(background)), over the image, not added to it
-            self._viewer.add_image(result.probabilities, name=f"{source.name} probability", colormap="viridis",
-                                   contrast_limits=(0.0, 1.0), blending="translucent", opacity=0.5, **place)
+            self._viewer.add_image(
+                result.probabilities,
+                name=f"{source.name} probability",
+                colormap="viridis",
+                contrast_limits=(0.0, 1.0),
+                blending="translucent",
+                opacity=0.5,
+                **place,
+            )
         with self._threshold.changed.blocked(), self._min_size.changed.blocked():
             self._threshold.value, self._min_size.value = result.threshold, result.min_size
         first = result.predictions[0]  # class maps are the argmax: no threshold, no smallest object
@@ -234,25 +289,48 @@ class TrainWidget(_LayerWidget):
         self._labels_in = self._layer_picker(Labels, "labels")
         self._classes = CheckBox(text="labels are classes (else any label is foreground)", value=False)
         self._finetune = CheckBox(text="fine-tune a saved model", value=False)
-        self._parent_in = FileEdit(label="model to fine-tune", mode=FileDialogMode.EXISTING_FILE, filter="*.pth", visible=False)
+        self._parent_in = FileEdit(
+            label="model to fine-tune", mode=FileDialogMode.EXISTING_FILE, filter="*.pth", visible=False
+        )
         self._finetune.changed.connect(lambda on: setattr(self._parent_in, "visible", on))
-        self._minutes = FloatSpinBox(label="time limit (min, 0: epochs)", value=5.0, min=0.0, max=1440.0,
-                                     step=0.5)
+        self._minutes = FloatSpinBox(
+            label="time limit (min, 0: epochs)", value=5.0, min=0.0, max=1440.0, step=0.5
+        )
         self._epochs = SpinBox(label="epochs", value=40, min=1, max=10000)
         self._width = SpinBox(label="network width", value=16, min=4, max=128)
         self._patch = SpinBox(label="patch size", value=128, min=32, max=1024, step=16)
-        self._tiles = SpinBox(label="tiles per side", value=2, min=1, max=8,
-                              tooltip="each image is cut into tiles x tiles pieces so some can be held out "
-                                      "for validation")
+        self._tiles = SpinBox(
+            label="tiles per side",
+            value=2,
+            min=1,
+            max=8,
+            tooltip="each image is cut into tiles x tiles pieces so some can be held out for validation",
+        )
         self._out = FileEdit(label="save model as", mode=FileDialogMode.OPTIONAL_FILE, filter="*.pth")
         self._run = PushButton(text="Train")
         self._run.changed.connect(self.run)
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._cancel.changed.connect(self.cancel)
         self._stop = threading.Event()
-        self.extend([self._image, self._labels_in, self._classes, self._finetune, self._parent_in, self._minutes,
-                     self._epochs, self._width, self._patch, self._tiles, self._out, self._run, self._cancel,
-                     self._progress, self._status])
+        self.extend(
+            [
+                self._image,
+                self._labels_in,
+                self._classes,
+                self._finetune,
+                self._parent_in,
+                self._minutes,
+                self._epochs,
+                self._width,
+                self._patch,
+                self._tiles,
+                self._out,
+                self._run,
+                self._cancel,
+                self._progress,
+                self._status,
+            ]
+        )
 
     def run(self) -> None:
         image, labels = self._image.value, self._labels_in.value
@@ -267,15 +345,28 @@ class TrainWidget(_LayerWidget):
         if not any(m.any() for m in masks):
             return self._say(f"error: the labels layer '{labels.name}' is empty: paint some objects first")
         if base is not None and len(images) < 2:
-            return self._say("error: fine-tuning holds part of the image out: set 'tiles per side' to 2 or more")
+            return self._say(
+                "error: fine-tuning holds part of the image out: set 'tiles per side' to 2 or more"
+            )
         classes = int(max(m.max(initial=0) for m in masks)) + 1 if self._classes.value else 1
         options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.train_options}
         if base is None:
             options = {"width": self._width.value, "folds": 1, "test_fraction": 0.0, **options}
         self._stop.clear()
         self._cancel.enabled = True
-        self._start(jobs.train, images, masks, out, base=base, time_limit=self._minutes.value,
-                    epochs=self._epochs.value, classes=classes, cancel=self._stop, on_done=self._saved, **options)
+        self._start(
+            jobs.train,
+            images,
+            masks,
+            out,
+            base=base,
+            time_limit=self._minutes.value,
+            epochs=self._epochs.value,
+            classes=classes,
+            cancel=self._stop,
+            on_done=self._saved,
+            **options,
+        )
         self.worker.finished.connect(lambda: setattr(self._cancel, "enabled", False))
 
     def cancel(self) -> None:
@@ -288,12 +379,17 @@ class TrainWidget(_LayerWidget):
         said to be so and not made the Segment widget's current model (it is listed there to choose)."""
         self._progress.max, self._progress.value = 1, 1
         if result.worse_than_parent:
-            self._say(f"saved {result.path}, but it scores worse than its parent on the held-out pixels "
-                      f"(Dice {result.finetuned_dice:.3f} < {result.parent_dice:.3f}): the parent stays the "
-                      "current model; choose this one in Segment's model list to use it anyway")
+            self._say(
+                f"saved {result.path}, but it scores worse than its parent on the held-out pixels "
+                f"(Dice {result.finetuned_dice:.3f} < {result.parent_dice:.3f}): the parent stays the "
+                "current model; choose this one in Segment's model list to use it anyway"
+            )
         else:
-            scores = "" if result.finetuned_dice is None else \
-                f" (held-out Dice {result.finetuned_dice:.3f}, parent {result.parent_dice:.3f})"
+            scores = (
+                ""
+                if result.finetuned_dice is None
+                else f" (held-out Dice {result.finetuned_dice:.3f}, parent {result.parent_dice:.3f})"
+            )
             self._say(f"saved {result.path}{scores}")
         MODELS.saved.emit(result.path, not result.worse_than_parent)
 
@@ -317,13 +413,24 @@ class AttentionWidget(_LayerWidget):
         pages, shape = image_pages(layer.data, bool(layer.rgb))
         index = page_index(layer.world_to_data(self._viewer.dims.point), shape)
         self._say(f"attention maps of {path.name} for page {index + 1}/{len(pages)}")
-        self._start(jobs.attention, path, np.asarray(pages[index]), on_done=lambda maps: self._add(layer, maps))
+        self._start(
+            jobs.attention, path, np.asarray(pages[index]), on_done=lambda maps: self._add(layer, maps)
+        )
 
     def _add(self, source, maps: list[np.ndarray]) -> None:
-        names = [f"{source.name} attention gate {i + 1}" + (" (deepest)" if i == 0 else "")
-                 for i in range(len(maps))]
-        self._viewer.add_image(np.stack(maps), channel_axis=0, name=names, colormap="inferno",
-                               blending="additive", contrast_limits=(0.0, 1.0), visible=[True] + [False] * (len(maps) - 1),
-                               **self._place(source, 2))
+        names = [
+            f"{source.name} attention gate {i + 1}" + (" (deepest)" if i == 0 else "")
+            for i in range(len(maps))
+        ]
+        self._viewer.add_image(
+            np.stack(maps),
+            channel_axis=0,
+            name=names,
+            colormap="inferno",
+            blending="additive",
+            contrast_limits=(0.0, 1.0),
+            visible=[True] + [False] * (len(maps) - 1),
+            **self._place(source, 2),
+        )
         self._progress.max, self._progress.value = 1, 1
         self._say(f"{len(maps)} gate map(s), deepest first: bright = detail let through")
