@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ def one_run(
     root: Path | None,
     work: Path,
     pages_limit: int | None,
+    core: int | None = None,
 ) -> dict:
     """Train with `--context N` (N = 0: plain 2-D) and seed `seed`, segment the test stack, score it."""
     from paulow.evaluate import score_pages
@@ -90,10 +92,10 @@ def one_run(
         *(["--context", str(context)] if context else []),
         *class_args(name),
     ]
-    train_seconds, trained = run_script("train_model.py", command)
+    train_seconds, trained = run_script("train_model.py", command, core)
     if trained.returncode != 0:
         raise RuntimeError(f"train_model.py failed on {name} (context {context}): {trained.stderr[-2000:]}")
-    use_seconds, used = run_script("use_model.py", ["--root", str(ws), "--yes", "--model", "bench"])
+    use_seconds, used = run_script("use_model.py", ["--root", str(ws), "--yes", "--model", "bench"], core)
     if used.returncode != 0:
         raise RuntimeError(f"use_model.py failed on {name} (context {context}): {used.stderr[-2000:]}")
     predicted = io.read_mask(ws / "Use_Model" / "OUTPUT_MASKS" / "test_mask.tif")
@@ -112,6 +114,7 @@ def one_run(
         "train_wall_s": round(train_seconds, 1),
         "segment_wall_s": round(use_seconds, 1),
         "train_command": "train_model.py " + shlex.join(command[2:]),
+        "core": core,
     }
 
 
@@ -160,24 +163,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="only the first N train and test pages (a smoke run of the bench, not a result)",
     )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the N values of a seed side by side, each pinned to its own core with one thread",
+    )
     args = parser.parse_args(argv)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
             for seed in args.seeds:
-                for context in args.contexts:
-                    row = one_run(
-                        name,
-                        context,
-                        seed,
-                        args.time_limit,
-                        args.data_root,
-                        args.work or Path(tmp),
-                        args.pages,
-                    )
+                # --parallel: the N values of one seed at once, one core and one thread each, so both
+                # arms see the same host; the cores swap with the seed so neither arm keeps one core
+                cores = {
+                    n: (i + seed) % len(args.contexts) if args.parallel else None
+                    for i, n in enumerate(args.contexts)
+                }
+                with ThreadPoolExecutor(len(args.contexts) if args.parallel else 1) as pool:
+                    futures = [
+                        pool.submit(
+                            one_run,
+                            name,
+                            n,
+                            seed,
+                            args.time_limit,
+                            args.data_root,
+                            args.work or Path(tmp),
+                            args.pages,
+                            cores[n],
+                        )
+                        for n in args.contexts
+                    ]
+                    rows = [f.result() for f in futures]
+                for row in rows:
                     runs.append(row)
                     print(
-                        f"{name} context {context} seed {seed}: test Dice {row['dice']:.4f} "
+                        f"{name} context {row['context']} seed {seed}: test Dice {row['dice']:.4f} "
                         f"(training {row['train_wall_s']:.0f} s)",
                         flush=True,
                     )

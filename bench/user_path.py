@@ -88,9 +88,19 @@ def _spin() -> None:
         pass
 
 
-def run_script(script: str, args: Sequence[str]) -> tuple[float, subprocess.CompletedProcess]:
+def run_script(
+    script: str, args: Sequence[str], core: int | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Run one of the scripts; with `core`, pinned to that CPU core with one thread (`taskset`)."""
+    import os
+
+    pin, env = [], None
+    if core is not None:
+        pin, env = ["taskset", "-c", str(core)], {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.monotonic()
-    done = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [*pin, sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=env
+    )
     return time.monotonic() - start, done
 
 
