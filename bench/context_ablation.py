@@ -2,7 +2,8 @@
 time limit, several seeds, on serial-section stacks (ISBI 2012 EM cells, the VNC 5-class stack).
 
     python bench/context_ablation.py [--datasets isbi2012_em_cells drosophila_vnc_sstem] [--contexts 0 1 2]
-                                     [--seeds 0 1] [--time-limit 10] [--out bench/results/context_ablation]
+                                     [--seeds 0 1] [--time-limit 10] [--parallel]
+                                     [--out bench/results/context_ablation]
 
 For every dataset, seed and N a fresh workspace gets the train pages of the dataset's fixed split as
 ONE stack (`train.tif`, sections in order, masks `train_mask.tif`) and the test pages as one stack
@@ -14,7 +15,7 @@ foreground Dice for K classes). The JSON holds every run, the mean and spread pe
 and which N has the best mean; a default should change only where context wins on every dataset
 by more than the spread between seeds.
 
-Not measured yet (2026-12-06): the shared 2-core CPU could not give it the 10-minute runs it needs.
+Measured on ISBI (2026-12-06, `--contexts 0 1 --seeds 0 1 --parallel`): see docs/volumes.md; VNC not yet.
 """
 
 from __future__ import annotations
