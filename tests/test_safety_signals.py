@@ -72,11 +72,15 @@ def test_sigterm_while_writing_masks_keeps_inputs_and_no_partial_file(quick_ws, 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_sigterm_or_sighup_while_clearing_says_what_was_deleted_and_kept(
-    quick_ws, monkeypatch, capsys, signame
+    quick_ws, monkeypatch, capsys, signame, request
 ):
     import os
     import signal
 
+    # under `nohup make test` SIGHUP is ignored, and a run rightly leaves an ignored signal ignored:
+    # restore the default for this test so the run installs its handler as in a terminal
+    before = signal.signal(getattr(signal, signame), signal.SIG_DFL)
+    request.addfinalizer(lambda: signal.signal(getattr(signal, signame), before))
     ws = quick_ws
     for i in range(4):
         _image(ws.use_inputs / f"in{i}.tif", 40, seed=i)
