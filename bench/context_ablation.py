@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -170,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the N values of a seed side by side, each pinned to its own core with one thread",
     )
     args = parser.parse_args(argv)
+    if args.parallel and len(args.contexts) > len(os.sched_getaffinity(0)):
+        parser.error(f"--parallel runs {len(args.contexts)} N values at once: it needs as many cores")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:

@@ -92,8 +92,6 @@ def run_script(
     script: str, args: Sequence[str], core: int | None = None
 ) -> tuple[float, subprocess.CompletedProcess]:
     """Run one of the scripts; with `core`, pinned to that CPU core with one thread (`taskset`)."""
-    import os
-
     pin, env = [], None
     if core is not None:
         pin, env = ["taskset", "-c", str(core)], {**os.environ, "OMP_NUM_THREADS": "1"}
