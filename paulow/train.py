@@ -116,6 +116,25 @@ def predict_slices(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
     ]
 
 
+def validation_probabilities(
+    model, slices: Sequence[Slice], cfg: TrainConfig, device: str
+) -> list[np.ndarray]:
+    """`predict_slices` for the between-epoch validations; on the device path (CUDA, see
+    `paulow.device_batches`) with the tiles of all slices batched together when they fit."""
+    from . import device_batches
+    from .device_validation import fits_on_device, predict_batched
+    from .infer import suggest_tile
+
+    images = [s.image for s in slices]
+    tile = suggest_tile(cfg.patch, device)
+    if not (device_batches.use_device_batches(device) and fits_on_device(images, tile, device)):
+        return predict_slices(model, slices, cfg, device)
+    batch = max(cfg.batch_size, 4)
+    return predict_batched(
+        model, images, tile=tile, overlap=cfg.infer_overlap, batch_size=batch, device=device
+    )
+
+
 def scores_on_slices(
     models, slices: Sequence[Slice], cfg: TrainConfig, device: str, min_size: int = 0
 ) -> dict:
@@ -333,6 +352,16 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, device: str):
     )
 
 
+def _batches(dataset: PatchDataset, cfg: TrainConfig, device: str):
+    """The epoch's batches: cut and augmented on the device on CUDA (`paulow.device_batches`),
+    else the `DataLoader` of `_loader`."""
+    from . import device_batches
+
+    if device_batches.use_device_batches(device):
+        return device_batches.DeviceBatches(dataset, cfg.batch_size, device)
+    return _loader(dataset, cfg, device)
+
+
 def _train_step(model, loss_fn, opt, images, targets, device: str, weight=None) -> tuple[float, list[int]]:
     import torch
 
@@ -466,7 +495,7 @@ def fit_fold(
             cfg.per_epoch,
             cfg.border_weight,
         )
-    loader = _loader(dataset, cfg, device)
+        loader = _batches(dataset, cfg, device)
     net = distributed.wrap(model, device)  # trains; `model` (same parameters) validates on rank 0
     opt, sched = make_optimizer(model, cfg)
     loss_fn = build_loss(cfg.loss, **loss_options(cfg, train)).to(device)
@@ -639,7 +668,7 @@ def _validate(
 
     start = time.monotonic()
     model.eval()
-    probs = predict_slices(model, val, cfg, device)
+    probs = validation_probabilities(model, val, cfg, device)
     scores = score_probabilities(probs, masks_of(val), cfg.threshold)
     loss = loss_from_probabilities(loss_fn, probs, [one_hot(m, cfg.classes) for m in masks_of(val)])
     pacer.record(train_seconds, time.monotonic() - start)
