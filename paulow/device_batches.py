@@ -124,9 +124,9 @@ class DeviceBatches:
         n = len(positions)
         size = self.batch_size if n > self.batch_size else n
         for start in range(0, len(self) * size, size):
-            yield self.batch(positions[start : start + size])
+            yield self._batch(positions[start : start + size])
 
-    def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The augmented batch of `(i, y, x)` crop positions (on the store device)."""
         turns = self._draw_transforms(len(positions))
         flat = self._flat_index(positions, turns)
@@ -175,7 +175,7 @@ class DeviceBatches:
         aug = cast(Augment, self.augment)
         count = (len(images), 1, 1, 1)
         g, dev = self.value_gen, self.device
-        low, high = np.log(aug.gamma)
+        low, high = (float(v) for v in np.log(aug.gamma))
         gamma = torch.exp(low + (high - low) * torch.rand(count, generator=g, device=dev))
         scale = aug.scale[0] + (aug.scale[1] - aug.scale[0]) * torch.rand(count, generator=g, device=dev)
         shift = aug.shift[0] + (aug.shift[1] - aug.shift[0]) * torch.rand(count, generator=g, device=dev)
