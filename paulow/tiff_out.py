@@ -1,4 +1,5 @@
-"""Tiled (Big)TIFF from a chunked array, one band of rows at a time (memory: one band)."""
+"""Tiled (Big)TIFF from a chunked array, one band of tile rows at a time (memory: one band and
+one stored chunk)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,23 @@ TIFF_TILE = 256
 PER_CM = {"micron": 1e4, "nm": 1e7, "mm": 10.0, "cm": 1.0, "m": 0.01, "inch": 1 / 2.54}
 
 
+def _band(array: Any, lead: tuple, y: int) -> np.ndarray:
+    """Rows y..y+TIFF_TILE of a page, read one stored chunk column at a time so that only one
+    chunk is decoded at once (memory: the band plus one chunk, whatever the image width)."""
+    chunks = getattr(array, "chunks", None)
+    step = int(chunks[-1]) if chunks else array.shape[-1]
+    rows = slice(y, y + TIFF_TILE)
+    parts = [np.asarray(array[lead + (rows, slice(x, x + step))]) for x in range(0, array.shape[-1], step)]
+    return np.concatenate(parts, axis=-1)
+
+
 def tiles(array: Any, pages: int, scale: int, dtype: Any) -> Iterator[np.ndarray]:
     """Full TIFF tiles (edge tiles zero-padded) in page, row, column order."""
     height, width = array.shape[-2:]
     for page in range(pages):
         lead = (page,) if array.ndim == 3 else ()
         for y in range(0, height, TIFF_TILE):
-            band = np.asarray(array[lead + (slice(y, y + TIFF_TILE), slice(None))])
+            band = _band(array, lead, y)
             for x in range(0, width, TIFF_TILE):
                 tile = np.zeros((TIFF_TILE, TIFF_TILE), dtype=dtype)
                 part = band[:, x : x + TIFF_TILE]
