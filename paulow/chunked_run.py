@@ -4,7 +4,7 @@
    one tile) -> the probability image, and the mask (classes) or the chunk's local objects;
 2. stitch: local objects joined across seams (`paulow.chunk_stitch`), one small table per page;
 3. label: every chunk's global objects and its mask without objects under `min_size`;
-then the pyramid levels, and for `--format tiff` tiled TIFFs. Markers record finished chunks, so the
+then the pyramid levels, and for `--format tiff` tiled TIFFs (`ome-tiff`: pyramidal OME-TIFFs). Markers record finished chunks, so the
 same command after a kill finishes only what is missing and gives the same bytes.
 """
 
@@ -24,7 +24,7 @@ from .chunk_tasks import RunSpec, label_chunk, marker, predict_chunk, pyramid_ch
 from .chunking import ChunkGrid, check_chunk
 from .errors import UsageError
 
-FORMATS = ("ome-zarr", "tiff")
+FORMATS = ("ome-zarr", "tiff", "ome-tiff")
 # above this many input bytes an image is "too large to hold": OME-Zarr output by default
 LARGE_IMAGE_BYTES = 1 << 30
 
@@ -320,27 +320,34 @@ def _pyramid_jobs(spec: RunSpec, levels: list[tuple[int, int]], instances: bool)
 def _finish_outputs(
     spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: list[int] | None
 ) -> list[str]:
-    """The OME-Zarr path, or the TIFFs written from it (tiled, BigTIFF when large)."""
+    """The OME-Zarr path, or the TIFFs written from it (tiled, BigTIFF when large; `ome-tiff`:
+    pyramidal OME-TIFFs, see `paulow.ome_tiff`)."""
     if fmt == "ome-zarr":
         return [spec.output]
     from . import omezarr
+    from .ome_tiff import input_pixel_size, write_ome_tiff
     from .tiff_out import write_tiled_tiff
 
-    arrays = omezarr.arrays(Path(spec.output))
-    written = [
-        write_tiled_tiff(
-            out_dir / f"{stem}_mask.tif",
-            arrays["mask"],
-            spec.pages,
-            scale=255 if spec.mode != "classes" else 1,
-        )
-    ]
+    arrays, size = omezarr.arrays(Path(spec.output)), input_pixel_size(Path(spec.input))
+    roles: list[tuple[str, Any, int]] = [("mask", np.uint8, 255 if spec.mode != "classes" else 1)]
     if "objects" in arrays:
         most = max(objects or [0])
-        dtype = np.uint16 if most <= np.iinfo(np.uint16).max else np.float32
-        written.append(
-            write_tiled_tiff(out_dir / f"{stem}_labels.tif", arrays["objects"], spec.pages, dtype=dtype)
-        )
+        wide = np.uint32 if fmt == "ome-tiff" else np.float32  # ImageJ reads float32, OME uint32
+        roles.append(("labels", np.uint16 if most <= np.iinfo(np.uint16).max else wide, 1))
+    written = []
+    for role, dtype, scale in roles:
+        key = "objects" if role == "labels" else role
+        if fmt == "ome-tiff":
+            levels = omezarr.level_arrays(Path(spec.output), key)
+            where = out_dir / f"{stem}_{role}.ome.tif"
+            written.append(
+                write_ome_tiff(where, levels, spec.pages, scale=scale, dtype=dtype, pixel_size=size)
+            )
+        else:
+            where = out_dir / f"{stem}_{role}.tif"
+            written.append(
+                write_tiled_tiff(where, arrays[key], spec.pages, scale=scale, dtype=dtype, pixel_size=size)
+            )
     return [str(p) for p in written]
 
 

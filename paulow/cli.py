@@ -377,8 +377,9 @@ def _add_predict(sub, root: Path) -> None:
     )
     g.add_argument(
         "--format",
-        choices=("ome-zarr", "tiff"),
-        help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF)",
+        choices=("ome-zarr", "tiff", "ome-tiff"),
+        help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF; "
+        "ome-tiff: tiled, pyramidal OME-TIFF for Fiji/QuPath)",
     )
     g.add_argument(
         "--scheduler",

@@ -405,10 +405,13 @@ def tune_options(opts, models: list, meta: dict, images: list, given_batch: int 
 
 def _first_readable(images: list):
     """The raw (pages, C, H, W) data of the first image that reads, else None."""
+    from .drop_chunked import too_large_to_hold
     from .errors import PaulowError
     from .io import read_image
 
     for path in images:
+        if too_large_to_hold(path):  # segmented chunk by chunk: never read whole
+            continue
         try:
             return read_image(path).data
         except PaulowError:

@@ -51,6 +51,7 @@ class FileResult:
     error: str | None = None
     read_as: Fingerprint | None = None  # the input as it was read, so clearing can tell a changed file
     written_sha256: list[str] = field(default_factory=list)  # of `written`, for the run record
+    chunked: dict | None = None  # how the chunked engine ran, for an image too large to hold
 
 
 def predict_stack(loaded, data: np.ndarray, opts: SegmentOptions, name: str = "image") -> list[np.ndarray]:
@@ -250,10 +251,13 @@ def _save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: 
 
 
 def read_input(path: Path) -> tuple:
-    """(fingerprint, stack) of an input; the fingerprint first: a file replaced from here on is never cleared."""
+    """(fingerprint, stack) of an input; the fingerprint first: a file replaced from here on is never
+    cleared. The stack is None for an image too large to hold (segmented chunk by chunk)."""
     from .. import io
+    from ..drop_chunked import too_large_to_hold
 
-    return fingerprint(path), io.read_image(path)
+    read_as = fingerprint(path)
+    return read_as, None if too_large_to_hold(path) else io.read_image(path)
 
 
 def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=None) -> FileResult:
@@ -265,6 +269,10 @@ def segment_file(loaded, path: Path, out_dir: Path, opts: SegmentOptions, read=N
     from ..postprocess import to_mask
 
     read_as, stack = read.result() if read is not None else read_input(path)
+    if stack is None:  # too large to hold: the chunked engine of `paulow predict --input`
+        from ..drop_chunked import segment_large
+
+        return segment_large(loaded, path, out_dir, opts, read_as)
     probs = predict_stack(loaded, stack.data, opts, path.name)
     threshold = choose_threshold(loaded.meta, opts.threshold)
     boundary = is_boundary_model(loaded.meta)  # its mask: the objects, interior and boundary ring together
@@ -546,6 +554,7 @@ def _write_run_record(
                 "outputs": [w.name for w in r.written],
                 "outputs_sha256": run_records.output_hashes(r),
                 "error": r.error,
+                **({"chunked": r.chunked} if r.chunked else {}),
             }
             for r in results
         ],
