@@ -399,6 +399,7 @@ class Model:
         batch_size: int = 8,
         progress: bool = False,
         echo: Echo | None = None,
+        halo: int | None = None,
     ) -> dict:
         """Segment a file of any size chunk by chunk into the folder `out`; the input is never changed.
 
@@ -410,7 +411,9 @@ class Model:
         `distributed.Client`, or "sync" (no dask). A run stopped part-way and started again with the
         same arguments finishes only the missing chunks. Returns the run record (also written as
         `NAME.paulow-run.json`): outputs, chunking, normalisation statistics, model SHA-256, workers.
-        Objects are 8-connected components across chunks (touching objects are not split).
+        Objects are 8-connected components across chunks; a boundary model's are the seeded
+        watershed of `Prediction.labels()`, run on each chunk plus `halo` px around it (default: the
+        largest training object + 1 px); objects reaching past the halo are logged as a warning.
         """
         from .chunked_run import predict_file
         from .dask_runner import TaskRunner
@@ -428,6 +431,7 @@ class Model:
                 min_size=min_size,
                 tile=tile,
                 overlap=overlap,
+                halo=halo,
                 batch_size=batch_size,
                 tta=tta,
                 device=device,

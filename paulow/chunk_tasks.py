@@ -34,8 +34,9 @@ class RunSpec:
     threshold: float
     min_size: int
     in_channels: int
-    mode: str  # "binary", "boundary" (both: objects by connected components) or "classes"
+    mode: str  # "binary", "boundary" (objects by the seeded watershed) or "classes"
     stats: tuple  # per page: per-channel (low, high) or None (scale255)
+    halo: int = 0  # px read around a core for the boundary models' watershed
 
     @property
     def step(self) -> int:
@@ -135,8 +136,10 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
         return
     if spec.mode == "boundary":
         from .boundaries import object_mask
+        from .chunk_watershed import store_inputs
 
         mask = object_mask(probs, spec.threshold)
+        store_inputs(spec, page, core, probs)
     else:
         mask = to_mask(probs, spec.threshold)
     labels, record = local_components(mask)
@@ -145,8 +148,12 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     _save_marker(done, record.to_arrays())
 
 
-def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: int) -> None:
-    """Phase 3: global objects and the mask without objects under `min_size`, into the output."""
+def label_chunk(
+    spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: int, split: tuple | None = None
+) -> None:
+    """Phase 3: global objects and the mask without objects under `min_size`, into the output;
+    with `split` (boundary models: offset, count in the watershed's table) the objects are the
+    seeded watershed's (`paulow.chunk_watershed`), the mask stays the connected components'."""
     import zarr
 
     from . import omezarr
@@ -164,10 +171,16 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
         local = np.asarray(zarr.open_array(Path(spec.work) / "local.zarr", mode="r")[(page,) + core])
         table[1:] = mapping[offset : offset + count]
     objects = table[local]
+    mask = (objects > 0).astype(np.uint8)
+    if split is not None:
+        from .chunk_watershed import split_objects
+
+        local, table = split_objects(spec, page, core, *split)
+        objects = table[local]
     out = omezarr.arrays(Path(spec.output))
     key = spec.page_key(page)
     omezarr.write_block(out["objects"], key, *core, objects)
-    omezarr.write_block(out["mask"], key, *core, (objects > 0).astype(np.uint8))
+    omezarr.write_block(out["mask"], key, *core, mask)
     raw = _lazy(spec.input).read(page, *core)
     # this chunk's share of each object, from its compact local labels (no sort of the chunk)
     _save_marker(done, object_parts(local, raw, core[0].start, core[1].start, table))

@@ -3,6 +3,7 @@
 1. predict: every chunk core's probabilities (tiles over the whole image's grid, a halo of under
    one tile) -> the probability image, and the mask (classes) or the chunk's local objects;
 2. stitch: local objects joined across seams (`paulow.chunk_stitch`), one small table per page;
+   boundary models then run the seeded watershed on each core plus a halo (`paulow.chunk_watershed`);
 3. label: every chunk's global objects and its mask without objects under `min_size`;
 then the pyramid levels, and for `--format tiff` tiled TIFFs (`ome-tiff`: pyramidal OME-TIFFs). Markers record finished chunks, so the
 same command after a kill finishes only what is missing and gives the same bytes.
@@ -101,6 +102,7 @@ def predict_file(
     min_size: int | None = None,
     tile: int | None = None,
     overlap: float | None = None,
+    halo: int | None = None,
     batch_size: int = 8,
     tta: bool = False,
     device: str = "cpu",
@@ -124,6 +126,7 @@ def predict_file(
     chunk = int(chunk or default_chunk(tile, image.channels, classes))
     check_chunk(chunk, tile)
     mode = _mode(meta)
+    halo = _choose_halo(meta, mode, halo)
     large = (
         image.pages * image.height * image.width * image.channels * image.dtype.itemsize > LARGE_IMAGE_BYTES
     )
@@ -148,6 +151,7 @@ def predict_file(
         "batch_size": batch_size,
         "format": fmt,
         "mode": mode,
+        **({"halo": halo} if mode == "boundary" else {}),
     }
     earlier = _check_resume(record_path, output, settings)
     if earlier and earlier.get("complete"):
@@ -172,6 +176,7 @@ def predict_file(
         int(meta["in_channels"]),
         mode,
         tuple(tuple(s) if s is not None else None for s, _ in stats),
+        halo or 0,
     )
     record: dict[str, Any] = {
         "settings": settings,
@@ -182,6 +187,7 @@ def predict_file(
             "halo_px": f"up to {tile - 1} (the tiles touching a core)",
             "grid": list(ChunkGrid(image.height, image.width, chunk).shape),
             "pages": image.pages,
+            **({"watershed_halo_px": halo} if mode == "boundary" else {}),
         },
         "normalisation": [{"page": p, "low_high": s, "from": how} for p, (s, how) in enumerate(stats)],
         "resumed": bool(earlier),
@@ -196,7 +202,7 @@ def predict_file(
             f"{path.name}: {image.pages} page(s) of {image.height} x {image.width}, chunks of {chunk} px, "
             f"{len(runner.workers)} worker(s)"
         )
-        record["objects"] = _run_phases(runner, spec, model, classes, progress)
+        record["objects"] = _run_phases(runner, spec, model, classes, progress, record)
     finally:
         if own:
             runner.close()
@@ -218,8 +224,22 @@ def _write_json(path: Path, data: dict) -> None:
         Path(tmp).write_text(json.dumps(data, indent=1, default=str))
 
 
-def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: bool) -> list[int] | None:
-    """Predict, stitch, label and the pyramid; returns the object count per page (None: classes)."""
+def _choose_halo(meta: dict, mode: str, halo: int | None) -> int | None:
+    """The watershed's halo of a boundary model: the user's, else from the model (None otherwise)."""
+    from .chunk_watershed import default_halo
+
+    if mode != "boundary":
+        return None
+    if halo is not None and (int(halo) != halo or halo < 1):
+        raise UsageError(f"--halo {halo}: give a whole number of pixels of at least 1")
+    return int(halo) if halo is not None else default_halo(meta)
+
+
+def _run_phases(
+    runner: Any, spec: RunSpec, model: Any, classes: int, progress: bool, record: dict
+) -> list[int] | None:
+    """Predict, stitch, label and the pyramid; returns the object count per page (None: classes);
+    warnings go to the log and to `record["warnings"]`."""
     import zarr
     from tqdm.auto import tqdm
 
@@ -231,6 +251,10 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
     omezarr.create_outputs(
         Path(spec.output), spec.pages, spec.height, spec.width, spec.chunk, classes, instances
     )
+    if spec.mode == "boundary":
+        from .chunk_watershed import create_work_arrays
+
+        create_work_arrays(spec)
     if instances:
         Path(spec.work).mkdir(parents=True, exist_ok=True)
         zarr.open_array(
@@ -244,7 +268,8 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
         )
     levels = omezarr.level_shapes(spec.height, spec.width, spec.chunk)
     pyramid = _pyramid_jobs(spec, levels, instances)
-    total = len(jobs) * (2 if instances else 1) + sum(len(level) for level in pyramid)
+    phases = 1 + instances + (spec.mode == "boundary")
+    total = len(jobs) * phases + sum(len(level) for level in pyramid)
     with tqdm(total=total, unit="chunk", desc=Path(spec.input).name, disable=not progress) as bar:
         todo = [j for j in jobs if not marker(spec, "predict", *j).exists()]
         bar.update(len(jobs) - len(todo))
@@ -254,8 +279,11 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
         if instances:
             tables = [_stitch_page(spec, grid, p) for p in range(spec.pages)]
             counts = [count for _, count in tables]
+            split = _split_phase(runner, spec, jobs, bar, record) if spec.mode == "boundary" else None
+            if split is not None:
+                counts = [count for _, count in split]
             todo = [
-                (p, iy, ix, *tables[p][0][(iy, ix)])
+                (p, iy, ix, *tables[p][0][(iy, ix)], split[p][0][(iy, ix)] if split else None)
                 for p, iy, ix in jobs
                 if not marker(spec, "label", p, iy, ix).exists()
             ]
@@ -264,6 +292,24 @@ def _run_phases(runner: Any, spec: RunSpec, model: Any, classes: int, progress: 
         for level in pyramid:  # cheap: always redone, level by level
             runner.run(pyramid_chunk, [(spec, *j) for j in level], lambda: bar.update(1))
     return counts
+
+
+def _split_phase(runner: Any, spec: RunSpec, jobs: list, bar: Any, record: dict) -> list[tuple[dict, int]]:
+    """Boundary models: every chunk's seeded watershed, then each page's table; warns (log and
+    record) about objects that reach the edge of a chunk's read region."""
+    import logging
+
+    from .chunk_watershed import split_chunk, split_page
+
+    todo = [j for j in jobs if not marker(spec, "split", *j).exists()]
+    bar.update(len(jobs) - len(todo))
+    runner.run(split_chunk, [(spec, *j) for j in todo], lambda: bar.update(1))
+    pages = [split_page(spec, p) for p in range(spec.pages)]
+    for _, _, warning in pages:
+        if warning:
+            logging.getLogger("paulow").warning(warning)
+            record.setdefault("warnings", []).append(warning)
+    return [(places, count) for places, count, _ in pages]
 
 
 def _stitch_page(spec: RunSpec, grid: ChunkGrid, page: int) -> tuple[dict, int]:

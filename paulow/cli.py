@@ -376,6 +376,13 @@ def _add_predict(sub, root: Path) -> None:
         help="chunk core size (default: from the memory available)",
     )
     g.add_argument(
+        "--halo",
+        type=positive_int,
+        metavar="PX",
+        help="boundary models: pixels read around a chunk to split touching objects (default: the "
+        "largest training object + 1)",
+    )
+    g.add_argument(
         "--format",
         choices=("ome-zarr", "tiff", "ome-tiff"),
         help="output format (default: OME-Zarr for zarr inputs and images over 1 GiB, else TIFF; "

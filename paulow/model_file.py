@@ -171,6 +171,7 @@ SCHEMA: dict[str, tuple[bool, Check]] = {
     "overlap": (False, number(0.0, 1.0, high_open=True)),
     "threshold": (False, number(0.0, 1.0)),
     "min_object_px": (False, whole(0, limits.MAX_MIN_SIZE)),
+    "largest_object_px": (False, whole(0, limits.MAX_MIN_SIZE)),
     "boundary_target": (False, optional(whole(1, limits.MAX_BOUNDARY))),
     "date": (False, iso_date),
     "metrics": (False, mapping),

@@ -10,7 +10,7 @@ area (0 included, so a set where small objects are real keeps them), the size wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,22 @@ def object_areas(labels: Sequence[np.ndarray]) -> np.ndarray:
     per_image = [np.bincount(np.asarray(lab).ravel().astype(np.int64))[1:] for lab in labels]
     areas = np.concatenate(per_image) if per_image else np.zeros(0, dtype=np.int64)
     return areas[areas > 0]
+
+
+def largest_object(labels: Iterable[np.ndarray]) -> int:
+    """The longer bounding-box side (px) of the largest object of the (H, W) instance label images
+    (0 without objects): how far the chunked watershed must look around a chunk."""
+    from scipy import ndimage
+
+    largest = 0
+    for lab in labels:
+        lab = np.asarray(lab)
+        if not np.issubdtype(lab.dtype, np.integer):
+            lab = lab.astype(np.int64)
+        for box in ndimage.find_objects(lab):
+            if box is not None:
+                largest = max(largest, box[0].stop - box[0].start, box[1].stop - box[1].start)
+    return largest
 
 
 def size_candidates(areas: np.ndarray) -> list[int]:

@@ -1233,6 +1233,8 @@ def training_meta(
 
     For K >= 2, `test_dice` is the mean Dice over the foreground classes and `test_dice_per_class`
     maps each class name (background first) to its test Dice."""
+    from .object_size import largest_object
+
     best = result.folds[result.best_fold]
     files: dict[str, dict[str, Any]] = {}
     for s in slices:
@@ -1266,6 +1268,11 @@ def training_meta(
         "overlap": cfg.infer_overlap,
         "threshold": cfg.threshold if cfg.ensemble else best.threshold,
         "min_object_px": best.min_size,
+        **(
+            {"largest_object_px": largest_object(s.instances() for s in slices)}
+            if _tunes_min_size(cfg)
+            else {}
+        ),
         "seed": cfg.seed,
         "training_files": list(files.values()),
         "split": {

@@ -85,7 +85,9 @@ def test_the_model_file_records_only_the_selected_folds_test_score(stand_ins):
     cfg = TrainConfig(width=4, depth=2, patch=16, folds=3, test_fraction=0.2, time_limit=None, device="cpu")
     slices = _slices()
     result = training.cross_validate(slices, cfg, "cpu", echo=lambda _: None)
-    metrics = training.training_meta(cfg, slices, result, 1, {})["metrics"]
+    meta = training.training_meta(cfg, slices, result, 1, {})
+    metrics = meta["metrics"]
+    assert meta["largest_object_px"] == 4  # the 4 x 4 squares: the chunked watershed's default halo - 1
     assert metrics["best_fold"] == 2 and metrics["test_dice"] == pytest.approx(2 / 3)
     assert [f["test_dice"] for f in metrics["folds"]] == [None, pytest.approx(2 / 3), None]
     assert [f["val_dice"] for f in metrics["folds"]] == VAL_DICE

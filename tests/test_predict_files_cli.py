@@ -93,3 +93,51 @@ def test_predict_a_folder_to_tiff_and_a_bad_file_is_one_line(tmp_path: Path, cap
     )
     assert tifffile.imread(tmp_path / "out" / "a_mask.tif").shape == (80, 70)
     assert (folder / "a.tif").exists() and (folder / "b.tif").exists()  # inputs are never cleared
+
+
+def test_halo_reaches_a_boundary_models_run_and_labels_equal_the_whole_image(tmp_path: Path, capsys):
+    import json
+
+    import torch
+
+    from paulow.checkpoint import save_checkpoint
+    from paulow.data import NORMALISATION
+    from paulow.models import build_model
+
+    args = {"in_channels": 1, "classes": 3, "width": 8, "depth": 2}
+    meta = {
+        "arch": "paulow_attention_unet",
+        "arch_args": args,
+        "in_channels": 1,
+        "classes": 3,
+        "activation": "softmax",
+        "boundary_target": 2,
+        "class_names": ["background", "interior", "boundary"],
+        "normalisation": dict(NORMALISATION),
+        "threshold": 0.5,
+        "patch": 32,
+        "overlap": 0.5,
+        "largest_object_px": 10,
+    }
+    torch.manual_seed(0)
+    net = build_model("paulow_attention_unet", **args)
+    model_file = save_checkpoint(tmp_path / "cells.pth", [net.state_dict()], meta)
+    image = (np.random.default_rng(1).random((80, 70)) * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    common = ["predict", "--model", str(model_file), "--scheduler", "sync", "--tile", "32", "--chunk", "32"]
+    code = main([*common, "--input", str(tmp_path / "a.tif"), "--output", str(out), "--halo", "80"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "a.paulow-run.json").read_text())
+    assert record["settings"]["halo"] == 80 and record["settings"]["mode"] == "boundary"
+    expected = load_model(model_file).predict(image, tile=32).labels()
+    assert np.array_equal(tifffile.imread(out / "a_labels.tif"), expected)
+    assert record["objects"] == [expected.max()] and expected.max() > 10 and "warnings" not in record
+    capsys.readouterr()
+    assert (
+        main([*common, "--input", str(tmp_path / "a.tif"), "--output", str(tmp_path / "o2"), "--halo", "2"])
+        == 0
+    )
+    (warning,) = json.loads((tmp_path / "o2" / "a.paulow-run.json").read_text())["warnings"]
+    assert warning.startswith("a.tif: objects reach the edge of the read region of ")
+    assert f"WARNING: {warning}" in capsys.readouterr().err  # on the console too

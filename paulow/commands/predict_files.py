@@ -89,6 +89,7 @@ def _one(model, path: Path, args, runner, device: str, echo) -> dict:
         min_size=args.min_size,
         tile=args.tile,
         overlap=args.overlap,
+        halo=args.halo,
         batch_size=args.batch_size or 8,
         tta=args.tta,
         device=device,
