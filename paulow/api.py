@@ -158,16 +158,23 @@ def make_slices(
     classes: int = 1,
     normalisation: dict | None = None,
     palette: list | None = None,
+    labelled: np.ndarray | Sequence[np.ndarray | None] | None = None,
 ) -> list:
     """`Slice` records (normalised images, binarised masks) from arrays or file paths; K >= 2 colour
-    mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class)."""
+    mask files are mapped through `palette` (`[[R, G, B], ...]`, one colour per class).
+
+    `labelled` (sparse labels): per mask, a boolean array of its shape marking the labelled pixels
+    (None for a dense mask); the others are ignored by training and scores (`paulow.losses`), and
+    pages with no labelled pixel are left out."""
     from .data import NORMALISATION, Slice, class_target, foreground_fraction, instance_source, normalise_with
     from .palette import from_colours
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = cast("list[ArrayOrPath]", [images]), cast("list[ArrayOrPath]", [masks])
+        labelled = [labelled] if isinstance(labelled, np.ndarray) else labelled
     if len(images) != len(masks):
         raise ShapeMismatchError(f"{len(images)} image(s) but {len(masks)} mask(s): give one mask per image")
+    marks = _labelled_pages(labelled, len(masks))
     spec = normalisation or NORMALISATION
     colours = from_colours(palette, classes, "palette") if palette and classes >= 2 else None
     slices, pairs = [], []
@@ -183,15 +190,46 @@ def make_slices(
                 f"is {target.shape} (pages, H, W): they must match"
             )
         pairs.append((Path(mask).name if isinstance(mask, (str, Path)) else f"mask {i + 1}", target, stack))
+        painted = _painted(marks[i], target.shape, i)
         for page, (raw, m) in enumerate(zip(stack, target)):
+            if painted is not None and not painted[page].any():
+                continue  # nothing labelled on this page: nothing to learn or score
             labels = instance_source(m, classes)
             m = class_target(m, classes, source.name, page)
             info = {"file": source.name, "page": page, "foreground_fraction": foreground_fraction(m)}
-            slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels))
+            valid = None if painted is None else painted[page]
+            slices.append(Slice(normalise_with(raw, spec), m, source, page, info, labels, valid))
     from .swapped import check_masks_not_images
 
     check_masks_not_images(pairs, "the masks given", classes)
+    if not slices:
+        raise ShapeMismatchError("no labelled pixel in any mask (labelled= is all False): label some pixels")
     return slices
+
+
+def _labelled_pages(labelled, count: int) -> list:
+    """One entry per mask: its labelled pixels, or None (dense)."""
+    if labelled is None:
+        return [None] * count
+    if len(labelled) != count:
+        raise ShapeMismatchError(
+            f"{len(labelled)} labelled-pixel mask(s) for {count} mask(s): give one per mask (or None)"
+        )
+    return list(labelled)
+
+
+def _painted(mark, shape: tuple[int, ...], index: int) -> np.ndarray | None:
+    """A mask's labelled pixels as bool (pages, H, W) of the mask's `shape`, or None (dense)."""
+    if mark is None:
+        return None
+    array = np.asarray(mark, dtype=bool)
+    array = array[None] if array.ndim == 2 else array
+    if array.shape != tuple(shape):
+        raise ShapeMismatchError(
+            f"labelled pixels of mask {index + 1} are {array.shape[-2:]} but the mask is {shape[-2:]}: "
+            "give one boolean array of the mask's shape"
+        )
+    return array
 
 
 class Model:
@@ -522,6 +560,7 @@ def train(
     tensorboard: str | Path | None = None,
     on_epoch: OnEpoch | None = None,
     verbose: bool = True,
+    labelled: Sequence[np.ndarray | None] | None = None,
     **options: Any,
 ) -> Model:
     """Train a model from raw images and their masks (arrays or file paths, stacks included).
@@ -550,6 +589,9 @@ def train(
       patches per regime); e.g. to draw the loss live in a notebook.
     - `verbose` (default): the run's lines and a bar of epochs (`tqdm.auto`: a widget in Jupyter);
       False: silent (only `echo` and `on_epoch` are called).
+    - `labelled` (sparse labels): per mask, a boolean array marking its labelled pixels (None: all
+      of them); unlabelled pixels are ignored by the loss, the patch sampling and every score (see
+      `make_slices`; the napari correction loop paints them).
     """
     from .config import config_from_options
     from .training_run import run_training
@@ -568,7 +610,9 @@ def train(
     from .intensity import normalisation_spec
 
     slices = add_context(
-        make_slices(images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette),
+        make_slices(
+            images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette, labelled=labelled
+        ),
         cfg.context,
     )
     report = Path(report_dir) if report_dir else None
@@ -609,6 +653,7 @@ def finetune(
     tensorboard: str | Path | None = None,
     on_epoch: OnEpoch | None = None,
     verbose: bool = True,
+    labelled: Sequence[np.ndarray | None] | None = None,
     **options: Any,
 ) -> Model:
     """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
@@ -624,7 +669,9 @@ def finetune(
     `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
     values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
     history, panels and curves; `tensorboard`: a folder for TensorBoard event files; `on_epoch`: as
-    for `train` (`folds` is 1); `verbose`: as for `train`.
+    for `train` (`folds` is 1); `verbose`: as for `train`; `labelled`: sparse labels, as for
+    `train` (the held-out scores count the labelled pixels only; the smallest object size stays the
+    parent's, as strokes are not whole objects).
     """
     from .data import check_channels
     from .finetuning import (
@@ -643,7 +690,9 @@ def finetune(
     from .context import add_context, model_context
 
     slices = add_context(
-        make_slices(images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette),
+        make_slices(
+            images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette, labelled
+        ),
         model_context(model.meta),
     )
     if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances

@@ -41,13 +41,26 @@ def boundary_target(labels: np.ndarray, width: int = DEFAULT_WIDTH) -> np.ndarra
 
 def with_boundary_targets(slices: Sequence[Slice], width: int) -> list[Slice]:
     """The slices with their masks replaced by the 3-class target of their instances (the mask
-    file's labels, else the connected components of a binary mask)."""
+    file's labels, else the connected components of a binary mask); sparse labels lose the object
+    pixels next to unlabelled ones (`labelled_for_boundaries`)."""
     out = []
     for s in slices:
         target = boundary_target(s.instances(), width)
         info = {**s.info, "foreground_fraction": foreground_fraction(target)}
-        out.append(replace(s, mask=target, info=info, labels=s.instances()))
+        labelled = None if s.labelled is None else labelled_for_boundaries(target, s.labelled, width)
+        out.append(replace(s, mask=target, info=info, labels=s.instances(), labelled=labelled))
     return out
+
+
+def labelled_for_boundaries(target: np.ndarray, labelled: np.ndarray, width: int) -> np.ndarray:
+    """Sparse labels: the labelled pixels whose boundary class is known. An object pixel within
+    `width` px (the ring's square) of an unlabelled one could be interior or boundary (the
+    unlabelled neighbour may be background), so it is left unlabelled; background stays labelled."""
+    from scipy import ndimage
+
+    labelled = np.asarray(labelled, bool)
+    near = ndimage.maximum_filter(~labelled, size=2 * int(width) + 1, mode="constant", cval=False)
+    return labelled & ~((target != BACKGROUND) & near)
 
 
 def interior_share(slices: Sequence[Slice], width: int = DEFAULT_WIDTH) -> float:

@@ -35,6 +35,9 @@ class Slice:
     page: int
     info: dict = field(default_factory=dict)
     labels: np.ndarray | None = None  # (H, W) instance labels when the mask file holds them
+    # (H, W) bool, sparse labels: the labelled pixels (the others are ignored by the loss, the patch
+    # sampling and the scores); None: every pixel is labelled (dense labels)
+    labelled: np.ndarray | None = None
 
     def instances(self) -> np.ndarray:
         """Instance labels: the mask file's own, else 8-connected components of the foreground."""
@@ -45,6 +48,14 @@ class Slice:
     @property
     def key(self) -> tuple[str, int]:
         return (str(self.source), self.page)
+
+
+def labelled_of(slices: Sequence[Slice]) -> list[np.ndarray | None] | None:
+    """Each slice's labelled pixels (None for a dense one), or None when every slice is dense (the
+    scores and losses then run exactly as without sparse labels)."""
+    if all(s.labelled is None for s in slices):
+        return None
+    return [s.labelled for s in slices]
 
 
 def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
@@ -411,6 +422,8 @@ class PatchDataset:
     `per_epoch`, each epoch uses a random subset of that size (every patch is still in the pool).
     With `border_weight` (w0, sigma) each slice's border weight map (see `paulow.weights`) is
     computed once, cut and augmented with the mask, and items are `(image, target, weight)`.
+    Sparse labels (a slice with `labelled`): patches without a labelled pixel are never drawn, and
+    items end with the patch's labelled pixels (bool `(P, P)`; see `planes`).
     """
 
     def __init__(
@@ -435,12 +448,18 @@ class PatchDataset:
             self.weights = [
                 border_weight_map(pad_to(s.image, s.instances(), patch)[1], w0, sigma) for s in slices
             ]
+        self.labelled: list[np.ndarray] | None = None
+        self.painted: list[np.ndarray] = []
+        if any(s.labelled is not None for s in slices):  # padding is unlabelled
+            self.labelled = [pad_to(s.image, _labelled(s), patch)[1] for s in slices]
+            self.painted = [np.flatnonzero(m) for m in self.labelled]  # where crops may centre
         step = patch - overlap
         self.grid = [
             (i, y, x)
             for i, (img, _) in enumerate(self.items)
             for y in grid_starts(img.shape[1], patch, step)
             for x in grid_starts(img.shape[2], patch, step)
+            if self.labelled is None or self.labelled[i][y : y + patch, x : x + patch].any()
         ]
         self.n_random = int(round(random_fraction * len(self.grid)))
         self.per_epoch = per_epoch
@@ -450,15 +469,37 @@ class PatchDataset:
         """Draw this epoch's random crops (and subset) deterministically from the seed and epoch."""
         rng = np.random.default_rng([self.seed, epoch])
         randoms = []
-        for _ in range(self.n_random):
+        for _ in range(self.n_random if self.labelled is None else 0):
             i = int(rng.integers(len(self.items)))
             h, w = self.items[i][0].shape[1:]
             randoms.append((i, int(rng.integers(h - self.patch + 1)), int(rng.integers(w - self.patch + 1))))
+        if self.labelled is not None:
+            randoms = self._labelled_crops(rng)
         pool = self.grid + randoms
         if self.per_epoch and self.per_epoch < len(pool):
             pool = [pool[j] for j in rng.permutation(len(pool))[: self.per_epoch]]
         self.positions = pool
         self.epoch = epoch
+
+    def _labelled_crops(self, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+        """Sparse labels: random crops around a random labelled pixel (each holds at least one)."""
+        marks, where = cast(list, self.labelled), self.painted
+        painted = [i for i, w in enumerate(where) if w.size]
+        crops = []
+        for _ in range(self.n_random if painted else 0):
+            i = painted[int(rng.integers(len(painted)))]
+            h, w = marks[i].shape
+            py, px = divmod(int(where[i][int(rng.integers(where[i].size))]), w)
+            y = min(max(py - int(rng.integers(self.patch)), 0), h - self.patch)
+            x = min(max(px - int(rng.integers(self.patch)), 0), w - self.patch)
+            crops.append((i, y, x))
+        return crops
+
+    def planes(self, extra: Sequence) -> tuple:
+        """(border weight, labelled pixels) of a batch's extra items (each None when absent)."""
+        extra = list(extra)
+        weight = extra.pop(0) if self.weights is not None else None
+        return weight, (extra.pop(0) if self.labelled is not None else None)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -471,6 +512,8 @@ class PatchDataset:
         p = self.patch
         img, msk = image[:, y : y + p, x : x + p], mask[y : y + p, x : x + p]
         planes = () if self.weights is None else (self.weights[i][y : y + p, x : x + p],)
+        if self.labelled is not None:
+            planes = (*planes, self.labelled[i][y : y + p, x : x + p])
         if self.augment is not None:
             img, msk, *planes = self.augment(
                 img, msk, np.random.default_rng([self.seed, self.epoch, index]), *planes
@@ -481,6 +524,11 @@ class PatchDataset:
             torch.from_numpy(target),
             *(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)) for w in planes),
         )
+
+
+def _labelled(s: Slice) -> np.ndarray:
+    """A slice's labelled pixels (all of a dense slice's)."""
+    return np.ones(s.image.shape[-2:], bool) if s.labelled is None else np.asarray(s.labelled, bool)
 
 
 def one_hot(mask: np.ndarray, classes: int) -> np.ndarray:

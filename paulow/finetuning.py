@@ -269,12 +269,18 @@ def finetune_network(
 def _scores(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, size: int) -> dict:
     """Pooled scores over whole slices at the config's threshold and smallest object size (a
     boundary model's `dice_objects` too: the Dice of its object masks)."""
+    from .data import labelled_of
     from .scoring import score_probabilities
     from .train import masks_of, predict_slices
 
     probs = predict_slices(model, slices, cfg, device)
     return score_probabilities(
-        probs, masks_of(slices), cfg.threshold, size, objects=bool(cfg.boundary_target)
+        probs,
+        masks_of(slices),
+        cfg.threshold,
+        size,
+        objects=bool(cfg.boundary_target),
+        valid=labelled_of(slices),
     )
 
 
@@ -308,16 +314,17 @@ def _choose_on_validation(
 ) -> tuple[TrainConfig, bool, int]:
     """The child's threshold (re-tuned unless given) and smallest object size, both chosen on the
     validation images: (settings with that threshold, whether it was tuned, size)."""
+    from .data import labelled_of
     from .train import _tuned_min_size, _tunes_min_size, masks_of, predict_slices, tune_on_probabilities
 
     probs, truths = predict_slices(net, val, cfg, device), masks_of(val)
     boundary = bool(cfg.boundary_target)  # its threshold is on the object probability
     tuned = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(val)
     if tuned:
-        cfg = replace(cfg, threshold=tune_on_probabilities(probs, truths, boundary)[0])
-    size = (
+        cfg = replace(cfg, threshold=tune_on_probabilities(probs, truths, boundary, labelled_of(val))[0])
+    size = (  # sparse labels keep the parent's size: painted strokes are not whole objects
         _tuned_min_size(probs, val, tune, cfg.threshold, cfg, 0, echo)
-        if _tunes_min_size(cfg) and val and tune
+        if _tunes_min_size(cfg, [*val, *tune]) and val and tune
         else parent_size
     )
     return cfg, tuned, size

@@ -21,6 +21,11 @@ ignores them and is unchanged.
 Every loss takes an optional per-pixel `weight` `(N, H, W)` (the border weight map of
 `--border-weight`): it multiplies the pixel losses (BCE/CE, focal) before their mean; the region
 losses ignore it, so in the dynamic loss only the BCE/CE terms are weighted.
+
+Every loss also takes an optional `valid` `(N, H, W)` mask (sparse labels: 1 = labelled, 0 =
+unlabelled): unlabelled pixels take no part in any term. Pixel losses are averaged over the labelled
+pixels, region losses count TP/FP/FN on them only, and the dynamic loss's foreground fraction `p` is
+the share of the labelled pixels predicted as foreground. An all-true mask gives the unmasked loss.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,11 +95,19 @@ def _categorical_nll(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.
     return nll, torch.exp(-nll)
 
 
-def _pixel_mean(pixel: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """`(N, H, W)` -> `(N,)`: plain mean, or weighted by each pixel's true-class weight."""
-    if weights is None:
+def _pixel_mean(
+    pixel: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`(N, H, W)` -> `(N,)`: plain mean, or weighted by each pixel's true-class weight; over the
+    `valid` pixels only when given."""
+    v = _plane(valid, pixel)
+    if weights is None and v is None:
         return pixel.mean(dim=(1, 2))
-    w = (target * weights.view(1, -1, 1, 1)).sum(dim=1)
+    w = torch.ones_like(pixel) if weights is None else (target * weights.view(1, -1, 1, 1)).sum(dim=1)
+    w = w if v is None else w * v
     return (pixel * w).sum(dim=(1, 2)) / w.sum(dim=(1, 2)).clamp_min(SMOOTH)
 
 
@@ -114,12 +128,29 @@ def inverse_frequency_weights(targets: torch.Tensor) -> list[float]:
     return (inverse * present / inverse.sum().clamp_min(SMOOTH)).tolist()
 
 
+def _plane(valid: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """The valid mask `(N, H, W)` as `like`'s dtype and device (None: every pixel is labelled)."""
+    return None if valid is None else valid.to(like.device, like.dtype)
+
+
+def _mean_pixels(pixel: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """`(N, K, H, W)` per-pixel losses -> `(N,)`: the mean over channels and (labelled) pixels."""
+    v = _plane(valid, pixel)
+    if v is None:
+        return pixel.mean(dim=(1, 2, 3))
+    count = v.sum(dim=(1, 2)) * pixel.shape[1]
+    return (pixel * v[:, None]).sum(dim=(1, 2, 3)) / count.clamp_min(1)
+
+
 def soft_counts(
-    logits: torch.Tensor, target: torch.Tensor
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft true positives, false positives and false negatives per sample and channel, `(N, K)`
-    (softmax probabilities for K >= 2, sigmoid for K = 1)."""
+    (softmax probabilities for K >= 2, sigmoid for K = 1), over the `valid` pixels when given."""
     prob = probabilities(logits)
+    v = _plane(valid, prob)
+    if v is not None:
+        prob, target = prob * v[:, None], target * v[:, None]
     true_pos = (prob * target).sum(dim=(2, 3))
     false_pos = prob.sum(dim=(2, 3)) - true_pos
     false_neg = target.sum(dim=(2, 3)) - true_pos
@@ -127,10 +158,15 @@ def soft_counts(
 
 
 def tversky_index(
-    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = SMOOTH
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 0.7,
+    beta: float = 0.3,
+    smooth: float = SMOOTH,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(TP + s) / (TP + alpha FP + beta FN + s) per sample and channel, `(N, K)`."""
-    true_pos, false_pos, false_neg = soft_counts(logits, target)
+    true_pos, false_pos, false_neg = soft_counts(logits, target, valid)
     return (true_pos + smooth) / (true_pos + alpha * false_pos + beta * false_neg + smooth)
 
 
@@ -140,16 +176,25 @@ class SampleLoss(nn.Module):
     class_weights: Sequence[float] | None = None
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss of each sample, `(N,)`. `weight` `(N, H, W)`: per-pixel weights of the pixel
-        (BCE/CE/focal) terms, e.g. a border weight map; region terms ignore it."""
+        (BCE/CE/focal) terms, e.g. a border weight map; region terms ignore it. `valid` `(N, H, W)`:
+        the labelled pixels (sparse labels); the others take no part in any term."""
         raise NotImplementedError
 
     def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.per_sample(logits, target, weight).mean()
+        return self.per_sample(logits, target, weight, valid).mean()
 
 
 class BCELoss(SampleLoss):
@@ -161,7 +206,11 @@ class BCELoss(SampleLoss):
         self.class_weights = class_weights
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
@@ -170,9 +219,10 @@ class BCELoss(SampleLoss):
                 _weighted(nll, weight),
                 target.float(),
                 _weights(self.class_weights, logits.shape[1], logits.device),
+                valid,
             )
         pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-        return _weighted(pixel, weight).mean(dim=(1, 2, 3))
+        return _mean_pixels(_weighted(pixel, weight), valid)
 
 
 class FocalLoss(SampleLoss):
@@ -184,7 +234,11 @@ class FocalLoss(SampleLoss):
         self.gamma_focal, self.class_weights = gamma_focal, class_weights
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
         if is_multiclass(logits):
@@ -194,10 +248,11 @@ class FocalLoss(SampleLoss):
                 _weighted(pixel, weight),
                 target.float(),
                 _weights(self.class_weights, logits.shape[1], logits.device),
+                valid,
             )
         bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
         p_true = torch.exp(-bce)
-        return _weighted((1 - p_true) ** self.gamma_focal * bce, weight).mean(dim=(1, 2, 3))
+        return _mean_pixels(_weighted((1 - p_true) ** self.gamma_focal * bce, weight), valid)
 
 
 class DiceLoss(SampleLoss):
@@ -209,10 +264,14 @@ class DiceLoss(SampleLoss):
         self.smooth, self.class_weights = smooth, class_weights
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
-        tp, fp, fn = soft_counts(logits.float(), target.float())
+        tp, fp, fn = soft_counts(logits.float(), target.float(), valid)
         dice = (2 * tp + self.smooth) / (2 * tp + fp + fn + self.smooth)
         return _class_mean(1 - dice, _weights(self.class_weights, logits.shape[1], logits.device))
 
@@ -236,10 +295,14 @@ class TverskyLoss(SampleLoss):
         return _weights(self.class_weights, logits.shape[1], logits.device)
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
-        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
+        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth, valid)
         return _class_mean(1 - index, self._weights(logits))
 
 
@@ -258,10 +321,14 @@ class FocalTverskyLoss(TverskyLoss):
         self.gamma = gamma
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
-        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth)
+        index = tversky_index(logits.float(), target.float(), self.alpha, self.beta, self.smooth, valid)
         return _class_mean((1 - index).clamp_min(_FOCAL_FLOOR).pow(self.gamma), self._weights(logits))
 
 
@@ -277,9 +344,15 @@ class CEDiceLoss(SampleLoss):
         self.ce, self.dice = CELoss(class_weights), DiceLoss(smooth, class_weights)
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.ce.per_sample(logits, target, weight) + self.dice.per_sample(logits, target)
+        return self.ce.per_sample(logits, target, weight, valid) + self.dice.per_sample(
+            logits, target, valid=valid
+        )
 
 
 COMPONENTS: dict[str, type[SampleLoss]] = {
@@ -316,14 +389,17 @@ def build_component(name: str, **params: Any) -> SampleLoss:
     return COMPONENTS[name](**{key: params[key] for key in _COMPONENT_PARAMS[name] if key in params})
 
 
-def foreground_fraction(logits: torch.Tensor) -> torch.Tensor:
-    """Fraction of each sample's pixels predicted as foreground, `(N,)`: sigmoid > 0.5 for K = 1,
-    softmax argmax != 0 (not background) for K >= 2."""
+def foreground_fraction(logits: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Fraction of each sample's (labelled, when `valid` is given) pixels predicted as foreground,
+    `(N,)`: sigmoid > 0.5 for K = 1, softmax argmax != 0 (not background) for K >= 2."""
     if is_multiclass(logits):
         predicted = logits.detach().argmax(dim=1) != 0
     else:
         predicted = (torch.sigmoid(logits.detach()) > 0.5).any(dim=1)
-    return predicted.float().mean(dim=(1, 2))
+    v = _plane(valid, predicted.float())
+    if v is None:
+        return predicted.float().mean(dim=(1, 2))
+    return (predicted.float() * v).sum(dim=(1, 2)) / v.sum(dim=(1, 2)).clamp_min(1)
 
 
 class DynamicLoss(SampleLoss):
@@ -380,19 +456,24 @@ class DynamicLoss(SampleLoss):
         self.components = nn.ModuleDict({name: build_component(name, **params) for name in names})
         self.last_regimes = torch.zeros(0, dtype=torch.long)
 
-    def regime(self, logits: torch.Tensor) -> torch.Tensor:
-        """0 (empty), 1 (small) or 2 (large) for each sample, `(N,)` LongTensor."""
-        fraction = foreground_fraction(logits)
+    def regime(self, logits: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """0 (empty), 1 (small) or 2 (large) for each sample, `(N,)` LongTensor (the fraction of its
+        labelled pixels predicted as foreground decides)."""
+        fraction = foreground_fraction(logits, valid)
         return (fraction > self.low).long() + (fraction >= self.high).long()
 
     def per_sample(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         _check_shapes(logits, target)
-        regimes = self.regime(logits)
+        regimes = self.regime(logits, valid)
         self.last_regimes = regimes.detach()
         values = {
-            name: cast(SampleLoss, loss).per_sample(logits, target, weight)
+            name: cast(SampleLoss, loss).per_sample(logits, target, weight, valid)
             for name, loss in self.components.items()
         }
         chosen = self.multiclass_regimes if is_multiclass(logits) else self.regimes
@@ -434,7 +515,9 @@ def build_loss(name: str = "dynamic", **kwargs: Any) -> SampleLoss:
 PROBABILITY_FLOOR = 1e-6  # stored probabilities are clamped to [floor, 1 - floor] before the logit
 
 
-def loss_from_probabilities(loss: SampleLoss, probs: Sequence[Any], targets: Sequence[Any]) -> float:
+def loss_from_probabilities(
+    loss: SampleLoss, probs: Sequence[Any], targets: Sequence[Any], valid: Sequence[Any] | None = None
+) -> float:
     """The training loss of whole images from their stored probabilities, mean over the images.
 
     `probs`: `(K, H, W)` arrays (the validation's sliding-window predictions); `targets`: the matching
@@ -442,12 +525,17 @@ def loss_from_probabilities(loss: SampleLoss, probs: Sequence[Any], targets: Seq
     Tversky terms are exact, BCE saturates at -log(1e-6) = 13.8 per pixel. Each image is one sample, so
     a dynamic loss picks its regime from the whole image's foreground fraction (not per patch), and `p`
     is the blend of overlapping tiles, not one forward pass. K >= 2 (softmax) probabilities are given
-    as `log(p)`, whose softmax is `p` again.
+    as `log(p)`, whose softmax is `p` again. `valid`: each image's labelled pixels `(H, W)` (None:
+    all of them; sparse labels).
     """
     values = []
+    masks = list(valid) if valid is not None else [None] * len(probs)
     with torch.no_grad():
-        for prob, target in zip(probs, targets):
+        for prob, target, mask in zip(probs, targets, masks):
             p = torch.as_tensor(prob, dtype=torch.float32).clamp(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
             logits = torch.log(p) if p.shape[0] >= 2 else torch.logit(p)
-            values.append(float(loss(logits[None], torch.as_tensor(target, dtype=torch.float32)[None])))
+            v = None if mask is None else torch.as_tensor(np.asarray(mask), dtype=torch.float32)[None]
+            values.append(
+                float(loss(logits[None], torch.as_tensor(target, dtype=torch.float32)[None], None, v))
+            )
     return float(sum(values) / len(values)) if values else float("nan")

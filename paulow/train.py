@@ -21,7 +21,7 @@ import numpy as np
 
 from . import distributed
 from .config import PRESETS, TrainConfig, resolve_config  # noqa: F401  (re-exported)
-from .data import Augment, PatchDataset, Slice, describe_split, kfold, one_hot, split_test
+from .data import Augment, PatchDataset, Slice, describe_split, kfold, labelled_of, one_hot, split_test
 from .device import pick_device  # noqa: F401  (re-exported)
 from .intensity import normalisation_spec
 from .planner import SLOWDOWN_TO_REPLAN, Plan, plan_budget, replan_folds
@@ -146,6 +146,7 @@ def scores_on_slices(
         cfg.threshold,
         min_size,
         objects=bool(cfg.boundary_target),
+        valid=labelled_of(slices),
     )
 
 
@@ -159,8 +160,8 @@ def dice_by_threshold(
 ) -> list[float]:
     """Pooled selection score (binary Dice, or mean foreground-class Dice) at each threshold."""
     probs = predict_slices(models, slices, cfg, device)
-    truths = masks_of(slices)
-    return [score_probabilities(probs, truths, t, min_size)["dice"] for t in thresholds]
+    truths, valid = masks_of(slices), labelled_of(slices)
+    return [score_probabilities(probs, truths, t, min_size, valid=valid)["dice"] for t in thresholds]
 
 
 def dice_on_slices(
@@ -193,7 +194,7 @@ def tune_threshold(models, slices: Sequence[Slice], cfg: TrainConfig, device: st
     """The probability threshold with the best validation Dice (ties: the one nearest 0.5); a
     boundary model's on its object probability."""
     probs = predict_slices(models, slices, cfg, device)
-    return tune_on_probabilities(probs, masks_of(slices), bool(cfg.boundary_target))
+    return tune_on_probabilities(probs, masks_of(slices), bool(cfg.boundary_target), labelled_of(slices))
 
 
 # ---------------------------------------------------------------- one fold
@@ -208,8 +209,8 @@ def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
         return args
     counts = sum(
         (
-            np.bincount(m.ravel().astype(np.int64), minlength=cfg.classes)[: cfg.classes]
-            for m in masks_of(train)
+            np.bincount(_labelled_pixels(s).astype(np.int64), minlength=cfg.classes)[: cfg.classes]
+            for s in train
         ),
         np.zeros(cfg.classes, dtype=np.int64),
     ).astype(np.float64)
@@ -217,6 +218,12 @@ def loss_options(cfg: TrainConfig, train: Sequence[Slice]) -> dict:
     args["class_weights"] = (inverse * np.count_nonzero(counts) / max(inverse.sum(), 1e-12)).tolist()
     log.info("class weights (inverse frequency): %s", ", ".join(f"{w:.3f}" for w in args["class_weights"]))
     return args
+
+
+def _labelled_pixels(s: Slice) -> np.ndarray:
+    """A slice's mask values on its labelled pixels (all of them for dense labels), flat."""
+    mask = cast(np.ndarray, s.mask)
+    return mask.ravel() if s.labelled is None else mask[s.labelled]
 
 
 def output_activation(cfg: TrainConfig) -> str:
@@ -357,12 +364,15 @@ def _batches(dataset: PatchDataset, cfg: TrainConfig, device: str):
     else the `DataLoader` of `_loader`."""
     from . import device_batches
 
-    if device_batches.use_device_batches(device):
+    # sparse labels (a labelled-pixel plane per patch) take the loader: the device path cuts no such plane
+    if device_batches.use_device_batches(device) and dataset.labelled is None:
         return device_batches.DeviceBatches(dataset, cfg.batch_size, device)
     return _loader(dataset, cfg, device)
 
 
-def _train_step(model, loss_fn, opt, images, targets, device: str, weight=None) -> tuple[float, list[int]]:
+def _train_step(
+    model, loss_fn, opt, images, targets, device: str, weight=None, valid=None
+) -> tuple[float, list[int]]:
     import torch
 
     cuda = device.startswith("cuda")
@@ -370,11 +380,13 @@ def _train_step(model, loss_fn, opt, images, targets, device: str, weight=None) 
     targets = targets.to(device, non_blocking=True)
     if weight is not None:  # the border weight map of each patch
         weight = weight.to(device, non_blocking=True)
+    if valid is not None:  # sparse labels: each patch's labelled pixels
+        valid = valid.to(device, non_blocking=True)
     if cuda:
         images = images.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         logits = model(images)
-    loss = loss_fn(logits.float(), targets, weight)
+    loss = loss_fn(logits.float(), targets, weight, valid)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -421,7 +433,7 @@ def _run_epoch(
     )
     timing = clock.setdefault("timing", new_timing())
     fetch_start = time.monotonic()
-    for images, targets, *weight in bar:
+    for images, targets, *extra in bar:
         now = time.monotonic()
         timing["data_loading"] += now - fetch_start
         sched.set(
@@ -430,7 +442,8 @@ def _run_epoch(
                 (now - clock["start"]) / max(clock["stop_at"] - clock["start"], 1e-9),
             )
         )
-        loss, counts = _train_step(model, loss_fn, opt, images, targets, device, *weight)
+        weight, valid = loader.dataset.planes(extra)
+        loss, counts = _train_step(model, loss_fn, opt, images, targets, device, weight, valid)
         clock["step"] += 1
         losses.append(loss)
         regimes += counts
@@ -669,8 +682,9 @@ def _validate(
     start = time.monotonic()
     model.eval()
     probs = validation_probabilities(model, val, cfg, device)
-    scores = score_probabilities(probs, masks_of(val), cfg.threshold)
-    loss = loss_from_probabilities(loss_fn, probs, [one_hot(m, cfg.classes) for m in masks_of(val)])
+    valid = labelled_of(val)
+    scores = score_probabilities(probs, masks_of(val), cfg.threshold, valid=valid)
+    loss = loss_from_probabilities(loss_fn, probs, [one_hot(m, cfg.classes) for m in masks_of(val)], valid)
     pacer.record(train_seconds, time.monotonic() - start)
     return scores, loss, probs
 
@@ -1054,6 +1068,7 @@ def score_test(
         result.threshold,
         result.min_size,
         objects=bool(cfg.boundary_target),
+        valid=labelled_of(test),
     )
     result.test_dice, result.test_dice_objects = scores["dice"], scores.get("dice_objects")
     echo(
@@ -1113,11 +1128,11 @@ def _evaluate_fold(
     result.threshold = cfg.threshold
     boundary = bool(cfg.boundary_target)
     tune = cfg.tune_threshold and (cfg.classes <= 1 or boundary) and bool(val)
-    sizes = _tunes_min_size(cfg) and bool(val) and bool(train)
+    sizes = _tunes_min_size(cfg, [*val, *train]) and bool(val) and bool(train)
     if tune or sizes or report_dir is not None:
         probs = predict_slices(model, val, cfg, device)
         if tune:
-            result.threshold, tuned = tune_on_probabilities(probs, masks_of(val), boundary)
+            result.threshold, tuned = tune_on_probabilities(probs, masks_of(val), boundary, labelled_of(val))
             echo(
                 f"fold {k + 1}: {'object ' if boundary else ''}threshold {result.threshold:.2f} tuned on "
                 f"validation ({'object ' if boundary else ''}Dice {tuned:.4f})"
@@ -1131,18 +1146,23 @@ def _evaluate_fold(
 
 
 def tune_on_probabilities(
-    probs: Sequence[np.ndarray], truths: Sequence[np.ndarray], boundary: bool
+    probs: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    boundary: bool,
+    valid: Sequence[np.ndarray | None] | None = None,
 ) -> tuple[float, float]:
-    """The threshold with the best pooled Dice on stored probabilities, and that Dice: a binary
-    model's on its probability, a boundary model's on its object probability 1 - P(background)."""
+    """The threshold with the best pooled Dice on stored probabilities (on the `valid` pixels when
+    given), and that Dice: a binary model's on its probability, a boundary model's on its object
+    probability 1 - P(background)."""
     if boundary:
-        return sweep_object_thresholds(probs, truths, THRESHOLD_CANDIDATES)
-    return sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES)
+        return sweep_object_thresholds(probs, truths, THRESHOLD_CANDIDATES, valid)
+    return sweep_thresholds(probs, truths, THRESHOLD_CANDIDATES, valid)
 
 
-def _tunes_min_size(cfg: TrainConfig) -> bool:
-    """Object masks (binary, or learned boundaries) get a tuned smallest object size."""
-    return cfg.classes <= 1 or bool(cfg.boundary_target)
+def _tunes_min_size(cfg: TrainConfig, slices: Sequence[Slice] = ()) -> bool:
+    """Object masks (binary, or learned boundaries) get a tuned smallest object size; not from
+    sparse labels (`slices` with labelled pixels), whose painted strokes are not whole objects."""
+    return (cfg.classes <= 1 or bool(cfg.boundary_target)) and labelled_of(slices) is None
 
 
 def predicted_objects(prob: np.ndarray, threshold: float, boundary: bool) -> np.ndarray:

@@ -73,11 +73,12 @@ def crop_slice(s: Slice, y: int, x: int, tile: int) -> Slice:
     image = np.ascontiguousarray(s.image[:, y : y + tile, x : x + tile])
     mask = np.ascontiguousarray(cast(np.ndarray, s.mask)[y : y + tile, x : x + tile])  # validation: labelled
     labels = None if s.labels is None else np.ascontiguousarray(s.labels[y : y + tile, x : x + tile])
+    marked = None if s.labelled is None else np.ascontiguousarray(s.labelled[y : y + tile, x : x + tile])
     h, w = mask.shape
     info = {**s.info, "shape": [h, w], "foreground_fraction": foreground_fraction(mask), "crop": [y, x, h, w]}
     if "snr" in s.info:
         info["snr"] = snr(image[0].astype(np.float64), mask)
-    return replace(s, image=image, mask=mask, labels=labels, info=info)
+    return replace(s, image=image, mask=mask, labels=labels, info=info, labelled=marked)
 
 
 def validation_subset(

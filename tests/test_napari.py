@@ -177,7 +177,7 @@ def test_train_from_layers_writes_a_model_and_shows_loss_and_dice(viewer, qtbot,
     widget.run()
     seen = []
     widget.worker.yielded.connect(lambda update: seen.append(update.message))
-    qtbot.waitUntil(lambda: widget._status.value.startswith(("saved", "error")), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._status.value.startswith((f"saved {out}", "error")), timeout=WAIT_MS)
     assert widget._status.value.startswith(f"saved {out}"), widget._status.value
     assert any(m.startswith("epoch 1/1: loss ") and "validation Dice 0." in m for m in seen), seen
     model = paulow.load_model(out)
@@ -191,10 +191,27 @@ def test_finetune_from_layers_writes_a_new_model(viewer, qtbot, tmp_path, tiny_m
     widget._finetune.value = True
     widget._parent_in.value = tiny_model
     widget.run()
-    qtbot.waitUntil(lambda: widget._status.value.startswith(("saved", "error")), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget._status.value.startswith((f"saved {out}", "error")), timeout=WAIT_MS)
     assert widget._status.value.startswith(f"saved {out}"), widget._status.value
     tuned = paulow.load_model(out)
     assert set(tuned.meta["metrics"]["finetune"]) >= {"parent_dice", "finetuned_dice"}
+
+
+def test_finetune_from_sparse_strokes_writes_a_new_model(viewer, qtbot, tmp_path, tiny_model):
+    out = tmp_path / "strokes.pth"
+    widget = _train_widget(viewer, out)
+    _, mask = nuclei_image(size=(64, 64), seed=7)
+    strokes = np.zeros((64, 64), np.uint8)
+    rows = np.zeros((64, 64), bool)
+    rows[[8, 24, 40, 56]] = True  # four lines across the image: background 1, objects 2
+    strokes[rows] = np.where(mask[rows] > 0, 2, 1)
+    viewer.layers["cells labels"].data = strokes
+    widget._sparse.value, widget._finetune.value, widget._parent_in.value = True, True, tiny_model
+    widget.run()
+    qtbot.waitUntil(lambda: widget._status.value.startswith((f"saved {out}", "error")), timeout=WAIT_MS)
+    assert widget._status.value.startswith(f"saved {out}"), widget._status.value
+    scores = paulow.load_model(out).meta["metrics"]["finetune"]
+    assert 0 <= scores["finetuned_dice"] <= 1 and 0 <= scores["parent_dice"] <= 1
 
 
 def test_train_never_overwrites_a_model_file(viewer, tmp_path):

@@ -8,7 +8,15 @@ import pytest
 from paulow.api import Prediction
 from paulow.errors import ShapeMismatchError, UsageError
 from paulow.napari import jobs
-from paulow.napari.layers import image_pages, label_pages, page_index, probability_array, training_pairs
+from paulow.napari.layers import (
+    image_pages,
+    label_pages,
+    page_index,
+    probability_array,
+    sparse_masks,
+    sparse_training_pairs,
+    training_pairs,
+)
 
 
 def test_image_pages_for_grey_rgb_stacks_and_channels_first():
@@ -55,6 +63,22 @@ def test_training_pairs_cut_pages_into_tiles_and_refuse_labels_of_another_size()
         ShapeMismatchError, match=r"labels layer is \(32, 32\) but the image layer is \(64, 64\)"
     ):
         training_pairs(image, labels[:32, :32], rgb=False)
+
+
+def test_sparse_labels_unpainted_is_ignored_label_1_is_background():
+    labels = np.array([[0, 1, 2], [3, 3, 0], [1, 0, 4]], np.uint8)
+    mask, painted = sparse_masks(labels, classes=False)  # any label >= 2 is its own object
+    assert mask.tolist() == [[0, 0, 1], [2, 2, 0], [0, 0, 3]]
+    assert painted.tolist() == [[False, True, True], [True, True, False], [True, False, True]]
+    mask, painted = sparse_masks(labels, classes=True)  # label k + 1 is class k
+    assert mask.tolist() == [[0, 0, 1], [2, 2, 0], [0, 0, 3]] and painted.sum() == 6
+    image = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    strokes = np.zeros((64, 64), np.uint8)
+    strokes[5, 2:20], strokes[40:50, 40] = 1, 2  # in the top-left and bottom-right tiles only
+    images, masks, marks = sparse_training_pairs(image, strokes, rgb=False, tiles=2)
+    assert len(images) == len(masks) == len(marks) == 2  # the unpainted tiles are left out
+    assert np.array_equal(images[1][0], image[32:, 32:]) and int(masks[1].max()) == 1
+    assert [int(m.sum()) for m in marks] == [18, 10]
 
 
 def test_page_index_of_a_point():

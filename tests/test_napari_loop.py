@@ -1,6 +1,7 @@
 """The napari loop, headless: kept probabilities re-thresholded by the sliders, the model picker, tile
 progress and cancel, a boundary model's probability layer, and the correction loop's training side
-(cancel, time-based progress, a fine-tuned model worse than its parent not made current)."""
+(cancel, time-based progress, a fine-tuned model worse than its parent not made current, sparse
+labels passed through to fine-tuning)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,63 @@ def test_a_finetuned_model_worse_than_its_parent_is_reported_and_not_made_curren
     train._saved(Trained(better, finetuned_dice=0.8, parent_dice=0.7))
     assert train._status.value == f"saved {better} (held-out Dice 0.800, parent 0.700)"
     assert segment._model.value == better  # the new model is the Segment widget's current one
+
+
+def test_sparse_corrections_reach_finetune_with_their_painted_pixels(
+    viewer, tmp_path, tiny_model, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from paulow.napari import jobs
+    from paulow.napari.widgets import TrainWidget
+
+    image, _ = nuclei_image(size=(64, 64), seed=7)
+    strokes = np.zeros((64, 64), np.uint8)
+    strokes[5:7, :] = 1  # background strokes across the top tiles
+    strokes[40:44, 10:14] = 2  # an object in the bottom-left tile
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(strokes, name="corrections")
+    widget = TrainWidget(viewer)
+    assert widget._convention.native.isHidden()  # shown with the sparse check box only
+    widget._sparse.value = True
+    assert not widget._convention.native.isHidden() and widget._convention.value == (
+        "label 1 = background, labels 2, 3, ... = objects (each label its own object); 0 = not labelled"
+    )
+    widget._finetune.value, widget._parent_in.value = True, tiny_model
+    widget._out.value, widget._tiles.value = tmp_path / "tuned.pth", 2
+    started = {}
+
+    def start(self, job, *args, **kwargs):  # record what the job would be given; run nothing
+        started.update(args=args, **kwargs)
+        self.worker = SimpleNamespace(finished=SimpleNamespace(connect=lambda _: None))
+
+    monkeypatch.setattr(TrainWidget, "_start", start)
+    widget.run()
+    images, masks, _ = started["args"]
+    marks = started["labelled"]
+    assert len(images) == len(masks) == len(marks) == 3  # the bottom-right tile holds no stroke
+    assert [int(m.sum()) for m in marks] == [64, 64, 16] and int(masks[2].sum()) == 16
+    assert not any(m.any() for m in masks[:2])  # the painted background is background
+    seen = {}
+
+    def finetune(parent, images, masks, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(meta={}, save=lambda out: out)
+
+    monkeypatch.setattr(paulow, "finetune", finetune)
+    job = jobs.train(images, masks, tmp_path / "t.pth", base=tiny_model, labelled=marks, time_limit=0)
+    list(job)
+    assert seen["labelled"] is marks  # the painted pixels go through to paulow.finetune
+    viewer.layers["corrections"].data = strokes[:32]
+    widget.run()
+    assert widget._status.value.startswith("error: the labels layer is (32, 64)")
+    strokes[:] = 0
+    strokes[5:7, :20] = 1  # one tile painted: none left to hold out
+    viewer.layers["corrections"].data = strokes
+    widget.run()
+    assert widget._status.value == (
+        "error: fine-tuning holds part of the image out: paint in at least two of the image's 2x2 tiles"
+    )
+    viewer.layers["corrections"].data = np.zeros((64, 64), np.uint8)
+    widget.run()
+    assert widget._status.value == "error: the labels layer 'corrections' is empty: paint some objects first"

@@ -207,6 +207,7 @@ def train(
     epochs: int = 40,
     classes: int = 1,
     cancel: threading.Event | None = None,
+    labelled: list | None = None,
     **options: Any,
 ) -> Generator[Update, None, Trained]:
     """Train (or, given `base`, fine-tune) a model on the pairs and save it to `out` (never replaced).
@@ -214,7 +215,8 @@ def train(
     Each epoch yields its loss and validation Dice, other progress lines as they are; with a time
     limit the progress is the time spent of it (updated every second). Once `cancel` is set the run
     stops at its next epoch or progress line (`Cancelled`) and nothing is saved. A fine-tuned model
-    reports its and its parent's Dice on the held-out pixels (`Trained`).
+    reports its and its parent's Dice on the held-out pixels (`Trained`). `labelled`: sparse
+    labels, each mask's painted pixels (the others are ignored; see `paulow.train`).
     """
     import time
 
@@ -243,6 +245,7 @@ def train(
                 epochs=epochs,
                 echo=relay,
                 on_epoch=relay,
+                labelled=labelled,
                 **options,
             )
         else:
@@ -254,6 +257,7 @@ def train(
                 classes=classes,
                 echo=relay,
                 on_epoch=relay,
+                labelled=labelled,
                 **options,
             )
         _stop_if(cancel, "training")

@@ -83,6 +83,34 @@ def training_pairs(image, labels, rgb: bool, tiles: int = 1) -> tuple[list[np.nd
     return images_out, masks_out
 
 
+# Sparse labels in a napari Labels layer: 0 (napari's eraser, never painted) is unlabelled and
+# ignored; 1 is background, painted like any class; 2, 3, ... are objects (any of them, each its
+# own object) or, with classes, class 1, 2, ... (label k + 1 = class k).
+UNLABELLED, BACKGROUND_LABEL = 0, 1
+
+
+def sparse_masks(labels: np.ndarray, classes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, labelled) of a sparsely painted labels array: the mask in the API's convention
+    (0 = background; objects 1, 2, ... or class indices) and the painted pixels (bool)."""
+    values = np.asarray(labels).astype(np.int64)
+    lowest = BACKGROUND_LABEL if classes else BACKGROUND_LABEL + 1
+    mask = np.where(values >= lowest, values - BACKGROUND_LABEL, 0)
+    return mask.astype(np.int32), values != UNLABELLED
+
+
+def sparse_training_pairs(
+    image, labels, rgb: bool, tiles: int = 1, classes: bool = False
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(images, masks, labelled) for `paulow.train` / `paulow.finetune(labelled=...)` from a
+    sparsely painted labels layer (see `sparse_masks`), cut as `training_pairs` cuts; tiles
+    without a painted pixel are left out (they hold nothing to learn or score)."""
+    mask, painted = sparse_masks(np.asarray(labels), classes)
+    images, masks = training_pairs(image, mask, rgb, tiles)
+    _, marks = training_pairs(image, painted, rgb, tiles)
+    kept = [i for i, m in enumerate(marks) if m.any()]
+    return [images[i] for i in kept], [masks[i] for i in kept], [marks[i] for i in kept]
+
+
 def page_index(data_point: Sequence[float], shape: Sequence[int]) -> int:
     """The flat page index of a data-space point (the leading axes of an image with pages)."""
     lead = len(shape) - 2

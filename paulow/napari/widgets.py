@@ -35,7 +35,7 @@ import paulow.api
 
 from ..errors import Cancelled, PaulowError
 from . import jobs
-from .layers import image_pages, page_index, summary_line, training_pairs
+from .layers import image_pages, page_index, sparse_training_pairs, summary_line, training_pairs
 
 log = logging.getLogger("paulow")
 INSTANCES, MASK = "instances (one label per object)", "mask (class per pixel)"
@@ -288,6 +288,15 @@ class TrainWidget(_LayerWidget):
         self._image = self._layer_picker(Image, "image")
         self._labels_in = self._layer_picker(Labels, "labels")
         self._classes = CheckBox(text="labels are classes (else any label is foreground)", value=False)
+        self._sparse = CheckBox(
+            text="sparse: unpainted pixels are ignored",
+            value=False,
+            tooltip="paint corrections only where they matter: label 0 (unpainted) is ignored by the loss",
+        )
+        self._convention = Label(value="", visible=False)
+        self._convention.native.setWordWrap(True)
+        self._sparse.changed.connect(self._show_convention)
+        self._classes.changed.connect(self._show_convention)
         self._finetune = CheckBox(text="fine-tune a saved model", value=False)
         self._parent_in = FileEdit(
             label="model to fine-tune", mode=FileDialogMode.EXISTING_FILE, filter="*.pth", visible=False
@@ -317,6 +326,8 @@ class TrainWidget(_LayerWidget):
                 self._image,
                 self._labels_in,
                 self._classes,
+                self._sparse,
+                self._convention,
                 self._finetune,
                 self._parent_in,
                 self._minutes,
@@ -332,22 +343,36 @@ class TrainWidget(_LayerWidget):
             ]
         )
 
+    def _show_convention(self, _=None) -> None:
+        """The sparse labels' convention, under the check box while it is on."""
+        things = "class 1, 2, ..." if self._classes.value else "objects (each label its own object)"
+        self._convention.value = f"label 1 = background, labels 2, 3, ... = {things}; 0 = not labelled"
+        self._convention.visible = bool(self._sparse.value)
+
+    def _pairs(self, image: Image, labels: Labels) -> tuple[list, list, list | None]:
+        """(images, masks, labelled pixels or None) from the layers, cut into tiles."""
+        rgb, tiles = bool(image.rgb), self._tiles.value
+        if self._sparse.value:
+            return sparse_training_pairs(image.data, labels.data, rgb, tiles, bool(self._classes.value))
+        return (*training_pairs(image.data, labels.data, rgb, tiles), None)
+
     def run(self) -> None:
         image, labels = self._image.value, self._labels_in.value
         if image is None or labels is None:
             return self._say("error: choose an image layer and a labels layer drawn on it")
         try:
-            images, masks = training_pairs(image.data, labels.data, bool(image.rgb), self._tiles.value)
+            images, masks, labelled = self._pairs(image, labels)
             base = jobs.model_file(_path(self._parent_in)) if self._finetune.value else None
             out = jobs.output_file(_path(self._out))
         except PaulowError as exc:
             return self._say(f"error: {exc}")
-        if not any(m.any() for m in masks):
+        if not images or (labelled is None and not any(m.any() for m in masks)):
             return self._say(f"error: the labels layer '{labels.name}' is empty: paint some objects first")
         if base is not None and len(images) < 2:
-            return self._say(
-                "error: fine-tuning holds part of the image out: set 'tiles per side' to 2 or more"
-            )
+            fix = "set 'tiles per side' to 2 or more"
+            if labelled is not None and self._tiles.value > 1:
+                fix = f"paint in at least two of the image's {self._tiles.value}x{self._tiles.value} tiles"
+            return self._say(f"error: fine-tuning holds part of the image out: {fix}")
         classes = int(max(m.max(initial=0) for m in masks)) + 1 if self._classes.value else 1
         options = {"patch": self._patch.value, "overlap": self._patch.value // 2, **self.train_options}
         if base is None:
@@ -364,6 +389,7 @@ class TrainWidget(_LayerWidget):
             epochs=self._epochs.value,
             classes=classes,
             cancel=self._stop,
+            labelled=labelled,
             on_done=self._saved,
             **options,
         )
