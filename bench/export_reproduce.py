@@ -1,24 +1,23 @@
-"""How well a bioimage.io package reproduces the toolkit, and which tile and halo it needs.
+"""How well a bioimage.io package reproduces the toolkit, whole and in blocks.
 
-    python bench/export_reproduce.py --model M.pth --image IMG [--truth MASK] [--halos 0 16 32 64 96]
+    python bench/export_reproduce.py --model M.pth --image IMG [--truth MASK] [--blocks 512 1024]
                                      [--tiles 128 256 512] [--out bench/results/export_reproduce.json]
 
 For one model and one whole image:
 - tile dependence: the toolkit's mask (`Model.predict`) at each tile size against its default tile's;
-- the package (`paulow.export`, bioimage.io format) predicted blockwise by bioimageio.core with each halo
-  (the package's rdf.yaml rewritten per halo) against the toolkit's default mask: Dice of the masks
-  and the largest probability difference; with `--truth`, each against the truth.
+- the package (`paulow.export`, bioimage.io format) run by bioimageio.core on the whole image
+  (`predict_package`) and in fixed blocks of each `--blocks` size (`predict_blockwise`), against the
+  toolkit's default mask: Dice of the masks and the largest probability difference; with `--truth`,
+  each against the truth.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,34 +32,18 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def with_halo(package: Path, halo: int, folder: Path) -> Path:
-    """A copy of `package` whose outputs declare `halo`."""
-    target = folder / f"halo{halo}.zip"
-    with zipfile.ZipFile(package) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == "rdf.yaml":
-                # the spec's halo is at least 1: no halo is no `halo` key
-                data = (
-                    re.sub(rb"halo: \d+", b"halo: %d" % halo, data)
-                    if halo
-                    else re.sub(rb"\n *halo: \d+", b"", data)
-                )
-            dst.writestr(item, data)
-    return target
-
-
 def measure(args: argparse.Namespace) -> dict:
     import paulow
-    from paulow.bioimageio_package import package_tile, predict_blockwise
+    from paulow.attachment_postprocess import mask_from_probabilities
+    from paulow.bioimageio_package import package_tile, postprocess_params, predict_blockwise, predict_package
     from paulow.io import read_image, read_mask
 
     model = paulow.load_model(args.model)
     raw = read_image(Path(args.image)).data[0]
     truth = read_mask(Path(args.truth))[0] if args.truth else None
-    tile = package_tile(model.meta)
+    tile, params = package_tile(model.meta), postprocess_params(model.meta)
     reference = model.predict(raw, tile=tile)
-    rows = {"tile": tile, "foreground_fraction": float(reference.mask.mean()), "tiles": [], "halos": []}
+    rows = {"tile": tile, "foreground_fraction": float(reference.mask.mean()), "tiles": [], "package": []}
     for size in args.tiles:
         pred = model.predict(raw, tile=size)
         rows["tiles"].append(
@@ -73,20 +56,20 @@ def measure(args: argparse.Namespace) -> dict:
         print(rows["tiles"][-1], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         package = model.export("bioimageio", tmp, example=args.image)[0]
-        for halo in args.halos:
+        for block in [None, *args.blocks]:
             start = time.perf_counter()
-            out = predict_blockwise(with_halo(package, halo, Path(tmp)), raw)
-            mask = out["foreground"][0] if "foreground" in out else np.argmax(out["probabilities"], axis=0)
-            rows["halos"].append(
+            out = predict_package(package, raw) if block is None else predict_blockwise(package, raw, block)
+            mask = mask_from_probabilities(out["probabilities"], params)  # the package's attachment
+            rows["package"].append(
                 {
-                    "halo": halo,
+                    "blocks": "whole image" if block is None else f"{block} px",
                     "dice_vs_toolkit": dice(mask, reference.mask),
                     "max_prob_diff": float(np.abs(out["probabilities"] - reference.probabilities).max()),
                     "dice_vs_truth": None if truth is None else dice(mask, truth),
                     "seconds": round(time.perf_counter() - start, 1),
                 }
             )
-            print(rows["halos"][-1], flush=True)
+            print(rows["package"][-1], flush=True)
     if truth is not None:
         rows["toolkit_dice_vs_truth"] = dice(reference.mask, truth)
     return rows
@@ -97,7 +80,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--image", required=True)
     parser.add_argument("--truth")
-    parser.add_argument("--halos", type=int, nargs="+", default=[0, 16, 32, 64, 96])
+    parser.add_argument("--blocks", type=int, nargs="*", default=[512, 1024])
     parser.add_argument("--tiles", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--out")
     args = parser.parse_args()

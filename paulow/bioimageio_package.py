@@ -2,9 +2,12 @@
 
 What makes a consumer's result match the toolkit's (docs/export.md has the measurements):
 - The network's output depends on the tile it sees (GroupNorm statistics are per tile), so the
-  input declares one fixed tile: the toolkit's default tile for the model (`package_tile`).
-- No halo (`package_halo`, measured): bioimage.io tools predict whole tiles side by side; halos of
-  32 and 64 px agreed less with the toolkit's Gaussian-blended overlapping tiles than none.
+  package carries the toolkit's tiling: its TorchScript weights are `paulow.package_blend.BlendedNet`,
+  the network on the toolkit's default tile (`package_tile`) blended over overlapping tiles with the
+  toolkit's Gaussian weights. The input takes any size from half a tile up; a whole image given at
+  once (bioimageio.core's `predict` without blocking) gives the toolkit's probabilities.
+- No halo (`PACKAGE_HALO`): a declared halo makes bioimageio.core pad the image before predicting
+  (even without blocking), and the padded tiles no longer match the toolkit's.
 - The percentile normalisation is the `scale_range` preprocessing (whole image, per channel).
 - The threshold is a `binarize` post-processing of a second output, `foreground` (the foreground
   probability, 1 - P(background) for boundary models); the rest (smallest object, seeded watershed)
@@ -19,17 +22,17 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import attachment_postprocess
 from .boundaries import is_boundary_model, mask_rule
+from .package_blend import blended_script
 
-# measured (bench/export_reproduce.py, docs/export.md): halos of 32 and 64 px agreed less with the
-# toolkit's blended tiles than no halo, and without one an image of one tile is reproduced exactly
+# a halo pads the whole image before the package's own blending: the edge tiles would then differ
+# from the toolkit's (docs/export.md)
 PACKAGE_HALO = 0
 
 
@@ -63,21 +66,6 @@ def postprocess_params(meta: dict) -> dict:
         "description": mask_rule(meta),
         "class_names": meta.get("class_names"),
     }
-
-
-class PackageNet(nn.Module):
-    """The probability network plus, for binary and boundary models, the foreground probability
-    (`P` for K = 1, `1 - P(background)` for boundary models) as a second output."""
-
-    def __init__(self, net: nn.Module, rule: str) -> None:
-        super().__init__()
-        self.net, self.rule = net, rule
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        probs = self.net(x)
-        if self.rule == "classes":  # the mask is the argmax: no foreground output
-            return (probs,)
-        return probs, (1.0 - probs[:, :1] if self.rule == "boundary" else probs[:, :1])
 
 
 def scale_range(image: np.ndarray, low: float, high: float, eps: float = 1e-6) -> np.ndarray:
@@ -144,22 +132,6 @@ def _cover(image: np.ndarray, mask: np.ndarray, path: Path) -> Path:
     return write_png(path, (np.concatenate([rgb, gap, overlay], axis=1) * 255).round().astype(np.uint8))
 
 
-def _trace(package_net: PackageNet, example: torch.Tensor, folder: Path) -> None:
-    names = ["probabilities", "foreground"][: 2 if package_net.rule != "classes" else 1]
-    with torch.no_grad():
-        torch.jit.trace(package_net, example, check_trace=False).save(str(folder / "weights.torchscript.pt"))
-        torch.onnx.export(
-            package_net,
-            (example,),
-            str(folder / "weights.onnx"),
-            input_names=["raw"],
-            output_names=names,
-            opset_version=18,
-            dynamo=False,
-            dynamic_axes={name: {0: "batch"} for name in ["raw", *names]},
-        )
-
-
 def write_package(loaded, model_path: Path, target: Path, example: Any = None) -> Path:
     """Write the package zip for a loaded model file at `target` (a free path)."""
     from .export import probability_net
@@ -175,12 +147,13 @@ def write_package(loaded, model_path: Path, target: Path, example: Any = None) -
     window = _window(mask, tile)
     crop = _padded(raw[:, window[0], window[1]].astype(np.float32), tile)[None]
     low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
-    package_net = PackageNet(net, params["rule"]).eval()
+    overlap = float(meta.get("overlap", 0.5))
+    blended = blended_script(net, loaded.in_channels, tile, overlap, params["rule"])
     with torch.no_grad():
-        outputs = package_net(torch.from_numpy(scale_range(crop[0], low, high)[None]))
+        outputs = blended(torch.from_numpy(scale_range(crop[0], low, high)[None]))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _trace(package_net, torch.from_numpy(crop), folder)
+        blended.save(str(folder / "weights.torchscript.pt"))
         np.save(folder / "test_input.npy", crop)
         np.save(folder / "test_output.npy", outputs[0].numpy())
         binary = params["rule"] != "classes"
@@ -189,10 +162,15 @@ def write_package(loaded, model_path: Path, target: Path, example: Any = None) -
         _cover(raw, mask, folder / "cover.png")
         shutil.copy(attachment_postprocess.__file__, folder / "paulow_postprocess.py")
         (folder / "postprocess.json").write_text(json.dumps(params, indent=2) + "\n")
-        (folder / "README.md").write_text(_documentation(meta, model_path, tile, halo, source, params))
+        (folder / "README.md").write_text(_documentation(meta, model_path, tile, overlap, source, params))
         (folder / "LICENSE").write_text("MIT License - the weights were trained with PAULow by its user.\n")
         rdf = _rdf(
-            loaded, model_path.stem, tile, halo, (low, high), probs.shape[0], params if binary else None
+            loaded,
+            model_path.stem,
+            (tile, overlap, halo),
+            (low, high),
+            probs.shape[0],
+            params if binary else None,
         )
         import yaml
 
@@ -206,15 +184,16 @@ def write_package(loaded, model_path: Path, target: Path, example: Any = None) -
     return target
 
 
-def _documentation(meta: dict, model_path: Path, tile: int, halo: int, source: str, params: dict) -> str:
+def _documentation(meta: dict, model_path: Path, tile: int, overlap: float, source: str, params: dict) -> str:
     return (
         f"# {model_path.stem}\n\nA PAULow model ({meta.get('arch')}). Input: a raw image, normalised per "
         f"channel to its 1st-99.8th percentiles (`scale_range`).\n\n"
-        f"## Tiling\nThe network's output depends on the tile it sees, so the input is one fixed tile of "
-        f"{tile} x {tile} px. Predict larger images blockwise (declared halo: {halo} px), as bioimageio.core "
-        "does; PAULow itself blends overlapping tiles, so masks of larger images differ somewhat (see "
-        "PAULow's docs/export.md). Images smaller than "
-        f"{tile} px on a side: reflect-pad them to {tile} px first.\n\n"
+        f"## Tiling\nThe network's output depends on the tile it sees, so the weights carry PAULow's own "
+        f"tiling: {tile} x {tile} px tiles overlapping by {overlap:g}, blended with Gaussian weights. Give "
+        "the whole image at once (bioimageio.core's `predict` without blocking) to get exactly what "
+        "PAULow's `use_model.py` gives; predicting in blocks works but changes the masks near block "
+        f"borders (PAULow's docs/export.md measures how much). Images under {tile // 2} px on a side: "
+        f"reflect-pad them to {tile} px first.\n\n"
         f"## Outputs\n- `probabilities`: per class ({', '.join(_class_names(meta, None))}).\n"
         f"- `foreground` (binary and boundary models): the mask, {params['description']} "
         "(`binarize` post-processing).\n\n"
@@ -260,12 +239,12 @@ def _output(name: str, channels: list[str], halo: int, test: str, post: list | N
 def _rdf(
     loaded,
     name: str,
-    tile: int,
-    halo: int,
+    tiling: tuple[int, float, int],
     percentiles: tuple[float, float],
     out_channels: int,
     params: dict | None,
 ) -> dict:
+    tile, overlap, halo = tiling
     outputs = [_output("probabilities", _class_names(loaded.meta, out_channels), halo, "test_output.npy")]
     if params is not None:
         outputs.append(
@@ -301,7 +280,7 @@ def _rdf(
                 "axes": [
                     {"type": "batch"},
                     {"type": "channel", "channel_names": channels},
-                    *[{"type": "space", "id": a, "size": tile} for a in ("y", "x")],
+                    *[{"type": "space", "id": a, "size": {"min": tile // 2, "step": 1}} for a in ("y", "x")],
                 ],
                 "test_tensor": {"source": "test_input.npy"},
                 "data": {"type": "float32"},
@@ -323,28 +302,46 @@ def _rdf(
                 "source": "weights.torchscript.pt",
                 "pytorch_version": torch.__version__.split("+")[0],
             },
-            "onnx": {"source": "weights.onnx", "opset_version": 18},
         },
         "config": {
-            "paulow": {"tile": tile, "halo": halo, "postprocess": params or postprocess_params(loaded.meta)}
+            "paulow": {
+                "tile": tile,
+                "overlap": overlap,
+                "halo": halo,
+                "postprocess": params or postprocess_params(loaded.meta),
+            }
         },
     }
 
 
-def predict_blockwise(
-    package: str | Path,
-    image: np.ndarray,
-    weight_format: Literal["onnx", "pytorch_state_dict", "torchscript"] = "torchscript",
-) -> dict[str, np.ndarray]:
-    """Run `package` on one raw (C, H, W) image with bioimageio.core's blockwise prediction (the
-    declared tile and halo, the declared pre- and post-processing), as a consumer would: each
-    output as (channels, H, W)."""
+def _pipeline(package: str | Path):
     from bioimageio.core import create_prediction_pipeline, load_description
-    from bioimageio.core.digest_spec import create_sample_for_model
     from bioimageio.spec.model import AnyModelDescr
 
     descr = cast(AnyModelDescr, load_description(package, perform_io_checks=False))  # a model package
-    pipeline = create_prediction_pipeline(descr, weight_format=weight_format)
-    sample = create_sample_for_model(descr, inputs={"raw": np.asarray(image, dtype=np.float32)[None]})
-    result = pipeline.predict_sample_with_blocking(sample)
+    return descr, create_prediction_pipeline(descr, weight_format="torchscript")
+
+
+def _outputs(result) -> dict[str, np.ndarray]:
     return {str(name): np.asarray(tensor.data)[0] for name, tensor in result.members.items()}
+
+
+def predict_package(package: str | Path, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Run `package` on one whole raw (C, H, W) image with bioimageio.core, as a consumer would
+    (`bioimageio.core.predict` without blocking: the declared pre- and post-processing, the
+    package's own tiling): each output as (channels, H, W)."""
+    from bioimageio.core import predict
+
+    descr, pipeline = _pipeline(package)
+    return _outputs(predict(model=pipeline, inputs={"raw": np.asarray(image, dtype=np.float32)[None]}))
+
+
+def predict_blockwise(package: str | Path, image: np.ndarray, block: int) -> dict[str, np.ndarray]:
+    """`predict_package` on `block` x `block` px blocks of the image (bioimageio.core's fixed
+    blocking), as a consumer with a memory limit would: each output as (channels, H, W)."""
+    from bioimageio.core.digest_spec import create_sample_for_model
+
+    descr, pipeline = _pipeline(package)
+    sample = create_sample_for_model(descr, inputs={"raw": np.asarray(image, dtype=np.float32)[None]})
+    shape = {"raw": {"batch": 1, "channel": image.shape[0], "y": block, "x": block}}
+    return _outputs(pipeline.predict_sample_with_fixed_blocking(sample, input_block_shape=shape))

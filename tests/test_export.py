@@ -79,12 +79,11 @@ def test_bioimageio_package_passes_spec_validation_and_the_core_model_test(train
     assert {
         "rdf.yaml",
         "weights.torchscript.pt",
-        "weights.onnx",
         "test_input.npy",
         "test_output.npy",
         "cover.png",
         "README.md",
         "LICENSE",
     } <= names
-    summary = test_model(package)  # runs both weight formats on the test tensors, offline
+    summary = test_model(package)  # runs the weights on the test tensors, offline
     assert summary.status == "passed", [(d.name, [e.msg for e in d.errors]) for d in summary.details]
