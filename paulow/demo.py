@@ -1,7 +1,8 @@
 """`make demo` / `paulow demo`: the whole loop on synthetic data in a temporary workspace.
 
 Set up the folders, train a small model (time-boxed), segment new synthetic images, score them
-against their exact masks, and print the Dice and where everything went. Uses the real entry points.
+against their exact masks, and print the Dice and where everything went. Uses the real entry points:
+`paulow.cli` passes its `main` in (`cli_main`), so this module imports no front end.
 """
 
 from __future__ import annotations
@@ -9,21 +10,22 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .cli import main as cli_main
 from .errors import PaulowError
 
 
-def _step(title: str, argv: list[str]) -> None:
+def _step(cli_main: Callable[[Sequence[str]], int], title: str, argv: list[str]) -> None:
     print(f"\n=== {title}: paulow {' '.join(argv)}", flush=True)
     code = cli_main(argv)
     if code != 0:
         raise PaulowError(f"demo step '{title}' failed with exit code {code} (see the message above)")
 
 
-def run(args=None, echo=print) -> int:
-    """Run the demo; keep the workspace in `args.keep` when given, else in a temporary folder."""
+def run(args=None, echo=print, *, cli_main: Callable[[Sequence[str]], int]) -> int:
+    """Run the demo, each step through `cli_main` (`paulow.cli.main`); keep the workspace in `args.keep`
+    when given, else in a temporary folder."""
     from .synthetic import write_dataset
     from .workspace import Workspace
 
@@ -34,7 +36,7 @@ def run(args=None, echo=print) -> int:
         raise PaulowError(f"demo folder '{root}' is not empty: choose a new folder for --keep")
     start = time.monotonic()
     ws = Workspace(root)
-    _step("1. set up the drop folders", ["setup", "--root", str(root)])
+    _step(cli_main, "1. set up the drop folders", ["setup", "--root", str(root)])
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=10, size=(192, 192), seed=1)
     truth = root / "demo_truth"
     write_dataset(
@@ -49,6 +51,7 @@ def run(args=None, echo=print) -> int:
     )
     echo(f"wrote 10 synthetic training images to {ws.train_images} and 4 new images to {ws.use_inputs}")
     _step(
+        cli_main,
         "2. train",
         [
             "train",
@@ -68,11 +71,13 @@ def run(args=None, echo=print) -> int:
         ],
     )
     _step(
+        cli_main,
         "3. segment new images",
         ["predict", "--root", str(root), "--model", "demo", "--yes", "--overlay", "--instances"],
     )
     out = root / "evaluation"
     _step(
+        cli_main,
         "4. score against the exact masks",
         ["evaluate", "--pred", str(ws.use_outputs), "--truth", str(truth), "--out", str(out)],
     )
@@ -87,11 +92,7 @@ def run(args=None, echo=print) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the demo runs through the command line: `python -m paulow demo`
     import sys
 
-    try:
-        sys.exit(run())
-    except PaulowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit("run the demo with `python -m paulow demo` (or `make demo`)")

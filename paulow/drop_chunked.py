@@ -86,8 +86,8 @@ def _refuse_options(opts: Any, meta: dict, pages: int) -> None:
 def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: Any) -> Any:
     """Segment `path` with the chunked engine; returns the drop folder's `FileResult` with the
     outputs under the whole-image path's names (free names: nothing is overwritten)."""
-    from .segment_outputs import FileResult
     from .lazy import open_lazy
+    from .segment_outputs import FileResult
 
     try:
         image = open_lazy(Path(path))
