@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .errors import PaulowError
 
+TRAIN_OPTIONS = ("--folds", "1", "--width", "16", "--epochs", "30")  # a small model, one split
+
 
 def _step(cli_main: Callable[[Sequence[str]], int], title: str, argv: list[str]) -> None:
     print(f"\n=== {title}: paulow {' '.join(argv)}", flush=True)
@@ -23,22 +25,11 @@ def _step(cli_main: Callable[[Sequence[str]], int], title: str, argv: list[str])
         raise PaulowError(f"demo step '{title}' failed with exit code {code} (see the message above)")
 
 
-def run(args=None, echo=print, *, cli_main: Callable[[Sequence[str]], int]) -> int:
-    """Run the demo, each step through `cli_main` (`paulow.cli.main`); keep the workspace in `args.keep`
-    when given, else in a temporary folder."""
+def _write_data(ws, truth: Path) -> None:
+    """10 synthetic training images with masks; 4 new images to segment, their masks in `truth`."""
     from .synthetic import write_dataset
-    from .workspace import Workspace
 
-    minutes = getattr(args, "minutes", 2.0) if args else 2.0
-    keep = getattr(args, "keep", None) if args else None
-    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="paulow_demo_"))
-    if keep and root.exists() and any(root.iterdir()):
-        raise PaulowError(f"demo folder '{root}' is not empty: choose a new folder for --keep")
-    start = time.monotonic()
-    ws = Workspace(root)
-    _step(cli_main, "1. set up the drop folders", ["setup", "--root", str(root)])
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=10, size=(192, 192), seed=1)
-    truth = root / "demo_truth"
     write_dataset(
         ws.use_inputs,
         truth,
@@ -49,6 +40,23 @@ def run(args=None, echo=print, *, cli_main: Callable[[Sequence[str]], int]) -> i
         image_name="new{i}.tif",
         mask_name="new{i}_truth.tif",
     )
+
+
+def run(args=None, echo=print, *, cli_main: Callable[[Sequence[str]], int]) -> int:
+    """Run the demo, each step through `cli_main` (`paulow.cli.main`); keep the workspace in `args.keep`
+    when given, else in a temporary folder."""
+    from .workspace import Workspace
+
+    minutes = getattr(args, "minutes", 2.0) if args else 2.0
+    keep = getattr(args, "keep", None) if args else None
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="paulow_demo_"))
+    if keep and root.exists() and any(root.iterdir()):
+        raise PaulowError(f"demo folder '{root}' is not empty: choose a new folder for --keep")
+    start = time.monotonic()
+    ws = Workspace(root)
+    _step(cli_main, "1. set up the drop folders", ["setup", "--root", str(root)])
+    truth = root / "demo_truth"
+    _write_data(ws, truth)
     echo(f"wrote 10 synthetic training images to {ws.train_images} and 4 new images to {ws.use_inputs}")
     _step(
         cli_main,
@@ -60,12 +68,7 @@ def run(args=None, echo=print, *, cli_main: Callable[[Sequence[str]], int]) -> i
             "--name",
             "demo",
             "--yes",
-            "--folds",
-            "1",
-            "--width",
-            "16",
-            "--epochs",
-            "30",
+            *TRAIN_OPTIONS,
             "--time-limit",
             str(minutes),
         ],
