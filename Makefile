@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m paulow.demo
+	$(PY) -m paulow demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15

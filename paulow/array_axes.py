@@ -28,7 +28,7 @@ def default_axes(array: np.ndarray) -> str:
 def as_pages_channels(array: np.ndarray, axes: str | None = None) -> tuple[np.ndarray, str]:
     """(the `(pages, C, H, W)` stack, the axes used) for an array read as `axes` (default:
     `default_axes`)."""
-    from .io import _to_pages_channels
+    from .io.stack import _to_pages_channels
 
     array = np.asarray(array)
     used = (axes or default_axes(array)).upper()

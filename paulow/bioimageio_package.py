@@ -87,7 +87,7 @@ def example_image(example: Any, in_channels: int) -> tuple[np.ndarray, str]:
         image = nuclei_image((512, 512), seed=0)[0][None]
         return np.repeat(image, in_channels, axis=0), "a synthetic nuclei image (no example image was given)"
     if isinstance(example, (str, Path)):
-        from .io import read_image
+        from .io.read import read_image
 
         page, source = read_image(Path(example)).data[0], Path(example).name
     else:
@@ -119,7 +119,7 @@ def _padded(image: np.ndarray, tile: int) -> np.ndarray:
 
 def _cover(image: np.ndarray, mask: np.ndarray, path: Path) -> Path:
     """`image | image with the mask overlaid` (red), at most 512 px high, as PNG."""
-    from .io import write_png
+    from .io.write import write_png
     from .report import display_image
 
     window = _window(mask, min(512, *mask.shape))

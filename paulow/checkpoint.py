@@ -85,7 +85,7 @@ def plain(value: Any) -> Any:
 
 def save_checkpoint(path: Path, state_dicts: list[dict], meta: dict) -> Path:
     """Write the model file atomically, then reload it to verify; return the path."""
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

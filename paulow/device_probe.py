@@ -212,7 +212,7 @@ def load_cached(key: str) -> Choice | None:
 
 def store(key: str, choice: Choice) -> None:
     """Add `choice` under `key` (atomic write; a cache that cannot be written is only skipped)."""
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     path = cache_dir() / CACHE_NAME
     try:
@@ -407,7 +407,7 @@ def _first_readable(images: list):
     """The raw (pages, C, H, W) data of the first image that reads, else None."""
     from .drop_chunked import too_large_to_hold
     from .errors import PaulowError
-    from .io import read_image
+    from .io.read import read_image
 
     for path in images:
         if too_large_to_hold(path):  # segmented chunk by chunk: never read whole

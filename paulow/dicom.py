@@ -169,7 +169,8 @@ def _pixels(item: _Slice) -> np.ndarray:
 def read_dicom_series(folder: str | Path):
     """A DICOM series folder as an `ImageStack` `(slices, 1, rows, columns)` in position order, values
     rescaled (HU for CT), resolution from PixelSpacing (mm), `geometry` as a NIfTI affine."""
-    from .io import ImageStack, check_declared_size
+    from .io.declared_size import check_declared_size
+    from .io.stack import ImageStack
 
     folder = Path(folder)
     slices = _sorted_slices(folder, pixels=False)

@@ -5,7 +5,7 @@ objects.csv / summary.csv), so the run record and the clearing of the inputs sta
 
 An image counts as too large to hold by the rule `paulow predict` uses to default to OME-Zarr (its
 pixels take more than `chunked_run.LARGE_IMAGE_BYTES`), or when reading it whole would not fit the
-memory available (the bound `io.check_declared_size` refuses it by). Only TIFFs go this way: other
+memory available (the bound `paulow.io.check_declared_size` refuses it by). Only TIFFs go this way: other
 formats cannot be read in pieces. The engine's intermediate files live in a hidden folder of the
 results folder, so a killed run resumes with the chunks it had finished."""
 
@@ -36,7 +36,8 @@ def too_large_to_hold(path: Path) -> bool:
 
     import tifffile
 
-    from . import chunked_run, io
+    from . import chunked_run
+    from .io.declared_size import FLOAT32_COPIES, decode_limit
     from .tiff_guard import TiffBoundError, count_pages
 
     if Path(path).suffix.lower() not in TIFF_SUFFIXES:
@@ -53,8 +54,8 @@ def too_large_to_hold(path: Path) -> bool:
     sizes = dict(zip(axes, shape))
     decoded = math.prod(shape) * itemsize
     page = sizes["Y"] * sizes["X"] * math.prod(sizes.get(a, 1) for a in "CS")
-    copies = page * 4 * io.FLOAT32_COPIES
-    return decoded > chunked_run.LARGE_IMAGE_BYTES or decoded + copies > io.decode_limit()
+    copies = page * 4 * FLOAT32_COPIES
+    return decoded > chunked_run.LARGE_IMAGE_BYTES or decoded + copies > decode_limit()
 
 
 def _refuse_options(opts: Any, meta: dict, pages: int) -> None:
@@ -85,8 +86,8 @@ def _refuse_options(opts: Any, meta: dict, pages: int) -> None:
 def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: Any) -> Any:
     """Segment `path` with the chunked engine; returns the drop folder's `FileResult` with the
     outputs under the whole-image path's names (free names: nothing is overwritten)."""
-    from .commands.segment import FileResult
     from .lazy import open_lazy
+    from .segment_outputs import FileResult
 
     try:
         image = open_lazy(Path(path))
@@ -159,7 +160,7 @@ def _move(source: Path, target: Path, image: Any) -> Path:
     import tifffile
 
     from .errors import ModelError
-    from .io import unique_path
+    from .io.atomic import unique_path
 
     expected = (image.pages, image.height, image.width) if image.pages > 1 else (image.height, image.width)
     with tifffile.TiffFile(source) as tif:

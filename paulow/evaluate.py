@@ -97,10 +97,10 @@ def score_pages(
 def truth_for(pred_paths: Sequence[Path], truth_paths: Sequence[Path]) -> list[Path]:
     """The truth masks whose names pair with a prediction: a truth folder may hold more masks than
     were predicted (the others are left out); without any name match, all of them."""
-    from . import io
+    from .io.pairing import pairing_key
 
-    keys = {io.pairing_key(p) for p in pred_paths}
-    subset = [t for t in truth_paths if io.pairing_key(t) in keys]
+    keys = {pairing_key(p) for p in pred_paths}
+    subset = [t for t in truth_paths if pairing_key(t) in keys]
     return subset if subset and len(subset) >= len(pred_paths) else list(truth_paths)
 
 
@@ -109,11 +109,11 @@ def mask_pages(
 ):
     """Pair prediction and truth files by name and yield (file, page, pred, truth) per page. For
     classes >= 2, colour masks go through `palette` (see `paulow.palette.read_class_mask`)."""
-    from . import io
     from .errors import ShapeMismatchError
+    from .io.pairing import pair_images_masks
     from .palette import read_class_mask
 
-    for pred_path, truth_path in io.pair_images_masks(list(pred_paths), truth_for(pred_paths, truth_paths)):
+    for pred_path, truth_path in pair_images_masks(list(pred_paths), truth_for(pred_paths, truth_paths)):
         pred = read_class_mask(pred_path, classes, palette)
         truth = read_class_mask(truth_path, classes, palette)
         if pred.shape != truth.shape:
@@ -131,11 +131,11 @@ def files_of(path: Path, predictions: bool = False) -> list[Path]:
     For a folder of predictions written by `use_model.py` (which also holds probability maps, label
     images and overlays), only its `*_mask.*` files are the predictions.
     """
-    from . import io
     from .errors import EmptyFolderError
+    from .io.listing import list_images
     from .volumes import volume_stem
 
-    files = io.list_images(path) if path.is_dir() else [path] if path.is_file() else []
+    files = list_images(path) if path.is_dir() else [path] if path.is_file() else []
     if predictions and path.is_dir():
         masks = [f for f in files if volume_stem(f).lower().endswith("_mask")]  # x_mask.nii.gz too
         files = masks or files

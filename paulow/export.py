@@ -110,7 +110,7 @@ def export_model(model_path: Path, fmt: str, out_dir: Path | None = None, exampl
     model (or in `out_dir`); an existing file is never overwritten (`_2`, `_3`, ...). `example` (a raw
     image path or array) gives a bioimage.io package its cover and test tensors."""
     from .checkpoint import load_checkpoint
-    from .io import unique_path
+    from .io.atomic import unique_path
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -143,7 +143,7 @@ def export_bioimageio(model_path: Path, out_dir: Path | None = None, example: An
     `example` (a raw image path or array; see `paulow.bioimageio_package`)."""
     from .bioimageio_package import write_package
     from .checkpoint import load_checkpoint
-    from .io import unique_path
+    from .io.atomic import unique_path
 
     model_path = Path(model_path)
     loaded = load_checkpoint(model_path, device="cpu")

@@ -94,7 +94,7 @@ def feature_collection(features: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_geojson(path: str | Path, features: list[dict[str, Any]]) -> Path:
     """Write a FeatureCollection atomically (UTF-8); returns `path`."""
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     with atomic_write_path(path) as tmp:
         Path(tmp).write_text(json.dumps(feature_collection(features)), encoding="utf-8")

@@ -29,7 +29,7 @@ class PreparedImage:
 
 def prepare_file(meta: dict, path: str | Path) -> PreparedImage:
     """Read `path` and normalise its pages as the model was trained (raises on an unreadable file)."""
-    from .io import read_image
+    from .io.read import read_image
     from .predict import normalise_pages
 
     stack = read_image(Path(path))
@@ -67,16 +67,17 @@ def _predicted(
 
 
 def _write(written: list[Path], target: Path, prepared: PreparedImage, predictions: list, model: Any) -> None:
-    from . import io
+    from .io.atomic import unique_path
+    from .io.write import binary_to_uint8, write_label_tiff, write_mask
 
     masks = np.stack([p.mask for p in predictions])
     resolution, unit = prepared.resolution, prepared.unit
-    path = io.unique_path(target)
+    path = unique_path(target)
     if model.classes <= 1 or predictions[0].boundary:
-        written.append(io.write_mask(path, io.binary_to_uint8(masks), resolution=resolution, unit=unit))
+        written.append(write_mask(path, binary_to_uint8(masks), resolution=resolution, unit=unit))
     else:
         written.append(
-            io.write_label_tiff(
+            write_label_tiff(
                 path,
                 masks,
                 model.classes,

@@ -42,7 +42,7 @@ def input_pixel_size(path: Path) -> tuple[float, float, str] | None:
 def _tiff_pixel_size(path: Path) -> tuple[float, float, str] | None:
     import tifffile
 
-    from .io import _tiff_resolution
+    from .io.tiff_read import _tiff_resolution
 
     with tifffile.TiffFile(path) as tif:
         resolution, unit = _tiff_resolution(tif)
@@ -94,7 +94,7 @@ def write_ome_tiff(
     `scale` as `dtype`. Nothing is overwritten; the file appears whole or not at all."""
     import tifffile
 
-    from .io import atomic_write_path, unique_path
+    from .io.atomic import atomic_write_path, unique_path
 
     height, width = levels[0].shape[-2:]
     nbytes = sum(pages * math.prod(level.shape[-2:]) for level in levels) * np.dtype(dtype).itemsize

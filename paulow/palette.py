@@ -263,18 +263,19 @@ def read_class_mask(path: str | Path, classes: int, palette: Palette | None = No
     (`grey_edges.clean_binary_mask`). K >= 2: a one-channel mask (or one whose channels are all equal)
     holds class indices; a colour mask is mapped through `palette` (palette PNGs by their colours),
     and without one it is an error naming the file and the fix."""
-    from . import io
     from .grey_edges import clean_binary_mask
+    from .io.read import read_mask, read_mask_stack
+    from .io.stack import has_alpha
 
     if classes < 2:
         from .swapped import image_like
 
-        raw = io.read_mask(path)  # an image (e.g. a JPEG photo) stays raw for the swapped-folders check
+        raw = read_mask(path)  # an image (e.g. a JPEG photo) stays raw for the swapped-folders check
         return raw if image_like(raw) else clean_binary_mask(raw, path)
-    stack = io.read_mask_stack(path, palette_indices=palette is None)
+    stack = read_mask_stack(path, palette_indices=palette is None)
     data = stack.data
     if palette is not None and data.shape[1] >= 3:
-        return to_classes(data, palette, path, alpha=io.has_alpha(stack))
+        return to_classes(data, palette, path, alpha=has_alpha(stack))
     if data.shape[1] == 1 or np.all(data == data[:, :1]):
         return data[:, 0]
     raise colour_mask_error(data, path, classes)

@@ -287,7 +287,7 @@ def class_overlay(image: np.ndarray, mask: np.ndarray, names: list[str], alpha: 
     """`(H', W', 3) uint8` overlay of a class-index mask (K = len(names) >= 2): each foreground class
     tinted and outlined in its lookup-table colour (`io.class_lut`, the colours Fiji shows for the
     mask), with a legend of the foreground classes' names to the right of the image."""
-    from .io import class_lut
+    from .io.write import class_lut
 
     mask = _check_2d(mask, "mask")
     rgb = _as_rgb_uint8(image)

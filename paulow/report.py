@@ -19,7 +19,7 @@ import numpy as np
 
 from .data import snr  # noqa: F401  (the dataset report's SNR; defined once, in data.py)
 from .errors import ShapeMismatchError
-from .io import atomic_write_path
+from .io.atomic import atomic_write_path
 
 REGIMES = (
     ("regime_empty", "empty: BCE"),

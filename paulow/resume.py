@@ -32,7 +32,7 @@ def input_hashes(read_as: Mapping[Path, Fingerprint], root: Path) -> dict[str, s
 def save_state(path: Path, name: str, config: dict, inputs: dict[str, str], state: dict) -> None:
     """Write the resume file atomically (a crash mid-write leaves the previous one)."""
     from .checkpoint import plain, torch_save
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     payload = {
         "format": FORMAT,

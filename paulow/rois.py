@@ -38,7 +38,7 @@ def write_roi_zip(labels: np.ndarray, path: str | Path, names: Sequence[str] | N
     `(pages, H, W)` stack, to `path` (a `.zip` for Fiji's ROI Manager). Written atomically."""
     from roifile import roiwrite
 
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]

@@ -177,8 +177,8 @@ def recording(pending: Any, out_dir: Path, note: Any) -> Iterator[None]:
     gets its result so far (outputs with their SHA-256) to write into the run record. A SIGKILL just
     after the rename then leaves the output recorded, and the rerun keeps it (no `X_mask_2.tif`).
     `pending` is an empty result for the input; its fingerprint is taken here, before it is read."""
-    from . import io
     from .checkpoint import sha256_file
+    from .io.atomic import before_replace
     from .workspace import fingerprint
 
     if note is None:
@@ -192,5 +192,5 @@ def recording(pending: Any, out_dir: Path, note: Any) -> Iterator[None]:
             pending.written_sha256.append(sha256_file(temporary))
             note(pending)
 
-    with io.before_replace(hook):
+    with before_replace(hook):
         yield

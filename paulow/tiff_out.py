@@ -64,7 +64,7 @@ def write_tiled_tiff(
     nothing is overwritten."""
     import tifffile
 
-    from .io import atomic_write_path, unique_path
+    from .io.atomic import atomic_write_path, unique_path
 
     height, width = array.shape[-2:]
     shape = (pages, height, width) if pages > 1 else (height, width)

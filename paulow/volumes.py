@@ -124,7 +124,8 @@ def _geometry_of(image, shape: tuple[int, int, int]) -> VolumeGeometry:
 def read_nifti(path: str | Path):
     """A NIfTI file as an `ImageStack`: data `(k, C, j, i)` (a 4th dimension is channels), the file's
     dtype (its scaling applied), resolution from the voxel size, `geometry` from the header."""
-    from .io import ImageStack, check_declared_size
+    from .io.declared_size import check_declared_size
+    from .io.stack import ImageStack
 
     path = Path(path)
     image = _load_nifti(path)
@@ -147,7 +148,7 @@ def write_nifti(path: str | Path, volume: np.ndarray, geometry: VolumeGeometry) 
     """Write a `(pages, H, W)` volume atomically as NIfTI (`.nii.gz` compressed) on `geometry`'s grid."""
     import nibabel as nib
 
-    from .io import atomic_write_path
+    from .io.atomic import atomic_write_path
 
     volume = np.asarray(volume)
     if volume.ndim == 2:
@@ -205,7 +206,7 @@ def check_mask_geometry(image_path: str | Path, mask_path: str | Path) -> None:
 def write_volume_mask(out_dir: Path, stack, volume: np.ndarray, suffix: str) -> Path:
     """`<stem><suffix>.nii.gz` in `out_dir` (a free name) holding `volume` on the input's grid: uint8
     up to 255, else uint16/int32."""
-    from .io import unique_path
+    from .io.atomic import unique_path
 
     volume = np.asarray(volume)
     top = int(volume.max(initial=0))

@@ -15,6 +15,8 @@ import tifffile
 from paulow import io as pio
 from paulow import limits
 from paulow.errors import UnreadableImageError
+from paulow.io import declared_size
+from paulow.io import read as io_read
 from paulow.tiff_guard import count_pages
 
 
@@ -96,7 +98,9 @@ def test_the_memory_check_counts_the_float32_copies(tmp_path, monkeypatch):
     path = tmp_path / "wide.tif"
     tifffile.imwrite(path, np.zeros((512, 1024), np.uint8), compression="zlib")
     decoded, copies = 512 * 1024, 512 * 1024 * 4 * pio.FLOAT32_COPIES
-    monkeypatch.setattr(pio, "decode_limit", lambda: decoded + copies - 1)  # the decoded file alone fits
+    monkeypatch.setattr(
+        declared_size, "decode_limit", lambda: decoded + copies - 1
+    )  # the decoded file alone fits
     with pytest.raises(UnreadableImageError) as info:
         pio.read_image(path)
     line = str(info.value)
@@ -108,7 +112,7 @@ def test_the_memory_check_counts_the_float32_copies(tmp_path, monkeypatch):
         "Tile it into smaller images (e.g. in Fiji) or downsample it; if the file is small it is "
         "probably corrupt."
     )
-    monkeypatch.setattr(pio, "decode_limit", lambda: decoded + copies)
+    monkeypatch.setattr(declared_size, "decode_limit", lambda: decoded + copies)
     assert pio.read_image(path).data.shape == (1, 1, 512, 1024)
 
 
@@ -123,7 +127,7 @@ def test_a_40000_square_deflate_tiff_is_refused_up_front(tmp_path, monkeypatch):
         if struct.unpack("<H", data[at : at + 2])[0] in (256, 257):  # ImageWidth, ImageLength
             data[at + 2 : at + 12] = struct.pack("<HII", 4, 1, 40_000)
     path.write_bytes(bytes(data))
-    monkeypatch.setattr(pio, "decode_limit", lambda: 8 << 30)  # what a 16 GiB machine has free
+    monkeypatch.setattr(declared_size, "decode_limit", lambda: 8 << 30)  # what a 16 GiB machine has free
     start = time.monotonic()
     with pytest.raises(UnreadableImageError) as info:
         pio.read_image(path)
@@ -136,7 +140,7 @@ def test_a_40000_square_deflate_tiff_is_refused_up_front(tmp_path, monkeypatch):
 
 def test_decoders_handing_back_no_array_are_one_line(tmp_path, monkeypatch):
     path = _stack(tmp_path / "x.tif", 1)
-    monkeypatch.setattr(pio, "_read_tiff", lambda p: pio.ImageStack(memoryview(b"abcd"), p, "YX"))
+    monkeypatch.setattr(io_read, "_read_tiff", lambda p: pio.ImageStack(memoryview(b"abcd"), p, "YX"))
     for reader in (pio.read_image, pio.read_mask):
         with pytest.raises(UnreadableImageError, match="its pixels decode as memoryview , not numbers"):
             reader(path)

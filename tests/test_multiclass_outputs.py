@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from paulow.commands.segment import FileResult, SegmentOptions, _write_extras, class_names
+from paulow.commands.segment import FileResult, SegmentOptions, class_names
 from paulow.io import ImageStack, class_lut, read_image
 from paulow.postprocess import class_overlay, label_instances
+from paulow.segment_outputs import write_extras
 
 NAMES = ["background", "disc", "square"]
 
@@ -62,7 +63,7 @@ def test_extras_write_probabilities_per_class_overlay_and_class_tables(tmp_path)
     mask = class_map()
     result = FileResult(source=Path("cells.tif"))
     opts = SegmentOptions(save_prob=True, overlay=True, instances=True)
-    _write_extras(stack(mask), probabilities(mask), [mask], tmp_path, opts, result, {"class_names": NAMES})
+    write_extras(stack(mask), probabilities(mask), [mask], tmp_path, opts, result, {"class_names": NAMES})
     names = sorted(p.name for p in result.written)
     assert names == ["cells_labels.tif", "cells_overlay.png", "cells_prob.tif"]
     with tifffile.TiffFile(tmp_path / "cells_prob.tif") as tif:
@@ -81,7 +82,7 @@ def test_extras_write_probabilities_per_class_overlay_and_class_tables(tmp_path)
 def test_probabilities_of_a_stack_are_pages_by_classes(tmp_path):
     mask = class_map()
     result = FileResult(source=Path("cells.tif"))
-    _write_extras(
+    write_extras(
         stack(mask, 2),
         probabilities(mask, 2),
         [mask, mask],

@@ -34,7 +34,7 @@ def test_sigterm_while_reading_stops_and_keeps_every_input(quick_ws, monkeypatch
         _sigterm()
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(io, "read_image", read_then_term)
+    monkeypatch.setattr(io.read, "read_image", read_then_term)  # the reader's home, where segment finds it
     assert _predict(ws) == 143
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == (

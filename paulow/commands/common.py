@@ -151,7 +151,7 @@ def report_refused(refused: list, args, where: str, echo=print) -> None:
 
 def read_fingerprints(*folders: Path) -> dict:
     """Fingerprints of the images in these folders, taken before a run reads them."""
-    from ..io import list_images
+    from ..io.listing import list_images
     from ..workspace import fingerprints
 
     return fingerprints(f for folder in folders if folder.is_dir() for f in list_images(folder))

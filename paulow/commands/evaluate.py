@@ -31,9 +31,9 @@ def model_pages(
 ):
     """Predict each image with the standard inference (`model`: an `api.Model`), then yield
     (file, page, pred, truth); K >= 2 colour truth masks go through `palette`."""
-    from .. import io
+    from ..io.pairing import pair_images_masks
 
-    for image_path, truth_path in io.pair_images_masks(list(image_paths), list(truth_paths)):
+    for image_path, truth_path in pair_images_masks(list(image_paths), list(truth_paths)):
         truth = read_class_mask(truth_path, classes, palette)
         for page, pred in enumerate(model.predict_stack(image_path)):
             yield truth_path.name, page, pred.mask, truth[page]

@@ -103,8 +103,9 @@ def _old_domain_scores(check, parent, done, meta, device, stored: Palette | None
 
 def run(args, echo=print) -> Path:
     """The whole finetune command; returns the new model path."""
-    from .. import distributed, io
+    from .. import distributed
     from ..checkpoint import load_checkpoint, save_checkpoint, sha256_file
+    from ..io.atomic import unique_path
 
     if distributed.world_size() > 1:
         raise UsageError("finetune_model.py runs in one process: start it without torchrun")
@@ -138,7 +139,7 @@ def run(args, echo=print) -> Path:
     read_as = {f: read_as[f] for f in inputs}
     parent = start_member(loaded.models, loaded.meta)
     parent_sha = sha256_file(parent_path)
-    out_path = io.unique_path(ws.models / f"{parent_path.stem}_finetuned.pth")
+    out_path = unique_path(ws.models / f"{parent_path.stem}_finetuned.pth")
     with ws.lock():
         report_dir = unique_dir(ws.models / f"{out_path.stem}_report")
         handler = add_file_log(report_dir / "finetune.log")

@@ -13,7 +13,7 @@ from .common import choose_model, list_models
 
 def _inputs(paths: list[Path]) -> list[Path]:
     """Files as given; a folder: its OME-Zarr images when it is not one itself, then its images."""
-    from ..io import list_images
+    from ..io.listing import list_images
     from ..lazy import is_lazy_input
 
     found: list[Path] = []
