@@ -20,6 +20,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import tifffile
+
 from .errors import UnreadableImageError, UsageError
 
 log = logging.getLogger("paulow")
@@ -102,7 +104,16 @@ def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: An
         image.height,
         image.width,
     )
-    record = _run_engine(loaded, path, work, opts)
+    try:
+        record = _run_engine(loaded, path, work, opts)
+    except tifffile.TiffFileError as exc:  # a header that promises more than the file holds
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
+        raise UnreadableImageError(
+            f"cannot read: it declares {image.height} x {image.width} pixels but its pixel data is "
+            f"damaged ({exc}) - copy or export the file again"
+        ) from None
     settings = {k: record["settings"][k] for k in ("chunk", "tile", "overlap", "threshold", "min_size")}
     chunked = {**settings, "chunking": record["chunking"], "normalisation": record["normalisation"]}
     result = FileResult(source=path, read_as=read_as, chunked=chunked)
