@@ -9,7 +9,10 @@ set sizes of that process and all its descendants (sampled every 0.1 s with psut
 run in-process by default, so there is one). The network is tiny (one fixed 3x3 convolution
 that finds the synthetic bright discs) so that the 32k point finishes on 2 cores: the numbers show the engine's own memory and
 overhead, not a real network's speed. The overhead ratio compares the two paths on the same image
-and model in the same run: chunked MPix/s / whole-image MPix/s. Sizes above `--whole-max` skip the
+and model in the same run: chunked MPix/s / whole-image MPix/s. Each row also has the measured run's CPU
+seconds (user, system) and minor page faults, less sensitive to a loaded machine than the wall
+time; `PAULOW_HEAP=default` in the environment measures the engine without its malloc setting
+(`paulow.heap`). Sizes above `--whole-max` skip the
 whole-image path (its float32 maps alone take 12 bytes per pixel per channel: 12 GiB at 32k).
 """
 
@@ -113,7 +116,10 @@ def write_inputs(size: int, folder: Path, formats: list[str]) -> dict[str, Path]
 
 def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
     """One measured run (inside the subprocess)."""
+    import resource
+
     model = tiny_model(overlap)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if mode == "chunked":
         record = model.predict_file(path, out, chunk=chunk or None, format="ome-zarr")
@@ -125,7 +131,15 @@ def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
         pred = model.predict(image)
         objects = int(pred.labels().max())
         write_mask(out / "mask.tif", pred.mask * np.uint8(255))
-    return {"seconds": time.perf_counter() - start, "objects": objects, "chunk": chunk}
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": time.perf_counter() - start,
+        "objects": objects,
+        "chunk": chunk,
+        "cpu_user_s": round(after.ru_utime - before.ru_utime, 1),
+        "cpu_system_s": round(after.ru_stime - before.ru_stime, 1),
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+    }
 
 
 def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: float) -> dict:
@@ -161,6 +175,7 @@ def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: fl
         objects=result["objects"],
         chunk=result["chunk"],
         mpix_per_s=round(size * size / 1e6 / result["seconds"], 2),
+        **{k: result[k] for k in ("cpu_user_s", "cpu_system_s", "minor_faults")},
     )
     return row
 

@@ -3,6 +3,7 @@ when an earlier free of the same size would have raised glibc's dynamic mmap thr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,10 @@ def test_a_freed_16_mib_array_leaves_the_resident_set():
     if out[0] == "False":
         pytest.skip("not glibc")
     assert int(out[1]) >= 15
+
+
+def test_paulow_heap_default_leaves_malloc_alone():
+    probe = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from paulow.heap import return_large_frees; print(return_large_frees())"
+    env = {**os.environ, "PAULOW_HEAP": "default"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "False"
