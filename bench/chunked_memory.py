@@ -11,8 +11,8 @@ that finds the synthetic bright discs) so that the 32k point finishes on 2 cores
 overhead, not a real network's speed. The overhead ratio compares the two paths on the same image
 and model in the same run: chunked MPix/s / whole-image MPix/s. Each row also has the measured run's CPU
 seconds (user, system) and minor page faults, less sensitive to a loaded machine than the wall
-time; `PAULOW_HEAP=default` in the environment measures the engine without its malloc setting
-(`paulow.heap`). Sizes above `--whole-max` skip the
+time; `PAULOW_HEAP=arena|mmap|default` in the environment picks the engine's malloc setting
+(`paulow.heap`; `arena` when unset). Sizes above `--whole-max` skip the
 whole-image path (its float32 maps alone take 12 bytes per pixel per channel: 12 GiB at 32k).
 """
 

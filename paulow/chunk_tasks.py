@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .heap import return_large_frees  # once per worker process: see paulow.heap
+from .heap import tune_heap  # once per worker process: see paulow.heap
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     from .chunk_stitch import local_components
     from .postprocess import to_mask
 
-    return_large_frees()
+    tune_heap()
     done = marker(spec, "predict", page, iy, ix)
     if done.exists():
         return
@@ -156,7 +156,7 @@ def label_chunk(spec: RunSpec, page: int, iy: int, ix: int, offset: int, count: 
     from .chunk_objects import object_parts
     from .chunking import ChunkGrid
 
-    return_large_frees()
+    tune_heap()
     done = marker(spec, "label", page, iy, ix)
     if done.exists():
         return
@@ -181,6 +181,6 @@ def pyramid_chunk(spec: RunSpec, role: str, level: int, page: int, ys: slice, xs
     """One chunk of pyramid level `level` (>= 1) of `role` from level `level - 1`."""
     from . import omezarr
 
-    return_large_frees()
+    tune_heap()
     levels = omezarr.level_arrays(Path(spec.output), role)
     omezarr.downsample_block(levels[level - 1], levels[level], spec.page_key(page), ys, xs)

@@ -25,7 +25,7 @@ import numpy as np
 from .chunk_tasks import RunSpec, label_chunk, marker, predict_chunk, pyramid_chunk
 from .chunking import ChunkGrid, check_chunk
 from .errors import UsageError
-from .heap import return_large_frees
+from .heap import tune_heap
 
 FORMATS = ("ome-zarr", "tiff")
 # above this many input bytes an image is "too large to hold": OME-Zarr output by default
@@ -117,7 +117,7 @@ def predict_file(
     from .object_size import choose_min_size
     from .predict import choose_threshold, match_channels
 
-    return_large_frees()  # the driver's memory (and in-process workers'): see paulow.heap
+    tune_heap()  # the driver's memory (and in-process workers'): see paulow.heap
     say = echo or (lambda _: None)
     path, out_dir = Path(path), Path(out_dir)
     image = open_lazy(path)
