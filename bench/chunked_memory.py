@@ -114,11 +114,16 @@ def write_inputs(size: int, folder: Path, formats: list[str]) -> dict[str, Path]
     return paths
 
 
-def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
-    """One measured run (inside the subprocess)."""
+def child(mode: str, path: Path, out: Path, chunk: int, overlap: float, model_path: str = "") -> dict:
+    """One measured run (inside the subprocess): the tiny network, or the model file `model_path`."""
     import resource
 
-    model = tiny_model(overlap)
+    if model_path:
+        import paulow
+
+        model = paulow.load_model(model_path)
+    else:
+        model = tiny_model(overlap)
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if mode == "chunked":
@@ -142,12 +147,24 @@ def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
     }
 
 
-def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: float) -> dict:
+def measure(
+    mode: str, path: Path, out: Path, chunk: int, size: int, overlap: float, model_path: str = ""
+) -> dict:
     """Run `child` in a subprocess; peak RSS of its process tree."""
     import psutil
 
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "--child", mode, str(path), str(out), str(chunk), str(overlap)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(path),
+        str(out),
+        str(chunk),
+        str(overlap),
+        model_path,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, parent = 0, psutil.Process(proc.pid)
 
@@ -193,11 +210,16 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--keep", type=Path, help="folder for the inputs/outputs (default: a temporary one)")
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap (0: each pixel in one tile)")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a model file (.pth) instead of the tiny network: the overhead ratio as users see it",
+    )
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, path, out, chunk, overlap = args.child
-        print(json.dumps(child(mode, Path(path), Path(out), int(chunk), float(overlap))))
+        mode, path, out, chunk, overlap, model_path = args.child
+        print(json.dumps(child(mode, Path(path), Path(out), int(chunk), float(overlap), model_path)))
         return
     from machine import machine_line
 
@@ -207,13 +229,27 @@ def main() -> None:
             inputs = write_inputs(size, Path(tmp), args.formats)
             for fmt, path in inputs.items():
                 rows.append(
-                    measure("chunked", path, Path(tmp) / f"out_{fmt}_{size}", args.chunk, size, args.overlap)
+                    measure(
+                        "chunked",
+                        path,
+                        Path(tmp) / f"out_{fmt}_{size}",
+                        args.chunk,
+                        size,
+                        args.overlap,
+                        args.model,
+                    )
                 )
                 print(json.dumps(rows[-1]), flush=True)
             if size <= args.whole_max and "tiff" in inputs:
                 rows.append(
                     measure(
-                        "whole", inputs["tiff"], Path(tmp) / f"whole_{size}", args.chunk, size, args.overlap
+                        "whole",
+                        inputs["tiff"],
+                        Path(tmp) / f"whole_{size}",
+                        args.chunk,
+                        size,
+                        args.overlap,
+                        args.model,
                     )
                 )
                 print(json.dumps(rows[-1]), flush=True)
