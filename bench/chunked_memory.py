@@ -9,7 +9,10 @@ set sizes of that process and all its descendants (sampled every 0.1 s with psut
 run in-process by default, so there is one). The network is tiny (one fixed 3x3 convolution
 that finds the synthetic bright discs) so that the 32k point finishes on 2 cores: the numbers show the engine's own memory and
 overhead, not a real network's speed. The overhead ratio compares the two paths on the same image
-and model in the same run: chunked MPix/s / whole-image MPix/s. Sizes above `--whole-max` skip the
+and model in the same run: chunked MPix/s / whole-image MPix/s. Each row also has the measured run's CPU
+seconds (user, system) and minor page faults, less sensitive to a loaded machine than the wall
+time; `PAULOW_HEAP=arena|mmap|default` in the environment picks the engine's malloc setting
+(`paulow.heap`; `arena` when unset). Sizes above `--whole-max` skip the
 whole-image path (its float32 maps alone take 12 bytes per pixel per channel: 12 GiB at 32k).
 """
 
@@ -111,9 +114,17 @@ def write_inputs(size: int, folder: Path, formats: list[str]) -> dict[str, Path]
     return paths
 
 
-def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
-    """One measured run (inside the subprocess)."""
-    model = tiny_model(overlap)
+def child(mode: str, path: Path, out: Path, chunk: int, overlap: float, model_path: str = "") -> dict:
+    """One measured run (inside the subprocess): the tiny network, or the model file `model_path`."""
+    import resource
+
+    if model_path:
+        import paulow
+
+        model = paulow.load_model(model_path)
+    else:
+        model = tiny_model(overlap)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if mode == "chunked":
         record = model.predict_file(path, out, chunk=chunk or None, format="ome-zarr")
@@ -125,15 +136,35 @@ def child(mode: str, path: Path, out: Path, chunk: int, overlap: float) -> dict:
         pred = model.predict(image)
         objects = int(pred.labels().max())
         write_mask(out / "mask.tif", pred.mask * np.uint8(255))
-    return {"seconds": time.perf_counter() - start, "objects": objects, "chunk": chunk}
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": time.perf_counter() - start,
+        "objects": objects,
+        "chunk": chunk,
+        "cpu_user_s": round(after.ru_utime - before.ru_utime, 1),
+        "cpu_system_s": round(after.ru_stime - before.ru_stime, 1),
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+    }
 
 
-def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: float) -> dict:
+def measure(
+    mode: str, path: Path, out: Path, chunk: int, size: int, overlap: float, model_path: str = ""
+) -> dict:
     """Run `child` in a subprocess; peak RSS of its process tree."""
     import psutil
 
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "--child", mode, str(path), str(out), str(chunk), str(overlap)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(path),
+        str(out),
+        str(chunk),
+        str(overlap),
+        model_path,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, parent = 0, psutil.Process(proc.pid)
 
@@ -161,6 +192,7 @@ def measure(mode: str, path: Path, out: Path, chunk: int, size: int, overlap: fl
         objects=result["objects"],
         chunk=result["chunk"],
         mpix_per_s=round(size * size / 1e6 / result["seconds"], 2),
+        **{k: result[k] for k in ("cpu_user_s", "cpu_system_s", "minor_faults")},
     )
     return row
 
@@ -178,11 +210,16 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--keep", type=Path, help="folder for the inputs/outputs (default: a temporary one)")
     parser.add_argument("--overlap", type=float, default=0.5, help="tile overlap (0: each pixel in one tile)")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--model",
+        default="",
+        help="a model file (.pth) instead of the tiny network: the overhead ratio as users see it",
+    )
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, path, out, chunk, overlap = args.child
-        print(json.dumps(child(mode, Path(path), Path(out), int(chunk), float(overlap))))
+        mode, path, out, chunk, overlap, model_path = args.child
+        print(json.dumps(child(mode, Path(path), Path(out), int(chunk), float(overlap), model_path)))
         return
     from machine import machine_line
 
@@ -192,13 +229,27 @@ def main() -> None:
             inputs = write_inputs(size, Path(tmp), args.formats)
             for fmt, path in inputs.items():
                 rows.append(
-                    measure("chunked", path, Path(tmp) / f"out_{fmt}_{size}", args.chunk, size, args.overlap)
+                    measure(
+                        "chunked",
+                        path,
+                        Path(tmp) / f"out_{fmt}_{size}",
+                        args.chunk,
+                        size,
+                        args.overlap,
+                        args.model,
+                    )
                 )
                 print(json.dumps(rows[-1]), flush=True)
             if size <= args.whole_max and "tiff" in inputs:
                 rows.append(
                     measure(
-                        "whole", inputs["tiff"], Path(tmp) / f"whole_{size}", args.chunk, size, args.overlap
+                        "whole",
+                        inputs["tiff"],
+                        Path(tmp) / f"whole_{size}",
+                        args.chunk,
+                        size,
+                        args.overlap,
+                        args.model,
                     )
                 )
                 print(json.dumps(rows[-1]), flush=True)

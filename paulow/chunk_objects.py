@@ -5,6 +5,7 @@ mean_intensity[_c<i>]). Memory: one row per object, not per pixel."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -49,8 +50,16 @@ def merge_parts(
     parts: list[dict[str, np.ndarray]], count: int, page: int | None = None
 ) -> list[dict[str, Any]]:
     """One row per object 1..`count` (objects with no part are left out), from all chunks' parts."""
+    return list(iter_merged(parts, count, page))
+
+
+def iter_merged(
+    parts: list[dict[str, np.ndarray]], count: int, page: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of `merge_parts` one at a time: only the merged arrays (a few numbers per object)
+    are held, not a dict per object."""
     if not parts or count == 0:
-        return []
+        return
     ids = np.concatenate([p["ids"] for p in parts])
     channels = parts[0]["sum_i"].shape[1]
     total = {key: np.zeros(count + 1) for key in ("area", "sum_y", "sum_x")}
@@ -64,7 +73,6 @@ def merge_parts(
         np.minimum.at(extremes, ids, np.concatenate([p[key] for p in parts]))
     for key, extremes in high.items():
         np.maximum.at(extremes, ids, np.concatenate([p[key] for p in parts]))
-    rows = []
     for label in range(1, count + 1):
         area = total["area"][label]
         if not area:
@@ -84,5 +92,4 @@ def merge_parts(
         )
         if channels > 1:
             row.update({f"mean_intensity_c{c}": float(m) for c, m in enumerate(means)})
-        rows.append(row)
-    return rows
+        yield row

@@ -11,6 +11,7 @@ pixels (their whole area, summed over chunks) are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,7 @@ def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), dtype=np.uint32)
 
 
-def _edges(chunks: dict[ChunkIndex, ChunkObjects], offsets: dict[ChunkIndex, int]) -> np.ndarray:
+def _edges(chunks: Mapping[ChunkIndex, ChunkObjects], offsets: dict[ChunkIndex, int]) -> np.ndarray:
     """Graph edges (global node ids) between touching objects of neighbouring chunks."""
     found = []
 
@@ -104,7 +105,7 @@ def _edges(chunks: dict[ChunkIndex, ChunkObjects], offsets: dict[ChunkIndex, int
 
 
 def global_mapping(
-    chunks: dict[ChunkIndex, ChunkObjects], min_size: int = 0
+    chunks: Mapping[ChunkIndex, ChunkObjects], min_size: int = 0
 ) -> tuple[dict[ChunkIndex, int], np.ndarray]:
     """Each chunk's node offset and the table node -> global label (0: dropped as too small)."""
     from scipy.sparse import coo_matrix

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .heap import tune_heap  # once per worker process: see paulow.heap
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -123,6 +125,7 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     from .chunk_stitch import local_components
     from .postprocess import to_mask
 
+    tune_heap()
     done = marker(spec, "predict", page, iy, ix)
     if done.exists():
         return
@@ -160,6 +163,7 @@ def label_chunk(
     from .chunk_objects import object_parts
     from .chunking import ChunkGrid
 
+    tune_heap()
     done = marker(spec, "label", page, iy, ix)
     if done.exists():
         return
@@ -190,5 +194,6 @@ def pyramid_chunk(spec: RunSpec, role: str, level: int, page: int, ys: slice, xs
     """One chunk of pyramid level `level` (>= 1) of `role` from level `level - 1`."""
     from . import omezarr
 
+    tune_heap()
     levels = omezarr.level_arrays(Path(spec.output), role)
     omezarr.downsample_block(levels[level - 1], levels[level], spec.page_key(page), ys, xs)

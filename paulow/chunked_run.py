@@ -12,10 +12,12 @@ same command after a kill finishes only what is missing and gives the same bytes
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
+import itertools
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 from .chunk_tasks import RunSpec, label_chunk, marker, predict_chunk, pyramid_chunk
 from .chunking import ChunkGrid, check_chunk
 from .errors import UsageError
+from .heap import tune_heap
 
 FORMATS = ("ome-zarr", "tiff", "ome-tiff")
 # above this many input bytes an image is "too large to hold": OME-Zarr output by default
@@ -116,6 +119,7 @@ def predict_file(
     from .object_size import choose_min_size
     from .predict import choose_threshold, match_channels
 
+    tune_heap()  # the driver's memory (and in-process workers'): see paulow.heap
     say = echo or (lambda _: None)
     path, out_dir = Path(path), Path(out_dir)
     image = open_lazy(path)
@@ -314,12 +318,9 @@ def _split_phase(runner: Any, spec: RunSpec, jobs: list, bar: Any, record: dict)
 
 def _stitch_page(spec: RunSpec, grid: ChunkGrid, page: int) -> tuple[dict, int]:
     """Join one page's chunk objects; save its table; return (chunk -> (offset, count), objects)."""
-    from .chunk_stitch import ChunkObjects, global_mapping
+    from .chunk_stitch import global_mapping
 
-    chunks = {}
-    for iy, ix in grid.indices():
-        with np.load(marker(spec, "predict", page, iy, ix)) as data:
-            chunks[(iy, ix)] = ChunkObjects.from_arrays(data)
+    chunks = _SavedChunks(spec, grid, page)
     offsets, mapping = global_mapping(chunks, spec.min_size)
     folder = Path(spec.work) / "mapping"
     folder.mkdir(parents=True, exist_ok=True)
@@ -330,20 +331,62 @@ def _stitch_page(spec: RunSpec, grid: ChunkGrid, page: int) -> tuple[dict, int]:
     return places, int(mapping.max(initial=0))
 
 
+class _SavedChunks(Mapping):
+    """One page's chunk records (`ChunkObjects`), read from their markers when asked, two rows of
+    chunks cached: `global_mapping` walks them in row-major order, so the driver never holds
+    every chunk's border lines at once."""
+
+    def __init__(self, spec: RunSpec, grid: ChunkGrid, page: int) -> None:
+        self._spec, self._page = spec, page
+        self._indices = list(grid.indices())
+        self._known = set(self._indices)
+        self._load = functools.lru_cache(maxsize=2 * grid.shape[1] + 2)(self._read)
+
+    def _read(self, index: tuple[int, int]) -> Any:
+        from .chunk_stitch import ChunkObjects
+
+        with np.load(marker(self._spec, "predict", self._page, *index)) as data:
+            return ChunkObjects.from_arrays({key: data[key] for key in data.files})
+
+    def __getitem__(self, index: tuple[int, int]) -> Any:
+        if index not in self._known:
+            raise KeyError(index)
+        return self._load(index)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._known
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self._indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+
 def _write_objects_csv(spec: RunSpec, path: Path, counts: list[int]) -> Path:
-    """One row per object (a `page` column for stacks), merged from the chunks' parts."""
-    from .chunk_objects import merge_parts
+    """One row per object (a `page` column for stacks), merged from the chunks' parts and
+    streamed to the file: the driver holds one page's merged arrays, not a dict per object."""
     from .io import unique_path
     from .report import write_csv
 
-    grid, rows = ChunkGrid(spec.height, spec.width, spec.chunk), []
+    rows = _object_rows(spec, counts)
+    first = next(rows, None)
+    if first is None:
+        return write_csv(unique_path(path), [])
+    return write_csv(unique_path(path), itertools.chain([first], rows), header=list(first))
+
+
+def _object_rows(spec: RunSpec, counts: list[int]) -> Iterator[dict]:
+    """The object rows of every page in order (all rows have the same columns)."""
+    from .chunk_objects import iter_merged
+
+    grid = ChunkGrid(spec.height, spec.width, spec.chunk)
     for page, count in enumerate(counts):
         parts = []
         for iy, ix in grid.indices():
             with np.load(marker(spec, "label", page, iy, ix)) as data:
                 parts.append({key: data[key] for key in data.files})
-        rows += merge_parts(parts, count, page if spec.pages > 1 else None)
-    return write_csv(unique_path(path), rows)
+        yield from iter_merged(parts, count, page if spec.pages > 1 else None)
 
 
 def _pyramid_jobs(spec: RunSpec, levels: list[tuple[int, int]], instances: bool) -> list[list[tuple]]:

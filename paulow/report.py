@@ -11,7 +11,7 @@ import csv
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,13 @@ def _csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def write_csv(path: str | Path, rows: Sequence[dict]) -> Path:
-    """Write rows as CSV, atomically. Header: every key, in order of first appearance; a row
-    without a key leaves its cell empty."""
-    header = list(dict.fromkeys(k for row in rows for k in row))
+def write_csv(path: str | Path, rows: Iterable[dict], header: list[str] | None = None) -> Path:
+    """Write rows as CSV, atomically. Header: `header`, else every key in order of first
+    appearance; a row without a key leaves its cell empty. With `header`, `rows` may be an
+    iterator (streamed, never held)."""
+    if header is None:
+        rows = list(rows)
+        header = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_write_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=header, restval="")

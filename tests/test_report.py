@@ -86,6 +86,14 @@ def test_write_csv_header_is_union_of_keys_in_first_appearance_order(tmp_path):
         ]
 
 
+def test_write_csv_with_a_header_streams_an_iterator_to_the_same_bytes(tmp_path):
+    rows = [{"label": k, "area_px": 10 * k, "mean_intensity": np.float64(k / 4)} for k in (1, 2, 3)]
+    held = write_csv(tmp_path / "held.csv", rows)
+    streamed = write_csv(tmp_path / "streamed.csv", iter(rows), header=["label", "area_px", "mean_intensity"])
+    assert streamed.read_bytes() == held.read_bytes()
+    assert streamed.read_text().splitlines()[1:] == ["1,10,0.25", "2,20,0.5", "3,30,0.75"]
+
+
 def test_write_csv_of_no_rows_is_an_empty_file(tmp_path):
     assert write_csv(tmp_path / "r.csv", []).read_text() == ""
 
