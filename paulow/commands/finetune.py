@@ -15,7 +15,9 @@ from pathlib import Path
 from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
-from ..finetuning import (
+from ..palette import Palette, find_palette, from_colours
+from ..training.evaluation import dice_on_slices
+from ..training.finetuning import (
     FINETUNE_DEFAULTS,
     as_evaluated,
     finetune_config,
@@ -24,8 +26,6 @@ from ..finetuning import (
     split_for_finetuning,
     start_member,
 )
-from ..palette import Palette, find_palette, from_colours
-from ..train import dice_on_slices
 from ..watch import FoldWatch
 from ..workspace import Workspace
 from .common import (
