@@ -674,8 +674,8 @@ def finetune(
     parent's, as strokes are not whole objects).
     """
     from .data import check_channels
+    from .training.finetune_config import finetune_config
     from .training.finetuning import (
-        finetune_config,
         finetune_network,
         finetuned_meta,
         split_for_finetuning,

@@ -17,10 +17,9 @@ from ..device import pick_device
 from ..errors import UsageError
 from ..palette import Palette, find_palette, from_colours
 from ..training.evaluation import dice_on_slices
+from ..training.finetune_config import FINETUNE_DEFAULTS, finetune_config
 from ..training.finetuning import (
-    FINETUNE_DEFAULTS,
     as_evaluated,
-    finetune_config,
     finetune_network,
     finetuned_meta,
     split_for_finetuning,

@@ -6,9 +6,12 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .. import distributed
 from ..config import TrainConfig
@@ -36,6 +39,40 @@ from .state import fold_state, restore_fold
 from .timing import new_timing, timed
 
 log = logging.getLogger("paulow")
+
+
+@dataclass
+class _Fold:
+    """What one fold carries from epoch to epoch."""
+
+    model: Any  # validates on rank 0
+    net: Any  # trains (the same parameters, wrapped for DistributedDataParallel under torchrun)
+    dataset: PatchDataset
+    loader: Any
+    loss_fn: Any
+    opt: Any
+    sched: Any
+    clock: dict[str, Any]
+    pacer: ValidationPacer
+    checks: list[Slice]
+    shown: int  # the index of the panels' validation slice
+    best: dict
+    deadline: float
+    history: list[dict] = field(default_factory=list)
+    since_best: int = 0
+
+
+@dataclass
+class _Hooks:
+    """What the caller of `fit_fold` asked to see or decide along the way."""
+
+    timing: dict
+    report_dir: Path | None
+    on_epoch: Callable[[dict], None] | None
+    snapshot: Callable[[Callable[[], dict]], None] | None
+    replan: Callable[[float, float], float | None] | None
+    watch: FoldWatch | None
+    closing: float
 
 
 def fit_fold(
@@ -73,10 +110,55 @@ def fit_fold(
     Under torchrun every rank trains its share of the patches (DistributedDataParallel); rank 0
     alone validates, saves panels and decides when to stop, and every rank follows that decision.
     """
+    timing = timing if timing is not None else new_timing()
+    run = _start_fold(model, train, val, cfg, device, deadline, fold, timing, checks)
+    hooks = _Hooks(timing, report_dir, on_epoch, snapshot, replan, watch, closing)
+    stopped, first_epoch = "epochs", 1
+    if resume is not None:
+        first_epoch, run.since_best = restore_fold(
+            resume, model, run.opt, run.clock, run.pacer, run.best, run.history
+        )
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        stop = _fit_epoch(run, hooks, cfg, device, fold, epoch)
+        if stop:
+            stopped = stop
+            break
+        if snapshot is not None and epoch < cfg.epochs:
+            with timed(timing, "checkpoints"):
+                snapshot(_state_maker(run, fold, epoch))
+    return _finish_fold(run, hooks, fold, train, val, stopped)
+
+
+def _state_maker(run: _Fold, fold: int, epoch: int) -> Callable[[], dict]:
+    """What makes the fold's state after `epoch` (see `fold_state`), when the caller wants it."""
+    return partial(
+        fold_state,
+        fold,
+        epoch,
+        run.model,
+        run.opt,
+        run.clock,
+        run.pacer,
+        run.best,
+        run.history,
+        run.since_best,
+    )
+
+
+def _start_fold(
+    model,
+    train: Sequence[Slice],
+    val: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    deadline: float,
+    fold: int,
+    timing: dict,
+    checks: Sequence[Slice] | None,
+) -> _Fold:
+    """The fold's patches, optimiser, loss, clock and validation slices, before its first epoch."""
     from ..losses import build_loss
 
-    main = distributed.is_main()
-    timing = timing if timing is not None else new_timing()
     with timed(timing, "data_loading"):
         dataset = PatchDataset(
             train,
@@ -104,97 +186,133 @@ def fit_fold(
     checks = list(checks) if checks is not None else between_epoch_slices(val, cfg, device)
     shown = panel_index(checks)
     best = {"dice": -1.0, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    history: list[dict] = []
-    stopped, since_best, first_epoch = "epochs", 0, 1
-    if resume is not None:
-        first_epoch, since_best = restore_fold(resume, model, opt, clock, pacer, best, history)
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        dataset.reshuffle(epoch)
-        distributed.set_epoch(loader, epoch)
-        clock["stop_at"] = deadline - pacer.val_seconds * (1 + closing)  # room for what follows
-        epoch_start = time.monotonic()
-        losses, regimes, out_of_time = run_epoch(
-            net,
-            loader,
-            loss_fn,
-            opt,
-            sched,
-            device,
-            clock,
-            f"fold {fold + 1} epoch {epoch}/{cfg.epochs}",
-            best["dice"],
+    return _Fold(
+        model, net, dataset, loader, loss_fn, opt, sched, clock, pacer, checks, shown, best, deadline
+    )
+
+
+def _fit_epoch(run: _Fold, hooks: _Hooks, cfg: TrainConfig, device: str, fold: int, epoch: int) -> str | None:
+    """Train, validate and report one epoch; returns why the fold stops after it, or None."""
+    run.dataset.reshuffle(epoch)
+    distributed.set_epoch(run.loader, epoch)
+    run.clock["stop_at"] = run.deadline - run.pacer.val_seconds * (1 + hooks.closing)  # room for what follows
+    epoch_start = time.monotonic()
+    losses, regimes, out_of_time = run_epoch(
+        run.net,
+        run.loader,
+        run.loss_fn,
+        run.opt,
+        run.sched,
+        device,
+        run.clock,
+        f"fold {fold + 1} epoch {epoch}/{cfg.epochs}",
+        run.best["dice"],
+    )
+    train_seconds, steps = time.monotonic() - epoch_start, len(losses)  # this rank's
+    if distributed.active():  # the history counts every rank's steps
+        losses, regimes = pool_ranks(losses, regimes)
+    last = out_of_time or epoch == cfg.epochs or time.monotonic() > run.clock["stop_at"]
+    row = epoch_row(fold, epoch, losses, regimes, run.opt, cfg)
+    probs = None
+    if distributed.is_main() and run.pacer.due(epoch, last):
+        probs = _validate_epoch(run, hooks, cfg, device, epoch, row, train_seconds)
+    run.history.append(row)
+    _report_epoch(run, hooks, cfg, device, fold, epoch, row, regimes, probs)
+    if hooks.replan is not None and steps:
+        out_of_time = _replan(run, hooks, train_seconds / steps, out_of_time)
+    stop = stop_reason(out_of_time or time.monotonic() > run.clock["stop_at"], run.since_best, cfg)
+    if distributed.active():
+        stop = distributed.broadcast(stop)
+    return stop
+
+
+def _validate_epoch(
+    run: _Fold, hooks: _Hooks, cfg: TrainConfig, device: str, epoch: int, row: dict, train_seconds: float
+) -> list[np.ndarray]:
+    """Score the epoch on the validation slices (into `row`) and keep the weights when they are the
+    best so far; returns the probabilities (for the panel)."""
+    with timed(hooks.timing, "validation"):
+        scores, row["val_loss"], probs = validate_model(
+            run.model, run.checks, cfg, device, run.pacer, train_seconds, run.loss_fn
         )
-        train_seconds, steps = time.monotonic() - epoch_start, len(losses)  # this rank's
-        if distributed.active():  # the history counts every rank's steps
-            losses, regimes = pool_ranks(losses, regimes)
-        last = out_of_time or epoch == cfg.epochs or time.monotonic() > clock["stop_at"]
-        row = epoch_row(fold, epoch, losses, regimes, opt, cfg)
-        probs = None
-        if main and pacer.due(epoch, last):
-            with timed(timing, "validation"):
-                scores, row["val_loss"], probs = validate_model(
-                    model, checks, cfg, device, pacer, train_seconds, loss_fn
-                )
-            row["val_dice"] = scores["dice"]
-            if cfg.classes >= 2:
-                row.update(class_columns("val_dice", scores["dice_c"], cfg.names()))
-            if row["val_dice"] > best["dice"]:
-                best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-                since_best = 0
-            else:
-                since_best += 1
-        history.append(row)
-        if watch is not None:
-            with timed(timing, "evaluation"):
-                watch.epoch(history)
-        if on_epoch:
-            on_epoch(row)
-        if main and report_dir is not None and (epoch % cfg.panel_every == 0 or epoch == 1):
-            with timed(timing, "evaluation"):
-                save_panel(
-                    model,
-                    checks[shown:],
-                    cfg,
-                    device,
-                    report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
-                    probs[shown] if probs else None,
-                )
-        log.info(
-            "fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s",
-            fold + 1,
-            epoch,
-            row["train_loss"],
-            "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
-            regimes.tolist(),
-            fmt_left(deadline),
-        )
-        if replan is not None and steps:
-            later = replan(train_seconds / steps, pacer.val_seconds)
-            if later is not None:  # the machine got slower: fewer folds, this one gets more time
-                deadline = later
-                clock["stop_at"] = deadline - pacer.val_seconds * (1 + closing)
-                out_of_time = out_of_time and time.monotonic() > clock["stop_at"]
-        stop = stop_reason(out_of_time or time.monotonic() > clock["stop_at"], since_best, cfg)
-        if distributed.active():
-            stop = distributed.broadcast(stop)
-        if stop:
-            stopped = stop
-            break
-        if snapshot is not None and epoch < cfg.epochs:
-            with timed(timing, "checkpoints"):
-                snapshot(
-                    partial(fold_state, fold, epoch, model, opt, clock, pacer, best, history, since_best)
-                )
-    model.load_state_dict(best["state"])
-    if watch is not None:
-        with timed(timing, "evaluation"):
-            watch.close(history)
+    row["val_dice"] = scores["dice"]
+    if cfg.classes >= 2:
+        row.update(class_columns("val_dice", scores["dice_c"], cfg.names()))
+    if row["val_dice"] > run.best["dice"]:
+        run.best = {"dice": row["val_dice"], "epoch": epoch, "state": copy.deepcopy(run.model.state_dict())}
+        run.since_best = 0
+    else:
+        run.since_best += 1
+    return probs
+
+
+def _report_epoch(
+    run: _Fold,
+    hooks: _Hooks,
+    cfg: TrainConfig,
+    device: str,
+    fold: int,
+    epoch: int,
+    row: dict,
+    regimes: np.ndarray,
+    probs: list[np.ndarray] | None,
+) -> None:
+    """The epoch's curves, callback, panel and log line."""
+    if hooks.watch is not None:
+        with timed(hooks.timing, "evaluation"):
+            hooks.watch.epoch(run.history)
+    if hooks.on_epoch:
+        hooks.on_epoch(row)
+    if (
+        distributed.is_main()
+        and hooks.report_dir is not None
+        and (epoch % cfg.panel_every == 0 or epoch == 1)
+    ):
+        with timed(hooks.timing, "evaluation"):
+            save_panel(
+                run.model,
+                run.checks[run.shown :],
+                cfg,
+                device,
+                hooks.report_dir / f"fold{fold + 1}_epoch{epoch:03d}.png",
+                probs[run.shown] if probs else None,
+            )
+    log.info(
+        "fold %d epoch %d: loss %.4f, validation Dice %s, regimes %s, %s",
+        fold + 1,
+        epoch,
+        row["train_loss"],
+        "-" if row["val_dice"] is None else f"{row['val_dice']:.4f}",
+        regimes.tolist(),
+        fmt_left(run.deadline),
+    )
+
+
+def _replan(run: _Fold, hooks: _Hooks, step_seconds: float, out_of_time: bool) -> bool:
+    """Ask `hooks.replan` for a new deadline after the epoch; returns whether time is still out."""
+    assert hooks.replan is not None
+    later = hooks.replan(step_seconds, run.pacer.val_seconds)
+    if later is not None:  # the machine got slower: fewer folds, this one gets more time
+        run.deadline = later
+        run.clock["stop_at"] = run.deadline - run.pacer.val_seconds * (1 + hooks.closing)
+        out_of_time = out_of_time and time.monotonic() > run.clock["stop_at"]
+    return out_of_time
+
+
+def _finish_fold(
+    run: _Fold, hooks: _Hooks, fold: int, train: Sequence[Slice], val: Sequence[Slice], stopped: str
+) -> FoldResult:
+    """Load the best weights into the model and describe the fold."""
+    run.model.load_state_dict(run.best["state"])
+    if hooks.watch is not None:
+        with timed(hooks.timing, "evaluation"):
+            hooks.watch.close(run.history)
     return FoldResult(
         fold=fold,
-        state_dict={k: v.detach().cpu() for k, v in best["state"].items()},
-        val_dice=best["dice"],
-        best_epoch=best["epoch"],
-        history=history,
+        state_dict={k: v.detach().cpu() for k, v in run.best["state"].items()},
+        val_dice=run.best["dice"],
+        best_epoch=run.best["epoch"],
+        history=run.history,
         train_files=sorted({f"{s.source.name}#{s.page}" for s in train}),
         val_files=sorted({f"{s.source.name}#{s.page}" for s in val}),
         stopped=stopped,

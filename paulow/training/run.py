@@ -65,7 +65,6 @@ def run_training(
     `epochs_explicit`, a time-limited run's epoch cap leaves the time limit to end each fold;
     `tensorboard`: a folder for TensorBoard event files; `on_epoch`: see `cross_validate`. Under torchrun every rank calls this: rank
     0 plans (its plan is broadcast), prints, and scores the ensemble; the others train their share."""
-    from .evaluation import scores_on_slices
     from .metadata import training_meta
     from .timing import new_timing, timed
 
@@ -80,13 +79,7 @@ def run_training(
     step_s = None
     if resume is None:
         with timed(timing, "planning"):
-            step_s = distributed.on_main(
-                lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit)
-            )
-            if distributed.active():
-                cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast(
-                    (cfg.folds, cfg.val_share, cfg.epochs)
-                )
+            step_s = _plan_on_main(slices, cfg, device, folds_explicit, echo, epochs_explicit)
     if distributed.is_main():
         print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(
@@ -107,11 +100,36 @@ def run_training(
     ens_scores = None
     if cfg.ensemble and result.test_keys and distributed.is_main():
         with timed(timing, "evaluation"):
-            models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
-            test = [s for s in slices if s.key in set(result.test_keys)]
-            ens_scores = scores_on_slices(models, test, cfg, device, result.folds[result.best_fold].min_size)
+            ens_scores = _ensemble_scores(slices, cfg, device, result, in_ch)
     meta = training_meta(cfg, slices, result, in_ch, file_hashes or {}, ens_scores)
     return TrainingRun(cfg, slices, result, meta, timing, start)
+
+
+def _plan_on_main(
+    slices: Sequence[Slice],
+    cfg: TrainConfig,
+    device: str,
+    folds_explicit: bool,
+    echo: Echo,
+    epochs_explicit: bool,
+) -> float | None:
+    """Rank 0 plans (see `plan`); under torchrun every rank then takes its folds, validation share
+    and epochs. Returns rank 0's seconds per step."""
+    step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit))
+    if distributed.active():
+        cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast((cfg.folds, cfg.val_share, cfg.epochs))
+    return step_s
+
+
+def _ensemble_scores(
+    slices: Sequence[Slice], cfg: TrainConfig, device: str, result: TrainResult, in_ch: int
+) -> dict:
+    """The ensemble of all folds scored on the test share (see `scores_on_slices`)."""
+    from .evaluation import scores_on_slices
+
+    models = [_rebuild(cfg, in_ch, f.state_dict, device) for f in result.folds]
+    test = [s for s in slices if s.key in set(result.test_keys)]
+    return scores_on_slices(models, test, cfg, device, result.folds[result.best_fold].min_size)
 
 
 def plan(
