@@ -33,7 +33,7 @@ class Finetuned:
     on the validation images unless one was given) and the held-out slices' `file#page` names."""
 
     network: Any
-    result: Any  # paulow.train.FoldResult
+    result: Any  # paulow.training.results.FoldResult
     scores: dict
     cfg: TrainConfig
     held_out: list[str] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """The resume file of a training run: written while it trains, read by `train_model.py --resume`.
 
 `<name>_report/resume_state.pth` holds the run's settings, a SHA-256 of every input file and the
-state of `paulow.train.cross_validate` (finished folds, the fold in progress with its optimiser).
+state of `paulow.training.cross_validation.cross_validate` (finished folds, the fold in progress with its optimiser).
 It is written atomically every few seconds, loaded with `weights_only=True`, and deleted once the
 model file is written and verified.
 """
