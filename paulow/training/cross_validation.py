@@ -75,7 +75,7 @@ def cross_validate(
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train one fresh network per fold, pick the fold with the best validation Dice, and score that
-    fold's model once on the test share (an ensemble is scored by `training_run.run_training`).
+    fold's model once on the test share (an ensemble is scored by `paulow.training.run.run_training`).
 
     `progress` receives the run's state (see `run_state`) after each epoch and each fold; giving
     that state back as `resume` goes on from there: finished folds are kept, the fold in progress
@@ -93,7 +93,7 @@ def cross_validate(
     """
     from ..config import AUTO
 
-    if cfg.boundary_target == AUTO:  # settled by `training_run.run_training` (it sets the outputs)
+    if cfg.boundary_target == AUTO:  # settled by `paulow.training.run.run_training` (it sets the outputs)
         raise ValueError("boundary_target 'auto' is not settled: call paulow.boundaries.choose_target first")
     run = _start_run(
         slices, cfg, device, echo, timing, resume, spent, planned_step, on_epoch, progress, report_dir,

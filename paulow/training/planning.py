@@ -72,7 +72,7 @@ def plan_run(
     slices: Sequence[Slice], cfg: TrainConfig, device: str, folds_explicit: bool
 ) -> tuple[Plan, float]:
     """Measure the step time and the inference speed, then plan folds and validation rhythm for the
-    time limit (see `paulow.planner`). A between-epoch validation costs the tiles it predicts (at
+    time limit (see `paulow.training.planner`). A between-epoch validation costs the tiles it predicts (at
     most `cfg.val_tiles`, see `between_epoch_slices`); the closing steps predict whole images.
     The plan's `validation` names what the folds validate on. Returns (plan, seconds per step)."""
     from ..infer import suggest_tile
