@@ -11,7 +11,7 @@ nuclei images, against a model trained from scratch on the same few images with 
     like `paulow finetune` splits its images (`kfold(few, 1, seed, val_fraction=0.25)`: of 3 images,
     2 are tuned on and 1 selects the weights); settings from
     `paulow.finetuning.finetune_config` (the parent's, learning rate x 0.1, at most 20 epochs)
-    with `--finetune-budget` minutes; `paulow.train.fit_fold` starting from the parent's weights.
+    with `--finetune-budget` minutes; `paulow.training.loop.fit_fold` starting from the parent's weights.
 (c) scratch: a freshly initialised network with the parent's settings (learning rate, epoch cap),
     the same tune/selection images and the same `--finetune-budget`.
 Reported: pooled Dice, IoU and object F1 on the `nih3t3_nuclei` test split (6 images) for all three,
@@ -119,7 +119,7 @@ def few_split(slices: Sequence[Slice], few: int, seed: int) -> tuple[list[Slice]
 # ---------------------------------------------------------------- training and scoring
 def fit_within(model, tune: Sequence[Slice], held: Sequence[Slice], cfg: TrainConfig, device: str):
     """`fit_fold` with `cfg.time_limit` minutes from now; the model ends with its best weights."""
-    from paulow.train import fit_fold
+    from paulow.training.loop import fit_fold
 
     deadline = time.monotonic() + cfg.time_limit * 60 if cfg.time_limit else float("inf")
     start = time.monotonic()
@@ -198,7 +198,7 @@ def finetune_stage(parent, parent_cfg: TrainConfig, data: Domains, minutes: floa
 
 def scratch_stage(parent_cfg: TrainConfig, data: Domains, minutes: float, device: str) -> dict:
     """(c) Train a fresh network with the parent's settings on the same few images; return its row."""
-    from paulow.train import build_network
+    from paulow.training.network import build_network
 
     cfg = replace(parent_cfg, time_limit=minutes)
     print(f"(c) from scratch on the same images, lr {cfg.lr:g}, {cfg.time_limit:g} min", flush=True)

@@ -21,7 +21,7 @@ Rows (`--rows`):
   `att_ce_dice` (Attention U-Net + CE + Dice) and `paulow_dynamic` (the method), no Otsu. Test Dice and
   IoU are the means over the foreground classes (class 0 left out), pooled over the test pages; the
   Markdown adds a table with each class's Dice and the mIoU over all classes.
-Networks train through `paulow.train.cross_validate` with one train/validation split of the train
+Networks train through `paulow.training.cross_validation.cross_validate` with one train/validation split of the train
 pages (validation: 20 % of them, for early stopping and model selection by whole-image Dice), no test
 share (the test split is fixed), `--budget` minutes each, and the settings of the device's preset
 (cpu: width 16, 192 patches an epoch, batch 8, AdamW lr 2e-3, at most 40 epochs). Test pages are
@@ -174,7 +174,8 @@ def bench_config(
 
 def train_network(train: Sequence[Slice], cfg: TrainConfig, device: str, echo: Echo = print):
     """Train through `cross_validate`; return (the selected model in eval mode, TrainResult)."""
-    from paulow.train import build_network, cross_validate
+    from paulow.training.cross_validation import cross_validate
+    from paulow.training.network import build_network
 
     result = cross_validate(train, cfg, device, report_dir=None, echo=echo)
     model = build_network(cfg, int(train[0].image.shape[0]), device, cfg.seed)

@@ -22,7 +22,8 @@ CONFIGS = [("default", 0), ("default", 1), ("PASSIVE", 0), ("PASSIVE", 1)]  # th
 PROBE = """
 import json, os, sys, torch
 sys.path.insert(0, {repo!r})
-from paulow.train import TrainConfig, time_steps
+from paulow.config import TrainConfig
+from paulow.training.planning import time_steps
 if {threads}:
     torch.set_num_threads({threads})
 cfg = TrainConfig(width={width}, patch=128, batch_size=8, device="cpu")

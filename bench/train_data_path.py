@@ -67,7 +67,7 @@ def epoch_stats(batches, device: torch.device) -> tuple[float, int, list[float]]
 
 
 def compare_batches(slices: list[Slice], batch: int, args: argparse.Namespace, device: torch.device) -> dict:
-    from paulow.train import _loader
+    from paulow.training.epoch import _loader
 
     dataset = PatchDataset(slices, args.patch, args.patch // 2, 0.5, Augment(), 1, 0, None)
     cfg = TrainConfig(batch_size=batch, workers=0, seed=0)
@@ -98,7 +98,7 @@ def compare_validation(slices: list[Slice], args: argparse.Namespace, device: to
     from paulow.device_validation import predict_batched
     from paulow.infer import suggest_tile
     from paulow.models import build_model
-    from paulow.train import between_epoch_slices, predict_slices
+    from paulow.training.evaluation import between_epoch_slices, predict_slices
 
     cfg = TrainConfig(patch=args.patch, batch_size=8, val_tiles=24, width=args.width)
     checks = between_epoch_slices(slices, cfg, str(device))

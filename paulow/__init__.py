@@ -11,8 +11,9 @@ __all__ = list(_API)
 
 
 class _Package(_types.ModuleType):
-    """`paulow.train` is the API function even after the submodule `paulow.train` is imported
-    (`from paulow.train import X` goes through `sys.modules` and still works)."""
+    """`paulow.evaluate` is the API function even after the submodule `paulow.evaluate` is imported
+    (`from paulow.evaluate import X` goes through `sys.modules` and still works). The training code
+    lives in `paulow.training`, so `paulow.train` is only the function."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _API and isinstance(value, _types.ModuleType):

@@ -536,7 +536,7 @@ def model_summary(path: str | Path) -> dict:
 
 
 def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:
-    from .train import build_network
+    from .training.network import build_network
 
     nets = []
     for sd in state_dicts:
@@ -594,7 +594,7 @@ def train(
       `make_slices`; the napari correction loop paints them).
     """
     from .config import config_from_options
-    from .training_run import run_training
+    from .training.run import run_training
 
     board = _tensorboard(tensorboard)
     given = {
@@ -662,7 +662,7 @@ def finetune(
     A share (`holdout`) of the images is held out and a share of the rest validates (it chooses the
     epoch, threshold and smallest object size); the parent's Dice on the held-out images (at its own
     threshold) and the new model's (at the threshold chosen on validation, unless `threshold` is
-    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.finetuning.score_note`).
+    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.training.finetuning.score_note`).
     `options`: the training options that do not change the network (`threshold`,
     `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
     `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
@@ -674,8 +674,8 @@ def finetune(
     parent's, as strokes are not whole objects).
     """
     from .data import check_channels
-    from .finetuning import (
-        finetune_config,
+    from .training.finetune_config import finetune_config
+    from .training.finetuning import (
         finetune_network,
         finetuned_meta,
         split_for_finetuning,

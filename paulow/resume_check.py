@@ -1,4 +1,4 @@
-"""Deep checks of a resume file (`paulow.resume`): its structure when it is read, and its weights
+"""Deep checks of a resume file (`paulow.training.resume`): its structure when it is read, and its weights
 against the network the run builds, so a damaged or forged state is one error line, never a crash
 mid-training and never silently accepted."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,8 +44,8 @@ def model() -> paulow.Model:
 
 def test_import_is_light_and_exposes_the_api():
     assert {"train", "finetune", "load_model", "evaluate", "Model", "Prediction"} <= set(dir(paulow))
-    import paulow.train as _  # noqa: F401 - the submodule must not shadow the function
-
+    importlib.import_module("paulow.training.cross_validation")  # the training code's home
+    assert not (Path(paulow.__file__).parent / "train.py").exists()  # no module beside the function
     assert callable(paulow.train) and paulow.train.__module__ == "paulow.api"
 
 

@@ -13,7 +13,8 @@ from paulow.commands.common import config_from_args
 from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.errors import UsageError
-from paulow.train import FoldResult, score_test
+from paulow.training.results import FoldResult
+from paulow.training.tuning import score_test
 
 
 def test_class_names_from_the_command_line_reach_the_config():
@@ -63,7 +64,7 @@ def test_per_class_dice_line_by_hand():
 
 
 def test_auto_class_weights_are_inverse_frequencies_by_hand():
-    from paulow.train import loss_options
+    from paulow.training.network import loss_options
 
     mask = np.zeros((2, 4), np.uint8)
     mask[1, 2:] = 1  # class 0: 6 pixels, class 1: 2, class 2: none
@@ -117,7 +118,7 @@ def test_class_weights_option_reaches_the_loss_settings():
 
 
 def test_step_timing_runs_with_auto_class_weights():
-    from paulow.train import time_steps
+    from paulow.training.planning import time_steps
 
     cfg = TrainConfig(
         classes=3, width=4, depth=2, patch=32, batch_size=2, loss_args={"class_weights": "auto"}

@@ -243,7 +243,7 @@ def test_vgg16_unet_options_reach_the_network(tmp_path):
     from paulow.cli import build_parser
     from paulow.commands.common import config_from_args
     from paulow.errors import UsageError
-    from paulow.train import build_network
+    from paulow.training.network import build_network
 
     features = [
         m

@@ -142,7 +142,8 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
     from paulow.cli import build_parser
     from paulow.commands.common import config_from_args, read_fingerprints
     from paulow.data import load_pairs
-    from paulow.train import ProgressSaver, cross_validate
+    from paulow.training.cross_validation import cross_validate
+    from paulow.training.state import ProgressSaver
 
     ws = training_workspace(tmp_path)
     args = build_parser(tmp_path).parse_args(
@@ -187,11 +188,10 @@ FAILING_RANK = textwrap.dedent("""
     # train_model.py, but rank 1 fails at its second training step
     import os, sys
     sys.path.insert(0, {repo!r})
-    import paulow.train
-    train = sys.modules["paulow.train"]  # the module (`paulow.train` is also the API function)
+    import paulow.training.epoch as epoch  # run_epoch calls its train_step
 
     if os.environ["RANK"] == "1":
-        step, calls = train._train_step, []
+        step, calls = epoch.train_step, []
 
         def failing_step(*args, **kwargs):
             calls.append(1)
@@ -199,7 +199,7 @@ FAILING_RANK = textwrap.dedent("""
                 raise RuntimeError("rank 1 fails on purpose")
             return step(*args, **kwargs)
 
-        train._train_step = failing_step
+        epoch.train_step = failing_step
     from paulow.cli import script_main
     script_main("train", {script!r})
 """)

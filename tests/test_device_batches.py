@@ -162,7 +162,7 @@ def test_batched_validation_gives_the_probabilities_and_dice_of_todays_validatio
     from paulow.config import TrainConfig
     from paulow.infer import suggest_tile
     from paulow.scoring import score_probabilities
-    from paulow.train import predict_slices
+    from paulow.training.evaluation import predict_slices
 
     sizes = [(256, 256), (50, 90), (300, 270)]  # a crop of one tile, a padded one, 4 tiles
     slices = []
@@ -193,7 +193,7 @@ def test_validation_uses_the_batched_path_only_on_the_device_path(monkeypatch):
     import paulow.device_batches as db
     import paulow.device_validation as dv
     from paulow.config import TrainConfig
-    from paulow.train import validation_probabilities
+    from paulow.training.evaluation import validation_probabilities
 
     calls = []
     monkeypatch.setattr(dv, "predict_batched", lambda *a, **k: calls.append("batched") or [])
@@ -208,7 +208,8 @@ def test_validation_uses_the_batched_path_only_on_the_device_path(monkeypatch):
 def test_fit_fold_trains_on_device_batches_when_the_device_path_is_on(monkeypatch):
     import paulow.device_batches as db
     from paulow.config import TrainConfig
-    from paulow.train import build_network, fit_fold
+    from paulow.training.loop import fit_fold
+    from paulow.training.network import build_network
 
     made = []
 

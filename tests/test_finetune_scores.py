@@ -9,9 +9,12 @@ from dataclasses import replace
 import pytest
 from _workflow import nuclei_slices
 
+from paulow.config import TrainConfig
 from paulow.errors import UsageError
 from paulow.finetuning import finetune_network, score_note, split_for_finetuning
-from paulow.train import TrainConfig, build_network, dice_on_slices, predict_slices, tune_on_probabilities
+from paulow.training.evaluation import dice_on_slices, predict_slices
+from paulow.training.network import build_network
+from paulow.training.tuning import tune_on_probabilities
 
 CFG = TrainConfig(
     width=4,

@@ -3,16 +3,15 @@ by the selected fold's model (the fits and predictions are stand-ins with hand-s
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from paulow.config import TrainConfig
 from paulow.data import Slice
-from paulow.train import FoldResult, TrainConfig
-
-training = importlib.import_module("paulow.train")  # `paulow.train` is also the API function
+from paulow.training import cross_validation, metadata, tuning
+from paulow.training.results import FoldResult
 
 VAL_DICE = [0.6, 0.9, 0.7]  # fold 2 is the best on validation...
 
@@ -61,16 +60,16 @@ def stand_ins(monkeypatch):
             out.append(prob[None])
         return out
 
-    monkeypatch.setattr(training, "fit_fold", fit)
-    monkeypatch.setattr(training, "_evaluate_fold", lambda *args, **kwargs: None)
-    monkeypatch.setattr(training, "predict_slices", predict)
+    monkeypatch.setattr(cross_validation, "fit_fold", fit)
+    monkeypatch.setattr(cross_validation, "evaluate_fold", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tuning, "predict_slices", predict)
     return calls
 
 
 def test_the_validation_best_fold_is_selected_and_alone_scores_the_test_share(stand_ins):
     cfg = TrainConfig(width=4, depth=2, patch=16, folds=3, test_fraction=0.2, time_limit=None, device="cpu")
     said = []
-    result = training.cross_validate(_slices(), cfg, "cpu", echo=said.append)
+    result = cross_validation.cross_validate(_slices(), cfg, "cpu", echo=said.append)
     assert result.best_fold == 1  # the old rule (best test Dice) would have taken fold 1 (index 0)
     assert [f.test_dice for f in result.folds] == [None, pytest.approx(2 * 8 / (8 + 16)), None]
     assert len(result.test_keys) == 1  # 6 files, 20 %: one file held out
@@ -84,8 +83,8 @@ def test_the_validation_best_fold_is_selected_and_alone_scores_the_test_share(st
 def test_the_model_file_records_only_the_selected_folds_test_score(stand_ins):
     cfg = TrainConfig(width=4, depth=2, patch=16, folds=3, test_fraction=0.2, time_limit=None, device="cpu")
     slices = _slices()
-    result = training.cross_validate(slices, cfg, "cpu", echo=lambda _: None)
-    meta = training.training_meta(cfg, slices, result, 1, {})
+    result = cross_validation.cross_validate(slices, cfg, "cpu", echo=lambda _: None)
+    meta = metadata.training_meta(cfg, slices, result, 1, {})
     metrics = meta["metrics"]
     assert meta["largest_object_px"] == 4  # the 4 x 4 squares: the chunked watershed's default halo - 1
     assert metrics["best_fold"] == 2 and metrics["test_dice"] == pytest.approx(2 / 3)
@@ -95,4 +94,4 @@ def test_the_model_file_records_only_the_selected_folds_test_score(stand_ins):
 
 def test_select_fold_takes_the_first_of_equal_validation_scores():
     folds = [FoldResult(k, {}, v, 1, [], [], []) for k, v in enumerate([0.5, 0.8, 0.8])]
-    assert training.select_fold(folds) == 1
+    assert tuning.select_fold(folds) == 1

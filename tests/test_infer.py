@@ -366,7 +366,7 @@ def test_tiled_softmax_prediction_of_a_k3_model_sums_to_one_per_pixel():
 def test_training_marks_multiclass_networks_softmax():
     from paulow.config import TrainConfig
     from paulow.infer import activation_of
-    from paulow.train import build_network, output_activation
+    from paulow.training.network import build_network, output_activation
 
     assert output_activation(TrainConfig(classes=1)) == "sigmoid"
     cfg = TrainConfig(classes=3, width=4, depth=2)

@@ -34,7 +34,7 @@ def test_classes_image_draws_every_class_with_its_own_brightness():
 
 @pytest.fixture(scope="module")
 def result():
-    from paulow.train import cross_validate
+    from paulow.training.cross_validation import cross_validate
 
     cfg = TrainConfig(
         classes=3,
@@ -66,7 +66,7 @@ def test_validation_rows_carry_each_class_and_select_by_the_foreground_mean(resu
 
 
 def test_test_score_and_metrics_per_class_with_names(result):
-    from paulow.train import training_meta
+    from paulow.training.metadata import training_meta
     from paulow.training_run import test_line
 
     cfg, res, lines = result
@@ -86,7 +86,7 @@ def test_test_score_and_metrics_per_class_with_names(result):
 def test_model_table_shows_the_foreground_classes(tmp_path, result):
     from paulow.checkpoint import save_checkpoint
     from paulow.commands.common import model_table
-    from paulow.train import training_meta
+    from paulow.training.metadata import training_meta
 
     cfg, res, _ = result
     meta = {**training_meta(cfg, class_slices(), res, 1, {}), "name": "m3"}

@@ -35,8 +35,9 @@ def _crop(s: Slice, size: int = 256) -> Slice:
 
 
 def test_a_minute_of_training_beats_otsu_on_isbi_em():
+    from paulow.config import TrainConfig
     from paulow.infer import predict_slice
-    from paulow.train import TrainConfig, cross_validate
+    from paulow.training.cross_validation import cross_validate
 
     train, test = bench_datasets.load_dataset("isbi2012_em_cells")
     train, test = [_crop(s) for s in train[:8]], [_crop(s) for s in test[:3]]
@@ -58,7 +59,7 @@ def test_a_minute_of_training_beats_otsu_on_isbi_em():
 
 
 def _model(cfg, result):
-    from paulow.train import build_network
+    from paulow.training.network import build_network
 
     model = build_network(cfg, 1, "cpu", 0)
     model.load_state_dict(result.folds[result.best_fold].state_dict)

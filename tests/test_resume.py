@@ -11,8 +11,10 @@ import torch
 from _workflow import REPO, TINY_TRAIN, default_sigint, files, nuclei_slices
 
 from paulow import resume as resume_file
+from paulow.config import TrainConfig
 from paulow.errors import UsageError
-from paulow.train import ProgressSaver, TrainConfig, cross_validate
+from paulow.training.cross_validation import cross_validate
+from paulow.training.state import ProgressSaver
 
 CFG = TrainConfig(
     width=4,

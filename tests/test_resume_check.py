@@ -13,7 +13,8 @@ from test_resume import CFG, Stop
 
 from paulow import resume as resume_file
 from paulow.resume_check import ResumeStateError, check_against_config
-from paulow.train import ProgressSaver, cross_validate
+from paulow.training.cross_validation import cross_validate
+from paulow.training.state import ProgressSaver
 
 
 @pytest.fixture(scope="module")

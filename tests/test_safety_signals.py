@@ -115,7 +115,7 @@ def test_sigterm_during_an_epoch_keeps_inputs_and_the_resume_state(tmp_path, mon
 
     from paulow.synthetic import write_dataset
 
-    train = importlib.import_module("paulow.train")
+    train = importlib.import_module("paulow.training.state")  # ProgressSaver
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=2, size=(64, 64), seed=1)
@@ -261,7 +261,7 @@ def test_disk_full_while_saving_the_resume_state_is_one_line(tmp_path, monkeypat
 
     from paulow.synthetic import write_dataset
 
-    train = importlib.import_module("paulow.train")
+    train = importlib.import_module("paulow.training.state")  # ProgressSaver
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=2, size=(40, 40), seed=1)

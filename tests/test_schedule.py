@@ -7,7 +7,7 @@ import torch
 
 from paulow.config import TrainConfig
 from paulow.errors import UsageError
-from paulow.train import ConstantRate, StepDecay, WarmupCosine, make_optimizer
+from paulow.training.schedules import ConstantRate, StepDecay, WarmupCosine, make_optimizer
 
 
 def _lr(cfg: TrainConfig, progress: float) -> float:

@@ -93,7 +93,8 @@ def test_timing_json_and_line_after_a_tiny_run(trained):
 
 
 def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
-    from paulow.train import TrainConfig, plan_run
+    from paulow.config import TrainConfig
+    from paulow.training.planning import plan_run
 
     cfg = TrainConfig(
         width=4,
@@ -113,7 +114,9 @@ def test_plan_run_measures_and_plans_fewer_folds_for_a_tiny_budget():
 
 
 def test_cross_validate_reports_where_the_time_went():
-    from paulow.train import TrainConfig, cross_validate, new_timing
+    from paulow.config import TrainConfig
+    from paulow.training.cross_validation import cross_validate
+    from paulow.training.timing import new_timing
 
     cfg = TrainConfig(
         width=4,
@@ -149,7 +152,9 @@ def test_replan_keeps_the_folds_that_still_fit():
 def test_a_later_deadline_from_replan_lets_the_fold_go_on():
     import time
 
-    from paulow.train import TrainConfig, build_network, fit_fold
+    from paulow.config import TrainConfig
+    from paulow.training.loop import fit_fold
+    from paulow.training.network import build_network
 
     cfg = TrainConfig(
         width=4,
@@ -187,7 +192,8 @@ def keep_threads():
 
 
 def test_steps_slower_than_planned_train_fewer_folds_and_say_so(keep_threads):
-    from paulow.train import TrainConfig, cross_validate
+    from paulow.config import TrainConfig
+    from paulow.training.cross_validation import cross_validate
 
     cfg = TrainConfig(
         width=4,
@@ -225,7 +231,7 @@ def test_closing_validations_count_validation_and_test_pixels():
     import numpy as np
 
     from paulow.data import Slice
-    from paulow.train import closing_validations
+    from paulow.training.tuning import closing_validations
 
     def page(h, w):
         return Slice(

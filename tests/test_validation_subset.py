@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _workflow import nuclei_slices
 
+from paulow.config import TrainConfig
 from paulow.data import Slice
 from paulow.validation_subset import allocate, describe, validation_subset
 
@@ -138,43 +138,42 @@ def test_plan_line_names_the_validation():
 
 
 def test_planner_costs_a_validation_by_the_subset_tiles(monkeypatch):
-    train = importlib.import_module("paulow.train")  # `paulow.train` is also the API function
+    from paulow.training import planning
 
-    monkeypatch.setattr(train, "time_steps", lambda *a, **k: 0.5)
-    monkeypatch.setattr(train, "time_inference", lambda *a, **k: 1.0)  # 1 s per tile
+    monkeypatch.setattr(planning, "time_steps", lambda *a, **k: 0.5)
+    monkeypatch.setattr(planning, "time_inference", lambda *a, **k: 1.0)  # 1 s per tile
     # six 512x768 pages: 256 px CPU tiles at half overlap, 3 x 5 = 15 tiles each; two folds of 3 pages
     slices = [
         Slice(np.zeros((1, 512, 768), np.float32), np.zeros((512, 768), np.uint8), Path(f"{i}.tif"), 0)
         for i in range(6)
     ]
-    cfg = train.TrainConfig(
-        width=4, depth=2, patch=32, folds=2, test_fraction=0.0, time_limit=20.0, val_tiles=24
-    )
-    plan, _ = train.plan_run(slices, cfg, "cpu", folds_explicit=True)
+    cfg = TrainConfig(width=4, depth=2, patch=32, folds=2, test_fraction=0.0, time_limit=20.0, val_tiles=24)
+    plan, _ = planning.plan_run(slices, cfg, "cpu", folds_explicit=True)
     # 600 s per fold; closing = 45 whole tiles = 45 s; 25 % - 45 s = 105 s -> 4 validations of 24 s;
     # 600 - 96 - 45 = 459 s of steps = 918 steps x 8 patches
     assert (plan.validations_per_fold, plan.patches_per_fold) == (4, 7344)
     assert plan.val_ratio == pytest.approx(96 / 459)
     assert "validation: 24 tiles of 3 images (subset)" in plan.line()
     cfg.val_tiles = 0  # whole images: 45 s each, 2 validations, 465 s of steps
-    plan, _ = train.plan_run(slices, cfg, "cpu", folds_explicit=True)
+    plan, _ = planning.plan_run(slices, cfg, "cpu", folds_explicit=True)
     assert (plan.validations_per_fold, plan.patches_per_fold) == (2, 7440)
     assert "validation: 45 tiles of 3 images (whole images)" in plan.line()
 
 
 def test_fit_validates_on_the_subset_and_closes_on_whole_images(monkeypatch, tmp_path):
-    train = importlib.import_module("paulow.train")  # `paulow.train` is also the API function
+    from paulow.training import cross_validation, evaluation, tuning
 
     shapes = []
-    predict = train.predict_slices
-    monkeypatch.setattr(
-        train,
-        "predict_slices",
-        lambda models, slices, *a, **k: (
-            shapes.append([s.image.shape for s in slices]) or predict(models, slices, *a, **k)
-        ),
-    )
-    cfg = train.TrainConfig(
+    predict = evaluation.predict_slices
+    for module in (evaluation, tuning):  # validation and panels; threshold tuning
+        monkeypatch.setattr(
+            module,
+            "predict_slices",
+            lambda models, slices, *a, **k: (
+                shapes.append([s.image.shape for s in slices]) or predict(models, slices, *a, **k)
+            ),
+        )
+    cfg = TrainConfig(
         width=4,
         depth=2,
         patch=32,
@@ -191,7 +190,9 @@ def test_fit_validates_on_the_subset_and_closes_on_whole_images(monkeypatch, tmp
         val_tiles=2,
     )
     # three 384 px pages, one held out: 2 x 2 tiles of 256 px > 2 -> two crops between epochs
-    result = train.cross_validate(nuclei_slices(3, size=384), cfg, "cpu", tmp_path, echo=lambda _: None)
+    result = cross_validation.cross_validate(
+        nuclei_slices(3, size=384), cfg, "cpu", tmp_path, echo=lambda _: None
+    )
     assert shapes[:2] == [[(1, 256, 256)] * 2] * 2  # both epochs' validations
     assert shapes[2:] == [[(1, 384, 384)]]  # threshold tuning and the final panel on the whole image
     assert (tmp_path / "fold1_epoch001.png").is_file() and (tmp_path / "fold1_final.png").is_file()

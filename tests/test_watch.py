@@ -28,7 +28,9 @@ TINY = dict(
 def _fold(epochs: int, watch=None, on_epoch=None):
     import time
 
-    from paulow.train import TrainConfig, build_network, fit_fold
+    from paulow.config import TrainConfig
+    from paulow.training.loop import fit_fold
+    from paulow.training.network import build_network
 
     cfg = TrainConfig(epochs=epochs, **TINY)
     slices = nuclei_slices(3, size=32)

@@ -15,17 +15,16 @@ from pathlib import Path
 from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
-from ..finetuning import (
-    FINETUNE_DEFAULTS,
+from ..palette import Palette, find_palette, from_colours
+from ..training.evaluation import dice_on_slices
+from ..training.finetune_config import FINETUNE_DEFAULTS, finetune_config
+from ..training.finetuning import (
     as_evaluated,
-    finetune_config,
     finetune_network,
     finetuned_meta,
     split_for_finetuning,
     start_member,
 )
-from ..palette import Palette, find_palette, from_colours
-from ..train import dice_on_slices
 from ..watch import FoldWatch
 from ..workspace import Workspace
 from .common import (

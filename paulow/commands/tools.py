@@ -79,7 +79,8 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
 
     from ..data import PatchDataset
     from ..losses import build_loss
-    from ..train import build_network, loss_options, make_optimizer
+    from ..training.network import build_network, loss_options
+    from ..training.schedules import make_optimizer
 
     data = PatchDataset(slices, cfg.patch, cfg.overlap, 0.0, None, cfg.classes, cfg.seed)
     # The patches with the most foreground make the check meaningful (an empty batch is trivial).

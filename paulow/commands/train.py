@@ -16,7 +16,7 @@ from ..device import pick_device
 from ..errors import UsageError
 from ..intensity import normalisation_spec
 from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
-from ..training_run import run_training, test_line
+from ..training.run import run_training, test_line
 from ..workspace import Workspace
 from .common import (
     add_file_log,
@@ -40,7 +40,7 @@ log = logging.getLogger("paulow")
 
 def source_hashes(slices: Sequence[Slice], hashes: dict[str, str], root: Path) -> dict[str, str]:
     """SHA-256 of each image file for the model's metadata, from the hashes the run already took."""
-    from ..resume import input_key
+    from ..training.resume import input_key
 
     return {str(s.source): hashes[input_key(s.source, root)] for s in slices}
 
@@ -100,8 +100,8 @@ def run(args, echo=print) -> Path | None:
     Under torchrun (see `paulow.distributed`) rank 0 alone prompts, holds the workspace lock,
     validates, writes the model and the report and clears the inputs; the other ranks train their
     share of the patches and follow rank 0's decisions."""
-    from .. import resume as resume_file
-    from ..train import ProgressSaver
+    from ..training import resume as resume_file
+    from ..training.state import ProgressSaver
 
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
@@ -229,7 +229,7 @@ def _train_and_save(
 ) -> tuple[Path, dict]:
     """Plan, cross-validate, save the verified model file and the report; return (path, metadata)."""
     from ..checkpoint import save_checkpoint
-    from ..train import timed
+    from ..training.timing import timed
 
     run = run_training(
         slices,
@@ -254,7 +254,7 @@ def _train_and_save(
 
 def _settle(ws: Workspace, echo=print) -> None:
     """Tidy the states of runs killed after saving their model (only while no other run is going)."""
-    from .. import resume as resume_file
+    from ..training import resume as resume_file
 
     try:
         with ws.lock():
@@ -266,7 +266,7 @@ def _settle(ws: Workspace, echo=print) -> None:
 def _new_name(ws: Workspace, args, echo=print) -> str:
     """The new model's name (`--name` or asked), after pointing out runs that could be resumed; the
     name of a stopped run is refused (unless --overwrite: its state is then replaced)."""
-    from .. import resume as resume_file
+    from ..training import resume as resume_file
 
     _mention_stopped_runs(ws, echo)
     default_name = f"model_{_dt.datetime.now():%Y%m%d_%H%M}"
@@ -285,7 +285,7 @@ def _new_name(ws: Workspace, args, echo=print) -> str:
 
 def _resumed_name(ws: Workspace, resumed: dict, hashes: dict[str, str], overwrite: bool) -> str:
     """The stopped run's name, once its inputs are checked and its model file name is still free."""
-    from .. import resume as resume_file
+    from ..training import resume as resume_file
 
     resume_file.check_inputs(resumed["payload"]["inputs"], hashes)
     name = _valid_resumed_name(
@@ -315,7 +315,7 @@ def _valid_resumed_name(name, state: Path) -> str:
 
 def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
     """The stopped run `--resume [NAME]` names: its resume file's payload, settings and report folder."""
-    from .. import resume as resume_file
+    from ..training import resume as resume_file
 
     path = resume_file.find_state(ws.models, args.resume)
     payload = resume_file.load_state(path)
@@ -337,7 +337,7 @@ def _stopped_run(ws: Workspace, args, device: str, echo=print) -> dict:
 
 
 def _mention_stopped_runs(ws: Workspace, echo=print) -> None:
-    from .. import resume as resume_file
+    from ..training import resume as resume_file
 
     runs = resume_file.resumable_runs(ws.models)
     if runs:
