@@ -170,20 +170,9 @@ def _fit_copy(
 def _scores(model: Any, slices: Sequence[Slice], cfg: TrainConfig, device: str, size: int) -> dict:
     """Pooled scores over whole slices at the config's threshold and smallest object size (a
     boundary model's `dice_objects` too: the Dice of its object masks)."""
-    from ..data import labelled_of
-    from ..scoring import score_probabilities
-    from .evaluation import predict_slices
-    from .results import masks_of
+    from .evaluation import scores_on_slices
 
-    probs = predict_slices(model, slices, cfg, device)
-    return score_probabilities(
-        probs,
-        masks_of(slices),
-        cfg.threshold,
-        size,
-        objects=bool(cfg.boundary_target),
-        valid=labelled_of(slices),
-    )
+    return scores_on_slices(model, slices, cfg, device, size)
 
 
 def _parent_scores(
