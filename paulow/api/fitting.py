@@ -1,0 +1,216 @@
+"""Training and fine-tuning from arrays or files: the runs `train_model.py` and `finetune_model.py` make."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..progress import progress
+from .inputs import ArrayOrPath, make_slices
+from .model import Echo, Model
+
+OnEpoch = Callable[[dict], None]
+
+
+def _tensorboard(folder: str | Path | None) -> Path | None:
+    """The TensorBoard folder, after checking (before any work) that the package is there."""
+    if not folder:
+        return None
+    from ..watch import tensorboard_writer_class
+
+    tensorboard_writer_class()
+    return Path(folder)
+
+
+def _networks(cfg: TrainConfig, in_channels: int, state_dicts: list[dict], device: str) -> list:
+    from ..training.network import build_network
+
+    nets = []
+    for sd in state_dicts:
+        net = build_network(cfg, in_channels, device, 0)
+        net.load_state_dict(sd)
+        nets.append(net.eval())
+    return nets
+
+
+def train(
+    images: Sequence[ArrayOrPath] | ArrayOrPath,
+    masks: Sequence[ArrayOrPath] | ArrayOrPath,
+    *,
+    time_limit: float | None = 10,
+    classes: int = 1,
+    config: TrainConfig | None = None,
+    preset: str | None = None,
+    device: str = "cpu",
+    report_dir: str | Path | None = None,
+    echo: Echo | None = None,
+    tensorboard: str | Path | None = None,
+    on_epoch: OnEpoch | None = None,
+    verbose: bool = True,
+    labelled: Sequence[np.ndarray | None] | None = None,
+    **options: Any,
+) -> Model:
+    """Train a model from raw images and their masks (arrays or file paths, stacks included).
+
+    Runs what `train_model.py` runs: the time limit is planned into folds and validation, one
+    network per fold is trained by cross-validation, the best fold (or, with `ensemble=True`, all)
+    is kept with a threshold tuned on its validation images.
+
+    - `time_limit`: minutes for the whole run (0 or None: the epochs decide).
+    - `classes`: 1 = binary (masks: 0 / non-zero); K > 1: masks hold 0..K-1.
+    - `boundary_target` (an option): "auto" by default for `classes=1`: objects with an inside (at
+      least half their pixels more than 2 px from an edge) are learnt as background / interior /
+      boundary, so `Prediction.labels()` separates touching ones; thin or small objects keep the
+      binary target. A width in px forces it, 0 turns it off (`model.meta["boundary_target"]` says).
+    - `config`: a `paulow.config.TrainConfig` to start from instead of the device's preset;
+      `time_limit`, `classes` and `options` are applied over it (its `boundary_target` too: None
+      is binary).
+    - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
+      `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
+      the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
+    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines;
+      `tensorboard`: a folder for TensorBoard event files (the `tensorboard` extra).
+    - `on_epoch`: called after every epoch with a dict: `fold`, `epoch`, `folds` (the folds the run
+      now plans), `epochs` (each fold's cap), `train_loss`, `val_loss` and `val_dice` (None when the
+      epoch did not validate), `lr`, `patches`, `regime_empty|small|large` (the dynamic loss's
+      patches per regime); e.g. to draw the loss live in a notebook.
+    - `verbose` (default): the run's lines and a bar of epochs (`tqdm.auto`: a widget in Jupyter);
+      False: silent (only `echo` and `on_epoch` are called).
+    - `labelled` (sparse labels): per mask, a boolean array marking its labelled pixels (None: all
+      of them); unlabelled pixels are ignored by the loss, the patch sampling and every score (see
+      `make_slices`; the napari correction loop paints them).
+    """
+    from ..config import config_from_options
+    from ..training.run import run_training
+
+    board = _tensorboard(tensorboard)
+    given = {
+        **(asdict(config) if config is not None else {}),
+        **options,
+        "classes": classes,
+        "time_limit": time_limit or 0,
+    }
+    if config is not None and given.get("boundary_target") is None:
+        given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
+    cfg = config_from_options(given, preset, device)
+    from ..context import add_context
+    from ..intensity import normalisation_spec
+
+    slices = add_context(
+        make_slices(
+            images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette, labelled=labelled
+        ),
+        cfg.context,
+    )
+    report = Path(report_dir) if report_dir else None
+    say, on_epoch, bar = progress(verbose, echo, on_epoch, "training")
+    try:
+        run = run_training(
+            slices,
+            cfg,
+            device,
+            report,
+            say,
+            folds_explicit="folds" in options or config is not None,
+            epochs_explicit="epochs" in options or config is not None,
+            tensorboard=board,
+            on_epoch=on_epoch,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    run.finish(report, say)
+    in_channels = int(slices[0].image.shape[0])
+    return Model(
+        _networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"}, device
+    )
+
+
+def finetune(
+    model: Model,
+    images: Sequence[ArrayOrPath] | ArrayOrPath,
+    masks: Sequence[ArrayOrPath] | ArrayOrPath,
+    *,
+    time_limit: float | None = 5,
+    holdout: float = 0.25,
+    device: str | None = None,
+    freeze_encoder: bool = False,
+    report_dir: str | Path | None = None,
+    echo: Echo | None = None,
+    tensorboard: str | Path | None = None,
+    on_epoch: OnEpoch | None = None,
+    verbose: bool = True,
+    labelled: Sequence[np.ndarray | None] | None = None,
+    **options: Any,
+) -> Model:
+    """Adapt a model to new images, as `finetune_model.py` does: the parent's settings at a tenth
+    of its learning rate, at most 20 epochs, starting from its selected member.
+
+    A share (`holdout`) of the images is held out and a share of the rest validates (it chooses the
+    epoch, threshold and smallest object size); the parent's Dice on the held-out images (at its own
+    threshold) and the new model's (at the threshold chosen on validation, unless `threshold` is
+    given) are in `new.meta["metrics"]["finetune"]` (see `paulow.training.finetuning.score_note`).
+    `options`: the training options that do not change the network (`threshold`,
+    `augment`/`no_augment`, `rotate`/`no_rotate`, `schedule`, `gamma`, `lr`, `epochs`,
+    `batch_size`, `patch`, `overlap`, `loss`, `loss_args`, `seed`, `patience`, `per_epoch`, ...);
+    `width`, `depth`, `arch`, `norm`, `classes`, `folds`, `ensemble`, ... (other than the parent's own
+    values) and unknown names are a `UsageError`. The parent is not changed. `report_dir`: the fit's
+    history, panels and curves; `tensorboard`: a folder for TensorBoard event files; `on_epoch`: as
+    for `train` (`folds` is 1); `verbose`: as for `train`; `labelled`: sparse labels, as for
+    `train` (the held-out scores count the labelled pixels only; the smallest object size stays the
+    parent's, as strokes are not whole objects).
+    """
+    from ..data import check_channels
+    from ..training.finetune_config import finetune_config
+    from ..training.finetuning import (
+        finetune_network,
+        finetuned_meta,
+        split_for_finetuning,
+        start_member,
+    )
+    from ..watch import FoldWatch
+
+    device = device or model.device
+    cfg = finetune_config(
+        model.meta, {**options, "time_limit": time_limit or 0, "freeze_encoder": freeze_encoder}, device
+    )
+    from ..context import add_context, model_context
+
+    slices = add_context(
+        make_slices(
+            images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette, labelled
+        ),
+        model_context(model.meta),
+    )
+    if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
+        from ..boundaries import with_boundary_targets
+
+        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # a saved model's width
+    check_channels(slices, model.in_channels, "the model being fine-tuned")
+    tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
+    parent = start_member(model.networks, model.meta)
+    report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
+    watch = (
+        FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
+        if report or board
+        else None
+    )
+    say, on_epoch, bar = progress(verbose, echo, on_epoch, "fine-tuning")
+    try:
+        done = finetune_network(
+            parent, tune, val, cfg, device, report, say, watch, model.meta, on_epoch, held
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
+    return Model(
+        [done.network],
+        finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")}, slices),
+        device,
+    )
