@@ -14,9 +14,10 @@ Splits (see `../shared/data/README.md`; the README's result tables depend on the
   being class 2 (mitochondria) of `drosophila_vnc_sstem`: EM mitochondria of 1024 x 1024, a binary
   set that no default was chosen on (`BINARY_VIEWS`).
 
-Each split is a list of `paulow.data.Slice` normalised like training does (`NORMALISATION`), masks
-binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict `paulow.data.load_pairs` makes plus `info["raw"]`, the
-page's first channel as read (file dtype), for baselines that work on raw intensities.
+Each split is a list of `paulow.slices.Slice` normalised like training does (`NORMALISATION`), masks
+binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict
+`paulow.pair_loading.load_pairs` makes plus `info["raw"]`, the page's first channel as read (file
+dtype), for baselines that work on raw intensities.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from paulow import io  # noqa: E402
-from paulow.data import NORMALISATION, Slice, binarise_mask, foreground_fraction, normalise, snr  # noqa: E402
 from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UsageError  # noqa: E402
+from paulow.mask_classes import binarise_mask  # noqa: E402
+from paulow.normalisation import NORMALISATION, normalise  # noqa: E402
+from paulow.slices import Slice, foreground_fraction, snr  # noqa: E402
 
 DEFAULT_ROOT = REPO.parent / "shared" / "data"
 DATASETS = ("isbi2012_em_cells", "paulow_filaments", "nih3t3_nuclei")

@@ -43,8 +43,8 @@ from quality import (
 )
 
 from paulow.config import TrainConfig
-from paulow.data import Slice
 from paulow.errors import UsageError
+from paulow.slices import Slice
 
 PARENT_DATA, TARGET_DATA = "paulow_filaments", "nih3t3_nuclei"
 RESULTS_NAME = "finetune_domains"
@@ -104,8 +104,8 @@ def finetune_settings(parent: TrainConfig, in_channels: int, minutes: float, dev
 
 def few_split(slices: Sequence[Slice], few: int, seed: int) -> tuple[list[Slice], list[Slice]]:
     """The first `few` slices, split into (tune, held out) as `paulow finetune` does."""
-    from paulow.data import kfold
     from paulow.finetuning import FINETUNE_DEFAULTS
+    from paulow.splits import kfold
 
     if not 2 <= few <= len(slices):
         raise UsageError(

@@ -173,8 +173,8 @@ def untrained_model(path: Path, width: int) -> Path:
     """A model file of an untrained network of `width` with the metadata training writes."""
     from paulow.checkpoint import save_checkpoint
     from paulow.config import TrainConfig
-    from paulow.data import NORMALISATION
     from paulow.models import build_model
+    from paulow.normalisation import NORMALISATION
 
     cfg = TrainConfig(width=width)
     arch_args = cfg.arch_args(1)

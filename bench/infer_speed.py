@@ -211,7 +211,7 @@ class ReplayAfter(torch.nn.Module):
 
 def memory_child(args: argparse.Namespace) -> None:
     """Segment a random uint16 image (normalise, predict, threshold); print peak RSS as JSON."""
-    from paulow.data import normalise
+    from paulow.normalisation import normalise
     from paulow.postprocess import to_mask
 
     device = pick_device(args.device)

@@ -53,8 +53,8 @@ from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load
 from machine import cpu_model
 
 from paulow.config import TrainConfig
-from paulow.data import Slice
 from paulow.errors import PaulowError, UsageError
+from paulow.slices import Slice
 
 Echo = Callable[[str], None]
 RESULTS_NAME = "quality"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from user_path import SYNTHETIC, real_split, synthetic_split  # noqa: E402
 
 from paulow.boundaries import AUTO_INTERIOR_SHARE, DEFAULT_WIDTH, interior_share  # noqa: E402
-from paulow.data import Slice  # noqa: E402
+from paulow.slices import Slice  # noqa: E402
 
 BINARY = [
     "isbi2012_em_cells",

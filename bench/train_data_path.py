@@ -23,9 +23,12 @@ import torch
 from _common import describe, pick_device, write_json  # first: sets up threads
 from machine import machine_line
 
+from paulow.augmentation import Augment
 from paulow.config import TrainConfig
-from paulow.data import Augment, PatchDataset, Slice, normalise
 from paulow.device_batches import DeviceBatches
+from paulow.normalisation import normalise
+from paulow.patches import PatchDataset
+from paulow.slices import Slice
 from paulow.synthetic import nuclei_image
 
 

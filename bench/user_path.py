@@ -40,7 +40,7 @@ from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load
 from machine import machine_line
 
 from paulow import io
-from paulow.data import Slice
+from paulow.slices import Slice
 
 SYNTHETIC = {
     "synthetic_large": {"n_train": 27, "n_test": 6, "size": (768, 1024)},

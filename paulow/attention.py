@@ -20,7 +20,7 @@ def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     import cv2
     import torch
 
-    from .data import normalise_with
+    from .normalisation import normalise_with
     from .predict import match_channels
 
     model = getattr(loaded.models[0], "_orig_mod", loaded.models[0])  # a compiled one: its network

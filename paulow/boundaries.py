@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .data import Slice, foreground_fraction
+from .slices import Slice, foreground_fraction
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 DEFAULT_WIDTH = 2

@@ -82,7 +82,7 @@ def check_chunk(chunk: int, tile: int) -> None:
 
 
 def normalise_fixed(image: np.ndarray, stats: list[tuple[float, float]] | None) -> np.ndarray:
-    """`data.normalise` of a (C, H, W) region with given per-channel (low, high) values (the whole
+    """`normalisation.normalise` of a (C, H, W) region with given per-channel (low, high) values (the whole
     page's), same arithmetic; `stats=None` is the "scale255" normalisation."""
     if stats is None:
         return (np.nan_to_num(image.astype(np.float32)) / 255.0).astype(np.float32)

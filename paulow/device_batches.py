@@ -26,7 +26,8 @@ from typing import cast
 import numpy as np
 import torch
 
-from .data import Augment, PatchDataset
+from .augmentation import Augment
+from .patches import PatchDataset
 
 RESIDENT_SHARE = 0.5  # the slices stay on the GPU when they take at most this share of its free memory
 

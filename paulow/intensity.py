@@ -49,7 +49,7 @@ def window_option(cfg) -> None:
 
 def normalisation_spec(cfg) -> dict:
     """The normalisation a run with `cfg` applies and records: its window, else the percentiles."""
-    from .data import NORMALISATION
+    from .normalisation import NORMALISATION
 
     window = parse_window(getattr(cfg, "window", None))
     if window is None:

@@ -16,7 +16,7 @@ from .errors import UnreadableImageError
 
 # a single-strip (untiled) TIFF page larger than this cannot be read in pieces
 UNTILED_LIMIT_BYTES = 1 << 30
-# whole-page statistics are exact (as data.normalise computes them) up to this many pixels
+# whole-page statistics are exact (as normalisation.normalise computes them) up to this many pixels
 EXACT_STATS_PIXELS = 1 << 24
 SAMPLE_BLOCK = 256  # px side of the blocks sampled for the statistics of larger pages
 SAMPLE_GRID = 8  # up to 8 x 8 blocks, evenly spread
@@ -154,7 +154,7 @@ def _axis_letter(axis: Any) -> str:
 
 def page_stats(image: LazyImage, page: int, spec: dict) -> tuple[list[tuple[float, float]] | None, str]:
     """Per-channel (low, high) percentiles of a whole page for the model's normalisation `spec`,
-    and how they were taken: exactly as `data.normalise` for pages up to `EXACT_STATS_PIXELS`,
+    and how they were taken: exactly as `normalisation.normalise` for pages up to `EXACT_STATS_PIXELS`,
     else from the coarsest pyramid level of at least 1 Mpx, else from a fixed grid of blocks."""
     if spec.get("method") == "scale255":
         return None, "scale255"
@@ -177,13 +177,13 @@ def page_stats(image: LazyImage, page: int, spec: dict) -> tuple[list[tuple[floa
                 _block_sample(image, page),
                 f"{SAMPLE_GRID}x{SAMPLE_GRID} blocks of {SAMPLE_BLOCK} px",
             )
-    from .data import _PERCENTILE_SAMPLE
+    from .normalisation import _PERCENTILE_SAMPLE
 
     stats = []
     for channel in sample:
         flat = channel.astype(np.float32, copy=False).reshape(-1)
         flat = np.where(np.isfinite(flat), flat, 0.0).astype(np.float32)
-        if flat.size > _PERCENTILE_SAMPLE:  # the same subsample data.normalise takes
+        if flat.size > _PERCENTILE_SAMPLE:  # the same subsample normalisation.normalise takes
             flat = flat[:: math.ceil(flat.size / _PERCENTILE_SAMPLE)]
         lo, hi = np.percentile(flat, [low, high]) if flat.size else (0.0, 0.0)
         stats.append((float(lo), float(hi)))

@@ -48,7 +48,7 @@ def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterat
     time (channels fitted, normalised as in training; a `--context` model's pages with their
     neighbouring sections as channels)."""
     from .context import for_model, model_context
-    from .data import normalise_with
+    from .normalisation import normalise_with
 
     data = match_channels(data, int(meta["in_channels"]) // (2 * model_context(meta) + 1), name)
     spec = meta.get("normalisation", {})

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import snr  # noqa: F401  (the dataset report's SNR; defined once, in data.py)
 from .errors import ShapeMismatchError
 from .io.atomic import atomic_write_path
+from .slices import snr  # noqa: F401  (the dataset report's SNR; defined once, in slices.py)
 
 REGIMES = (
     ("regime_empty", "empty: BCE"),

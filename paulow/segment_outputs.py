@@ -279,7 +279,7 @@ def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
 
 def _display(page: np.ndarray) -> np.ndarray:
     """A (C, H, W) page as 8-bit grey for overlays (percentile-scaled)."""
-    from .data import normalise
+    from .normalisation import normalise
 
     grey = normalise(page[:1].astype(np.float32))[0]
     return (np.clip(grey, 0, 1) * 255).astype(np.uint8)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .data import Slice
+    from .slices import Slice
 
 log = logging.getLogger("paulow")
 

@@ -29,7 +29,7 @@ from typing import cast
 
 import numpy as np
 
-from .data import Slice, foreground_fraction, snr
+from .slices import Slice, foreground_fraction, snr
 
 DENSE_FRACTION = 0.0625  # the dynamic loss's `high`: crops above it are "dense"
 STRATA = ("background", "sparse", "dense")

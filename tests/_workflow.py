@@ -64,7 +64,8 @@ def nuclei_slices(n: int = 4, size: int = 48) -> list:
     """`n` synthetic nuclei pages as normalised training `Slice`s (binary masks), seeded 0..n-1."""
     import numpy as np
 
-    from paulow.data import Slice, normalise
+    from paulow.normalisation import normalise
+    from paulow.slices import Slice
     from paulow.synthetic import nuclei_image
 
     out = []

@@ -173,7 +173,7 @@ def test_options_map_to_the_config_as_on_the_command_line():
 
 
 def test_export_writes_torchscript_with_the_same_probabilities(model, tmp_path):
-    from paulow.data import normalise_with
+    from paulow.normalisation import normalise_with
 
     image, _ = nuclei_image(size=(64, 64), seed=9)
     written = model.export("torchscript", tmp_path, name="nuclei")

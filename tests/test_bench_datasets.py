@@ -171,7 +171,7 @@ def test_vnc_split_and_class_indices_are_kept() -> None:
 
 
 def test_binary_view_keeps_one_class_as_foreground() -> None:
-    from paulow.data import Slice
+    from paulow.slices import Slice
 
     page = Slice(
         np.zeros((1, 2, 3), np.float32),
@@ -202,7 +202,7 @@ def test_multiclass_rows_score_each_class_and_get_their_own_table() -> None:
 
     from quality import class_table, markdown_table, rows_for, score_test_pages, selected_rows
 
-    from paulow.data import Slice
+    from paulow.slices import Slice
 
     truth = np.array([[0, 1, 1], [2, 2, 0]], np.uint8)
     pred = np.array([[0, 1, 2], [2, 0, 0]], np.uint8)

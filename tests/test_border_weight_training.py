@@ -10,11 +10,15 @@ import pytest
 import torch
 from _workflow import TINY_TRAIN, run_script
 
+from paulow.augmentation import Augment
 from paulow.checkpoint import load_checkpoint
 from paulow.config import config_from_options
-from paulow.data import Augment, PatchDataset, Slice
+from paulow.dynamic_loss import DynamicLoss
 from paulow.errors import UsageError
-from paulow.losses import BCELoss, DynamicLoss, TverskyLoss, build_loss
+from paulow.loss_components import BCELoss, TverskyLoss
+from paulow.losses import build_loss
+from paulow.patches import PatchDataset
+from paulow.slices import Slice
 from paulow.weights import border_weight_map
 
 

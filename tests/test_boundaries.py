@@ -12,8 +12,8 @@ from _workflow import TINY_TRAIN, files, run_script
 from paulow.boundaries import boundary_target, instances_from_boundaries, with_boundary_targets
 from paulow.checkpoint import load_checkpoint
 from paulow.config import config_from_options
-from paulow.data import Slice
 from paulow.errors import UsageError
+from paulow.slices import Slice
 
 
 def _two_touching_squares() -> np.ndarray:

@@ -11,8 +11,8 @@ import torch
 from paulow.cli import build_parser
 from paulow.commands.common import config_from_args
 from paulow.config import TrainConfig
-from paulow.data import Slice
 from paulow.errors import UsageError
+from paulow.slices import Slice
 from paulow.training.results import FoldResult
 from paulow.training.tuning import score_test
 

@@ -11,8 +11,8 @@ import torch
 
 from paulow.api import Model
 from paulow.context import add_context, context_channels, reflected_indices
-from paulow.data import Slice
 from paulow.errors import ModelError, ShapeMismatchError, UsageError
+from paulow.slices import Slice
 
 
 def test_reflected_indices_mirror_without_repeating_the_edge():

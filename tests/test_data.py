@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from paulow.data import Augment, PatchDataset, Slice, grid_starts, kfold, load_pairs, normalise, split_test
+from paulow.augmentation import Augment
 from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UnreadableImageError
+from paulow.normalisation import normalise
+from paulow.pair_loading import load_pairs
+from paulow.patches import PatchDataset, grid_starts
+from paulow.slices import Slice
+from paulow.splits import kfold, split_test
 
 
 def _write(folder: Path, name: str, array: np.ndarray, **kw) -> Path:

@@ -141,7 +141,7 @@ def test_torchrun_resumes_a_stopped_run(tmp_path):
     from paulow.checkpoint import load_checkpoint
     from paulow.cli import build_parser
     from paulow.commands.common import config_from_args, read_fingerprints
-    from paulow.data import load_pairs
+    from paulow.pair_loading import load_pairs
     from paulow.training.cross_validation import cross_validate
     from paulow.training.state import ProgressSaver
 

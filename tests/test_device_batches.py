@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from paulow.data import Augment, PatchDataset, Slice, normalise
+from paulow.augmentation import Augment
 from paulow.device_batches import DeviceBatches, residence, transform_tables
 from paulow.device_validation import predict_batched
+from paulow.normalisation import normalise
+from paulow.patches import PatchDataset
+from paulow.slices import Slice
 from paulow.synthetic import nuclei_image
 
 

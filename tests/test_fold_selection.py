@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from paulow.config import TrainConfig
-from paulow.data import Slice
+from paulow.slices import Slice
 from paulow.training import cross_validation, metadata, tuning
 from paulow.training.results import FoldResult
 

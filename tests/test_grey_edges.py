@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from paulow import io
-from paulow.data import load_pairs
 from paulow.grey_edges import clean_binary_mask, is_grey_edged
+from paulow.pair_loading import load_pairs
 from paulow.palette import read_class_mask
 from paulow.synthetic import nuclei_image
 

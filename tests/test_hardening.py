@@ -17,8 +17,8 @@ from paulow.workspace import LOCK_NAME, Workspace
 def untrained_model(path: Path, **meta) -> Path:
     """A real, loadable model file of an untrained width-8 network (no training: fast)."""
     from paulow.checkpoint import save_checkpoint
-    from paulow.data import NORMALISATION
     from paulow.models import build_model
+    from paulow.normalisation import NORMALISATION
 
     args = {"in_channels": 1, "classes": 1, "width": 8, "depth": 2}
     net = build_model("paulow_attention_unet", **args)

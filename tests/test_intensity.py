@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from paulow.config import config_from_options
-from paulow.data import normalise_with
 from paulow.errors import UsageError
 from paulow.intensity import CT_PRESETS, apply_window, normalisation_spec, parse_window
+from paulow.normalisation import normalise_with
 
 
 def test_parse_window_text_preset_and_numbers():

@@ -522,8 +522,8 @@ def test_image_info_integer(tmp_path):
 
 
 def test_vendor_microscope_files_are_named_with_the_fix(tmp_path):
-    from paulow.data import load_images
     from paulow.errors import EmptyFolderError
+    from paulow.pair_loading import load_images
 
     (tmp_path / "cells.czi").write_bytes(b"x")
     (tmp_path / "b.ND2").write_bytes(b"x")

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from paulow.dynamic_loss import DynamicLoss
 from paulow.errors import UsageError
-from paulow.losses import LOSS_NAMES, DynamicLoss, build_loss
+from paulow.loss_components import LOSS_NAMES
+from paulow.losses import build_loss
 
 S = 1e-6  # the smooth term
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25

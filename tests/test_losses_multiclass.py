@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from paulow.dynamic_loss import DynamicLoss
 from paulow.errors import UsageError
-from paulow.losses import DynamicLoss, build_loss, inverse_frequency_weights
+from paulow.loss_reductions import inverse_frequency_weights
+from paulow.losses import build_loss
 
 LN2, LN3 = math.log(2), math.log(3)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from paulow.config import TrainConfig
-from paulow.data import Slice, normalise
+from paulow.normalisation import normalise
+from paulow.slices import Slice
 from paulow.synthetic import classes_image
 
 NAMES = ["background", "disc", "square"]

@@ -136,7 +136,7 @@ def test_config_with_a_bom_is_decoded(tmp_path, encoding):
 
 
 def test_latin1_config_palette_and_classes_are_one_line(tmp_path, capsys):
-    from paulow.data import class_names_beside
+    from paulow.mask_classes import class_names_beside
     from paulow.palette import read_palette
 
     cfg = tmp_path / "c.yaml"

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from paulow import io
-from paulow.data import load_pairs
 from paulow.errors import ShapeMismatchError, UsageError
+from paulow.pair_loading import load_pairs
 from paulow.palette import (
     Palette,
     find_palette,

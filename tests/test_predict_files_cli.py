@@ -15,8 +15,8 @@ from paulow.cli import main
 def saved_model(folder: Path) -> Path:
     """A real model file of an untrained width-8 attention U-Net (a tiny random network)."""
     from paulow.checkpoint import save_checkpoint
-    from paulow.data import NORMALISATION
     from paulow.models import build_model
+    from paulow.normalisation import NORMALISATION
 
     args = {"in_channels": 1, "classes": 1, "width": 8, "depth": 2}
     net = build_model("paulow_attention_unet", **args)
@@ -101,8 +101,8 @@ def test_halo_reaches_a_boundary_models_run_and_labels_equal_the_whole_image(tmp
     import torch
 
     from paulow.checkpoint import save_checkpoint
-    from paulow.data import NORMALISATION
     from paulow.models import build_model
+    from paulow.normalisation import NORMALISATION
 
     args = {"in_channels": 1, "classes": 3, "width": 8, "depth": 2}
     meta = {

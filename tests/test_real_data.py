@@ -15,9 +15,9 @@ sys.path.insert(0, str(BENCH))
 import datasets as bench_datasets  # noqa: E402  (bench/datasets.py, not a package)
 from quality import apply_otsu, fit_otsu  # noqa: E402
 
-from paulow.data import Slice  # noqa: E402
 from paulow.metrics import pooled_scores  # noqa: E402
 from paulow.postprocess import to_mask  # noqa: E402
+from paulow.slices import Slice  # noqa: E402
 
 pytestmark = [
     pytest.mark.slow,

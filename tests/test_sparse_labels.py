@@ -13,10 +13,12 @@ import torch
 import paulow
 import paulow.api
 from paulow.boundaries import BACKGROUND, BOUNDARY, INTERIOR, labelled_for_boundaries
-from paulow.data import PatchDataset, Slice
 from paulow.errors import ShapeMismatchError
-from paulow.losses import LOSS_NAMES, build_loss, loss_from_probabilities
+from paulow.loss_components import LOSS_NAMES
+from paulow.losses import build_loss, loss_from_probabilities
+from paulow.patches import PatchDataset
 from paulow.scoring import page_counts, score_probabilities
+from paulow.slices import Slice
 from paulow.synthetic import nuclei_image
 
 S = 1e-6  # the losses' smooth term

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paulow.data import Slice
 from paulow.planner import Plan
+from paulow.slices import Slice
 from paulow.splits import describe, kfold, split_test
 
 

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from paulow.data import load_pairs
+from paulow.pair_loading import load_pairs
 from paulow.swapped import MasksLookLikeImagesError, check_masks_not_images, image_like
 from paulow.synthetic import nuclei_image
 

@@ -230,7 +230,7 @@ def test_the_closing_evaluation_is_budgeted_like_validations():
 def test_closing_validations_count_validation_and_test_pixels():
     import numpy as np
 
-    from paulow.data import Slice
+    from paulow.slices import Slice
     from paulow.training.tuning import closing_validations
 
     def page(h, w):

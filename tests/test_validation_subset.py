@@ -9,7 +9,7 @@ import pytest
 from _workflow import nuclei_slices
 
 from paulow.config import TrainConfig
-from paulow.data import Slice
+from paulow.slices import Slice
 from paulow.validation_subset import allocate, describe, validation_subset
 
 

@@ -158,7 +158,7 @@ def test_dicom_slice_with_another_orientation_refused(tmp_path):
 
 
 def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path):
-    from paulow.data import load_pairs
+    from paulow.pair_loading import load_pairs
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir(), masks.mkdir()
@@ -178,8 +178,8 @@ def test_training_folders_with_nifti_pairs_load_and_refuse_another_grid(tmp_path
 
 
 def test_loose_dicom_slices_are_named_with_the_fix(tmp_path):
-    from paulow.data import load_images
     from paulow.errors import EmptyFolderError
+    from paulow.pair_loading import load_images
 
     write_series(tmp_path, np.zeros((4, 4, 4), np.int16))
     with pytest.raises(EmptyFolderError) as info:

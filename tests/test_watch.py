@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from _workflow import TINY_TRAIN, nuclei_slices
 
-from paulow.losses import BCELoss, loss_from_probabilities
+from paulow.loss_components import BCELoss
+from paulow.losses import loss_from_probabilities
 from paulow.watch import FoldWatch
 
 TINY = dict(

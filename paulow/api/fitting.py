@@ -165,7 +165,7 @@ def finetune(
     `train` (the held-out scores count the labelled pixels only; the smallest object size stays the
     parent's, as strokes are not whole objects).
     """
-    from ..data import check_channels
+    from ..slices import check_channels
     from ..training.finetune_config import finetune_config
     from ..training.finetuning import (
         finetune_network,

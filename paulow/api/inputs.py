@@ -60,15 +60,10 @@ def make_slices(
     `labelled` (sparse labels): per mask, a boolean array of its shape marking the labelled pixels
     (None for a dense mask); the others are ignored by training and scores (`paulow.losses`), and
     pages with no labelled pixel are left out."""
-    from ..data import (
-        NORMALISATION,
-        Slice,
-        class_target,
-        foreground_fraction,
-        instance_source,
-        normalise_with,
-    )
+    from ..mask_classes import class_target, instance_source
+    from ..normalisation import NORMALISATION, normalise_with
     from ..palette import from_colours
+    from ..slices import Slice, foreground_fraction
 
     if isinstance(images, (np.ndarray, str, Path)) or isinstance(masks, (np.ndarray, str, Path)):
         images, masks = cast("list[ArrayOrPath]", [images]), cast("list[ArrayOrPath]", [masks])

@@ -12,10 +12,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ..data import check_channels, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
+from ..pair_loading import load_pairs
 from ..palette import Palette, find_palette, from_colours
+from ..slices import check_channels
 from ..training.evaluation import dice_on_slices
 from ..training.finetune_config import FINETUNE_DEFAULTS, finetune_config
 from ..training.finetuning import (

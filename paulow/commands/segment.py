@@ -116,8 +116,8 @@ def run(args, echo=print) -> int:
     robin by sorted name); rank 0 alone prompts, holds the workspace lock, writes the tables and
     the run record and clears the inputs, once every rank's outputs are in and verified."""
     from ..checkpoint import load_checkpoint, sha256_file
-    from ..data import load_images
     from ..io.atomic import unique_path
+    from ..pair_loading import load_images
 
     ws, device = _open_workspace(args)
     main = distributed.is_main()

@@ -77,8 +77,8 @@ def overfit_one_batch(slices, cfg, device: str, steps: int) -> dict:
     """Train on one fixed batch; return the first and last loss and the batch Dice at the end."""
     import torch
 
-    from ..data import PatchDataset
     from ..losses import build_loss
+    from ..patches import PatchDataset
     from ..training.network import build_network, loss_options
     from ..training.schedules import make_optimizer
 
@@ -136,8 +136,8 @@ def overfit_verdict(result: dict) -> tuple[bool, str]:
 
 
 def run_check_overfit(args, echo=print) -> int:
-    from ..data import load_pairs
     from ..device import pick_device
+    from ..pair_loading import load_pairs
     from ..palette import find_palette
     from ..workspace import Workspace
     from .common import config_from_args

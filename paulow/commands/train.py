@@ -11,11 +11,13 @@ from pathlib import Path
 from .. import distributed
 from ..config import TrainConfig
 from ..context import add_context
-from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
 from ..device import pick_device
 from ..errors import UsageError
 from ..intensity import normalisation_spec
+from ..mask_classes import CLASS_NAMES_FILE, class_names_beside
+from ..pair_loading import load_pairs
 from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
+from ..slices import Slice
 from ..training.run import run_training, test_line
 from ..workspace import Workspace
 from .common import (

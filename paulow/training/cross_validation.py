@@ -10,7 +10,8 @@ from typing import TypedDict
 
 from .. import distributed
 from ..config import TrainConfig
-from ..data import Slice, describe_split, kfold, split_test
+from ..slices import Slice, describe_split
+from ..splits import kfold, split_test
 from ..watch import FoldWatch
 from .epoch import ranks
 from .evaluation import between_epoch_slices

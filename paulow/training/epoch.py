@@ -10,10 +10,11 @@ import numpy as np
 
 from .. import distributed
 from ..config import TrainConfig
-from ..data import PatchDataset, Slice, labelled_of, one_hot
+from ..patches import PatchDataset, one_hot
 from ..scoring import (
     score_probabilities,
 )
+from ..slices import Slice, labelled_of
 from .evaluation import validation_probabilities
 from .results import masks_of
 from .timing import new_timing

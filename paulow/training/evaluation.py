@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TrainConfig
-from ..data import Slice, labelled_of
 from ..scoring import (
     score_probabilities,
 )
+from ..slices import Slice, labelled_of
 from .results import masks_of
 
 log = logging.getLogger("paulow")

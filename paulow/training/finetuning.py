@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..data import Slice
 from ..errors import UsageError
+from ..slices import Slice
 
 # Held-out images under this count give a score to read with care (flagged `optimistic`).
 FEW_HELD_OUT = 3
@@ -205,7 +205,7 @@ def _choose_on_validation(
 ) -> tuple[TrainConfig, bool, int]:
     """The child's threshold (re-tuned unless given) and smallest object size, both chosen on the
     validation images: (settings with that threshold, whether it was tuned, size)."""
-    from ..data import labelled_of
+    from ..slices import labelled_of
     from .evaluation import predict_slices
     from .results import masks_of
     from .tuning import tune_on_probabilities, tuned_min_size, tunes_min_size

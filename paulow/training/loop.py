@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from .. import distributed
+from ..augmentation import Augment
 from ..config import TrainConfig
-from ..data import Augment, PatchDataset, Slice
+from ..patches import PatchDataset
 from ..scoring import (
     class_columns,
 )
+from ..slices import Slice
 from ..watch import FoldWatch
 from .epoch import (
     ValidationPacer,

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..data import Slice
 from ..intensity import normalisation_spec
 from ..scoring import (
     class_columns,
 )
+from ..slices import Slice
 from .network import output_activation
 from .results import FoldResult, TrainResult
 from .tuning import tunes_min_size

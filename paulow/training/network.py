@@ -9,7 +9,7 @@ from typing import cast
 import numpy as np
 
 from ..config import TrainConfig
-from ..data import Slice
+from ..slices import Slice
 
 log = logging.getLogger("paulow")
 

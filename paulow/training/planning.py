@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..data import Slice, kfold, split_test
+from ..slices import Slice
+from ..splits import kfold, split_test
 from .epoch import ranks, train_step
 from .network import build_network
 from .planner import Plan, plan_budget

@@ -8,7 +8,7 @@ from typing import cast
 
 import numpy as np
 
-from ..data import Slice
+from ..slices import Slice
 
 
 def masks_of(slices: Sequence[Slice]) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ from typing import cast
 
 from .. import distributed
 from ..config import TrainConfig
-from ..data import Slice
+from ..slices import Slice
 from .cross_validation import cross_validate
 from .planning import time_steps
 from .results import TrainResult
@@ -156,7 +156,7 @@ def plan(
 
 def count_patches(slices: Sequence[Slice], cfg: TrainConfig) -> int:
     """Grid patches (all kept) per epoch before the random crops and the per-epoch cap."""
-    from ..data import grid_starts
+    from ..patches import grid_starts
 
     step = cfg.patch - cfg.overlap
     return sum(

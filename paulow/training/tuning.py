@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TrainConfig
-from ..data import Slice, labelled_of
 from ..scoring import (
     THRESHOLD_CANDIDATES,
     score_probabilities,
     sweep_object_thresholds,
     sweep_thresholds,
 )
+from ..slices import Slice, labelled_of
 from .evaluation import echo_classes, predict_slices, save_panel
 from .results import FoldResult, masks_of
 
