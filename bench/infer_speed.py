@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from _common import describe, pick_device, print_table, write_json
 
-from paulow.infer import compile_for_inference, predict_slice, suggest_tile, tile_starts
+from paulow.infer import predict_slice, suggest_tile, tile_starts
+from paulow.inference_networks import compile_for_inference
 from paulow.models import build_model, conv3x3_gflops, count_conv_flops
 from paulow.models.flops import time_calls
 

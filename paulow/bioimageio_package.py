@@ -256,7 +256,29 @@ def _rdf(
                 [{"id": "binarize", "kwargs": {"threshold": params["threshold"]}}],
             )
         )
-    channels = [f"c{i}" for i in range(loaded.in_channels)]
+    return {
+        **_about(name),
+        "inputs": [_input(loaded.in_channels, tile, percentiles)],
+        "outputs": outputs,
+        "weights": {
+            "torchscript": {
+                "source": "weights.torchscript.pt",
+                "pytorch_version": torch.__version__.split("+")[0],
+            },
+        },
+        "config": {
+            "paulow": {
+                "tile": tile,
+                "overlap": overlap,
+                "halo": halo,
+                "postprocess": params or postprocess_params(loaded.meta),
+            }
+        },
+    }
+
+
+def _about(name: str) -> dict:
+    """The RDF's description of the package: name, authors, licence, files to show and cite."""
     return {
         "format_version": "0.5.4",
         "type": "model",
@@ -274,43 +296,31 @@ def _rdf(
             }
         ],
         "attachments": [{"source": "paulow_postprocess.py"}, {"source": "postprocess.json"}],
-        "inputs": [
+    }
+
+
+def _input(in_channels: int, tile: int, percentiles: tuple[float, float]) -> dict:
+    """The raw input: any size from half a tile, scaled between the training percentiles."""
+    channels = [f"c{i}" for i in range(in_channels)]
+    return {
+        "id": "raw",
+        "axes": [
+            {"type": "batch"},
+            {"type": "channel", "channel_names": channels},
+            *[{"type": "space", "id": a, "size": {"min": tile // 2, "step": 1}} for a in ("y", "x")],
+        ],
+        "test_tensor": {"source": "test_input.npy"},
+        "data": {"type": "float32"},
+        "preprocessing": [
             {
-                "id": "raw",
-                "axes": [
-                    {"type": "batch"},
-                    {"type": "channel", "channel_names": channels},
-                    *[{"type": "space", "id": a, "size": {"min": tile // 2, "step": 1}} for a in ("y", "x")],
-                ],
-                "test_tensor": {"source": "test_input.npy"},
-                "data": {"type": "float32"},
-                "preprocessing": [
-                    {
-                        "id": "scale_range",
-                        "kwargs": {
-                            "axes": ["y", "x"],
-                            "min_percentile": percentiles[0],
-                            "max_percentile": percentiles[1],
-                        },
-                    }
-                ],
+                "id": "scale_range",
+                "kwargs": {
+                    "axes": ["y", "x"],
+                    "min_percentile": percentiles[0],
+                    "max_percentile": percentiles[1],
+                },
             }
         ],
-        "outputs": outputs,
-        "weights": {
-            "torchscript": {
-                "source": "weights.torchscript.pt",
-                "pytorch_version": torch.__version__.split("+")[0],
-            },
-        },
-        "config": {
-            "paulow": {
-                "tile": tile,
-                "overlap": overlap,
-                "halo": halo,
-                "postprocess": params or postprocess_params(loaded.meta),
-            }
-        },
     }
 
 

@@ -197,7 +197,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> LoadedModel:
     if isinstance(payload, dict) and payload.get("format") == "paulow":
         meta = validate_meta(payload, path)
         models = [_build(meta, sd, path).to(device) for sd in payload["state_dicts"]]
-        from .infer import set_activation
+        from .inference_networks import set_activation
 
         set_activation(models, meta)  # softmax for the files that say so (K >= 2), however they are used
         return LoadedModel(models=models, meta=meta, path=path)

@@ -5,25 +5,25 @@
 2. stitch: local objects joined across seams (`paulow.chunk_stitch`), one small table per page;
    boundary models then run the seeded watershed on each core plus a halo (`paulow.chunk_watershed`);
 3. label: every chunk's global objects and its mask without objects under `min_size`;
-then the pyramid levels, and for `--format tiff` tiled TIFFs (`ome-tiff`: pyramidal OME-TIFFs). Markers record finished chunks, so the
-same command after a kill finishes only what is missing and gives the same bytes.
+then the pyramid levels, and for `--format tiff` tiled TIFFs (`ome-tiff`: pyramidal OME-TIFFs). Markers
+record finished chunks, so the same command after a kill finishes only what is missing and gives the
+same bytes. The phases: `paulow.chunk_phases`; the TIFFs and the objects table: `paulow.chunk_outputs`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
-import itertools
 import json
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .chunk_tasks import RunSpec, label_chunk, marker, predict_chunk, pyramid_chunk
+from .chunk_outputs import finish_outputs, write_objects_csv
+from .chunk_phases import run_phases
+from .chunk_tasks import RunSpec
 from .chunking import ChunkGrid, check_chunk
 from .errors import UsageError
 from .heap import tune_heap
@@ -113,21 +113,84 @@ def predict_file(
     echo: Callable[[str], None] | None = None,
 ) -> dict:
     """Segment one file chunk by chunk; returns the run record (outputs under "outputs")."""
-    from .dask_runner import TaskRunner
-    from .infer import suggest_tile
-    from .lazy import is_lazy_input, open_lazy, page_stats
-    from .object_size import choose_min_size
-    from .predict import choose_threshold, match_channels
+    from .lazy import page_stats
 
     tune_heap()  # the driver's memory (and in-process workers'): see paulow.heap
     say = echo or (lambda _: None)
-    path, out_dir = Path(path), Path(out_dir)
+    plan = _plan(model.meta, Path(path), Path(out_dir), chunk, fmt, tile, halo, device)
+    settings = _settings(plan, model, overlap, threshold, min_size, tta, batch_size)
+    earlier = _check_resume(plan.record_path, plan.output, settings)
+    if earlier and earlier.get("complete"):
+        say(f"{plan.path.name}: already segmented ({plan.record_path.name}); nothing to do")
+        return earlier
+    image = plan.image
+    stats = [page_stats(image, p, plan.meta.get("normalisation", {})) for p in range(image.pages)]
+    spec = _run_spec(plan, settings, stats, device)
+    record = _new_record(plan, settings, stats, earlier)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(plan.record_path, record)
+    _run_chunks(runner, device, plan, spec, model, progress, record, say)
+    _finish(plan, spec, record)
+    return record
+
+
+@dataclass
+class _Plan:
+    """One file's run as planned: the opened input, the model's metadata and the chosen sizes."""
+
+    path: Path
+    out_dir: Path
+    image: Any  # a `paulow.lazy` image
+    meta: dict
+    tile: int
+    chunk: int
+    mode: str
+    halo: int | None
+    fmt: str
+
+    @property
+    def stem(self) -> str:
+        return output_stem(self.path)
+
+    @property
+    def work(self) -> Path:
+        return self.out_dir / f".{self.stem}.paulow-work"
+
+    @property
+    def output(self) -> Path:
+        """The OME-Zarr group: the output itself, or (TIFF formats) the one they are written from."""
+        if self.fmt == "ome-zarr":
+            return self.out_dir / f"{self.stem}.ome.zarr"
+        return self.work / "output.ome.zarr"
+
+    @property
+    def record_path(self) -> Path:
+        return self.out_dir / f"{self.stem}.paulow-run.json"
+
+    @property
+    def classes(self) -> int:
+        return int(self.meta.get("classes", 1))
+
+
+def _plan(
+    meta: dict,
+    path: Path,
+    out_dir: Path,
+    chunk: int | None,
+    fmt: str | None,
+    tile: int | None,
+    halo: int | None,
+    device: str,
+) -> _Plan:
+    """Open the input; choose the tile, the chunk, the mode, the watershed's halo and the format."""
+    from .infer import suggest_tile
+    from .lazy import is_lazy_input, open_lazy
+    from .predict import match_channels
+
     image = open_lazy(path)
-    meta = model.meta
     match_channels(image.read(0, slice(0, 1), slice(0, 1))[None], int(meta["in_channels"]), path.name)
     tile = int(tile or suggest_tile(int(meta.get("patch", 128)), device))
-    classes = int(meta.get("classes", 1))
-    chunk = int(chunk or default_chunk(tile, image.channels, classes))
+    chunk = int(chunk or default_chunk(tile, image.channels, int(meta.get("classes", 1))))
     check_chunk(chunk, tile)
     mode = _mode(meta)
     halo = _choose_halo(meta, mode, halo)
@@ -137,88 +200,123 @@ def predict_file(
     fmt = fmt or ("ome-zarr" if is_lazy_input(path) or large else "tiff")
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    stem = output_stem(path)
-    work = out_dir / f".{stem}.paulow-work"
-    output = out_dir / f"{stem}.ome.zarr" if fmt == "ome-zarr" else work / "output.ome.zarr"
-    record_path = out_dir / f"{stem}.paulow-run.json"
-    settings: dict[str, Any] = {
-        "input": str(path.resolve()),
+    return _Plan(path, out_dir, image, meta, tile, chunk, mode, halo, fmt)
+
+
+def _settings(
+    plan: _Plan,
+    model: Any,
+    overlap: float | None,
+    threshold: float | None,
+    min_size: int | None,
+    tta: bool,
+    batch_size: int,
+) -> dict[str, Any]:
+    """What makes two runs the same run: resuming needs the same settings."""
+    from .object_size import choose_min_size
+    from .predict import choose_threshold
+
+    image, meta = plan.image, plan.meta
+    return {
+        "input": str(plan.path.resolve()),
         "input_shape": list(image.shape),
         "input_dtype": str(image.dtype),
         "model_sha256": model_digest(model.networks),
-        "chunk": chunk,
-        "tile": tile,
+        "chunk": plan.chunk,
+        "tile": plan.tile,
         "overlap": float(overlap if overlap is not None else meta.get("overlap", 0.5)),
         "threshold": choose_threshold(meta, threshold),
         "min_size": choose_min_size(meta, min_size),
         "tta": tta,
         "batch_size": batch_size,
-        "format": fmt,
-        "mode": mode,
-        **({"halo": halo} if mode == "boundary" else {}),
+        "format": plan.fmt,
+        "mode": plan.mode,
+        **({"halo": plan.halo} if plan.mode == "boundary" else {}),
     }
-    earlier = _check_resume(record_path, output, settings)
-    if earlier and earlier.get("complete"):
-        say(f"{path.name}: already segmented ({record_path.name}); nothing to do")
-        return earlier
-    stats = [page_stats(image, p, meta.get("normalisation", {})) for p in range(image.pages)]
-    spec = RunSpec(
-        str(path),
-        str(output),
-        str(work),
+
+
+def _run_spec(plan: _Plan, settings: dict, stats: list, device: str) -> RunSpec:
+    """The tasks' view of the run (small, picklable)."""
+    image = plan.image
+    return RunSpec(
+        str(plan.path),
+        str(plan.output),
+        str(plan.work),
         image.height,
         image.width,
         image.pages,
-        chunk,
-        tile,
+        plan.chunk,
+        plan.tile,
         settings["overlap"],
-        batch_size,
-        tta,
+        settings["batch_size"],
+        settings["tta"],
         device,
         settings["threshold"],
         settings["min_size"],
-        int(meta["in_channels"]),
-        mode,
+        int(plan.meta["in_channels"]),
+        plan.mode,
         tuple(tuple(s) if s is not None else None for s, _ in stats),
-        halo or 0,
+        plan.halo or 0,
     )
-    record: dict[str, Any] = {
+
+
+def _new_record(plan: _Plan, settings: dict, stats: list, earlier: dict | None) -> dict[str, Any]:
+    """The run record as it starts: settings, chunking and each page's normalisation."""
+    image = plan.image
+    return {
         "settings": settings,
         "started": f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}",
         "complete": False,
         "chunking": {
-            "core_px": chunk,
-            "halo_px": f"up to {tile - 1} (the tiles touching a core)",
-            "grid": list(ChunkGrid(image.height, image.width, chunk).shape),
+            "core_px": plan.chunk,
+            "halo_px": f"up to {plan.tile - 1} (the tiles touching a core)",
+            "grid": list(ChunkGrid(image.height, image.width, plan.chunk).shape),
             "pages": image.pages,
-            **({"watershed_halo_px": halo} if mode == "boundary" else {}),
+            **({"watershed_halo_px": plan.halo} if plan.mode == "boundary" else {}),
         },
         "normalisation": [{"page": p, "low_high": s, "from": how} for p, (s, how) in enumerate(stats)],
         "resumed": bool(earlier),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(record_path, record)
+
+
+def _run_chunks(
+    runner: Any,
+    device: str,
+    plan: _Plan,
+    spec: RunSpec,
+    model: Any,
+    progress: bool,
+    record: dict,
+    say: Callable[[str], None],
+) -> None:
+    """The phases on `runner` (a `TaskRunner` of its own when None, closed after);
+    the workers and the object counts go into `record`."""
+    from .dask_runner import TaskRunner
+
     own = runner is None
     runner = runner if runner is not None else TaskRunner(None, device)
     try:
         record["workers"] = runner.workers
+        image = plan.image
         say(
-            f"{path.name}: {image.pages} page(s) of {image.height} x {image.width}, chunks of {chunk} px, "
-            f"{len(runner.workers)} worker(s)"
+            f"{plan.path.name}: {image.pages} page(s) of {image.height} x {image.width}, "
+            f"chunks of {plan.chunk} px, {len(runner.workers)} worker(s)"
         )
-        record["objects"] = _run_phases(runner, spec, model, classes, progress, record)
+        record["objects"] = run_phases(runner, spec, model, plan.classes, progress, record)
     finally:
         if own:
             runner.close()
-    record["outputs"] = _finish_outputs(spec, fmt, out_dir, stem, record.get("objects"))
+
+
+def _finish(plan: _Plan, spec: RunSpec, record: dict) -> None:
+    """Write the outputs and the objects table, mark the record complete, remove the work folder."""
+    record["outputs"] = finish_outputs(spec, plan.fmt, plan.out_dir, plan.stem, record.get("objects"))
     if record.get("objects") is not None:
-        record["outputs"].append(
-            str(_write_objects_csv(spec, out_dir / f"{stem}_objects.csv", record["objects"]))
-        )
+        table = plan.out_dir / f"{plan.stem}_objects.csv"
+        record["outputs"].append(str(write_objects_csv(spec, table, record["objects"])))
     record.update(complete=True, finished=f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
-    _write_json(record_path, record)
-    shutil.rmtree(work, ignore_errors=True)
-    return record
+    _write_json(plan.record_path, record)
+    shutil.rmtree(plan.work, ignore_errors=True)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -237,207 +335,6 @@ def _choose_halo(meta: dict, mode: str, halo: int | None) -> int | None:
     if halo is not None and (int(halo) != halo or halo < 1):
         raise UsageError(f"--halo {halo}: give a whole number of pixels of at least 1")
     return int(halo) if halo is not None else default_halo(meta)
-
-
-def _run_phases(
-    runner: Any, spec: RunSpec, model: Any, classes: int, progress: bool, record: dict
-) -> list[int] | None:
-    """Predict, stitch, label and the pyramid; returns the object count per page (None: classes);
-    warnings go to the log and to `record["warnings"]`."""
-    import zarr
-    from tqdm.auto import tqdm
-
-    from . import omezarr
-
-    grid = ChunkGrid(spec.height, spec.width, spec.chunk)
-    jobs = [(p, iy, ix) for p in range(spec.pages) for iy, ix in grid.indices()]
-    instances = spec.mode != "classes"
-    omezarr.create_outputs(
-        Path(spec.output), spec.pages, spec.height, spec.width, spec.chunk, classes, instances
-    )
-    if spec.mode == "boundary":
-        from .chunk_watershed import create_work_arrays
-
-        create_work_arrays(spec)
-    if instances:
-        Path(spec.work).mkdir(parents=True, exist_ok=True)
-        zarr.open_array(
-            Path(spec.work) / "local.zarr",
-            mode="a",
-            shape=(spec.pages, spec.height, spec.width),
-            chunks=(1, spec.chunk, spec.chunk),
-            dtype="uint32",
-            fill_value=0,
-            zarr_format=2,
-        )
-    levels = omezarr.level_shapes(spec.height, spec.width, spec.chunk)
-    pyramid = _pyramid_jobs(spec, levels, instances)
-    phases = 1 + instances + (spec.mode == "boundary")
-    total = len(jobs) * phases + sum(len(level) for level in pyramid)
-    with tqdm(total=total, unit="chunk", desc=Path(spec.input).name, disable=not progress) as bar:
-        todo = [j for j in jobs if not marker(spec, "predict", *j).exists()]
-        bar.update(len(jobs) - len(todo))
-        models = runner.shared((tuple(model.networks), model.meta))
-        runner.run(predict_chunk, [(spec, models, *j) for j in todo], lambda: bar.update(1))
-        counts = None
-        if instances:
-            tables = [_stitch_page(spec, grid, p) for p in range(spec.pages)]
-            counts = [count for _, count in tables]
-            split = _split_phase(runner, spec, jobs, bar, record) if spec.mode == "boundary" else None
-            if split is not None:
-                counts = [count for _, count in split]
-            todo = [
-                (p, iy, ix, *tables[p][0][(iy, ix)], split[p][0][(iy, ix)] if split else None)
-                for p, iy, ix in jobs
-                if not marker(spec, "label", p, iy, ix).exists()
-            ]
-            bar.update(len(jobs) - len(todo))
-            runner.run(label_chunk, [(spec, *j) for j in todo], lambda: bar.update(1))
-        for level in pyramid:  # cheap: always redone, level by level
-            runner.run(pyramid_chunk, [(spec, *j) for j in level], lambda: bar.update(1))
-    return counts
-
-
-def _split_phase(runner: Any, spec: RunSpec, jobs: list, bar: Any, record: dict) -> list[tuple[dict, int]]:
-    """Boundary models: every chunk's seeded watershed, then each page's table; warns (log and
-    record) about objects that reach the edge of a chunk's read region."""
-    import logging
-
-    from .chunk_watershed import split_chunk, split_page
-
-    todo = [j for j in jobs if not marker(spec, "split", *j).exists()]
-    bar.update(len(jobs) - len(todo))
-    runner.run(split_chunk, [(spec, *j) for j in todo], lambda: bar.update(1))
-    pages = [split_page(spec, p) for p in range(spec.pages)]
-    for _, _, warning in pages:
-        if warning:
-            logging.getLogger("paulow").warning(warning)
-            record.setdefault("warnings", []).append(warning)
-    return [(places, count) for places, count, _ in pages]
-
-
-def _stitch_page(spec: RunSpec, grid: ChunkGrid, page: int) -> tuple[dict, int]:
-    """Join one page's chunk objects; save its table; return (chunk -> (offset, count), objects)."""
-    from .chunk_stitch import global_mapping
-
-    chunks = _SavedChunks(spec, grid, page)
-    offsets, mapping = global_mapping(chunks, spec.min_size)
-    folder = Path(spec.work) / "mapping"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{page}.tmp.npy"
-    np.save(tmp, mapping)
-    tmp.replace(folder / f"{page}.npy")
-    places = {index: (offsets[index], chunks[index].count) for index in chunks}
-    return places, int(mapping.max(initial=0))
-
-
-class _SavedChunks(Mapping):
-    """One page's chunk records (`ChunkObjects`), read from their markers when asked, two rows of
-    chunks cached: `global_mapping` walks them in row-major order, so the driver never holds
-    every chunk's border lines at once."""
-
-    def __init__(self, spec: RunSpec, grid: ChunkGrid, page: int) -> None:
-        self._spec, self._page = spec, page
-        self._indices = list(grid.indices())
-        self._known = set(self._indices)
-        self._load = functools.lru_cache(maxsize=2 * grid.shape[1] + 2)(self._read)
-
-    def _read(self, index: tuple[int, int]) -> Any:
-        from .chunk_stitch import ChunkObjects
-
-        with np.load(marker(self._spec, "predict", self._page, *index)) as data:
-            return ChunkObjects.from_arrays({key: data[key] for key in data.files})
-
-    def __getitem__(self, index: tuple[int, int]) -> Any:
-        if index not in self._known:
-            raise KeyError(index)
-        return self._load(index)
-
-    def __contains__(self, index: object) -> bool:
-        return index in self._known
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self._indices)
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-
-def _write_objects_csv(spec: RunSpec, path: Path, counts: list[int]) -> Path:
-    """One row per object (a `page` column for stacks), merged from the chunks' parts and
-    streamed to the file: the driver holds one page's merged arrays, not a dict per object."""
-    from .io import unique_path
-    from .report import write_csv
-
-    rows = _object_rows(spec, counts)
-    first = next(rows, None)
-    if first is None:
-        return write_csv(unique_path(path), [])
-    return write_csv(unique_path(path), itertools.chain([first], rows), header=list(first))
-
-
-def _object_rows(spec: RunSpec, counts: list[int]) -> Iterator[dict]:
-    """The object rows of every page in order (all rows have the same columns)."""
-    from .chunk_objects import iter_merged
-
-    grid = ChunkGrid(spec.height, spec.width, spec.chunk)
-    for page, count in enumerate(counts):
-        parts = []
-        for iy, ix in grid.indices():
-            with np.load(marker(spec, "label", page, iy, ix)) as data:
-                parts.append({key: data[key] for key in data.files})
-        yield from iter_merged(parts, count, page if spec.pages > 1 else None)
-
-
-def _pyramid_jobs(spec: RunSpec, levels: list[tuple[int, int]], instances: bool) -> list[list[tuple]]:
-    """Per level >= 1, the (role, level, page, ys, xs) chunks to fill."""
-    roles = ["probability", "mask"] + (["objects"] if instances else [])
-    out = []
-    for n, (h, w) in enumerate(levels[1:], start=1):
-        grid = ChunkGrid(h, w, spec.chunk)
-        out.append(
-            [
-                (role, n, p, *grid.core(iy, ix))
-                for role in roles
-                for p in range(spec.pages)
-                for iy, ix in grid.indices()
-            ]
-        )
-    return out
-
-
-def _finish_outputs(
-    spec: RunSpec, fmt: str, out_dir: Path, stem: str, objects: list[int] | None
-) -> list[str]:
-    """The OME-Zarr path, or the TIFFs written from it (tiled, BigTIFF when large; `ome-tiff`:
-    pyramidal OME-TIFFs, see `paulow.ome_tiff`)."""
-    if fmt == "ome-zarr":
-        return [spec.output]
-    from . import omezarr
-    from .ome_tiff import input_pixel_size, write_ome_tiff
-    from .tiff_out import write_tiled_tiff
-
-    arrays, size = omezarr.arrays(Path(spec.output)), input_pixel_size(Path(spec.input))
-    roles: list[tuple[str, Any, int]] = [("mask", np.uint8, 255 if spec.mode != "classes" else 1)]
-    if "objects" in arrays:
-        most = max(objects or [0])
-        wide = np.uint32 if fmt == "ome-tiff" else np.float32  # ImageJ reads float32, OME uint32
-        roles.append(("labels", np.uint16 if most <= np.iinfo(np.uint16).max else wide, 1))
-    written = []
-    for role, dtype, scale in roles:
-        key = "objects" if role == "labels" else role
-        if fmt == "ome-tiff":
-            levels = omezarr.level_arrays(Path(spec.output), key)
-            where = out_dir / f"{stem}_{role}.ome.tif"
-            written.append(
-                write_ome_tiff(where, levels, spec.pages, scale=scale, dtype=dtype, pixel_size=size)
-            )
-        else:
-            where = out_dir / f"{stem}_{role}.tif"
-            written.append(
-                write_tiled_tiff(where, arrays[key], spec.pages, scale=scale, dtype=dtype, pixel_size=size)
-            )
-    return [str(p) for p in written]
 
 
 __all__ = ["FORMATS", "default_chunk", "output_stem", "predict_file"]

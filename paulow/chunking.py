@@ -131,22 +131,16 @@ def predict_core(
     """Blended probabilities `(K, h, w)` of a core from its normalised padded region."""
     import torch
 
-    from .infer import (
-        TTA_TRANSFORMS,
-        _accumulate,
-        _divide_by_weights,
-        _prepared,
-        _TileRunner,
-        _to_accumulator_device,
-        gaussian_window_1d,
-    )
+    from .infer import TTA_TRANSFORMS, gaussian_window_1d
+    from .inference_networks import prepared
+    from .tile_engine import TileRunner, accumulate, divide_by_weights, to_accumulator_device
 
     device = torch.device(device)
     window = gaussian_window_1d(tile)
-    with _prepared(members, device), torch.inference_mode():
-        runner = _TileRunner(members, window, device, batch_size, TTA_TRANSFORMS if tta else ((0, False),))
-        total = _accumulate(runner, _to_accumulator_device(region, device), ys, xs, tile, False)
-        _divide_by_weights(total, ys, xs, window)
+    with prepared(members, device), torch.inference_mode():
+        runner = TileRunner(members, window, device, batch_size, TTA_TRANSFORMS if tta else ((0, False),))
+        total = accumulate(runner, to_accumulator_device(region, device), ys, xs, tile, False)
+        divide_by_weights(total, ys, xs, window)
     return np.ascontiguousarray(total[:, inner[0], inner[1]].cpu().numpy())
 
 
@@ -163,9 +157,9 @@ def predict_in_chunks(
 ) -> np.ndarray:
     """`infer.predict_slice` of a normalised in-memory `(C, H, W)` slice computed chunk by chunk
     (the chunked engine without files or dask): the same `(K, H, W)` probabilities."""
-    from .infer import _as_list
+    from .inference_networks import as_members
 
-    members = _as_list(models)
+    members = as_members(models)
     check_chunk(chunk, tile)
     step = max(1, round(tile * (1 - overlap)))
     y, x = AxisPlan(image.shape[1], tile, step), AxisPlan(image.shape[2], tile, step)

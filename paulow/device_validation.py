@@ -17,20 +17,11 @@ import numpy as np
 import torch
 
 from .device_batches import residence
-from .infer import (
-    Models,
-    _as_list,
-    _check_image,
-    _check_options,
-    _divide_by_weights,
-    _pad_to_tile,
-    _prepared,
-    _TileRunner,
-    gaussian_window_1d,
-    tile_starts,
-)
+from .infer import _check_image, _check_options, _pad_to_tile, gaussian_window_1d, tile_starts
+from .inference_networks import Models, as_members, prepared
+from .tile_engine import TileRunner, divide_by_weights
 
-GUESSED_CLASSES = 8  # as `infer`: the output channels only decide where the sums may live
+GUESSED_CLASSES = 8  # as `tile_engine`: the output channels only decide where the sums may live
 
 
 def fits_on_device(images: Sequence[np.ndarray], tile: int, device: torch.device | str) -> bool:
@@ -51,7 +42,7 @@ def predict_batched(
 ) -> list[np.ndarray]:
     """Probabilities `float32 (K, H, W)` of each `(C, H, W)` slice, as `predict_slice` gives them
     (without test-time augmentation), the tiles of all slices batched together."""
-    members = _as_list(models)
+    members = as_members(models)
     _check_options(tile, overlap, batch_size)
     device = torch.device(device)
     padded = [_pad_to_tile(_check_image(im), tile) for im in images]
@@ -59,8 +50,8 @@ def predict_batched(
     grids = [(tile_starts(p.shape[1], tile, step), tile_starts(p.shape[2], tile, step)) for p, _ in padded]
     jobs = [(s, y, x) for s, (ys, xs) in enumerate(grids) for y in ys for x in xs]
     window = gaussian_window_1d(tile)
-    with _prepared(members, device), torch.inference_mode():
-        runner = _TileRunner(members, window, device, batch_size, ((0, False),))
+    with prepared(members, device), torch.inference_mode():
+        runner = TileRunner(members, window, device, batch_size, ((0, False),))
         sources = [torch.from_numpy(p).to(device) for p, _ in padded]
         totals: list[torch.Tensor | None] = [None] * len(sources)
         for first in range(0, len(jobs), batch_size):
@@ -79,7 +70,7 @@ def _finish(totals: list, grids: list, crops: list, window: np.ndarray) -> list[
     """Divide each slice's sums by its weights, crop the padding and bring all back in one copy."""
     outs = []
     for total, (ys, xs), crop in zip(totals, grids, crops):
-        _divide_by_weights(total, ys, xs, window)
+        divide_by_weights(total, ys, xs, window)
         outs.append(total if crop is None else total[:, crop[0], crop[1]])
     if not outs:
         return []

@@ -41,7 +41,7 @@ class OrtNetwork(nn.Module):
         self.session = session
         self.tile = tile
         self.input_name = input_name
-        self.paulow_activation = activation  # read by paulow.infer.activation_of
+        self.paulow_activation = activation  # read by paulow.inference_networks.activation_of
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
         if tuple(tiles.shape[2:]) != (self.tile, self.tile):
@@ -114,7 +114,7 @@ def _export(member: nn.Module, tile: int, channels: int) -> OrtNetwork:
     """Trace the network at one tile size (dynamic batch) and open a CPU session on it."""
     import onnxruntime as ort
 
-    from .infer import activation_of
+    from .inference_networks import activation_of
 
     was_training = member.training
     member.eval()

@@ -76,7 +76,8 @@ def predict_pages(
     already through `normalise_pages` when `normalised`). `runtime`: "torch" (default) or
     "onnxruntime" (CPU; faster, masks not byte-identical: paulow.ort_runtime); `on_tile(page, done,
     total)` after each batch of tiles (page counts from 0)."""
-    from .infer import predict_slice, set_activation, suggest_tile
+    from .infer import predict_slice, suggest_tile
+    from .inference_networks import set_activation
     from .ort_runtime import choose_runtime, with_runtime
 
     set_activation(models, meta)  # softmax only for models whose file says so (K >= 2)

@@ -1,5 +1,5 @@
-"""The device probe (`paulow.device_probe`): its choice from given timings and out-of-memory errors,
-the compile decision, the cache and the user's overrides."""
+"""The device probe (`paulow.device_probe`, its search `paulow.probe_search`): its choice from given
+timings and out-of-memory errors, the compile decision, the cache and the user's overrides."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from paulow import device_probe as dp
+from paulow import probe_search as ps
 from paulow.errors import UsageError
 
 OOM = "out of memory"
@@ -47,14 +48,14 @@ class FakeTimer:
 
 
 def test_pixels_per_tile_is_the_square_of_the_grid_step():
-    assert dp.pixels_per_tile(128, 0.5) == 64**2
-    assert dp.pixels_per_tile(256, 0.0) == 256**2
-    assert dp.pixels_per_tile(100, 0.25) == 75**2
+    assert ps.pixels_per_tile(128, 0.5) == 64**2
+    assert ps.pixels_per_tile(256, 0.0) == 256**2
+    assert ps.pixels_per_tile(100, 0.25) == 75**2
 
 
 def test_search_keeps_the_fastest_and_backs_off_on_out_of_memory():
     timer = FakeTimer()
-    choice = dp.search(timer, [128, 256, 512], [4, 8, 16, 32], overlap=0.5)
+    choice = ps.search(timer, [128, 256, 512], [4, 8, 16, 32], overlap=0.5)
     # by hand, MPix/s = step² x batch / s / 1e6 with step 64 (tile 128) and 128 (tile 256):
     # 128/4 1.6384; 128/8 2.048 (>= 1.05 x 1.6384: kept); 128/16 2.1140 (< 1.05 x 2.048: stop);
     # 256/4 2.62144 (>= 1.05 x 2.048: kept); 256/8 out of memory (back off to 4);
@@ -72,7 +73,7 @@ def test_search_keeps_the_fastest_and_backs_off_on_out_of_memory():
 def test_a_larger_tile_that_is_not_faster_ends_the_search():
     timings = {(128, 4): 0.01, (128, 8): 0.03, (256, 4): 0.039, (256, 8): 0.1, (512, 4): 1.0}
     timer = FakeTimer(timings)
-    choice = dp.search(timer, [128, 256, 512], [4, 8], overlap=0.5)
+    choice = ps.search(timer, [128, 256, 512], [4, 8], overlap=0.5)
     # 128/4 1.6384; 128/8 1.0923 (slower: stop); 256/4 1.6804; 256/8 1.3107 (slower: stop);
     # tile 256's best 1.6804 < 1.05 x 1.6384 = 1.7203: stop, keep 128/4
     assert (choice.tile, choice.batch_size) == (128, 4)
@@ -81,7 +82,7 @@ def test_a_larger_tile_that_is_not_faster_ends_the_search():
 
 def test_out_of_memory_on_the_smallest_candidate_is_a_clear_error():
     with pytest.raises(UsageError) as err:
-        dp.search(FakeTimer({(128, 4): OOM}), [128], [4, 8], overlap=0.5)
+        ps.search(FakeTimer({(128, 4): OOM}), [128], [4, 8], overlap=0.5)
     assert str(err.value) == (
         "the device ran out of memory even for tile 128 and batch 4: give a smaller "
         "--tile and --batch-size, or use --device cpu"
@@ -93,13 +94,13 @@ def test_other_errors_are_not_taken_for_out_of_memory():
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
     with pytest.raises(RuntimeError, match="shapes"):
-        dp.search(broken, [128], [4], overlap=0.5)
+        ps.search(broken, [128], [4], overlap=0.5)
 
 
 def test_the_time_budget_stops_the_search_after_the_first_candidate():
     ticks = iter(range(100))
     timer = FakeTimer()
-    choice = dp.search(
+    choice = ps.search(
         timer, [128, 256], [4, 8, 16], overlap=0.5, budget_s=0.5, clock=lambda: float(next(ticks))
     )
     assert timer.calls == [(128, 4)] and (choice.tile, choice.batch_size) == (128, 4)
@@ -116,8 +117,8 @@ def test_the_time_budget_stops_the_search_after_the_first_candidate():
 )
 def test_compile_is_timed_only_for_long_runs_and_kept_when_faster(work_mpix, compiled_s, expected):
     timer = FakeTimer(compiled=(40.0, compiled_s))
-    choice = dp.Choice(128, 4, mpix_per_s=1.6384)
-    choice = dp.decide_compile(choice, work_mpix, 0.5, timer.compiled)
+    choice = ps.Choice(128, 4, mpix_per_s=1.6384)
+    choice = ps.decide_compile(choice, work_mpix, 0.5, timer.compiled)
     assert timer.compiled_calls == (0 if expected is False else 1)
     assert choice.compile is bool(expected)
     if expected is False:

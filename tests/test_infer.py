@@ -14,14 +14,13 @@ from torch import nn
 
 from paulow.errors import ModelError, ShapeMismatchError, UsageError
 from paulow.infer import (
-    default_device,
     gaussian_window_1d,
     predict_slice,
     predict_stack,
-    prepare_model,
     suggest_tile,
     tile_starts,
 )
+from paulow.inference_networks import default_device, prepare_model
 from paulow.postprocess import to_mask
 
 CPU = torch.device("cpu")
@@ -307,7 +306,7 @@ def _small_attention_unet() -> nn.Module:
 def test_compiled_network_predicts_what_the_plain_one_does(caplog):
     import torch._dynamo
 
-    from paulow.infer import compile_for_inference
+    from paulow.inference_networks import compile_for_inference
 
     net = _small_attention_unet()
     image = np.random.default_rng(0).random((1, 100, 150), dtype=np.float32)
@@ -346,7 +345,7 @@ def test_a_network_that_fails_to_compile_falls_back_with_a_warning(caplog):
 
 
 def test_tiled_softmax_prediction_of_a_k3_model_sums_to_one_per_pixel():
-    from paulow.infer import activation_of, set_activation
+    from paulow.inference_networks import activation_of, set_activation
 
     model = conv_net(1, 3, seed=3)
     image = np.random.default_rng(0).random((1, 100, 90), dtype=np.float32)
@@ -365,7 +364,7 @@ def test_tiled_softmax_prediction_of_a_k3_model_sums_to_one_per_pixel():
 
 def test_training_marks_multiclass_networks_softmax():
     from paulow.config import TrainConfig
-    from paulow.infer import activation_of
+    from paulow.inference_networks import activation_of
     from paulow.training.network import build_network, output_activation
 
     assert output_activation(TrainConfig(classes=1)) == "sigmoid"

@@ -12,7 +12,8 @@ from torch import nn
 
 from paulow import ort_runtime
 from paulow.errors import ModelError, UsageError
-from paulow.infer import predict_slice, set_activation
+from paulow.infer import predict_slice
+from paulow.inference_networks import set_activation
 from paulow.models import build_model
 from paulow.ort_runtime import OrtNetwork, choose_runtime, with_runtime
 from paulow.predict import predict_pages

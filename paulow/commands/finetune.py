@@ -130,7 +130,7 @@ def run(args, echo=print) -> Path:
     slices = _read_pairs(ws.finetune_images, ws.finetune_masks, meta, loaded.classes, refused, palette)
     report_refused(refused, args, "Finetune_Model", echo)
     check_channels(slices, loaded.in_channels, f"model '{parent_path.name}'")
-    from ..infer import set_activation
+    from ..inference_networks import set_activation
 
     set_activation(loaded.models, meta)  # the parent's held-out Dice: softmax only for models that say so
     holdout = args.holdout if args.holdout is not None else FINETUNE_DEFAULTS["holdout"]

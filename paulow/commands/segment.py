@@ -197,7 +197,7 @@ def _tuned_options(args, device: str, loaded, images: list[Path], echo) -> Segme
     opts = options_from_args(args, device)
     opts, loaded.models = tune_options(opts, loaded.models, loaded.meta, images, args.batch_size, echo)
     if opts.compile:
-        from ..infer import compile_for_inference
+        from ..inference_networks import compile_for_inference
 
         loaded.models = [compile_for_inference(m) for m in loaded.models]
         echo("--compile: the network compiles on the first batch (20-60 s)")

@@ -152,7 +152,7 @@ def _fit_copy(
 ) -> tuple[Any, Any]:
     """A copy of `parent` fitted on `tune` (the epoch chosen on `val`), in eval mode, and its
     `FoldResult`."""
-    from ..infer import set_activation
+    from ..inference_networks import set_activation
     from .loop import fit_fold
     from .network import freeze_encoder, output_activation
 
