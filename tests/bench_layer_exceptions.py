@@ -16,8 +16,8 @@ BENCH_EXCEPTIONS: dict[str, tuple[str, ...]] = {
     "bench/chunked_memory.py": ("paulow.device",),
     # the seeded watershed across chunk seams: the chunk grid and per-chunk labelling themselves
     "bench/chunked_watershed.py": ("paulow.boundaries", "paulow.chunk_watershed", "paulow.chunking"),
-    # the benches' data loader: `Slice` records read, binarised and normalised exactly as training does
-    "bench/datasets.py": ("paulow.data", "paulow.errors", "paulow.io"),
+    # the benches' data loader: `Slice` records binarised and normalised exactly as training does
+    "bench/datasets.py": ("paulow.data", "paulow.errors"),
     # A/B of the inference engine (old vs new tiling, the device probe) on a bare network
     "bench/engine_ab.py": (
         "paulow.device_probe",
