@@ -32,7 +32,6 @@ BENCH_EXCEPTIONS: dict[str, tuple[str, ...]] = {
     "bench/finetune_domains.py": (
         "paulow.config",
         "paulow.data",
-        "paulow.device",
         "paulow.errors",
         "paulow.finetuning",
         "paulow.io",
@@ -67,9 +66,7 @@ BENCH_EXCEPTIONS: dict[str, tuple[str, ...]] = {
     "bench/quality.py": (
         "paulow.config",
         "paulow.data",
-        "paulow.device",
         "paulow.errors",
-        "paulow.evaluate",
         "paulow.infer",
         "paulow.io",
         "paulow.metrics",
