@@ -23,10 +23,10 @@ import torch
 from _common import describe, pick_device, write_json  # first: sets up threads
 from machine import machine_line
 
+from paulow.api import synthetic_image
 from paulow.config import TrainConfig
 from paulow.data import Augment, PatchDataset, Slice, normalise
 from paulow.device_batches import DeviceBatches
-from paulow.synthetic import nuclei_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_slices(count: int, size: int) -> list[Slice]:
-    pairs = [nuclei_image(size=(size, size), seed=k) for k in range(count)]
+    pairs = [synthetic_image("nuclei", (size, size), seed=k) for k in range(count)]
     return [Slice(normalise(im[None]), m, Path(f"b{k}.tif"), 0) for k, (im, m) in enumerate(pairs)]
 
 

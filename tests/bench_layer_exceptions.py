@@ -24,7 +24,6 @@ BENCH_EXCEPTIONS: dict[str, tuple[str, ...]] = {
         "paulow.infer",
         "paulow.io",
         "paulow.models",
-        "paulow.synthetic",
     ),
     # the bioimage.io package against the toolkit: the package's own tiling and post-processing
     "bench/export_reproduce.py": ("paulow.attachment_postprocess", "paulow.bioimageio_package"),
@@ -85,7 +84,6 @@ BENCH_EXCEPTIONS: dict[str, tuple[str, ...]] = {
         "paulow.device_validation",
         "paulow.infer",
         "paulow.models",
-        "paulow.synthetic",
         "paulow.training.epoch",
         "paulow.training.evaluation",
     ),
