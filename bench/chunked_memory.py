@@ -130,9 +130,9 @@ def child(mode: str, path: Path, out: Path, chunk: int, overlap: float, model_pa
         record = model.predict_file(path, out, chunk=chunk or None, format="ome-zarr")
         objects, chunk = record["objects"][0], record["settings"]["chunk"]
     else:
-        from paulow.io import read_image, write_mask
+        from paulow.api import read_image, write_mask
 
-        image = read_image(path).data[0, 0]
+        image = read_image(path)[0, 0]
         pred = model.predict(image)
         objects = int(pred.labels().max())
         write_mask(out / "mask.tif", pred.mask * np.uint8(255))

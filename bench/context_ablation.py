@@ -10,7 +10,7 @@ ONE stack (`train.tif`, sections in order, masks `train_mask.tif`) and the test 
 (`test.tif`): the sections are consecutive, so z-1 and z+1 are the real neighbours, and the 2-D
 runs (N = 0) see exactly the same files. `train_model.py --yes --name bench --time-limit T --seed S
 [--context N]` trains, `use_model.py --yes --model bench` segments `test.tif`, and
-`paulow.evaluate.score_pages` scores `test_mask.tif` against the test truth (pooled Dice, or the mean
+`paulow.api.score_masks` scores `test_mask.tif` against the test truth (pooled Dice, or the mean
 foreground Dice for K classes). The JSON holds every run, the mean and spread per N over the seeds,
 and which N has the best mean; a default should change only where context wins on every dataset
 by more than the spread between seeds.
@@ -38,7 +38,7 @@ from datasets import CLASS_NAMES, REPO, classes_of
 from machine import machine_line
 from user_path import class_args, real_split, run_script
 
-from paulow import io
+from paulow.api import read_mask, score_masks, write_image, write_mask
 
 DEFAULT_DATASETS = ("isbi2012_em_cells", "drosophila_vnc_sstem")
 
@@ -47,10 +47,9 @@ def write_stack(
     pages: Sequence[tuple[np.ndarray, np.ndarray]], image: Path, mask: Path | None, classes: int
 ) -> None:
     """The pages as one ZYX image stack and (if `mask`) one mask stack: 0/255, class indices for K > 1."""
-    io.write_tiff(image, np.stack([p[0] for p in pages]), axes="ZYX")
+    write_image(image, np.stack([p[0] for p in pages]), axes="ZYX")
     if mask is not None:
-        masks = np.stack([p[1] for p in pages]).astype(np.uint8)
-        io.write_mask(mask, masks if classes > 1 else io.binary_to_uint8(masks))
+        write_mask(mask, np.stack([p[1] for p in pages]).astype(np.uint8), binary=classes == 1)
 
 
 def one_run(
@@ -64,8 +63,6 @@ def one_run(
     core: int | None = None,
 ) -> dict:
     """Train with `--context N` (N = 0: plain 2-D) and seed `seed`, segment the test stack, score it."""
-    from paulow.evaluate import score_pages
-
     train, test = real_split(name, root)
     if pages_limit:
         train, test = train[:pages_limit], test[:pages_limit]
@@ -100,9 +97,9 @@ def one_run(
     use_seconds, used = run_script("use_model.py", ["--root", str(ws), "--yes", "--model", "bench"], core)
     if used.returncode != 0:
         raise RuntimeError(f"use_model.py failed on {name} (context {context}): {used.stderr[-2000:]}")
-    predicted = io.read_mask(ws / "Use_Model" / "OUTPUT_MASKS" / "test_mask.tif")
+    predicted = read_mask(ws / "Use_Model" / "OUTPUT_MASKS" / "test_mask.tif")
     pages = [("test", z, predicted[z], truth) for z, (_, truth) in enumerate(test)]
-    pooled = score_pages(pages, name, classes).pooled
+    pooled = score_masks(pages, name, classes).pooled
     return {
         "dataset": name,
         "context": context,

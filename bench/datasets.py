@@ -15,9 +15,8 @@ Splits (see `../shared/data/README.md`; the README's result tables depend on the
   set that no default was chosen on (`BINARY_VIEWS`).
 
 Each split is a list of `paulow.slices.Slice` normalised like training does (`NORMALISATION`), masks
-binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict
-`paulow.pair_loading.load_pairs` makes plus `info["raw"]`, the page's first channel as read (file
-dtype), for baselines that work on raw intensities.
+binarised to 0/1 (class indices kept for the datasets of `CLASS_NAMES`), with the `info` dict `paulow.pair_loading.load_pairs` makes plus `info["raw"]`, the
+page's first channel as read (file dtype), for baselines that work on raw intensities.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from paulow import io  # noqa: E402
+from paulow.api import image_pairs, read_image, read_mask  # noqa: E402
 from paulow.errors import EmptyFolderError, PairingError, ShapeMismatchError, UsageError  # noqa: E402
 from paulow.mask_classes import binarise_mask  # noqa: E402
 from paulow.normalisation import NORMALISATION, normalise  # noqa: E402
@@ -78,7 +77,7 @@ def _first_n(n_train: int, n_total: int) -> Callable[[Path], Split]:
     """Split image/mask pairs of `images/` + `masks/` in natural order: the first `n_train` train."""
 
     def split(folder: Path) -> Split:
-        pairs = io.pair_images_masks(io.list_images(folder / "images"), io.list_images(folder / "masks"))
+        pairs = image_pairs(folder / "images", folder / "masks")
         if len(pairs) != n_total:
             raise PairingError(
                 f"'{folder}' has {len(pairs)} image/mask pairs, the benchmark split "
@@ -143,23 +142,24 @@ def _binary_view(slices: Sequence[Slice], foreground: int) -> list[Slice]:
 
 
 def _item_slices(item: Item, classes: int = 1) -> list[Slice]:
-    stack, mask = io.read_image(item.image), io.read_mask(item.mask)
-    if mask.shape != (stack.data.shape[0], *stack.data.shape[2:]):
+    stack, mask = read_image(item.image), read_mask(item.mask)
+    if mask.shape != (stack.shape[0], *stack.shape[2:]):
         raise ShapeMismatchError(
-            f"'{item.image.name}' has shape {stack.data.shape} (pages, C, H, W) but "
+            f"'{item.image.name}' has shape {stack.shape} (pages, C, H, W) but "
             f"its mask '{item.mask.name}' has {mask.shape}: restore the dataset"
         )
-    pages = item.pages if item.pages is not None else range(stack.data.shape[0])
-    return [_page_slice(stack, mask[page], item.mask, page, classes) for page in pages]
+    pages = item.pages if item.pages is not None else range(stack.shape[0])
+    return [_page_slice(stack, item.image, mask[page], item.mask, page, classes) for page in pages]
 
 
 def _page_slice(
-    stack: io.ImageStack, mask: np.ndarray, mask_path: Path, page: int, classes: int = 1
+    stack: np.ndarray, path: Path, mask: np.ndarray, mask_path: Path, page: int, classes: int = 1
 ) -> Slice:
-    raw = stack.data[page]
+    """Page `page` of the `(pages, C, H, W)` image `stack` read from `path`, as training records it."""
+    raw = stack[page]
     target = binarise_mask(mask, classes)
     info = {
-        "file": stack.path.name,
+        "file": path.name,
         "page": page,
         "shape": list(raw.shape[1:]),
         "channels": int(raw.shape[0]),
@@ -172,7 +172,7 @@ def _page_slice(
         "raw": raw[0],
     }
     image = normalise(raw, NORMALISATION["low"], NORMALISATION["high"])
-    return Slice(image, target, stack.path, page, info)
+    return Slice(image, target, path, page, info)
 
 
 def slice_names(slices: Sequence[Slice]) -> list[str]:

@@ -122,8 +122,7 @@ def engine_rows(args, device, before) -> list[dict]:
 
 def files_row(args, device) -> dict:
     from paulow import io
-    from paulow.api import Model
-    from paulow.synthetic import nuclei_image
+    from paulow.api import Model, synthetic_image
 
     width = args.widths[0]
     meta = {
@@ -140,7 +139,8 @@ def files_row(args, device) -> dict:
         folder = Path(tmp)
         paths = [
             io.write_tiff(
-                folder / f"img{i}.tif", nuclei_image((args.size, args.size), seed=i, bit_depth=16)[0]
+                folder / f"img{i}.tif",
+                synthetic_image("nuclei", (args.size, args.size), seed=i, bit_depth=16)[0],
             )
             for i in range(args.files)
         ]

@@ -34,12 +34,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(args: argparse.Namespace) -> dict:
     import paulow
+    from paulow.api import read_image, read_mask
     from paulow.attachment_postprocess import mask_from_probabilities
     from paulow.bioimageio_package import package_tile, postprocess_params, predict_blockwise, predict_package
-    from paulow.io import read_image, read_mask
 
     model = paulow.load_model(args.model)
-    raw = read_image(Path(args.image)).data[0]
+    raw = read_image(Path(args.image))[0]
     truth = read_mask(Path(args.truth))[0] if args.truth else None
     tile, params = package_tile(model.meta), postprocess_params(model.meta)
     reference = model.predict(raw, tile=tile)

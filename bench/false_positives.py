@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from datasets import load_dataset
 
-from paulow import io
+from paulow.api import read_mask
 
 
 def false_positive_anatomy(pred: np.ndarray, truth: np.ndarray, near: int = 3) -> dict[str, int]:
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.work / args.dataset / "Use_Model" / "OUTPUT_MASKS"
     rows = []
     for i, page in enumerate(test, start=1):
-        pred = io.read_mask(out_dir / f"test{i}_mask.tif")[0]
+        pred = read_mask(out_dir / f"test{i}_mask.tif")[0]
         rows.append({"page": f"test{i}", **false_positive_anatomy(pred, page.mask, args.near)})
     pooled = {key: sum(r[key] for r in rows) for key in rows[0] if key != "page"}
     for row in [*rows, {"page": "pooled", **pooled}]:

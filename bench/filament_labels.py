@@ -22,7 +22,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from paulow import io  # noqa: E402
+from paulow.api import read_image, read_mask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SMOOTHING_SIGMA = 0.7
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     folder = args.data_root / "paulow_filaments"
     rows, inter, total, moved_all, fibres_all = [], 0, 0, 0, 0
     for i in range(1, 15):
-        image = io.read_image(folder / "images" / f"image{i}.tif").data[0, 0]
-        mask = io.read_mask(folder / "masks" / f"Mask{i}.tif")[0] > 0
+        image = read_image(folder / "images" / f"image{i}.tif")[0, 0]
+        mask = read_mask(folder / "masks" / f"Mask{i}.tif")[0] > 0
         recentred, moved, fibres = recentre_on_ridge(image, mask)
         inter += int(np.count_nonzero(recentred & mask))
         total += int(recentred.sum() + mask.sum())

@@ -210,9 +210,9 @@ def scratch_stage(parent_cfg: TrainConfig, data: Domains, minutes: float, device
 
 def run(args: argparse.Namespace) -> dict:
     """Train parent, fine-tuned and scratch models; return the results dict."""
-    from paulow.device import pick_device
+    from paulow.api import pick_device
 
-    device = pick_device(args.device or "auto")
+    device = pick_device(args.device)
     data = load_domains(args)
     results = {
         "command": command_line(),

@@ -140,13 +140,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def nuclei_pages(n: int, size: int, seed: int, tile: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`n` (uint16 image, 0/1 mask) pages of `size`²: a pool of four `paulow.synthetic.nuclei_image`
+    """`n` (uint16 image, 0/1 mask) pages of `size`²: a pool of four `paulow.api.synthetic_image`
     tiles, each page assembled from randomly chosen, turned and flipped copies (seeded). Drawing a
     4096² image whole would take minutes; the network's speed does not depend on the content."""
-    from paulow.synthetic import nuclei_image
+    from paulow.api import synthetic_image
 
     tile = min(tile, size)
-    pool = [nuclei_image((tile, tile), seed=seed + i, bit_depth=16) for i in range(4)]
+    pool = [synthetic_image("nuclei", (tile, tile), seed=seed + i, bit_depth=16) for i in range(4)]
     rng = np.random.default_rng(seed)
     count = -(-size // tile)
     pages = []

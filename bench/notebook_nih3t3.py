@@ -18,16 +18,16 @@ from datasets import DEFAULT_ROOT
 from machine import machine_line
 
 import paulow
-from paulow.io import list_images, pair_images_masks, read_image, read_mask
+from paulow.api import image_pairs, read_image, read_mask
 
 
 def run(root: Path, minutes: float, train_n: int = 6, test_n: int = 2, crop: int = 512) -> dict:
     """Train on `crop` x `crop` centre crops of `train_n` images (boundary target forced), then
     score `test_n` other whole images."""
     folder = root / "nih3t3_nuclei"
-    pairs = pair_images_masks(list_images(folder / "images"), list_images(folder / "masks"))
+    pairs = image_pairs(folder / "images", folder / "masks")
     names = [image.name for image, _ in pairs]
-    images = [read_image(image).data[0, 0] for image, _ in pairs]  # (H, W) uint8
+    images = [read_image(image)[0, 0] for image, _ in pairs]  # (H, W) uint8
     masks = [read_mask(mask)[0] for _, mask in pairs]  # (H, W) 0/255
     y, x = (images[0].shape[0] - crop) // 2, (images[0].shape[1] - crop) // 2
     cut = (slice(y, y + crop), slice(x, x + crop))

@@ -9,7 +9,7 @@ then made three ways from the same probabilities, each with the model's smallest
   since this rule came in);
 - `half`: 1 - P(background) above 0.5;
 - `argmax`: every pixel whose most probable class is not background (the rule before).
-Pixel and object scores are `paulow.evaluate.score_pages`' (objects: the mask's connected components,
+Pixel and object scores are `paulow.api.score_masks`' (objects: the mask's connected components,
 as `use_model.py` writes them without `--instances`). The model must come from a run that never saw
 the test split (e.g. `bench/user_path.py --work DIR` keeps it in `DIR/<dataset>/Use_Model/saved_models`).
 """
@@ -47,8 +47,8 @@ def object_masks(prob: np.ndarray, threshold: float, min_size: int) -> dict[str,
 def compare(model_path: Path, dataset: str, root: Path | None) -> dict:
     """Pooled scores of each rule on the test split of `dataset`."""
     import paulow
+    from paulow.api import score_masks
     from paulow.boundaries import is_boundary_model
-    from paulow.evaluate import score_pages
 
     model = paulow.load_model(model_path)
     if not is_boundary_model(model.meta):
@@ -70,7 +70,7 @@ def compare(model_path: Path, dataset: str, root: Path | None) -> dict:
         "n_pred",
         "n_true",
     )
-    scores = {rule: {k: score_pages(p, dataset).pooled[k] for k in keys} for rule, p in pages.items()}
+    scores = {rule: {k: score_masks(p, dataset).pooled[k] for k in keys} for rule, p in pages.items()}
     return {
         "model": str(model_path),
         "dataset": dataset,

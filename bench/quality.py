@@ -214,10 +214,10 @@ def score_test_pages(
     """Pooled test Dice, IoU and object F1, plus every pooled score and the per-page rows. With class
     `names` (K >= 2): Dice and IoU are the means over the foreground classes, `test_dice_per_class` /
     `test_iou_per_class` map each class name to its pooled score, and there is no object F1."""
-    from paulow.evaluate import score_pages
+    from paulow.api import score_masks
 
     classes = len(names) if names else 1
-    scored = score_pages(((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds)), classes=classes)
+    scored = score_masks(((s.source.name, s.page, p, s.mask) for s, p in zip(slices, preds)), classes=classes)
     pooled = scored.pooled
     if classes > 1:
         return {
@@ -709,10 +709,10 @@ def run_dataset(
 
 def run(args: argparse.Namespace) -> dict:
     """Run the benchmark; return the results dict (also in --out)."""
-    from paulow.device import pick_device
+    from paulow.api import pick_device
 
     specs, datasets = selected_rows(args), selected_datasets(args)
-    device = pick_device(args.device or "auto")
+    device = pick_device(args.device)
     results = start_results(args.out / f"{RESULTS_NAME}.json", settings_of(args, device), args.resume)
     if all(
         has_row(results, d, s.name) for d in datasets for s in rows_for(d, specs, bool(_names(args.rows)))

@@ -23,13 +23,13 @@ import torch
 from _common import describe, pick_device, write_json  # first: sets up threads
 from machine import machine_line
 
+from paulow.api import synthetic_image
 from paulow.augmentation import Augment
 from paulow.config import TrainConfig
 from paulow.device_batches import DeviceBatches
 from paulow.normalisation import normalise
 from paulow.patches import PatchDataset
 from paulow.slices import Slice
-from paulow.synthetic import nuclei_image
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_slices(count: int, size: int) -> list[Slice]:
-    pairs = [nuclei_image(size=(size, size), seed=k) for k in range(count)]
+    pairs = [synthetic_image("nuclei", (size, size), seed=k) for k in range(count)]
     return [Slice(normalise(im[None]), m, Path(f"b{k}.tif"), 0) for k, (im, m) in enumerate(pairs)]
 
 

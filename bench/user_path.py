@@ -9,7 +9,7 @@ Each dataset's train pages are written as one TIFF per page into a fresh workspa
 `Train_Model/TRAINING_IMAGES|TRAINING_MASKS` (raw values as read, masks 0/255), the test pages into
 `Use_Model/INPUT_IMAGES`; `train_model.py --yes --name bench --time-limit T` trains (its own
 cross-validation plan, test share and threshold tuning), `use_model.py --yes --model bench` segments,
-and `paulow.evaluate.score_pages` scores the masks against the test truth (pooled Dice, object F1).
+and `paulow.api.score_masks` scores the masks against the test truth (pooled Dice, object F1).
 `--use-args` adds `use_model.py` options: with `--instances` (e.g. for a `--boundary-target` model, or
 `--instances --split-touching`) the object scores use the `_labels.tif` instance images it writes,
 the pixel scores their foreground; without, objects are the mask's connected components.
@@ -39,8 +39,7 @@ import numpy as np
 from datasets import ALL_DATASETS, CLASS_NAMES, DATASETS, REPO, classes_of, load_dataset
 from machine import machine_line
 
-from paulow import io
-from paulow.slices import Slice
+from paulow.api import class_scores, read_mask, score_masks, synthetic_image, write_image, write_mask
 
 SYNTHETIC = {
     "synthetic_large": {"n_train": 27, "n_test": 6, "size": (768, 1024)},
@@ -52,17 +51,18 @@ def synthetic_split(
     name: str,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
     """(train, test) lists of (raw image, 0/1 mask) made by `paulow.synthetic`, seeded."""
-    from paulow.synthetic import nuclei_image
-
     spec = SYNTHETIC[name]
-    pages = [nuclei_image(spec["size"], seed=1000 + i) for i in range(spec["n_train"] + spec["n_test"])]
+    pages = [
+        synthetic_image("nuclei", spec["size"], seed=1000 + i)
+        for i in range(spec["n_train"] + spec["n_test"])
+    ]
     return pages[: spec["n_train"]], pages[spec["n_train"] :]
 
 
 def real_split(name: str, root: Path | None) -> tuple[list, list]:
     """(train, test) lists of (raw first channel, 0/1 mask) of a `../shared/data` dataset."""
 
-    def pages(slices: Sequence[Slice]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def pages(slices: Sequence) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(s.info["raw"], s.mask) for s in slices]
 
     train, test = load_dataset(name, root)
@@ -74,10 +74,10 @@ def write_pages(pages, images: Path, masks: Path | None, prefix: str, classes: i
     returns the image stems."""
     stems = []
     for i, (image, mask) in enumerate(pages, start=1):
-        io.write_tiff(images / f"{prefix}{i}.tif", image)
+        write_image(images / f"{prefix}{i}.tif", image)
         if masks is not None:
-            io.write_mask(
-                masks / f"mask{i}.tif", mask.astype(np.uint8) if classes > 1 else io.binary_to_uint8(mask)
+            write_mask(
+                masks / f"mask{i}.tif", mask if classes == 1 else mask.astype(np.uint8), binary=classes == 1
             )
         stems.append(f"{prefix}{i}")
     return stems
@@ -114,9 +114,7 @@ def predicted_pages(out: Path, stems: Sequence[str], test: Sequence) -> list[tup
     pages = []
     for stem, (_, truth) in zip(stems, test):
         labels = out / f"{stem}_labels.tif"
-        pages.append(
-            (stem, 0, io.read_mask(labels if labels.is_file() else out / f"{stem}_mask.tif")[0], truth)
-        )
+        pages.append((stem, 0, read_mask(labels if labels.is_file() else out / f"{stem}_mask.tif")[0], truth))
     return pages
 
 
@@ -131,8 +129,6 @@ def bench_dataset(
 ) -> dict:
     """Train and segment through the scripts; return the scores and times. `pages_limit`: use only
     the first N train and test pages (smoke runs of the bench itself, not numbers)."""
-    from paulow.evaluate import class_rows, score_pages
-
     train, test = synthetic_split(name) if name in SYNTHETIC else real_split(name, root)
     if pages_limit:
         train, test = train[:pages_limit], test[:pages_limit]
@@ -164,9 +160,9 @@ def bench_dataset(
     if used.returncode != 0:
         raise RuntimeError(f"use_model.py failed on {name}: {used.stderr[-2000:]}")
     out = ws / "Use_Model" / "OUTPUT_MASKS"
-    scored = score_pages(predicted_pages(out, stems, test), name, classes)
+    scored = score_masks(predicted_pages(out, stems, test), name, classes)
     timing = ws / "Use_Model" / "saved_models" / "bench_report" / "timing.json"
-    per_class = class_rows(scored.pooled, CLASS_NAMES[name]) if classes > 1 else None
+    per_class = class_scores(scored.pooled, CLASS_NAMES[name]) if classes > 1 else None
     return {
         "dataset": name,
         "classes": classes,

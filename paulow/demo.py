@@ -27,10 +27,10 @@ def _step(cli_main: Callable[[Sequence[str]], int], title: str, argv: list[str])
 
 def _write_data(ws, truth: Path) -> None:
     """10 synthetic training images with masks; 4 new images to segment, their masks in `truth`."""
-    from .synthetic import write_dataset
+    from .api import write_synthetic_dataset
 
-    write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=10, size=(192, 192), seed=1)
-    write_dataset(
+    write_synthetic_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=10, size=(192, 192), seed=1)
+    write_synthetic_dataset(
         ws.use_inputs,
         truth,
         kind="nuclei",

@@ -38,7 +38,7 @@ def imported(path: Path) -> set[str]:
 
 def test_the_helper_resolves_relative_imports():
     found = imported(PACKAGE / "commands" / "evaluate.py")
-    assert {"paulow.api", "paulow.evaluate", "paulow.errors"} <= found
+    assert {"paulow.api", "paulow.report", "paulow.errors"} <= found
     assert imported(PACKAGE / "api" / "model.py") >= {"paulow.predict", "paulow.errors"}
 
 

@@ -9,22 +9,66 @@ No prompts, no drop folders; progress (lines and a `tqdm.auto` bar) unless `verb
 """
 
 from ..config import TrainConfig
+from .evaluate_run import EvaluationRun, class_scores, evaluate_run, score_masks, write_evaluation
+from .files import (
+    image_pairs,
+    read_image,
+    read_mask,
+    synthetic_image,
+    write_image,
+    write_mask,
+    write_synthetic_dataset,
+)
 from .fitting import finetune, train
 from .inputs import ArrayOrPath, make_slices
 from .model import Model, list_models, load_model, model_summary
 from .prediction import Prediction
 from .scores import evaluate
+from .tools import (
+    InputResult,
+    NetworkSummary,
+    OverfitResult,
+    export_model_file,
+    find_inputs,
+    network_summary,
+    overfit_one_batch,
+    pick_device,
+    predict_inputs,
+    training_pairs,
+)
 
 __all__ = [
     "ArrayOrPath",
+    "EvaluationRun",
+    "InputResult",
     "Model",
+    "NetworkSummary",
+    "OverfitResult",
     "Prediction",
     "TrainConfig",
+    "class_scores",
     "evaluate",
+    "evaluate_run",
+    "export_model_file",
+    "find_inputs",
     "finetune",
+    "image_pairs",
     "list_models",
     "load_model",
     "make_slices",
     "model_summary",
+    "network_summary",
+    "overfit_one_batch",
+    "pick_device",
+    "predict_inputs",
+    "read_image",
+    "read_mask",
+    "score_masks",
+    "synthetic_image",
     "train",
+    "training_pairs",
+    "write_evaluation",
+    "write_image",
+    "write_mask",
+    "write_synthetic_dataset",
 ]
