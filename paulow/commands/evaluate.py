@@ -57,7 +57,7 @@ def _names(given: Sequence[str] | None, classes: int) -> list[str]:
 
 
 def run(args, echo=print) -> int:
-    from ..device import pick_device
+    from ..device import pick_device, use_threads
     from ..report import write_csv, write_json
 
     if not args.truth:
@@ -85,6 +85,7 @@ def run(args, echo=print) -> int:
         if not args.images:
             raise UsageError("--model needs --images (the images to segment before scoring)")
         device = pick_device(args.device or "auto")
+        use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
         for model in args.model:
             loaded = load_model(model, device)
             classes = model_classes(loaded, args.classes, model)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data import check_channels, load_pairs
-from ..device import pick_device
+from ..device import pick_device, use_threads
 from ..errors import UsageError
 from ..palette import Palette, find_palette, from_colours
 from ..training.evaluation import dice_on_slices
@@ -114,6 +114,7 @@ def run(args, echo=print) -> Path:
     require_writable(ws, ws.models, [ws.finetune_images, ws.finetune_masks], args.keep_inputs)
     parent_path = choose_model(ws.models, args.model, args.yes)
     device = pick_device(args.device or "auto")
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     loaded = load_checkpoint(parent_path, device)
     meta = loaded.meta
     cfg = finetune_config(

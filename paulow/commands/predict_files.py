@@ -54,12 +54,13 @@ def run(args, echo=print) -> int:
     """Segment every input with one cluster for the run; returns non-zero if any file failed."""
     from ..api import load_model
     from ..dask_runner import TaskRunner
-    from ..device import pick_device
+    from ..device import pick_device, use_threads
 
     if not args.output:
         raise UsageError("--input needs --output DIR: the folder for the results")
     inputs = _inputs(list(args.input))
     device = pick_device(args.device or "auto")
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     model_path = _model_path(args)
     model = load_model(model_path, device)
     echo(f"model: {model_path.name}; {len(inputs)} input(s) -> {args.output}")

@@ -137,13 +137,14 @@ def overfit_verdict(result: dict) -> tuple[bool, str]:
 
 def run_check_overfit(args, echo=print) -> int:
     from ..data import load_pairs
-    from ..device import pick_device
+    from ..device import pick_device, use_threads
     from ..palette import find_palette
     from ..workspace import Workspace
     from .common import config_from_args
 
     ws = Workspace(Path(args.root))
     device = pick_device(args.device or "auto")
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     cfg = config_from_args(args, device)
     masks = args.masks or ws.train_masks
     palette = find_palette(masks, cfg.mask_classes(), getattr(args, "palette", None))

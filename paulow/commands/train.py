@@ -12,7 +12,7 @@ from .. import distributed
 from ..config import TrainConfig
 from ..context import add_context
 from ..data import CLASS_NAMES_FILE, Slice, class_names_beside, load_pairs
-from ..device import pick_device
+from ..device import pick_device, use_threads
 from ..errors import UsageError
 from ..intensity import normalisation_spec
 from ..palette import PALETTE_FILE, Palette, find_palette, from_colours, palette_names
@@ -106,6 +106,7 @@ def run(args, echo=print) -> Path | None:
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
     device = distributed.local_device(pick_device(args.device or "auto"))
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     distributed.init(device)
     distributed.main_first(lambda: ws.require(ws.train_images, ws.train_masks))
     if not distributed.is_main():
