@@ -12,19 +12,37 @@ from ..config import TrainConfig
 from .fitting import finetune, train
 from .inputs import ArrayOrPath, make_slices
 from .model import Model, list_models, load_model, model_summary
+from .napari_support import (
+    Cancelled,
+    PaulowError,
+    ShapeMismatchError,
+    UsageError,
+    Volume,
+    attention_maps,
+    is_volume,
+    open_volume,
+)
 from .prediction import Prediction
 from .scores import evaluate
 
 __all__ = [
     "ArrayOrPath",
+    "Cancelled",
     "Model",
+    "PaulowError",
     "Prediction",
+    "ShapeMismatchError",
     "TrainConfig",
+    "UsageError",
+    "Volume",
+    "attention_maps",
     "evaluate",
     "finetune",
+    "is_volume",
     "list_models",
     "load_model",
     "make_slices",
     "model_summary",
+    "open_volume",
     "train",
 ]
