@@ -88,3 +88,23 @@ def test_choosing_the_device_and_threads_sets_no_threads(monkeypatch):
         assert device.use_threads("cpu", 0.0) == device.usable_cores() == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_command_line_hands_the_startup_load_to_the_command(monkeypatch, tmp_path):
+    """`paulow train` applies the threads once, at its start, for the load sampled before torch
+    loaded (passed, not kept in a global); the load is no option of the run's report."""
+    import argparse
+
+    import torch
+
+    import paulow.device
+    from paulow.cli import main
+    from paulow.commands.common import effective_options
+
+    seen = []
+    monkeypatch.setattr(paulow.device, "choose_wait_policy", lambda: StartupLoad(None, 1.25))
+    monkeypatch.setattr(paulow.device, "cpu_threads", lambda cores=None, busy=None: seen.append(busy) or 1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(("set", n)))
+    assert main(["train", "--root", str(tmp_path / "none"), "--device", "cpu"]) != 0  # no images there
+    assert seen == [1.25, ("set", 1)]
+    assert "busy_cores" not in effective_options(argparse.Namespace(busy_cores=1.25, epochs=3))
