@@ -210,9 +210,10 @@ def scratch_stage(parent_cfg: TrainConfig, data: Domains, minutes: float, device
 
 def run(args: argparse.Namespace) -> dict:
     """Train parent, fine-tuned and scratch models; return the results dict."""
-    from paulow.api import pick_device
+    from paulow.api import pick_device, use_threads
 
     device = pick_device(args.device)
+    use_threads(device)  # the CPU threads, set once here
     data = load_domains(args)
     results = {
         "command": command_line(),

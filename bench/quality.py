@@ -709,10 +709,11 @@ def run_dataset(
 
 def run(args: argparse.Namespace) -> dict:
     """Run the benchmark; return the results dict (also in --out)."""
-    from paulow.api import pick_device
+    from paulow.api import pick_device, use_threads
 
     specs, datasets = selected_rows(args), selected_datasets(args)
     device = pick_device(args.device)
+    use_threads(device)  # the CPU threads, set once here
     results = start_results(args.out / f"{RESULTS_NAME}.json", settings_of(args, device), args.resume)
     if all(
         has_row(results, d, s.name) for d in datasets for s in rows_for(d, specs, bool(_names(args.rows)))

@@ -17,35 +17,39 @@ MAX_PIXELS = 16_000_000  # one whole-slice forward pass; larger slices are skipp
 
 def attention_maps(loaded, page: np.ndarray, opts) -> list[np.ndarray]:
     """(H, W) float maps of every attention gate of the first model, for one raw (C, H, W) page."""
+    return gate_maps(loaded.models[0], loaded.meta, loaded.in_channels, page, opts.device)
+
+
+def gate_maps(network, meta: dict, in_channels: int, page: np.ndarray, device: str) -> list[np.ndarray]:
+    """(H, W) float maps of every attention gate of `network` (deepest first), for one raw (C, H, W)
+    page normalised as `meta` says, on `device`; [] (and a warning) when there are none to show."""
     import cv2
     import torch
 
     from .normalisation import normalise_with
     from .predict import match_channels
 
-    model = getattr(loaded.models[0], "_orig_mod", loaded.models[0])  # a compiled one: its network
+    model = getattr(network, "_orig_mod", network)  # a compiled one: its network
     if not hasattr(model, "keep_attention"):
-        log.warning("model '%s' has no attention gates: nothing to save", loaded.meta.get("arch"))
+        log.warning("model '%s' has no attention gates: nothing to save", meta.get("arch"))
         return []
     from .context import model_context
 
-    if model_context(loaded.meta):  # its input is a page with its neighbours, not one page
+    if model_context(meta):  # its input is a page with its neighbours, not one page
         log.warning(
             "model '%s' was trained with --context: attention maps are not written for it",
-            loaded.meta.get("name") or loaded.meta.get("arch"),
+            meta.get("name") or meta.get("arch"),
         )
         return []
     h, w = page.shape[-2:]
     if h * w > MAX_PIXELS:
         log.warning("slice of %dx%d is too large for attention maps (one forward pass): skipped", h, w)
         return []
-    image = normalise_with(
-        match_channels(page[None], loaded.in_channels, "slice")[0], loaded.meta.get("normalisation", {})
-    )
+    image = normalise_with(match_channels(page[None], in_channels, "slice")[0], meta.get("normalisation", {}))
     model.keep_attention = True
     try:
         with torch.inference_mode():
-            model(torch.from_numpy(image)[None].to(opts.device))
+            model(torch.from_numpy(image)[None].to(device))
         maps = [m[0, 0].float().cpu().numpy() for m in model.attention_maps]
     finally:
         model.keep_attention = False

@@ -108,7 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in COMPUTE_COMMANDS and getattr(args, "device", None) in (None, "auto", "cpu"):
         from .device import choose_wait_policy
 
-        choose_wait_policy()  # before the command imports torch
+        # before the command imports torch; the load it sampled goes to the command's `use_threads`
+        args.busy_cores = choose_wait_policy().busy
     run: Callable[..., object]  # commands return an exit code or the model they wrote
     if command == "setup":
         from .commands.setup import run

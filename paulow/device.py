@@ -1,4 +1,4 @@
-"""Device choice: CUDA when present, else the CPU, its OpenMP wait policy and threads set by the load.
+"""Device choice: CUDA when present, else the CPU, its OpenMP wait policy and threads chosen by the load.
 
 Why (bench/threads_under_load.py, a width-16 training step on a 2-core machine other processes also
 used): libgomp's default, spinning wait policy with two threads made 0.4-0.6 patches/s, one thread
@@ -6,6 +6,10 @@ used): libgomp's default, spinning wait policy with two threads made 0.4-0.6 pat
 with every core is fastest (38 against 32 patches/s with PASSIVE). So a busy machine at start gets
 PASSIVE (it must be set before torch loads OpenMP); if torch was loaded already, or the machine gets
 busy later, the spinning policy is kept and the threads are cut to the cores left free.
+
+Choosing is separate from applying: `pick_device` and `cpu_threads` return their choice and change
+nothing; the entry that starts the work (a command's start) applies it once with `use_threads`,
+given the load `choose_wait_policy` sampled before torch loaded (`StartupLoad.busy`).
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ import logging
 import os
 import sys
 import time
+from typing import NamedTuple
 
 log = logging.getLogger("paulow")
 
 BUSY_CORE = 0.5  # another process using this much of a core counts as taking it
-_startup_busy: float | None = None  # sampled by `choose_wait_policy`, used once by `cpu_threads`
+
+
+class StartupLoad(NamedTuple):
+    """What `choose_wait_policy` found before torch loaded: the policy it set (None: nothing set)
+    and the cores other processes kept busy then (None: not sampled), for the first `cpu_threads`."""
+
+    policy: str | None = None
+    busy: float | None = None
 
 
 def pick_device(requested: str = "auto") -> str:
-    """'cuda' when present (or requested), else 'cpu' with the cores other processes leave free."""
+    """'cuda' when present (or requested), else 'cpu'; sets nothing (threads: `use_threads`)."""
     import torch
 
     if requested == "auto":
@@ -31,9 +43,30 @@ def pick_device(requested: str = "auto") -> str:
         from .errors import UsageError
 
         raise UsageError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
-    if requested == "cpu":
-        torch.set_num_threads(cpu_threads())
     return requested
+
+
+def use_threads(device: str, busy: float | None = None) -> int | None:
+    """Apply the thread choice at the start of work, once: on the CPU torch gets `cpu_threads(busy=
+    busy)` threads (`busy`: `StartupLoad.busy`, else sampled now); returns them (None on a GPU)."""
+    if device != "cpu":
+        return None
+    import torch
+
+    threads = cpu_threads(busy=busy)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def fewer_threads(device: str) -> int | None:
+    """For a run already going on the CPU: `cpu_threads()` (sampled now) when fewer than torch uses,
+    else None (nothing to cut); sets nothing."""
+    if device != "cpu":
+        return None
+    import torch
+
+    threads = cpu_threads()
+    return threads if threads < torch.get_num_threads() else None
 
 
 def usable_cores() -> int:
@@ -70,21 +103,20 @@ def others_busy_cores(seconds: float = 0.3) -> float | None:
     return max(0.0, share * cores - own_cores)
 
 
-def choose_wait_policy(busy: float | None = None, torch_loaded: bool | None = None) -> str | None:
+def choose_wait_policy(busy: float | None = None, torch_loaded: bool | None = None) -> StartupLoad:
     """Set `OMP_WAIT_POLICY=PASSIVE` when other processes keep a core busy (sampled when `busy` is
-    not given); returns the policy set, or None when nothing was changed: the machine is idle, the
-    user set a policy (or GOMP_SPINCOUNT), or torch, which reads it when it loads, is loaded already."""
+    not given); returns the policy set and the load. The policy is None when nothing was changed:
+    the machine is idle, the user set a policy (or GOMP_SPINCOUNT), or torch, which reads it when it
+    loads, is loaded already (then nothing is sampled either)."""
     torch_loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
     if torch_loaded or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
-        return None
-    global _startup_busy
+        return StartupLoad()
     busy = others_busy_cores() if busy is None and usable_cores() > 1 else busy
-    _startup_busy = busy
     if not busy or busy < BUSY_CORE:
-        return None
+        return StartupLoad(None, busy)
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     log.info("other processes keep %.1f core(s) busy: OMP_WAIT_POLICY=PASSIVE", busy)
-    return "PASSIVE"
+    return StartupLoad("PASSIVE", busy)
 
 
 def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
@@ -92,7 +124,7 @@ def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
     busy by other processes (at least one).
 
     An OMP_NUM_THREADS the user set is obeyed. `busy` (cores other processes use) is sampled when
-    not given.
+    not given. Returns the count and sets nothing (`use_threads` applies it).
     """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
@@ -100,9 +132,6 @@ def cpu_threads(cores: int | None = None, busy: float | None = None) -> int:
     cores = cores or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
         return cores  # waiting threads sleep: every core is still the fastest under load
-    global _startup_busy
-    if busy is None and _startup_busy is not None:
-        busy, _startup_busy = _startup_busy, None
     busy = others_busy_cores() if busy is None and cores > 1 else busy
     if not busy or busy < BUSY_CORE:
         return cores

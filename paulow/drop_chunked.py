@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import tifffile
@@ -131,10 +130,11 @@ def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: An
 def _run_engine(loaded: Any, path: Path, work: Path, opts: Any) -> dict:
     """The engine's run into `work` (TIFF outputs, one process); a leftover of a run with other
     settings (another model or options) is discarded first, a killed run's chunks are kept."""
+    from .api import Model
     from .chunked_run import predict_file
     from .dask_runner import TaskRunner
 
-    model = SimpleNamespace(meta=loaded.meta, networks=list(loaded.models))
+    model = Model(list(loaded.models), loaded.meta, opts.device)
 
     def engine() -> dict:
         return predict_file(

@@ -110,3 +110,22 @@ def test_jobs_refuse_missing_models_and_existing_outputs(tmp_path):
     with pytest.raises(UsageError, match="a name ending in .pth"):
         next(jobs.train([], [], tmp_path / "model.txt"))
     assert taken.read_bytes() == b"keep me"
+
+
+def test_the_plugin_uses_paulow_only_through_its_api():
+    """Every PAULow module the napari plugin imports (at the top or inside a function) is `paulow.api`."""
+    import ast
+    from pathlib import Path
+
+    import paulow.napari
+
+    used = set()
+    for source in Path(paulow.napari.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level > 1:
+                used.add("paulow." + (node.module or ""))  # `from ..x import y`: outside the plugin
+            elif isinstance(node, ast.Import):
+                used.update(alias.name for alias in node.names)
+    assert {name for name in used if name.split(".")[0] == "paulow"} == {"paulow.api"}

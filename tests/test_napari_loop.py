@@ -216,7 +216,7 @@ def test_sparse_corrections_reach_finetune_with_their_painted_pixels(
         seen.update(kwargs)
         return SimpleNamespace(meta={}, save=lambda out: out)
 
-    monkeypatch.setattr(paulow, "finetune", finetune)
+    monkeypatch.setattr(paulow.api, "finetune", finetune)
     job = jobs.train(images, masks, tmp_path / "t.pth", base=tiny_model, labelled=marks, time_limit=0)
     list(job)
     assert seen["labelled"] is marks  # the painted pixels go through to paulow.finetune

@@ -22,6 +22,16 @@ from .files import (
 from .fitting import finetune, train
 from .inputs import ArrayOrPath, make_slices
 from .model import Model, list_models, load_model, model_summary
+from .napari_support import (
+    Cancelled,
+    PaulowError,
+    ShapeMismatchError,
+    UsageError,
+    Volume,
+    attention_maps,
+    is_volume,
+    open_volume,
+)
 from .prediction import Prediction
 from .scores import evaluate
 from .tools import (
@@ -35,17 +45,24 @@ from .tools import (
     pick_device,
     predict_inputs,
     training_pairs,
+    use_threads,
 )
 
 __all__ = [
     "ArrayOrPath",
+    "Cancelled",
     "EvaluationRun",
     "InputResult",
     "Model",
     "NetworkSummary",
     "OverfitResult",
+    "PaulowError",
     "Prediction",
+    "ShapeMismatchError",
     "TrainConfig",
+    "UsageError",
+    "Volume",
+    "attention_maps",
     "class_scores",
     "evaluate",
     "evaluate_run",
@@ -53,11 +70,13 @@ __all__ = [
     "find_inputs",
     "finetune",
     "image_pairs",
+    "is_volume",
     "list_models",
     "load_model",
     "make_slices",
     "model_summary",
     "network_summary",
+    "open_volume",
     "overfit_one_batch",
     "pick_device",
     "predict_inputs",
@@ -67,6 +86,7 @@ __all__ = [
     "synthetic_image",
     "train",
     "training_pairs",
+    "use_threads",
     "write_evaluation",
     "write_image",
     "write_mask",

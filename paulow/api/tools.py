@@ -27,6 +27,15 @@ def pick_device(requested: str | None = None) -> str:
     return pick(requested or "auto")
 
 
+def use_threads(device: str, busy: float | None = None) -> int | None:
+    """Apply the CPU thread choice once, at the start of a command's work (`busy`: the cores other
+    processes kept busy at startup, else sampled now); returns the count (None on a GPU). The rest
+    of the API sets no threads."""
+    from ..device import use_threads as apply
+
+    return apply(device, busy)
+
+
 @dataclass(frozen=True)
 class NetworkSummary:
     """A network's layers (name, type, output shape, parameters), parameter count and forward

@@ -218,7 +218,9 @@ def config_from_args(args: Namespace, device: str):
 def effective_options(args: Namespace) -> dict[str, Any]:
     """Every option of this run (command line, config file and defaults) as JSON types, for reports."""
     return {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "config_file_values"
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("config_file_values", "busy_cores")  # busy_cores: the load at start, not an option
     }
 
 

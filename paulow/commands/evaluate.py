@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api import EvaluationRun, evaluate_run, write_evaluation
+from ..api import EvaluationRun, evaluate_run, pick_device, use_threads, write_evaluation
 from ..errors import UsageError
 from ..report import format_table
 
@@ -10,6 +10,9 @@ from ..report import format_table
 def run(args, echo=print) -> int:
     if not args.truth:
         raise UsageError("evaluate needs --truth (a folder or file of ground-truth masks)")
+    device = pick_device(args.device) if args.model else None
+    if device is not None:
+        use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     scored = evaluate_run(
         args.truth,
         predictions=args.pred or (),
@@ -19,7 +22,7 @@ def run(args, echo=print) -> int:
         class_names=getattr(args, "class_names", None),
         palette=getattr(args, "palette", None),
         tolerance=args.tolerance,
-        device=args.device,
+        device=device,
     )
     out = args.out or (args.truth if args.truth.is_dir() else args.truth.parent) / "evaluation"
     out.mkdir(parents=True, exist_ok=True)

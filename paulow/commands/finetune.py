@@ -12,7 +12,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from ..device import pick_device
+from ..device import pick_device, use_threads
 from ..errors import UsageError
 from ..pair_loading import load_pairs
 from ..palette import Palette, find_palette, from_colours
@@ -115,6 +115,7 @@ def run(args, echo=print) -> Path:
     require_writable(ws, ws.models, [ws.finetune_images, ws.finetune_masks], args.keep_inputs)
     parent_path = choose_model(ws.models, args.model, args.yes)
     device = pick_device(args.device or "auto")
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     loaded = load_checkpoint(parent_path, device)
     meta = loaded.meta
     cfg = finetune_config(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..api import find_inputs, load_model, pick_device, predict_inputs
+from ..api import find_inputs, load_model, pick_device, predict_inputs, use_threads
 from ..errors import UsageError
 from ..workspace import Workspace
 from .common import choose_model, list_models
@@ -29,6 +29,7 @@ def run(args, echo=print) -> int:
         raise UsageError("--input needs --output DIR: the folder for the results")
     inputs = find_inputs(list(args.input))
     device = pick_device(args.device)
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     model_path = _model_path(args)
     model = load_model(model_path, device)
     echo(f"model: {model_path.name}; {len(inputs)} input(s) -> {args.output}")

@@ -164,10 +164,11 @@ def run(args, echo=print) -> int:
 
 def _open_workspace(args) -> tuple[Workspace, str]:
     """The workspace and the device, the process group joined; rank 0 checks the folders first."""
-    from ..device import pick_device
+    from ..device import pick_device, use_threads
 
     ws = Workspace(Path(args.root))
     device = distributed.local_device(pick_device(args.device or "auto"))
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     distributed.init(device)
     distributed.main_first(lambda: ws.require(ws.use_inputs))
     distributed.on_main(lambda: run_records.require_runs_folder(ws.use_outputs))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..api import export_model_file, network_summary, overfit_one_batch, pick_device, training_pairs
+from ..api import (
+    export_model_file,
+    network_summary,
+    overfit_one_batch,
+    pick_device,
+    training_pairs,
+    use_threads,
+)
 from ..report import format_table
 from ..workspace import Workspace
 from .common import config_from_args
@@ -47,6 +54,7 @@ def overfit_verdict(result: dict) -> tuple[bool, str]:
 def run_check_overfit(args, echo=print) -> int:
     ws = Workspace(Path(args.root))
     device = pick_device(args.device)
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     cfg = config_from_args(args, device)
     slices = training_pairs(
         args.images or ws.train_images, args.masks or ws.train_masks, cfg, getattr(args, "palette", None)

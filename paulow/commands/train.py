@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import distributed
 from ..config import TrainConfig
 from ..context import add_context
-from ..device import pick_device
+from ..device import pick_device, use_threads
 from ..errors import UsageError
 from ..intensity import normalisation_spec
 from ..mask_classes import CLASS_NAMES_FILE, class_names_beside
@@ -108,6 +108,7 @@ def run(args, echo=print) -> Path | None:
     check_tensorboard(args)
     ws = Workspace(Path(args.root))
     device = distributed.local_device(pick_device(args.device or "auto"))
+    use_threads(device, getattr(args, "busy_cores", None))  # once, at the start
     distributed.init(device)
     distributed.main_first(lambda: ws.require(ws.train_images, ws.train_masks))
     if not distributed.is_main():

@@ -9,6 +9,7 @@ Install with ``pip install "paulow[napari]"``; in napari the widgets are under P
   limit; the status shows each epoch's loss and validation Dice; the model is saved, never over a file.
 - Attention maps: one layer per attention gate (deepest first) for the current slice.
 
-Every job runs in a worker thread. The widgets (``widgets``) need napari; the layer conversions
-(``layers``) and the jobs (``jobs``) need only numpy and the PAULow API.
+Every job runs in a worker thread. The widgets (``widgets``: ``segment_widget``, ``train_widget`` on
+``widget_base``) need napari; the layer conversions (``layers``) and the jobs (``jobs``) need only
+numpy and the PAULow API. Every module here uses PAULow through ``paulow.api`` only.
 """

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from ..errors import Cancelled, UsageError
+import paulow.api
+from paulow.api import Cancelled, UsageError
+
 from .layers import image_pages, label_pages, probability_array
 
 
@@ -139,11 +141,9 @@ def segment(
 ) -> Generator[Update, None, Segmentation]:
     """Segment every page of an image layer's data with a saved model; progress per batch of tiles,
     stopped (`Cancelled`) at the next batch once `cancel` is set."""
-    import paulow
-
     path = model_file(path)
     yield Update(f"loading {path.name}", 0, 1)
-    model = paulow.load_model(path)
+    model = paulow.api.load_model(path)
     pages, shape = image_pages(data, rgb, model.in_channels)
 
     def on_tile(page: int, done: int, total: int, put: Callable[[Any], None]) -> None:
@@ -189,12 +189,51 @@ def _epoch_update(row: dict, best: list[float]) -> Update:
 def _progress(update: Update, started: float, seconds: float) -> Update:
     """Time-based progress when the run has a time limit (seconds elapsed of the limit), else the
     epoch count the update carries."""
-    import time
-
     if seconds <= 0:
         return update
     elapsed = min(int(time.monotonic() - started), int(seconds))
     return Update(update.message, elapsed, int(seconds))
+
+
+def _fit(
+    parent: Any, images: list, masks: list, out: Path, cancel: threading.Event | None, **kwargs: Any
+) -> Callable[[Callable[[Any], None]], Trained]:
+    """The work of `train` for `_threaded`: train (or fine-tune `parent`) with every progress line and
+    epoch row relayed to `put` (`Cancelled` at the next one once `cancel` is set), then save to `out`."""
+
+    def work(put: Callable[[Any], None]) -> Trained:
+        def relay(item: Any) -> None:
+            _stop_if(cancel, "training")
+            put(item)
+
+        if parent is not None:
+            model = paulow.api.finetune(parent, images, masks, echo=relay, on_epoch=relay, **kwargs)
+        else:
+            model = paulow.api.train(images, masks, echo=relay, on_epoch=relay, **kwargs)
+        _stop_if(cancel, "training")
+        scores = (model.meta.get("metrics") or {}).get("finetune") or {}
+        return Trained(model.save(out), scores.get("finetuned_dice"), scores.get("parent_dice"))
+
+    return work
+
+
+def _followed(
+    runner: Generator[Any, None, Trained], first: Update, seconds: float
+) -> Generator[Update, None, Trained]:
+    """`first`, then an update for each epoch row (a dict) or line the run gives and once a second
+    between them (time-based progress when `seconds` > 0); returns the run's result."""
+    best, started, last = [-1.0], time.monotonic(), first
+    yield _progress(last, started, seconds)
+    while True:
+        try:
+            item = next(runner)
+        except StopIteration as finished:
+            return finished.value
+        if item is not None:
+            last = (
+                _epoch_update(item, best) if isinstance(item, dict) else Update(item, last.done, last.total)
+            )
+        yield _progress(last, started, seconds)
 
 
 def train(
@@ -218,81 +257,21 @@ def train(
     reports its and its parent's Dice on the held-out pixels (`Trained`). `labelled`: sparse
     labels, each mask's painted pixels (the others are ignored; see `paulow.train`).
     """
-    import time
-
-    import paulow
-    from paulow.api import train as train_model  # what `paulow.train` resolves to (mypy sees the submodule)
-
     out = output_file(out)
-    parent = paulow.load_model(model_file(base)) if base else None
+    parent = paulow.api.load_model(model_file(base)) if base else None
     folds = 1 if parent else int(options.get("folds", 5))
-
-    def checked(put: Callable[[Any], None]) -> Callable[[Any], None]:
-        def relay(item: Any) -> None:
-            _stop_if(cancel, "training")
-            put(item)
-
-        return relay
-
-    def work(put: Callable[[Any], None]) -> Trained:
-        relay = checked(put)
-        if parent is not None:
-            model = paulow.finetune(
-                parent,
-                images,
-                masks,
-                time_limit=time_limit,
-                epochs=epochs,
-                echo=relay,
-                on_epoch=relay,
-                labelled=labelled,
-                **options,
-            )
-        else:
-            model = train_model(
-                images,
-                masks,
-                time_limit=time_limit,
-                epochs=epochs,
-                classes=classes,
-                echo=relay,
-                on_epoch=relay,
-                labelled=labelled,
-                **options,
-            )
-        _stop_if(cancel, "training")
-        scores = (model.meta.get("metrics") or {}).get("finetune") or {}
-        return Trained(model.save(out), scores.get("finetuned_dice"), scores.get("parent_dice"))
-
-    best, seconds, started = [-1.0], 60.0 * float(time_limit or 0), time.monotonic()
-    last = Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
-    yield _progress(last, started, seconds)
-    runner = _threaded(work, tick=1.0)
-    try:
-        while True:
-            item = next(runner)
-            if item is not None:
-                last = (
-                    _epoch_update(item, best)
-                    if isinstance(item, dict)
-                    else Update(item, last.done, last.total)
-                )
-            yield _progress(last, started, seconds)
-    except StopIteration as finished:
-        result: Trained = finished.value
+    given = {"time_limit": time_limit, "epochs": epochs, "labelled": labelled, **options}
+    work = _fit(parent, images, masks, out, cancel, **(given if parent else {**given, "classes": classes}))
+    first = Update(f"{'fine-tuning' if parent else 'training'}: {len(images)} image(s)", 0, folds * epochs)
+    result = yield from _followed(_threaded(work, tick=1.0), first, 60.0 * float(time_limit or 0))
     yield Update(f"saved {result.path.name}", 1, 1)
     return result
 
 
 def attention(path: str | Path, page: np.ndarray) -> list[np.ndarray]:
     """The attention-gate maps (deepest first) of a saved model for one raw (C, H, W) page."""
-    import paulow
-
-    from ..attention import attention_maps
-
-    model = paulow.load_model(model_file(path))
-    loaded = SimpleNamespace(models=model.networks, meta=model.meta, in_channels=model.in_channels)
-    maps = attention_maps(loaded, page, SimpleNamespace(device="cpu"))
+    model = paulow.api.load_model(model_file(path))
+    maps = paulow.api.attention_maps(model, page)
     if not maps:
         raise UsageError(
             f"model '{Path(path).name}' ({model.meta.get('arch')}) has no attention gates, "

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ShapeMismatchError
+from paulow.api import ShapeMismatchError
 
 
 def image_pages(data, rgb: bool, in_channels: int = 1) -> tuple[np.ndarray, tuple[int, ...]]:

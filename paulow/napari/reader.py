@@ -3,33 +3,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
 def get_reader(path: str | list[str]):
     """The reader for a NIfTI file or a DICOM series folder, else None (napari asks another plugin)."""
-    from ..volumes import is_volume
+    import paulow.api
 
     if isinstance(path, list):
         return None
-    return read_layers if is_volume(path) else None
+    return read_layers if paulow.api.is_volume(path) else None
 
 
 def read_layers(path: str | list[str]) -> list[tuple]:
     """One layer: (data (Z, Y, X) or (C, Z, Y, X), {"name", "scale", "metadata"}, "image" | "labels")."""
-    from ..io import read_image
-    from ..volumes import volume_stem
+    import paulow.api
 
-    stack = read_image(Path(path if isinstance(path, str) else path[0]))
-    i, j, k = stack.geometry.spacing
-    name = volume_stem(stack.path)
-    labels = stack.data.dtype.kind in "iu" and name.lower().endswith(("_mask", "_labels"))
-    data = stack.data[:, 0] if stack.data.shape[1] == 1 else stack.data.transpose(1, 0, 2, 3)
+    volume = paulow.api.open_volume(path if isinstance(path, str) else path[0])
+    name, stored = volume.name, volume.data
+    labels = stored.dtype.kind in "iu" and name.lower().endswith(("_mask", "_labels"))
+    data = stored[:, 0] if stored.shape[1] == 1 else stored.transpose(1, 0, 2, 3)
     meta: dict[str, Any] = {
         "name": name,
-        "scale": (k, j, i),
-        "metadata": {"affine": stack.geometry.affine.tolist(), "unit": stack.unit},
+        "scale": volume.scale,
+        "metadata": {"affine": volume.affine, "unit": volume.unit},
     }
     if data.ndim == 4:
         meta["channel_axis"] = 0

@@ -297,14 +297,12 @@ def _score_selected(run: _Run) -> TrainResult:
 
 
 def _fewer_threads_when_busy(device: str, echo: Callable[[str], None]) -> None:
-    """On a CPU, use only the cores other processes leave free (sampled now)."""
+    """On a CPU, the run itself goes on with only the cores other processes leave free (sampled now)."""
     import torch
 
-    from ..device import cpu_threads
+    from ..device import fewer_threads
 
-    if device != "cpu":
-        return
-    threads = cpu_threads()
-    if threads < torch.get_num_threads():
+    threads = fewer_threads(device)
+    if threads is not None:  # the running loop's own choice, applied here and said
         echo(f"other processes use the CPU: training goes on with {threads} thread(s)")
         torch.set_num_threads(threads)
