@@ -135,3 +135,31 @@ def test_interrupted_finetune_keeps_inputs(workspace_with_model):
     assert proc.returncode == 130 and "nothing was deleted" in err
     assert files(ws.finetune_images) + files(ws.finetune_masks) == before
     assert "t_finetuned.pth" not in files(ws.models)
+
+
+def test_check_scores_both_models_on_old_domain_images(workspace_with_model, tmp_path):
+    """--check: both models' Dice on other images, each as its file is used. Every fine-tune image is
+    the same picture, and so is the one --check image: its Dice must equal the held-out Dice exactly."""
+    ws = workspace_with_model
+    _inverted_nuclei(ws, n=1)
+    image, mask = ws.finetune_images / "image1.tif", ws.finetune_masks / "mask1.tif"
+    check = tmp_path / "check_images", tmp_path / "check_masks"
+    for folder, source in zip(check, (image, mask)):
+        folder.mkdir()
+        (folder / source.name).write_bytes(source.read_bytes())
+    for i in (2, 3, 4):
+        (ws.finetune_images / f"image{i}.tif").write_bytes(image.read_bytes())
+        (ws.finetune_masks / f"mask{i}.tif").write_bytes(mask.read_bytes())
+    done = run_script(
+        "finetune_model.py", "--root", str(ws.root), *TUNE, "--epochs", "1", "--check", *map(str, check)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    scores = load_checkpoint(ws.models / "t_finetuned.pth").meta["finetune"]["scores"]
+    assert scores["check_images"] == 1 and scores["held_out_images"] == 1
+    assert scores["check_parent_dice"] == scores["parent_dice"]
+    assert scores["check_finetuned_dice"] == scores["finetuned_dice"]
+    assert (
+        f"old-domain Dice ({check[0]}): parent {scores['parent_dice']:.4f}, "
+        f"fine-tuned {scores['finetuned_dice']:.4f}"
+    ) in done.stdout
+    assert files(check[0]) == ["image1.tif"] and files(check[1]) == ["mask1.tif"]  # never cleared

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -165,52 +165,22 @@ def finetune(
     `train` (the held-out scores count the labelled pixels only; the smallest object size stays the
     parent's, as strokes are not whole objects).
     """
-    from ..slices import check_channels
-    from ..training.finetune_config import finetune_config
-    from ..training.finetuning import (
-        finetune_network,
-        finetuned_meta,
-        split_for_finetuning,
-        start_member,
-    )
-    from ..watch import FoldWatch
+    from .finetune_run import finetune_settings, finetune_slices, fit_finetune, plan_finetune
 
     device = device or model.device
-    cfg = finetune_config(
-        model.meta, {**options, "time_limit": time_limit or 0, "freeze_encoder": freeze_encoder}, device
+    given = {**options, "time_limit": time_limit or 0, "freeze_encoder": freeze_encoder}
+    cfg = finetune_settings(model.meta, given, device)
+    slices = finetune_slices(model, cfg, images, masks, labelled)
+    plan = plan_finetune(
+        model, slices, cfg, holdout, "the images passed to paulow.finetune", "the model being fine-tuned"
     )
-    from ..context import add_context, model_context
-
-    slices = add_context(
-        make_slices(
-            images, masks, cfg.mask_classes(), model.meta.get("normalisation"), cfg.palette, labelled
-        ),
-        model_context(model.meta),
-    )
-    if cfg.boundary_target:  # a boundary model learns the 3-class target of the masks' instances
-        from ..boundaries import with_boundary_targets
-
-        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # a saved model's width
-    check_channels(slices, model.in_channels, "the model being fine-tuned")
-    tune, val, held = split_for_finetuning(slices, holdout, cfg.seed, "the images passed to paulow.finetune")
-    parent = start_member(model.networks, model.meta)
     report, board = Path(report_dir) if report_dir else None, _tensorboard(tensorboard)
-    watch = (
-        FoldWatch(report / "curves.png" if report else None, "fine-tuning", board)
-        if report or board
-        else None
-    )
     say, on_epoch, bar = progress(verbose, echo, on_epoch, "fine-tuning")
     try:
-        done = finetune_network(
-            parent, tune, val, cfg, device, report, say, watch, model.meta, on_epoch, held
+        run = fit_finetune(
+            model, plan, device=device, report_dir=report, tensorboard=board, echo=say, on_epoch=on_epoch
         )
     finally:
         if bar is not None:
             bar.close()
-    name = f"{model.meta.get('name') or 'paulow_model'}_finetuned"
-    return Model(
-        [done.network],
-        finetuned_meta(model.meta, name, done, {"name": model.meta.get("name")}, slices),
-        device,
-    )
+    return Model([run.network], run.meta, device)
