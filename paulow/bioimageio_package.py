@@ -29,6 +29,7 @@ import torch
 
 from . import attachment_postprocess
 from .boundaries import is_boundary_model, mask_rule
+from .model_file import stored_threshold
 from .package_blend import blended_script
 
 # a halo pads the whole image before the package's own blending: the edge tiles would then differ
@@ -61,7 +62,7 @@ def postprocess_params(meta: dict) -> dict:
         "format": "paulow-postprocess",
         "version": attachment_postprocess.VERSION,
         "rule": rule,
-        "threshold": float(meta.get("threshold", 0.5)),
+        "threshold": stored_threshold(meta),
         "min_object_px": int(meta.get("min_object_px") or 0),
         "description": mask_rule(meta),
         "class_names": meta.get("class_names"),

@@ -116,7 +116,9 @@ def is_boundary_model(meta: dict) -> bool:
 
 def mask_rule(meta: dict) -> str:
     """How a model file's probabilities become its mask, in words (export metadata, documentation)."""
-    threshold = float(meta.get("threshold", 0.5))
+    from .model_file import stored_threshold
+
+    threshold = stored_threshold(meta)
     if is_boundary_model(meta):
         return (
             f"objects where 1 - P(background) > {threshold:.2f} (channels: background, interior, "

@@ -20,6 +20,7 @@ from torch import nn
 
 from .boundaries import mask_rule
 from .errors import UsageError
+from .model_file import stored_threshold
 
 FORMATS = ("bioimageio", "onnx", "torchscript")
 OPSET = 18
@@ -98,7 +99,7 @@ def export_meta(loaded, net_step: int) -> dict:
         "activation": meta.get("activation", "sigmoid"),
         "size_step": net_step,
         "normalisation": meta.get("normalisation", {}),
-        "threshold": meta.get("threshold", 0.5),
+        "threshold": stored_threshold(meta),
         "mask": mask_rule(meta),
         "class_names": meta.get("class_names"),
         "arch": meta.get("arch"),

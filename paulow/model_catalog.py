@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .model_file import stored_threshold
+
 
 def _target(meta: dict) -> str:
     from .boundaries import is_boundary_model
@@ -54,7 +56,7 @@ def model_summary(path: str | Path) -> dict[str, Any]:
         "class_names": list(meta.get("class_names") or []),
         "target": _target(meta),
         "tile": suggest_tile(int(meta.get("patch", 128)), "cpu"),
-        "threshold": float(meta.get("threshold", 0.5)),
+        "threshold": stored_threshold(meta),
         "min_object_px": int(meta.get("min_object_px") or 0),
         "scores": _scores(meta),
         "date": str(meta.get("date", ""))[:16].replace("T", " "),

@@ -228,13 +228,22 @@ class ModelMeta:
             normalisation=meta.get("normalisation", {}),
             patch=meta.get("patch"),
             overlap=meta.get("overlap"),
-            threshold=meta.get("threshold", 0.5),
+            threshold=stored_threshold(meta),
             min_object_px=meta.get("min_object_px") or 0,
             boundary_target=boundary if isinstance(boundary, int) else None,
             metrics=meta.get("metrics", {}),
             config=meta.get("config", {}),
             meta=dict(meta),
         )
+
+
+DEFAULT_THRESHOLD = 0.5  # a model file without a tuned threshold (the original PAULow state dicts)
+
+
+def stored_threshold(meta: Mapping[str, Any]) -> float:
+    """The probability threshold a model file stores (tuned on validation in training): the one
+    place that reads it, so every front end and export applies the same default."""
+    return float(meta.get("threshold", DEFAULT_THRESHOLD))
 
 
 def _bad(path: Path | str, key: str, problem: str) -> ModelMetaError:

@@ -40,7 +40,9 @@ def match_channels(image: np.ndarray, expected: int, name: str) -> np.ndarray:
 
 def choose_threshold(meta: dict, override: float | None = None) -> float:
     """The user's threshold if given, else the one stored in the model file (tuned on validation)."""
-    return float(override) if override is not None else float(meta.get("threshold", 0.5))
+    from .model_file import stored_threshold
+
+    return float(override) if override is not None else stored_threshold(meta)
 
 
 def normalise_pages(meta: dict, data: np.ndarray, name: str = "image") -> Iterator[np.ndarray]:

@@ -65,3 +65,61 @@ def test_the_bench_goes_through_the_api_or_the_package_not_the_commands():
     for path in (REPO / "bench").glob("*.py"):
         wrong = {n for n in imported(path) if n.startswith(("paulow.commands", "paulow.cli"))}
         assert not wrong, f"bench/{path.name} imports {sorted(wrong)}"
+
+
+# What a front end may import from the package: the door, the workspace, the errors and the prompts;
+# a command also the table/CSV/JSON printing helpers and the commands' own shared module.
+FRONT_END_MAY_IMPORT = ("paulow.api", "paulow.workspace", "paulow.errors", "paulow.prompts")
+COMMAND_MAY_IMPORT = (*FRONT_END_MAY_IMPORT, "paulow.report", "paulow.commands.common")
+
+
+def outside(names: set[str], allowed: tuple[str, ...]) -> set[str]:
+    """The package names in `names` not in or under an allowed module (`paulow.__version__` is fine)."""
+    return {
+        n
+        for n in names
+        if n.startswith("paulow")
+        and n not in ("paulow", "paulow.__version__")
+        and not any(n == a or n.startswith(a + ".") for a in allowed)
+    }
+
+
+def test_outside_reads_modules_and_their_names():
+    assert outside({"paulow.api", "paulow.api.Model", "paulow", "numpy"}, FRONT_END_MAY_IMPORT) == set()
+    assert outside({"paulow.distributed", "paulow.apiary"}, FRONT_END_MAY_IMPORT) == {
+        "paulow.distributed",
+        "paulow.apiary",
+    }
+
+
+def test_the_commands_and_the_demo_go_through_the_api_only():
+    paths = [*(PACKAGE / "commands").glob("*.py"), PACKAGE / "demo.py"]
+    for path in paths:
+        wrong = outside(imported(path), COMMAND_MAY_IMPORT)
+        assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}: go through paulow.api"
+
+
+def test_napari_goes_through_the_api_only():
+    for path in (PACKAGE / "napari").glob("*.py"):
+        wrong = outside(imported(path), (*FRONT_END_MAY_IMPORT, "paulow.napari"))
+        assert not wrong, f"{path.relative_to(REPO)} imports {sorted(wrong)}: go through paulow.api"
+
+
+def test_the_bench_goes_through_the_api_but_for_the_named_exceptions():
+    from bench_layer_exceptions import BENCH_EXCEPTIONS
+
+    for path in (REPO / "bench").glob("*.py"):
+        key = f"bench/{path.name}"
+        wrong = outside(imported(path), FRONT_END_MAY_IMPORT + BENCH_EXCEPTIONS.get(key, ()))
+        assert not wrong, (
+            f"{key} imports {sorted(wrong)}: go through paulow.api or name it in bench_layer_exceptions.py"
+        )
+
+
+def test_every_bench_exception_is_used():
+    from bench_layer_exceptions import BENCH_EXCEPTIONS
+
+    for key, modules in BENCH_EXCEPTIONS.items():
+        names = imported(REPO / key)
+        unused = [m for m in modules if not any(n == m or n.startswith(m + ".") for n in names)]
+        assert not unused, f"{key} no longer imports {unused}: drop them from bench_layer_exceptions.py"

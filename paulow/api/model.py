@@ -44,7 +44,9 @@ class Model:
     def threshold(self) -> float:
         """Probability threshold of a binary model, or on a boundary model's object probability
         1 - P(background) (tuned on validation images in training)."""
-        return float(self.meta.get("threshold", 0.5))
+        from ..model_file import stored_threshold
+
+        return stored_threshold(self.meta)
 
     @threshold.setter
     def threshold(self, value: float) -> None:
