@@ -75,7 +75,7 @@ def test_auto_class_weights_are_inverse_frequencies_by_hand():
 
 
 def test_class_names_from_classes_txt_beside_the_masks(tmp_path):
-    from paulow.commands.train import names_from_file
+    from paulow.api import names_from_file
 
     assert names_from_file(tmp_path, 3) == []
     (tmp_path / "classes.txt").write_text("background\n membrane \n\nmito\n", encoding="utf-8")

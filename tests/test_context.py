@@ -97,13 +97,11 @@ def test_prediction_path_feeds_mirrored_neighbours_and_refuses_a_2d_image():
 
 
 def test_train_command_slices_carry_the_window_and_the_context(tmp_path):
-    from argparse import Namespace
-
     from _volumes import affine, write_nii
 
+    from paulow.api import folder_slices
     from paulow.cli import build_parser
     from paulow.commands.common import config_from_args
-    from paulow.commands.train import _training_slices
     from paulow.workspace import Workspace
 
     ws = Workspace(tmp_path)
@@ -114,6 +112,6 @@ def test_train_command_slices_carry_the_window_and_the_context(tmp_path):
     args = build_parser(tmp_path).parse_args(["train", "--window", "ct-soft-tissue", "--context", "1"])
     cfg = config_from_args(args, "cpu")
     assert (cfg.window, cfg.context) == ([-160.0, 240.0], 1)
-    slices = _training_slices(ws, cfg, Namespace(palette=None), [])
+    slices = folder_slices(ws.train_images, ws.train_masks, cfg, None, [])
     # section values after the window: 0, 0.5, 1; channels z-1, z, z+1, mirrored at both ends
     assert [s.image[:, 0, 0].tolist() for s in slices] == [[0.5, 0.0, 0.5], [0.0, 0.5, 1.0], [0.5, 1.0, 0.5]]

@@ -147,9 +147,8 @@ def test_training_keeps_an_image_replaced_after_it_was_read(tmp_path, monkeypatc
     import tifffile
     from _workflow import TINY_TRAIN, files
 
-    from paulow import cli
+    from paulow import cli, pair_loading
     from paulow.checkpoint import load_checkpoint, sha256_file
-    from paulow.commands import train
     from paulow.synthetic import write_dataset
 
     ws = Workspace(tmp_path)
@@ -157,14 +156,14 @@ def test_training_keeps_an_image_replaced_after_it_was_read(tmp_path, monkeypatc
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(48, 48), seed=1)
     image1 = sorted(ws.train_images.iterdir())[0]
     old_sha = sha256_file(image1)
-    real = train.load_pairs
+    real = pair_loading.load_pairs
 
     def then_replace(*args, **kwargs):
         slices = real(*args, **kwargs)
         _replace_atomically(image1, np.full((48, 48), 9, np.uint8))  # replaced once the run has read it
         return slices
 
-    monkeypatch.setattr(train, "load_pairs", then_replace)
+    monkeypatch.setattr(pair_loading, "load_pairs", then_replace)  # the train run reads its pairs with it
     code = cli.main(
         ["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", "--seed", "0", *TINY_TRAIN]
     )

@@ -175,9 +175,14 @@ def test_load_pairs_reads_colour_masks_through_the_palette(tmp_path):
 
 
 def test_palette_names_become_class_names_unless_given(tmp_path):
+    from paulow.api import folder_config
     from paulow.cli import build_parser
-    from paulow.commands.train import _config
+    from paulow.commands.train import request_from_args
     from paulow.workspace import Workspace
+
+    def _config(ws, args, device):  # the settings the train command's run starts from
+        request = request_from_args(args)
+        return folder_config(ws.train_masks, request.options, request.preset, device, request.palette)
 
     ws = Workspace(tmp_path)
     ws.setup()

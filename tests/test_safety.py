@@ -248,19 +248,19 @@ def test_a_closed_stdout_does_not_abort_the_run(quick_ws):
 def test_a_training_pair_added_while_inputs_are_fingerprinted_is_refused_alone(tmp_path, monkeypatch, capsys):
     from _workflow import TINY_TRAIN
 
-    from paulow.commands import train as train_command
+    from paulow.api import training_run
     from paulow.synthetic import write_dataset
 
     ws = Workspace(tmp_path)
     ws.setup()
     write_dataset(ws.train_images, ws.train_masks, kind="nuclei", n=3, size=(40, 40), seed=1)
     late = sorted(ws.train_images.iterdir())[-1]
-    real = train_command.read_fingerprints
+    real = training_run.read_input_fingerprints
 
-    def without_the_last(*folders):
-        return {p: fp for p, fp in real(*folders).items() if p != late}  # it arrived just after this
+    def without_the_last(folders):
+        return {p: fp for p, fp in real(folders).items() if p != late}  # it arrived just after this
 
-    monkeypatch.setattr(train_command, "read_fingerprints", without_the_last)
+    monkeypatch.setattr(training_run, "read_input_fingerprints", without_the_last)
     code = cli.main(["train", "--root", str(tmp_path), "--name", "m", "--epochs", "1", *TINY_TRAIN])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err

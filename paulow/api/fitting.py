@@ -13,6 +13,8 @@ from ..config import TrainConfig
 from ..progress import progress
 from .inputs import ArrayOrPath, make_slices
 from .model import Echo, Model
+from .training_inputs import fit, network_slices
+from .workspace_run import require_tensorboard, training_config
 
 OnEpoch = Callable[[dict], None]
 
@@ -21,9 +23,7 @@ def _tensorboard(folder: str | Path | None) -> Path | None:
     """The TensorBoard folder, after checking (before any work) that the package is there."""
     if not folder:
         return None
-    from ..watch import tensorboard_writer_class
-
-    tensorboard_writer_class()
+    require_tensorboard()
     return Path(folder)
 
 
@@ -85,9 +85,6 @@ def train(
       of them); unlabelled pixels are ignored by the loss, the patch sampling and every score (see
       `make_slices`; the napari correction loop paints them).
     """
-    from ..config import config_from_options
-    from ..training.run import run_training
-
     board = _tensorboard(tensorboard)
     given = {
         **(asdict(config) if config is not None else {}),
@@ -97,30 +94,18 @@ def train(
     }
     if config is not None and given.get("boundary_target") is None:
         given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
-    cfg = config_from_options(given, preset, device)
-    from ..context import add_context
-    from ..intensity import normalisation_spec
-
-    slices = add_context(
-        make_slices(
-            images, masks, cfg.mask_classes(), normalisation_spec(cfg), palette=cfg.palette, labelled=labelled
+    cfg = training_config(given, preset, device)
+    slices = network_slices(
+        cfg,
+        lambda classes, norm: make_slices(
+            images, masks, classes, norm, palette=cfg.palette, labelled=labelled
         ),
-        cfg.context,
     )
     report = Path(report_dir) if report_dir else None
     say, on_epoch, bar = progress(verbose, echo, on_epoch, "training")
     try:
-        run = run_training(
-            slices,
-            cfg,
-            device,
-            report,
-            say,
-            folds_explicit="folds" in options or config is not None,
-            epochs_explicit="epochs" in options or config is not None,
-            tensorboard=board,
-            on_epoch=on_epoch,
-        )
+        explicit = {"folds", "epochs"} if config is not None else set(options)
+        run = fit(slices, cfg, device, report, say, explicit, tensorboard=board, on_epoch=on_epoch)
     finally:
         if bar is not None:
             bar.close()

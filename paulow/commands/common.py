@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..api import MAX_NAME as MAX_NAME  # its home before the API
+from ..api import (
+    check_model_name,
+    describe_model,
+    free_folder,
+    given_training_options,
+    read_input_fingerprints,
+    require_tensorboard,
+    training_config,
+    workspace_lock,
+)
 from ..errors import ModelError, UsageError
 from ..prompts import ask, ask_until
+from ..report import format_table
+from ..workspace import clear_inputs
 
 log = logging.getLogger("paulow")
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def list_models(models_dir: Path) -> list[Path]:
@@ -28,13 +39,10 @@ def list_models(models_dir: Path) -> list[Path]:
 
 def model_table(paths: list[Path]) -> str:
     """The numbered table of saved models (name, date, network, channels, classes, test Dice)."""
-    from ..checkpoint import describe
-    from ..report import format_table
-
     rows = []
     for i, path in enumerate(paths, 1):
         try:
-            row = describe(path)
+            row = describe_model(path)
         except ModelError as exc:
             reason = str(exc).replace(f"model file '{path}': ", "").split(" - ")[0]
             row = {"name": path.stem, "date": "", "network": f"unreadable ({reason[:80]})"}
@@ -68,22 +76,9 @@ def choose_model(models_dir: Path, name: str | None, assume_default: bool = Fals
     return ask_until(f"Which model (1-{len(paths)})", "--model NAME", parse, default, assume_default)
 
 
-MAX_NAME = 120
-
-
 def check_new_name(name: str, models_dir: Path, overwrite: bool) -> str:
     """Validate a new model name; refuse one that exists unless overwriting was asked for."""
-    name = name[:-4] if name.lower().endswith(".pth") else name
-    if not _NAME_OK.match(name):
-        raise ValueError(f"'{name}' is not a valid name: use letters, digits, '.', '_' or '-'")
-    if len(name) > MAX_NAME:  # the report folder adds '_report_NN' and the file system allows 255 bytes
-        raise ValueError(f"the name '{name[:20]}...' has {len(name)} characters: use at most {MAX_NAME}")
-    if (models_dir / f"{name}.pth").exists() and not overwrite:
-        raise ValueError(
-            f"a model named '{name}' already exists in '{models_dir}': choose another "
-            "name (or pass --overwrite)"
-        )
-    return name
+    return check_model_name(name, models_dir, overwrite)
 
 
 def ask_model_name(
@@ -122,12 +117,7 @@ def remove_log(handler: logging.Handler) -> None:
 
 def unique_dir(path: Path) -> Path:
     """`path`, or `path_2`, `path_3`, ... — never reuse a folder holding earlier results."""
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}_{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}_{n}")
+    return free_folder(path)
 
 
 def file_error(path: Path, message: str) -> None:
@@ -151,17 +141,12 @@ def report_refused(refused: list, args, where: str, echo=print) -> None:
 
 def read_fingerprints(*folders: Path) -> dict:
     """Fingerprints of the images in these folders, taken before a run reads them."""
-    from ..io.listing import list_images
-    from ..workspace import fingerprints
-
-    return fingerprints(f for folder in folders if folder.is_dir() for f in list_images(folder))
+    return read_input_fingerprints(folders)
 
 
 def consume_inputs(expected, keep: bool, where: str, echo=print) -> None:
     """Clear the input files a successful run read (unless --keep-inputs) and say so; `expected`
     maps each file to its `Fingerprint` taken before it was read (a changed file is kept)."""
-    from ..workspace import clear_inputs
-
     if keep:
         echo("inputs kept (--keep-inputs)")
         return
@@ -203,16 +188,12 @@ def confirm(question: str, flag: str, assume_yes: bool) -> bool:
 def training_options(args: Namespace) -> dict[str, Any]:
     """The training options the user gave on the command line or in `--config` (flags left off and
     options not given are dropped, so the preset decides them)."""
-    from ..config import option_names
-
-    return {k: v for k, v in vars(args).items() if k in option_names() and v is not None and v is not False}
+    return given_training_options(vars(args))
 
 
 def config_from_args(args: Namespace, device: str):
     """The run's `TrainConfig`: preset for the device, then every option the user gave."""
-    from ..config import config_from_options
-
-    return config_from_options(training_options(args), getattr(args, "preset", None), device)
+    return training_config(training_options(args), getattr(args, "preset", None), device)
 
 
 def effective_options(args: Namespace) -> dict[str, Any]:
@@ -227,9 +208,7 @@ def effective_options(args: Namespace) -> dict[str, Any]:
 def check_tensorboard(args) -> None:
     """With `--tensorboard`, fail before any work when the tensorboard package is missing."""
     if getattr(args, "tensorboard", None):
-        from ..watch import tensorboard_writer_class
-
-        tensorboard_writer_class()
+        require_tensorboard()
 
 
 def tensorboard_dir(args, name: str) -> Path | None:
@@ -246,8 +225,5 @@ def quiet(_: str) -> None:
 def main_lock(ws) -> Iterator[None]:
     """The workspace lock, held by rank 0 alone under torchrun (every rank learns whether it was
     taken, so all exit alike when another run holds it); the plain lock without torchrun."""
-    from .. import distributed
-
-    with contextlib.ExitStack() as stack:
-        distributed.on_main(lambda: stack.enter_context(ws.lock()))
+    with workspace_lock(ws):
         yield
