@@ -13,7 +13,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first: an unpinned torch would pull several GB of CUDA packages
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet -r requirements.txt pytest
+	$(PY) -m pip install --quiet -r requirements.txt pytest pytest-xdist
 	$(PY) -m pip install --quiet --no-deps -e .
 	# the optional front ends' extras, so their tests run too (the core install stays lean),
 	# and the contributors' tools: docs (mkdocs) and dev (ruff, mypy, pre-commit)
@@ -25,8 +25,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m paulow demo
 
+# The suite runs in TEST_WORKERS pytest-xdist processes (a test file stays on one worker, so its
+# fixtures are made once); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

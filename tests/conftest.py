@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import pytest
 from _workflow import TINY_TRAIN, run_script
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs pytest-xdist workers side by side: each gets its share of the cores for torch
+    # (and the scripts it starts), so together they do not oversubscribe the machine. The tests of
+    # the thread choice clear this variable themselves.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _workers)))
 TRAIN_EPOCHS = "20"
 
 
