@@ -84,8 +84,8 @@ def _refuse_options(opts: Any, meta: dict, pages: int) -> None:
         )
 
 
-def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: Any) -> Any:
-    """Segment `path` with the chunked engine; returns the drop folder's `FileResult` with the
+def segment_large(model: Any, path: Path, out_dir: Path, opts: Any, read_as: Any) -> Any:
+    """Segment `path` with the chunked engine (`model`: a `paulow.api.Model`); returns the drop folder's `FileResult` with the
     outputs under the whole-image path's names (free names: nothing is overwritten)."""
     from .lazy import open_lazy
     from .segment_outputs import FileResult
@@ -94,7 +94,7 @@ def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: An
         image = open_lazy(Path(path))
     except UnreadableImageError as exc:  # e.g. untiled: the fix names the conversion
         raise UnreadableImageError(str(exc).removeprefix(f"{path}: ")) from None
-    _refuse_options(opts, loaded.meta, image.pages)
+    _refuse_options(opts, model.meta, image.pages)
     work = out_dir / WORK_FOLDER / Path(path).stem
     log.info(
         "%s: too large to hold in memory (%d x %d x %d px): segmented chunk by chunk",
@@ -104,7 +104,7 @@ def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: An
         image.width,
     )
     try:
-        record = _run_engine(loaded, path, work, opts)
+        record = _run_engine(model, path, work, opts)
     except tifffile.TiffFileError as exc:  # a header that promises more than the file holds
         shutil.rmtree(work, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -127,14 +127,11 @@ def segment_large(loaded: Any, path: Path, out_dir: Path, opts: Any, read_as: An
     return result
 
 
-def _run_engine(loaded: Any, path: Path, work: Path, opts: Any) -> dict:
+def _run_engine(model: Any, path: Path, work: Path, opts: Any) -> dict:
     """The engine's run into `work` (TIFF outputs, one process); a leftover of a run with other
     settings (another model or options) is discarded first, a killed run's chunks are kept."""
-    from .api import Model
     from .chunked_run import predict_file
     from .dask_runner import TaskRunner
-
-    model = Model(list(loaded.models), loaded.meta, opts.device)
 
     def engine() -> dict:
         return predict_file(

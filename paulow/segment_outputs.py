@@ -9,10 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.atomic import unique_path
-from .io.write import binary_to_uint8, write_label_tiff, write_mask, write_png, write_tiff
-from .predict import choose_threshold
-from .workspace import Fingerprint
+from .workspace import Fingerprint  # (the writers are imported where used: `paulow.api` stays light)
 
 log = logging.getLogger("paulow")
 
@@ -61,16 +58,19 @@ def class_names(meta: dict, classes: int) -> list[str]:
     return [str(n) for n in names] if len(names) == classes else [f"class {i}" for i in range(classes)]
 
 
-def write_mask_output(loaded, stack, out: np.ndarray, path: Path, out_dir: Path, boundary: bool) -> Path:
+def write_mask_output(model, stack, out: np.ndarray, path: Path, out_dir: Path, boundary: bool) -> Path:
     """The mask of one input: 0/255 (binary and boundary models) or class indices with a colour lookup
     table (K >= 2) as TIFF; a NIfTI mask on the input's grid for NIfTI / DICOM inputs."""
+    from .io.atomic import unique_path
+    from .io.write import binary_to_uint8, write_label_tiff, write_mask
+
     mask_out = unique_path(out_dir / f"{path.stem}_mask.tif")
     if stack.geometry is not None:  # NIfTI / DICOM in: a NIfTI mask on the input's grid
         from .volumes import write_volume_mask
 
-        binary = loaded.classes <= 1 or boundary  # 0/1 (a label volume), class indices for K >= 2
+        binary = model.classes <= 1 or boundary  # 0/1 (a label volume), class indices for K >= 2
         return write_volume_mask(out_dir, stack, (out != 0) if binary else out, "_mask")
-    if loaded.classes <= 1 or boundary:
+    if model.classes <= 1 or boundary:
         return write_mask(
             mask_out,
             binary_to_uint8(out),
@@ -81,10 +81,10 @@ def write_mask_output(loaded, stack, out: np.ndarray, path: Path, out_dir: Path,
     return write_label_tiff(  # class indices with a colour lookup table (Fiji)
         mask_out,
         out,
-        loaded.classes,
+        model.classes,
         resolution=stack.resolution,
         unit=stack.unit,
-        colours=loaded.meta.get("palette"),
+        colours=model.meta.get("palette"),
         calibration=stack.calibration,
     )
 
@@ -92,6 +92,7 @@ def write_mask_output(loaded, stack, out: np.ndarray, path: Path, out_dir: Path,
 def _write_prob(path: Path, probs: list[np.ndarray], names: list[str], stack) -> Path:
     """Probabilities as float32 ImageJ TIFF. Binary: one plane per page. K >= 2: a hyperstack with
     one channel per class (C = K, class 0 first, channel labels = class names) and one Z plane per page."""
+    from .io.write import write_tiff
 
     if len(names) < 2:
         prob = np.stack([p[0] for p in probs]).astype(np.float32)
@@ -115,6 +116,7 @@ def write_extras(
 ) -> None:
     """The outputs besides the mask that `opts` asks for, appended to `result.written`."""
     from .boundaries import is_boundary_model
+    from .io.atomic import unique_path
     from .volumes import volume_stem
 
     stem = volume_stem(stack.path)  # case1.nii.gz -> case1
@@ -137,6 +139,8 @@ def write_extras(
 
 def _write_overlays(stack, masks, names: list[str], out_dir: Path, stem: str, result: FileResult) -> None:
     """One PNG per page: the mask's outline (K >= 2: each class in its colour) over the image."""
+    from .io.atomic import unique_path
+    from .io.write import write_png
     from .postprocess import class_overlay, outline_overlay
 
     for page, mask in enumerate(masks):
@@ -148,17 +152,15 @@ def _write_overlays(stack, masks, names: list[str], out_dir: Path, stem: str, re
 
 
 def _instance_labels(probs, masks, opts: SegmentOptions, meta: dict, boundary: bool) -> list[np.ndarray]:
-    """Labelled objects per page: a boundary model's watershed from its interiors, else the masks'
-    connected components (optionally split where they touch); objects under `opts.min_size` removed."""
-    from .boundaries import instances_from_boundaries
-    from .object_size import remove_small
-    from .postprocess import label_instances
+    """Labelled objects per page as `Prediction.labels` makes them (`paulow.remask.labels_from`):
+    a boundary model's watershed from its interiors, else the masks' connected components
+    (optionally split where they touch); objects under `opts.min_size` removed."""
+    from .predict import choose_threshold
+    from .remask import labels_from
 
-    small = opts.min_size or 0
     cut = choose_threshold(meta, opts.threshold)
-    if boundary:
-        return [remove_small(instances_from_boundaries(p, threshold=cut), small) for p in probs]
-    return [label_instances(m, split_touching=opts.split_touching, min_size=small) for m in masks]
+    small = opts.min_size or 0
+    return [labels_from(p, m, cut, boundary, small, opts.split_touching) for p, m in zip(probs, masks)]
 
 
 def _write_instances(
@@ -174,6 +176,7 @@ def _write_instances(
 ) -> None:
     """Labels (linked through z on a stack unless per page), ROIs, object rows, summaries, GeoJSON."""
     from .boundaries import is_boundary_model
+    from .io.atomic import unique_path
     from .stitch import links_through_z, stitch_sections, volume_rows
 
     labels = _instance_labels(probs, masks, opts, meta, is_boundary_model(meta))
@@ -252,6 +255,7 @@ def _features(
 def _write_labels(path: Path, labels: np.ndarray, stack) -> Path:
     """uint16 label images (ImageJ) with a distinct-colour lookup table (labels 1-255, shown over
     0..255); above 65,535 objects float32, which ImageJ also reads exactly."""
+    from .io.write import write_mask, write_tiff
     from .label_lut import label_display
 
     if stack.geometry is not None:  # NIfTI / DICOM in: NIfTI labels on the input's grid
@@ -285,8 +289,15 @@ def _display(page: np.ndarray) -> np.ndarray:
     return (np.clip(grey, 0, 1) * 255).astype(np.uint8)
 
 
-def save_attention(loaded, stack, opts: SegmentOptions, out_dir: Path, result: FileResult) -> None:
+def save_attention(model, stack, opts: SegmentOptions, out_dir: Path, result: FileResult) -> None:
+    """Every attention gate's map of every page: a heat map PNG over the image and the float TIFF."""
+    from types import SimpleNamespace
+
     from .attention import attention_maps, heatmap_overlay
+    from .io.atomic import unique_path
+    from .io.write import write_png, write_tiff
+
+    loaded = SimpleNamespace(models=model.networks, meta=model.meta, in_channels=model.in_channels)
 
     for page in range(stack.data.shape[0]):
         grey = _display(stack.data[page])

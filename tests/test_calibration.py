@@ -3,19 +3,17 @@ OME-TIFF); metadata that cannot be written is dropped with one warning and the m
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import tifffile
 import torch
 
 from paulow import io
+from paulow.api import Model, SegmentOptions, segment_file
 from paulow.calibration import MetadataWarning
-from paulow.commands.segment import SegmentOptions, segment_file
 
 
-def _model() -> SimpleNamespace:
+def _model() -> Model:
     """A 1x1 convolution: foreground where the normalised image is bright (no training needed)."""
     net = torch.nn.Conv2d(1, 1, 1)
     with torch.no_grad():
@@ -29,7 +27,7 @@ def _model() -> SimpleNamespace:
         "min_size": 0,
         "normalisation": {"mode": "percentile", "low": 1.0, "high": 99.0},
     }
-    return SimpleNamespace(models=[net.eval()], meta=meta, classes=1)
+    return Model([net.eval()], meta)
 
 
 def _tzyx() -> np.ndarray:

@@ -58,8 +58,8 @@ def training_workspace(root: Path) -> Workspace:
 
 
 def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
+    from paulow.api import SegmentOptions, load_model, segment_file
     from paulow.checkpoint import load_checkpoint
-    from paulow.commands.segment import SegmentOptions, segment_file
     from paulow.io import read_mask
     from paulow.synthetic import write_dataset
 
@@ -107,7 +107,7 @@ def test_torchrun_trains_one_model_and_segments_every_file_once(tmp_path):
     assert [f["input"] for f in record["files"]] == inputs
     assert [f["outputs"] for f in record["files"]] == [[m] for m in masks]
 
-    loaded = load_checkpoint(ws.models / "x.pth")
+    loaded = load_model(ws.models / "x.pth")
     for name, m in zip(inputs, masks):  # sharding the files changes no mask: one process, in here
         (tmp_path / name).write_bytes(originals[name])
         segment_file(loaded, tmp_path / name, tmp_path, SegmentOptions(device="cpu"))

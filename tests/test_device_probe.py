@@ -214,7 +214,7 @@ def test_the_real_timer_times_a_tiny_network_on_the_cpu():
 
 
 def _options(**kw):
-    from paulow.commands.segment import SegmentOptions
+    from paulow.api import SegmentOptions
 
     return SegmentOptions(device="cpu", **kw)
 

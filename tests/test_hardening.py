@@ -117,7 +117,7 @@ def test_use_model_keeps_an_input_replaced_after_it_was_read(quick_ws, monkeypat
     from _workflow import files
 
     from paulow import cli
-    from paulow.commands import segment
+    from paulow.api import segment_run as segment  # segment_file's home, where the run finds it
     from paulow.synthetic import nuclei_image
 
     ws = quick_ws
@@ -346,7 +346,7 @@ def test_a_killed_use_run_is_recorded_so_the_rerun_makes_no_second_mask(quick_ws
     from _workflow import files
 
     from paulow import cli
-    from paulow.commands import segment
+    from paulow.api import segment_run as segment  # segment_file's home, where the run finds it
     from paulow.synthetic import nuclei_image
 
     ws = quick_ws

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from paulow.commands.segment import FileResult, SegmentOptions, class_names
+from paulow.api import FileResult, SegmentOptions, class_names
 from paulow.io import ImageStack, class_lut, read_image
 from paulow.postprocess import class_overlay, label_instances
 from paulow.segment_outputs import write_extras

@@ -200,19 +200,19 @@ def test_a_240_byte_input_name_is_refused_alone(quick_ws, capsys):
 
 
 def test_an_input_removed_mid_run_is_refused_alone(quick_ws, monkeypatch, capsys):
-    from paulow.commands import segment
+    from paulow.api import segment_run  # fingerprint's home, where reading the inputs finds it
 
     ws = quick_ws
     for name in ("a.tif", "b.tif", "c.tif"):
         _image(ws.use_inputs / name, 40)
-    real = segment.fingerprint
+    real = segment_run.fingerprint
 
     def removed_first(path):
         if path.name == "b.tif":
             path.unlink()  # the user moves it away while a.tif is being segmented
         return real(path)
 
-    monkeypatch.setattr(segment, "fingerprint", removed_first)
+    monkeypatch.setattr(segment_run, "fingerprint", removed_first)
     assert _predict(ws) == 1
     out, err = capsys.readouterr()
     assert [line for line in err.splitlines() if line.startswith("error:")] == [

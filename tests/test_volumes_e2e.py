@@ -39,9 +39,8 @@ def _ct(seed: int = 0, shape=(6, 48, 48)) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.slow
 def test_nifti_and_dicom_volumes_train_segment_and_evaluate(tmp_path, capsys):
-    from paulow.checkpoint import load_checkpoint
+    from paulow.api import SegmentOptions, load_model, segment_file
     from paulow.cli import main
-    from paulow.commands.segment import SegmentOptions, segment_file
 
     (hu, labels), (hu2, labels2) = _ct(0), _ct(1)
     truth = tmp_path / "truth"
@@ -71,7 +70,7 @@ def test_nifti_and_dicom_volumes_train_segment_and_evaluate(tmp_path, capsys):
         saved.predict(hu[0])
     # the command's writer puts each mask on its input's grid
     out = tmp_path / "out"
-    loaded = load_checkpoint(tmp_path / "ct.pth")
+    loaded = load_model(tmp_path / "ct.pth")
     for source in (image, tmp_path / "series1"):
         segment_file(loaded, source, out, SegmentOptions())
     written = nib.load(str(out / "case1_mask.nii.gz"))

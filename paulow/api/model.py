@@ -6,11 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-
 from ..errors import UsageError
 from .inputs import ArrayOrPath, _stack_and_name
-from .prediction import Prediction
+from .prediction import Prediction, predictions_from
 
 Echo = Callable[[str], None]
 OnTile = Callable[[int, int, int], None]
@@ -120,14 +118,13 @@ class Model:
         """One `Prediction` per page of a file, or of a (pages, C, H, W) array, or of an array read as
         `axes` (e.g. "ZYX", "TZCYX"), or of an image `predict_files` read ahead; options as `predict`."""
         from ..multi_file import PreparedImage
-        from ..predict import choose_threshold, predict_pages
+        from ..predict import predict_pages
 
         prepared = image if isinstance(image, PreparedImage) else None  # read + normalised already
         if prepared is not None:
             stack, name = prepared.data, str(prepared.path)
         else:
             stack, name = _stack_and_name(image, axes)
-        cut = choose_threshold(self.meta, threshold)
         probs = predict_pages(
             self.networks,
             self.meta,
@@ -141,24 +138,7 @@ class Model:
             normalised=prepared is not None,
             on_tile=on_tile,
         )
-        from ..boundaries import boundary_width, is_boundary_model
-        from ..object_size import choose_min_size
-        from ..remask import mask_from
-
-        boundary = is_boundary_model(self.meta)
-        small = choose_min_size(self.meta, min_size)
-        return [
-            Prediction(
-                p.astype(np.float32, copy=False),
-                mask_from(p, cut, boundary, small),
-                cut,
-                page,
-                boundary,
-                small,
-                boundary_width(self.meta),
-            )
-            for p, page in zip(probs, stack)
-        ]
+        return predictions_from(self.meta, probs, stack, threshold, min_size)
 
     def predict_files(self, paths: Sequence[str | Path], **options: Any):
         """Yield `(path, predict_stack(path, **options))` for each file in order; the next file is

@@ -27,17 +27,12 @@ class Prediction:
         """Instance labels (H, W): 8-connected objects, touching ones split by watershed if asked;
         a boundary model's by the seeded watershed of its interiors (`split_touching` unused).
         Objects under `min_size` px (default: the prediction's) are removed."""
-        from ..postprocess import label_instances
+        from ..remask import labels_from
 
         small = self.min_size if min_size is None else min_size
-        if self.boundary:
-            from ..boundaries import instances_from_boundaries
-            from ..object_size import remove_small
-
-            return remove_small(
-                instances_from_boundaries(self.probabilities, threshold=self.threshold), small
-            )
-        return label_instances(self.mask, split_touching=split_touching, min_size=small)
+        return labels_from(
+            self.probabilities, self.mask, self.threshold, self.boundary, small, split_touching
+        )
 
     def rethreshold(self, threshold: float | None = None, min_size: int | None = None) -> Prediction:
         """The same probabilities with another threshold and/or smallest object size (px): a new
@@ -90,3 +85,31 @@ class Prediction:
         if path is not None:
             write_geojson(path, features)
         return feature_collection(features)
+
+
+def predictions_from(
+    meta: dict, probs: list[np.ndarray], pages, threshold: float | None = None, min_size: int | None = None
+) -> list[Prediction]:
+    """One `Prediction` per page from the network's probabilities: the one path from probabilities
+    to a mask (`paulow.remask.mask_from`) under the model's threshold and smallest object unless
+    told otherwise, used by `Model.predict_stack` and the drop folder (`paulow.api.segment_run`)."""
+    from ..boundaries import boundary_width, is_boundary_model
+    from ..object_size import choose_min_size
+    from ..predict import choose_threshold
+    from ..remask import mask_from
+
+    cut = choose_threshold(meta, threshold)
+    boundary = is_boundary_model(meta)
+    small = choose_min_size(meta, min_size)
+    return [
+        Prediction(
+            p.astype(np.float32, copy=False),
+            mask_from(p, cut, boundary, small),
+            cut,
+            page,
+            boundary,
+            small,
+            boundary_width(meta),
+        )
+        for p, page in zip(probs, pages)
+    ]
