@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .slices import Slice, foreground_fraction
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 DEFAULT_WIDTH = 2
@@ -74,32 +78,30 @@ def interior_share(slices: Sequence[Slice], width: int = DEFAULT_WIDTH) -> float
     return inside / objects if objects else 0.0
 
 
-def choose_target(slices: Sequence[Slice], cfg, echo=print) -> None:
-    """Settle `cfg.boundary_target="auto"` from the training masks, in place, and say why: objects
-    with an inside (`AUTO_INTERIOR_SHARE`) get the 3-class boundary target of `DEFAULT_WIDTH` px, so
-    the model also learns where touching objects meet; thin structures keep the binary target.
-    Binary class names other than three keep the binary target too."""
-    from .config import AUTO, BOUNDARY_CLASS_NAMES
+def choose_target(slices: Sequence[Slice], cfg: TrainConfig, echo=print) -> TrainConfig:
+    """`cfg` with `boundary_target="auto"` settled from the training masks, saying why: objects with
+    an inside (`AUTO_INTERIOR_SHARE`) get the 3-class boundary target of `DEFAULT_WIDTH` px, so the
+    model also learns where touching objects meet; thin structures keep the binary target. Binary
+    class names other than three keep the binary target too. Any other config comes back as given."""
+    from .config import AUTO, as_boundary_model
 
     if cfg.boundary_target != AUTO:
-        return
+        return cfg
     share = interior_share(slices, DEFAULT_WIDTH)
     named = bool(cfg.class_names) and len(cfg.class_names) != 3
     if cfg.classes > 1 or named or share < AUTO_INTERIOR_SHARE:
-        cfg.boundary_target = None
         if cfg.classes <= 1 and not named:
             echo(
                 f"target: binary ({share:.0%} of the object pixels lie more than {DEFAULT_WIDTH} px inside "
                 "an object: thin or small objects; --boundary-target learns boundaries anyway)"
             )
-        return
-    cfg.boundary_target, cfg.classes = DEFAULT_WIDTH, 3
-    cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
+        return replace(cfg, boundary_target=None)
     echo(
         f"target: background / interior / boundary ({share:.0%} of the object pixels lie more than "
         f"{DEFAULT_WIDTH} px inside an object): masks are written as before, and use_model.py --instances "
         "separates touching objects (--no-boundary-target: a binary model)"
     )
+    return as_boundary_model(cfg, DEFAULT_WIDTH)
 
 
 def boundary_width(meta: dict) -> int | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 AUTO = "auto"  # `boundary_target`: settled from the masks when training starts
@@ -49,9 +49,10 @@ PRESETS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run (saved in the model file and the report)."""
+    """Every setting of a training run (saved in the model file and the report). Frozen: a changed
+    setting is a new config (`dataclasses.replace`), so the caller's config is never altered."""
 
     arch: str = "paulow_attention_unet"
     arch_extra: dict = field(default_factory=dict)  # e.g. {"batch_norm": False} for `unet`
@@ -224,9 +225,9 @@ def option_values(options: Mapping[str, Any], what: str = "training") -> dict[st
 
 def with_class_weights(cfg: TrainConfig, weights: Any) -> TrainConfig:
     """`cfg` with `class_weights` (None = not given) in its `loss_args`, checked against its classes."""
-    if weights is not None:
-        cfg.loss_args = {**cfg.loss_args, "class_weights": _class_weights(weights, cfg.classes)}
-    return cfg
+    if weights is None:
+        return cfg
+    return replace(cfg, loss_args={**cfg.loss_args, "class_weights": _class_weights(weights, cfg.classes)})
 
 
 def _passes(ok, value: Any) -> bool:
@@ -239,28 +240,20 @@ def _passes(ok, value: Any) -> bool:
 BOUNDARY_CLASS_NAMES = ["background", "interior", "boundary"]
 
 
-def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
-    """Check and normalise `border_weight` ("W0,SIGMA" text or two numbers) and `boundary_target`
-    (a ring width: it makes the run a 3-class background / interior / boundary model; "auto", the
-    default of a binary run: see `paulow.boundaries.choose_target`; 0 / None: binary)."""
-    from .errors import UsageError
-    from .weights import parse_border_weight
-
+def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    """`cfg` with `border_weight` ("W0,SIGMA" text or two numbers) and `boundary_target` checked and
+    normalised (a ring width makes the run a 3-class background / interior / boundary model; "auto",
+    the default of a binary run: see `paulow.boundaries.choose_target`; 0 / None: binary)."""
     if cfg.border_weight is not None:
-        text = (
-            cfg.border_weight
-            if isinstance(cfg.border_weight, str)
-            else ",".join(str(float(v)) for v in cfg.border_weight)
-        )
-        parsed = parse_border_weight(text)
-        cfg.border_weight = list(parsed) if parsed is not None else None
+        cfg = replace(cfg, border_weight=_border_weight(cfg.border_weight))
     if not cfg.boundary_target:
-        cfg.boundary_target = None
-        return
+        return replace(cfg, boundary_target=None)
     if cfg.boundary_target == AUTO:  # decided from the masks when training starts (K = 1 only)
         if values.get("classes") not in (None, 1) or cfg.classes > 1:
-            cfg.boundary_target = None
-        return
+            return replace(cfg, boundary_target=None)
+        return cfg
+    from .errors import UsageError
+
     if (
         isinstance(cfg.boundary_target, bool)
         or int(cfg.boundary_target) != cfg.boundary_target
@@ -272,17 +265,33 @@ def instance_options(cfg: TrainConfig, values: Mapping[str, Any]) -> None:
             f"--boundary-target trains 3 classes (background, interior, boundary) from binary or "
             f"instance-label masks: leave out --classes {values.get('classes')}"
         )
-    cfg.boundary_target, cfg.classes = int(cfg.boundary_target), 3
-    cfg.class_names = cfg.class_names or list(BOUNDARY_CLASS_NAMES)
+    return as_boundary_model(cfg, int(cfg.boundary_target))
 
 
-def palette_option(cfg: TrainConfig) -> None:
-    """`palette` (a palette file's path, or `[[R, G, B], ...]`) as the colour list, checked against the
-    classes the masks are read with."""
-    if cfg.palette is not None:
-        from .palette import as_palette
+def as_boundary_model(cfg: TrainConfig, width: int) -> TrainConfig:
+    """`cfg` as a 3-class background / interior / boundary model with a ring `width` pixels wide."""
+    return replace(
+        cfg, boundary_target=width, classes=3, class_names=cfg.class_names or list(BOUNDARY_CLASS_NAMES)
+    )
 
-        cfg.palette = as_palette(cfg.palette, cfg.mask_classes()).as_list()
+
+def _border_weight(value: Any) -> list | None:
+    """`border_weight` ("W0,SIGMA" text or two numbers) as [w0, sigma], checked."""
+    from .weights import parse_border_weight
+
+    text = value if isinstance(value, str) else ",".join(str(float(v)) for v in value)
+    parsed = parse_border_weight(text)
+    return list(parsed) if parsed is not None else None
+
+
+def palette_option(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with `palette` (a palette file's path, or `[[R, G, B], ...]`) as the colour list, checked
+    against the classes the masks are read with."""
+    if cfg.palette is None:
+        return cfg
+    from .palette import as_palette
+
+    return replace(cfg, palette=as_palette(cfg.palette, cfg.mask_classes()).as_list())
 
 
 def config_from_options(
@@ -298,17 +307,13 @@ def config_from_options(
     cfg = resolve_config(
         {k: v for k, v in values.items() if not (k in ZERO_MEANS_NONE and v == 0)}, preset, device
     )
-    for name in ZERO_MEANS_NONE:
-        if values.get(name) == 0:
-            setattr(cfg, name, None)
-    cfg.device = device
+    unset: dict[str, Any] = {name: None for name in ZERO_MEANS_NONE if values.get(name) == 0}
+    cfg = replace(cfg, device=device, **unset)
     if (preset or ("cpu" if device == "cpu" else "gpu")) == "gpu" and not {"batch_size", "lr"} & set(values):
         from .gpu_preset import fit_to_card
 
-        fit_to_card(cfg, device)  # the preset's batch, and its rate, fitted to the card's memory
-    instance_options(cfg, values)
-    window_option(cfg)
-    palette_option(cfg)
+        cfg = fit_to_card(cfg, device)  # the preset's batch, and its rate, fitted to the card's memory
+    cfg = palette_option(window_option(instance_options(cfg, values)))
     cfg = with_class_weights(cfg, weights)
     cfg.names()  # a class-name count that does not match the classes is an error before training
     return cfg

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -57,14 +58,15 @@ def _total_memory(device: str) -> int | None:
     return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
 
 
-def fit_to_card(cfg: TrainConfig, device: str, total_bytes: int | None = None) -> None:
-    """On CUDA, lower the `gpu` preset's batch (and its rate with it) to fit the card's memory."""
+def fit_to_card(cfg: TrainConfig, device: str, total_bytes: int | None = None) -> TrainConfig:
+    """On CUDA, `cfg` with the `gpu` preset's batch (and its rate with it) lowered to fit the card's
+    memory; else `cfg` as given."""
     if not device.startswith("cuda"):
-        return
+        return cfg
     total = total_bytes if total_bytes is not None else _total_memory(device)
     if total is None:
-        return
+        return cfg
     batch = fit_batch(cfg.batch_size, cfg.width, cfg.patch, total)
-    if batch != cfg.batch_size:
-        cfg.lr = cfg.lr * math.sqrt(batch / cfg.batch_size)
-        cfg.batch_size = batch
+    if batch == cfg.batch_size:
+        return cfg
+    return replace(cfg, lr=cfg.lr * math.sqrt(batch / cfg.batch_size), batch_size=batch)

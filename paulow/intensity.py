@@ -3,11 +3,15 @@ LOW..HIGH map to 0..1 and are clipped there, the same for every image, recorded 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 # Radiology's usual window (level L, width W -> L - W/2 .. L + W/2), in Hounsfield units.
 CT_PRESETS: dict[str, tuple[float, float]] = {
@@ -42,9 +46,9 @@ def parse_window(value: Any) -> list[float] | None:
     return [low, high]
 
 
-def window_option(cfg) -> None:
-    """Settle a config's `window` option in place (text or preset -> [low, high])."""
-    cfg.window = parse_window(getattr(cfg, "window", None))
+def window_option(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its `window` option settled (text or preset -> [low, high])."""
+    return replace(cfg, window=parse_window(cfg.window))
 
 
 def normalisation_spec(cfg) -> dict:

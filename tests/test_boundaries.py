@@ -156,33 +156,34 @@ def test_auto_target_learns_boundaries_of_objects_with_an_inside_only():
 
     square, line = _square_and_line()
     said: list[str] = []
-    cfg = config_from_options({})
-    assert cfg.boundary_target == "auto" and cfg.classes == 1 and cfg.mask_classes() == 1
-    choose_target([_slice(square)], cfg, said.append)
+    given = config_from_options({})
+    assert given.boundary_target == "auto" and given.classes == 1 and given.mask_classes() == 1
+    cfg = choose_target([_slice(square)], given, said.append)
     assert (cfg.boundary_target, cfg.classes, cfg.class_names) == (
         2,
         3,
         ["background", "interior", "boundary"],
     )
+    assert given == config_from_options({})  # the given config is not changed
     assert said[0].startswith("target: background / interior / boundary (64% of the object pixels")
     assert "--no-boundary-target" in said[0]
-    cfg, said = config_from_options({}), []
-    choose_target([_slice(line), _slice(square)], cfg, said.append)  # 256 of 490 px: still over half
+    said = []
+    cfg = choose_target([_slice(line), _slice(square)], given, said.append)  # 256 of 490 px: still over half
     assert cfg.boundary_target == 2
-    cfg, said = config_from_options({}), []
-    choose_target([_slice(line)], cfg, said.append)
+    said = []
+    cfg = choose_target([_slice(line)], given, said.append)
     assert (cfg.boundary_target, cfg.classes) == (None, 1)
     assert said == [
         "target: binary (0% of the object pixels lie more than 2 px inside an object: thin or "
         "small objects; --boundary-target learns boundaries anyway)"
     ]
-    choose_target([_slice(square)], cfg, said.append)  # settled once: a second call changes nothing
-    assert cfg.boundary_target is None and len(said) == 1
+    again = choose_target([_slice(square)], cfg, said.append)  # settled once: a second call changes nothing
+    assert again is cfg and len(said) == 1
     named = config_from_options({"class_names": ["nucleus"]})  # a binary model named: stays one
-    choose_target([_slice(square)], named, said.append)
-    assert (named.boundary_target, named.classes) == (None, 1) and len(said) == 1
+    cfg = choose_target([_slice(square)], named, said.append)
+    assert (cfg.boundary_target, cfg.classes) == (None, 1) and len(said) == 1
     fixed = config_from_options({"boundary_target": 1})
-    choose_target([_slice(line)], fixed, said.append)  # an explicit width is obeyed
+    assert choose_target([_slice(line)], fixed, said.append) is fixed  # an explicit width is obeyed
     assert fixed.boundary_target == 1 and fixed.classes == 3
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -282,9 +283,9 @@ def test_vgg16_unet_options_reach_the_network(tmp_path):
         {"batch_norm": True},
         str(tmp_path / "vgg.pth"),
     )
-    cfg.arch_extra = {}
+    cfg = replace(cfg, arch_extra={})
     net = build_network(cfg, 3, "cpu", 0)
     assert torch.all(net.encoders[0][0].weight == 1)
-    cfg.arch = "unet"
+    cfg = replace(cfg, arch="unet")
     with pytest.raises(UsageError, match="--encoder-weights is for --arch vgg16_unet"):
         build_network(cfg, 3, "cpu", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,7 @@ def test_planner_costs_a_validation_by_the_subset_tiles(monkeypatch):
     assert (plan.validations_per_fold, plan.patches_per_fold) == (4, 7344)
     assert plan.val_ratio == pytest.approx(96 / 459)
     assert "validation: 24 tiles of 3 images (subset)" in plan.line()
-    cfg.val_tiles = 0  # whole images: 45 s each, 2 validations, 465 s of steps
+    cfg = replace(cfg, val_tiles=0)  # whole images: 45 s each, 2 validations, 465 s of steps
     plan, _ = planning.plan_run(slices, cfg, "cpu", folds_explicit=True)
     assert (plan.validations_per_fold, plan.patches_per_fold) == (2, 7440)
     assert "validation: 45 tiles of 3 images (whole images)" in plan.line()

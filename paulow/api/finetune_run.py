@@ -12,7 +12,7 @@ and new model on the held-out images, the new metadata).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -163,17 +163,17 @@ def read_finetune_folders(
     name: str,
     palette: str | None = None,
     refused: list | None = None,
-) -> list[Slice]:
-    """A folder pair read as `model` (the file `name`) learns it; colour masks through `palette` (a
-    file), else `masks`/palette.txt, else the model's (then `cfg.palette` is set to it). Unreadable
-    pairs go to `refused` (path, reason) when given."""
+) -> tuple[TrainConfig, list[Slice]]:
+    """A folder pair read as `model` (the file `name`) learns it, and `cfg` with the palette it was
+    read with: colour masks through `palette` (a file), else `masks`/palette.txt, else the model's.
+    Unreadable pairs go to `refused` (path, reason) when given."""
     from ..boundaries import boundary_width
     from ..pair_loading import load_pairs
     from ..palette import find_palette
 
     stored = model_palette(model.meta, name)
     found = find_palette(masks, mask_classes(model.meta, model.classes), palette, fallback=stored)
-    cfg.palette = found.as_list() if found else cfg.palette
+    cfg = replace(cfg, palette=found.as_list()) if found else cfg
     slices = load_pairs(
         images,
         masks,
@@ -182,7 +182,7 @@ def read_finetune_folders(
         refused,
         found,
     )
-    return _learnable(slices, model.meta, boundary_width(model.meta))
+    return cfg, _learnable(slices, model.meta, boundary_width(model.meta))
 
 
 def plan_finetune(

@@ -111,8 +111,10 @@ def train(
             bar.close()
     run.finish(report, say)
     in_channels = int(slices[0].image.shape[0])
-    return Model(
-        _networks(cfg, in_channels, run.state_dicts(), device), {**run.meta, "name": "paulow_model"}, device
+    return Model(  # the networks as trained (`run.cfg`: a boundary target settled from the masks)
+        _networks(run.cfg, in_channels, run.state_dicts(), device),
+        {**run.meta, "name": "paulow_model"},
+        device,
     )
 
 

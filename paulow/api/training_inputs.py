@@ -5,6 +5,7 @@ and the one call to the cross-validated run."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +45,11 @@ def folder_config(
 
     cfg = training_config(options, preset, device)
     found = find_palette(mask_dir, cfg.mask_classes(), palette)
-    cfg.palette = found.as_list() if found else None
+    cfg = replace(cfg, palette=found.as_list() if found else None)
     if cfg.classes >= 2 and not cfg.class_names:
-        cfg.class_names = names_from_file(mask_dir, cfg.classes) or palette_names(found, cfg.classes)
+        cfg = replace(
+            cfg, class_names=names_from_file(mask_dir, cfg.classes) or palette_names(found, cfg.classes)
+        )
     return cfg
 
 
@@ -112,7 +115,7 @@ def fit(
 ) -> TrainingRun:
     """The cross-validated run (`paulow.training.run.run_training`); `given`: the options the user
     set, so given folds or epochs are kept rather than planned; `extra`: its keyword options
-    (`resume`, `progress`, `file_hashes`, `tensorboard`, `on_epoch`)."""
+    (`resume`, `save_state`, `file_hashes`, `tensorboard`, `on_epoch`)."""
     from ..training.run import run_training
 
     return run_training(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +137,7 @@ def _stopped_on_main(ws: Workspace, wanted: str | bool | None, device: str, echo
     if not wanted:
         return None
     resumed = distributed.on_main(lambda: stopped_run(ws, wanted, device, echo))
-    resumed.cfg.device = device
-    return resumed
+    return replace(resumed, cfg=replace(resumed.cfg, device=device))
 
 
 def _config(ws: Workspace, request: TrainingRequest, device: str) -> TrainConfig:
@@ -153,8 +152,9 @@ def stopped_run(ws: Workspace, resume: str | bool, device: str, echo: Echo) -> S
     payload = resume_file.load_state(path)
     known = set(TrainConfig.__dataclass_fields__)
     # a run saved before the tile subset existed validated whole images: its best Dice was measured so
-    cfg = TrainConfig(**{"val_tiles": 0, **{k: v for k, v in payload["config"].items() if k in known}})
-    cfg.device = device
+    cfg = TrainConfig(
+        **{"val_tiles": 0, **{k: v for k, v in payload["config"].items() if k in known}, "device": device}
+    )
     state = payload["state"]
     echo(
         f"resuming '{payload['name']}' with its own settings: {len(state['folds'])} fold(s) finished, "
@@ -268,7 +268,6 @@ def _train_on_main(
     from ..report import write_json
     from ..training import resume as resume_file
     from ..training.run import test_line
-    from ..training.state import ProgressSaver
     from ..training.timing import timed
 
     cfg, hashes = inputs.cfg, inputs.hashes
@@ -280,9 +279,9 @@ def _train_on_main(
         echo,
         request.options,
         resume=resume,
-        progress=ProgressSaver(
-            lambda state: resume_file.save_state(files.state, name, asdict(cfg), hashes, state)
-        ),
+        save_state=lambda trained, state: resume_file.save_state(
+            files.state, name, asdict(trained), hashes, state
+        ),  # the config the folds train with: a resumed run keeps its plan
         file_hashes=source_hashes(inputs.slices, hashes, ws.root),
         tensorboard=request.tensorboard / name if request.tensorboard else None,
     )

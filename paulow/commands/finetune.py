@@ -57,7 +57,7 @@ def run(args, echo=print) -> Path:
     cfg = finetune_settings(model.meta, options, model.device)
     read_as = read_fingerprints(ws.finetune_images, ws.finetune_masks)  # before reading
     refused: list = []
-    slices = read_finetune_folders(
+    cfg, slices = read_finetune_folders(
         model, cfg, ws.finetune_images, ws.finetune_masks, parent_path.name, args.palette, refused
     )
     report_refused(refused, args, "Finetune_Model", echo)

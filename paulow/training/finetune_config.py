@@ -122,7 +122,9 @@ def finetune_config(parent_meta: dict, options: Mapping[str, Any], device: str) 
         time_limit=FINETUNE_DEFAULTS["time_limit_cpu"] if device == "cpu" else None,
     )
     cfg = replace(cfg, **values)
-    instance_options(cfg, {})  # --border-weight as given (else the parent's); a boundary model stays one
-    palette_option(cfg)  # --palette as given, else the parent's
+    cfg = instance_options(
+        cfg, {}
+    )  # --border-weight as given (else the parent's); a boundary model stays one
+    cfg = palette_option(cfg)  # --palette as given, else the parent's
     cfg = with_class_weights(cfg, weights)
     return replace(cfg, tune_threshold=cfg.tune_threshold and "threshold" not in values)

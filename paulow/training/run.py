@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -16,20 +17,39 @@ from ..slices import Slice
 from .cross_validation import cross_validate
 from .planning import time_steps
 from .results import TrainResult
+from .state import ProgressSaver
 
 Echo = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What the planner settled for a run before its first epoch; the user's config stays as given,
+    the folds train with `trained(cfg)`."""
+
+    folds: int
+    val_share: float  # validation seconds per training second
+    epochs: int  # the epoch cap (the given one, or one the time limit reaches first)
+    patches_per_fold: int | None  # expected training patches per fold (None: no time limit)
+    step_s: float  # seconds per training step, measured while planning
+
+    def trained(self, cfg: TrainConfig) -> TrainConfig:
+        """The config the folds train with: `cfg` with the planned folds, validation share and epochs."""
+        return replace(cfg, folds=self.folds, val_share=self.val_share, epochs=self.epochs)
+
+
 @dataclass
 class TrainingRun:
-    """What a run produced: the folds, the model file's metadata, and the seconds per part."""
+    """What a run produced: the config it trained with, the folds, the model file's metadata, and
+    the seconds per part."""
 
-    cfg: TrainConfig
+    cfg: TrainConfig  # as trained: the user's settings with the plan (`RunPlan.trained`)
     slices: Sequence[Slice]
     result: TrainResult
     meta: dict
     timing: dict[str, float]
     started: float  # time.monotonic() at the start
+    plan: RunPlan | None = None  # None for a resumed run: it keeps its saved plan
 
     def state_dicts(self) -> list[dict]:
         """The weights to save: the selected fold, or every fold of an ensemble."""
@@ -54,32 +74,29 @@ def run_training(
     folds_explicit: bool = False,
     epochs_explicit: bool = True,
     resume: dict | None = None,
-    progress=None,
+    save_state: Callable[[TrainConfig, dict], None] | None = None,
     file_hashes: dict[str, str] | None = None,
     tensorboard: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainingRun:
     """Plan (unless resuming: a resumed run keeps its saved plan), print the plan, cross-validate,
-    score an ensemble on the test share; `cfg.folds` and `cfg.val_share` are set by the plan. A
-    planned run re-plans its folds when the machine gets slower (unless `folds_explicit`); unless
-    `epochs_explicit`, a time-limited run's epoch cap leaves the time limit to end each fold;
-    `tensorboard`: a folder for TensorBoard event files; `on_epoch`: see `cross_validate`. Under torchrun every rank calls this: rank
-    0 plans (its plan is broadcast), prints, and scores the ensemble; the others train their share."""
+    score an ensemble on the test share. `cfg` is never changed: the folds train with a copy holding
+    the settled boundary target and the plan's folds, validation share and epochs (`RunPlan`).
+
+    A planned run re-plans its folds when the machine gets slower (unless `folds_explicit`); unless
+    `epochs_explicit`, a time-limited run's epoch cap leaves the time limit to end each fold.
+    `save_state(cfg, state)` keeps the resume state (`cross_validate`'s `progress`) with the config
+    the folds train with; `tensorboard`: a folder for TensorBoard event files; `on_epoch`: see
+    `cross_validate`. Under torchrun every rank calls this: rank 0 plans (its plan is broadcast),
+    prints, and scores the ensemble; the others train their share."""
     from .metadata import training_meta
     from .timing import new_timing, timed
 
     start, timing = time.monotonic(), new_timing()
-    from ..boundaries import choose_target
-
-    choose_target(slices, cfg, echo)  # before the plan: a boundary target has 3 outputs
-    if cfg.boundary_target:
-        from ..boundaries import with_boundary_targets
-
-        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # choose_target settled 'auto'
-    step_s = None
-    if resume is None:
-        with timed(timing, "planning"):
-            step_s = _plan_on_main(slices, cfg, device, folds_explicit, echo, epochs_explicit)
+    slices, cfg, planned = _settled(
+        slices, cfg, device, echo, timing, resume, folds_explicit, epochs_explicit
+    )
+    step_s = planned.step_s if planned else None
     if distributed.is_main():
         print_plan(slices, cfg, device, echo, step_s)
     result = cross_validate(
@@ -89,7 +106,7 @@ def run_training(
         report_dir,
         echo,
         resume=resume,
-        progress=progress,
+        progress=ProgressSaver(partial(save_state, cfg)) if save_state is not None else None,
         timing=timing,
         spent=time.monotonic() - start,
         planned_step=None if folds_explicit else step_s,
@@ -102,23 +119,35 @@ def run_training(
         with timed(timing, "evaluation"):
             ens_scores = _ensemble_scores(slices, cfg, device, result, in_ch)
     meta = training_meta(cfg, slices, result, in_ch, file_hashes or {}, ens_scores)
-    return TrainingRun(cfg, slices, result, meta, timing, start)
+    return TrainingRun(cfg, slices, result, meta, timing, start, planned)
 
 
-def _plan_on_main(
+def _settled(
     slices: Sequence[Slice],
     cfg: TrainConfig,
     device: str,
-    folds_explicit: bool,
     echo: Echo,
+    timing: dict[str, float],
+    resume: dict | None,
+    folds_explicit: bool,
     epochs_explicit: bool,
-) -> float | None:
-    """Rank 0 plans (see `plan`); under torchrun every rank then takes its folds, validation share
-    and epochs. Returns rank 0's seconds per step."""
-    step_s = distributed.on_main(lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit))
-    if distributed.active():
-        cfg.folds, cfg.val_share, cfg.epochs = distributed.broadcast((cfg.folds, cfg.val_share, cfg.epochs))
-    return step_s
+) -> tuple[Sequence[Slice], TrainConfig, RunPlan | None]:
+    """The slices and the config the folds train with, and the plan (None when resuming: a resumed
+    config holds its plan): the boundary target settled from the masks (before the plan: it has 3
+    outputs), then the plan's folds, validation share and epochs. `cfg` itself is not changed."""
+    from ..boundaries import choose_target, with_boundary_targets
+    from .timing import timed
+
+    cfg = choose_target(slices, cfg, echo)
+    if cfg.boundary_target:
+        slices = with_boundary_targets(slices, cast(int, cfg.boundary_target))  # an int once settled
+    if resume is not None:
+        return slices, cfg, None
+    with timed(timing, "planning"):  # rank 0 plans; every rank gets its plan
+        planned = distributed.on_main(
+            lambda: plan(slices, cfg, device, folds_explicit, echo, epochs_explicit)
+        )
+    return slices, planned.trained(cfg), planned
 
 
 def _ensemble_scores(
@@ -139,19 +168,19 @@ def plan(
     folds_explicit: bool,
     echo: Echo = print,
     epochs_explicit: bool = True,
-) -> float:
-    """Plan folds and validation rhythm for the time limit (explicit folds are obeyed), set them in
-    `cfg` (and, unless `epochs_explicit`, an epoch cap the time limit reaches first, see
-    `planner.epochs_for_time`), print the plan; return the measured seconds per training step."""
+) -> RunPlan:
+    """Plan folds and validation rhythm for `cfg`'s time limit (explicit folds are obeyed) and,
+    unless `epochs_explicit`, an epoch cap the time limit reaches first (see
+    `planner.epochs_for_time`); print the plan and return it (`cfg` is not changed)."""
     from .planner import epochs_for_time
     from .planning import plan_run
 
     planned, step_s = plan_run(slices, cfg, device, folds_explicit=folds_explicit)
-    cfg.folds, cfg.val_share = planned.folds, planned.val_ratio
+    epochs = cfg.epochs
     if cfg.time_limit and not epochs_explicit:
-        cfg.epochs = epochs_for_time(cfg.epochs, cfg.per_epoch, planned.patches_per_fold)
+        epochs = epochs_for_time(cfg.epochs, cfg.per_epoch, planned.patches_per_fold)
     echo(planned.line())
-    return step_s
+    return RunPlan(planned.folds, planned.val_ratio, epochs, planned.patches_per_fold, step_s)
 
 
 def count_patches(slices: Sequence[Slice], cfg: TrainConfig) -> int:
