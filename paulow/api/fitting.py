@@ -67,39 +67,24 @@ def train(
       least half their pixels more than 2 px from an edge) are learnt as background / interior /
       boundary, so `Prediction.labels()` separates touching ones; thin or small objects keep the
       binary target. A width in px forces it, 0 turns it off (`model.meta["boundary_target"]` says).
-    - `config`: a `paulow.config.TrainConfig` to start from instead of the device's preset;
-      `time_limit`, `classes` and `options` are applied over it (its `boundary_target` too: None
-      is binary).
+    - `config`: a `TrainConfig` to start from instead of the device's preset; `time_limit`, `classes`
+      and `options` apply over it (its `boundary_target` too: None is binary).
     - `options`: any `TrainConfig` field (`epochs`, `width`, `depth`, `patch`, `overlap`, `folds`,
       `loss`, `loss_args`, `lr`, `optimizer`, `schedule`, `augment`, `rotate`, `ensemble`, ...) and
       the network options `norm`, `dropout`, `batch_norm`; an unknown name is a `UsageError`.
-    - `report_dir`: write the training report (curves, metrics, timing) there; `echo`: progress lines;
-      `tensorboard`: a folder for TensorBoard event files (the `tensorboard` extra).
+    - `report_dir`: the training report's folder; `echo`: progress lines; `tensorboard`: a folder for
+      TensorBoard event files (the `tensorboard` extra).
     - `on_epoch`: called after every epoch with a dict: `fold`, `epoch`, `folds` (the folds the run
       now plans), `epochs` (each fold's cap), `train_loss`, `val_loss` and `val_dice` (None when the
       epoch did not validate), `lr`, `patches`, `regime_empty|small|large` (the dynamic loss's
       patches per regime); e.g. to draw the loss live in a notebook.
-    - `verbose` (default): the run's lines and a bar of epochs (`tqdm.auto`: a widget in Jupyter);
-      False: silent (only `echo` and `on_epoch` are called).
-    - `labelled` (sparse labels): per mask, a boolean array marking its labelled pixels (None: all
-      of them); unlabelled pixels are ignored by the loss, the patch sampling and every score (see
-      `make_slices`; the napari correction loop paints them).
+    - `verbose`: the run's lines and a bar of epochs (`tqdm.auto`); False: only `echo`/`on_epoch`.
+    - `labelled` (sparse labels): per mask, a boolean array of its labelled pixels (None: all); the
+      others are ignored by the loss, the patch sampling and every score (see `make_slices`).
     """
-    board = _tensorboard(tensorboard)
-    given = {
-        **(asdict(config) if config is not None else {}),
-        **options,
-        "classes": classes,
-        "time_limit": time_limit or 0,
-    }
-    if config is not None and given.get("boundary_target") is None:
-        given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
-    cfg = training_config(given, preset, device)
+    board, cfg = _tensorboard(tensorboard), _settings(config, options, classes, time_limit, preset, device)
     slices = network_slices(
-        cfg,
-        lambda classes, norm: make_slices(
-            images, masks, classes, norm, palette=cfg.palette, labelled=labelled
-        ),
+        cfg, lambda k, norm: make_slices(images, masks, k, norm, palette=cfg.palette, labelled=labelled)
     )
     report = Path(report_dir) if report_dir else None
     say, on_epoch, bar = progress(verbose, echo, on_epoch, "training")
@@ -110,12 +95,28 @@ def train(
         if bar is not None:
             bar.close()
     run.finish(report, say)
-    in_channels = int(slices[0].image.shape[0])
-    return Model(  # the networks as trained (`run.cfg`: a boundary target settled from the masks)
-        _networks(run.cfg, in_channels, run.state_dicts(), device),
-        {**run.meta, "name": "paulow_model"},
-        device,
-    )
+    networks = _networks(run.cfg, int(slices[0].image.shape[0]), run.state_dicts(), device)
+    return Model(networks, {**run.meta, "name": "paulow_model"}, device)  # `run.cfg`: the target as settled
+
+
+def _settings(
+    config: TrainConfig | None,
+    options: dict[str, Any],
+    classes: int,
+    time_limit: float | None,
+    preset: str | None,
+    device: str,
+) -> TrainConfig:
+    """`paulow.train`'s settings: `config` (or the device's preset) with the options over it."""
+    given = {
+        **(asdict(config) if config is not None else {}),
+        **options,
+        "classes": classes,
+        "time_limit": time_limit or 0,
+    }
+    if config is not None and given.get("boundary_target") is None:
+        given["boundary_target"] = 0  # a TrainConfig's None is the binary target, not "not given"
+    return training_config(given, preset, device)
 
 
 def finetune(
