@@ -73,7 +73,9 @@ def engine(monkeypatch):
             cleared_after.append(sorted(p.name for p in results.glob("scan_*.tif") if p.stat().st_size))
         return clear(expected)
 
-    monkeypatch.setattr(workspace, "clear_inputs", spy)
+    import paulow.commands.common as common
+
+    monkeypatch.setattr(common, "clear_inputs", spy)  # where the commands look it up
     return cleared_after
 
 
