@@ -135,8 +135,8 @@ def _cover(image: np.ndarray, mask: np.ndarray, path: Path) -> Path:
 
 def write_package(loaded, model_path: Path, target: Path, example: Any = None) -> Path:
     """Write the package zip for a loaded model file at `target` (a free path)."""
-    from .export import probability_net
     from .predict import predict_pages
+    from .probability_net import probability_net
 
     meta, params = loaded.meta, postprocess_params(loaded.meta)
     net = probability_net(loaded)

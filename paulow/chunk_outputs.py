@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .chunk_tasks import RunSpec, marker
+from .chunk_spec import RunSpec, marker
 from .chunking import ChunkGrid
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .chunk_tasks import RunSpec, label_chunk, marker, predict_chunk, pyramid_chunk
+from .chunk_spec import RunSpec, marker
+from .chunk_tasks import label_chunk, predict_chunk, pyramid_chunk
 from .chunking import ChunkGrid
 
 

@@ -7,45 +7,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .chunk_spec import RunSpec, marker, save_marker
 from .heap import tune_heap  # once per worker process: see paulow.heap
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything a task needs about the run (small, picklable)."""
-
-    input: str
-    output: str  # the OME-Zarr group
-    work: str  # folder of intermediate arrays and markers, removed when the run completes
-    height: int
-    width: int
-    pages: int
-    chunk: int
-    tile: int
-    overlap: float
-    batch_size: int
-    tta: bool
-    device: str
-    threshold: float
-    min_size: int
-    in_channels: int
-    mode: str  # "binary", "boundary" (objects by the seeded watershed) or "classes"
-    stats: tuple  # per page: per-channel (low, high) or None (scale255)
-    halo: int = 0  # px read around a core for the boundary models' watershed
-
-    @property
-    def step(self) -> int:
-        return max(1, round(self.tile * (1 - self.overlap)))
-
-    def page_key(self, page: int) -> int | None:
-        return page if self.pages > 1 else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,18 +34,6 @@ def _quiet_log() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def marker(spec: RunSpec, phase: str, page: int, iy: int, ix: int) -> Path:
-    return Path(spec.work) / "done" / phase / f"{page}_{iy}_{ix}.npz"
-
-
-def _save_marker(path: Path, arrays: dict) -> None:
-    """Write a marker atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def chunk_probabilities(
@@ -135,7 +91,7 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     omezarr.write_block(out["probability"], key, *core, np.round(probs * 255).astype(np.uint8))
     if spec.mode == "classes":
         omezarr.write_block(out["mask"], key, *core, to_mask(probs, spec.threshold))
-        _save_marker(done, {})
+        save_marker(done, {})
         return
     if spec.mode == "boundary":
         from .boundaries import object_mask
@@ -148,7 +104,7 @@ def predict_chunk(spec: RunSpec, models: tuple, page: int, iy: int, ix: int) -> 
     labels, record = local_components(mask)
     local = zarr.open_array(Path(spec.work) / "local.zarr", mode="r+")
     local[(page,) + core] = labels
-    _save_marker(done, record.to_arrays())
+    save_marker(done, record.to_arrays())
 
 
 def label_chunk(
@@ -187,7 +143,7 @@ def label_chunk(
     omezarr.write_block(out["mask"], key, *core, mask)
     raw = _lazy(spec.input).read(page, *core)
     # this chunk's share of each object, from its compact local labels (no sort of the chunk)
-    _save_marker(done, object_parts(local, raw, core[0].start, core[1].start, table))
+    save_marker(done, object_parts(local, raw, core[0].start, core[1].start, table))
 
 
 def pyramid_chunk(spec: RunSpec, role: str, level: int, page: int, ys: slice, xs: slice) -> None:

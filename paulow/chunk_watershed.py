@@ -281,7 +281,7 @@ def store_inputs(spec, page: int, core: tuple[slice, slice], probs: np.ndarray) 
 def split_chunk(spec, page: int, iy: int, ix: int) -> None:
     """Phase 2b: the seeded watershed of a chunk's read region; core labels into the work array,
     its IDs, owned objects and flags into its marker."""
-    from .chunk_tasks import _save_marker, marker
+    from .chunk_spec import marker, save_marker
 
     done = marker(spec, "split", page, iy, ix)
     if done.exists():
@@ -296,14 +296,14 @@ def split_chunk(spec, page: int, iy: int, ix: int) -> None:
         found = empty_core(core)
     if len(found.ids):  # an empty core leaves the array's fill value
         _work(spec, "split_local.zarr", "r+")[(page,) + core] = found.local
-    _save_marker(done, found.to_arrays())
+    save_marker(done, found.to_arrays())
 
 
 def split_page(spec, page: int) -> tuple[dict, int, str | None]:
     """Driver, after every chunk's watershed: one page's labels 1..N; saves the page's table (each
     chunk's core IDs -> labels, chunks in row-major order) and returns (chunk -> (offset, count), N,
     the warning or None)."""
-    from .chunk_tasks import marker
+    from .chunk_spec import marker
 
     grid = ChunkGrid(spec.height, spec.width, spec.chunk)
     parts = {}

@@ -23,7 +23,7 @@ from typing import Any
 
 from .chunk_outputs import finish_outputs, write_objects_csv
 from .chunk_phases import run_phases
-from .chunk_tasks import RunSpec
+from .chunk_spec import RunSpec
 from .chunking import ChunkGrid, check_chunk
 from .errors import UsageError
 from .heap import tune_heap

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .volumes import DICOM_SUFFIX, VolumeGeometry, _unreadable
+from .volume_geometry import DICOM_SUFFIX, VolumeGeometry
+from .volume_geometry import unreadable as _unreadable
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _GAP_TOLERANCE = 0.1  # a step may differ from the median step by 10 % (scanners round positions)

@@ -59,11 +59,3 @@ def normalisation_spec(cfg) -> dict:
     if window is None:
         return dict(NORMALISATION)
     return {"method": "window", "low": window[0], "high": window[1]}
-
-
-def apply_window(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    """A (C, H, W) slice as float32 with `low` -> 0 and `high` -> 1, clipped to 0..1 (NaN -> 0)."""
-    scaled = (np.nan_to_num(image.astype(np.float32), nan=low) - np.float32(low)) * np.float32(
-        1.0 / (high - low)
-    )
-    return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False)

@@ -39,9 +39,15 @@ def normalise(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.nda
 def normalise_with(image: np.ndarray, spec: dict) -> np.ndarray:
     """Apply the normalisation recorded in a model file to a (C, H, W) slice."""
     if spec.get("method") == "window":  # a fixed window (e.g. CT Hounsfield units), see paulow.intensity
-        from .intensity import apply_window
-
         return apply_window(image, float(spec["low"]), float(spec["high"]))
     if spec.get("method") == "scale255":  # the original PAULow: ToTensor on 8-bit RGB
         return (np.nan_to_num(image.astype(np.float32)) / 255.0).astype(np.float32)
     return normalise(image, float(spec.get("low", 1.0)), float(spec.get("high", 99.8)))
+
+
+def apply_window(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A (C, H, W) slice as float32 with `low` -> 0 and `high` -> 1, clipped to 0..1 (NaN -> 0)."""
+    scaled = (np.nan_to_num(image.astype(np.float32), nan=low) - np.float32(low)) * np.float32(
+        1.0 / (high - low)
+    )
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32, copy=False)

@@ -9,39 +9,17 @@ columns `i`, so a mask written with the same affine lies exactly on its image in
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ShapeMismatchError, UnreadableImageError
+from .errors import ShapeMismatchError
+from .volume_geometry import DICOM_SUFFIX, VolumeGeometry
+from .volume_geometry import unreadable as _unreadable
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DICOM_SUFFIX = ".dcm"
 _NIFTI_UNITS = {"mm": "mm", "micron": "micron", "meter": "m"}
 _TO_NIFTI_UNITS = {"mm": "mm", "micron": "micron", "m": "meter"}
-_FIX = "Re-export it from the scanner software or a converter (e.g. dcm2niix), or remove it from the folder."
-
-
-@dataclass(frozen=True)
-class VolumeGeometry:
-    """Where voxels lie: `affine` maps (column i, row j, page k) to millimetres (RAS+, as NIfTI);
-    `shape` is (i, j, k); `kind` is "nifti" or "dicom"; `codes` the NIfTI (qform, sform) codes."""
-
-    affine: np.ndarray
-    shape: tuple[int, int, int]
-    kind: str
-    unit: str | None = "mm"
-    codes: tuple[int, int] = (1, 1)
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        """Voxel size along i (columns), j (rows) and k (pages), in `unit`."""
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
-
-    def same_as(self, other: VolumeGeometry, tolerance: float = 1e-3) -> bool:
-        """Same voxel grid: same shape and affine (within `tolerance` mm)."""
-        return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=tolerance))
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -78,10 +56,6 @@ def read_volume(path: str | Path):
     from .dicom import read_dicom_series
 
     return read_dicom_series(path)
-
-
-def _unreadable(path: Path, reason: str, fix: str = _FIX) -> UnreadableImageError:
-    return UnreadableImageError(f"cannot read '{path}': {reason}. {fix}")
 
 
 def _load_nifti(path: Path):

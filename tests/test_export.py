@@ -11,8 +11,8 @@ import torch
 
 from paulow.checkpoint import load_checkpoint
 from paulow.cli import main
-from paulow.export import probability_net
 from paulow.infer import predict_slice
+from paulow.probability_net import probability_net
 
 
 def _image(batch: int, height: int, width: int) -> np.ndarray:

@@ -7,8 +7,8 @@ import pytest
 
 from paulow.config import config_from_options
 from paulow.errors import UsageError
-from paulow.intensity import CT_PRESETS, apply_window, normalisation_spec, parse_window
-from paulow.normalisation import normalise_with
+from paulow.intensity import CT_PRESETS, normalisation_spec, parse_window
+from paulow.normalisation import apply_window, normalise_with
 
 
 def test_parse_window_text_preset_and_numbers():

@@ -20,12 +20,18 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path) -> set[str]:
-    """Absolute names of the modules a file imports (`from . import x` counted as `pkg.x`)."""
+def imported(path: Path, runtime_only: bool = False) -> set[str]:
+    """Absolute names of the modules a file imports (`from . import x` counted as `pkg.x`);
+    `runtime_only`: without the `if TYPE_CHECKING:` blocks (names for the type checker only)."""
     here = module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = [ast.Pass()]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -123,3 +129,39 @@ def test_every_bench_exception_is_used():
         names = imported(REPO / key)
         unused = [m for m in modules if not any(n == m or n.startswith(m + ".") for n in names)]
         assert not unused, f"{key} no longer imports {unused}: drop them from bench_layer_exceptions.py"
+
+
+def test_the_package_below_the_api_does_not_import_it():
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith(("paulow.api", "paulow.commands", "paulow.napari")) or name in FRONT_ENDS | {
+            "paulow"
+        }:
+            continue
+        if name.startswith("paulow.cli"):
+            continue
+        wrong = {n for n in imported(path) if n == "paulow.api" or n.startswith("paulow.api.")}
+        assert not wrong, f"{name} imports the API {sorted(wrong)}: the package sits below it"
+
+
+def test_no_import_cycle_between_modules():
+    """Lazy imports included: a cycle that only works because one side imports late is still one."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    packages = {n for n, p in paths.items() if p.name == "__init__.py"}
+    graph = {
+        n: {m for m in imported(p, runtime_only=True) if m in paths and m != n and m not in packages}
+        for n, p in paths.items()
+    }
+    done: set[str] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(node) :] + [node]))
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, [*trail, node])
+        done.add(node)
+
+    for name in sorted(graph):
+        visit(name, [])

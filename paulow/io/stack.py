@@ -48,7 +48,7 @@ class ImageStack:
     axes: str
     resolution: tuple[float, float] | None = None
     unit: str | None = None
-    geometry: Any = None  # a `paulow.volumes.VolumeGeometry` for NIfTI and DICOM inputs
+    geometry: Any = None  # a `paulow.volume_geometry.VolumeGeometry` for NIfTI and DICOM inputs
     calibration: Calibration | None = None  # page layout (T, Z), z-spacing, frame interval, OME
 
     @property
